@@ -1,0 +1,56 @@
+/* File descriptor helpers. */
+#include "fd-util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "macro.h"
+
+static int fd_flag(int fd, int get, int set, int flag, bool on) {
+        int flags = fcntl(fd, get);
+        if (flags < 0)
+                return -errno;
+        int nflags = on ? flags | flag : flags & ~flag;
+        if (nflags != flags && fcntl(fd, set, nflags) < 0)
+                return -errno;
+        return 0;
+}
+
+int fd_nonblock(int fd, bool nonblock) {
+        return fd_flag(fd, F_GETFL, F_SETFL, O_NONBLOCK, nonblock);
+}
+
+int fd_cloexec(int fd, bool cloexec) {
+        return fd_flag(fd, F_GETFD, F_SETFD, FD_CLOEXEC, cloexec);
+}
+
+int mkdir_p(const char *path, unsigned mode) {
+        _cleanup_free_ char *p = strdup(path);
+        if (!p)
+                return -ENOMEM;
+
+        for (char *s = p + 1; *s; s++) {
+                if (*s != '/')
+                        continue;
+                *s = '\0';
+                if (mkdir(p, mode) < 0 && errno != EEXIST)
+                        return -errno;
+                *s = '/';
+        }
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+int mkdir_parents(const char *path, unsigned mode) {
+        _cleanup_free_ char *p = strdup(path);
+        if (!p)
+                return -ENOMEM;
+        char *slash = strrchr(p, '/');
+        if (!slash || slash == p)
+                return 0;
+        *slash = '\0';
+        return mkdir_p(p, mode);
+}

@@ -1,0 +1,123 @@
+/* Logging: structured journal entries when the journal is there, plain stderr otherwise. */
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <systemd/sd-journal.h>
+#include <unistd.h>
+
+static int max_level = LOG_INFO;
+static int journal = 0;
+/* Whether stderr is itself connected to the journal (we run as a service): then never duplicate. */
+static int stderr_is_journal = 0;
+
+static const char *const level_names[] = {
+        [LOG_EMERG] = "emerg", [LOG_ALERT] = "alert",   [LOG_CRIT] = "crit",
+        [LOG_ERR] = "err",     [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
+        [LOG_INFO] = "info",   [LOG_DEBUG] = "debug",
+};
+
+static int stderr_matches_journal_stream(void) {
+        const char *e = getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+
+        if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2)
+                return 0;
+        if (fstat(STDERR_FILENO, &st) < 0)
+                return 0;
+        return st.st_dev == (dev_t) dev && st.st_ino == (ino_t) ino;
+}
+
+void log_setup(void) {
+        stderr_is_journal = stderr_matches_journal_stream();
+        journal = stderr_is_journal || access("/run/systemd/journal/socket", F_OK) == 0;
+}
+
+void log_set_max_level(int level) {
+        max_level = level;
+}
+
+int log_get_max_level(void) {
+        return max_level;
+}
+
+int log_to_journal(void) {
+        return journal;
+}
+
+int log_level_from_string(const char *s) {
+        if (!s)
+                return -EINVAL;
+        for (size_t i = 0; i < ELEMENTSOF(level_names); i++)
+                if (level_names[i] && strcmp(level_names[i], s) == 0)
+                        return (int) i;
+        if (strcmp(s, "error") == 0)
+                return LOG_ERR;
+        if (strcmp(s, "warn") == 0)
+                return LOG_WARNING;
+        return -EINVAL;
+}
+
+const char *log_level_to_string(int level) {
+        if (level < 0 || (size_t) level >= ELEMENTSOF(level_names))
+                return NULL;
+        return level_names[level];
+}
+
+static void log_to_journal_send(int level, int error, const char *const *fields, const char *msg) {
+        char prio[sizeof("PRIORITY=") + 4], errno_field[sizeof("ERRNO=") + 12];
+        char *message;
+        struct iovec iov[32];
+        size_t n = 0;
+
+        if (asprintf(&message, "MESSAGE=%s", msg) < 0)
+                return;
+        snprintf(prio, sizeof prio, "PRIORITY=%i", level);
+        iov[n++] = (struct iovec) { .iov_base = message, .iov_len = strlen(message) };
+        iov[n++] = (struct iovec) { .iov_base = prio, .iov_len = strlen(prio) };
+        iov[n++] = (struct iovec) { .iov_base = (char *) "SYSLOG_IDENTIFIER=rktlet",
+                                    .iov_len = strlen("SYSLOG_IDENTIFIER=rktlet") };
+        if (error != 0) {
+                snprintf(errno_field, sizeof errno_field, "ERRNO=%i", abs(error));
+                iov[n++] = (struct iovec) { .iov_base = errno_field, .iov_len = strlen(errno_field) };
+        }
+        for (size_t i = 0; fields && fields[i] && n < ELEMENTSOF(iov); i++)
+                iov[n++] = (struct iovec) { .iov_base = (char *) fields[i], .iov_len = strlen(fields[i]) };
+
+        (void) sd_journal_sendv(iov, (int) n);
+        free(message);
+}
+
+int log_internalv(int level, int error, const char *const *fields, const char *format, va_list ap) {
+        char buf[2048];
+        int saved = errno;
+
+        if (error != 0)
+                errno = abs(error); /* for %m */
+        vsnprintf(buf, sizeof buf, format, ap);
+
+        if (journal)
+                log_to_journal_send(level, error, fields, buf);
+        /* Without a journal everything goes to stderr; with one, warnings and errors are also shown to
+         * whoever started us by hand, unless stderr is the journal already. */
+        if (!journal || (!stderr_is_journal && level <= LOG_WARNING))
+                fprintf(stderr, "rktlet: %s\n", buf);
+
+        errno = saved;
+        return -abs(error);
+}
+
+int log_internal(int level, int error, const char *const *fields, const char *format, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, format);
+        r = log_internalv(level, error, fields, format, ap);
+        va_end(ap);
+        return r;
+}

@@ -1,0 +1,114 @@
+/* Parsing of sizes, numbers, durations and booleans as found in config files and flags. */
+#include "parse-util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+int parse_uint64(const char *s, uint64_t *ret) {
+        char *end;
+        unsigned long long v;
+
+        if (!s || !isdigit((unsigned char) s[0]))
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno == ERANGE)
+                return -ERANGE;
+        if (*end != '\0')
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+static int parse_number_with_unit(const char *s, uint64_t *ret_value, const char **ret_unit) {
+        char *end;
+        unsigned long long v;
+
+        if (!s || !isdigit((unsigned char) s[0]))
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno == ERANGE)
+                return -ERANGE;
+        while (*end == ' ')
+                end++;
+        *ret_value = v;
+        *ret_unit = end;
+        return 0;
+}
+
+int parse_size(const char *s, uint64_t *ret) {
+        static const struct {
+                const char *suffix;
+                uint64_t factor;
+        } table[] = {
+                { "", 1 },
+                { "B", 1 },
+                { "K", 1ULL << 10 }, { "KB", 1ULL << 10 }, { "KiB", 1ULL << 10 },
+                { "M", 1ULL << 20 }, { "MB", 1ULL << 20 }, { "MiB", 1ULL << 20 },
+                { "G", 1ULL << 30 }, { "GB", 1ULL << 30 }, { "GiB", 1ULL << 30 },
+                { "T", 1ULL << 40 }, { "TB", 1ULL << 40 }, { "TiB", 1ULL << 40 },
+        };
+        uint64_t v;
+        const char *unit;
+        int r;
+
+        r = parse_number_with_unit(s, &v, &unit);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+                if (strcasecmp(unit, table[i].suffix) == 0) {
+                        if (v > UINT64_MAX / table[i].factor)
+                                return -ERANGE;
+                        *ret = v * table[i].factor;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+int parse_sec(const char *s, uint64_t *ret_usec) {
+        static const struct {
+                const char *suffix;
+                uint64_t usec;
+        } table[] = {
+                { "", 1000000ULL },       { "s", 1000000ULL },     { "sec", 1000000ULL },
+                { "ms", 1000ULL },        { "msec", 1000ULL },     { "us", 1ULL },
+                { "usec", 1ULL },         { "m", 60000000ULL },    { "min", 60000000ULL },
+                { "h", 3600000000ULL },   { "hr", 3600000000ULL },
+        };
+        uint64_t v;
+        const char *unit;
+        int r;
+
+        r = parse_number_with_unit(s, &v, &unit);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+                if (strcmp(unit, table[i].suffix) == 0) {
+                        if (v > UINT64_MAX / table[i].usec)
+                                return -ERANGE;
+                        *ret_usec = v * table[i].usec;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+int parse_boolean(const char *s, bool *ret) {
+        static const char *const yes[] = { "1", "yes", "y", "true", "t", "on" };
+        static const char *const no[] = { "0", "no", "n", "false", "f", "off" };
+
+        for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+                if (strcasecmp(s, yes[i]) == 0) {
+                        *ret = true;
+                        return 0;
+                }
+                if (strcasecmp(s, no[i]) == 0) {
+                        *ret = false;
+                        return 0;
+                }
+        }
+        return -EINVAL;
+}

@@ -1,0 +1,293 @@
+/* rktlet.conf and its drop-ins, overlaid by command-line flags, parsed into one Config. */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <ini.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yajl/yajl_gen.h>
+
+#include "log.h"
+#include "macro.h"
+#include "parse-util.h"
+#include "time-util.h"
+
+typedef int (*ConfigParser)(const char *value, void *field, char **ret_error);
+
+typedef struct ConfigItem {
+        const char *section;
+        const char *key;
+        ConfigParser parse;
+        size_t offset;
+} ConfigItem;
+
+static int parse_path(const char *value, void *field, char **ret_error) {
+        char **p = field;
+
+        if (value[0] != '/') {
+                *ret_error = strdup("must be an absolute path");
+                return -EINVAL;
+        }
+        char *s = strdup(value);
+        if (!s)
+                return -ENOMEM;
+        free(*p);
+        *p = s;
+        return 0;
+}
+
+static int parse_bus(const char *value, void *field, char **ret_error) {
+        bool *user = field;
+
+        if (strcmp(value, "system") == 0)
+                *user = false;
+        else if (strcmp(value, "user") == 0)
+                *user = true;
+        else {
+                *ret_error = strdup("must be 'system' or 'user'");
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static int parse_level(const char *value, void *field, char **ret_error) {
+        int level = log_level_from_string(value);
+
+        if (level < 0) {
+                *ret_error = strdup("must be one of err, warning, notice, info, debug");
+                return -EINVAL;
+        }
+        *(int *) field = level;
+        return 0;
+}
+
+static int parse_size_field(const char *value, void *field, char **ret_error) {
+        uint64_t v;
+
+        if (parse_size(value, &v) < 0 || v == 0 || v > UINT32_MAX) {
+                *ret_error = strdup("must be a size between 1 and 4G, such as 16M");
+                return -EINVAL;
+        }
+        *(uint64_t *) field = v;
+        return 0;
+}
+
+static int parse_sec_field(const char *value, void *field, char **ret_error) {
+        uint64_t v;
+
+        if (parse_sec(value, &v) < 0) {
+                *ret_error = strdup("must be a duration, such as 10 or 10s or 500ms");
+                return -EINVAL;
+        }
+        *(uint64_t *) field = v;
+        return 0;
+}
+
+static int parse_count(const char *value, void *field, char **ret_error) {
+        uint64_t v;
+
+        if (parse_uint64(value, &v) < 0 || v == 0 || v > 1000000) {
+                *ret_error = strdup("must be a whole number from 1 to 1000000");
+                return -EINVAL;
+        }
+        *(uint32_t *) field = (uint32_t) v;
+        return 0;
+}
+
+static const ConfigItem items[] = {
+        { "Daemon", "Listen", parse_path, offsetof(Config, listen) },
+        { "Daemon", "StateDirectory", parse_path, offsetof(Config, state_dir) },
+        { "Daemon", "RootDirectory", parse_path, offsetof(Config, root_dir) },
+        { "Daemon", "Bus", parse_bus, offsetof(Config, user_bus) },
+        { "Daemon", "LogLevel", parse_level, offsetof(Config, log_level) },
+        { "Daemon", "ShutdownTimeoutSec", parse_sec_field, offsetof(Config, shutdown_timeout_usec) },
+        { "GRPC", "MaxMessageSize", parse_size_field, offsetof(Config, max_message_size) },
+        { "GRPC", "MaxConcurrentStreams", parse_count, offsetof(Config, max_concurrent_streams) },
+        { "GRPC", "MaxConnections", parse_count, offsetof(Config, max_connections) },
+};
+
+int config_init(Config *c) {
+        *c = (Config) {
+                .listen = strdup("/run/rktlet/rktlet.sock"),
+                .state_dir = strdup("/run/rktlet"),
+                .root_dir = strdup("/var/lib/rktlet"),
+                .log_level = LOG_INFO,
+                .shutdown_timeout_usec = 10 * USEC_PER_SEC,
+                .max_message_size = 16u << 20,
+                .max_concurrent_streams = 1024,
+                .max_connections = 1024,
+        };
+        if (!c->listen || !c->state_dir || !c->root_dir) {
+                config_done(c);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+void config_done(Config *c) {
+        free(c->listen);
+        free(c->state_dir);
+        free(c->root_dir);
+        *c = (Config) {};
+}
+
+/* -ENOENT: no such key. */
+int config_set(Config *c, const char *section, const char *key, const char *value, char **ret_error) {
+        for (size_t i = 0; i < ELEMENTSOF(items); i++) {
+                if (strcasecmp(items[i].section, section) != 0 || strcmp(items[i].key, key) != 0)
+                        continue;
+                *ret_error = NULL;
+                return items[i].parse(value, (uint8_t *) c + items[i].offset, ret_error);
+        }
+        return -ENOENT;
+}
+
+typedef struct ParseState {
+        Config *config;
+        const char *path;
+        FILE *f;
+        unsigned line;
+        ConfigWarn warn;
+        void *userdata;
+        int error;
+        char *error_message;
+} ParseState;
+
+/* inih reads through this so that we know which line a key came from. */
+static char *reader(char *buf, int size, void *stream) {
+        ParseState *st = stream;
+        char *s = fgets(buf, size, st->f);
+        if (s)
+                st->line++;
+        return s;
+}
+
+static int config_ini_handler(void *user, const char *section, const char *name, const char *value) {
+        ParseState *st = user;
+        _cleanup_free_ char *why = NULL;
+        char origin[4096];
+        int r;
+
+        if (!name || st->error < 0)
+                return 1; /* a section header alone, or a file that failed already */
+
+        snprintf(origin, sizeof origin, "%s:%u", st->path, st->line);
+        r = config_set(st->config, section, name, value, &why);
+        if (r == -ENOENT) {
+                char msg[512];
+                snprintf(msg, sizeof msg, "unknown key '%s' in section [%s], ignoring", name, section);
+                if (st->warn)
+                        st->warn(origin, msg, st->userdata);
+                return 1;
+        }
+        if (r < 0) {
+                st->error = r;
+                if (asprintf(&st->error_message, "%s: invalid value '%s' for %s: %s", origin, value, name,
+                             why ? why : strerror(-r)) < 0)
+                        st->error_message = NULL;
+                return 0;
+        }
+        return 1;
+}
+
+static int config_load_file(Config *c, const char *path, ConfigWarn warn, void *userdata, char **ret_error) {
+        ParseState st = { .config = c, .path = path, .warn = warn, .userdata = userdata };
+        int r;
+
+        st.f = fopen(path, "re");
+        if (!st.f)
+                return errno == ENOENT ? 0 : -errno;
+        r = ini_parse_stream(reader, &st, config_ini_handler, &st);
+        fclose(st.f);
+
+        if (st.error < 0) {
+                *ret_error = st.error_message;
+                return st.error;
+        }
+        if (r != 0) {
+                if (asprintf(ret_error, "%s:%i: syntax error", path, r > 0 ? r : (int) st.line) < 0)
+                        *ret_error = NULL;
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static int dropin_filter(const struct dirent *de) {
+        size_t n = strlen(de->d_name);
+        return de->d_name[0] != '.' && n > 5 && strcmp(de->d_name + n - 5, ".conf") == 0;
+}
+
+int config_load(Config *c, const char *path, ConfigWarn warn, void *userdata, char **ret_error) {
+        _cleanup_free_ char *dir = NULL;
+        struct dirent **list = NULL;
+        int n, r;
+
+        *ret_error = NULL;
+        r = config_load_file(c, path, warn, userdata, ret_error);
+        if (r < 0) {
+                if (!*ret_error && asprintf(ret_error, "%s: %s", path, strerror(-r)) < 0)
+                        *ret_error = NULL;
+                return r;
+        }
+
+        if (asprintf(&dir, "%s.d", path) < 0)
+                return -ENOMEM;
+        n = scandir(dir, &list, dropin_filter, alphasort);
+        if (n < 0)
+                return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+
+        r = 0;
+        for (int i = 0; i < n; i++) {
+                _cleanup_free_ char *p = NULL;
+                if (r >= 0) {
+                        if (asprintf(&p, "%s/%s", dir, list[i]->d_name) < 0)
+                                r = -ENOMEM;
+                        else
+                                r = config_load_file(c, p, warn, userdata, ret_error);
+                        if (r < 0 && !*ret_error && asprintf(ret_error, "%s: %s", p ? p : dir, strerror(-r)) < 0)
+                                *ret_error = NULL;
+                }
+                free(list[i]);
+        }
+        free(list);
+        return r;
+}
+
+static void gen_str(yajl_gen g, const char *key, const char *value) {
+        yajl_gen_string(g, (const unsigned char *) key, strlen(key));
+        yajl_gen_string(g, (const unsigned char *) value, strlen(value));
+}
+
+static void gen_int(yajl_gen g, const char *key, long long value) {
+        yajl_gen_string(g, (const unsigned char *) key, strlen(key));
+        yajl_gen_integer(g, value);
+}
+
+int config_to_json(const Config *c, char **ret) {
+        const unsigned char *buf;
+        size_t len;
+        yajl_gen g = yajl_gen_alloc(NULL);
+
+        if (!g)
+                return -ENOMEM;
+        yajl_gen_map_open(g);
+        gen_str(g, "listen", c->listen);
+        gen_str(g, "stateDirectory", c->state_dir);
+        gen_str(g, "rootDirectory", c->root_dir);
+        gen_str(g, "bus", c->user_bus ? "user" : "system");
+        gen_str(g, "logLevel", log_level_to_string(c->log_level));
+        gen_int(g, "shutdownTimeoutUSec", (long long) c->shutdown_timeout_usec);
+        gen_int(g, "maxMessageSize", (long long) c->max_message_size);
+        gen_int(g, "maxConcurrentStreams", c->max_concurrent_streams);
+        gen_int(g, "maxConnections", c->max_connections);
+        yajl_gen_map_close(g);
+
+        yajl_gen_get_buf(g, &buf, &len);
+        *ret = strndup((const char *) buf, len);
+        yajl_gen_free(g);
+        return *ret ? 0 : -ENOMEM;
+}

@@ -1,0 +1,33 @@
+/* rktlet.conf and its drop-ins, overlaid by command-line flags, parsed into one Config. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct Config {
+        char *listen;
+        char *state_dir;
+        char *root_dir;
+        bool user_bus;
+        int log_level;
+        uint64_t shutdown_timeout_usec;
+        uint64_t max_message_size;
+        uint32_t max_concurrent_streams;
+        uint32_t max_connections;
+} Config;
+
+/* Told about an unknown section or key; origin is "file:line". */
+typedef void (*ConfigWarn)(const char *origin, const char *message, void *userdata);
+
+int config_init(Config *c);
+void config_done(Config *c);
+
+/* Sets one key from a section, validating it. On a bad value returns -EINVAL and a message. */
+int config_set(Config *c, const char *section, const char *key, const char *value, char **ret_error);
+
+/* Reads path (a missing file is fine) and then path.d/ *.conf in lexical order, later files winning.
+ * Unknown keys go to warn; a bad value stops with -EINVAL and a message naming file:line. */
+int config_load(Config *c, const char *path, ConfigWarn warn, void *userdata, char **ret_error);
+
+/* The effective configuration as a JSON object (for Status verbose). */
+int config_to_json(const Config *c, char **ret);

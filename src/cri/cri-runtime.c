@@ -1,0 +1,177 @@
+/* RuntimeService methods about the runtime itself: Version, Status, RuntimeConfig. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "build-config.h"
+#include "api.pb-c.h"
+#include "cri-service.h"
+#include "log.h"
+#include "manager.h"
+#include "systemd-manager.h"
+#include "time-util.h"
+
+#define STATUS_SYSTEMD_TIMEOUT_USEC (10 * USEC_PER_SEC)
+
+int cri_version(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Runtime__V1__VersionRequest *req = runtime__v1__version_request__unpack(NULL, len, msg);
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "VersionRequest does not decode");
+        runtime__v1__version_request__free_unpacked(req, NULL);
+
+        Runtime__V1__VersionResponse resp = RUNTIME__V1__VERSION_RESPONSE__INIT;
+        resp.version = (char *) PROJECT_VERSION;
+        resp.runtime_name = (char *) PROJECT_NAME;
+        resp.runtime_version = (char *) PROJECT_VERSION;
+        resp.runtime_api_version = (char *) "v1";
+        return cri_reply(call, &resp.base);
+}
+
+int cri_runtime_config(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Runtime__V1__RuntimeConfigRequest *req = runtime__v1__runtime_config_request__unpack(NULL, len, msg);
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "RuntimeConfigRequest does not decode");
+        runtime__v1__runtime_config_request__free_unpacked(req, NULL);
+
+        Runtime__V1__LinuxRuntimeConfiguration linux_config = RUNTIME__V1__LINUX_RUNTIME_CONFIGURATION__INIT;
+        Runtime__V1__RuntimeConfigResponse resp = RUNTIME__V1__RUNTIME_CONFIG_RESPONSE__INIT;
+        linux_config.cgroup_driver = RUNTIME__V1__CGROUP_DRIVER__SYSTEMD;
+        resp.linux = &linux_config;
+        return cri_reply(call, &resp.base);
+}
+
+/* A Status call in flight: it waits for systemd to answer. */
+typedef struct StatusCall {
+        GrpcCall *call;
+        Manager *manager;
+        sd_bus_slot *slot;
+        bool verbose;
+} StatusCall;
+
+static void status_call_free(StatusCall *s) {
+        sd_bus_slot_unref(s->slot);
+        grpc_call_unref(s->call);
+        free(s);
+}
+
+static void status_cancel(GrpcCall *call, void *userdata) {
+        StatusCall *s = userdata;
+        log_debug("Status: call ended before systemd answered; cancelling the D-Bus call.");
+        status_call_free(s); /* unref'ing the slot cancels the pending D-Bus call */
+}
+
+static char *systemd_info_json(Manager *m) {
+        char *s;
+        /* Version strings are plain ASCII such as "252 (252.39-1~deb12u2)"; escape what JSON needs. */
+        const char *v = m->systemd_version ? m->systemd_version : "";
+        char esc[256];
+        size_t j = 0;
+        for (size_t i = 0; v[i] && j + 2 < sizeof esc; i++) {
+                if (v[i] == '"' || v[i] == '\\')
+                        esc[j++] = '\\';
+                esc[j++] = (char) ((unsigned char) v[i] < 0x20 ? ' ' : v[i]);
+        }
+        esc[j] = '\0';
+        if (asprintf(&s, "{\"version\":\"%s\",\"bus\":\"%s\"}", esc, m->config.user_bus ? "user" : "system") < 0)
+                return NULL;
+        return s;
+}
+
+static int status_reply(GrpcCall *call, Manager *m, bool verbose, bool runtime_ready, const char *runtime_message) {
+        Runtime__V1__RuntimeCondition runtime = RUNTIME__V1__RUNTIME_CONDITION__INIT;
+        Runtime__V1__RuntimeCondition network = RUNTIME__V1__RUNTIME_CONDITION__INIT;
+        Runtime__V1__RuntimeCondition *conditions[] = { &runtime, &network };
+        Runtime__V1__RuntimeStatus status = RUNTIME__V1__RUNTIME_STATUS__INIT;
+        Runtime__V1__RuntimeHandlerFeatures handler_features = RUNTIME__V1__RUNTIME_HANDLER_FEATURES__INIT;
+        Runtime__V1__RuntimeHandler handler = RUNTIME__V1__RUNTIME_HANDLER__INIT;
+        Runtime__V1__RuntimeHandler *handlers[] = { &handler };
+        Runtime__V1__RuntimeFeatures features = RUNTIME__V1__RUNTIME_FEATURES__INIT;
+        Runtime__V1__StatusResponse__InfoEntry info_config = RUNTIME__V1__STATUS_RESPONSE__INFO_ENTRY__INIT;
+        Runtime__V1__StatusResponse__InfoEntry info_systemd = RUNTIME__V1__STATUS_RESPONSE__INFO_ENTRY__INIT;
+        Runtime__V1__StatusResponse__InfoEntry *info[] = { &info_config, &info_systemd };
+        Runtime__V1__StatusResponse resp = RUNTIME__V1__STATUS_RESPONSE__INIT;
+        _cleanup_free_ char *systemd_json = NULL;
+
+        runtime.type = (char *) "RuntimeReady";
+        runtime.status = runtime_ready;
+        if (!runtime_ready) {
+                runtime.reason = (char *) "SystemdUnreachable";
+                runtime.message = (char *) runtime_message;
+        }
+        network.type = (char *) "NetworkReady";
+        network.status = false;
+        network.reason = (char *) "NetworkPluginNotReady";
+        network.message = (char *) "rktlet: pod networking (CNI) is not implemented yet";
+        status.conditions = conditions;
+        status.n_conditions = ELEMENTSOF(conditions);
+        resp.status = &status;
+
+        handler.name = (char *) "";
+        handler.features = &handler_features;
+        resp.runtime_handlers = handlers;
+        resp.n_runtime_handlers = ELEMENTSOF(handlers);
+        resp.features = &features;
+
+        if (verbose) {
+                systemd_json = systemd_info_json(m);
+                info_config.key = (char *) "config";
+                info_config.value = m->config_json;
+                info_systemd.key = (char *) "systemd";
+                info_systemd.value = systemd_json ? systemd_json : (char *) "{}";
+                resp.info = info;
+                resp.n_info = ELEMENTSOF(info);
+        }
+        return cri_reply(call, &resp.base);
+}
+
+static void status_systemd_done(int error, const char *version, const char *message, void *userdata) {
+        StatusCall *s = userdata;
+        Manager *m = s->manager;
+        char buf[512];
+
+        grpc_call_set_cancel(s->call, NULL, NULL);
+        if (error >= 0) {
+                free(m->systemd_version);
+                m->systemd_version = strdup(version);
+                (void) status_reply(s->call, m, s->verbose, true, NULL);
+        } else {
+                snprintf(buf, sizeof buf, "systemd on the %s bus did not answer: %s",
+                         m->config.user_bus ? "user" : "system", message);
+                (void) status_reply(s->call, m, s->verbose, false, buf);
+        }
+        status_call_free(s);
+}
+
+int cri_status(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__StatusRequest *req = runtime__v1__status_request__unpack(NULL, len, msg);
+        bool verbose;
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "StatusRequest does not decode");
+        verbose = req->verbose;
+        runtime__v1__status_request__free_unpacked(req, NULL);
+
+        /* RuntimeReady is what systemd says now, not what it said at start-up. */
+        sd_bus *bus = manager_get_bus(m);
+        if (!bus)
+                return status_reply(call, m, verbose, false, m->bus_error);
+
+        StatusCall *s = calloc(1, sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        s->manager = m;
+        s->verbose = verbose;
+        r = systemd_get_version(bus, STATUS_SYSTEMD_TIMEOUT_USEC, status_systemd_done, s, &s->slot);
+        if (r < 0) {
+                free(s);
+                char buf[256];
+                snprintf(buf, sizeof buf, "cannot call systemd: %s", strerror(-r));
+                return status_reply(call, m, verbose, false, buf);
+        }
+        s->call = grpc_call_ref(call);
+        grpc_call_set_cancel(call, status_cancel, s);
+        return 0;
+}

@@ -1,0 +1,19 @@
+/* The CRI method table: every RuntimeService and ImageService method, implemented or not. */
+#pragma once
+
+#include "grpc-server.h"
+
+typedef struct Manager Manager;
+
+int cri_service_init(Manager *m);
+void cri_service_done(void);
+const GrpcMethod *cri_service_lookup(const char *path, void *userdata);
+
+/* Packs a protobuf-c message as the call's single reply and ends it with OK. */
+struct ProtobufCMessage;
+int cri_reply(GrpcCall *call, const struct ProtobufCMessage *msg);
+
+/* Handlers (cri-runtime.c). */
+int cri_version(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_status(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_runtime_config(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);

@@ -1,0 +1,325 @@
+/* Child processes watched through pidfds in the loop: output captured, optional stdin, timeout. */
+#include "child.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "buffer.h"
+#include "fd-util.h"
+#include "log.h"
+#include "macro.h"
+#include "time-util.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+typedef struct ChildStream {
+        ev_io io;
+        Buffer buf;
+        bool truncated;
+} ChildStream;
+
+struct Child {
+        struct ev_loop *loop;
+        pid_t pid;
+        int pidfd;
+        ev_io pidfd_io;
+        ev_timer timeout;
+        ChildStream out, err;
+        ev_io in_io;
+        const uint8_t *in_data; /* points into in_copy */
+        uint8_t *in_copy;
+        size_t in_left;
+        size_t max_output;
+        bool timed_out;
+        ChildDone done;
+        void *userdata;
+};
+
+static unsigned n_children = 0;
+
+unsigned child_count(void) {
+        return n_children;
+}
+
+pid_t child_pid(const Child *c) {
+        return c->pid;
+}
+
+static int pidfd_open_(pid_t pid) {
+        return (int) syscall(SYS_pidfd_open, pid, 0);
+}
+
+int child_kill(Child *c, int sig) {
+        if (c->pidfd < 0)
+                return -ESRCH;
+        if (syscall(SYS_pidfd_send_signal, c->pidfd, sig, NULL, 0) < 0)
+                return -errno;
+        return 0;
+}
+
+static void stream_close(Child *c, ChildStream *s) {
+        if (s->io.fd < 0)
+                return;
+        ev_io_stop(c->loop, &s->io);
+        safe_close(s->io.fd);
+        ev_io_set(&s->io, -1, EV_READ);
+}
+
+static void stdin_close(Child *c) {
+        if (c->in_io.fd < 0)
+                return;
+        ev_io_stop(c->loop, &c->in_io);
+        safe_close(c->in_io.fd);
+        ev_io_set(&c->in_io, -1, EV_WRITE);
+}
+
+static void child_free(Child *c) {
+        ev_io_stop(c->loop, &c->pidfd_io);
+        ev_timer_stop(c->loop, &c->timeout);
+        stream_close(c, &c->out);
+        stream_close(c, &c->err);
+        stdin_close(c);
+        buffer_free(&c->out.buf);
+        buffer_free(&c->err.buf);
+        safe_close(c->pidfd);
+        free(c->in_copy);
+        free(c);
+        n_children--;
+}
+
+/* Reads what is there; returns true at EOF or error. */
+static bool stream_drain(Child *c, ChildStream *s) {
+        uint8_t tmp[16384];
+
+        for (;;) {
+                ssize_t n = read(s->io.fd, tmp, sizeof tmp);
+                if (n < 0)
+                        return errno != EAGAIN && errno != EINTR;
+                if (n == 0)
+                        return true;
+                size_t room = c->max_output - MIN(buffer_len(&s->buf), c->max_output);
+                if ((size_t) n > room)
+                        s->truncated = true;
+                if (room > 0 && buffer_append(&s->buf, tmp, MIN((size_t) n, room)) < 0)
+                        s->truncated = true;
+        }
+}
+
+static void stream_cb(struct ev_loop *loop, ev_io *w, int revents) {
+        ChildStream *s = container_of(w, ChildStream, io);
+        /* The Child owning this stream is found through the callback's data pointer. */
+        Child *c = w->data;
+
+        if (stream_drain(c, s))
+                stream_close(c, s);
+}
+
+static void stdin_cb(struct ev_loop *loop, ev_io *w, int revents) {
+        Child *c = container_of(w, Child, in_io);
+
+        while (c->in_left > 0) {
+                ssize_t n = write(w->fd, c->in_data, c->in_left);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                return;
+                        break; /* EPIPE: the child does not want it */
+                }
+                c->in_data += n;
+                c->in_left -= (size_t) n;
+        }
+        stdin_close(c);
+}
+
+static const char *stream_text(ChildStream *s, size_t *ret_len) {
+        *ret_len = buffer_len(&s->buf);
+        if (buffer_append(&s->buf, "", 1) < 0)
+                return "";
+        return (const char *) buffer_peek(&s->buf);
+}
+
+static void pidfd_cb(struct ev_loop *loop, ev_io *w, int revents) {
+        Child *c = container_of(w, Child, pidfd_io);
+        siginfo_t si = {};
+
+        if (waitid((idtype_t) P_PIDFD, (id_t) c->pidfd, &si, WEXITED | WNOHANG) < 0) {
+                if (errno == EINTR || errno == EAGAIN)
+                        return;
+                log_debug_errno(errno, "waitid() on child %i failed: %m", (int) c->pid);
+        } else if (si.si_pid == 0)
+                return; /* spurious */
+
+        /* Whatever the child wrote before it exited is in the pipes now; a grandchild that kept them
+         * open must not hold us, so this is the last read. */
+        if (c->out.io.fd >= 0)
+                (void) stream_drain(c, &c->out);
+        if (c->err.io.fd >= 0)
+                (void) stream_drain(c, &c->err);
+
+        ChildResult r = {
+                .pid = c->pid,
+                .exit_code = si.si_code == CLD_EXITED ? si.si_status : -1,
+                .signal = si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED ? si.si_status : 0,
+                .timed_out = c->timed_out,
+                .out_truncated = c->out.truncated,
+                .err_truncated = c->err.truncated,
+        };
+        r.out = stream_text(&c->out, &r.out_len);
+        r.err = stream_text(&c->err, &r.err_len);
+
+        if (c->done)
+                c->done(c, &r, c->userdata);
+        child_free(c);
+}
+
+static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+        Child *c = container_of(w, Child, timeout);
+
+        c->timed_out = true;
+        (void) child_kill(c, SIGKILL);
+}
+
+void child_abandon(Child *c) {
+        c->done = NULL;
+        c->userdata = NULL;
+        (void) child_kill(c, SIGKILL);
+}
+
+_noreturn_ static void child_exec(const ChildSpec *spec, int in_fd, int out_fd, int err_fd) {
+        sigset_t all;
+
+        /* Undo what the daemon changed: signal mask and handlers. */
+        sigemptyset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        for (int sig = 1; sig < _NSIG; sig++)
+                if (sig != SIGKILL && sig != SIGSTOP)
+                        (void) signal(sig, SIG_DFL);
+
+        if (dup2(in_fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
+            dup2(err_fd, STDERR_FILENO) < 0)
+                _exit(127);
+        (void) syscall(SYS_close_range, 3U, ~0U, 0U);
+
+        if (spec->cwd && chdir(spec->cwd) < 0) {
+                dprintf(STDERR_FILENO, "chdir '%s': %s\n", spec->cwd, strerror(errno));
+                _exit(127);
+        }
+        if (spec->setup) {
+                int r = spec->setup(spec->setup_userdata);
+                if (r < 0) {
+                        dprintf(STDERR_FILENO, "child setup: %s\n", strerror(-r));
+                        _exit(127);
+                }
+        }
+        if (spec->envp)
+                execvpe(spec->argv[0], spec->argv, spec->envp);
+        else
+                execvp(spec->argv[0], spec->argv);
+        dprintf(STDERR_FILENO, "exec '%s': %s\n", spec->argv[0], strerror(errno));
+        _exit(127);
+}
+
+int child_spawn(struct ev_loop *loop, const ChildSpec *spec, ChildDone done, void *userdata, Child **ret) {
+        int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, inp[2] = { -1, -1 };
+        Child *c;
+        int r;
+
+        if (!spec->argv || !spec->argv[0])
+                return -EINVAL;
+
+        c = calloc(1, sizeof *c);
+        if (!c)
+                return -ENOMEM;
+        c->loop = loop;
+        c->pidfd = -1;
+        c->max_output = spec->max_output ? spec->max_output : 1024 * 1024;
+        c->done = done;
+        c->userdata = userdata;
+        ev_io_init(&c->out.io, stream_cb, -1, EV_READ);
+        ev_io_init(&c->err.io, stream_cb, -1, EV_READ);
+        ev_io_init(&c->in_io, stdin_cb, -1, EV_WRITE);
+        c->out.io.data = c->err.io.data = c;
+        n_children++;
+
+        if (spec->stdin_data) {
+                c->in_copy = malloc(spec->stdin_len ? spec->stdin_len : 1);
+                if (!c->in_copy) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                memcpy(c->in_copy, spec->stdin_data, spec->stdin_len);
+                c->in_data = c->in_copy;
+                c->in_left = spec->stdin_len;
+                if (pipe2(inp, O_CLOEXEC) < 0)
+                        goto fail_errno;
+        } else {
+                inp[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                if (inp[0] < 0)
+                        goto fail_errno;
+        }
+        if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0)
+                goto fail_errno;
+
+        pid_t pid = fork();
+        if (pid < 0)
+                goto fail_errno;
+        if (pid == 0)
+                child_exec(spec, inp[0], outp[1], errp[1]);
+
+        c->pid = pid;
+        /* Race-free: the pid cannot be reused before we reap it, and nobody else reaps. */
+        c->pidfd = pidfd_open_(pid);
+        if (c->pidfd < 0) {
+                r = -errno;
+                kill(pid, SIGKILL);
+                (void) waitpid(pid, NULL, 0); /* it dies at once; we must not leave a zombie */
+                goto fail;
+        }
+
+        safe_close(inp[0]);
+        safe_close(outp[1]);
+        safe_close(errp[1]);
+        if (inp[1] >= 0) {
+                (void) fd_nonblock(inp[1], true);
+                ev_io_set(&c->in_io, inp[1], EV_WRITE);
+                ev_io_start(loop, &c->in_io);
+        }
+        (void) fd_nonblock(outp[0], true);
+        (void) fd_nonblock(errp[0], true);
+        ev_io_set(&c->out.io, outp[0], EV_READ);
+        ev_io_set(&c->err.io, errp[0], EV_READ);
+        ev_io_start(loop, &c->out.io);
+        ev_io_start(loop, &c->err.io);
+
+        ev_io_init(&c->pidfd_io, pidfd_cb, c->pidfd, EV_READ);
+        ev_io_start(loop, &c->pidfd_io);
+        ev_timer_init(&c->timeout, timeout_cb, (double) spec->timeout_usec / USEC_PER_SEC, 0.);
+        if (spec->timeout_usec > 0)
+                ev_timer_start(loop, &c->timeout);
+
+        if (ret)
+                *ret = c;
+        return 0;
+
+fail_errno:
+        r = -errno;
+fail:
+        safe_close(inp[0]);
+        safe_close(inp[1]);
+        safe_close(outp[0]);
+        safe_close(outp[1]);
+        safe_close(errp[0]);
+        safe_close(errp[1]);
+        child_free(c);
+        return r;
+}

@@ -1,0 +1,46 @@
+/* Child processes watched through pidfds in the loop: output captured, optional stdin, timeout. */
+#pragma once
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct Child Child;
+
+typedef struct ChildResult {
+        pid_t pid;
+        int exit_code;  /* the exit status when exited normally, else -1 */
+        int signal;     /* the killing signal, else 0 */
+        bool timed_out; /* killed by us after the timeout */
+        const char *out; /* stdout, NUL-terminated, at most max_output bytes kept */
+        size_t out_len;
+        const char *err; /* stderr, likewise */
+        size_t err_len;
+        bool out_truncated, err_truncated;
+} ChildResult;
+
+/* Called once when the child ended (and its output was drained). The Child is freed right after. */
+typedef void (*ChildDone)(Child *child, const ChildResult *result, void *userdata);
+
+typedef struct ChildSpec {
+        char *const *argv;   /* argv[0] is looked up in $PATH when it holds no '/' */
+        char *const *envp;   /* NULL: inherit */
+        const char *cwd;     /* NULL: inherit */
+        const void *stdin_data; /* NULL: /dev/null */
+        size_t stdin_len;
+        uint64_t timeout_usec;  /* 0: none; past it the child gets SIGKILL */
+        size_t max_output;      /* per stream; 0: 1 MiB */
+        /* Runs in the child just before exec (namespaces, mounts…); a negative errno aborts with 127. */
+        int (*setup)(void *userdata);
+        void *setup_userdata;
+} ChildSpec;
+
+int child_spawn(struct ev_loop *loop, const ChildSpec *spec, ChildDone done, void *userdata, Child **ret);
+pid_t child_pid(const Child *c);
+int child_kill(Child *c, int sig);
+/* The caller loses interest: no callback; the child is killed and reaped in the background. */
+void child_abandon(Child *c);
+/* Children still running (abandoned ones included). */
+unsigned child_count(void);

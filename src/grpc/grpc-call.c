@@ -1,0 +1,406 @@
+/* One gRPC call on an HTTP/2 stream: request headers and body in, messages and trailers out. */
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "grpc-frame.h"
+#include "grpc-internal.h"
+#include "grpc-timeout.h"
+#include "log.h"
+#include "time-util.h"
+
+#define MAKE_NV(n, v, vlen)                                                                        \
+        {                                                                                          \
+                (uint8_t *) (n), (uint8_t *) (v), sizeof(n) - 1, (vlen),                           \
+                        NGHTTP2_NV_FLAG_NO_COPY_NAME                                               \
+        }
+#define MAKE_NV_LIT(n, v) MAKE_NV(n, v, sizeof(v) - 1)
+
+static void call_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+GrpcCall *grpc_call_new(GrpcConn *conn, int32_t stream_id) {
+        GrpcCall *c = calloc(1, sizeof *c);
+        if (!c)
+                return NULL;
+        c->n_ref = 1; /* the stream's */
+        c->conn = conn;
+        c->stream_id = stream_id;
+        c->start_usec = now_usec(CLOCK_MONOTONIC);
+        ev_timer_init(&c->deadline, call_deadline_cb, 0., 0.);
+
+        c->next = conn->calls;
+        if (conn->calls)
+                conn->calls->prev = c;
+        conn->calls = c;
+        return c;
+}
+
+GrpcCall *grpc_call_ref(GrpcCall *c) {
+        assert(c->n_ref > 0);
+        c->n_ref++;
+        return c;
+}
+
+GrpcCall *grpc_call_unref(GrpcCall *c) {
+        if (!c)
+                return NULL;
+        assert(c->n_ref > 0);
+        if (--c->n_ref > 0)
+                return NULL;
+        assert(!c->conn);
+        buffer_free(&c->body);
+        buffer_free(&c->out);
+        free(c->path);
+        free(c->encoding);
+        free(c->status_message);
+        free(c);
+        return NULL;
+}
+
+const char *grpc_call_path(const GrpcCall *c) {
+        return c->path ? c->path : "";
+}
+
+bool grpc_call_is_done(const GrpcCall *c) {
+        return c->done;
+}
+
+void grpc_call_set_cancel(GrpcCall *c, GrpcCancel cancel, void *userdata) {
+        c->cancel = cancel;
+        c->cancel_userdata = userdata;
+}
+
+static void call_run_cancel(GrpcCall *c) {
+        GrpcCancel cancel = c->cancel;
+        void *userdata = c->cancel_userdata;
+
+        c->cancel = NULL;
+        c->cancel_userdata = NULL;
+        if (cancel)
+                cancel(c, userdata);
+}
+
+static void call_log_end(GrpcCall *c) {
+        if (log_get_max_level() < LOG_DEBUG)
+                return;
+
+        char method[512], status[64];
+        const char *fields[] = { method, status, NULL };
+        uint64_t usec = now_usec(CLOCK_MONOTONIC) - c->start_usec;
+
+        snprintf(method, sizeof method, "RKTLET_METHOD=%s", grpc_call_path(c));
+        snprintf(status, sizeof status, "RKTLET_GRPC_STATUS=%s", grpc_status_to_string(c->status));
+        log_fields(LOG_DEBUG, fields, "%s: %s%s%s (%llu µs)", grpc_call_path(c),
+                   grpc_status_to_string(c->status), c->status_message ? ": " : "",
+                   c->status_message ? c->status_message : "", (unsigned long long) usec);
+}
+
+/* Stream closed or connection gone. */
+void grpc_call_detach(GrpcCall *c) {
+        GrpcConn *conn = c->conn;
+
+        if (!conn)
+                return;
+        ev_timer_stop(conn->server->loop, &c->deadline);
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                conn->calls = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        c->prev = c->next = NULL;
+        c->conn = NULL;
+        c->stream_id = 0;
+
+        if (!c->done) {
+                c->done = true;
+                c->status = GRPC_STATUS_CANCELLED;
+                call_log_end(c);
+                grpc_call_ref(c);
+                call_run_cancel(c);
+                grpc_call_unref(c);
+        }
+}
+
+static bool header_is(const char *name, size_t namelen, const char *want) {
+        return namelen == strlen(want) && memcmp(name, want, namelen) == 0;
+}
+
+void grpc_call_on_header(GrpcCall *c, const char *name, size_t namelen, const char *value, size_t valuelen) {
+        if (header_is(name, namelen, ":path")) {
+                free(c->path);
+                c->path = strndup(value, valuelen);
+        } else if (header_is(name, namelen, "content-type")) {
+                c->content_type_ok = valuelen >= 16 && strncmp(value, "application/grpc", 16) == 0 &&
+                                     (valuelen == 16 || value[16] == '+' || value[16] == ';');
+        } else if (header_is(name, namelen, "grpc-timeout")) {
+                uint64_t usec;
+                if (grpc_timeout_parse(value, valuelen, &usec) >= 0)
+                        c->timeout_usec = usec > 0 ? usec : 1;
+        } else if (header_is(name, namelen, "grpc-encoding")) {
+                free(c->encoding);
+                c->encoding = strndup(value, valuelen);
+        }
+}
+
+static void call_kick(GrpcCall *c) {
+        if (c->conn)
+                grpc_conn_flush(c->conn);
+}
+
+void grpc_call_on_headers_end(GrpcCall *c) {
+        GrpcServer *s = c->conn->server;
+
+        if (!c->content_type_ok) {
+                /* Not gRPC at all: plain HTTP says so. */
+                nghttp2_nv nva[] = { MAKE_NV_LIT(":status", "415") };
+                c->done = c->finished = true;
+                nghttp2_submit_response(c->conn->session, c->stream_id, nva, ELEMENTSOF(nva), NULL);
+                return;
+        }
+
+        c->method = c->path ? s->lookup(c->path, s->userdata) : NULL;
+        if (!c->method) {
+                grpc_call_finish(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method '%s'", grpc_call_path(c));
+                return;
+        }
+
+        if (c->timeout_usec > 0) {
+                ev_timer_set(&c->deadline, (double) c->timeout_usec / USEC_PER_SEC, 0.);
+                ev_timer_start(s->loop, &c->deadline);
+        }
+}
+
+static bool encoding_is_identity(const char *e) {
+        return !e || strcasecmp(e, "identity") == 0;
+}
+
+void grpc_call_on_data(GrpcCall *c, const uint8_t *data, size_t len) {
+        uint64_t max = c->conn->server->config.max_message_size;
+        bool compressed;
+        uint32_t n;
+        int r;
+
+        if (c->done)
+                return; /* answered already; nghttp2 still accounts the window */
+
+        if (buffer_append(&c->body, data, len) < 0) {
+                grpc_call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory reading the request");
+                return;
+        }
+
+        /* Judge the message by its header, before it is all buffered. */
+        r = grpc_frame_header_read(buffer_peek(&c->body), buffer_len(&c->body), &compressed, &n);
+        if (r == -EAGAIN)
+                return;
+        if (r < 0) {
+                grpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "bad gRPC message header");
+                buffer_free(&c->body);
+                return;
+        }
+        if (n > max || buffer_len(&c->body) > max + GRPC_FRAME_HEADER_SIZE) {
+                grpc_call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                 "request message of %u bytes is larger than the limit of %llu bytes",
+                                 n, (unsigned long long) max);
+                buffer_free(&c->body);
+                return;
+        }
+        if (compressed) {
+                /* We decompress nothing, so any compressed message is refused, whatever it declares. */
+                if (encoding_is_identity(c->encoding))
+                        grpc_call_finish(c, GRPC_STATUS_UNIMPLEMENTED,
+                                         "compressed message without a supported grpc-encoding (supported: identity)");
+                else
+                        grpc_call_finish(c, GRPC_STATUS_UNIMPLEMENTED,
+                                         "grpc-encoding '%s' is not supported (supported: identity)", c->encoding);
+                buffer_free(&c->body);
+        }
+}
+
+void grpc_call_on_request_end(GrpcCall *c) {
+        const uint8_t *msg;
+        size_t len;
+        bool compressed;
+        int r;
+
+        c->body_complete = true;
+        if (c->done)
+                return;
+
+        r = grpc_frame_decode_unary(buffer_peek(&c->body), buffer_len(&c->body), &compressed, &msg, &len);
+        if (r < 0) {
+                grpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
+                                 buffer_len(&c->body) == 0 ? "request has no message"
+                                                           : "request is not exactly one gRPC message");
+                return;
+        }
+        assert(!compressed); /* refused in grpc_call_on_data() */
+
+        grpc_call_ref(c);
+        r = c->method->handler(c, msg, len, c->method->userdata);
+        if (r < 0 && !c->done)
+                grpc_call_finish_errno(c, r, "%s failed: %s", c->method->name, strerror(-r));
+        buffer_free(&c->body);
+        grpc_call_unref(c);
+}
+
+static ssize_t call_data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
+                                 size_t length, uint32_t *data_flags, nghttp2_data_source *source,
+                                 void *user_data) {
+        GrpcCall *c = source->ptr;
+        size_t n = MIN(length, buffer_len(&c->out));
+
+        memcpy(buf, buffer_peek(&c->out), n);
+        buffer_consume(&c->out, n);
+        if (buffer_len(&c->out) > 0)
+                return (ssize_t) n;
+        if (!c->finished)
+                return n > 0 ? (ssize_t) n : NGHTTP2_ERR_DEFERRED;
+
+        /* All data out: end the stream with the trailers. */
+        char status[4];
+        _cleanup_free_ char *encoded = c->status_message ? grpc_percent_encode(c->status_message) : NULL;
+        nghttp2_nv trailers[] = {
+                MAKE_NV("grpc-status", status, (size_t) snprintf(status, sizeof status, "%i", c->status)),
+                MAKE_NV("grpc-message", encoded, encoded ? strlen(encoded) : 0),
+        };
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        if (nghttp2_submit_trailer(session, stream_id, trailers, encoded ? 2 : 1) != 0)
+                return NGHTTP2_ERR_CALLBACK_FAILURE;
+        return (ssize_t) n;
+}
+
+static int call_send_headers(GrpcCall *c) {
+        nghttp2_nv nva[] = {
+                MAKE_NV_LIT(":status", "200"),
+                MAKE_NV_LIT("content-type", "application/grpc"),
+                MAKE_NV_LIT("grpc-accept-encoding", "identity"),
+        };
+        nghttp2_data_provider prd = { .source.ptr = c, .read_callback = call_data_read_cb };
+
+        if (nghttp2_submit_response(c->conn->session, c->stream_id, nva, ELEMENTSOF(nva), &prd) != 0)
+                return -EPROTO;
+        c->headers_sent = true;
+        return 0;
+}
+
+uint8_t *grpc_call_reserve_message(GrpcCall *c, size_t len) {
+        uint8_t *p;
+
+        if (c->done || !c->conn) {
+                errno = ESTALE;
+                return NULL;
+        }
+        if (len > UINT32_MAX) {
+                errno = EMSGSIZE;
+                return NULL;
+        }
+        if (!c->headers_sent && call_send_headers(c) < 0) {
+                errno = EPROTO;
+                return NULL;
+        }
+        p = buffer_reserve(&c->out, GRPC_FRAME_HEADER_SIZE + len);
+        if (!p) {
+                errno = ENOMEM;
+                return NULL;
+        }
+        grpc_frame_header_write(p, false, (uint32_t) len);
+        buffer_commit(&c->out, GRPC_FRAME_HEADER_SIZE + len);
+        return p + GRPC_FRAME_HEADER_SIZE;
+}
+
+void grpc_call_commit(GrpcCall *c) {
+        if (!c->conn || !c->headers_sent)
+                return;
+        nghttp2_session_resume_data(c->conn->session, c->stream_id);
+        call_kick(c);
+}
+
+int grpc_call_send(GrpcCall *c, const void *msg, size_t len) {
+        uint8_t *p = grpc_call_reserve_message(c, len);
+        if (!p)
+                return -errno;
+        memcpy(p, msg, len);
+        grpc_call_commit(c);
+        return 0;
+}
+
+static int call_finishv(GrpcCall *c, GrpcStatus status, const char *format, va_list ap) {
+        if (c->done)
+                return -ESTALE;
+
+        c->done = c->finished = true;
+        c->status = status;
+        free(c->status_message);
+        c->status_message = NULL;
+        if (format && vasprintf(&c->status_message, format, ap) < 0)
+                c->status_message = NULL;
+        call_log_end(c);
+        c->cancel = NULL;
+        c->cancel_userdata = NULL;
+
+        if (!c->conn)
+                return 0;
+        ev_timer_stop(c->conn->server->loop, &c->deadline);
+
+        if (c->headers_sent) {
+                nghttp2_session_resume_data(c->conn->session, c->stream_id);
+        } else {
+                /* Trailers-Only response: one HEADERS frame that ends the stream. */
+                char code[4];
+                _cleanup_free_ char *encoded = c->status_message ? grpc_percent_encode(c->status_message) : NULL;
+                nghttp2_nv nva[] = {
+                        MAKE_NV_LIT(":status", "200"),
+                        MAKE_NV_LIT("content-type", "application/grpc"),
+                        MAKE_NV("grpc-status", code, (size_t) snprintf(code, sizeof code, "%i", status)),
+                        MAKE_NV("grpc-message", encoded, encoded ? strlen(encoded) : 0),
+                };
+                if (nghttp2_submit_response(c->conn->session, c->stream_id, nva,
+                                            encoded ? ELEMENTSOF(nva) : ELEMENTSOF(nva) - 1, NULL) != 0)
+                        nghttp2_submit_rst_stream(c->conn->session, NGHTTP2_FLAG_NONE, c->stream_id,
+                                                  NGHTTP2_INTERNAL_ERROR);
+        }
+        call_kick(c);
+        return 0;
+}
+
+int grpc_call_finish(GrpcCall *c, GrpcStatus status, const char *format, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, format);
+        r = call_finishv(c, status, format, ap);
+        va_end(ap);
+        return r;
+}
+
+int grpc_call_finish_errno(GrpcCall *c, int error, const char *format, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, format);
+        r = call_finishv(c, grpc_status_from_errno(error), format, ap);
+        va_end(ap);
+        return r;
+}
+
+static void call_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+        GrpcCall *c = container_of(w, GrpcCall, deadline);
+        GrpcConn *conn = c->conn;
+        GrpcCancel cancel = c->cancel;
+        void *userdata = c->cancel_userdata;
+
+        if (!conn)
+                return;
+        grpc_conn_enter(conn);
+        grpc_call_ref(c);
+        grpc_call_finish(c, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline of %llu µs exceeded",
+                         (unsigned long long) c->timeout_usec);
+        if (cancel)
+                cancel(c, userdata); /* the work behind the call stops too */
+        grpc_call_unref(c);
+        grpc_conn_leave(conn);
+}

@@ -1,0 +1,97 @@
+/* Structures shared by the server, connection and call halves of the gRPC module. */
+#pragma once
+
+#include <ev.h>
+#include <nghttp2/nghttp2.h>
+
+#include "buffer.h"
+#include "grpc-server.h"
+
+typedef struct GrpcConn GrpcConn;
+
+typedef struct GrpcListener {
+        ev_io io;
+        GrpcServer *server;
+} GrpcListener;
+
+struct GrpcServer {
+        struct ev_loop *loop;
+        GrpcServerConfig config;
+        GrpcLookup lookup;
+        void *userdata;
+        nghttp2_session_callbacks *callbacks;
+        nghttp2_option *option;
+
+        GrpcListener **listeners;
+        size_t n_listeners;
+        char *socket_path; /* the socket file we bound, removed on shutdown */
+
+        GrpcConn *conns;
+        unsigned n_conns;
+
+        bool shutting_down;
+        void (*shutdown_done)(void *userdata);
+        void *shutdown_userdata;
+};
+
+struct GrpcConn {
+        GrpcServer *server;
+        GrpcConn *prev, *next;
+        int fd;
+        ev_io rio, wio;
+        ev_timer handshake_timer;
+        nghttp2_session *session;
+        Buffer wbuf;
+        GrpcCall *calls;
+
+        unsigned busy;       /* nesting of entry points; the connection is freed only at 0 */
+        unsigned in_session; /* inside nghttp2_session_mem_recv/mem_send: no flushing now */
+        bool want_flush;
+        bool dead;
+};
+
+struct GrpcCall {
+        unsigned n_ref;
+        GrpcConn *conn; /* NULL once the stream is closed or the connection is gone */
+        GrpcCall *prev, *next;
+        int32_t stream_id;
+
+        const GrpcMethod *method;
+        char *path;
+        char *encoding;
+        bool content_type_ok;
+        bool body_complete;
+        bool headers_sent;
+        bool finished; /* trailers queued */
+        bool done;     /* finished or cancelled */
+        uint64_t start_usec;
+
+        uint64_t timeout_usec;
+        ev_timer deadline;
+
+        Buffer body;
+        Buffer out;
+        GrpcStatus status;
+        char *status_message;
+
+        GrpcCancel cancel;
+        void *cancel_userdata;
+};
+
+/* grpc-conn.c */
+int grpc_conn_new(GrpcServer *s, int fd);
+void grpc_conn_enter(GrpcConn *c);
+void grpc_conn_leave(GrpcConn *c);
+void grpc_conn_flush(GrpcConn *c);
+void grpc_conn_kill(GrpcConn *c);
+void grpc_conn_goaway(GrpcConn *c);
+int grpc_conn_setup_callbacks(nghttp2_session_callbacks **ret);
+
+/* grpc-call.c */
+GrpcCall *grpc_call_new(GrpcConn *conn, int32_t stream_id);
+void grpc_call_on_header(GrpcCall *c, const char *name, size_t namelen, const char *value, size_t valuelen);
+void grpc_call_on_headers_end(GrpcCall *c);
+void grpc_call_on_data(GrpcCall *c, const uint8_t *data, size_t len);
+void grpc_call_on_request_end(GrpcCall *c);
+void grpc_call_detach(GrpcCall *c);
+ssize_t grpc_call_read_data(GrpcCall *c, uint8_t *buf, size_t length, uint32_t *data_flags);

@@ -1,0 +1,132 @@
+/* gRPC status codes, their names, and the percent-encoding of grpc-message. */
+#include "grpc-status.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const status_names[_GRPC_STATUS_MAX] = {
+        [GRPC_STATUS_OK] = "OK",
+        [GRPC_STATUS_CANCELLED] = "CANCELLED",
+        [GRPC_STATUS_UNKNOWN] = "UNKNOWN",
+        [GRPC_STATUS_INVALID_ARGUMENT] = "INVALID_ARGUMENT",
+        [GRPC_STATUS_DEADLINE_EXCEEDED] = "DEADLINE_EXCEEDED",
+        [GRPC_STATUS_NOT_FOUND] = "NOT_FOUND",
+        [GRPC_STATUS_ALREADY_EXISTS] = "ALREADY_EXISTS",
+        [GRPC_STATUS_PERMISSION_DENIED] = "PERMISSION_DENIED",
+        [GRPC_STATUS_RESOURCE_EXHAUSTED] = "RESOURCE_EXHAUSTED",
+        [GRPC_STATUS_FAILED_PRECONDITION] = "FAILED_PRECONDITION",
+        [GRPC_STATUS_ABORTED] = "ABORTED",
+        [GRPC_STATUS_OUT_OF_RANGE] = "OUT_OF_RANGE",
+        [GRPC_STATUS_UNIMPLEMENTED] = "UNIMPLEMENTED",
+        [GRPC_STATUS_INTERNAL] = "INTERNAL",
+        [GRPC_STATUS_UNAVAILABLE] = "UNAVAILABLE",
+        [GRPC_STATUS_DATA_LOSS] = "DATA_LOSS",
+        [GRPC_STATUS_UNAUTHENTICATED] = "UNAUTHENTICATED",
+};
+
+const char *grpc_status_to_string(GrpcStatus s) {
+        if (s < 0 || s >= _GRPC_STATUS_MAX)
+                return NULL;
+        return status_names[s];
+}
+
+GrpcStatus grpc_status_from_errno(int error) {
+        switch (abs(error)) {
+        case 0:
+                return GRPC_STATUS_OK;
+        case EINVAL:
+        case EBADMSG:
+        case ENAMETOOLONG:
+                return GRPC_STATUS_INVALID_ARGUMENT;
+        case ENOENT:
+        case ESRCH:
+        case ENXIO:
+                return GRPC_STATUS_NOT_FOUND;
+        case EEXIST:
+                return GRPC_STATUS_ALREADY_EXISTS;
+        case EPERM:
+        case EACCES:
+                return GRPC_STATUS_PERMISSION_DENIED;
+        case ENOMEM:
+        case ENOSPC:
+        case EMFILE:
+        case ENFILE:
+        case E2BIG:
+        case EMSGSIZE:
+                return GRPC_STATUS_RESOURCE_EXHAUSTED;
+        case ETIMEDOUT:
+        case ETIME:
+                return GRPC_STATUS_DEADLINE_EXCEEDED;
+        case ECANCELED:
+                return GRPC_STATUS_CANCELLED;
+        case EOPNOTSUPP:
+        case ENOSYS:
+                return GRPC_STATUS_UNIMPLEMENTED;
+        case EBUSY:
+        case EAGAIN:
+        case ECONNREFUSED:
+        case ECONNRESET:
+        case ENOTCONN:
+        case EHOSTUNREACH:
+                return GRPC_STATUS_UNAVAILABLE;
+        case ESTALE:
+        case ENOTEMPTY:
+                return GRPC_STATUS_FAILED_PRECONDITION;
+        default:
+                return GRPC_STATUS_INTERNAL;
+        }
+}
+
+static int needs_escape(unsigned char c) {
+        return c < 0x20 || c > 0x7E || c == '%';
+}
+
+char *grpc_percent_encode(const char *s) {
+        static const char hex[] = "0123456789ABCDEF";
+        size_t n = 0;
+
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+                n += needs_escape(*p) ? 3 : 1;
+
+        char *out = malloc(n + 1), *o = out;
+        if (!out)
+                return NULL;
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
+                if (needs_escape(*p)) {
+                        *o++ = '%';
+                        *o++ = hex[*p >> 4];
+                        *o++ = hex[*p & 0xF];
+                } else
+                        *o++ = (char) *p;
+        }
+        *o = '\0';
+        return out;
+}
+
+static int unhex(char c) {
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
+char *grpc_percent_decode(const char *s, size_t len) {
+        char *out = malloc(len + 1), *o = out;
+        if (!out)
+                return NULL;
+        for (size_t i = 0; i < len; i++) {
+                int hi, lo;
+                if (s[i] == '%' && i + 2 < len &&
+                    (hi = unhex(s[i + 1])) >= 0 && (lo = unhex(s[i + 2])) >= 0) {
+                        *o++ = (char) (hi << 4 | lo);
+                        i += 2;
+                } else
+                        *o++ = s[i];
+        }
+        *o = '\0';
+        return out;
+}

@@ -1,0 +1,163 @@
+/* rktlet: a Kubernetes CRI runtime on systemd. Parses the command line and config, then runs. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "build-config.h"
+#include "config.h"
+#include "log.h"
+#include "manager.h"
+
+#define DEFAULT_CONFIG SYSCONFDIR "/rktlet/rktlet.conf"
+
+typedef struct Override {
+        const char *section, *key, *value, *flag;
+} Override;
+
+static void help(void) {
+        printf("Usage: rktlet [OPTIONS]\n"
+               "A Kubernetes CRI runtime that runs pods and containers as systemd units.\n\n"
+               "  -c --config=FILE            Config file (default %s; drop-ins in FILE.d/*.conf)\n"
+               "  -l --listen=PATH            Unix socket to serve on (default /run/rktlet/rktlet.sock)\n"
+               "     --user                   Talk to the user's systemd on the user bus\n"
+               "     --state-dir=DIR          Runtime state (default /run/rktlet)\n"
+               "     --root=DIR               Persistent state (default /var/lib/rktlet)\n"
+               "     --log-level=LEVEL        err, warning, notice, info or debug (default info)\n"
+               "     --max-message-size=BYTES Largest request message (default 16M)\n"
+               "     --shutdown-timeout=SEC   Time in-flight calls get after SIGTERM (default 10)\n"
+               "  -h --help                   Show this help\n"
+               "  -V --version                Show the version\n\n"
+               "See rktlet(8) and rktlet.conf(5).\n",
+               DEFAULT_CONFIG);
+}
+
+static void config_warning(const char *origin, const char *message, void *userdata) {
+        log_warning("%s: %s", origin, message);
+}
+
+int main(int argc, char *argv[]) {
+        enum {
+                ARG_USER = 0x100,
+                ARG_STATE_DIR,
+                ARG_ROOT,
+                ARG_LOG_LEVEL,
+                ARG_MAX_MESSAGE_SIZE,
+                ARG_SHUTDOWN_TIMEOUT,
+        };
+        static const struct option options[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "listen", required_argument, NULL, 'l' },
+                { "user", no_argument, NULL, ARG_USER },
+                { "state-dir", required_argument, NULL, ARG_STATE_DIR },
+                { "root", required_argument, NULL, ARG_ROOT },
+                { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
+                { "max-message-size", required_argument, NULL, ARG_MAX_MESSAGE_SIZE },
+                { "shutdown-timeout", required_argument, NULL, ARG_SHUTDOWN_TIMEOUT },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {},
+        };
+        Override overrides[16];
+        size_t n_overrides = 0;
+        const char *config_path = DEFAULT_CONFIG;
+        Config config;
+        Manager *m = NULL;
+        int c, r;
+
+        log_setup();
+
+        while ((c = getopt_long(argc, argv, "c:l:hV", options, NULL)) >= 0) {
+                Override o = { .value = optarg };
+                switch (c) {
+                case 'c':
+                        config_path = optarg;
+                        continue;
+                case 'l':
+                        o = (Override) { "Daemon", "Listen", optarg, "--listen" };
+                        break;
+                case ARG_USER:
+                        o = (Override) { "Daemon", "Bus", "user", "--user" };
+                        break;
+                case ARG_STATE_DIR:
+                        o = (Override) { "Daemon", "StateDirectory", optarg, "--state-dir" };
+                        break;
+                case ARG_ROOT:
+                        o = (Override) { "Daemon", "RootDirectory", optarg, "--root" };
+                        break;
+                case ARG_LOG_LEVEL:
+                        o = (Override) { "Daemon", "LogLevel", optarg, "--log-level" };
+                        break;
+                case ARG_MAX_MESSAGE_SIZE:
+                        o = (Override) { "GRPC", "MaxMessageSize", optarg, "--max-message-size" };
+                        break;
+                case ARG_SHUTDOWN_TIMEOUT:
+                        o = (Override) { "Daemon", "ShutdownTimeoutSec", optarg, "--shutdown-timeout" };
+                        break;
+                case 'h':
+                        help();
+                        return EXIT_SUCCESS;
+                case 'V':
+                        printf("%s %s\n", PROJECT_NAME, PROJECT_VERSION);
+                        return EXIT_SUCCESS;
+                default:
+                        fprintf(stderr, "Try 'rktlet --help'.\n");
+                        return EXIT_FAILURE;
+                }
+                if (n_overrides >= ELEMENTSOF(overrides)) {
+                        fprintf(stderr, "rktlet: too many options\n");
+                        return EXIT_FAILURE;
+                }
+                overrides[n_overrides++] = o;
+        }
+        if (optind < argc) {
+                fprintf(stderr, "rktlet: unexpected argument '%s'. Try 'rktlet --help'.\n", argv[optind]);
+                return EXIT_FAILURE;
+        }
+
+        r = config_init(&config);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up the configuration: %m");
+                return EXIT_FAILURE;
+        }
+
+        _cleanup_free_ char *error = NULL;
+        r = config_load(&config, config_path, config_warning, NULL, &error);
+        if (r < 0) {
+                log_error("Bad configuration: %s", error ? error : strerror(-r));
+                config_done(&config);
+                return EXIT_FAILURE;
+        }
+        /* Flags override the files. */
+        for (size_t i = 0; i < n_overrides; i++) {
+                _cleanup_free_ char *why = NULL;
+                r = config_set(&config, overrides[i].section, overrides[i].key, overrides[i].value, &why);
+                if (r < 0) {
+                        log_error("Bad option %s='%s': %s", overrides[i].flag, overrides[i].value,
+                                  why ? why : strerror(-r));
+                        config_done(&config);
+                        return EXIT_FAILURE;
+                }
+        }
+        log_set_max_level(config.log_level);
+
+        /* Writes to a peer that went away must fail with EPIPE, not kill us. */
+        signal(SIGPIPE, SIG_IGN);
+
+        r = manager_new(&config, &m);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up: %m");
+                config_done(&config);
+                return EXIT_FAILURE;
+        }
+        r = manager_start(m);
+        if (r < 0) {
+                manager_free(m);
+                return EXIT_FAILURE;
+        }
+        r = manager_run(m);
+        manager_free(m);
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

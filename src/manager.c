@@ -1,0 +1,244 @@
+/* The Manager: owns the loop, the configuration, the bus, the gRPC server and every table. */
+#include "build-config.h"
+#include "manager.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+
+#include "cri-service.h"
+#include "log.h"
+#include "macro.h"
+#include "time-util.h"
+
+#define SYSTEMD_CALL_TIMEOUT_USEC (10 * USEC_PER_SEC)
+
+int manager_new(Config *config, Manager **ret) {
+        Manager *m = calloc(1, sizeof *m);
+        int r;
+
+        if (!m)
+                return -ENOMEM;
+        m->config = *config;
+        *config = (Config) {};
+
+        /* Our own loop, not libev's default one: that one would install a SIGCHLD handler and reap
+         * children behind the pidfds' back. */
+        m->loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
+        if (!m->loop) {
+                manager_free(m);
+                return -ENOMEM;
+        }
+
+        r = config_to_json(&m->config, &m->config_json);
+        if (r < 0) {
+                manager_free(m);
+                return r;
+        }
+
+        GrpcServerConfig gc = {
+                .max_message_size = m->config.max_message_size,
+                .max_concurrent_streams = m->config.max_concurrent_streams,
+                .max_connections = m->config.max_connections,
+                .handshake_timeout_usec = 10 * USEC_PER_SEC,
+        };
+        r = cri_service_init(m);
+        if (r >= 0)
+                r = grpc_server_new(m->loop, &gc, cri_service_lookup, m, &m->server);
+        if (r < 0) {
+                manager_free(m);
+                return r;
+        }
+        *ret = m;
+        return 0;
+}
+
+static void manager_drop_bus(Manager *m) {
+        m->version_slot = sd_bus_slot_unref(m->version_slot);
+        bus_ev_detach(&m->bus_ev);
+        if (m->bus) {
+                sd_bus_flush_close_unref(m->bus);
+                m->bus = NULL;
+        }
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+        m->server = grpc_server_free(m->server);
+        cri_service_done();
+        manager_drop_bus(m);
+        if (m->loop) {
+                ev_signal_stop(m->loop, &m->sigterm);
+                ev_signal_stop(m->loop, &m->sigint);
+                ev_timer_stop(m->loop, &m->shutdown_timer);
+                ev_loop_destroy(m->loop);
+        }
+        free(m->bus_error);
+        free(m->systemd_version);
+        free(m->config_json);
+        config_done(&m->config);
+        free(m);
+        return NULL;
+}
+
+static void set_string(char **p, const char *s) {
+        free(*p);
+        *p = s ? strdup(s) : NULL;
+}
+
+static void bus_disconnected(BusEv *b, int error) {
+        Manager *m = container_of(b, Manager, bus_ev);
+        char msg[256];
+
+        snprintf(msg, sizeof msg, "connection to the %s bus lost: %s", m->config.user_bus ? "user" : "system",
+                 strerror(-error));
+        log_warning("systemd: %s", msg);
+        set_string(&m->bus_error, msg);
+        manager_drop_bus(m);
+}
+
+static void initial_version_done(int error, const char *version, const char *message, void *userdata) {
+        Manager *m = userdata;
+
+        m->version_slot = sd_bus_slot_unref(m->version_slot);
+        if (error < 0) {
+                log_warning("systemd on the %s bus did not answer: %s", m->config.user_bus ? "user" : "system",
+                            message);
+                set_string(&m->bus_error, message);
+                return;
+        }
+        set_string(&m->systemd_version, version);
+        log_info("Talking to systemd %s on the %s bus.", version, m->config.user_bus ? "user" : "system");
+}
+
+sd_bus *manager_get_bus(Manager *m) {
+        sd_bus *bus = NULL;
+        char msg[256];
+        int r;
+
+        if (m->bus)
+                return m->bus;
+
+        r = m->config.user_bus ? sd_bus_open_user(&bus) : sd_bus_open_system(&bus);
+        if (r < 0) {
+                snprintf(msg, sizeof msg, "cannot connect to the %s bus: %s", m->config.user_bus ? "user" : "system",
+                         strerror(-r));
+                set_string(&m->bus_error, msg);
+                return NULL;
+        }
+        (void) sd_bus_set_description(bus, "rktlet");
+        m->bus = bus;
+        m->bus_ev.on_disconnect = bus_disconnected;
+        bus_ev_attach(&m->bus_ev, m->loop, bus);
+        set_string(&m->bus_error, NULL);
+        return bus;
+}
+
+static void manager_exit(Manager *m) {
+        ev_break(m->loop, EVBREAK_ALL);
+}
+
+static void shutdown_done(void *userdata) {
+        Manager *m = userdata;
+        log_debug("All connections closed.");
+        manager_exit(m);
+}
+
+static void shutdown_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+        Manager *m = container_of(w, Manager, shutdown_timer);
+
+        log_warning("In-flight calls did not finish within the shutdown timeout; closing %u connection(s).",
+                    grpc_server_n_connections(m->server));
+        grpc_server_close_connections(m->server);
+        manager_exit(m);
+}
+
+static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents) {
+        Manager *m = w->data;
+
+        if (m->stopping) {
+                log_notice("Second signal: stopping at once.");
+                grpc_server_close_connections(m->server);
+                manager_exit(m);
+                return;
+        }
+        m->stopping = true;
+        log_info("Received %s, stopping.", strsignal(w->signum));
+        (void) sd_notify(0, "STOPPING=1\nSTATUS=Stopping: finishing in-flight calls");
+
+        ev_timer_set(&m->shutdown_timer, (double) m->config.shutdown_timeout_usec / USEC_PER_SEC, 0.);
+        ev_timer_start(loop, &m->shutdown_timer);
+        grpc_server_shutdown(m->server, shutdown_done, m);
+}
+
+static int manager_listen(Manager *m) {
+        int n, r;
+
+        n = sd_listen_fds(1);
+        if (n < 0)
+                return log_error_errno(n, "Failed to read sockets passed by systemd: %m");
+        for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++) {
+                if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
+                        log_warning("Ignoring passed fd %i: not a listening unix stream socket.", fd);
+                        continue;
+                }
+                r = grpc_server_add_listener_fd(m->server, fd);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to serve on passed socket %i: %m", fd);
+                m->socket_activated = true;
+        }
+        if (m->socket_activated) {
+                log_info("rktlet %s serving on %i socket(s) passed by systemd.", PROJECT_VERSION, n);
+                return 0;
+        }
+
+        r = grpc_server_listen_unix(m->server, m->config.listen, 0660);
+        if (r == -EADDRINUSE)
+                return log_error_errno(r, "Failed to listen on '%s': another rktlet answers there.", m->config.listen);
+        if (r < 0)
+                return log_error_errno(r, "Failed to listen on '%s': %m", m->config.listen);
+
+        char listen_field[4200];
+        const char *fields[] = { "MESSAGE_ID=5f8c3a1e2b7d4c6e9a0f1b2c3d4e5f60", listen_field, NULL };
+        snprintf(listen_field, sizeof listen_field, "RKTLET_LISTEN=%s", m->config.listen);
+        log_fields(LOG_INFO, fields, "rktlet %s listening on %s", PROJECT_VERSION, m->config.listen);
+        return 0;
+}
+
+int manager_start(Manager *m) {
+        int r;
+
+        ev_signal_init(&m->sigterm, signal_cb, SIGTERM);
+        ev_signal_init(&m->sigint, signal_cb, SIGINT);
+        m->sigterm.data = m->sigint.data = m;
+        ev_signal_start(m->loop, &m->sigterm);
+        ev_signal_start(m->loop, &m->sigint);
+        ev_timer_init(&m->shutdown_timer, shutdown_timeout_cb, 0., 0.);
+
+        /* No bus is not fatal: we serve anyway and Status says why the runtime is not ready. */
+        sd_bus *bus = manager_get_bus(m);
+        if (!bus)
+                log_warning("systemd: %s", m->bus_error);
+        else {
+                r = systemd_get_version(bus, SYSTEMD_CALL_TIMEOUT_USEC, initial_version_done, m, &m->version_slot);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to ask systemd for its version: %m");
+        }
+
+        r = manager_listen(m);
+        if (r < 0)
+                return r;
+
+        (void) sd_notifyf(0, "READY=1\nSTATUS=Serving CRI on %s", m->socket_activated ? "passed socket" : m->config.listen);
+        return 0;
+}
+
+int manager_run(Manager *m) {
+        ev_run(m->loop, 0);
+        log_info("rktlet stopped.");
+        return 0;
+}

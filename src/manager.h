@@ -1,0 +1,40 @@
+/* The Manager: owns the loop, the configuration, the bus, the gRPC server and every table. */
+#pragma once
+
+#include <ev.h>
+#include <stdbool.h>
+#include <systemd/sd-bus.h>
+
+#include "bus-ev.h"
+#include "config.h"
+#include "grpc-server.h"
+#include "systemd-manager.h"
+
+typedef struct Manager {
+        struct ev_loop *loop;
+        Config config;
+        char *config_json;
+
+        sd_bus *bus;
+        BusEv bus_ev;
+        char *bus_error;       /* why there is no bus, for Status */
+        char *systemd_version; /* last Version the manager answered */
+        sd_bus_slot *version_slot;
+
+        GrpcServer *server;
+        bool socket_activated;
+
+        ev_signal sigterm, sigint;
+        ev_timer shutdown_timer;
+        bool stopping;
+} Manager;
+
+/* Takes over config. */
+int manager_new(Config *config, Manager **ret);
+Manager *manager_free(Manager *m);
+/* Connects the bus (failure is not fatal) and starts listening. */
+int manager_start(Manager *m);
+int manager_run(Manager *m);
+
+/* The bus, connecting again if the connection was lost; NULL with m->bus_error set if impossible. */
+sd_bus *manager_get_bus(Manager *m);

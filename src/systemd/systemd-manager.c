@@ -1,0 +1,71 @@
+/* Asynchronous calls to systemd's manager object, org.freedesktop.systemd1. */
+#include "systemd-manager.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "macro.h"
+
+typedef struct VersionCall {
+        SystemdVersionDone done;
+        void *userdata;
+} VersionCall;
+
+static void version_call_free(void *p) {
+        free(p);
+}
+
+static int version_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        VersionCall *v = userdata;
+        const char *version = NULL;
+        char message[512];
+        int r;
+
+        if (sd_bus_message_is_method_error(m, NULL)) {
+                const sd_bus_error *e = sd_bus_message_get_error(m);
+                snprintf(message, sizeof message, "%s: %s", e->name, e->message ? e->message : "");
+                v->done(-sd_bus_message_get_errno(m) ?: -EIO, NULL, message, v->userdata);
+                return 0;
+        }
+
+        r = sd_bus_message_read(m, "v", "s", &version);
+        if (r < 0) {
+                snprintf(message, sizeof message, "unexpected reply: %s", strerror(-r));
+                v->done(r, NULL, message, v->userdata);
+                return 0;
+        }
+        v->done(0, version, NULL, v->userdata);
+        return 0;
+}
+
+int systemd_get_version(sd_bus *bus, uint64_t timeout_usec, SystemdVersionDone done, void *userdata,
+                        sd_bus_slot **ret_slot) {
+        sd_bus_message *m = NULL;
+        sd_bus_slot *slot = NULL;
+        VersionCall *v;
+        int r;
+
+        v = calloc(1, sizeof *v);
+        if (!v)
+                return -ENOMEM;
+        v->done = done;
+        v->userdata = userdata;
+
+        r = sd_bus_message_new_method_call(bus, &m, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+                                           "org.freedesktop.DBus.Properties", "Get");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "ss", "org.freedesktop.systemd1.Manager", "Version");
+        if (r >= 0)
+                r = sd_bus_call_async(bus, &slot, m, version_reply, v, timeout_usec);
+        sd_bus_message_unref(m);
+        if (r < 0) {
+                free(v);
+                return r;
+        }
+        /* The slot owns v from here on: freed when the reply came or the call was cancelled. */
+        sd_bus_slot_set_destroy_callback(slot, version_call_free);
+        *ret_slot = slot;
+        return 0;
+}

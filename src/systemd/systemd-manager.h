@@ -1,0 +1,12 @@
+/* Asynchronous calls to systemd's manager object, org.freedesktop.systemd1. */
+#pragma once
+
+#include <stdint.h>
+#include <systemd/sd-bus.h>
+
+/* error < 0: the call failed, message says why (D-Bus error name and text, or errno). */
+typedef void (*SystemdVersionDone)(int error, const char *version, const char *message, void *userdata);
+
+/* Reads the manager's Version property. The returned slot cancels the call when unref'ed. */
+int systemd_get_version(sd_bus *bus, uint64_t timeout_usec, SystemdVersionDone done, void *userdata,
+                        sd_bus_slot **ret_slot);
