@@ -1,0 +1,221 @@
+/* Unit tests of rktlet.conf parsing: keys, drop-in order, unknown keys, bad values, JSON output. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "config.h"
+#include "log.h"
+#include "parse-util.h"
+
+static char dir[] = "/tmp/test-config-XXXXXX";
+
+static void write_file(const char *name, const char *text) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        FILE *f = fopen(path, "we");
+        assert_non_null(f);
+        fputs(text, f);
+        fclose(f);
+}
+
+typedef struct Warnings {
+        int n;
+        char last_origin[512];
+        char last_message[512];
+} Warnings;
+
+static void warn(const char *origin, const char *message, void *userdata) {
+        Warnings *w = userdata;
+        w->n++;
+        snprintf(w->last_origin, sizeof w->last_origin, "%s", origin);
+        snprintf(w->last_message, sizeof w->last_message, "%s", message);
+}
+
+static int setup(void **state) {
+        char path[512];
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof path, "%s/rktlet.conf.d", dir);
+        assert_int_equal(mkdir(path, 0755), 0);
+        return 0;
+}
+
+static int teardown(void **state) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_defaults_and_missing_file(void **state) {
+        Config c;
+        char *error = NULL, path[512];
+
+        snprintf(path, sizeof path, "%s/missing.conf", dir);
+        assert_int_equal(config_init(&c), 0);
+        assert_int_equal(config_load(&c, path, NULL, NULL, &error), 0);
+        assert_null(error);
+        assert_string_equal(c.listen, "/run/rktlet/rktlet.sock");
+        assert_int_equal(c.max_message_size, 16u << 20);
+        assert_false(c.user_bus);
+        assert_int_equal(c.log_level, LOG_INFO);
+        config_done(&c);
+}
+
+static void test_main_file_and_dropins(void **state) {
+        Config c;
+        Warnings w = {};
+        char *error = NULL, path[512];
+
+        write_file("rktlet.conf",
+                   "# comment\n"
+                   "[Daemon]\n"
+                   "Listen=/run/test/a.sock\n"
+                   "LogLevel=debug\n"
+                   "\n"
+                   "[GRPC]\n"
+                   "MaxMessageSize=4M\n"
+                   "NoSuchKey=1\n");
+        write_file("rktlet.conf.d/20-later.conf", "[GRPC]\nMaxMessageSize=2M\n");
+        write_file("rktlet.conf.d/10-earlier.conf", "[GRPC]\nMaxMessageSize=8M\n[Daemon]\nBus=user\n");
+        write_file("rktlet.conf.d/ignored.txt", "[GRPC]\nMaxMessageSize=garbage\n");
+
+        snprintf(path, sizeof path, "%s/rktlet.conf", dir);
+        assert_int_equal(config_init(&c), 0);
+        assert_int_equal(config_load(&c, path, warn, &w, &error), 0);
+        assert_null(error);
+        assert_string_equal(c.listen, "/run/test/a.sock");
+        assert_int_equal(c.log_level, LOG_DEBUG);
+        assert_int_equal(c.max_message_size, 2u << 20); /* 20-later wins over 10-earlier and the main file */
+        assert_true(c.user_bus);
+
+        /* The unknown key is reported with file and line, and ignored. */
+        assert_int_equal(w.n, 1);
+        char want[600];
+        snprintf(want, sizeof want, "%s/rktlet.conf:8", dir);
+        assert_string_equal(w.last_origin, want);
+        assert_non_null(strstr(w.last_message, "NoSuchKey"));
+
+        /* A command-line value goes through the same parser and overrides the files. */
+        assert_int_equal(config_set(&c, "GRPC", "MaxMessageSize", "1K", &error), 0);
+        assert_int_equal(c.max_message_size, 1024);
+        config_done(&c);
+
+        unlink(path);
+        snprintf(path, sizeof path, "%s/rktlet.conf.d/20-later.conf", dir);
+        unlink(path);
+        snprintf(path, sizeof path, "%s/rktlet.conf.d/10-earlier.conf", dir);
+        unlink(path);
+        snprintf(path, sizeof path, "%s/rktlet.conf.d/ignored.txt", dir);
+        unlink(path);
+}
+
+static void test_bad_value_names_file_and_line(void **state) {
+        Config c;
+        char *error = NULL, path[512];
+
+        write_file("bad.conf", "[Daemon]\nLogLevel=info\nLogLevel=loud\n");
+        snprintf(path, sizeof path, "%s/bad.conf", dir);
+        assert_int_equal(config_init(&c), 0);
+        assert_int_equal(config_load(&c, path, NULL, NULL, &error), -EINVAL);
+        assert_non_null(error);
+        char want[600];
+        snprintf(want, sizeof want, "%s/bad.conf:3", dir);
+        assert_non_null(strstr(error, want));
+        assert_non_null(strstr(error, "loud"));
+        assert_non_null(strstr(error, "LogLevel"));
+        free(error);
+        config_done(&c);
+        unlink(path);
+}
+
+static void test_bad_values(void **state) {
+        static const char *const bad[][3] = {
+                { "Daemon", "Listen", "relative/path.sock" },
+                { "Daemon", "Bus", "session" },
+                { "GRPC", "MaxMessageSize", "abc" },
+                { "GRPC", "MaxMessageSize", "0" },
+                { "GRPC", "MaxMessageSize", "5G" },
+                { "GRPC", "MaxConcurrentStreams", "-1" },
+                { "Daemon", "ShutdownTimeoutSec", "soon" },
+        };
+        Config c;
+
+        assert_int_equal(config_init(&c), 0);
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+                char *why = NULL;
+                assert_int_equal(config_set(&c, bad[i][0], bad[i][1], bad[i][2], &why), -EINVAL);
+                assert_non_null(why);
+                free(why);
+        }
+        char *why = NULL;
+        assert_int_equal(config_set(&c, "Daemon", "Nope", "x", &why), -ENOENT);
+        config_done(&c);
+}
+
+static void test_syntax_error(void **state) {
+        Config c;
+        char *error = NULL, path[512];
+
+        write_file("syntax.conf", "[Daemon]\nthis line has no equals sign\n");
+        snprintf(path, sizeof path, "%s/syntax.conf", dir);
+        assert_int_equal(config_init(&c), 0);
+        assert_int_equal(config_load(&c, path, NULL, NULL, &error), -EINVAL);
+        assert_non_null(strstr(error, "syntax.conf:2"));
+        free(error);
+        config_done(&c);
+        unlink(path);
+}
+
+static void test_json(void **state) {
+        Config c;
+        char *json = NULL, *why = NULL;
+
+        assert_int_equal(config_init(&c), 0);
+        assert_int_equal(config_set(&c, "Daemon", "Listen", "/run/x \"quoted\".sock", &why), 0);
+        assert_int_equal(config_to_json(&c, &json), 0);
+        assert_non_null(strstr(json, "\"listen\":\"/run/x \\\"quoted\\\".sock\""));
+        assert_non_null(strstr(json, "\"maxMessageSize\":16777216"));
+        free(json);
+        config_done(&c);
+}
+
+static void test_parse_util(void **state) {
+        uint64_t v;
+
+        assert_int_equal(parse_size("16M", &v), 0);
+        assert_int_equal(v, 16u << 20);
+        assert_int_equal(parse_size("1KiB", &v), 0);
+        assert_int_equal(v, 1024);
+        assert_int_equal(parse_size("12", &v), 0);
+        assert_int_equal(v, 12);
+        assert_int_equal(parse_size("1X", &v), -EINVAL);
+        assert_int_equal(parse_size("", &v), -EINVAL);
+        assert_int_equal(parse_size("99999999999999999999", &v), -ERANGE);
+        assert_int_equal(parse_sec("10", &v), 0);
+        assert_int_equal(v, 10000000);
+        assert_int_equal(parse_sec("500ms", &v), 0);
+        assert_int_equal(v, 500000);
+        assert_int_equal(parse_sec("2min", &v), 0);
+        assert_int_equal(v, 120000000);
+        assert_int_equal(parse_sec("2 weeks", &v), -EINVAL);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_defaults_and_missing_file),
+                cmocka_unit_test(test_main_file_and_dropins),
+                cmocka_unit_test(test_bad_value_names_file_and_line),
+                cmocka_unit_test(test_bad_values),
+                cmocka_unit_test(test_syntax_error),
+                cmocka_unit_test(test_json),
+                cmocka_unit_test(test_parse_util),
+        };
+        return cmocka_run_group_tests_name("config", tests, setup, teardown);
+}
