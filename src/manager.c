@@ -125,8 +125,8 @@ sd_bus *manager_get_bus(Manager *m) {
 
         r = m->config.user_bus ? sd_bus_open_user(&bus) : sd_bus_open_system(&bus);
         if (r < 0) {
-                snprintf(msg, sizeof msg, "cannot connect to the %s bus: %s", m->config.user_bus ? "user" : "system",
-                         strerror(-r));
+                snprintf(msg, sizeof msg, "systemd is unreachable: cannot connect to the %s bus: %s",
+                         m->config.user_bus ? "user" : "system", strerror(-r));
                 set_string(&m->bus_error, msg);
                 return NULL;
         }

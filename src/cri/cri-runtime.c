@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <yajl/yajl_gen.h>
 
 #include "build-config.h"
 #include "api.pb-c.h"
@@ -62,19 +63,23 @@ static void status_cancel(GrpcCall *call, void *userdata) {
 }
 
 static char *systemd_info_json(Manager *m) {
+        const char *version = m->systemd_version ?: "", *bus = m->config.user_bus ? "user" : "system";
+        const unsigned char *buf;
+        size_t len;
         char *s;
-        /* Version strings are plain ASCII such as "252 (252.39-1~deb12u2)"; escape what JSON needs. */
-        const char *v = m->systemd_version ? m->systemd_version : "";
-        char esc[256];
-        size_t j = 0;
-        for (size_t i = 0; v[i] && j + 2 < sizeof esc; i++) {
-                if (v[i] == '"' || v[i] == '\\')
-                        esc[j++] = '\\';
-                esc[j++] = (char) ((unsigned char) v[i] < 0x20 ? ' ' : v[i]);
-        }
-        esc[j] = '\0';
-        if (asprintf(&s, "{\"version\":\"%s\",\"bus\":\"%s\"}", esc, m->config.user_bus ? "user" : "system") < 0)
+        yajl_gen g = yajl_gen_alloc(NULL);
+
+        if (!g)
                 return NULL;
+        yajl_gen_map_open(g);
+        yajl_gen_string(g, (const unsigned char *) "version", strlen("version"));
+        yajl_gen_string(g, (const unsigned char *) version, strlen(version));
+        yajl_gen_string(g, (const unsigned char *) "bus", strlen("bus"));
+        yajl_gen_string(g, (const unsigned char *) bus, strlen(bus));
+        yajl_gen_map_close(g);
+        yajl_gen_get_buf(g, &buf, &len);
+        s = strndup((const char *) buf, len);
+        yajl_gen_free(g);
         return s;
 }
 

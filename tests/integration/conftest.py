@@ -1,0 +1,69 @@
+"""pytest fixtures for rktlet's integration tests (run them with tests/integration/run-harness)."""
+
+import os
+import signal
+
+import pytest
+
+import rktlet_test
+
+
+def pytest_configure(config):
+    if os.environ.get("RKTLET_HARNESS") != "1":
+        pytest.exit("the integration tests run only inside the harness: "
+                    "tests/integration/run-harness BUILD_DIR [pytest args]", returncode=4)
+    if not os.access(rktlet_test.RKTLET, os.X_OK):
+        pytest.exit(f"no rktlet binary at {rktlet_test.RKTLET}", returncode=4)
+    rktlet_test.stubs()
+
+
+@pytest.fixture(scope="session")
+def pb():
+    return rktlet_test.stubs()[0]
+
+
+@pytest.fixture
+def make_daemon(tmp_path):
+    """Factory for daemons; every daemon still running at the end must stop cleanly with exit 0."""
+    made = []
+
+    def make(name="rktlet", start=True, **kwargs):
+        d = rktlet_test.Daemon(tmp_path / name, **kwargs)
+        made.append(d)
+        if start:
+            d.start()
+        return d
+
+    yield make
+    failures = []
+    for d in made:
+        if d.proc is None:
+            continue
+        if d.proc.poll() is not None and not getattr(d, "expect_exit", False):
+            failures.append(f"rktlet {d.dir} died during the test with {d.proc.returncode}:\n{d.log()}")
+            continue
+        rc = d.stop(signal.SIGTERM)
+        if rc != 0 and not getattr(d, "expect_exit", False):
+            failures.append(f"rktlet {d.dir} exited with {rc} on SIGTERM:\n{d.log()}")
+    if failures:
+        pytest.fail("\n".join(failures))
+
+
+@pytest.fixture
+def daemon(make_daemon):
+    return make_daemon()
+
+
+@pytest.fixture
+def user_manager_pid():
+    return int(os.environ["RKTLET_USER_MANAGER_PID"])
+
+
+@pytest.fixture
+def stopped_systemd(user_manager_pid):
+    """The systemd user manager frozen with SIGSTOP: bus calls to it wait until the test ends."""
+    os.kill(user_manager_pid, signal.SIGSTOP)
+    try:
+        yield user_manager_pid
+    finally:
+        os.kill(user_manager_pid, signal.SIGCONT)

@@ -1,0 +1,97 @@
+"""Version, Status, RuntimeConfig and the methods that are not there yet, through grpcio."""
+
+import json
+import os
+
+import grpc
+import pytest
+
+from rktlet_test import stubs
+
+
+def test_version(daemon, pb):
+    r = daemon.runtime().Version(pb.VersionRequest(version="v1"), timeout=5)
+    assert r.version == "0.1.0"
+    assert r.runtime_name == "rktlet"
+    assert r.runtime_api_version == "v1"
+    with open(os.path.join(os.environ["RKTLET_SOURCE_DIR"], "meson.build")) as f:
+        assert f"version : '{r.runtime_version}'" in f.read()
+
+
+def test_status_ready_when_systemd_answers(daemon, pb):
+    r = daemon.runtime().Status(pb.StatusRequest(), timeout=10)
+    conditions = {c.type: c for c in r.status.conditions}
+    assert conditions["RuntimeReady"].status is True, conditions["RuntimeReady"]
+    net = conditions["NetworkReady"]
+    assert net.status is False
+    assert net.reason == "NetworkPluginNotReady"
+    assert net.message
+    assert dict(r.info) == {}
+
+
+def test_status_verbose_reports_config_and_systemd(make_daemon, pb):
+    d = make_daemon(config="[GRPC]\nMaxMessageSize=8M\n", args=["--shutdown-timeout", "7s"])
+    r = d.runtime().Status(pb.StatusRequest(verbose=True), timeout=10)
+    config = json.loads(r.info["config"])
+    assert config["listen"] == d.socket
+    assert config["bus"] == "user"
+    assert config["logLevel"] == "debug"
+    assert config["maxMessageSize"] == 8 * 1024 * 1024  # from the file
+    assert config["shutdownTimeoutUSec"] == 7_000_000  # from the command line
+    assert config["stateDirectory"] == os.path.join(d.dir, "run")
+    systemd = json.loads(r.info["systemd"])
+    assert systemd["bus"] == "user"
+    assert systemd["version"][:3].isdigit(), systemd
+
+
+def test_status_when_systemd_is_unreachable(make_daemon, tmp_path, pb):
+    env = dict(os.environ, DBUS_SESSION_BUS_ADDRESS=f"unix:path={tmp_path}/no-bus-here")
+    d = make_daemon(env=env)
+    v = d.runtime().Version(pb.VersionRequest(), timeout=5)
+    assert v.runtime_name == "rktlet"
+    r = d.runtime().Status(pb.StatusRequest(), timeout=10)
+    ready = {c.type: c for c in r.status.conditions}["RuntimeReady"]
+    assert ready.status is False
+    assert ready.reason
+    assert "systemd" in ready.message.lower()
+
+
+def test_runtime_config_uses_systemd_cgroup_driver(daemon, pb):
+    r = daemon.runtime().RuntimeConfig(pb.RuntimeConfigRequest(), timeout=5)
+    assert r.linux.cgroup_driver == pb.SYSTEMD
+
+
+@pytest.mark.parametrize("service,method,request_type", [
+    ("runtime", "RunPodSandbox", "RunPodSandboxRequest"),
+    ("runtime", "ListContainers", "ListContainersRequest"),
+    ("images", "ListImages", "ListImagesRequest"),
+    ("images", "PullImage", "PullImageRequest"),
+])
+def test_methods_not_there_yet_are_unimplemented_and_named(daemon, pb, service, method, request_type):
+    stub = getattr(daemon, service)()
+    with pytest.raises(grpc.RpcError) as e:
+        getattr(stub, method)(getattr(pb, request_type)(), timeout=5)
+    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert method in e.value.details()
+
+
+def test_unknown_method_is_unimplemented(daemon):
+    ch = daemon.channel()
+    for path in ("/runtime.v1.RuntimeService/NoSuchMethod", "/runtime.v1alpha2.RuntimeService/Version",
+                 "/nonsense"):
+        call = ch.unary_unary(path, request_serializer=None, response_deserializer=None)
+        with pytest.raises(grpc.RpcError) as e:
+            call(b"", timeout=5)
+        assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED, path
+    # still serving
+    assert daemon.runtime().Version(stubs()[0].VersionRequest(), timeout=5).runtime_name == "rktlet"
+
+
+def test_undecodable_request_is_invalid_argument(daemon, pb):
+    call = daemon.channel().unary_unary("/runtime.v1.RuntimeService/Version",
+                                        request_serializer=None, response_deserializer=None)
+    with pytest.raises(grpc.RpcError) as e:
+        call(b"\xff\xff\xff\xff\x0f", timeout=5)  # a truncated varint field tag
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details()
+    assert daemon.runtime().Version(pb.VersionRequest(), timeout=5).runtime_name == "rktlet"
