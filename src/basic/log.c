@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+/* CODE_FILE= and friends name the caller of log_*(), not this file. */
+#define SD_JOURNAL_SUPPRESS_LOCATION 1
 #include <systemd/sd-journal.h>
 #include <unistd.h>
 
@@ -69,8 +71,10 @@ const char *log_level_to_string(int level) {
         return level_names[level];
 }
 
-static void log_to_journal_send(int level, int error, const char *const *fields, const char *msg) {
-        char prio[sizeof("PRIORITY=") + 4], errno_field[sizeof("ERRNO=") + 12];
+static void log_to_journal_send(int level, int error, const char *file, int line, const char *func,
+                                const char *const *fields, const char *msg) {
+        char prio[sizeof("PRIORITY=") + 4], errno_field[sizeof("ERRNO=") + 12], code_line[32];
+        char code_file[256], code_func[128];
         char *message;
         struct iovec iov[32];
         size_t n = 0;
@@ -82,6 +86,14 @@ static void log_to_journal_send(int level, int error, const char *const *fields,
         iov[n++] = (struct iovec) { .iov_base = prio, .iov_len = strlen(prio) };
         iov[n++] = (struct iovec) { .iov_base = (char *) "SYSLOG_IDENTIFIER=rktlet",
                                     .iov_len = strlen("SYSLOG_IDENTIFIER=rktlet") };
+        if (file) {
+                snprintf(code_file, sizeof code_file, "CODE_FILE=%s", file);
+                snprintf(code_line, sizeof code_line, "CODE_LINE=%i", line);
+                snprintf(code_func, sizeof code_func, "CODE_FUNC=%s", func);
+                iov[n++] = (struct iovec) { .iov_base = code_file, .iov_len = strlen(code_file) };
+                iov[n++] = (struct iovec) { .iov_base = code_line, .iov_len = strlen(code_line) };
+                iov[n++] = (struct iovec) { .iov_base = code_func, .iov_len = strlen(code_func) };
+        }
         if (error != 0) {
                 snprintf(errno_field, sizeof errno_field, "ERRNO=%i", abs(error));
                 iov[n++] = (struct iovec) { .iov_base = errno_field, .iov_len = strlen(errno_field) };
@@ -93,7 +105,8 @@ static void log_to_journal_send(int level, int error, const char *const *fields,
         free(message);
 }
 
-int log_internalv(int level, int error, const char *const *fields, const char *format, va_list ap) {
+int log_internalv(int level, int error, const char *file, int line, const char *func, const char *const *fields,
+                  const char *format, va_list ap) {
         char buf[2048];
         int saved = errno;
 
@@ -102,7 +115,7 @@ int log_internalv(int level, int error, const char *const *fields, const char *f
         vsnprintf(buf, sizeof buf, format, ap);
 
         if (journal)
-                log_to_journal_send(level, error, fields, buf);
+                log_to_journal_send(level, error, file, line, func, fields, buf);
         /* Without a journal everything goes to stderr; with one, warnings and errors are also shown to
          * whoever started us by hand, unless stderr is the journal already. */
         if (!journal || (!stderr_is_journal && level <= LOG_WARNING))
@@ -112,12 +125,13 @@ int log_internalv(int level, int error, const char *const *fields, const char *f
         return -abs(error);
 }
 
-int log_internal(int level, int error, const char *const *fields, const char *format, ...) {
+int log_internal(int level, int error, const char *file, int line, const char *func, const char *const *fields,
+                 const char *format, ...) {
         va_list ap;
         int r;
 
         va_start(ap, format);
-        r = log_internalv(level, error, fields, format, ap);
+        r = log_internalv(level, error, file, line, func, fields, format, ap);
         va_end(ap);
         return r;
 }

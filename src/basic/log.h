@@ -16,14 +16,15 @@ int log_to_journal(void);
 
 /* fields: NULL or a NULL-terminated array of "KEY=value" strings attached to the journal entry.
  * Returns -abs(error), so that "return log_error_errno(r, …)" works. */
-int log_internal(int level, int error, const char *const *fields, const char *format, ...) _printf_(4, 5);
-int log_internalv(int level, int error, const char *const *fields, const char *format, va_list ap)
-        _printf_(4, 0);
+int log_internal(int level, int error, const char *file, int line, const char *func, const char *const *fields,
+                 const char *format, ...) _printf_(7, 8);
+int log_internalv(int level, int error, const char *file, int line, const char *func, const char *const *fields,
+                  const char *format, va_list ap) _printf_(7, 0);
 
 #define log_full_errno(level, error, ...)                                               \
         ({                                                                              \
                 int _l_ = (level), _e_ = (error);                                       \
-                _l_ <= log_get_max_level() ? log_internal(_l_, _e_, NULL, __VA_ARGS__) \
+                _l_ <= log_get_max_level() ? log_internal(_l_, _e_, __FILE__, __LINE__, __func__, NULL, __VA_ARGS__) \
                                            : -abs(_e_);                                 \
         })
 #define log_full(level, ...) (void) log_full_errno(level, 0, __VA_ARGS__)
@@ -31,7 +32,7 @@ int log_internalv(int level, int error, const char *const *fields, const char *f
         do {                                                            \
                 int _l2_ = (level);                                     \
                 if (_l2_ <= log_get_max_level())                        \
-                        (void) log_internal(_l2_, 0, fields, __VA_ARGS__); \
+                        (void) log_internal(_l2_, 0, __FILE__, __LINE__, __func__, fields, __VA_ARGS__); \
         } while (0)
 
 #define log_debug(...) log_full(LOG_DEBUG, __VA_ARGS__)

@@ -67,6 +67,18 @@ def can_connect(path):
         s.close()
 
 
+def journal(*matches):
+    """Journal entries (dicts) of the harness's journald matching FIELD=value matches."""
+    import json
+    out = subprocess.run(["journalctl", "--no-pager", "-o", "json", *matches],
+                         check=True, capture_output=True, text=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def wait_journal(*matches, timeout=10.0):
+    return wait_until(lambda: journal(*matches), timeout, interval=0.1, what=f"journal entries {matches}")
+
+
 class Daemon:
     """One rktlet process on the user bus, with its own socket, directories and config file."""
 
