@@ -4,9 +4,12 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <systemd/sd-daemon.h>
 
 #include "cri-service.h"
@@ -175,6 +178,16 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents) {
         grpc_server_shutdown(m->server, shutdown_done, m);
 }
 
+#define MESSAGE_ID_LISTENING "MESSAGE_ID=5f8c3a1e2b7d4c6e9a0f1b2c3d4e5f60"
+
+static void log_listening(const char *path, const char *how) {
+        char listen_field[sizeof("RKTLET_LISTEN=") + sizeof(((struct sockaddr_un *) NULL)->sun_path)];
+        const char *fields[] = { MESSAGE_ID_LISTENING, listen_field, NULL };
+
+        snprintf(listen_field, sizeof listen_field, "RKTLET_LISTEN=%s", path);
+        log_fields(LOG_INFO, fields, "rktlet %s listening on %s%s", PROJECT_VERSION, path, how);
+}
+
 static int manager_listen(Manager *m) {
         int n, r;
 
@@ -182,6 +195,9 @@ static int manager_listen(Manager *m) {
         if (n < 0)
                 return log_error_errno(n, "Failed to read sockets passed by systemd: %m");
         for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++) {
+                struct sockaddr_un sa = {};
+                socklen_t len = sizeof sa;
+
                 if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
                         log_warning("Ignoring passed fd %i: not a listening unix stream socket.", fd);
                         continue;
@@ -190,22 +206,21 @@ static int manager_listen(Manager *m) {
                 if (r < 0)
                         return log_error_errno(r, "Failed to serve on passed socket %i: %m", fd);
                 m->socket_activated = true;
+                if (getsockname(fd, (struct sockaddr *) &sa, &len) < 0 || len <= offsetof(struct sockaddr_un, sun_path))
+                        strcpy(sa.sun_path, "?");
+                else if (sa.sun_path[0] == '\0')
+                        sa.sun_path[0] = '@'; /* abstract */
+                log_listening(sa.sun_path, " (socket passed by systemd)");
         }
-        if (m->socket_activated) {
-                log_info("rktlet %s serving on %i socket(s) passed by systemd.", PROJECT_VERSION, n);
+        if (m->socket_activated)
                 return 0;
-        }
 
         r = grpc_server_listen_unix(m->server, m->config.listen, 0660);
         if (r == -EADDRINUSE)
                 return log_error_errno(r, "Failed to listen on '%s': another rktlet answers there.", m->config.listen);
         if (r < 0)
                 return log_error_errno(r, "Failed to listen on '%s': %m", m->config.listen);
-
-        char listen_field[4200];
-        const char *fields[] = { "MESSAGE_ID=5f8c3a1e2b7d4c6e9a0f1b2c3d4e5f60", listen_field, NULL };
-        snprintf(listen_field, sizeof listen_field, "RKTLET_LISTEN=%s", m->config.listen);
-        log_fields(LOG_INFO, fields, "rktlet %s listening on %s", PROJECT_VERSION, m->config.listen);
+        log_listening(m->config.listen, "");
         return 0;
 }
 

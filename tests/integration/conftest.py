@@ -37,7 +37,7 @@ def make_daemon(tmp_path):
     yield make
     failures = []
     for d in made:
-        if d.proc is None:
+        if d.proc is None or (d.stopped and d.proc.poll() is not None):
             continue
         if d.proc.poll() is not None and not getattr(d, "expect_exit", False):
             failures.append(f"rktlet {d.dir} died during the test with {d.proc.returncode}:\n{d.log()}")

@@ -82,7 +82,7 @@ def wait_journal(*matches, timeout=10.0):
 class Daemon:
     """One rktlet process on the user bus, with its own socket, directories and config file."""
 
-    def __init__(self, directory, args=(), env=None, config=None, log_level="debug"):
+    def __init__(self, directory, args=(), env=None, config=None, log_level="debug", wrapper=(), listen=True):
         self.dir = str(directory)
         os.makedirs(self.dir, exist_ok=True)
         self.socket = os.path.join(self.dir, "rktlet.sock")
@@ -91,12 +91,14 @@ class Daemon:
             with open(self.config, "w") as f:
                 f.write(config)
         self.logfile = os.path.join(self.dir, "rktlet.log")
-        self.args = [RKTLET, "--config", self.config, "--user", "--listen", self.socket,
+        self.args = [*wrapper, RKTLET, "--config", self.config, "--user",
+                     *(["--listen", self.socket] if listen else []),
                      "--state-dir", os.path.join(self.dir, "run"),
                      "--root", os.path.join(self.dir, "lib"),
                      "--log-level", log_level, *args]
         self.env = dict(os.environ if env is None else env)
         self.proc = None
+        self.stopped = False  # stopped or killed on purpose by the test
         self._channels = []
 
     def start(self, wait=True):
@@ -149,6 +151,7 @@ class Daemon:
         self.proc.send_signal(signum)
 
     def wait(self, timeout=15.0):
+        self.stopped = True
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -164,6 +167,7 @@ class Daemon:
         return self.wait(timeout)
 
     def kill(self):
+        self.stopped = True
         self.close_channels()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
