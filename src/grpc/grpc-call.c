@@ -328,7 +328,7 @@ int grpc_call_send(GrpcCall *c, const void *msg, size_t len) {
         return 0;
 }
 
-static int call_finishv(GrpcCall *c, GrpcStatus status, const char *format, va_list ap) {
+_printf_(3, 0) static int call_finishv(GrpcCall *c, GrpcStatus status, const char *format, va_list ap) {
         if (c->done)
                 return -ESTALE;
 
