@@ -6,7 +6,7 @@
 #include <string.h>
 
 uint8_t *buffer_reserve(Buffer *b, size_t n) {
-        if (b->size - b->end >= n)
+        if (b->data && b->size - b->end >= n)
                 return b->data + b->end;
 
         /* Slide unread bytes to the front before growing. */

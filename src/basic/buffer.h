@@ -15,7 +15,8 @@ static inline size_t buffer_len(const Buffer *b) {
         return b->end - b->start;
 }
 static inline const uint8_t *buffer_peek(const Buffer *b) {
-        return b->data + b->start;
+        /* Never NULL, even before the first allocation: callers pass it on with a length of 0. */
+        return b->data ? b->data + b->start : (const uint8_t *) "";
 }
 
 /* Returns a pointer to n writable bytes at the end; commit them with buffer_commit(). NULL on OOM. */
