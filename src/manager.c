@@ -97,9 +97,9 @@ static void bus_disconnected(BusEv *b, int error) {
         Manager *m = container_of(b, Manager, bus_ev);
         char msg[256];
 
-        snprintf(msg, sizeof msg, "connection to the %s bus lost: %s", m->config.user_bus ? "user" : "system",
-                 strerror(-error));
-        log_warning("systemd: %s", msg);
+        snprintf(msg, sizeof msg, "systemd is unreachable: connection to the %s bus lost: %s",
+                 m->config.user_bus ? "user" : "system", strerror(-error));
+        log_warning("%s", msg);
         set_string(&m->bus_error, msg);
         manager_drop_bus(m);
 }
@@ -237,7 +237,7 @@ int manager_start(Manager *m) {
         /* No bus is not fatal: we serve anyway and Status says why the runtime is not ready. */
         sd_bus *bus = manager_get_bus(m);
         if (!bus)
-                log_warning("systemd: %s", m->bus_error);
+                log_warning("%s; serving anyway, Status reports RuntimeReady=false.", m->bus_error);
         else {
                 r = systemd_get_version(bus, SYSTEMD_CALL_TIMEOUT_USEC, initial_version_done, m, &m->version_slot);
                 if (r < 0)
