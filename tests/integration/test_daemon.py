@@ -291,3 +291,15 @@ def test_help_version_and_bad_options():
     assert r.returncode != 0 and "rktlet --help" in r.stderr
     r = subprocess.run([RKTLET, "stray"], capture_output=True, text=True)
     assert r.returncode != 0 and "'stray'" in r.stderr
+
+
+def test_packaged_config_loads_without_warnings(make_daemon, pb):
+    import shutil
+    from rktlet_test import SOURCE_DIR
+    d = make_daemon(start=False)
+    shutil.copy(os.path.join(SOURCE_DIR, "packaging", "rktlet.conf"), d.config)
+    d.start()
+    assert version_ok(d, pb)
+    assert "warning" not in d.log().lower() and "unknown" not in d.log().lower(), d.log()
+    entries = journal(f"_PID={d.pid}", "PRIORITY=4")
+    assert entries == [], [e["MESSAGE"] for e in entries]
