@@ -28,6 +28,8 @@ static void help(void) {
                "     --log-level=LEVEL        err, warning, notice, info or debug (default info)\n"
                "     --max-message-size=BYTES Largest request message (default 16M)\n"
                "     --shutdown-timeout=SEC   Time in-flight calls get after SIGTERM (default 10)\n"
+               "     --cni-conf-dir=DIR       CNI network configurations (default /etc/cni/net.d)\n"
+               "     --cni-bin-dir=DIRS       CNI plugins, ':'-separated (default /usr/lib/cni:/opt/cni/bin)\n"
                "  -h --help                   Show this help\n"
                "  -V --version                Show the version\n\n"
                "See rktlet(8) and rktlet.conf(5).\n",
@@ -46,6 +48,8 @@ int main(int argc, char *argv[]) {
                 ARG_LOG_LEVEL,
                 ARG_MAX_MESSAGE_SIZE,
                 ARG_SHUTDOWN_TIMEOUT,
+                ARG_CNI_CONF_DIR,
+                ARG_CNI_BIN_DIR,
         };
         static const struct option options[] = {
                 { "config", required_argument, NULL, 'c' },
@@ -56,6 +60,8 @@ int main(int argc, char *argv[]) {
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
                 { "max-message-size", required_argument, NULL, ARG_MAX_MESSAGE_SIZE },
                 { "shutdown-timeout", required_argument, NULL, ARG_SHUTDOWN_TIMEOUT },
+                { "cni-conf-dir", required_argument, NULL, ARG_CNI_CONF_DIR },
+                { "cni-bin-dir", required_argument, NULL, ARG_CNI_BIN_DIR },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {},
@@ -95,6 +101,12 @@ int main(int argc, char *argv[]) {
                         break;
                 case ARG_SHUTDOWN_TIMEOUT:
                         o = (Override) { "Daemon", "ShutdownTimeoutSec", optarg, "--shutdown-timeout" };
+                        break;
+                case ARG_CNI_CONF_DIR:
+                        o = (Override) { "CNI", "ConfDir", optarg, "--cni-conf-dir" };
+                        break;
+                case ARG_CNI_BIN_DIR:
+                        o = (Override) { "CNI", "BinDir", optarg, "--cni-bin-dir" };
                         break;
                 case 'h':
                         help();

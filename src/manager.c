@@ -13,6 +13,8 @@
 #include <systemd/sd-daemon.h>
 
 #include "cri-service.h"
+#include "fd-util.h"
+#include "json-util.h"
 #include "log.h"
 #include "macro.h"
 #include "time-util.h"
@@ -60,6 +62,7 @@ int manager_new(Config *config, Manager **ret) {
 }
 
 static void manager_drop_bus(Manager *m) {
+        m->systemd = systemd_client_free(m->systemd); /* fails the jobs in flight */
         m->version_slot = sd_bus_slot_unref(m->version_slot);
         bus_ev_detach(&m->bus_ev);
         if (m->bus) {
@@ -73,7 +76,10 @@ Manager *manager_free(Manager *m) {
                 return NULL;
         m->server = grpc_server_free(m->server);
         cri_service_done();
+        m->pods = pod_table_free(m->pods);
         manager_drop_bus(m);
+        m->cni = cni_free(m->cni);
+        free(m->pod_cidr);
         if (m->loop) {
                 ev_signal_stop(m->loop, &m->sigterm);
                 ev_signal_stop(m->loop, &m->sigint);
@@ -139,6 +145,64 @@ sd_bus *manager_get_bus(Manager *m) {
         bus_ev_attach(&m->bus_ev, m->loop, bus);
         set_string(&m->bus_error, NULL);
         return bus;
+}
+
+SystemdClient *manager_get_systemd(Manager *m) {
+        sd_bus *bus;
+        int r;
+
+        if (m->systemd)
+                return m->systemd;
+        bus = manager_get_bus(m);
+        if (!bus)
+                return NULL;
+        r = systemd_client_new(m->loop, bus, &m->systemd);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to subscribe to systemd's job signals: %m");
+                return NULL;
+        }
+        return m->systemd;
+}
+
+void manager_save_runtime_state(Manager *m) {
+        char *path = NULL, *data = NULL;
+        yajl_gen g = yajl_gen_alloc(NULL);
+        int r = -ENOMEM;
+
+        if (g && asprintf(&path, "%s/runtime.json", m->config.root_dir) >= 0) {
+                yajl_gen_map_open(g);
+                json_gen_key_str(g, "podCIDR", m->pod_cidr);
+                yajl_gen_map_close(g);
+                data = json_gen_steal(g);
+                if (data)
+                        r = write_file_atomic(path, data, strlen(data), 0600);
+        }
+        if (r < 0)
+                log_warning_errno(r, "Failed to save %s: %m", path ?: "runtime.json");
+        if (g)
+                yajl_gen_free(g);
+        free(path);
+        free(data);
+}
+
+static void manager_load_runtime_state(Manager *m) {
+        char *path = NULL, *text = NULL;
+        yajl_val v;
+
+        if (asprintf(&path, "%s/runtime.json", m->config.root_dir) < 0)
+                return;
+        if (read_file(path, 64 * 1024, &text, NULL) >= 0 && (v = json_parse(text, NULL, 0))) {
+                const char *cidr = json_get_str(v, "podCIDR");
+                if (cidr)
+                        m->pod_cidr = strdup(cidr);
+                yajl_tree_free(v);
+        }
+        free(text);
+        free(path);
+}
+
+static SystemdClient *pod_env_systemd(void *userdata) {
+        return manager_get_systemd(userdata);
 }
 
 static void manager_exit(Manager *m) {
@@ -243,6 +307,30 @@ int manager_start(Manager *m) {
                 if (r < 0)
                         log_warning_errno(r, "Failed to ask systemd for its version: %m");
         }
+
+        r = mkdir_p(m->config.root_dir, 0700);
+        if (r >= 0)
+                r = mkdir_p(m->config.state_dir, 0755);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create %s or %s: %m", m->config.root_dir, m->config.state_dir);
+        manager_load_runtime_state(m);
+
+        r = cni_new(m->loop, m->config.cni_conf_dir, m->config.cni_bin_dirs, m->config.cni_timeout_usec, &m->cni);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up CNI: %m");
+        PodEnv env = {
+                .loop = m->loop,
+                .state_dir = m->config.state_dir,
+                .root_dir = m->config.root_dir,
+                .cni = m->cni,
+                .systemd = pod_env_systemd,
+                .userdata = m,
+        };
+        r = pod_table_new(&env, &m->pods);
+        if (r >= 0)
+                r = pod_table_load(m->pods);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the pods in %s: %m", m->config.root_dir);
 
         r = manager_listen(m);
         if (r < 0)

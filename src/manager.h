@@ -7,8 +7,11 @@
 
 #include "bus-ev.h"
 #include "config.h"
+#include "cni.h"
 #include "grpc-server.h"
+#include "pod.h"
 #include "systemd-manager.h"
+#include "systemd-unit.h"
 
 typedef struct Manager {
         struct ev_loop *loop;
@@ -20,6 +23,11 @@ typedef struct Manager {
         char *bus_error;       /* why there is no bus, for Status */
         char *systemd_version; /* last Version the manager answered */
         sd_bus_slot *version_slot;
+        SystemdClient *systemd; /* unit jobs; made with the bus */
+
+        Cni *cni;
+        PodTable *pods;
+        char *pod_cidr; /* from UpdateRuntimeConfig */
 
         GrpcServer *server;
         bool socket_activated;
@@ -38,3 +46,7 @@ int manager_run(Manager *m);
 
 /* The bus, connecting again if the connection was lost; NULL with m->bus_error set if impossible. */
 sd_bus *manager_get_bus(Manager *m);
+/* Persists what UpdateRuntimeConfig set (<root>/runtime.json). */
+void manager_save_runtime_state(Manager *m);
+/* The unit-job client on that bus; NULL likewise. */
+SystemdClient *manager_get_systemd(Manager *m);

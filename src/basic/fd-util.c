@@ -3,8 +3,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "macro.h"
 
@@ -53,4 +55,17 @@ int mkdir_parents(const char *path, unsigned mode) {
                 return 0;
         *slash = '\0';
         return mkdir_p(p, mode);
+}
+
+static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+        if ((type == FTW_DP ? rmdir(path) : unlink(path)) < 0 && errno != ENOENT)
+                return -errno;
+        return 0;
+}
+
+int rm_rf(const char *path) {
+        int r = nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+        if (r < 0 && errno == ENOENT)
+                return 0;
+        return r < 0 ? -errno : r;
 }

@@ -40,6 +40,30 @@ static int parse_path(const char *value, void *field, char **ret_error) {
         return 0;
 }
 
+static int parse_path_list(const char *value, void *field, char **ret_error) {
+        char **p = field;
+
+        for (const char *c = value; *c;) {
+                if (*c != '/') {
+                        *ret_error = strdup("must be absolute paths separated by ':'");
+                        return -EINVAL;
+                }
+                c += strcspn(c, ":");
+                if (*c == ':')
+                        c++;
+        }
+        if (!value[0]) {
+                *ret_error = strdup("must not be empty");
+                return -EINVAL;
+        }
+        char *s = strdup(value);
+        if (!s)
+                return -ENOMEM;
+        free(*p);
+        *p = s;
+        return 0;
+}
+
 static int parse_bus(const char *value, void *field, char **ret_error) {
         bool *user = field;
 
@@ -108,6 +132,9 @@ static const ConfigItem items[] = {
         { "GRPC", "MaxMessageSize", parse_size_field, offsetof(Config, max_message_size) },
         { "GRPC", "MaxConcurrentStreams", parse_count, offsetof(Config, max_concurrent_streams) },
         { "GRPC", "MaxConnections", parse_count, offsetof(Config, max_connections) },
+        { "CNI", "ConfDir", parse_path, offsetof(Config, cni_conf_dir) },
+        { "CNI", "BinDir", parse_path_list, offsetof(Config, cni_bin_dirs) },
+        { "CNI", "PluginTimeoutSec", parse_sec_field, offsetof(Config, cni_timeout_usec) },
 };
 
 int config_init(Config *c) {
@@ -120,8 +147,11 @@ int config_init(Config *c) {
                 .max_message_size = 16u << 20,
                 .max_concurrent_streams = 1024,
                 .max_connections = 1024,
+                .cni_conf_dir = strdup("/etc/cni/net.d"),
+                .cni_bin_dirs = strdup("/usr/lib/cni:/opt/cni/bin"),
+                .cni_timeout_usec = 60 * USEC_PER_SEC,
         };
-        if (!c->listen || !c->state_dir || !c->root_dir) {
+        if (!c->listen || !c->state_dir || !c->root_dir || !c->cni_conf_dir || !c->cni_bin_dirs) {
                 config_done(c);
                 return -ENOMEM;
         }
@@ -132,6 +162,8 @@ void config_done(Config *c) {
         free(c->listen);
         free(c->state_dir);
         free(c->root_dir);
+        free(c->cni_conf_dir);
+        free(c->cni_bin_dirs);
         *c = (Config) {};
 }
 
@@ -284,6 +316,9 @@ int config_to_json(const Config *c, char **ret) {
         gen_int(g, "maxMessageSize", (long long) c->max_message_size);
         gen_int(g, "maxConcurrentStreams", c->max_concurrent_streams);
         gen_int(g, "maxConnections", c->max_connections);
+        gen_str(g, "cniConfDir", c->cni_conf_dir);
+        gen_str(g, "cniBinDir", c->cni_bin_dirs);
+        gen_int(g, "cniPluginTimeoutUSec", (long long) c->cni_timeout_usec);
         yajl_gen_map_close(g);
 
         yajl_gen_get_buf(g, &buf, &len);

@@ -14,6 +14,9 @@ typedef struct Config {
         uint64_t max_message_size;
         uint32_t max_concurrent_streams;
         uint32_t max_connections;
+        char *cni_conf_dir;
+        char *cni_bin_dirs; /* ':'-separated */
+        uint64_t cni_timeout_usec;
 } Config;
 
 /* Told about an unknown section or key; origin is "file:line". */

@@ -104,10 +104,13 @@ static int status_reply(GrpcCall *call, Manager *m, bool verbose, bool runtime_r
                 runtime.reason = (char *) "SystemdUnreachable";
                 runtime.message = (char *) runtime_message;
         }
+        const char *net_reason = "NetworkPluginNotReady", *net_message = "CNI is not set up";
         network.type = (char *) "NetworkReady";
-        network.status = false;
-        network.reason = (char *) "NetworkPluginNotReady";
-        network.message = (char *) "rktlet: pod networking (CNI) is not implemented yet";
+        network.status = m->cni && cni_ready(m->cni, &net_reason, &net_message);
+        if (!network.status) {
+                network.reason = (char *) net_reason;
+                network.message = (char *) net_message;
+        }
         status.conditions = conditions;
         status.n_conditions = ELEMENTSOF(conditions);
         resp.status = &status;

@@ -18,6 +18,12 @@ static const CriImpl impls[] = {
         { "/runtime.v1.RuntimeService/Version", cri_version },
         { "/runtime.v1.RuntimeService/Status", cri_status },
         { "/runtime.v1.RuntimeService/RuntimeConfig", cri_runtime_config },
+        { "/runtime.v1.RuntimeService/RunPodSandbox", cri_run_pod_sandbox },
+        { "/runtime.v1.RuntimeService/StopPodSandbox", cri_stop_pod_sandbox },
+        { "/runtime.v1.RuntimeService/RemovePodSandbox", cri_remove_pod_sandbox },
+        { "/runtime.v1.RuntimeService/PodSandboxStatus", cri_pod_sandbox_status },
+        { "/runtime.v1.RuntimeService/ListPodSandbox", cri_list_pod_sandbox },
+        { "/runtime.v1.RuntimeService/UpdateRuntimeConfig", cri_update_runtime_config },
 };
 
 static GrpcMethod *methods = NULL;

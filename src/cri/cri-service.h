@@ -17,3 +17,11 @@ int cri_reply(GrpcCall *call, const struct ProtobufCMessage *msg);
 int cri_version(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_status(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_runtime_config(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+
+/* Handlers (cri-pod.c). */
+int cri_run_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_stop_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_remove_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_pod_sandbox_status(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_list_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_update_runtime_config(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);

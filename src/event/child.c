@@ -218,9 +218,11 @@ _noreturn_ static void child_exec(const ChildSpec *spec, int in_fd, int out_fd, 
                 int r = spec->setup(spec->setup_userdata);
                 if (r < 0) {
                         dprintf(STDERR_FILENO, "child setup: %s\n", strerror(-r));
-                        _exit(127);
+                        _exit(spec->argv ? 127 : 1);
                 }
         }
+        if (!spec->argv)
+                _exit(0); /* the setup function was the whole job */
         if (spec->envp)
                 execvpe(spec->argv[0], spec->argv, spec->envp);
         else
@@ -234,7 +236,7 @@ int child_spawn(struct ev_loop *loop, const ChildSpec *spec, ChildDone done, voi
         Child *c;
         int r;
 
-        if (!spec->argv || !spec->argv[0])
+        if (spec->argv ? !spec->argv[0] : !spec->setup)
                 return -EINVAL;
 
         c = calloc(1, sizeof *c);

@@ -25,7 +25,8 @@ typedef struct ChildResult {
 typedef void (*ChildDone)(Child *child, const ChildResult *result, void *userdata);
 
 typedef struct ChildSpec {
-        char *const *argv;   /* argv[0] is looked up in $PATH when it holds no '/' */
+        char *const *argv;   /* argv[0] is looked up in $PATH when it holds no '/'; NULL: no exec, the
+                              * child runs setup() and exits 0, or 1 when it fails */
         char *const *envp;   /* NULL: inherit */
         const char *cwd;     /* NULL: inherit */
         const void *stdin_data; /* NULL: /dev/null */

@@ -91,6 +91,8 @@ class Daemon:
             with open(self.config, "w") as f:
                 f.write(config)
         self.logfile = os.path.join(self.dir, "rktlet.log")
+        # RKTLET_WRAPPER="gdb -batch -ex run -ex bt --args" runs every daemon under a debugger.
+        wrapper = [*os.environ.get("RKTLET_WRAPPER", "").split(), *wrapper]
         self.args = [*wrapper, RKTLET, "--config", self.config, "--user",
                      *(["--listen", self.socket] if listen else []),
                      "--state-dir", os.path.join(self.dir, "run"),

@@ -1,0 +1,207 @@
+/* Small helpers around yajl: generating strings and whole parsed trees, finding values, atomic
+ * JSON files. */
+#include "json-util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "macro.h"
+
+void json_gen_str(yajl_gen g, const char *s) {
+        yajl_gen_string(g, (const unsigned char *) s, strlen(s));
+}
+
+void json_gen_key_str(yajl_gen g, const char *key, const char *value) {
+        json_gen_str(g, key);
+        if (value)
+                json_gen_str(g, value);
+        else
+                yajl_gen_null(g);
+}
+
+void json_gen_key_int(yajl_gen g, const char *key, long long value) {
+        json_gen_str(g, key);
+        yajl_gen_integer(g, value);
+}
+
+void json_gen_key_bool(yajl_gen g, const char *key, bool value) {
+        json_gen_str(g, key);
+        yajl_gen_bool(g, value);
+}
+
+void json_gen_value(yajl_gen g, yajl_val v) {
+        if (!v) {
+                yajl_gen_null(g);
+                return;
+        }
+        switch (v->type) {
+        case yajl_t_string:
+                json_gen_str(g, v->u.string);
+                break;
+        case yajl_t_number:
+                yajl_gen_number(g, v->u.number.r, strlen(v->u.number.r));
+                break;
+        case yajl_t_object:
+                yajl_gen_map_open(g);
+                for (size_t i = 0; i < v->u.object.len; i++) {
+                        json_gen_str(g, v->u.object.keys[i]);
+                        json_gen_value(g, v->u.object.values[i]);
+                }
+                yajl_gen_map_close(g);
+                break;
+        case yajl_t_array:
+                yajl_gen_array_open(g);
+                for (size_t i = 0; i < v->u.array.len; i++)
+                        json_gen_value(g, v->u.array.values[i]);
+                yajl_gen_array_close(g);
+                break;
+        case yajl_t_true:
+                yajl_gen_bool(g, 1);
+                break;
+        case yajl_t_false:
+                yajl_gen_bool(g, 0);
+                break;
+        default:
+                yajl_gen_null(g);
+        }
+}
+
+char *json_gen_steal(yajl_gen g) {
+        const unsigned char *buf;
+        size_t len;
+
+        if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok)
+                return NULL;
+        return strndup((const char *) buf, len);
+}
+
+yajl_val json_parse(const char *s, char *err, size_t err_size) {
+        char buf[256] = "";
+        yajl_val v = yajl_tree_parse(s, buf, sizeof buf);
+
+        if (!v && err && err_size > 0) {
+                /* yajl's messages span lines; keep the first. */
+                buf[strcspn(buf, "\n")] = '\0';
+                snprintf(err, err_size, "%s", buf[0] ? buf : "invalid JSON");
+        }
+        return v;
+}
+
+yajl_val json_get(yajl_val obj, const char *key) {
+        if (!obj || obj->type != yajl_t_object)
+                return NULL;
+        for (size_t i = 0; i < obj->u.object.len; i++)
+                if (strcmp(obj->u.object.keys[i], key) == 0)
+                        return obj->u.object.values[i];
+        return NULL;
+}
+
+const char *json_get_str(yajl_val obj, const char *key) {
+        yajl_val v = json_get(obj, key);
+        return v && v->type == yajl_t_string ? v->u.string : NULL;
+}
+
+bool json_get_int(yajl_val obj, const char *key, long long *ret) {
+        yajl_val v = json_get(obj, key);
+
+        if (!v || !YAJL_IS_INTEGER(v))
+                return false;
+        *ret = YAJL_GET_INTEGER(v);
+        return true;
+}
+
+int write_file_atomic(const char *path, const char *data, size_t len, unsigned mode) {
+        char *tmp = NULL, *dir = NULL;
+        int fd = -1, dfd = -1, r = 0;
+
+        if (asprintf(&tmp, "%s.tmp.%d", path, (int) getpid()) < 0)
+                return -ENOMEM;
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+        if (fd < 0) {
+                r = -errno;
+                goto out;
+        }
+        for (size_t off = 0; off < len;) {
+                ssize_t k = write(fd, data + off, len - off);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        goto out;
+                }
+                off += (size_t) k;
+        }
+        if (fsync(fd) < 0 || close(fd) < 0) {
+                fd = -1;
+                r = -errno;
+                goto out;
+        }
+        fd = -1;
+        if (rename(tmp, path) < 0) {
+                r = -errno;
+                goto out;
+        }
+        dir = strdup(path);
+        if (dir) {
+                dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (dfd >= 0)
+                        (void) fsync(dfd);
+        }
+out:
+        if (r < 0)
+                (void) unlink(tmp);
+        safe_close(fd);
+        safe_close(dfd);
+        free(tmp);
+        free(dir);
+        return r;
+}
+
+int read_file(const char *path, size_t max, char **ret, size_t *ret_len) {
+        char *buf;
+        size_t len = 0;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0)
+                return -errno;
+        buf = malloc(max + 1);
+        if (!buf) {
+                close(fd);
+                return -ENOMEM;
+        }
+        for (;;) {
+                ssize_t k = read(fd, buf + len, max - len);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        int r = -errno;
+                        free(buf);
+                        close(fd);
+                        return r;
+                }
+                if (k == 0)
+                        break;
+                len += (size_t) k;
+                if (len == max) {
+                        char c;
+                        if (read(fd, &c, 1) > 0) {
+                                free(buf);
+                                close(fd);
+                                return -EFBIG;
+                        }
+                        break;
+                }
+        }
+        close(fd);
+        buf[len] = '\0';
+        *ret = buf;
+        if (ret_len)
+                *ret_len = len;
+        return 0;
+}

@@ -1,0 +1,30 @@
+/* Small helpers around yajl: generating strings and whole parsed trees, finding values, atomic
+ * JSON files. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_tree.h>
+
+void json_gen_str(yajl_gen g, const char *s);
+void json_gen_key_str(yajl_gen g, const char *key, const char *value); /* value NULL: null */
+void json_gen_key_int(yajl_gen g, const char *key, long long value);
+void json_gen_key_bool(yajl_gen g, const char *key, bool value);
+/* Regenerates a parsed value (numbers keep their text). */
+void json_gen_value(yajl_gen g, yajl_val v);
+/* The generator's output as a new string. */
+char *json_gen_steal(yajl_gen g);
+
+/* Parses s; on failure returns NULL with a message in err (when given). */
+yajl_val json_parse(const char *s, char *err, size_t err_size);
+/* obj[key], NULL when obj is no object or lacks the key. */
+yajl_val json_get(yajl_val obj, const char *key);
+const char *json_get_str(yajl_val obj, const char *key); /* NULL unless a string */
+bool json_get_int(yajl_val obj, const char *key, long long *ret);
+
+/* Writes data to path atomically: a temp file in the same directory, fsync, rename, fsync of the
+ * directory. */
+int write_file_atomic(const char *path, const char *data, size_t len, unsigned mode);
+/* Reads a whole file (at most max bytes) into a NUL-terminated string. */
+int read_file(const char *path, size_t max, char **ret, size_t *ret_len);

@@ -1,0 +1,592 @@
+/* CRI pod sandbox methods: translation between runtime.v1 messages and the pod module. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api.pb-c.h"
+#include "cri-service.h"
+#include "fd-util.h"
+#include "json-util.h"
+#include "log.h"
+#include "manager.h"
+
+/* A call waiting for a pod operation. */
+typedef struct PodCall {
+        GrpcCall *call;
+        Manager *manager;
+        PodOp *op;
+        CniOp *cni;
+        char *id;
+        bool finished;
+} PodCall;
+
+static PodCall *pod_call_new(GrpcCall *call, Manager *m) {
+        PodCall *pc = calloc(1, sizeof *pc);
+
+        if (!pc)
+                return NULL;
+        pc->call = grpc_call_ref(call);
+        pc->manager = m;
+        return pc;
+}
+
+static void pod_call_free(PodCall *pc) {
+        grpc_call_unref(pc->call);
+        free(pc->id);
+        free(pc);
+}
+
+static void pod_call_cancel(GrpcCall *call, void *userdata) {
+        PodCall *pc = userdata;
+
+        /* The operation completes anyway (a pod is never left half-made); nobody hears of it. */
+        pod_op_detach(pc->op);
+        cni_op_cancel(pc->cni);
+        pod_call_free(pc);
+}
+
+/* After starting an operation that may already have finished (done() ran inside). */
+static int pod_call_wait(PodCall *pc) {
+        if (pc->finished) {
+                pod_call_free(pc);
+                return 0;
+        }
+        grpc_call_set_cancel(pc->call, pod_call_cancel, pc);
+        return 0;
+}
+
+static GrpcStatus status_for(int error) {
+        switch (-error) {
+        case EBUSY:
+                return GRPC_STATUS_ABORTED;
+        case ENETDOWN:
+        case ENOTCONN:
+                return GRPC_STATUS_UNAVAILABLE;
+        default:
+                return grpc_status_from_errno(error);
+        }
+}
+
+static char **strv_dup(char **l, size_t n) {
+        char **out = calloc(n + 1, sizeof(char *));
+        for (size_t i = 0; out && i < n; i++)
+                if (!(out[i] = strdup(l[i] ?: ""))) {
+                        for (size_t k = 0; k < i; k++)
+                                free(out[k]);
+                        free(out);
+                        return NULL;
+                }
+        return out;
+}
+
+#define PAIRS_DUP(entries, n, ret_pairs, ret_n)                                          \
+        ({                                                                               \
+                StrPair *_p = calloc((n) + 1, sizeof(StrPair));                         \
+                for (size_t _i = 0; _p && _i < (n); _i++) {                              \
+                        _p[_i].key = strdup((entries)[_i]->key ?: "");                   \
+                        _p[_i].value = strdup((entries)[_i]->value ?: "");               \
+                }                                                                        \
+                *(ret_pairs) = _p;                                                       \
+                *(ret_n) = _p ? (n) : 0;                                                 \
+                _p != NULL;                                                              \
+        })
+
+static const char *protocol_name(Runtime__V1__Protocol p) {
+        return p == RUNTIME__V1__PROTOCOL__UDP ? "udp" : p == RUNTIME__V1__PROTOCOL__SCTP ? "sctp" : "tcp";
+}
+
+static int spec_from_config(const Runtime__V1__PodSandboxConfig *c, const char *handler, PodSpec *s) {
+        const Runtime__V1__DNSConfig *dns = c->dns_config;
+        const Runtime__V1__LinuxPodSandboxConfig *lx = c->linux;
+        const Runtime__V1__NamespaceOption *ns = lx && lx->security_context ? lx->security_context->namespace_options
+                                                                             : NULL;
+
+        *s = (PodSpec) {
+                .name = strdup(c->metadata->name ?: ""),
+                .uid = strdup(c->metadata->uid ?: ""),
+                .namespace = strdup(c->metadata->namespace_ ?: ""),
+                .attempt = c->metadata->attempt,
+                .hostname = strdup(c->hostname ?: ""),
+                .log_directory = strdup(c->log_directory ?: ""),
+                .runtime_handler = strdup(handler ?: ""),
+                .cgroup_parent = strdup(lx && lx->cgroup_parent ? lx->cgroup_parent : ""),
+                .dns_servers = strv_dup(dns ? dns->servers : NULL, dns ? dns->n_servers : 0),
+                .dns_searches = strv_dup(dns ? dns->searches : NULL, dns ? dns->n_searches : 0),
+                .dns_options = strv_dup(dns ? dns->options : NULL, dns ? dns->n_options : 0),
+                .network = ns ? (PodNsMode) ns->network : POD_NS_POD,
+                .pid = ns ? (PodNsMode) ns->pid : POD_NS_CONTAINER,
+                .ipc = ns ? (PodNsMode) ns->ipc : POD_NS_POD,
+        };
+        s->ports = calloc(c->n_port_mappings + 1, sizeof *s->ports);
+        for (size_t i = 0; s->ports && i < c->n_port_mappings; i++) {
+                const Runtime__V1__PortMapping *p = c->port_mappings[i];
+                s->ports[i] = (PodPort) {
+                        .protocol = strdup(protocol_name(p->protocol)),
+                        .container_port = p->container_port,
+                        .host_port = p->host_port,
+                        .host_ip = strdup(p->host_ip ?: ""),
+                };
+                s->n_ports++;
+        }
+        if (!s->name || !s->uid || !s->namespace || !s->hostname || !s->log_directory || !s->runtime_handler ||
+            !s->cgroup_parent || !s->dns_servers || !s->dns_searches || !s->dns_options || !s->ports ||
+            !PAIRS_DUP(c->labels, c->n_labels, &s->labels, &s->n_labels) ||
+            !PAIRS_DUP(c->annotations, c->n_annotations, &s->annotations, &s->n_annotations) ||
+            !PAIRS_DUP(lx ? lx->sysctls : NULL, lx ? lx->n_sysctls : 0, &s->sysctls, &s->n_sysctls))
+                return -ENOMEM;
+        return 0;
+}
+
+/* --- RunPodSandbox ------------------------------------------------------------------------------- */
+
+static void run_done(Pod *pod, int error, const char *message, void *userdata) {
+        PodCall *pc = userdata;
+        bool waiting = pc->op != NULL; /* set once pod_run() returned without finishing */
+        Runtime__V1__RunPodSandboxResponse resp = RUNTIME__V1__RUN_POD_SANDBOX_RESPONSE__INIT;
+
+        pc->op = NULL;
+        pc->finished = true;
+        if (error < 0)
+                (void) grpc_call_finish(pc->call, status_for(error), "%s", message ?: strerror(-error));
+        else {
+                resp.pod_sandbox_id = pod->id;
+                (void) cri_reply(pc->call, &resp.base);
+        }
+        if (waiting)
+                pod_call_free(pc);
+}
+
+int cri_run_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__RunPodSandboxRequest *req = runtime__v1__run_pod_sandbox_request__unpack(NULL, len, msg);
+        PodSpec spec;
+        char *message = NULL;
+        const char *net_message;
+        PodCall *pc;
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "RunPodSandboxRequest does not decode");
+        if (!req->config || !req->config->metadata) {
+                runtime__v1__run_pod_sandbox_request__free_unpacked(req, NULL);
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "config.metadata is missing");
+        }
+        r = spec_from_config(req->config, req->runtime_handler, &spec);
+        runtime__v1__run_pod_sandbox_request__free_unpacked(req, NULL);
+        if (r < 0) {
+                pod_spec_done(&spec);
+                return r;
+        }
+        r = pod_spec_validate(&spec, &message);
+        if (r < 0) {
+                pod_spec_done(&spec);
+                r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "%s", message ?: "invalid pod sandbox config");
+                free(message);
+                return r;
+        }
+        if (spec.network == POD_NS_POD && !cni_ready(m->cni, NULL, &net_message)) {
+                r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION, "network is not ready: %s", net_message);
+                pod_spec_done(&spec);
+                return r;
+        }
+
+        pc = pod_call_new(call, m);
+        if (!pc) {
+                pod_spec_done(&spec);
+                return -ENOMEM;
+        }
+        PodOp *op = NULL;
+        r = pod_run(m->pods, &spec, run_done, pc, &message, &op);
+        if (r < 0) {
+                pod_call_free(pc);
+                r = grpc_call_finish(call, status_for(r), "%s", message ?: strerror(-r));
+                free(message);
+                return r;
+        }
+        if (!pc->finished)
+                pc->op = op;
+        return pod_call_wait(pc);
+}
+
+/* --- StopPodSandbox / RemovePodSandbox ----------------------------------------------------------- */
+
+static void stop_done(Pod *pod, int error, const char *message, void *userdata) {
+        PodCall *pc = userdata;
+        bool waiting = pc->op != NULL;
+        Runtime__V1__StopPodSandboxResponse resp = RUNTIME__V1__STOP_POD_SANDBOX_RESPONSE__INIT;
+
+        pc->op = NULL;
+        pc->finished = true;
+        if (error < 0)
+                (void) grpc_call_finish(pc->call, status_for(error), "%s", message ?: strerror(-error));
+        else
+                (void) cri_reply(pc->call, &resp.base);
+        if (waiting)
+                pod_call_free(pc);
+}
+
+static void remove_done(Pod *pod, int error, const char *message, void *userdata) {
+        PodCall *pc = userdata;
+        bool waiting = pc->op != NULL;
+        Runtime__V1__RemovePodSandboxResponse resp = RUNTIME__V1__REMOVE_POD_SANDBOX_RESPONSE__INIT;
+
+        pc->op = NULL;
+        pc->finished = true;
+        if (error < 0)
+                (void) grpc_call_finish(pc->call, status_for(error), "%s", message ?: strerror(-error));
+        else
+                (void) cri_reply(pc->call, &resp.base);
+        if (waiting)
+                pod_call_free(pc);
+}
+
+static int stop_or_remove(GrpcCall *call, Manager *m, const char *id, bool remove) {
+        PodCall *pc;
+        Pod *pod;
+        int r;
+
+        if (!id || !id[0])
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "pod_sandbox_id is empty");
+        r = pod_find_prefix(m->pods, id, &pod);
+        if (r == -ENOTUNIQ)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "pod sandbox id prefix '%s' is ambiguous", id);
+        if (r < 0) {
+                /* Nothing left to reclaim: the CRI asks for success. */
+                if (remove) {
+                        Runtime__V1__RemovePodSandboxResponse resp = RUNTIME__V1__REMOVE_POD_SANDBOX_RESPONSE__INIT;
+                        return cri_reply(call, &resp.base);
+                }
+                Runtime__V1__StopPodSandboxResponse resp = RUNTIME__V1__STOP_POD_SANDBOX_RESPONSE__INIT;
+                return cri_reply(call, &resp.base);
+        }
+        pc = pod_call_new(call, m);
+        if (!pc)
+                return -ENOMEM;
+        /* done() may run before the call returns: then pc->finished is set and pc->op stays NULL. */
+        PodOp *op = NULL;
+        r = remove ? pod_remove(pod, remove_done, pc, &op) : pod_stop(pod, stop_done, pc, &op);
+        if (r < 0) {
+                pod_call_free(pc);
+                return grpc_call_finish(call, status_for(r), "pod sandbox %s is busy with another operation; try again",
+                                        id);
+        }
+        if (!pc->finished)
+                pc->op = op;
+        return pod_call_wait(pc);
+}
+
+int cri_stop_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Runtime__V1__StopPodSandboxRequest *req = runtime__v1__stop_pod_sandbox_request__unpack(NULL, len, msg);
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "StopPodSandboxRequest does not decode");
+        r = stop_or_remove(call, userdata, req->pod_sandbox_id, false);
+        runtime__v1__stop_pod_sandbox_request__free_unpacked(req, NULL);
+        return r;
+}
+
+int cri_remove_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Runtime__V1__RemovePodSandboxRequest *req = runtime__v1__remove_pod_sandbox_request__unpack(NULL, len, msg);
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "RemovePodSandboxRequest does not decode");
+        r = stop_or_remove(call, userdata, req->pod_sandbox_id, true);
+        runtime__v1__remove_pod_sandbox_request__free_unpacked(req, NULL);
+        return r;
+}
+
+/* --- PodSandboxStatus / ListPodSandbox ----------------------------------------------------------- */
+
+static Runtime__V1__PodSandboxState cri_state(const Pod *pod) {
+        return pod_state(pod) == POD_READY ? RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY
+                                           : RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
+}
+
+#define PAIRS_OUT(TYPE, INIT, pairs, n)                                                         \
+        ({                                                                                      \
+                TYPE *_e = calloc((n) + 1, sizeof(TYPE));                                       \
+                TYPE **_pe = calloc((n) + 1, sizeof(TYPE *));                                   \
+                for (size_t _i = 0; _e && _pe && _i < (n); _i++) {                              \
+                        _e[_i] = (TYPE) INIT;                                                   \
+                        _e[_i].key = (pairs)[_i].key;                                           \
+                        _e[_i].value = (pairs)[_i].value;                                       \
+                        _pe[_i] = &_e[_i];                                                      \
+                }                                                                               \
+                if (!_e || !_pe) {                                                              \
+                        free(_e);                                                               \
+                        free(_pe);                                                              \
+                        _pe = NULL;                                                             \
+                }                                                                               \
+                _pe;                                                                            \
+        })
+
+static void free_pairs_out(void *pe) {
+        if (pe)
+                free(((void **) pe)[0]);
+        free(pe);
+}
+
+typedef struct StatusCall {
+        PodCall base;
+        bool verbose;
+        char *check; /* CNI CHECK outcome for verbose */
+} StatusCall;
+
+static int status_reply(GrpcCall *call, Manager *m, Pod *pod, bool verbose, const char *check) {
+        Runtime__V1__PodSandboxStatusResponse resp = RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INIT;
+        Runtime__V1__PodSandboxStatus st = RUNTIME__V1__POD_SANDBOX_STATUS__INIT;
+        Runtime__V1__PodSandboxMetadata md = RUNTIME__V1__POD_SANDBOX_METADATA__INIT;
+        Runtime__V1__PodSandboxNetworkStatus net = RUNTIME__V1__POD_SANDBOX_NETWORK_STATUS__INIT;
+        Runtime__V1__LinuxPodSandboxStatus lx = RUNTIME__V1__LINUX_POD_SANDBOX_STATUS__INIT;
+        Runtime__V1__Namespace ns = RUNTIME__V1__NAMESPACE__INIT;
+        Runtime__V1__NamespaceOption nso = RUNTIME__V1__NAMESPACE_OPTION__INIT;
+        Runtime__V1__PodSandboxStatusResponse__InfoEntry info = RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INFO_ENTRY__INIT;
+        Runtime__V1__PodSandboxStatusResponse__InfoEntry *infos[] = { &info };
+        Runtime__V1__PodIP extra[pod->n_ips + 1];
+        Runtime__V1__PodIP *extra_p[pod->n_ips + 1];
+        struct timespec ts;
+        char *info_json = NULL;
+        bool ready = pod_state(pod) == POD_READY;
+        int r;
+
+        md.name = pod->spec.name;
+        md.uid = pod->spec.uid;
+        md.namespace_ = pod->spec.namespace;
+        md.attempt = pod->spec.attempt;
+        st.id = pod->id;
+        st.metadata = &md;
+        st.state = cri_state(pod);
+        st.created_at = (int64_t) pod->created_at_ns;
+        if (ready && pod->n_ips > 0) {
+                net.ip = pod->ips[0];
+                for (size_t i = 1; i < pod->n_ips; i++) {
+                        extra[i - 1] = (Runtime__V1__PodIP) RUNTIME__V1__POD_IP__INIT;
+                        extra[i - 1].ip = pod->ips[i];
+                        extra_p[i - 1] = &extra[i - 1];
+                }
+                net.n_additional_ips = pod->n_ips - 1;
+                net.additional_ips = extra_p;
+        }
+        st.network = &net;
+        nso.network = (Runtime__V1__NamespaceMode) pod->spec.network;
+        nso.pid = (Runtime__V1__NamespaceMode) pod->spec.pid;
+        nso.ipc = (Runtime__V1__NamespaceMode) pod->spec.ipc;
+        ns.options = &nso;
+        lx.namespaces = &ns;
+        st.linux = &lx;
+        st.labels = PAIRS_OUT(Runtime__V1__PodSandboxStatus__LabelsEntry,
+                              RUNTIME__V1__POD_SANDBOX_STATUS__LABELS_ENTRY__INIT, pod->spec.labels, pod->spec.n_labels);
+        st.n_labels = st.labels ? pod->spec.n_labels : 0;
+        st.annotations = PAIRS_OUT(Runtime__V1__PodSandboxStatus__AnnotationsEntry,
+                                   RUNTIME__V1__POD_SANDBOX_STATUS__ANNOTATIONS_ENTRY__INIT, pod->spec.annotations,
+                                   pod->spec.n_annotations);
+        st.n_annotations = st.annotations ? pod->spec.n_annotations : 0;
+        st.runtime_handler = pod->spec.runtime_handler;
+        resp.status = &st;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        resp.timestamp = (int64_t) ts.tv_sec * 1000000000LL + ts.tv_nsec;
+
+        if (verbose) {
+                char *base = pod_info_json(pod);
+                yajl_val v = base ? json_parse(base, NULL, 0) : NULL;
+                yajl_gen g = yajl_gen_alloc(NULL);
+
+                if (g && v) {
+                        yajl_gen_map_open(g);
+                        for (size_t i = 0; i < v->u.object.len; i++) {
+                                json_gen_str(g, v->u.object.keys[i]);
+                                json_gen_value(g, v->u.object.values[i]);
+                        }
+                        json_gen_key_str(g, "cniCheck", check);
+                        yajl_gen_map_close(g);
+                        info_json = json_gen_steal(g);
+                }
+                if (g)
+                        yajl_gen_free(g);
+                yajl_tree_free(v);
+                free(base);
+                info.key = (char *) "info";
+                info.value = info_json ?: (char *) "{}";
+                resp.info = infos;
+                resp.n_info = 1;
+        }
+        r = cri_reply(call, &resp.base);
+        free_pairs_out(st.labels);
+        free_pairs_out(st.annotations);
+        free(info_json);
+        return r;
+}
+
+static void status_check_done(int error, const char *message, const char *result, const char *network, void *userdata) {
+        StatusCall *sc = userdata;
+        Pod *pod = pod_find(sc->base.manager->pods, sc->base.id);
+
+        sc->base.cni = NULL;
+        grpc_call_set_cancel(sc->base.call, NULL, NULL);
+        if (!pod)
+                (void) grpc_call_finish(sc->base.call, GRPC_STATUS_NOT_FOUND, "pod sandbox %s was removed meanwhile",
+                                        sc->base.id);
+        else
+                (void) status_reply(sc->base.call, sc->base.manager, pod, true, error < 0 ? message : "ok");
+        pod_call_free(&sc->base);
+}
+
+int cri_pod_sandbox_status(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__PodSandboxStatusRequest *req = runtime__v1__pod_sandbox_status_request__unpack(NULL, len, msg);
+        Pod *pod;
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "PodSandboxStatusRequest does not decode");
+        if (!req->pod_sandbox_id || !req->pod_sandbox_id[0]) {
+                runtime__v1__pod_sandbox_status_request__free_unpacked(req, NULL);
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "pod_sandbox_id is empty");
+        }
+        r = pod_find_prefix(m->pods, req->pod_sandbox_id, &pod);
+        if (r < 0) {
+                r = grpc_call_finish(call, r == -ENOTUNIQ ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_NOT_FOUND,
+                                     r == -ENOTUNIQ ? "pod sandbox id prefix '%s' is ambiguous"
+                                                    : "pod sandbox '%s' not found",
+                                     req->pod_sandbox_id);
+                runtime__v1__pod_sandbox_status_request__free_unpacked(req, NULL);
+                return r;
+        }
+        bool verbose = req->verbose;
+        runtime__v1__pod_sandbox_status_request__free_unpacked(req, NULL);
+
+        if (!verbose || !pod->cni_added || pod_state(pod) != POD_READY || pod->busy)
+                return status_reply(call, m, pod, verbose, NULL);
+
+        /* verbose on a networked pod: CNI CHECK first, its outcome goes into the info. */
+        StatusCall *sc = calloc(1, sizeof *sc);
+        char *netns = pod_ns_path(pod, "net");
+        CniPortMapping none[1];
+        if (!sc || !(sc->base.id = strdup(pod->id))) {
+                free(sc);
+                free(netns);
+                return -ENOMEM;
+        }
+        sc->base.call = grpc_call_ref(call);
+        sc->base.manager = m;
+        CniPod cp = {
+                .id = pod->id, .netns = netns, .name = pod->spec.name, .namespace = pod->spec.namespace,
+                .uid = pod->spec.uid, .ports = none, .n_ports = 0,
+        };
+        grpc_call_set_cancel(call, pod_call_cancel, &sc->base);
+        r = cni_check(m->cni, &cp, pod->cni_network, pod->cni_result, status_check_done, sc, &sc->base.cni);
+        free(netns);
+        if (r < 0) {
+                grpc_call_set_cancel(call, NULL, NULL);
+                pod_call_free(&sc->base);
+                return status_reply(call, m, pod, true, strerror(-r));
+        }
+        return 0;
+}
+
+static bool labels_match(const Pod *pod, Runtime__V1__PodSandboxFilter__LabelSelectorEntry **sel, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                bool found = false;
+                for (size_t k = 0; k < pod->spec.n_labels && !found; k++)
+                        found = strcmp(pod->spec.labels[k].key, sel[i]->key ?: "") == 0 &&
+                                strcmp(pod->spec.labels[k].value, sel[i]->value ?: "") == 0;
+                if (!found)
+                        return false;
+        }
+        return true;
+}
+
+int cri_list_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__ListPodSandboxRequest *req = runtime__v1__list_pod_sandbox_request__unpack(NULL, len, msg);
+        Runtime__V1__ListPodSandboxResponse resp = RUNTIME__V1__LIST_POD_SANDBOX_RESPONSE__INIT;
+        const Runtime__V1__PodSandboxFilter *f;
+        size_t n = 0, cap = m->pods->n_pods + 1;
+        Runtime__V1__PodSandbox *items, **itemp;
+        Runtime__V1__PodSandboxMetadata *mds;
+        int r = -ENOMEM;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "ListPodSandboxRequest does not decode");
+        f = req->filter;
+        items = calloc(cap, sizeof *items);
+        itemp = calloc(cap, sizeof *itemp);
+        mds = calloc(cap, sizeof *mds);
+        if (!items || !itemp || !mds)
+                goto out;
+        for (Pod *p = m->pods->pods; p; p = p->next) {
+                if (f && f->id && f->id[0] && strncmp(p->id, f->id, strlen(f->id)) != 0)
+                        continue;
+                if (f && f->state && f->state->state != cri_state(p))
+                        continue;
+                if (f && !labels_match(p, f->label_selector, f->n_label_selector))
+                        continue;
+                Runtime__V1__PodSandbox *it = &items[n];
+                *it = (Runtime__V1__PodSandbox) RUNTIME__V1__POD_SANDBOX__INIT;
+                mds[n] = (Runtime__V1__PodSandboxMetadata) RUNTIME__V1__POD_SANDBOX_METADATA__INIT;
+                mds[n].name = p->spec.name;
+                mds[n].uid = p->spec.uid;
+                mds[n].namespace_ = p->spec.namespace;
+                mds[n].attempt = p->spec.attempt;
+                it->id = p->id;
+                it->metadata = &mds[n];
+                it->state = cri_state(p);
+                it->created_at = (int64_t) p->created_at_ns;
+                it->labels = PAIRS_OUT(Runtime__V1__PodSandbox__LabelsEntry, RUNTIME__V1__POD_SANDBOX__LABELS_ENTRY__INIT,
+                                       p->spec.labels, p->spec.n_labels);
+                it->n_labels = it->labels ? p->spec.n_labels : 0;
+                it->annotations = PAIRS_OUT(Runtime__V1__PodSandbox__AnnotationsEntry,
+                                            RUNTIME__V1__POD_SANDBOX__ANNOTATIONS_ENTRY__INIT, p->spec.annotations,
+                                            p->spec.n_annotations);
+                it->n_annotations = it->annotations ? p->spec.n_annotations : 0;
+                it->runtime_handler = p->spec.runtime_handler;
+                itemp[n] = it;
+                n++;
+        }
+        resp.items = itemp;
+        resp.n_items = n;
+        r = cri_reply(call, &resp.base);
+        for (size_t i = 0; i < n; i++) {
+                free_pairs_out(items[i].labels);
+                free_pairs_out(items[i].annotations);
+        }
+out:
+        free(items);
+        free(itemp);
+        free(mds);
+        runtime__v1__list_pod_sandbox_request__free_unpacked(req, NULL);
+        return r;
+}
+
+/* --- UpdateRuntimeConfig ------------------------------------------------------------------------- */
+
+int cri_update_runtime_config(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__UpdateRuntimeConfigRequest *req = runtime__v1__update_runtime_config_request__unpack(NULL, len, msg);
+        Runtime__V1__UpdateRuntimeConfigResponse resp = RUNTIME__V1__UPDATE_RUNTIME_CONFIG_RESPONSE__INIT;
+        const char *cidr;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "UpdateRuntimeConfigRequest does not decode");
+        cidr = req->runtime_config && req->runtime_config->network_config
+                       ? req->runtime_config->network_config->pod_cidr
+                       : NULL;
+        if (cidr && cidr[0]) {
+                if (strspn(cidr, "0123456789abcdefABCDEF.:/,") != strlen(cidr) || !strchr(cidr, '/')) {
+                        runtime__v1__update_runtime_config_request__free_unpacked(req, NULL);
+                        return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "pod_cidr '%s' is not a CIDR", cidr);
+                }
+                if (!m->pod_cidr || strcmp(m->pod_cidr, cidr) != 0) {
+                        log_info("Pod CIDR is now %s.", cidr);
+                        free(m->pod_cidr);
+                        m->pod_cidr = strdup(cidr);
+                        manager_save_runtime_state(m);
+                }
+        }
+        runtime__v1__update_runtime_config_request__free_unpacked(req, NULL);
+        return cri_reply(call, &resp.base);
+}

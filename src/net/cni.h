@@ -1,0 +1,50 @@
+/* CNI (spec 1.0): the network configuration from the config directory, watched with inotify, and
+ * plugin chains (ADD, DEL, CHECK) run as non-blocking children with a timeout. */
+#pragma once
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct Cni Cni;
+typedef struct CniOp CniOp;
+
+typedef struct CniPortMapping {
+        const char *protocol; /* "tcp", "udp", "sctp" */
+        int host_port, container_port;
+        const char *host_ip; /* NULL or "" for all */
+} CniPortMapping;
+
+typedef struct CniPod {
+        const char *id;    /* CNI_CONTAINERID: the pod id */
+        const char *netns; /* CNI_NETNS: path of the pod's network namespace */
+        const char *name, *namespace, *uid;
+        const CniPortMapping *ports;
+        size_t n_ports;
+} CniPod;
+
+/* error < 0 with message on failure. ADD: result is the final plugin's result (JSON) and network
+ * the configuration list it was made with (JSON), to be kept for DEL and CHECK. */
+typedef void (*CniDone)(int error, const char *message, const char *result, const char *network, void *userdata);
+
+int cni_new(struct ev_loop *loop, const char *conf_dir, const char *bin_dirs, uint64_t timeout_usec, Cni **ret);
+Cni *cni_free(Cni *c);
+
+/* Reads the configuration directory again (done by inotify on its own). */
+void cni_reload(Cni *c);
+/* True when a configuration and all its plugins exist; otherwise reason/message say what lacks. */
+bool cni_ready(Cni *c, const char **ret_reason, const char **ret_message);
+const char *cni_network_name(Cni *c);
+
+int cni_add(Cni *c, const CniPod *pod, CniDone done, void *userdata, CniOp **ret);
+/* network/prev_result: what ADD returned; network NULL: the current configuration. done() may run
+ * before these return (then *ret is already stale): clear the pointer kept to the op in done(). */
+int cni_del(Cni *c, const CniPod *pod, const char *network, const char *prev_result, CniDone done,
+            void *userdata, CniOp **ret);
+int cni_check(Cni *c, const CniPod *pod, const char *network, const char *prev_result, CniDone done,
+              void *userdata, CniOp **ret);
+/* Drops interest; the running plugin is killed and reaped in the background. */
+void cni_op_cancel(CniOp *op);
+
+/* The addresses (without prefix length) of a CNI result's "ips", in order. */
+int cni_result_ips(const char *result, char ***ret_ips, size_t *ret_n);

@@ -1,0 +1,23 @@
+/* What the pod module's files share. */
+#pragma once
+
+#include "pod.h"
+
+void strv_free(char **l);
+void pairs_free(StrPair *p, size_t n);
+PodState pod_state_from_string(const char *s);
+void pod_link(PodTable *t, Pod *pod);
+void pod_free(Pod *pod);
+
+/* pod-state.c: <root>/pods/<id>/state.json, written atomically. */
+int pod_save(const Pod *pod);
+int pod_load(PodTable *t, const char *id, Pod **ret);
+char *pod_root_dir(const Pod *pod);
+char *pod_run_dir(const Pod *pod);
+
+/* pod-files.c: hostname, hosts and resolv.conf under the pod's run directory. */
+int pod_write_files(const Pod *pod);
+
+/* pod-ns.c: children that create the pod's namespaces (and pin them) or take them down. */
+int pod_ns_setup_child(void *userdata);
+int pod_ns_teardown_child(void *userdata);

@@ -1,0 +1,621 @@
+/* Running, stopping and removing pods: asynchronous step machines over systemd jobs, namespace
+ * children and CNI chains. A step's completion persists what now exists, so that stop, remove
+ * and a restarted daemon always know what to undo. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "child.h"
+#include "fd-util.h"
+#include "log.h"
+#include "macro.h"
+#include "pod-internal.h"
+
+#define SYSTEMD_TIMEOUT_USEC (90ULL * 1000 * 1000)
+#define CHILD_TIMEOUT_USEC (30ULL * 1000 * 1000)
+
+typedef enum PodOpKind { OP_RUN, OP_STOP, OP_REMOVE } PodOpKind;
+static const char *const op_names[] = { "run", "stop", "remove" };
+
+typedef enum Step {
+        STEP_SLICE,
+        STEP_NS,
+        STEP_CNI,
+        STEP_FILES,
+        STEP_READY,
+        /* teardown */
+        STEP_STOP_SLICE,
+        STEP_CNI_DEL,
+        STEP_NS_DOWN,
+        STEP_STOPPED,
+        STEP_DELETE,
+        STEP_END,
+} Step;
+
+struct PodOp {
+        Pod *pod;
+        PodOpKind kind;
+        Step step;
+        bool rollback; /* a run failed: tear down and delete, then report the run's error */
+        int error;
+        char *message;
+        PodDone done;
+        void *userdata;
+        SystemdOp *sd;
+        CniOp *cni;
+        Child *child;
+};
+
+static void op_next(PodOp *op);
+
+static void op_fail(PodOp *op, int error, const char *format, ...) _printf_(3, 4);
+static void op_fail(PodOp *op, int error, const char *format, ...) {
+        va_list ap;
+        char *m = NULL;
+
+        va_start(ap, format);
+        if (vasprintf(&m, format, ap) < 0)
+                m = NULL;
+        va_end(ap);
+        if (!op->message) {
+                op->error = error < 0 ? error : -EIO;
+                op->message = m;
+        } else
+                free(m);
+}
+
+static void op_finish(PodOp *op) {
+        Pod *pod = op->pod;
+        PodDone done = op->done;
+        void *userdata = op->userdata;
+        char *message = op->message;
+        int error = op->error;
+
+        if (pod) {
+                pod->busy = false;
+                pod->op = NULL;
+        }
+        if (error < 0)
+                log_warning("pod %s: %s failed: %s", pod ? pod->id : "-", op_names[op->kind], message ?: "?");
+        else
+                log_info("pod %s: %s done.", pod ? pod->id : "-", op_names[op->kind]);
+        free(op);
+        if (done)
+                done(pod, error, message, userdata);
+        free(message);
+}
+
+void pod_op_detach(PodOp *op) {
+        if (op) {
+                op->done = NULL;
+                op->userdata = NULL;
+        }
+}
+
+static void save(PodOp *op) {
+        int r = pod_save(op->pod);
+        if (r < 0)
+                log_warning_errno(r, "pod %s: cannot save its state: %m", op->pod->id);
+}
+
+/* --- steps --------------------------------------------------------------------------------------- */
+
+static int slice_properties(sd_bus_message *m, void *userdata) {
+        const Pod *pod = userdata;
+        char description[512];
+
+        snprintf(description, sizeof description, "rktlet pod %s/%s (%.12s)", pod->spec.namespace, pod->spec.name,
+                 pod->id);
+        return sd_bus_message_append(m, "(sv)", "Description", "s", description);
+}
+
+static void slice_started(int error, const char *message, void *userdata) {
+        PodOp *op = userdata;
+        Pod *pod = op->pod;
+
+        op->sd = NULL;
+        if (error == -EEXIST) {
+                /* kubelet made the pod's slice itself: use it, leave it to kubelet. */
+                pod->slice_owned = false;
+                pod->slice_started = true;
+        } else if (error < 0) {
+                pod->slice_started = false;
+                op_fail(op, error, "start slice %s: %s", pod->slice, message);
+        } else
+                pod->slice_started = true;
+        save(op);
+        op_next(op);
+}
+
+static void slice_stopped(int error, const char *message, void *userdata) {
+        PodOp *op = userdata;
+
+        op->sd = NULL;
+        if (error < 0 && error != -ENOENT) {
+                op_fail(op, error, "stop slice %s: %s", op->pod->slice, message);
+                op->step = STEP_END; /* keep what is left for a retry */
+        } else {
+                op->pod->slice_started = false;
+                save(op);
+        }
+        op_next(op);
+}
+
+static char *child_message(const ChildResult *res) {
+        char *m = NULL;
+        size_t n = res->err_len;
+
+        while (n > 0 && (res->err[n - 1] == '\n' || res->err[n - 1] == ' '))
+                n--;
+        if (res->timed_out)
+                m = strdup("timed out");
+        else if (n > 0)
+                m = strndup(res->err, n);
+        else if (asprintf(&m, "exit status %d", res->exit_code) < 0)
+                m = NULL;
+        return m;
+}
+
+static void ns_created(Child *child, const ChildResult *res, void *userdata) {
+        PodOp *op = userdata;
+
+        op->child = NULL;
+        if (res->exit_code != 0) {
+                char *m = child_message(res);
+                op_fail(op, -EIO, "create namespaces: %s", m ?: "failed");
+                free(m);
+        }
+        op_next(op);
+}
+
+static void ns_removed(Child *child, const ChildResult *res, void *userdata) {
+        PodOp *op = userdata;
+
+        op->child = NULL;
+        if (res->exit_code != 0) {
+                char *m = child_message(res);
+                op_fail(op, -EIO, "remove namespaces: %s", m ?: "failed");
+                free(m);
+                op->step = STEP_END;
+        } else {
+                op->pod->ns_created = false;
+                save(op);
+        }
+        op_next(op);
+}
+
+static void cni_pod(const Pod *pod, CniPod *ret, CniPortMapping *ports, char *netns) {
+        for (size_t i = 0; i < pod->spec.n_ports; i++)
+                ports[i] = (CniPortMapping) {
+                        .protocol = pod->spec.ports[i].protocol,
+                        .host_port = pod->spec.ports[i].host_port,
+                        .container_port = pod->spec.ports[i].container_port,
+                        .host_ip = pod->spec.ports[i].host_ip,
+                };
+        *ret = (CniPod) {
+                .id = pod->id,
+                .netns = netns,
+                .name = pod->spec.name,
+                .namespace = pod->spec.namespace,
+                .uid = pod->spec.uid,
+                .ports = ports,
+        };
+        /* Only mappings with a host port go to the portmap plugin. */
+        size_t k = 0;
+        for (size_t i = 0; i < pod->spec.n_ports; i++)
+                if (ports[i].host_port > 0)
+                        ports[k++] = ports[i];
+        ret->n_ports = k;
+}
+
+static void cni_added(int error, const char *message, const char *result, const char *network, void *userdata) {
+        PodOp *op = userdata;
+        Pod *pod = op->pod;
+
+        op->cni = NULL;
+        free(pod->cni_network);
+        pod->cni_network = network ? strdup(network) : NULL;
+        if (error < 0) {
+                op_fail(op, error, "%s", message ?: "CNI ADD failed");
+        } else {
+                free(pod->cni_result);
+                pod->cni_result = result ? strdup(result) : NULL;
+                strv_free(pod->ips);
+                pod->ips = NULL;
+                pod->n_ips = 0;
+                if (result && cni_result_ips(result, &pod->ips, &pod->n_ips) < 0)
+                        log_warning("pod %s: cannot read the IPs of the CNI result", pod->id);
+        }
+        save(op);
+        op_next(op);
+}
+
+static void cni_deleted(int error, const char *message, const char *result, const char *network, void *userdata) {
+        PodOp *op = userdata;
+        Pod *pod = op->pod;
+
+        op->cni = NULL;
+        if (error < 0) {
+                op_fail(op, error, "%s", message ?: "CNI DEL failed");
+                op->step = STEP_END;
+        } else {
+                pod->cni_added = false;
+                strv_free(pod->ips);
+                pod->ips = NULL;
+                pod->n_ips = 0;
+                save(op);
+        }
+        op_next(op);
+}
+
+static void step_slice(PodOp *op) {
+        PodEnv *env = &op->pod->table->env;
+        SystemdClient *sd = env->systemd(env->userdata);
+        int r;
+
+        if (!sd) {
+                op_fail(op, -ENOTCONN, "start slice %s: systemd is unreachable", op->pod->slice);
+                op_next(op);
+                return;
+        }
+        /* Counted as started before the job is done: a crash now must still stop it. */
+        op->pod->slice_started = true;
+        op->pod->slice_owned = true;
+        save(op);
+        r = systemd_start_transient_unit(sd, op->pod->slice, slice_properties, op->pod, SYSTEMD_TIMEOUT_USEC,
+                                         slice_started, op, &op->sd);
+        if (r < 0) {
+                op->pod->slice_started = false;
+                op_fail(op, r, "start slice %s: %s", op->pod->slice, strerror(-r));
+                op_next(op);
+        }
+}
+
+static void step_stop_slice(PodOp *op) {
+        PodEnv *env = &op->pod->table->env;
+        SystemdClient *sd;
+        int r;
+
+        if (!op->pod->slice_started || !op->pod->slice_owned) {
+                op->pod->slice_started = false;
+                op_next(op);
+                return;
+        }
+        sd = env->systemd(env->userdata);
+        if (!sd) {
+                op_fail(op, -ENOTCONN, "stop slice %s: systemd is unreachable", op->pod->slice);
+                op->step = STEP_END;
+                op_next(op);
+                return;
+        }
+        r = systemd_stop_unit(sd, op->pod->slice, SYSTEMD_TIMEOUT_USEC, slice_stopped, op, &op->sd);
+        if (r < 0) {
+                op_fail(op, r, "stop slice %s: %s", op->pod->slice, strerror(-r));
+                op->step = STEP_END;
+                op_next(op);
+        }
+}
+
+static void step_child(PodOp *op, int (*setup)(void *), ChildDone done) {
+        ChildSpec spec = {
+                .setup = setup,
+                .setup_userdata = op->pod,
+                .timeout_usec = CHILD_TIMEOUT_USEC,
+                .max_output = 64 * 1024,
+        };
+        int r = child_spawn(op->pod->table->env.loop, &spec, done, op, &op->child);
+
+        if (r < 0) {
+                op_fail(op, r, "fork: %s", strerror(-r));
+                if (op->step >= STEP_STOP_SLICE)
+                        op->step = STEP_END;
+                op_next(op);
+        }
+}
+
+static void step_cni(PodOp *op, bool add) {
+        Pod *pod = op->pod;
+        CniPortMapping ports[pod->spec.n_ports + 1];
+        char *netns = pod_ns_path(pod, "net");
+        CniPod cp;
+        int r;
+
+        cni_pod(pod, &cp, ports, netns);
+        if (add) {
+                pod->cni_added = true; /* a crash during ADD must still DEL */
+                save(op);
+                r = cni_add(pod->table->env.cni, &cp, cni_added, op, &op->cni);
+        } else
+                r = cni_del(pod->table->env.cni, &cp, pod->cni_network, pod->cni_result, cni_deleted, op, &op->cni);
+        free(netns);
+        if (r < 0) {
+                if (add)
+                        op_fail(op, r, "CNI ADD: %s", r == -ENETDOWN ? "no CNI network configured" : strerror(-r));
+                else {
+                        op_fail(op, r, "CNI DEL: %s", r == -ENETDOWN ? "no CNI network configured" : strerror(-r));
+                        op->step = STEP_END;
+                }
+                op_next(op);
+        }
+}
+
+static void step_delete(PodOp *op) {
+        char *run = pod_run_dir(op->pod), *root = pod_root_dir(op->pod);
+        int r = -ENOMEM;
+
+        if (run && root) {
+                r = rm_rf(run);
+                if (r >= 0)
+                        r = rm_rf(root);
+        }
+        if (r < 0)
+                op_fail(op, r, "delete %s: %s", run ?: "state", strerror(-r));
+        else {
+                pod_free(op->pod);
+                op->pod = NULL;
+        }
+        free(run);
+        free(root);
+        op->step = STEP_END;
+        op_next(op);
+}
+
+/* Runs the step op->step points at, after moving past the one that just ended. */
+static void op_next(PodOp *op) {
+        Pod *pod = op->pod;
+
+        /* A failed run turns into a rollback: tear down what exists, delete, report the error. */
+        if (op->kind == OP_RUN && op->error < 0 && !op->rollback && op->step < STEP_STOP_SLICE) {
+                op->rollback = true;
+                op->step = STEP_STOP_SLICE;
+                pod->state = POD_NOTREADY;
+                log_debug("pod %s: run failed (%s); rolling back.", pod->id, op->message);
+        } else
+                op->step++;
+
+        switch (op->step) {
+        case STEP_NS:
+                pod->ns_created = true;
+                save(op);
+                step_child(op, pod_ns_setup_child, ns_created);
+                return;
+        case STEP_CNI:
+                if (pod->spec.network == POD_NS_POD) {
+                        step_cni(op, true);
+                        return;
+                }
+                op_next(op);
+                return;
+        case STEP_FILES: {
+                int r = pod_write_files(pod);
+                if (r < 0)
+                        op_fail(op, r, "write hostname, hosts and resolv.conf: %s", strerror(-r));
+                op_next(op);
+                return;
+        }
+        case STEP_READY:
+                pod->state = POD_READY;
+                save(op);
+                op->step = STEP_END - 1;
+                op_next(op);
+                return;
+        case STEP_STOP_SLICE:
+                step_stop_slice(op);
+                return;
+        case STEP_CNI_DEL:
+                if (pod->cni_added) {
+                        step_cni(op, false);
+                        return;
+                }
+                op_next(op);
+                return;
+        case STEP_NS_DOWN:
+                if (pod->ns_created) {
+                        step_child(op, pod_ns_teardown_child, ns_removed);
+                        return;
+                }
+                op_next(op);
+                return;
+        case STEP_STOPPED:
+                pod->state = POD_NOTREADY;
+                save(op);
+                if (op->kind == OP_STOP) {
+                        op->step = STEP_END - 1;
+                        op_next(op);
+                        return;
+                }
+                op_next(op);
+                return;
+        case STEP_DELETE:
+                step_delete(op);
+                return;
+        case STEP_END:
+        default:
+                op_finish(op);
+                return;
+        }
+}
+
+/* --- entry points -------------------------------------------------------------------------------- */
+
+static PodOp *op_new(Pod *pod, PodOpKind kind, PodDone done, void *userdata) {
+        PodOp *op = calloc(1, sizeof *op);
+
+        if (!op)
+                return NULL;
+        op->pod = pod;
+        op->kind = kind;
+        op->done = done;
+        op->userdata = userdata;
+        pod->busy = true;
+        pod->op = op;
+        return op;
+}
+
+static int make_id(char id[static 65]) {
+        uint8_t b[32];
+        ssize_t n = getrandom(b, sizeof b, 0);
+
+        if (n != (ssize_t) sizeof b)
+                return n < 0 ? -errno : -EIO;
+        for (size_t i = 0; i < sizeof b; i++)
+                snprintf(id + 2 * i, 3, "%02x", b[i]);
+        return 0;
+}
+
+int pod_run(PodTable *t, PodSpec *spec, PodDone done, void *userdata, char **ret_message, PodOp **ret_op) {
+        struct timespec ts;
+        char *run = NULL, *root = NULL;
+        PodOp *op;
+        Pod *pod;
+        int r;
+
+        for (Pod *p = t->pods; p; p = p->next)
+                if (strcmp(p->spec.name, spec->name) == 0 && strcmp(p->spec.namespace, spec->namespace) == 0 &&
+                    strcmp(p->spec.uid, spec->uid) == 0 && p->spec.attempt == spec->attempt) {
+                        r = asprintf(ret_message, "pod sandbox %s/%s (uid %s, attempt %u) exists already: %s",
+                                     spec->namespace, spec->name, spec->uid, spec->attempt, p->id);
+                        if (r < 0)
+                                *ret_message = NULL;
+                        pod_spec_done(spec);
+                        return -EEXIST;
+                }
+
+        pod = calloc(1, sizeof *pod);
+        if (!pod) {
+                pod_spec_done(spec);
+                return -ENOMEM;
+        }
+        pod->spec = *spec;
+        *spec = (PodSpec) {};
+        r = make_id(pod->id);
+        if (r < 0) {
+                pod_free(pod);
+                return r;
+        }
+        clock_gettime(CLOCK_REALTIME, &ts);
+        pod->created_at_ns = (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
+        pod->state = POD_CREATING;
+        if (pod->spec.cgroup_parent && pod->spec.cgroup_parent[0])
+                pod->slice = strdup(pod->spec.cgroup_parent);
+        else if (asprintf(&pod->slice, "rktlet-pod%s.slice", pod->id) < 0)
+                pod->slice = NULL;
+        if (!pod->slice) {
+                pod_free(pod);
+                return -ENOMEM;
+        }
+        pod_link(t, pod);
+
+        /* The directories first, then the record saying the pod is being made. */
+        run = pod_run_dir(pod);
+        root = pod_root_dir(pod);
+        if (!run || !root) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        if ((r = mkdir_p(run, 0755)) < 0 || (r = mkdir_p(root, 0700)) < 0 || (r = pod_save(pod)) < 0) {
+                if (asprintf(ret_message, "pod %s: cannot create its state in %s or %s: %s", pod->id, run, root,
+                             strerror(-r)) < 0)
+                        *ret_message = NULL;
+                goto fail;
+        }
+        free(run);
+        free(root);
+
+        op = op_new(pod, OP_RUN, done, userdata);
+        if (!op) {
+                r = -ENOMEM;
+                run = pod_run_dir(pod);
+                root = pod_root_dir(pod);
+                goto fail;
+        }
+        log_info("pod %s: running %s/%s in %s.", pod->id, pod->spec.namespace, pod->spec.name, pod->slice);
+        if (ret_op)
+                *ret_op = op;
+        op->step = STEP_SLICE;
+        step_slice(op);
+        return 0;
+
+fail:
+        if (run)
+                (void) rm_rf(run);
+        if (root)
+                (void) rm_rf(root);
+        free(run);
+        free(root);
+        pod_free(pod);
+        return r;
+}
+
+int pod_stop(Pod *pod, PodDone done, void *userdata, PodOp **ret_op) {
+        PodOp *op;
+
+        if (pod->busy)
+                return -EBUSY;
+        op = op_new(pod, OP_STOP, done, userdata);
+        if (!op)
+                return -ENOMEM;
+        if (ret_op)
+                *ret_op = op;
+        op->step = STEP_STOP_SLICE - 1;
+        op_next(op);
+        return 0;
+}
+
+int pod_remove(Pod *pod, PodDone done, void *userdata, PodOp **ret_op) {
+        PodOp *op;
+
+        if (pod->busy)
+                return -EBUSY;
+        op = op_new(pod, OP_REMOVE, done, userdata);
+        if (!op)
+                return -ENOMEM;
+        if (ret_op)
+                *ret_op = op;
+        op->step = STEP_STOP_SLICE - 1;
+        op_next(op);
+        return 0;
+}
+
+int pod_table_load(PodTable *t) {
+        struct dirent **entries = NULL;
+        char *dir;
+        int n;
+
+        if (asprintf(&dir, "%s/pods", t->env.root_dir) < 0)
+                return -ENOMEM;
+        n = scandir(dir, &entries, NULL, alphasort);
+        if (n < 0) {
+                int r = errno == ENOENT ? 0 : -errno;
+                free(dir);
+                return r;
+        }
+        for (int i = 0; i < n; i++) {
+                const char *id = entries[i]->d_name;
+                Pod *pod;
+                int r;
+
+                if (id[0] == '.' || strlen(id) != 64) {
+                        free(entries[i]);
+                        continue;
+                }
+                r = pod_load(t, id, &pod);
+                if (r < 0) {
+                        log_warning_errno(r, "pod %s: cannot read %s/%s/state.json, ignoring it: %m", id, dir, id);
+                } else if (pod->state == POD_CREATING) {
+                        /* Killed while it was being made: undo what exists. */
+                        log_notice("pod %s: was being created when rktlet stopped; cleaning it up.", pod->id);
+                        (void) pod_remove(pod, NULL, NULL, NULL);
+                } else
+                        log_debug("pod %s: recovered (%s).", pod->id, pod_state_to_string(pod_state(pod)));
+                free(entries[i]);
+        }
+        free(entries);
+        free(dir);
+        return 0;
+}

@@ -1,0 +1,257 @@
+/* A pod's persistent state: <root>/pods/<id>/state.json, written atomically, read back at start. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json-util.h"
+#include "macro.h"
+#include "pod-internal.h"
+
+#define MAX_STATE_SIZE (4 * 1024 * 1024)
+
+char *pod_root_dir(const Pod *pod) {
+        char *p;
+        return asprintf(&p, "%s/pods/%s", pod->table->env.root_dir, pod->id) < 0 ? NULL : p;
+}
+
+char *pod_run_dir(const Pod *pod) {
+        char *p;
+        return asprintf(&p, "%s/pods/%s", pod->table->env.state_dir, pod->id) < 0 ? NULL : p;
+}
+
+static void gen_strv(yajl_gen g, const char *key, char **l) {
+        json_gen_str(g, key);
+        yajl_gen_array_open(g);
+        for (char **p = l; p && *p; p++)
+                json_gen_str(g, *p);
+        yajl_gen_array_close(g);
+}
+
+static void gen_pairs(yajl_gen g, const char *key, const StrPair *p, size_t n) {
+        json_gen_str(g, key);
+        yajl_gen_map_open(g);
+        for (size_t i = 0; i < n; i++)
+                json_gen_key_str(g, p[i].key, p[i].value);
+        yajl_gen_map_close(g);
+}
+
+static void gen_raw(yajl_gen g, const char *key, const char *json) {
+        yajl_val v = json ? json_parse(json, NULL, 0) : NULL;
+        json_gen_str(g, key);
+        json_gen_value(g, v);
+        yajl_tree_free(v);
+}
+
+int pod_save(const Pod *pod) {
+        const PodSpec *s = &pod->spec;
+        char *dir = pod_root_dir(pod), *path = NULL, *data = NULL;
+        yajl_gen g = yajl_gen_alloc(NULL);
+        int r = -ENOMEM;
+
+        if (!dir || !g || asprintf(&path, "%s/state.json", dir) < 0)
+                goto out;
+        yajl_gen_config(g, yajl_gen_beautify, 1);
+        yajl_gen_map_open(g);
+        json_gen_key_str(g, "id", pod->id);
+        json_gen_key_str(g, "state", pod_state_to_string(pod->state));
+        json_gen_key_int(g, "createdAt", (long long) pod->created_at_ns);
+        json_gen_key_str(g, "slice", pod->slice);
+        json_gen_key_bool(g, "sliceOwned", pod->slice_owned);
+        json_gen_key_bool(g, "sliceStarted", pod->slice_started);
+        json_gen_key_bool(g, "nsCreated", pod->ns_created);
+        json_gen_key_bool(g, "cniAdded", pod->cni_added);
+        gen_raw(g, "cniNetwork", pod->cni_network);
+        gen_raw(g, "cniResult", pod->cni_result);
+        gen_strv(g, "ips", pod->ips);
+
+        json_gen_str(g, "spec");
+        yajl_gen_map_open(g);
+        json_gen_key_str(g, "name", s->name);
+        json_gen_key_str(g, "uid", s->uid);
+        json_gen_key_str(g, "namespace", s->namespace);
+        json_gen_key_int(g, "attempt", s->attempt);
+        json_gen_key_str(g, "hostname", s->hostname);
+        json_gen_key_str(g, "logDirectory", s->log_directory);
+        json_gen_key_str(g, "runtimeHandler", s->runtime_handler);
+        json_gen_key_str(g, "cgroupParent", s->cgroup_parent);
+        gen_strv(g, "dnsServers", s->dns_servers);
+        gen_strv(g, "dnsSearches", s->dns_searches);
+        gen_strv(g, "dnsOptions", s->dns_options);
+        json_gen_str(g, "ports");
+        yajl_gen_array_open(g);
+        for (size_t i = 0; i < s->n_ports; i++) {
+                yajl_gen_map_open(g);
+                json_gen_key_str(g, "protocol", s->ports[i].protocol);
+                json_gen_key_int(g, "containerPort", s->ports[i].container_port);
+                json_gen_key_int(g, "hostPort", s->ports[i].host_port);
+                json_gen_key_str(g, "hostIP", s->ports[i].host_ip);
+                yajl_gen_map_close(g);
+        }
+        yajl_gen_array_close(g);
+        gen_pairs(g, "labels", s->labels, s->n_labels);
+        gen_pairs(g, "annotations", s->annotations, s->n_annotations);
+        gen_pairs(g, "sysctls", s->sysctls, s->n_sysctls);
+        json_gen_key_int(g, "network", s->network);
+        json_gen_key_int(g, "pid", s->pid);
+        json_gen_key_int(g, "ipc", s->ipc);
+        yajl_gen_map_close(g);
+        yajl_gen_map_close(g);
+
+        data = json_gen_steal(g);
+        if (!data)
+                goto out;
+        r = write_file_atomic(path, data, strlen(data), 0600);
+out:
+        if (g)
+                yajl_gen_free(g);
+        free(data);
+        free(path);
+        free(dir);
+        return r;
+}
+
+static char *dup_str(yajl_val obj, const char *key) {
+        const char *s = json_get_str(obj, key);
+        return s ? strdup(s) : NULL;
+}
+
+static char *dup_raw(yajl_val obj, const char *key) {
+        yajl_val v = json_get(obj, key);
+        yajl_gen g;
+        char *s;
+
+        if (!v || YAJL_IS_NULL(v))
+                return NULL;
+        g = yajl_gen_alloc(NULL);
+        if (!g)
+                return NULL;
+        json_gen_value(g, v);
+        s = json_gen_steal(g);
+        yajl_gen_free(g);
+        return s;
+}
+
+static char **dup_strv(yajl_val obj, const char *key, size_t *ret_n) {
+        yajl_val a = json_get(obj, key);
+        size_t n = YAJL_IS_ARRAY(a) ? a->u.array.len : 0, k = 0;
+        char **l = calloc(n + 1, sizeof(char *));
+
+        for (size_t i = 0; l && i < n; i++)
+                if (YAJL_IS_STRING(a->u.array.values[i]))
+                        l[k++] = strdup(a->u.array.values[i]->u.string);
+        if (ret_n)
+                *ret_n = k;
+        return l;
+}
+
+static StrPair *dup_pairs(yajl_val obj, const char *key, size_t *ret_n) {
+        yajl_val m = json_get(obj, key);
+        size_t n = YAJL_IS_OBJECT(m) ? m->u.object.len : 0, k = 0;
+        StrPair *p = calloc(n + 1, sizeof *p);
+
+        for (size_t i = 0; p && i < n; i++)
+                if (YAJL_IS_STRING(m->u.object.values[i])) {
+                        p[k].key = strdup(m->u.object.keys[i]);
+                        p[k].value = strdup(m->u.object.values[i]->u.string);
+                        k++;
+                }
+        *ret_n = k;
+        return p;
+}
+
+static int get_int(yajl_val obj, const char *key) {
+        long long v = 0;
+        (void) json_get_int(obj, key, &v);
+        return (int) v;
+}
+
+static bool get_bool(yajl_val obj, const char *key) {
+        return YAJL_IS_TRUE(json_get(obj, key));
+}
+
+int pod_load(PodTable *t, const char *id, Pod **ret) {
+        char *path = NULL, *text = NULL, err[256];
+        yajl_val v = NULL, spec, ports;
+        Pod *pod = NULL;
+        long long created = 0;
+        int r;
+
+        if (asprintf(&path, "%s/pods/%s/state.json", t->env.root_dir, id) < 0)
+                return -ENOMEM;
+        r = read_file(path, MAX_STATE_SIZE, &text, NULL);
+        if (r < 0)
+                goto out;
+        v = json_parse(text, err, sizeof err);
+        if (!v || !json_get_str(v, "id") || strcmp(json_get_str(v, "id"), id) != 0 || !YAJL_IS_OBJECT(json_get(v, "spec"))) {
+                r = -EBADMSG;
+                goto out;
+        }
+        pod = calloc(1, sizeof *pod);
+        if (!pod) {
+                r = -ENOMEM;
+                goto out;
+        }
+        snprintf(pod->id, sizeof pod->id, "%s", id);
+        pod->state = pod_state_from_string(json_get_str(v, "state"));
+        if (pod->state < 0)
+                pod->state = POD_NOTREADY;
+        (void) json_get_int(v, "createdAt", &created);
+        pod->created_at_ns = (uint64_t) created;
+        pod->slice = dup_str(v, "slice");
+        pod->slice_owned = get_bool(v, "sliceOwned");
+        pod->slice_started = get_bool(v, "sliceStarted");
+        pod->ns_created = get_bool(v, "nsCreated");
+        pod->cni_added = get_bool(v, "cniAdded");
+        pod->cni_network = dup_raw(v, "cniNetwork");
+        pod->cni_result = dup_raw(v, "cniResult");
+        pod->ips = dup_strv(v, "ips", &pod->n_ips);
+
+        spec = json_get(v, "spec");
+        PodSpec *s = &pod->spec;
+        s->name = dup_str(spec, "name");
+        s->uid = dup_str(spec, "uid");
+        s->namespace = dup_str(spec, "namespace");
+        s->attempt = (uint32_t) get_int(spec, "attempt");
+        s->hostname = dup_str(spec, "hostname");
+        s->log_directory = dup_str(spec, "logDirectory");
+        s->runtime_handler = dup_str(spec, "runtimeHandler");
+        s->cgroup_parent = dup_str(spec, "cgroupParent");
+        s->dns_servers = dup_strv(spec, "dnsServers", NULL);
+        s->dns_searches = dup_strv(spec, "dnsSearches", NULL);
+        s->dns_options = dup_strv(spec, "dnsOptions", NULL);
+        ports = json_get(spec, "ports");
+        if (YAJL_IS_ARRAY(ports)) {
+                s->ports = calloc(ports->u.array.len + 1, sizeof *s->ports);
+                for (size_t i = 0; s->ports && i < ports->u.array.len; i++) {
+                        yajl_val p = ports->u.array.values[i];
+                        s->ports[i] = (PodPort) {
+                                .protocol = dup_str(p, "protocol"),
+                                .container_port = get_int(p, "containerPort"),
+                                .host_port = get_int(p, "hostPort"),
+                                .host_ip = dup_str(p, "hostIP"),
+                        };
+                        s->n_ports++;
+                }
+        }
+        s->labels = dup_pairs(spec, "labels", &s->n_labels);
+        s->annotations = dup_pairs(spec, "annotations", &s->n_annotations);
+        s->sysctls = dup_pairs(spec, "sysctls", &s->n_sysctls);
+        s->network = (PodNsMode) get_int(spec, "network");
+        s->pid = (PodNsMode) get_int(spec, "pid");
+        s->ipc = (PodNsMode) get_int(spec, "ipc");
+        if (!s->name || !s->uid || !s->namespace || !pod->slice) {
+                r = -EBADMSG;
+                goto out;
+        }
+        pod_link(t, pod);
+        *ret = TAKE_PTR(pod);
+        r = 0;
+out:
+        if (pod)
+                pod_free(pod);
+        yajl_tree_free(v);
+        free(text);
+        free(path);
+        return r;
+}

@@ -1,0 +1,318 @@
+/* Pod sandboxes: the table, lookups, input validation and reported state. */
+#include "pod.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statfs.h>
+
+#include "json-util.h"
+#include "macro.h"
+#include "pod-internal.h"
+
+#ifndef NSFS_MAGIC
+#define NSFS_MAGIC 0x6e736673
+#endif
+
+static const char *const state_names[_POD_STATE_MAX] = {
+        [POD_CREATING] = "creating",
+        [POD_READY] = "ready",
+        [POD_NOTREADY] = "notready",
+};
+
+const char *pod_state_to_string(PodState s) {
+        return s >= 0 && s < _POD_STATE_MAX ? state_names[s] : NULL;
+}
+
+PodState pod_state_from_string(const char *s) {
+        for (int i = 0; s && i < _POD_STATE_MAX; i++)
+                if (strcmp(state_names[i], s) == 0)
+                        return (PodState) i;
+        return _POD_STATE_INVALID;
+}
+
+void strv_free(char **l) {
+        for (char **p = l; p && *p; p++)
+                free(*p);
+        free(l);
+}
+
+void pod_spec_done(PodSpec *s) {
+        free(s->name);
+        free(s->uid);
+        free(s->namespace);
+        free(s->hostname);
+        free(s->log_directory);
+        free(s->runtime_handler);
+        free(s->cgroup_parent);
+        strv_free(s->dns_servers);
+        strv_free(s->dns_searches);
+        strv_free(s->dns_options);
+        for (size_t i = 0; i < s->n_ports; i++) {
+                free(s->ports[i].protocol);
+                free(s->ports[i].host_ip);
+        }
+        free(s->ports);
+        pairs_free(s->labels, s->n_labels);
+        pairs_free(s->annotations, s->n_annotations);
+        pairs_free(s->sysctls, s->n_sysctls);
+        *s = (PodSpec) {};
+}
+
+void pairs_free(StrPair *p, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(p[i].key);
+                free(p[i].value);
+        }
+        free(p);
+}
+
+int pod_table_new(const PodEnv *env, PodTable **ret) {
+        PodTable *t = calloc(1, sizeof *t);
+
+        if (!t)
+                return -ENOMEM;
+        t->env = *env;
+        *ret = t;
+        return 0;
+}
+
+PodTable *pod_table_free(PodTable *t) {
+        if (!t)
+                return NULL;
+        while (t->pods)
+                pod_free(t->pods);
+        free(t);
+        return NULL;
+}
+
+void pod_link(PodTable *t, Pod *pod) {
+        pod->table = t;
+        pod->next = t->pods;
+        if (t->pods)
+                t->pods->prev = pod;
+        t->pods = pod;
+        t->n_pods++;
+}
+
+void pod_free(Pod *pod) {
+        PodTable *t = pod->table;
+
+        if (t) {
+                if (pod->prev)
+                        pod->prev->next = pod->next;
+                else
+                        t->pods = pod->next;
+                if (pod->next)
+                        pod->next->prev = pod->prev;
+                t->n_pods--;
+        }
+        pod_spec_done(&pod->spec);
+        free(pod->slice);
+        free(pod->cni_network);
+        free(pod->cni_result);
+        strv_free(pod->ips);
+        free(pod);
+}
+
+Pod *pod_find(PodTable *t, const char *id) {
+        for (Pod *p = t->pods; p; p = p->next)
+                if (strcmp(p->id, id) == 0)
+                        return p;
+        return NULL;
+}
+
+int pod_find_prefix(PodTable *t, const char *prefix, Pod **ret) {
+        size_t n = strlen(prefix);
+        Pod *found = NULL;
+
+        if (n == 0)
+                return -ENOENT;
+        for (Pod *p = t->pods; p; p = p->next) {
+                if (strncmp(p->id, prefix, n) != 0)
+                        continue;
+                if (strlen(p->id) == n) {
+                        *ret = p;
+                        return 0;
+                }
+                if (found)
+                        return -ENOTUNIQ;
+                found = p;
+        }
+        if (!found)
+                return -ENOENT;
+        *ret = found;
+        return 0;
+}
+
+char *pod_ns_path(const Pod *pod, const char *ns) {
+        char *p;
+
+        if (strcmp(ns, "ipc") == 0 ? pod->spec.ipc != POD_NS_POD : pod->spec.network != POD_NS_POD)
+                return NULL;
+        if (asprintf(&p, "%s/pods/%s/ns/%s", pod->table->env.state_dir, pod->id, ns) < 0)
+                return NULL;
+        return p;
+}
+
+static bool is_nsfs(const char *path) {
+        struct statfs sfs;
+        return path && statfs(path, &sfs) >= 0 && (unsigned long) sfs.f_type == NSFS_MAGIC;
+}
+
+PodState pod_state(const Pod *pod) {
+        if (pod->state != POD_READY)
+                return pod->state;
+        /* After a reboot (or someone unmounting it) the namespaces are gone: not ready. */
+        if (pod->spec.network == POD_NS_POD) {
+                char *p = pod_ns_path(pod, "net");
+                bool ok = is_nsfs(p);
+                free(p);
+                if (!ok)
+                        return POD_NOTREADY;
+        }
+        return POD_READY;
+}
+
+/* --- validation ---------------------------------------------------------------------------------- */
+
+static int invalid(char **ret_message, const char *format, ...) _printf_(2, 3);
+static int invalid(char **ret_message, const char *format, ...) {
+        va_list ap;
+
+        va_start(ap, format);
+        if (vasprintf(ret_message, format, ap) < 0)
+                *ret_message = NULL;
+        va_end(ap);
+        return -EINVAL;
+}
+
+/* Names end up in paths, unit descriptions, CNI_ARGS and logs: keep them plain. */
+static int check_name(const char *what, const char *s, size_t max, char **ret_message) {
+        if (!s || !s[0])
+                return invalid(ret_message, "metadata.%s is empty", what);
+        if (strlen(s) > max)
+                return invalid(ret_message, "metadata.%s is longer than %zu characters", what, max);
+        if (strcmp(s, ".") == 0 || strstr(s, "..") || strchr(s, '/'))
+                return invalid(ret_message, "metadata.%s '%s' contains '/' or '..'", what, s);
+        for (const char *p = s; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f || *p == ';' || *p == '=' || *p == '\\')
+                        return invalid(ret_message, "metadata.%s contains a control character, ';', '=' or '\\'", what);
+        return 0;
+}
+
+static bool sysctl_namespaced(const char *key, PodNsMode network, PodNsMode ipc, const char **ret_why) {
+        static const char *const ipc_keys[] = { "kernel.shmall", "kernel.shmmax", "kernel.shmmni",
+                                                "kernel.shm_rmid_forced", "kernel.msgmax", "kernel.msgmnb",
+                                                "kernel.msgmni", "kernel.sem" };
+
+        for (size_t i = 0; i < ELEMENTSOF(ipc_keys); i++)
+                if (strcmp(key, ipc_keys[i]) == 0) {
+                        *ret_why = "the pod shares the host's IPC namespace";
+                        return ipc == POD_NS_POD;
+                }
+        if (strncmp(key, "fs.mqueue.", 10) == 0) {
+                *ret_why = "the pod shares the host's IPC namespace";
+                return ipc == POD_NS_POD;
+        }
+        if (strncmp(key, "net.", 4) == 0) {
+                *ret_why = "the pod uses the host's network";
+                return network == POD_NS_POD;
+        }
+        *ret_why = "it is not a namespaced sysctl (kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, net.*)";
+        return false;
+}
+
+int pod_spec_validate(const PodSpec *s, char **ret_message) {
+        int r;
+
+        if ((r = check_name("name", s->name, 253, ret_message)) < 0 ||
+            (r = check_name("namespace", s->namespace, 253, ret_message)) < 0 ||
+            (r = check_name("uid", s->uid, 253, ret_message)) < 0)
+                return r;
+        if (s->hostname && s->hostname[0]) {
+                if (strlen(s->hostname) > 64)
+                        return invalid(ret_message, "hostname '%s' is longer than 64 characters", s->hostname);
+                for (const char *p = s->hostname; *p; p++)
+                        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.", *p))
+                                return invalid(ret_message, "hostname '%s' is not a valid host name", s->hostname);
+        }
+        if (s->network != POD_NS_POD && s->network != POD_NS_NODE)
+                return invalid(ret_message, "network namespace mode %d is not supported for pods (POD or NODE)",
+                               s->network);
+        if (s->ipc != POD_NS_POD && s->ipc != POD_NS_NODE)
+                return invalid(ret_message, "IPC namespace mode %d is not supported for pods (POD or NODE)", s->ipc);
+        if (s->pid != POD_NS_POD && s->pid != POD_NS_CONTAINER && s->pid != POD_NS_NODE)
+                return invalid(ret_message, "PID namespace mode %d is not supported for pods", s->pid);
+        if (s->cgroup_parent && s->cgroup_parent[0] && !systemd_unit_name_valid(s->cgroup_parent, ".slice"))
+                return invalid(ret_message,
+                               "cgroup_parent '%s' is not a systemd slice name (rktlet uses the systemd cgroup driver)",
+                               s->cgroup_parent);
+        if (s->runtime_handler && s->runtime_handler[0])
+                return invalid(ret_message, "unknown runtime handler '%s' (rktlet has only the default handler \"\")",
+                               s->runtime_handler);
+        for (size_t i = 0; i < s->n_sysctls; i++) {
+                const char *k = s->sysctls[i].key, *v = s->sysctls[i].value, *why;
+
+                if (!k || !k[0] || strlen(k) > 255)
+                        return invalid(ret_message, "sysctl name is empty or too long");
+                for (const char *p = k; *p; p++)
+                        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-", *p))
+                                return invalid(ret_message, "sysctl name '%s' contains '%c'", k, *p);
+                if (strstr(k, "..") || k[0] == '.' || k[strlen(k) - 1] == '.')
+                        return invalid(ret_message, "sysctl name '%s' is malformed", k);
+                /* CVE-2022-0811: a value with '+' or '=' or a newline could smuggle a second setting. */
+                if (!v || strlen(v) > 4096)
+                        return invalid(ret_message, "sysctl '%s' has no value or one that is too long", k);
+                for (const char *p = v; *p; p++)
+                        if (*p == '+' || *p == '=' || *p == '\n' || *p == '\r' || (unsigned char) *p < 0x20)
+                                return invalid(ret_message, "sysctl '%s' value contains a forbidden character", k);
+                if (!sysctl_namespaced(k, s->network, s->ipc, &why))
+                        return invalid(ret_message, "sysctl '%s' is not allowed: %s", k, why);
+        }
+        for (size_t i = 0; i < s->n_ports; i++) {
+                const PodPort *p = &s->ports[i];
+                if (p->container_port <= 0 || p->container_port > 65535 || p->host_port < 0 || p->host_port > 65535)
+                        return invalid(ret_message, "port mapping %zu: ports must be within 1-65535", i);
+        }
+        for (char **d = s->dns_servers; d && *d; d++)
+                if (strpbrk(*d, " \t\n"))
+                        return invalid(ret_message, "DNS server '%s' contains white space", *d);
+        for (char **d = s->dns_searches; d && *d; d++)
+                if (strpbrk(*d, " \t\n"))
+                        return invalid(ret_message, "DNS search domain '%s' contains white space", *d);
+        for (char **d = s->dns_options; d && *d; d++)
+                if (strpbrk(*d, " \t\n"))
+                        return invalid(ret_message, "DNS option '%s' contains white space", *d);
+        return 0;
+}
+
+char *pod_info_json(const Pod *pod) {
+        char *netns = pod_ns_path(pod, "net"), *out;
+        yajl_gen g = yajl_gen_alloc(NULL);
+        yajl_val result = pod->cni_result ? json_parse(pod->cni_result, NULL, 0) : NULL;
+        yajl_val net = pod->cni_network ? json_parse(pod->cni_network, NULL, 0) : NULL;
+
+        if (!g) {
+                free(netns);
+                return NULL;
+        }
+        yajl_gen_map_open(g);
+        json_gen_key_str(g, "id", pod->id);
+        json_gen_key_str(g, "state", pod_state_to_string(pod_state(pod)));
+        json_gen_key_str(g, "unit", pod->slice);
+        json_gen_key_bool(g, "unitOwned", pod->slice_owned);
+        json_gen_key_str(g, "netns", pod->ns_created ? netns : NULL);
+        json_gen_key_str(g, "cniNetwork", json_get_str(net, "name"));
+        json_gen_str(g, "cniResult");
+        json_gen_value(g, result);
+        yajl_gen_map_close(g);
+        out = json_gen_steal(g);
+        yajl_gen_free(g);
+        yajl_tree_free(result);
+        yajl_tree_free(net);
+        free(netns);
+        return out;
+}

@@ -1,0 +1,125 @@
+/* Pod sandboxes: the model, the table, and the asynchronous run/stop/remove that make a pod a
+ * systemd slice with namespaces pinned by bind mounts and a CNI network. */
+#pragma once
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cni.h"
+#include "systemd-unit.h"
+
+typedef struct StrPair {
+        char *key, *value;
+} StrPair;
+
+typedef enum PodNsMode { /* the CRI's NamespaceMode values */
+        POD_NS_POD = 0,
+        POD_NS_CONTAINER = 1,
+        POD_NS_NODE = 2,
+        POD_NS_TARGET = 3,
+} PodNsMode;
+
+typedef struct PodPort {
+        char *protocol; /* "tcp", "udp", "sctp" */
+        int container_port, host_port;
+        char *host_ip;
+} PodPort;
+
+/* What RunPodSandbox asked for. */
+typedef struct PodSpec {
+        char *name, *uid, *namespace;
+        uint32_t attempt;
+        char *hostname, *log_directory, *runtime_handler, *cgroup_parent;
+        char **dns_servers, **dns_searches, **dns_options; /* NULL-terminated */
+        PodPort *ports;
+        size_t n_ports;
+        StrPair *labels, *annotations, *sysctls;
+        size_t n_labels, n_annotations, n_sysctls;
+        PodNsMode network, pid, ipc;
+} PodSpec;
+
+typedef enum PodState {
+        POD_CREATING,
+        POD_READY,
+        POD_NOTREADY,
+        _POD_STATE_MAX,
+        _POD_STATE_INVALID = -22,
+} PodState;
+
+typedef struct Pod Pod;
+typedef struct PodTable PodTable;
+
+struct Pod {
+        PodTable *table;
+        Pod *prev, *next;
+        char id[65];
+        PodSpec spec;
+        PodState state;
+        uint64_t created_at_ns;
+
+        char *slice;      /* the pod's systemd slice */
+        bool slice_owned; /* we created it, so we stop it */
+        /* What exists and has to be undone: the truth for stop, remove and recovery. */
+        bool slice_started, ns_created, cni_added;
+        char *cni_network; /* the CNI configuration list ADD used (JSON) */
+        char *cni_result;  /* the final ADD result (JSON) */
+        char **ips;        /* from the CNI result, first is the pod's IP */
+        size_t n_ips;
+
+        bool busy; /* an operation runs */
+        struct PodOp *op;
+};
+
+/* What pods need from the daemon. */
+typedef struct PodEnv {
+        struct ev_loop *loop;
+        const char *state_dir; /* /run/rktlet: namespaces and files, gone at reboot */
+        const char *root_dir;  /* /var/lib/rktlet: persistent state */
+        Cni *cni;
+        SystemdClient *(*systemd)(void *userdata); /* NULL when systemd is unreachable */
+        void *userdata;
+} PodEnv;
+
+struct PodTable {
+        PodEnv env;
+        Pod *pods;
+        unsigned n_pods;
+};
+
+typedef struct PodOp PodOp;
+/* error < 0 with a message naming the pod and the step. */
+typedef void (*PodDone)(Pod *pod, int error, const char *message, void *userdata);
+
+int pod_table_new(const PodEnv *env, PodTable **ret);
+PodTable *pod_table_free(PodTable *t);
+/* Reads the persisted pods; pods caught half-made are cleaned up in the background. */
+int pod_table_load(PodTable *t);
+
+Pod *pod_find(PodTable *t, const char *id);
+/* id or a unique prefix of one; -ENOENT, or -ENOTUNIQ when the prefix is ambiguous. */
+int pod_find_prefix(PodTable *t, const char *prefix, Pod **ret);
+
+/* Checks a spec: -EINVAL with a message for bad input. */
+int pod_spec_validate(const PodSpec *spec, char **ret_message);
+void pod_spec_done(PodSpec *spec);
+
+/* The reported state: READY only while the pod's namespaces are there. */
+PodState pod_state(const Pod *pod);
+const char *pod_state_to_string(PodState s);
+/* Paths of the pod's pinned namespaces (NULL for namespaces the pod does not have). */
+char *pod_ns_path(const Pod *pod, const char *ns);
+
+/* Creates the pod from spec (taken over, also on failure). -EEXIST with a message when a pod with
+ * the same metadata exists. done() is called once the pod is ready, or was rolled back. */
+int pod_run(PodTable *t, PodSpec *spec, PodDone done, void *userdata, char **ret_message, PodOp **ret_op);
+/* Idempotent: a stopped pod stops again at once. */
+int pod_stop(Pod *pod, PodDone done, void *userdata, PodOp **ret_op);
+/* Stops if needed, then deletes every trace; pod is freed before done() (which gets NULL). */
+int pod_remove(Pod *pod, PodDone done, void *userdata, PodOp **ret_op);
+/* The caller is no longer interested (its call was cancelled); the operation still completes. */
+void pod_op_detach(PodOp *op);
+
+/* The pod's state as JSON for verbose status (unit, netns, CNI result). */
+char *pod_info_json(const Pod *pod);

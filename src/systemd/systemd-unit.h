@@ -1,0 +1,35 @@
+/* Asynchronous unit jobs on systemd: StartTransientUnit and StopUnit, each finished by its
+ * JobRemoved signal, with a deadline. */
+#pragma once
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-bus.h>
+
+typedef struct SystemdClient SystemdClient;
+typedef struct SystemdOp SystemdOp;
+
+/* error: 0 when the job ended with result "done"; -EEXIST (StartTransientUnit: the unit exists
+ * already), -ENOENT (StopUnit: no such unit loaded), -ETIMEDOUT, -ECONNRESET (bus lost), or -EIO with
+ * message naming the D-Bus error or the job result ("failed", "dependency", "canceled"…). The op is
+ * freed right after. */
+typedef void (*SystemdOpDone)(int error, const char *message, void *userdata);
+/* Appends the properties of a transient unit: entries of an a(sv) already opened. */
+typedef int (*SystemdAppendProperties)(sd_bus_message *m, void *userdata);
+
+/* Subscribes to the manager's signals; ops fail with -ECONNRESET when the client is freed. */
+int systemd_client_new(struct ev_loop *loop, sd_bus *bus, SystemdClient **ret);
+SystemdClient *systemd_client_free(SystemdClient *c);
+
+int systemd_start_transient_unit(SystemdClient *c, const char *name, SystemdAppendProperties append,
+                                 void *append_userdata, uint64_t timeout_usec, SystemdOpDone done,
+                                 void *userdata, SystemdOp **ret);
+int systemd_stop_unit(SystemdClient *c, const char *name, uint64_t timeout_usec, SystemdOpDone done,
+                      void *userdata, SystemdOp **ret);
+/* Drops interest in an op: done() is not called. The job itself goes on in systemd. */
+void systemd_op_cancel(SystemdOp *op);
+
+/* True when name is a valid unit name with the given suffix (".slice", ".service"); for slices also
+ * that the dashes make a valid hierarchy ("a-b.slice" is in "a.slice"). */
+bool systemd_unit_name_valid(const char *name, const char *suffix);

@@ -1,0 +1,533 @@
+"""Pod sandboxes: systemd slices, pinned namespaces, CNI bridge networking, persistence.
+
+The CNI network is a bridge defined by the test, living in the harness's own network namespace;
+pods get their addresses from a host-local range whose store is in the test's directory."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import grpc
+import pytest
+
+from rktlet_test import wait_until
+
+SUBNET = "10.88.7"
+CNI_BIN = "/usr/lib/cni"
+
+
+def cni_available():
+    return all(os.access(os.path.join(CNI_BIN, p), os.X_OK) for p in ("bridge", "host-local", "portmap", "loopback"))
+
+
+needs_cni = pytest.mark.skipif(not cni_available(), reason="CNI plugins (containernetworking-plugins) not installed")
+
+
+@pytest.fixture
+def cni(tmp_path):
+    """A CNI configuration directory with a bridge network; yields its paths."""
+    conf = tmp_path / "net.d"
+    conf.mkdir()
+    ipam = tmp_path / "ipam"
+    network = {
+        "cniVersion": "1.0.0",
+        "name": "rktlet-test",
+        "plugins": [
+            {"type": "bridge", "bridge": "rkt0", "isGateway": True, "ipMasq": False,
+             "ipam": {"type": "host-local", "ranges": [[{"subnet": f"{SUBNET}.0/24"}]], "dataDir": str(ipam)}},
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }
+    (conf / "10-test.conflist").write_text(json.dumps(network))
+    return {"conf": str(conf), "ipam": str(ipam / "rktlet-test"), "network": network}
+
+
+def remove_all(d, pb):
+    for i in d.runtime().ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10).items:
+        d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=i.id), timeout=120)
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers(pb):
+    """Every test removes its pods; then no slice of a pod is left in the user manager."""
+    yield
+    left = units() + units("kubepods")
+    for u in left:
+        subprocess.run(["systemctl", "--user", "stop", u], capture_output=True)
+    assert left == [], "units left behind"
+
+
+@pytest.fixture
+def pod_daemon(make_daemon, cni, pb):
+    d = make_daemon(args=["--cni-conf-dir", cni["conf"], "--cni-bin-dir", CNI_BIN])
+    d.cni = cni
+    yield d
+    if d.alive():
+        remove_all(d, pb)
+        assert ipam_ips(cni) == []
+
+
+def pod_config(pb, name="pod", namespace="default", uid=None, attempt=0, host_network=False, **kw):
+    cfg = pb.PodSandboxConfig(
+        metadata=pb.PodSandboxMetadata(name=name, namespace=namespace, uid=uid or f"uid-{name}", attempt=attempt),
+        hostname=kw.pop("hostname", name),
+        labels=kw.pop("labels", {"app": name}),
+        annotations=kw.pop("annotations", {"note": "test"}),
+    )
+    if "dns" in kw:
+        cfg.dns_config.CopyFrom(pb.DNSConfig(**kw.pop("dns")))
+    for pm in kw.pop("ports", []):
+        cfg.port_mappings.add(**pm)
+    cfg.linux.security_context.namespace_options.network = pb.NODE if host_network else pb.POD
+    cfg.linux.security_context.namespace_options.pid = pb.CONTAINER
+    cfg.linux.security_context.namespace_options.ipc = pb.POD
+    for k, v in kw.pop("sysctls", {}).items():
+        cfg.linux.sysctls[k] = v
+    if "cgroup_parent" in kw:
+        cfg.linux.cgroup_parent = kw.pop("cgroup_parent")
+    assert not kw, kw
+    return cfg
+
+
+def run_pod(d, pb, **kw):
+    return d.runtime().RunPodSandbox(pb.RunPodSandboxRequest(config=pod_config(pb, **kw)), timeout=60).pod_sandbox_id
+
+
+def status(d, pb, pod_id, verbose=False):
+    return d.runtime().PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=pod_id, verbose=verbose), timeout=30)
+
+
+def ns_path(d, pod_id, ns):
+    return os.path.join(d.dir, "run", "pods", pod_id, "ns", ns)
+
+
+def in_pod(d, pod_id, *cmd, ns=("net", "uts", "ipc")):
+    args = ["nsenter"] + [f"--{n}={ns_path(d, pod_id, n)}" for n in ns] + list(cmd)
+    return subprocess.run(args, capture_output=True, text=True, check=True, timeout=10).stdout
+
+
+def units(prefix="rktlet-pod"):
+    out = subprocess.run(["systemctl", "--user", "list-units", "--all", "--plain", "--no-legend", f"{prefix}*"],
+                         capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def ipam_ips(cni):
+    try:
+        return sorted(f for f in os.listdir(cni["ipam"]) if f.startswith(SUBNET))
+    except FileNotFoundError:
+        return []
+
+
+def mounts_under(path):
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(path)]
+
+
+def ping(ip):
+    return subprocess.run(["ping", "-c", "1", "-W", "2", ip], capture_output=True).returncode == 0
+
+
+# --- the basics ------------------------------------------------------------------------------------
+
+@needs_cni
+def test_run_status_list_stop_remove(pod_daemon, pb):
+    d = pod_daemon
+    pod_id = run_pod(d, pb, name="web", labels={"app": "web", "tier": "front"})
+    assert len(pod_id) == 64
+
+    st = status(d, pb, pod_id).status
+    assert st.id == pod_id
+    assert st.state == pb.SANDBOX_READY
+    assert st.metadata.name == "web" and st.metadata.namespace == "default" and st.metadata.uid == "uid-web"
+    assert dict(st.labels) == {"app": "web", "tier": "front"}
+    assert dict(st.annotations) == {"note": "test"}
+    assert abs(st.created_at / 1e9 - time.time()) < 60
+    assert st.network.ip.startswith(SUBNET + ".")
+    assert st.linux.namespaces.options.network == pb.POD
+    assert st.runtime_handler == ""
+
+    # The pod is a slice of the user manager, active.
+    slice_ = f"rktlet-pod{pod_id}.slice"
+    assert slice_ in units()
+    assert subprocess.run(["systemctl", "--user", "is-active", slice_], capture_output=True, text=True).stdout.strip() == "active"
+    # No process exists for the pod itself.
+    assert subprocess.run(["systemctl", "--user", "show", "-P", "TasksCurrent", slice_],
+                          capture_output=True, text=True).stdout.strip() in ("0", "[not set]", "")
+
+    # Reachable from the test's namespace over the bridge.
+    assert ping(st.network.ip)
+
+    items = d.runtime().ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10).items
+    assert [i.id for i in items] == [pod_id]
+    assert items[0].state == pb.SANDBOX_READY
+
+    ip = st.network.ip
+    d.runtime().StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    st = status(d, pb, pod_id).status
+    assert st.state == pb.SANDBOX_NOTREADY
+    assert st.network.ip == ""
+    assert ipam_ips(d.cni) == []  # the address went back to host-local
+    assert not ping(ip)
+    assert mounts_under(os.path.join(d.dir, "run")) == []
+    # Stop again: fine.
+    d.runtime().StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+
+    d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    assert len(d.runtime().ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10).items) == 0
+    with pytest.raises(grpc.RpcError) as e:
+        status(d, pb, pod_id)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    assert units() == []
+    assert not os.path.exists(os.path.join(d.dir, "run", "pods", pod_id))
+    assert not os.path.exists(os.path.join(d.dir, "lib", "pods", pod_id))
+    # Remove again, and remove of an id never seen: fine.
+    d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id="f" * 64), timeout=60)
+
+
+@needs_cni
+def test_two_pods_get_different_ips_and_see_each_other(pod_daemon, pb):
+    d = pod_daemon
+    a = run_pod(d, pb, name="a")
+    b = run_pod(d, pb, name="b")
+    ip_a = status(d, pb, a).status.network.ip
+    ip_b = status(d, pb, b).status.network.ip
+    assert ip_a != ip_b
+    assert sorted(ipam_ips(d.cni)) == sorted([ip_a, ip_b])
+    # From inside pod a, pod b answers.
+    in_pod(d, a, "ping", "-c", "1", "-W", "2", ip_b, ns=("net",))
+    for p in (a, b):
+        d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=p), timeout=60)
+    assert ipam_ips(d.cni) == []
+
+
+@needs_cni
+def test_hostname_resolv_conf_and_hosts(pod_daemon, pb):
+    d = pod_daemon
+    pod_id = run_pod(d, pb, name="named", hostname="my-host",
+                     dns={"servers": ["10.96.0.10"], "searches": ["default.svc.cluster.local", "svc.cluster.local"],
+                          "options": ["ndots:5"]})
+    assert in_pod(d, pod_id, "hostname").strip() == "my-host"
+    run = os.path.join(d.dir, "run", "pods", pod_id)
+    resolv = open(os.path.join(run, "resolv.conf")).read()
+    assert resolv == ("search default.svc.cluster.local svc.cluster.local\n"
+                      "nameserver 10.96.0.10\noptions ndots:5\n")
+    ip = status(d, pb, pod_id).status.network.ip
+    hosts = open(os.path.join(run, "hosts")).read()
+    assert "127.0.0.1\tlocalhost" in hosts
+    assert f"{ip}\tmy-host" in hosts
+    assert open(os.path.join(run, "hostname")).read() == "my-host\n"
+    # The pod's network namespace has lo up and eth0 with the IP.
+    addrs = in_pod(d, pod_id, "ip", "-o", "addr", ns=("net",))
+    assert "lo " in addrs and "127.0.0.1" in addrs
+    assert f"eth0    inet {ip}/24" in addrs.replace("    ", "    ") or f"inet {ip}/24" in addrs
+
+
+@needs_cni
+def test_no_dns_config_takes_the_hosts_resolv_conf(pod_daemon, pb):
+    d = pod_daemon
+    pod_id = run_pod(d, pb, name="nodns")
+    with open("/etc/resolv.conf") as f:
+        host = f.read()
+    assert open(os.path.join(d.dir, "run", "pods", pod_id, "resolv.conf")).read() == host
+
+
+@needs_cni
+def test_namespaced_sysctls_apply_inside_the_pod(pod_daemon, pb):
+    d = pod_daemon
+    pod_id = run_pod(d, pb, name="sysctl", sysctls={"net.ipv4.ip_unprivileged_port_start": "53",
+                                                     "kernel.shm_rmid_forced": "1"})
+    assert in_pod(d, pod_id, "cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start", ns=("net",)).strip() == "53"
+    assert in_pod(d, pod_id, "cat", "/proc/sys/kernel/shm_rmid_forced", ns=("ipc",)).strip() == "1"
+    # The test's own namespace is untouched.
+    assert open("/proc/sys/net/ipv4/ip_unprivileged_port_start").read().strip() != "53"
+
+
+@needs_cni
+def test_host_port_reaches_a_listener_in_the_pod(pod_daemon, pb):
+    d = pod_daemon
+    pod_id = run_pod(d, pb, name="hp", ports=[{"protocol": pb.TCP, "container_port": 8080, "host_port": 18080}])
+    ip = status(d, pb, pod_id).status.network.ip
+    server = subprocess.Popen(["nsenter", f"--net={ns_path(d, pod_id, 'net')}", "/usr/bin/python3", "-c",
+                               "import socket\n"
+                               "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+                               "s.bind(('0.0.0.0', 8080)); s.listen(1); print('ready', flush=True)\n"
+                               "c, _ = s.accept(); c.sendall(b'hello from the pod'); c.close()\n"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        # The bridge's address is local in the test's namespace: portmap DNATs it to the pod.
+        with socket.create_connection((f"{SUBNET}.1", 18080), timeout=5) as c:
+            assert c.recv(100) == b"hello from the pod"
+    finally:
+        server.kill()
+        server.wait()
+    assert status(d, pb, pod_id).status.network.ip == ip
+
+
+@needs_cni
+def test_verbose_status_has_unit_netns_and_cni_result(pod_daemon, pb):
+    d = pod_daemon
+    pod_id = run_pod(d, pb, name="verbose")
+    r = status(d, pb, pod_id, verbose=True)
+    info = json.loads(r.info["info"])
+    assert info["unit"] == f"rktlet-pod{pod_id}.slice"
+    assert info["netns"] == ns_path(d, pod_id, "net")
+    assert info["cniNetwork"] == "rktlet-test"
+    assert info["cniResult"]["ips"][0]["address"].startswith(r.status.network.ip + "/")
+    assert info["cniCheck"] == "ok"
+
+
+@needs_cni
+def test_list_filters(pod_daemon, pb):
+    d = pod_daemon
+    a = run_pod(d, pb, name="fa", labels={"app": "x", "tier": "1"})
+    b = run_pod(d, pb, name="fb", labels={"app": "x", "tier": "2"})
+    d.runtime().StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=b), timeout=60)
+    ls = lambda **f: sorted(i.id for i in d.runtime().ListPodSandbox(
+        pb.ListPodSandboxRequest(filter=pb.PodSandboxFilter(**f)), timeout=10).items)
+    assert ls() == sorted([a, b])
+    assert ls(id=a[:12]) == [a]
+    assert ls(state=pb.PodSandboxStateValue(state=pb.SANDBOX_READY)) == [a]
+    assert ls(state=pb.PodSandboxStateValue(state=pb.SANDBOX_NOTREADY)) == [b]
+    assert ls(label_selector={"app": "x"}) == sorted([a, b])
+    assert ls(label_selector={"app": "x", "tier": "2"}) == [b]
+    assert ls(label_selector={"app": "y"}) == []
+    # A unique prefix works where an id is expected.
+    assert status(d, pb, a[:10]).status.id == a
+
+
+@needs_cni
+def test_same_metadata_twice_is_already_exists(pod_daemon, pb):
+    d = pod_daemon
+    first = run_pod(d, pb, name="dup", uid="u1")
+    with pytest.raises(grpc.RpcError) as e:
+        run_pod(d, pb, name="dup", uid="u1")
+    assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert first in e.value.details()
+    # Another attempt is a different pod.
+    second = run_pod(d, pb, name="dup", uid="u1", attempt=1)
+    assert second != first
+    assert len(units()) == 2
+
+
+def test_host_network_pod_without_cni(make_daemon, pb, tmp_path):
+    # No CNI configuration at all: host-network pods still run, others are refused.
+    empty = tmp_path / "empty-net.d"
+    empty.mkdir()
+    d = make_daemon(args=["--cni-conf-dir", str(empty), "--cni-bin-dir", CNI_BIN])
+    conds = {c.type: c for c in d.runtime().Status(pb.StatusRequest(), timeout=10).status.conditions}
+    assert conds["NetworkReady"].status is False
+    assert str(empty) in conds["NetworkReady"].message
+    pod_id = run_pod(d, pb, name="hostnet", host_network=True)
+    st = status(d, pb, pod_id).status
+    assert st.state == pb.SANDBOX_READY
+    assert st.network.ip == ""
+    assert st.linux.namespaces.options.network == pb.NODE
+    assert not os.path.exists(ns_path(d, pod_id, "net"))
+    with pytest.raises(grpc.RpcError) as e:
+        run_pod(d, pb, name="needs-net")
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "network is not ready" in e.value.details()
+    d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    assert units() == []
+
+
+@needs_cni
+def test_network_ready_follows_the_config_directory(make_daemon, pb, tmp_path, cni):
+    conf = tmp_path / "late-net.d"
+    d = make_daemon(args=["--cni-conf-dir", str(conf), "--cni-bin-dir", CNI_BIN])
+
+    def net_ready():
+        c = {c.type: c for c in d.runtime().Status(pb.StatusRequest(), timeout=10).status.conditions}
+        return c["NetworkReady"]
+
+    assert net_ready().status is False
+    conf.mkdir()
+    (conf / "10-test.conflist").write_text(json.dumps(cni["network"]))
+    wait_until(lambda: net_ready().status, timeout=10, what="NetworkReady after the config appeared")
+    # A plugin that does not exist: not ready, and the message says which.
+    broken = dict(cni["network"], plugins=[{"type": "no-such-plugin"}])
+    (conf / "10-test.conflist").write_text(json.dumps(broken))
+    wait_until(lambda: not net_ready().status, timeout=10, what="NetworkReady false")
+    assert "no-such-plugin" in net_ready().message
+
+
+@needs_cni
+def test_cgroup_parent_slice(pod_daemon, pb):
+    d = pod_daemon
+    pod_id = run_pod(d, pb, name="qos", cgroup_parent="kubepods-besteffort-pod1234.slice")
+    assert "kubepods-besteffort-pod1234.slice" in units("kubepods")
+    info = json.loads(status(d, pb, pod_id, verbose=True).info["info"])
+    assert info["unit"] == "kubepods-besteffort-pod1234.slice"
+    # systemd made the parents (kubelet's QoS slices) on its own; they are kubelet's to manage.
+    assert {"kubepods.slice", "kubepods-besteffort.slice"} <= set(units("kubepods"))
+    d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    assert "kubepods-besteffort-pod1234.slice" not in units("kubepods")
+    subprocess.run(["systemctl", "--user", "stop", "kubepods.slice"], check=True)
+
+
+# --- bad input -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mutate,needle", [
+    (lambda c: c.ClearField("metadata"), "metadata"),
+    (lambda c: setattr(c.metadata, "name", ""), "metadata.name is empty"),
+    (lambda c: setattr(c.metadata, "namespace", ""), "metadata.namespace is empty"),
+    (lambda c: setattr(c.metadata, "uid", ""), "metadata.uid is empty"),
+    (lambda c: setattr(c.metadata, "name", "x" * 300), "longer than"),
+    (lambda c: setattr(c.metadata, "name", "a/b"), "'/' or '..'"),
+    (lambda c: setattr(c.metadata, "namespace", ".."), "'/' or '..'"),
+    (lambda c: setattr(c.metadata, "name", "line\nbreak"), "control character"),
+    (lambda c: setattr(c, "hostname", "bad host"), "not a valid host name"),
+    (lambda c: c.linux.sysctls.__setitem__("kernel.hostname", "x"), "not a namespaced sysctl"),
+    (lambda c: c.linux.sysctls.__setitem__("net.ipv4.ip_forward", "1+kernel.core_pattern=|/x"), "forbidden character"),
+    (lambda c: c.linux.sysctls.__setitem__("net.ipv4.ip_forward", "1\nkernel.x=1"), "forbidden character"),
+    (lambda c: c.linux.sysctls.__setitem__("net.ipv4.ip_forward", "1=2"), "forbidden character"),
+    (lambda c: c.linux.sysctls.__setitem__("../../etc/passwd", "1"), "contains '/'"),
+    (lambda c: c.linux.sysctls.__setitem__("kernel.shm_rmid_forced", "1") or
+     setattr(c.linux.security_context.namespace_options, "ipc", 2), "IPC namespace"),
+    (lambda c: setattr(c.linux, "cgroup_parent", "/kubepods/besteffort"), "not a systemd slice name"),
+    (lambda c: c.port_mappings.add(container_port=0, host_port=80), "ports must be within"),
+])
+def test_bad_input_is_invalid_argument_and_creates_nothing(make_daemon, pb, tmp_path, mutate, needle):
+    d = make_daemon()
+    cfg = pod_config(pb, name="bad")
+    mutate(cfg)
+    with pytest.raises(grpc.RpcError) as e:
+        d.runtime().RunPodSandbox(pb.RunPodSandboxRequest(config=cfg), timeout=30)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+    assert needle in e.value.details()
+    assert len(d.runtime().ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10).items) == 0
+    assert units() == []
+    assert not os.path.exists(os.path.join(d.dir, "lib", "pods")) or os.listdir(os.path.join(d.dir, "lib", "pods")) == []
+
+
+def test_unknown_runtime_handler(make_daemon, pb):
+    d = make_daemon()
+    with pytest.raises(grpc.RpcError) as e:
+        d.runtime().RunPodSandbox(pb.RunPodSandboxRequest(config=pod_config(pb, host_network=True), runtime_handler="kata"),
+                                  timeout=30)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "kata" in e.value.details()
+
+
+def test_unknown_and_empty_ids(make_daemon, pb):
+    d = make_daemon()
+    with pytest.raises(grpc.RpcError) as e:
+        status(d, pb, "0" * 64)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    for call, req in (("PodSandboxStatus", pb.PodSandboxStatusRequest()), ("StopPodSandbox", pb.StopPodSandboxRequest()),
+                      ("RemovePodSandbox", pb.RemovePodSandboxRequest())):
+        with pytest.raises(grpc.RpcError) as e:
+            getattr(d.runtime(), call)(req, timeout=10)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, call
+    # Stopping an id that does not exist: nothing to reclaim, so OK (as the CRI asks).
+    d.runtime().StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id="0" * 64), timeout=10)
+
+
+def test_update_runtime_config_pod_cidr(make_daemon, pb):
+    d = make_daemon()
+    d.runtime().UpdateRuntimeConfig(pb.UpdateRuntimeConfigRequest(
+        runtime_config=pb.RuntimeConfig(network_config=pb.NetworkConfig(pod_cidr="10.244.1.0/24"))), timeout=10)
+    with open(os.path.join(d.dir, "lib", "runtime.json")) as f:
+        assert json.load(f)["podCIDR"] == "10.244.1.0/24"
+    with pytest.raises(grpc.RpcError) as e:
+        d.runtime().UpdateRuntimeConfig(pb.UpdateRuntimeConfigRequest(
+            runtime_config=pb.RuntimeConfig(network_config=pb.NetworkConfig(pod_cidr="not a cidr"))), timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# --- restart and concurrency -----------------------------------------------------------------------
+
+@needs_cni
+def test_sigkill_and_restart_between_run_and_stop(pod_daemon, make_daemon, pb):
+    d = pod_daemon
+    a = run_pod(d, pb, name="survivor")
+    b = run_pod(d, pb, name="stopped-one")
+    d.runtime().StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=b), timeout=60)
+    before = {p: status(d, pb, p).status for p in (a, b)}
+    d.kill()
+
+    d2 = make_daemon("rktlet", start=False, args=["--cni-conf-dir", d.cni["conf"], "--cni-bin-dir", CNI_BIN])
+    d2.start()
+    for p in (a, b):
+        st = status(d2, pb, p).status
+        assert st.state == before[p].state
+        assert st.network.ip == before[p].network.ip
+        assert st.created_at == before[p].created_at
+        assert dict(st.labels) == dict(before[p].labels)
+    assert ping(before[a].network.ip)
+    for p in (a, b):
+        d2.runtime().StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=p), timeout=60)
+        d2.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=p), timeout=60)
+    assert units() == []
+    assert ipam_ips(d.cni) == []
+    assert mounts_under(os.path.join(d.dir, "run")) == []
+
+
+@needs_cni
+def test_sigkill_during_run_leaves_nothing_half_made(pod_daemon, make_daemon, pb):
+    d = pod_daemon
+    # Kill the daemon while several RunPodSandbox calls are in flight, at different steps.
+    futures = [d.runtime().RunPodSandbox.future(pb.RunPodSandboxRequest(config=pod_config(pb, name=f"k{i}")), timeout=60)
+               for i in range(6)]
+    time.sleep(0.15)
+    d.kill()
+    for f in futures:
+        try:
+            f.result()
+        except grpc.RpcError:
+            pass
+    d2 = make_daemon("rktlet", start=False, args=["--cni-conf-dir", d.cni["conf"], "--cni-bin-dir", CNI_BIN])
+    d2.start()
+    # Every pod is either complete (READY) or gone after the clean-up.
+    def settled():
+        items = d2.runtime().ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10).items
+        return all(i.state == pb.SANDBOX_READY for i in items) and len(units()) == len(items)
+    wait_until(settled, timeout=30, what="half-made pods to be cleaned up")
+    items = d2.runtime().ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10).items
+    assert len(ipam_ips(d.cni)) == len(items)
+    for i in items:
+        d2.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=i.id), timeout=60)
+    assert units() == []
+    assert ipam_ips(d.cni) == []
+    assert mounts_under(os.path.join(d.dir, "run")) == []
+    assert os.listdir(os.path.join(d.dir, "lib", "pods")) == []
+
+
+@needs_cni
+def test_50_pods_concurrently_leave_nothing_behind(pod_daemon, pb):
+    d = pod_daemon
+    errors = []
+
+    def life(i):
+        try:
+            stub = d.runtime()
+            pod_id = stub.RunPodSandbox(pb.RunPodSandboxRequest(config=pod_config(pb, name=f"c{i}")), timeout=120).pod_sandbox_id
+            ip = stub.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=30).status.network.ip
+            assert ip.startswith(SUBNET)
+            stub.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=120)
+            stub.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=120)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(f"pod {i}: {e!r}")
+
+    threads = [threading.Thread(target=life, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(d.runtime().ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10).items) == 0
+    assert units() == []
+    assert ipam_ips(d.cni) == []
+    assert mounts_under(os.path.join(d.dir, "run")) == []
+    assert os.listdir(os.path.join(d.dir, "run", "pods")) == []
+    assert os.listdir(os.path.join(d.dir, "lib", "pods")) == []
+    # No veth left on the bridge.
+    links = subprocess.run(["ip", "-o", "link", "show", "master", "rkt0"], capture_output=True, text=True).stdout
+    assert links.strip() == ""
