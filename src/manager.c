@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 #include <systemd/sd-daemon.h>
 
 #include "cri-service.h"
@@ -80,6 +81,7 @@ Manager *manager_free(Manager *m) {
         manager_drop_bus(m);
         m->cni = cni_free(m->cni);
         free(m->pod_cidr);
+        free(m->pod_init);
         if (m->loop) {
                 ev_signal_stop(m->loop, &m->sigterm);
                 ev_signal_stop(m->loop, &m->sigint);
@@ -201,6 +203,23 @@ static void manager_load_runtime_state(Manager *m) {
         free(path);
 }
 
+/* rktlet-pod-init next to our own binary (a build tree), else where meson installs it. */
+static char *find_pod_init(void) {
+        char self[4096], *p;
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+
+        if (n > 0) {
+                self[n] = '\0';
+                *strrchr(self, '/') = '\0';
+                if (asprintf(&p, "%s/rktlet-pod-init", self) >= 0) {
+                        if (access(p, X_OK) == 0)
+                                return p;
+                        free(p);
+                }
+        }
+        return strdup(LIBEXECDIR "/rktlet/rktlet-pod-init");
+}
+
 static SystemdClient *pod_env_systemd(void *userdata) {
         return manager_get_systemd(userdata);
 }
@@ -314,6 +333,9 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to create %s or %s: %m", m->config.root_dir, m->config.state_dir);
         manager_load_runtime_state(m);
+        m->pod_init = find_pod_init();
+        if (!m->pod_init)
+                return log_error_errno(-ENOMEM, "Out of memory.");
 
         r = cni_new(m->loop, m->config.cni_conf_dir, m->config.cni_bin_dirs, m->config.cni_timeout_usec, &m->cni);
         if (r < 0)
@@ -323,6 +345,7 @@ int manager_start(Manager *m) {
                 .state_dir = m->config.state_dir,
                 .root_dir = m->config.root_dir,
                 .cni = m->cni,
+                .pod_init = m->pod_init,
                 .systemd = pod_env_systemd,
                 .userdata = m,
         };

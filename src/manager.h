@@ -28,6 +28,7 @@ typedef struct Manager {
         Cni *cni;
         PodTable *pods;
         char *pod_cidr; /* from UpdateRuntimeConfig */
+        char *pod_init; /* path of rktlet-pod-init */
 
         GrpcServer *server;
         bool socket_activated;

@@ -124,13 +124,13 @@ int pod_ns_setup_child(void *userdata) {
 
 int pod_ns_teardown_child(void *userdata) {
         const Pod *pod = userdata;
-        static const char *const names[] = { "net", "uts", "ipc" };
+        static const char *const names[] = { "net", "uts", "ipc", "pid" };
         char *run = pod_run_dir(pod), *dir = NULL;
         int r = 0;
 
         if (!run)
                 return -ENOMEM;
-        for (size_t i = 0; i < 3; i++) {
+        for (size_t i = 0; i < 4; i++) {
                 char *p;
                 if (asprintf(&p, "%s/ns/%s", run, names[i]) < 0)
                         return -ENOMEM;

@@ -25,10 +25,12 @@ static const char *const op_names[] = { "run", "stop", "remove" };
 typedef enum Step {
         STEP_SLICE,
         STEP_NS,
+        STEP_INIT,
         STEP_CNI,
         STEP_FILES,
         STEP_READY,
         /* teardown */
+        STEP_STOP_INIT,
         STEP_STOP_SLICE,
         STEP_CNI_DEL,
         STEP_NS_DOWN,
@@ -129,6 +131,77 @@ static void slice_started(int error, const char *message, void *userdata) {
         } else
                 pod->slice_started = true;
         save(op);
+        op_next(op);
+}
+
+static int init_properties(sd_bus_message *m, void *userdata) {
+        const Pod *pod = userdata;
+        char description[512], *run = pod_run_dir(pod), *pidfile = NULL, *pin = pod_ns_path(pod, "pid");
+        char *net = pod_ns_path(pod, "net"), *ipc = pod_ns_path(pod, "ipc"), *uts = pod_ns_path(pod, "uts");
+        const char *path = pod->table->env.pod_init;
+        int r = -ENOMEM;
+
+        if (!run || !pin || asprintf(&pidfile, "%s/init.pid", run) < 0)
+                goto out;
+        snprintf(description, sizeof description, "rktlet pod %s/%s (%.12s): PID 1 of its PID namespace",
+                 pod->spec.namespace, pod->spec.name, pod->id);
+        r = sd_bus_message_append(m, "(sv)(sv)(sv)(sv)(sv)", "Description", "s", description, "Slice", "s", pod->slice,
+                                  "Type", "s", "forking", "PIDFile", "s", pidfile, "CollectMode", "s",
+                                  "inactive-or-failed");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'r', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", "ExecStart");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'v', "a(sasb)");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "(sasb)");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'r', "sasb");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", path);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "s");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "sssss", path, "--pidfile", pidfile, "--pin", pin);
+        if (r >= 0 && net)
+                r = sd_bus_message_append(m, "ss", "--net", net);
+        if (r >= 0 && ipc)
+                r = sd_bus_message_append(m, "ss", "--ipc", ipc);
+        if (r >= 0 && uts)
+                r = sd_bus_message_append(m, "ss", "--uts", uts);
+        for (int i = 0; r >= 0 && i < 6; i++) /* as, then b, then sasb, a(sasb), v, sv */
+                r = i == 1 ? sd_bus_message_append(m, "b", 0) : sd_bus_message_close_container(m);
+out:
+        free(run);
+        free(pidfile);
+        free(pin);
+        free(net);
+        free(ipc);
+        free(uts);
+        return r;
+}
+
+static void init_started(int error, const char *message, void *userdata) {
+        PodOp *op = userdata;
+
+        op->sd = NULL;
+        if (error < 0)
+                op_fail(op, error, "start the pod's init service: %s", message);
+        op_next(op);
+}
+
+static void init_stopped(int error, const char *message, void *userdata) {
+        PodOp *op = userdata;
+
+        op->sd = NULL;
+        if (error < 0 && error != -ENOENT) {
+                op_fail(op, error, "stop the pod's init service: %s", message);
+                op->step = STEP_END;
+        } else {
+                op->pod->init_started = false;
+                save(op);
+        }
         op_next(op);
 }
 
@@ -276,6 +349,36 @@ static void step_slice(PodOp *op) {
         }
 }
 
+static void step_init(PodOp *op, bool start) {
+        PodEnv *env = &op->pod->table->env;
+        SystemdClient *sd = env->systemd(env->userdata);
+        char *unit = pod_init_unit(op->pod);
+        int r;
+
+        if (!sd || !unit) {
+                op_fail(op, -ENOTCONN, "%s the pod's init service: systemd is unreachable", start ? "start" : "stop");
+                if (!start)
+                        op->step = STEP_END;
+                free(unit);
+                op_next(op);
+                return;
+        }
+        if (start) {
+                op->pod->init_started = true;
+                save(op);
+                r = systemd_start_transient_unit(sd, unit, init_properties, op->pod, SYSTEMD_TIMEOUT_USEC, init_started,
+                                                 op, &op->sd);
+        } else
+                r = systemd_stop_unit(sd, unit, SYSTEMD_TIMEOUT_USEC, init_stopped, op, &op->sd);
+        free(unit);
+        if (r < 0) {
+                op_fail(op, r, "%s the pod's init service: %s", start ? "start" : "stop", strerror(-r));
+                if (!start)
+                        op->step = STEP_END;
+                op_next(op);
+        }
+}
+
 static void step_stop_slice(PodOp *op) {
         PodEnv *env = &op->pod->table->env;
         SystemdClient *sd;
@@ -312,7 +415,7 @@ static void step_child(PodOp *op, int (*setup)(void *), ChildDone done) {
 
         if (r < 0) {
                 op_fail(op, r, "fork: %s", strerror(-r));
-                if (op->step >= STEP_STOP_SLICE)
+                if (op->step >= STEP_STOP_INIT)
                         op->step = STEP_END;
                 op_next(op);
         }
@@ -370,9 +473,9 @@ static void op_next(PodOp *op) {
         Pod *pod = op->pod;
 
         /* A failed run turns into a rollback: tear down what exists, delete, report the error. */
-        if (op->kind == OP_RUN && op->error < 0 && !op->rollback && op->step < STEP_STOP_SLICE) {
+        if (op->kind == OP_RUN && op->error < 0 && !op->rollback && op->step < STEP_STOP_INIT) {
                 op->rollback = true;
-                op->step = STEP_STOP_SLICE;
+                op->step = STEP_STOP_INIT;
                 pod->state = POD_NOTREADY;
                 log_debug("pod %s: run failed (%s); rolling back.", pod->id, op->message);
         } else
@@ -383,6 +486,13 @@ static void op_next(PodOp *op) {
                 pod->ns_created = true;
                 save(op);
                 step_child(op, pod_ns_setup_child, ns_created);
+                return;
+        case STEP_INIT:
+                if (pod->spec.pid == POD_NS_POD) {
+                        step_init(op, true);
+                        return;
+                }
+                op_next(op);
                 return;
         case STEP_CNI:
                 if (pod->spec.network == POD_NS_POD) {
@@ -402,6 +512,13 @@ static void op_next(PodOp *op) {
                 pod->state = POD_READY;
                 save(op);
                 op->step = STEP_END - 1;
+                op_next(op);
+                return;
+        case STEP_STOP_INIT:
+                if (pod->init_started) {
+                        step_init(op, false);
+                        return;
+                }
                 op_next(op);
                 return;
         case STEP_STOP_SLICE:
@@ -562,7 +679,7 @@ int pod_stop(Pod *pod, PodDone done, void *userdata, PodOp **ret_op) {
                 return -ENOMEM;
         if (ret_op)
                 *ret_op = op;
-        op->step = STEP_STOP_SLICE - 1;
+        op->step = STEP_STOP_INIT - 1;
         op_next(op);
         return 0;
 }
@@ -577,7 +694,7 @@ int pod_remove(Pod *pod, PodDone done, void *userdata, PodOp **ret_op) {
                 return -ENOMEM;
         if (ret_op)
                 *ret_op = op;
-        op->step = STEP_STOP_SLICE - 1;
+        op->step = STEP_STOP_INIT - 1;
         op_next(op);
         return 0;
 }

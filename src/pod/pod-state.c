@@ -61,6 +61,7 @@ int pod_save(const Pod *pod) {
         json_gen_key_bool(g, "sliceStarted", pod->slice_started);
         json_gen_key_bool(g, "nsCreated", pod->ns_created);
         json_gen_key_bool(g, "cniAdded", pod->cni_added);
+        json_gen_key_bool(g, "initStarted", pod->init_started);
         gen_raw(g, "cniNetwork", pod->cni_network);
         gen_raw(g, "cniResult", pod->cni_result);
         gen_strv(g, "ips", pod->ips);
@@ -203,6 +204,7 @@ int pod_load(PodTable *t, const char *id, Pod **ret) {
         pod->slice_started = get_bool(v, "sliceStarted");
         pod->ns_created = get_bool(v, "nsCreated");
         pod->cni_added = get_bool(v, "cniAdded");
+        pod->init_started = get_bool(v, "initStarted");
         pod->cni_network = dup_raw(v, "cniNetwork");
         pod->cni_result = dup_raw(v, "cniResult");
         pod->ips = dup_strv(v, "ips", &pod->n_ips);

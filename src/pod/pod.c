@@ -150,7 +150,10 @@ int pod_find_prefix(PodTable *t, const char *prefix, Pod **ret) {
 char *pod_ns_path(const Pod *pod, const char *ns) {
         char *p;
 
-        if (strcmp(ns, "ipc") == 0 ? pod->spec.ipc != POD_NS_POD : pod->spec.network != POD_NS_POD)
+        PodNsMode mode = strcmp(ns, "ipc") == 0   ? pod->spec.ipc
+                         : strcmp(ns, "pid") == 0 ? pod->spec.pid
+                                                  : pod->spec.network;
+        if (mode != POD_NS_POD)
                 return NULL;
         if (asprintf(&p, "%s/pods/%s/ns/%s", pod->table->env.state_dir, pod->id, ns) < 0)
                 return NULL;
@@ -160,6 +163,11 @@ char *pod_ns_path(const Pod *pod, const char *ns) {
 static bool is_nsfs(const char *path) {
         struct statfs sfs;
         return path && statfs(path, &sfs) >= 0 && (unsigned long) sfs.f_type == NSFS_MAGIC;
+}
+
+char *pod_init_unit(const Pod *pod) {
+        char *p;
+        return asprintf(&p, "rktlet-init-%s.service", pod->id) < 0 ? NULL : p;
 }
 
 PodState pod_state(const Pod *pod) {
@@ -304,6 +312,13 @@ char *pod_info_json(const Pod *pod) {
         json_gen_key_str(g, "state", pod_state_to_string(pod_state(pod)));
         json_gen_key_str(g, "unit", pod->slice);
         json_gen_key_bool(g, "unitOwned", pod->slice_owned);
+        if (pod->spec.pid == POD_NS_POD) {
+                char *init = pod_init_unit(pod), *pidns = pod_ns_path(pod, "pid");
+                json_gen_key_str(g, "initUnit", init);
+                json_gen_key_str(g, "pidns", pidns);
+                free(init);
+                free(pidns);
+        }
         json_gen_key_str(g, "netns", pod->ns_created ? netns : NULL);
         json_gen_key_str(g, "cniNetwork", json_get_str(net, "name"));
         json_gen_str(g, "cniResult");

@@ -62,7 +62,7 @@ struct Pod {
         char *slice;      /* the pod's systemd slice */
         bool slice_owned; /* we created it, so we stop it */
         /* What exists and has to be undone: the truth for stop, remove and recovery. */
-        bool slice_started, ns_created, cni_added;
+        bool slice_started, ns_created, cni_added, init_started;
         char *cni_network; /* the CNI configuration list ADD used (JSON) */
         char *cni_result;  /* the final ADD result (JSON) */
         char **ips;        /* from the CNI result, first is the pod's IP */
@@ -78,6 +78,7 @@ typedef struct PodEnv {
         const char *state_dir; /* /run/rktlet: namespaces and files, gone at reboot */
         const char *root_dir;  /* /var/lib/rktlet: persistent state */
         Cni *cni;
+        const char *pod_init; /* rktlet-pod-init, for pods sharing a PID namespace */
         SystemdClient *(*systemd)(void *userdata); /* NULL when systemd is unreachable */
         void *userdata;
 } PodEnv;
@@ -108,8 +109,11 @@ void pod_spec_done(PodSpec *spec);
 /* The reported state: READY only while the pod's namespaces are there. */
 PodState pod_state(const Pod *pod);
 const char *pod_state_to_string(PodState s);
-/* Paths of the pod's pinned namespaces (NULL for namespaces the pod does not have). */
+/* Paths of the pod's pinned namespaces, "net", "uts", "ipc" or "pid" (NULL for namespaces the pod
+ * does not have of its own). */
 char *pod_ns_path(const Pod *pod, const char *ns);
+/* The service running the pod's PID 1, for pods sharing a PID namespace. */
+char *pod_init_unit(const Pod *pod);
 
 /* Creates the pod from spec (taken over, also on failure). -EEXIST with a message when a pod with
  * the same metadata exists. done() is called once the pod is ready, or was rolled back. */

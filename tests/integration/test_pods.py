@@ -83,7 +83,7 @@ def pod_config(pb, name="pod", namespace="default", uid=None, attempt=0, host_ne
     for pm in kw.pop("ports", []):
         cfg.port_mappings.add(**pm)
     cfg.linux.security_context.namespace_options.network = pb.NODE if host_network else pb.POD
-    cfg.linux.security_context.namespace_options.pid = pb.CONTAINER
+    cfg.linux.security_context.namespace_options.pid = pb.POD if kw.pop("share_pid", False) else pb.CONTAINER
     cfg.linux.security_context.namespace_options.ipc = pb.POD
     for k, v in kw.pop("sysctls", {}).items():
         cfg.linux.sysctls[k] = v
@@ -370,6 +370,72 @@ def test_cgroup_parent_slice(pod_daemon, pb):
     d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
     assert "kubepods-besteffort-pod1234.slice" not in units("kubepods")
     subprocess.run(["systemctl", "--user", "stop", "kubepods.slice"], check=True)
+
+
+def systemctl_show(unit, prop):
+    return subprocess.run(["systemctl", "--user", "show", "-P", prop, unit], capture_output=True, text=True).stdout.strip()
+
+
+def process_count(slice_):
+    """Processes in a unit's cgroup (tasks of the name=systemd hierarchy or cgroup v2)."""
+    cg = systemctl_show(slice_, "ControlGroup")
+    for root in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd", "/sys/fs/cgroup"):
+        path = root + cg
+        if os.path.isdir(path):
+            n = 0
+            for dirpath, _, files in os.walk(path):
+                if "cgroup.procs" in files:
+                    n += len(open(os.path.join(dirpath, "cgroup.procs")).read().split())
+            return n
+    return None
+
+
+@needs_cni
+def test_pod_without_shared_pid_namespace_has_no_process(pod_daemon, pb):
+    d = pod_daemon
+    pod_id = run_pod(d, pb, name="noproc")
+    assert process_count(f"rktlet-pod{pod_id}.slice") == 0
+
+
+@needs_cni
+def test_shared_pid_namespace_gets_an_init(pod_daemon, pb):
+    d = pod_daemon
+    pod_id = run_pod(d, pb, name="sharedpid", share_pid=True)
+    init_unit = f"rktlet-init-{pod_id}.service"
+    assert systemctl_show(init_unit, "ActiveState") == "active"
+    assert systemctl_show(init_unit, "Slice") == f"rktlet-pod{pod_id}.slice"
+    pid = int(systemctl_show(init_unit, "MainPID"))
+    # The main process is PID 1 of a namespace of its own, and it lives in the pod's network namespace.
+    nspid = [l for l in open(f"/proc/{pid}/status") if l.startswith("NSpid:")][0].split()
+    assert nspid[-1] == "1" and len(nspid) == 3
+    assert open(f"/proc/{pid}/comm").read().strip() == "rktlet-pod-init"
+    assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(ns_path(d, pod_id, "net")).st_ino
+    assert os.stat(f"/proc/{pid}/ns/pid").st_ino == os.stat(ns_path(d, pod_id, "pid")).st_ino
+    assert process_count(f"rktlet-pod{pod_id}.slice") == 1
+    info = json.loads(status(d, pb, pod_id, verbose=True).info["info"])
+    assert info["initUnit"] == init_unit and info["pidns"] == ns_path(d, pod_id, "pid")
+    assert status(d, pb, pod_id).status.linux.namespaces.options.pid == pb.POD
+
+    # An orphan in the namespace is reaped by the pod's init: no zombie stays.
+    r = subprocess.run(["nsenter", f"--pid={ns_path(d, pod_id, 'pid')}", "sh", "-c", "sleep 0.3 & exit 0"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    time.sleep(1)
+    zombies = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                st = open(f"/proc/{p}/status").read()
+            except OSError:
+                continue
+            if "State:\tZ" in st and os.stat(f"/proc/{p}/ns/pid").st_ino == os.stat(ns_path(d, pod_id, "pid")).st_ino:
+                zombies.append(p)
+    assert zombies == []
+
+    d.runtime().StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    assert systemctl_show(init_unit, "ActiveState") in ("inactive", "")
+    assert not os.path.exists(f"/proc/{pid}")
+    assert mounts_under(os.path.join(d.dir, "run")) == []
 
 
 # --- bad input -------------------------------------------------------------------------------------

@@ -1,0 +1,125 @@
+/* rktlet-pod-init: the first process of a pod whose containers share one PID namespace. It runs
+ * as a systemd service in the pod's slice (Type=forking, PIDFile=): the started process joins
+ * the pod's namespaces, makes a new PID namespace, forks its PID 1, pins the namespace with a
+ * bind mount, writes the PID file and exits. PID 1 reaps orphans and forwards signals.
+ *
+ *   rktlet-pod-init --pidfile PATH --pin PATH [--net PATH] [--ipc PATH] [--uts PATH] */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int fail(const char *what, const char *arg) {
+        fprintf(stderr, "rktlet-pod-init: %s%s%s: %s\n", what, arg ? " " : "", arg ?: "", strerror(errno));
+        return EXIT_FAILURE;
+}
+
+static int join(const char *path, int type) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0)
+                return -1;
+        if (setns(fd, type) < 0) {
+                int e = errno;
+                close(fd);
+                errno = e;
+                return -1;
+        }
+        close(fd);
+        return 0;
+}
+
+_Noreturn static void init(void) {
+        sigset_t all;
+        siginfo_t si;
+
+        /* PID 1: no default actions apply to us; every signal is handled here. */
+        sigfillset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        (void) prctl(PR_SET_NAME, "rktlet-pod-init");
+        if (chdir("/") < 0) {
+                /* not fatal */
+        }
+        for (;;) {
+                if (sigwaitinfo(&all, &si) < 0)
+                        continue;
+                switch (si.si_signo) {
+                case SIGCHLD:
+                        while (waitpid(-1, NULL, WNOHANG) > 0)
+                                ;
+                        break;
+                case SIGTERM:
+                case SIGINT:
+                        /* Pass it on to everything in the pod, then go: our exit takes the PID
+                         * namespace down with whatever is still in it. */
+                        (void) kill(-1, si.si_signo);
+                        _exit(0);
+                default:
+                        (void) kill(-1, si.si_signo);
+                }
+        }
+}
+
+int main(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "pidfile", required_argument, NULL, 'p' }, { "pin", required_argument, NULL, 'P' },
+                { "net", required_argument, NULL, 'n' },     { "ipc", required_argument, NULL, 'i' },
+                { "uts", required_argument, NULL, 'u' },     {},
+        };
+        const char *pidfile = NULL, *pin = NULL, *net = NULL, *ipc = NULL, *uts = NULL;
+        char tmp[4096], buf[32];
+        pid_t pid;
+        int c, fd;
+
+        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0)
+                switch (c) {
+                case 'p': pidfile = optarg; break;
+                case 'P': pin = optarg; break;
+                case 'n': net = optarg; break;
+                case 'i': ipc = optarg; break;
+                case 'u': uts = optarg; break;
+                default: return EXIT_FAILURE;
+                }
+        if (!pidfile || !pin) {
+                fprintf(stderr, "usage: rktlet-pod-init --pidfile PATH --pin PATH [--net PATH] [--ipc PATH] [--uts PATH]\n");
+                return EXIT_FAILURE;
+        }
+        if (net && join(net, CLONE_NEWNET) < 0)
+                return fail("join network namespace", net);
+        if (ipc && join(ipc, CLONE_NEWIPC) < 0)
+                return fail("join IPC namespace", ipc);
+        if (uts && join(uts, CLONE_NEWUTS) < 0)
+                return fail("join UTS namespace", uts);
+        if (unshare(CLONE_NEWPID) < 0)
+                return fail("unshare the PID namespace", NULL);
+
+        pid = fork();
+        if (pid < 0)
+                return fail("fork", NULL);
+        if (pid == 0)
+                init();
+
+        fd = open(pin, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444);
+        if (fd < 0 || close(fd) < 0 || mount("/proc/self/ns/pid_for_children", pin, NULL, MS_BIND, NULL) < 0) {
+                int r = fail("pin the PID namespace on", pin);
+                kill(pid, SIGKILL);
+                return r;
+        }
+        snprintf(tmp, sizeof tmp, "%s.tmp", pidfile);
+        snprintf(buf, sizeof buf, "%d\n", (int) pid);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0 || write(fd, buf, strlen(buf)) != (ssize_t) strlen(buf) || close(fd) < 0 || rename(tmp, pidfile) < 0) {
+                int r = fail("write", pidfile);
+                kill(pid, SIGKILL);
+                return r;
+        }
+        return EXIT_SUCCESS;
+}
