@@ -577,8 +577,9 @@ int cri_update_runtime_config(GrpcCall *call, const uint8_t *msg, size_t len, vo
                        : NULL;
         if (cidr && cidr[0]) {
                 if (strspn(cidr, "0123456789abcdefABCDEF.:/,") != strlen(cidr) || !strchr(cidr, '/')) {
+                        int r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "pod_cidr '%s' is not a CIDR", cidr);
                         runtime__v1__update_runtime_config_request__free_unpacked(req, NULL);
-                        return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "pod_cidr '%s' is not a CIDR", cidr);
+                        return r;
                 }
                 if (!m->pod_cidr || strcmp(m->pod_cidr, cidr) != 0) {
                         log_info("Pod CIDR is now %s.", cidr);

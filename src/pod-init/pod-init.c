@@ -107,11 +107,13 @@ int main(int argc, char *argv[]) {
         if (pid == 0)
                 init();
 
+        /* From here on the parent leaves with _exit(): no atexit handlers (a sanitizer's leak check
+         * would clone into the new PID namespace). */
         fd = open(pin, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444);
         if (fd < 0 || close(fd) < 0 || mount("/proc/self/ns/pid_for_children", pin, NULL, MS_BIND, NULL) < 0) {
                 int r = fail("pin the PID namespace on", pin);
                 kill(pid, SIGKILL);
-                return r;
+                _exit(r);
         }
         snprintf(tmp, sizeof tmp, "%s.tmp", pidfile);
         snprintf(buf, sizeof buf, "%d\n", (int) pid);
@@ -119,7 +121,7 @@ int main(int argc, char *argv[]) {
         if (fd < 0 || write(fd, buf, strlen(buf)) != (ssize_t) strlen(buf) || close(fd) < 0 || rename(tmp, pidfile) < 0) {
                 int r = fail("write", pidfile);
                 kill(pid, SIGKILL);
-                return r;
+                _exit(r);
         }
-        return EXIT_SUCCESS;
+        _exit(EXIT_SUCCESS);
 }

@@ -145,9 +145,9 @@ static int init_properties(sd_bus_message *m, void *userdata) {
                 goto out;
         snprintf(description, sizeof description, "rktlet pod %s/%s (%.12s): PID 1 of its PID namespace",
                  pod->spec.namespace, pod->spec.name, pod->id);
-        r = sd_bus_message_append(m, "(sv)(sv)(sv)(sv)(sv)", "Description", "s", description, "Slice", "s", pod->slice,
-                                  "Type", "s", "forking", "PIDFile", "s", pidfile, "CollectMode", "s",
-                                  "inactive-or-failed");
+        r = sd_bus_message_append(m, "(sv)(sv)(sv)(sv)(sv)(sv)", "Description", "s", description, "Slice", "s",
+                                  pod->slice, "Type", "s", "forking", "PIDFile", "s", pidfile, "CollectMode", "s",
+                                  "inactive-or-failed", "TimeoutStartUSec", "t", (uint64_t) 10 * 1000 * 1000);
         if (r >= 0)
                 r = sd_bus_message_open_container(m, 'r', "sv");
         if (r >= 0)
