@@ -85,6 +85,7 @@ Manager *manager_free(Manager *m) {
         if (m->loop) {
                 ev_signal_stop(m->loop, &m->sigterm);
                 ev_signal_stop(m->loop, &m->sigint);
+                ev_signal_stop(m->loop, &m->sighup);
                 ev_timer_stop(m->loop, &m->shutdown_timer);
                 ev_loop_destroy(m->loop);
         }
@@ -307,14 +308,21 @@ static int manager_listen(Manager *m) {
         return 0;
 }
 
+static void sighup_cb(struct ev_loop *loop, ev_signal *w, int revents) {
+        /* Not fatal, as SIGHUP's default would be: a terminal closing must not stop the runtime. */
+        log_notice("Received SIGHUP: rktlet does not reload its configuration; restart it to apply changes.");
+}
+
 int manager_start(Manager *m) {
         int r;
 
         ev_signal_init(&m->sigterm, signal_cb, SIGTERM);
         ev_signal_init(&m->sigint, signal_cb, SIGINT);
-        m->sigterm.data = m->sigint.data = m;
+        ev_signal_init(&m->sighup, sighup_cb, SIGHUP);
+        m->sigterm.data = m->sigint.data = m->sighup.data = m;
         ev_signal_start(m->loop, &m->sigterm);
         ev_signal_start(m->loop, &m->sigint);
+        ev_signal_start(m->loop, &m->sighup);
         ev_timer_init(&m->shutdown_timer, shutdown_timeout_cb, 0., 0.);
 
         /* No bus is not fatal: we serve anyway and Status says why the runtime is not ready. */

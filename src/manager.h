@@ -33,7 +33,7 @@ typedef struct Manager {
         GrpcServer *server;
         bool socket_activated;
 
-        ev_signal sigterm, sigint;
+        ev_signal sigterm, sigint, sighup;
         ev_timer shutdown_timer;
         bool stopping;
 } Manager;

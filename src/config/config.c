@@ -93,7 +93,7 @@ static int parse_size_field(const char *value, void *field, char **ret_error) {
         uint64_t v;
 
         if (parse_size(value, &v) < 0 || v == 0 || v > UINT32_MAX) {
-                *ret_error = strdup("must be a size between 1 and 4G, such as 16M");
+                *ret_error = strdup("must be a size between 1 and 4095M, such as 16M");
                 return -EINVAL;
         }
         *(uint64_t *) field = v;

@@ -2,6 +2,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "grpc-internal.h"
@@ -126,6 +127,7 @@ static void conn_free(GrpcConn *c) {
         ev_io_stop(s->loop, &c->rio);
         ev_io_stop(s->loop, &c->wio);
         ev_timer_stop(s->loop, &c->handshake_timer);
+        ev_timer_stop(s->loop, &c->linger_timer);
 
         /* nghttp2_session_del() does not report stream closes: cancel what is left ourselves. */
         c->busy++;
@@ -175,8 +177,31 @@ void grpc_conn_kill(GrpcConn *c) {
         ev_io_stop(c->server->loop, &c->rio);
         ev_io_stop(c->server->loop, &c->wio);
         ev_timer_stop(c->server->loop, &c->handshake_timer);
+        ev_timer_stop(c->server->loop, &c->linger_timer);
         if (c->busy == 0)
                 conn_free(c);
+}
+
+static void conn_linger_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+        GrpcConn *c = container_of(w, GrpcConn, linger_timer);
+
+        grpc_conn_enter(c);
+        grpc_conn_kill(c);
+        grpc_conn_leave(c);
+}
+
+/* Both sides are done (GOAWAY sent, every stream closed). Closing now could reset the connection
+ * under the client's feet while it still sends WINDOW_UPDATEs or acks, before it read our last
+ * frames. So: half-close, read and discard until the client closes too, for at most a second. */
+static void conn_linger(GrpcConn *c) {
+        if (c->lingering)
+                return;
+        c->lingering = true;
+        (void) shutdown(c->fd, SHUT_WR);
+        ev_io_stop(c->server->loop, &c->wio);
+        ev_io_start(c->server->loop, &c->rio);
+        ev_timer_set(&c->linger_timer, 1., 0.);
+        ev_timer_start(c->server->loop, &c->linger_timer);
 }
 
 /* Moves frames from nghttp2 into the write buffer and the buffer into the socket. Returns 1 when the
@@ -217,6 +242,8 @@ void grpc_conn_flush(GrpcConn *c) {
                 c->want_flush = true; /* the outer entry point flushes when nghttp2 returns */
                 return;
         }
+        if (c->lingering)
+                return;
 
         grpc_conn_enter(c);
         do {
@@ -245,7 +272,7 @@ void grpc_conn_flush(GrpcConn *c) {
 
         if (!nghttp2_session_want_read(c->session) && !nghttp2_session_want_write(c->session) &&
             buffer_len(&c->wbuf) == 0)
-                grpc_conn_kill(c);
+                conn_linger(c);
 out:
         grpc_conn_leave(c);
 }
@@ -268,6 +295,8 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents) {
                         grpc_conn_kill(c);
                         break;
                 }
+                if (c->lingering)
+                        continue; /* discard */
 
                 c->in_session++;
                 ssize_t rv = nghttp2_session_mem_recv(c->session, buf, (size_t) n);
@@ -344,6 +373,7 @@ int grpc_conn_new(GrpcServer *s, int fd) {
         ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
         ev_timer_init(&c->handshake_timer, conn_handshake_timeout_cb,
                       (double) s->config.handshake_timeout_usec / USEC_PER_SEC, 0.);
+        ev_timer_init(&c->linger_timer, conn_linger_timeout_cb, 1., 0.);
 
         c->next = s->conns;
         if (s->conns)

@@ -40,6 +40,7 @@ struct GrpcConn {
         int fd;
         ev_io rio, wio;
         ev_timer handshake_timer;
+        ev_timer linger_timer; /* after a graceful end: drain input for a while, then close */
         nghttp2_session *session;
         Buffer wbuf;
         GrpcCall *calls;
@@ -47,6 +48,7 @@ struct GrpcConn {
         unsigned busy;       /* nesting of entry points; the connection is freed only at 0 */
         unsigned in_session; /* inside nghttp2_session_mem_recv/mem_send: no flushing now */
         bool want_flush;
+        bool lingering;
         bool dead;
 };
 

@@ -30,6 +30,7 @@ struct Cni {
         char *network;      /* the current configuration list, normalized JSON */
         char *network_name;
         char *reason, *message; /* why not ready; NULL when ready */
+        bool loaded;            /* read once: later reads log only changes */
 
         int inotify_fd;
         ev_io inotify_io;
@@ -217,12 +218,13 @@ out:
         for (int i = 0; i < n; i++)
                 free(entries[i]);
         free(entries);
-        if (!old_network != !c->network || (old_network && strcmp(old_network, c->network) != 0)) {
+        if (!c->loaded || !old_network != !c->network || (old_network && strcmp(old_network, c->network) != 0)) {
                 if (c->network)
                         log_info("CNI: using network '%s' from %s.", c->network_name, c->conf_dir);
                 else
                         log_warning("CNI: network not ready: %s", c->message);
         }
+        c->loaded = true;
         free(old_network);
 }
 

@@ -41,6 +41,7 @@ typedef enum Step {
 
 struct PodOp {
         Pod *pod;
+        char id[65]; /* the pod's, also once it is freed */
         PodOpKind kind;
         Step step;
         bool rollback; /* a run failed: tear down and delete, then report the run's error */
@@ -82,10 +83,13 @@ static void op_finish(PodOp *op) {
                 pod->busy = false;
                 pod->op = NULL;
         }
+        char id_field[sizeof("POD_SANDBOX_ID=") + 64];
+        const char *fields[] = { id_field, NULL };
+        snprintf(id_field, sizeof id_field, "POD_SANDBOX_ID=%s", op->id);
         if (error < 0)
-                log_warning("pod %s: %s failed: %s", pod ? pod->id : "-", op_names[op->kind], message ?: "?");
+                log_fields(LOG_WARNING, fields, "pod %s: %s failed: %s", op->id, op_names[op->kind], message ?: "?");
         else
-                log_info("pod %s: %s done.", pod ? pod->id : "-", op_names[op->kind]);
+                log_fields(LOG_INFO, fields, "pod %s: %s done.", op->id, op_names[op->kind]);
         free(op);
         if (done)
                 done(pod, error, message, userdata);
@@ -566,6 +570,7 @@ static PodOp *op_new(Pod *pod, PodOpKind kind, PodDone done, void *userdata) {
         if (!op)
                 return NULL;
         op->pod = pod;
+        memcpy(op->id, pod->id, sizeof op->id);
         op->kind = kind;
         op->done = done;
         op->userdata = userdata;

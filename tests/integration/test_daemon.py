@@ -40,6 +40,13 @@ def test_signal_stops_with_exit_0_and_removes_the_socket(daemon, pb, signum):
     assert entries[0]["SYSLOG_IDENTIFIER"] == "rktlet"
 
 
+def test_sighup_does_not_stop_the_daemon(daemon, pb):
+    daemon.send_signal(signal.SIGHUP)
+    wait_journal(f"_PID={daemon.pid}", "PRIORITY=5")
+    assert daemon.alive()
+    assert version_ok(daemon, pb)
+
+
 def test_sigterm_lets_an_in_flight_call_finish(make_daemon, pb, user_manager_pid):
     d = make_daemon(args=["--shutdown-timeout", "10"])
     stub = d.runtime()
@@ -300,6 +307,7 @@ def test_packaged_config_loads_without_warnings(make_daemon, pb):
     shutil.copy(os.path.join(SOURCE_DIR, "packaging", "rktlet.conf"), d.config)
     d.start()
     assert version_ok(d, pb)
-    assert "warning" not in d.log().lower() and "unknown" not in d.log().lower(), d.log()
-    entries = journal(f"_PID={d.pid}", "PRIORITY=4")
-    assert entries == [], [e["MESSAGE"] for e in entries]
+    # Warnings about the configuration name the file (CNI not being ready here is another matter).
+    assert d.config not in d.log() and "unknown" not in d.log().lower(), d.log()
+    entries = [e["MESSAGE"] for e in journal(f"_PID={d.pid}", "PRIORITY=4") if "CNI" not in e["MESSAGE"]]
+    assert entries == []

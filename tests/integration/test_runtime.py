@@ -62,7 +62,7 @@ def test_runtime_config_uses_systemd_cgroup_driver(daemon, pb):
 
 
 @pytest.mark.parametrize("service,method,request_type", [
-    ("runtime", "RunPodSandbox", "RunPodSandboxRequest"),
+    ("runtime", "CreateContainer", "CreateContainerRequest"),
     ("runtime", "ListContainers", "ListContainersRequest"),
     ("images", "ListImages", "ListImagesRequest"),
     ("images", "PullImage", "PullImageRequest"),
