@@ -438,6 +438,86 @@ def test_shared_pid_namespace_gets_an_init(pod_daemon, pb):
     assert mounts_under(os.path.join(d.dir, "run")) == []
 
 
+RECORDER = """#!/bin/sh
+# A CNI plugin of the test, chained after the real ones: it records what the runtime passed and
+# hands the previous result on unchanged (CNI 1.0: ADD and CHECK print prevResult, DEL prints nothing).
+env | grep -E '^CNI_' | sort > "$0.$CNI_COMMAND.env"
+cat > "$0.$CNI_COMMAND.json"
+[ "$CNI_COMMAND" = VERSION ] && { echo '{"cniVersion":"1.0.0","supportedVersions":["1.0.0"]}'; exit 0; }
+[ "$CNI_COMMAND" = DEL ] && exit 0
+/usr/bin/python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1])).get("prevResult", {})))' "$0.$CNI_COMMAND.json"
+"""
+
+
+@needs_cni
+def test_cni_arguments_and_port_mappings_reach_the_plugins(make_daemon, pb, tmp_path, cni):
+    bindir = tmp_path / "cni-bin"
+    bindir.mkdir()
+    rec = bindir / "recorder"
+    rec.write_text(RECORDER)
+    rec.chmod(0o755)
+    conf = tmp_path / "rec-net.d"
+    conf.mkdir()
+    network = dict(cni["network"])
+    network["plugins"] = network["plugins"][:1] + [{"type": "recorder", "capabilities": {"portMappings": True}, "x": 1}]
+    (conf / "10-rec.conflist").write_text(json.dumps(network))
+    d = make_daemon(args=["--cni-conf-dir", str(conf), "--cni-bin-dir", f"{bindir}:{CNI_BIN}"])
+    pod_id = run_pod(d, pb, name="rec", namespace="ns1", uid="uid-42",
+                     ports=[{"protocol": pb.UDP, "container_port": 53, "host_port": 5353, "host_ip": "127.0.0.1"},
+                            {"protocol": pb.TCP, "container_port": 80}])
+    env = dict(line.split("=", 1) for line in (bindir / "recorder.ADD.env").read_text().splitlines())
+    assert env["CNI_COMMAND"] == "ADD"
+    assert env["CNI_CONTAINERID"] == pod_id
+    assert env["CNI_NETNS"] == ns_path(d, pod_id, "net")
+    assert env["CNI_IFNAME"] == "eth0"
+    assert env["CNI_PATH"] == f"{bindir}:{CNI_BIN}"
+    args = dict(kv.split("=", 1) for kv in env["CNI_ARGS"].split(";"))
+    assert args == {"IgnoreUnknown": "1", "K8S_POD_NAMESPACE": "ns1", "K8S_POD_NAME": "rec",
+                    "K8S_POD_INFRA_CONTAINER_ID": pod_id, "K8S_POD_UID": "uid-42"}
+    stdin = json.loads((bindir / "recorder.ADD.json").read_text())
+    assert stdin["name"] == "rktlet-test" and stdin["cniVersion"] == "1.0.0" and stdin["x"] == 1
+    assert stdin["prevResult"]["ips"][0]["address"].startswith(SUBNET)
+    # Only mappings with a host port, as the portmap plugin expects them.
+    assert stdin["runtimeConfig"] == {"portMappings": [
+        {"hostPort": 5353, "containerPort": 53, "protocol": "udp", "hostIP": "127.0.0.1"}]}
+    # The recorder's result (the bridge's, passed on) gave the pod its IP.
+    assert status(d, pb, pod_id).status.network.ip == stdin["prevResult"]["ips"][0]["address"].split("/")[0]
+
+    status(d, pb, pod_id, verbose=True)
+    assert json.loads((bindir / "recorder.CHECK.json").read_text())["prevResult"]["ips"]
+    d.runtime().StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    # DEL runs the chain backwards with the ADD result.
+    assert "CNI_COMMAND=DEL" in (bindir / "recorder.DEL.env").read_text()
+    assert json.loads((bindir / "recorder.DEL.json").read_text())["prevResult"]["ips"]
+    d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    assert ipam_ips(cni) == []
+
+
+@needs_cni
+def test_a_failing_plugin_rolls_the_pod_back(make_daemon, pb, tmp_path, cni):
+    bindir = tmp_path / "cni-bin"
+    bindir.mkdir()
+    failing = bindir / "failing"
+    failing.write_text('#!/bin/sh\ncat >/dev/null\n[ "$CNI_COMMAND" = DEL ] && exit 0\n'
+                       'echo \'{"cniVersion":"1.0.0","code":11,"msg":"no luck today","details":"by design"}\'\nexit 1\n')
+    failing.chmod(0o755)
+    conf = tmp_path / "fail-net.d"
+    conf.mkdir()
+    network = dict(cni["network"])
+    network["plugins"] = network["plugins"][:1] + [{"type": "failing"}]
+    (conf / "10-fail.conflist").write_text(json.dumps(network))
+    d = make_daemon(args=["--cni-conf-dir", str(conf), "--cni-bin-dir", f"{bindir}:{CNI_BIN}"])
+    with pytest.raises(grpc.RpcError) as e:
+        run_pod(d, pb, name="unlucky")
+    assert "CNI ADD failing: no luck today: by design (code 11)" in e.value.details()
+    # Nothing is left: no pod, no unit, no address (the bridge's ADD was undone by DEL), no mount.
+    assert len(d.runtime().ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10).items) == 0
+    assert units() == []
+    assert ipam_ips(cni) == []
+    assert mounts_under(os.path.join(d.dir, "run")) == []
+    assert os.listdir(os.path.join(d.dir, "lib", "pods")) == []
+
+
 # --- bad input -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mutate,needle", [
