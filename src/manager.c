@@ -78,6 +78,8 @@ Manager *manager_free(Manager *m) {
         m->server = grpc_server_free(m->server);
         cri_service_done();
         m->pods = pod_table_free(m->pods);
+        m->puller = puller_free(m->puller);
+        m->images = image_store_free(m->images);
         manager_drop_bus(m);
         m->cni = cni_free(m->cni);
         free(m->pod_cidr);
@@ -362,6 +364,12 @@ int manager_start(Manager *m) {
                 r = pod_table_load(m->pods);
         if (r < 0)
                 return log_error_errno(r, "Failed to read the pods in %s: %m", m->config.root_dir);
+
+        r = image_store_new(m->loop, m->config.root_dir, &m->images);
+        if (r >= 0)
+                r = puller_new(m->loop, m->images, m->config.registry_insecure, m->config.registry_mirrors, &m->puller);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the image store in %s: %m", m->config.root_dir);
 
         r = manager_listen(m);
         if (r < 0)

@@ -9,6 +9,8 @@
 #include "config.h"
 #include "cni.h"
 #include "grpc-server.h"
+#include "image-pull.h"
+#include "image-store.h"
 #include "pod.h"
 #include "systemd-manager.h"
 #include "systemd-unit.h"
@@ -27,6 +29,8 @@ typedef struct Manager {
 
         Cni *cni;
         PodTable *pods;
+        ImageStore *images;
+        Puller *puller;
         char *pod_cidr; /* from UpdateRuntimeConfig */
         char *pod_init; /* path of rktlet-pod-init */
 

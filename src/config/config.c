@@ -64,6 +64,38 @@ static int parse_path_list(const char *value, void *field, char **ret_error) {
         return 0;
 }
 
+static int parse_string(const char *value, void *field, char **ret_error) {
+        char **p = field;
+        char *s;
+
+        if (strpbrk(value, " \t")) {
+                *ret_error = strdup("must not contain white space (separate entries with ',')");
+                return -EINVAL;
+        }
+        s = strdup(value);
+        if (!s)
+                return -ENOMEM;
+        free(*p);
+        *p = s;
+        return 0;
+}
+
+static int parse_mirrors(const char *value, void *field, char **ret_error) {
+        /* registry=mirror|mirror,registry=mirror */
+        for (const char *c = value; *c;) {
+                size_t n = strcspn(c, ",");
+                const char *eq = memchr(c, '=', n);
+                if (!eq || eq == c || eq + 1 == c + n) {
+                        *ret_error = strdup("must be registry=mirror[|mirror...] entries separated by ','");
+                        return -EINVAL;
+                }
+                c += n;
+                if (*c == ',')
+                        c++;
+        }
+        return parse_string(value, field, ret_error);
+}
+
 static int parse_bus(const char *value, void *field, char **ret_error) {
         bool *user = field;
 
@@ -135,6 +167,8 @@ static const ConfigItem items[] = {
         { "CNI", "ConfDir", parse_path, offsetof(Config, cni_conf_dir) },
         { "CNI", "BinDir", parse_path_list, offsetof(Config, cni_bin_dirs) },
         { "CNI", "PluginTimeoutSec", parse_sec_field, offsetof(Config, cni_timeout_usec) },
+        { "Registries", "Insecure", parse_string, offsetof(Config, registry_insecure) },
+        { "Registries", "Mirrors", parse_mirrors, offsetof(Config, registry_mirrors) },
 };
 
 int config_init(Config *c) {
@@ -150,8 +184,11 @@ int config_init(Config *c) {
                 .cni_conf_dir = strdup("/etc/cni/net.d"),
                 .cni_bin_dirs = strdup("/usr/lib/cni:/opt/cni/bin"),
                 .cni_timeout_usec = 60 * USEC_PER_SEC,
+                .registry_insecure = strdup(""),
+                .registry_mirrors = strdup(""),
         };
-        if (!c->listen || !c->state_dir || !c->root_dir || !c->cni_conf_dir || !c->cni_bin_dirs) {
+        if (!c->listen || !c->state_dir || !c->root_dir || !c->cni_conf_dir || !c->cni_bin_dirs ||
+            !c->registry_insecure || !c->registry_mirrors) {
                 config_done(c);
                 return -ENOMEM;
         }
@@ -164,6 +201,8 @@ void config_done(Config *c) {
         free(c->root_dir);
         free(c->cni_conf_dir);
         free(c->cni_bin_dirs);
+        free(c->registry_insecure);
+        free(c->registry_mirrors);
         *c = (Config) {};
 }
 
@@ -319,6 +358,8 @@ int config_to_json(const Config *c, char **ret) {
         gen_str(g, "cniConfDir", c->cni_conf_dir);
         gen_str(g, "cniBinDir", c->cni_bin_dirs);
         gen_int(g, "cniPluginTimeoutUSec", (long long) c->cni_timeout_usec);
+        gen_str(g, "registryInsecure", c->registry_insecure);
+        gen_str(g, "registryMirrors", c->registry_mirrors);
         yajl_gen_map_close(g);
 
         yajl_gen_get_buf(g, &buf, &len);

@@ -17,6 +17,8 @@ typedef struct Config {
         char *cni_conf_dir;
         char *cni_bin_dirs; /* ':'-separated */
         uint64_t cni_timeout_usec;
+        char *registry_insecure; /* comma-separated hosts spoken to over plain HTTP */
+        char *registry_mirrors;  /* comma-separated "registry=mirror|mirror" */
 } Config;
 
 /* Told about an unknown section or key; origin is "file:line". */

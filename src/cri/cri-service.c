@@ -24,6 +24,11 @@ static const CriImpl impls[] = {
         { "/runtime.v1.RuntimeService/PodSandboxStatus", cri_pod_sandbox_status },
         { "/runtime.v1.RuntimeService/ListPodSandbox", cri_list_pod_sandbox },
         { "/runtime.v1.RuntimeService/UpdateRuntimeConfig", cri_update_runtime_config },
+        { "/runtime.v1.ImageService/PullImage", cri_pull_image },
+        { "/runtime.v1.ImageService/ListImages", cri_list_images },
+        { "/runtime.v1.ImageService/ImageStatus", cri_image_status },
+        { "/runtime.v1.ImageService/RemoveImage", cri_remove_image },
+        { "/runtime.v1.ImageService/ImageFsInfo", cri_image_fs_info },
 };
 
 static GrpcMethod *methods = NULL;

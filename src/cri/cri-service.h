@@ -25,3 +25,10 @@ int cri_remove_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void 
 int cri_pod_sandbox_status(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_list_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_update_runtime_config(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+
+/* Handlers (cri-image.c). */
+int cri_pull_image(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_list_images(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_image_status(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_remove_image(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_image_fs_info(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);

@@ -1,0 +1,319 @@
+/* CRI ImageService: translation between runtime.v1 messages and the image store and puller. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api.pb-c.h"
+#include "cri-service.h"
+#include "json-util.h"
+#include "log.h"
+#include "manager.h"
+
+static size_t strv_len(char **l) {
+        size_t n = 0;
+        while (l && l[n])
+                n++;
+        return n;
+}
+
+/* Fills out (whose uid the caller provides) from img; strings point into img. */
+static void image_to_cri(Image *img, Runtime__V1__Image *out, Runtime__V1__Int64Value *uid, Runtime__V1__ImageSpec *spec) {
+        char *end;
+
+        *out = (Runtime__V1__Image) RUNTIME__V1__IMAGE__INIT;
+        *spec = (Runtime__V1__ImageSpec) RUNTIME__V1__IMAGE_SPEC__INIT;
+        *uid = (Runtime__V1__Int64Value) RUNTIME__V1__INT64_VALUE__INIT;
+        out->id = img->id;
+        out->repo_tags = img->repo_tags;
+        out->n_repo_tags = strv_len(img->repo_tags);
+        out->repo_digests = img->repo_digests;
+        out->n_repo_digests = strv_len(img->repo_digests);
+        out->size = img->size;
+        spec->image = img->id;
+        out->spec = spec;
+        /* User "1000", "1000:1000", "app" or "app:group": a number is the uid, else a name. */
+        if (img->user && img->user[0]) {
+                long long v = strtoll(img->user, &end, 10);
+                if (end != img->user && (*end == '\0' || *end == ':')) {
+                        uid->value = v;
+                        out->uid = uid;
+                } else {
+                        static char name[256];
+                        snprintf(name, sizeof name, "%.*s", (int) strcspn(img->user, ":"), img->user);
+                        out->username = name;
+                }
+        }
+}
+
+static Image *find(Manager *m, const Runtime__V1__ImageSpec *spec) {
+        return spec && spec->image && spec->image[0] ? image_store_find(m->images, spec->image) : NULL;
+}
+
+/* --- PullImage ----------------------------------------------------------------------------------- */
+
+typedef struct PullCall {
+        GrpcCall *call;
+        PullWaiter *waiter;
+        bool finished;
+} PullCall;
+
+static GrpcStatus pull_status(int error) {
+        switch (-error) {
+        case ENOENT:
+                return GRPC_STATUS_NOT_FOUND;
+        case EACCES:
+                return GRPC_STATUS_UNAUTHENTICATED;
+        case EBADMSG:
+                return GRPC_STATUS_DATA_LOSS;
+        case EPERM:
+                return GRPC_STATUS_FAILED_PRECONDITION;
+        case EHOSTUNREACH:
+                return GRPC_STATUS_UNAVAILABLE;
+        default:
+                return grpc_status_from_errno(error);
+        }
+}
+
+static void pull_done(int error, const char *message, Image *img, void *userdata) {
+        PullCall *pc = userdata;
+        Runtime__V1__PullImageResponse resp = RUNTIME__V1__PULL_IMAGE_RESPONSE__INIT;
+        bool waiting = pc->waiter != NULL;
+
+        pc->waiter = NULL;
+        pc->finished = true;
+        grpc_call_set_cancel(pc->call, NULL, NULL);
+        if (error < 0)
+                (void) grpc_call_finish(pc->call, pull_status(error), "%s", message ?: strerror(-error));
+        else {
+                resp.image_ref = img->id;
+                (void) cri_reply(pc->call, &resp.base);
+        }
+        if (waiting) {
+                grpc_call_unref(pc->call);
+                free(pc);
+        }
+}
+
+static void pull_cancel(GrpcCall *call, void *userdata) {
+        PullCall *pc = userdata;
+
+        pull_waiter_cancel(pc->waiter);
+        grpc_call_unref(pc->call);
+        free(pc);
+}
+
+int cri_pull_image(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__PullImageRequest *req = runtime__v1__pull_image_request__unpack(NULL, len, msg);
+        const Runtime__V1__AuthConfig *a;
+        const char *error = NULL;
+        PullWaiter *w = NULL;
+        PullCall *pc;
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "PullImageRequest does not decode");
+        if (!req->image || !req->image->image || !req->image->image[0]) {
+                runtime__v1__pull_image_request__free_unpacked(req, NULL);
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "image.image is empty");
+        }
+        a = req->auth;
+        PullAuth auth = {
+                .username = a ? a->username : NULL,
+                .password = a ? a->password : NULL,
+                .auth = a ? a->auth : NULL,
+                .registry_token = a ? a->registry_token : NULL,
+                .identity_token = a ? a->identity_token : NULL,
+        };
+        pc = calloc(1, sizeof *pc);
+        if (!pc) {
+                runtime__v1__pull_image_request__free_unpacked(req, NULL);
+                return -ENOMEM;
+        }
+        pc->call = grpc_call_ref(call);
+        r = image_pull(m->puller, req->image->image, &auth, pull_done, pc, &w, &error);
+        if (r < 0) {
+                grpc_call_unref(pc->call);
+                free(pc);
+                r = grpc_call_finish(call, r == -EINVAL ? GRPC_STATUS_INVALID_ARGUMENT : grpc_status_from_errno(r),
+                                     "image '%s': %s", req->image->image, error ?: strerror(-r));
+                runtime__v1__pull_image_request__free_unpacked(req, NULL);
+                return r;
+        }
+        runtime__v1__pull_image_request__free_unpacked(req, NULL);
+        if (pc->finished) {
+                grpc_call_unref(pc->call);
+                free(pc);
+                return 0;
+        }
+        pc->waiter = w;
+        grpc_call_set_cancel(call, pull_cancel, pc);
+        return 0;
+}
+
+/* --- ListImages / ImageStatus / RemoveImage / ImageFsInfo ---------------------------------------- */
+
+int cri_list_images(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__ListImagesRequest *req = runtime__v1__list_images_request__unpack(NULL, len, msg);
+        Runtime__V1__ListImagesResponse resp = RUNTIME__V1__LIST_IMAGES_RESPONSE__INIT;
+        size_t cap = m->images->n_images + 1, n = 0;
+        Runtime__V1__Image *items = calloc(cap, sizeof *items), **itemp = calloc(cap, sizeof *itemp);
+        Runtime__V1__Int64Value *uids = calloc(cap, sizeof *uids);
+        Runtime__V1__ImageSpec *specs = calloc(cap, sizeof *specs);
+        Image *only = NULL;
+        int r = -ENOMEM;
+
+        if (!req) {
+                r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "ListImagesRequest does not decode");
+                goto out;
+        }
+        if (!items || !itemp || !uids || !specs)
+                goto out;
+        bool filtered = req->filter && req->filter->image && req->filter->image->image && req->filter->image->image[0];
+        if (filtered)
+                only = find(m, req->filter->image);
+        for (Image *img = m->images->images; img; img = img->next) {
+                if (filtered && img != only)
+                        continue;
+                image_to_cri(img, &items[n], &uids[n], &specs[n]);
+                itemp[n] = &items[n];
+                n++;
+        }
+        resp.images = itemp;
+        resp.n_images = n;
+        r = cri_reply(call, &resp.base);
+out:
+        free(items);
+        free(itemp);
+        free(uids);
+        free(specs);
+        if (req)
+                runtime__v1__list_images_request__free_unpacked(req, NULL);
+        return r;
+}
+
+int cri_image_status(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__ImageStatusRequest *req = runtime__v1__image_status_request__unpack(NULL, len, msg);
+        Runtime__V1__ImageStatusResponse resp = RUNTIME__V1__IMAGE_STATUS_RESPONSE__INIT;
+        Runtime__V1__ImageStatusResponse__InfoEntry info = RUNTIME__V1__IMAGE_STATUS_RESPONSE__INFO_ENTRY__INIT;
+        Runtime__V1__ImageStatusResponse__InfoEntry *infos[] = { &info };
+        Runtime__V1__Image item;
+        Runtime__V1__Int64Value uid;
+        Runtime__V1__ImageSpec spec;
+        char *config = NULL, *json = NULL;
+        Image *img;
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "ImageStatusRequest does not decode");
+        if (!req->image || !req->image->image || !req->image->image[0]) {
+                runtime__v1__image_status_request__free_unpacked(req, NULL);
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "image.image is empty");
+        }
+        /* An unknown image is an empty answer, not an error: the CRI says so. */
+        img = find(m, req->image);
+        if (img) {
+                image_to_cri(img, &item, &uid, &spec);
+                resp.image = &item;
+                if (req->verbose) {
+                        char *path = image_config_path(m->images, img);
+                        yajl_val v = NULL;
+                        if (path && read_file(path, 8 * 1024 * 1024, &config, NULL) >= 0)
+                                v = json_parse(config, NULL, 0);
+                        yajl_gen g = yajl_gen_alloc(NULL);
+                        if (g) {
+                                yajl_gen_map_open(g);
+                                json_gen_key_str(g, "id", img->id);
+                                json_gen_str(g, "layers");
+                                yajl_gen_array_open(g);
+                                for (size_t i = 0; i < img->n_layers; i++) {
+                                        yajl_gen_map_open(g);
+                                        json_gen_key_str(g, "digest", img->layers[i].digest);
+                                        json_gen_key_str(g, "chainId", img->layers[i].chain_id);
+                                        json_gen_key_str(g, "mediaType", img->layers[i].media_type);
+                                        json_gen_key_int(g, "size", (long long) img->layers[i].size);
+                                        yajl_gen_map_close(g);
+                                }
+                                yajl_gen_array_close(g);
+                                json_gen_str(g, "imageSpec");
+                                json_gen_value(g, v);
+                                yajl_gen_map_close(g);
+                                json = json_gen_steal(g);
+                                yajl_gen_free(g);
+                        }
+                        yajl_tree_free(v);
+                        free(path);
+                        info.key = (char *) "info";
+                        info.value = json ?: (char *) "{}";
+                        resp.info = infos;
+                        resp.n_info = 1;
+                }
+        }
+        r = cri_reply(call, &resp.base);
+        free(config);
+        free(json);
+        runtime__v1__image_status_request__free_unpacked(req, NULL);
+        return r;
+}
+
+int cri_remove_image(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__RemoveImageRequest *req = runtime__v1__remove_image_request__unpack(NULL, len, msg);
+        Runtime__V1__RemoveImageResponse resp = RUNTIME__V1__REMOVE_IMAGE_RESPONSE__INIT;
+        Image *img;
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "RemoveImageRequest does not decode");
+        if (!req->image || !req->image->image || !req->image->image[0]) {
+                runtime__v1__remove_image_request__free_unpacked(req, NULL);
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "image.image is empty");
+        }
+        img = find(m, req->image);
+        if (img && img->users > 0) {
+                r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION, "image %s is used by %u container(s)", img->id,
+                                     img->users);
+                runtime__v1__remove_image_request__free_unpacked(req, NULL);
+                return r;
+        }
+        if (img) {
+                log_info("Removing image %s (%s).", img->id, req->image->image);
+                r = image_store_remove(m->images, img);
+                if (r < 0) {
+                        r = grpc_call_finish(call, grpc_status_from_errno(r), "remove image '%s': %s", req->image->image,
+                                             strerror(-r));
+                        runtime__v1__remove_image_request__free_unpacked(req, NULL);
+                        return r;
+                }
+        }
+        /* Removing what is not there is fine: the CRI asks for idempotence. */
+        runtime__v1__remove_image_request__free_unpacked(req, NULL);
+        return cri_reply(call, &resp.base);
+}
+
+int cri_image_fs_info(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__ImageFsInfoResponse resp = RUNTIME__V1__IMAGE_FS_INFO_RESPONSE__INIT;
+        Runtime__V1__FilesystemUsage fs = RUNTIME__V1__FILESYSTEM_USAGE__INIT, *fsp[] = { &fs };
+        Runtime__V1__FilesystemIdentifier id = RUNTIME__V1__FILESYSTEM_IDENTIFIER__INIT;
+        Runtime__V1__UInt64Value bytes = RUNTIME__V1__UINT64_VALUE__INIT, inodes = RUNTIME__V1__UINT64_VALUE__INIT;
+        struct timespec ts;
+        int r;
+
+        r = image_store_usage(m->images, &bytes.value, &inodes.value);
+        if (r < 0)
+                return grpc_call_finish(call, grpc_status_from_errno(r), "image store usage: %s", strerror(-r));
+        clock_gettime(CLOCK_REALTIME, &ts);
+        fs.timestamp = (int64_t) ts.tv_sec * 1000000000LL + ts.tv_nsec;
+        id.mountpoint = m->images->dir;
+        fs.fs_id = &id;
+        fs.used_bytes = &bytes;
+        fs.inodes_used = &inodes;
+        resp.image_filesystems = fsp;
+        resp.n_image_filesystems = 1;
+        return cri_reply(call, &resp.base);
+}

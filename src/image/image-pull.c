@@ -1,0 +1,1200 @@
+/* Pulling images from OCI distribution (Docker registry v2) endpoints with libcurl's multi
+ * interface on the daemon's loop: manifests and indexes, bearer and basic auth, mirrors,
+ * digest-verified blobs, layers unpacked in children. Identical pulls in flight share one. */
+#include "image-pull.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "build-config.h"
+#include "buffer.h"
+#include "child.h"
+#include "curl-ev.h"
+#include "fd-util.h"
+#include "image-ref.h"
+#include "image-unpack.h"
+#include "json-util.h"
+#include "log.h"
+#include "macro.h"
+
+#define MAX_MANIFEST (4 * 1024 * 1024)
+#define MAX_CONFIG (8 * 1024 * 1024)
+#define MAX_TOKEN (1024 * 1024)
+
+#define MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"
+#define MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define MT_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
+#define MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
+
+typedef struct Pull Pull;
+
+struct PullWaiter {
+        Pull *pull;
+        PullWaiter *next;
+        PullDone done;
+        void *userdata;
+};
+
+struct Puller {
+        struct ev_loop *loop;
+        ImageStore *store;
+        CurlEv *curl;
+        char **insecure;
+        char **mirrors; /* "registry=m1|m2" */
+        Pull *pulls;
+};
+
+typedef struct Req Req;
+typedef void (*ReqDone)(Req *q, int error, const char *message);
+
+/* One HTTP GET with its auth retry; the body goes to memory or to a file with a running sha256. */
+struct Req {
+        Pull *pull;
+        CURL *easy;
+        struct curl_slist *headers;
+        char *url;
+        const char *accept;
+        Buffer body;
+        size_t max_body;
+        int fd; /* >= 0: write the body here */
+        EVP_MD_CTX *sha;
+        uint64_t received, expected;
+        uint64_t last_progress_usec;
+        long status;
+        char *content_type, *docker_digest, *www_auth;
+        bool retried_auth;
+        bool for_token;
+        ReqDone done;
+        void *userdata; /* the layer */
+};
+
+typedef struct LayerDl {
+        char *digest, *media_type;
+        uint64_t size;
+        char *tmp;
+        Req *req;
+        bool done;
+} LayerDl;
+
+struct Pull {
+        Puller *p;
+        Pull *next;
+        char *key;
+        ImageRef ref;
+        char *name; /* normalized */
+        PullWaiter *waiters;
+
+        char *basic;  /* "user:pass" for Basic and for the token endpoint */
+        char *bearer; /* the token in use */
+        char *refresh_token;
+        char **endpoints; /* base URLs, mirrors first */
+        size_t endpoint;
+        char *endpoint_errors;
+
+        Req *req; /* manifest, config or token request in flight */
+        Req *pending_after_token;
+        char *manifest_digest;
+        yajl_val manifest;
+        char *config_digest;
+        uint64_t config_size;
+        char *config_text;
+        LayerDl *layers;
+        size_t n_layers, layers_left, unpack_index;
+        char **chain_ids;
+        Child *child;
+        UnpackJob job;
+        char *unpack_tmp, *unpack_final;
+        bool failed;
+        unsigned busy; /* inside a function that goes on using pl after a callback may finish it */
+        bool dead;
+};
+
+static void pull_fail(Pull *pl, int error, const char *format, ...) _printf_(3, 4);
+static void pull_manifest(Pull *pl, const char *reference);
+
+/* --- small helpers ------------------------------------------------------------------------------- */
+
+static char **split(const char *s, const char *sep) {
+        char *copy = strdup(s ?: ""), *save = NULL;
+        size_t n = 0;
+        char **l = calloc(strlen(s ?: "") + 2, sizeof(char *));
+
+        if (!copy || !l) {
+                free(copy);
+                free(l);
+                return NULL;
+        }
+        for (char *t = strtok_r(copy, sep, &save); t; t = strtok_r(NULL, sep, &save)) {
+                while (*t == ' ')
+                        t++;
+                if (*t)
+                        l[n++] = strdup(t);
+        }
+        free(copy);
+        return l;
+}
+
+static void strv_free_(char **l) {
+        for (char **p = l; p && *p; p++)
+                free(*p);
+        free(l);
+}
+
+static size_t strv_len_(char **l) {
+        size_t n = 0;
+        while (l && l[n])
+                n++;
+        return n;
+}
+
+static bool strv_has(char **l, const char *s) {
+        for (char **p = l; p && *p; p++)
+                if (strcmp(*p, s) == 0)
+                        return true;
+        return false;
+}
+
+static char *sha256_hex(const void *data, size_t len) {
+        unsigned char md[32];
+        unsigned int n = 0;
+        char *out = malloc(7 + 64 + 1);
+
+        if (!out || !EVP_Digest(data, len, md, &n, EVP_sha256(), NULL)) {
+                free(out);
+                return NULL;
+        }
+        strcpy(out, "sha256:");
+        for (unsigned i = 0; i < 32; i++)
+                sprintf(out + 7 + 2 * i, "%02x", md[i]);
+        return out;
+}
+
+static const char *host_arch(void) {
+        static char arch[sizeof(((struct utsname *) NULL)->machine)];
+        struct utsname u;
+
+        if (arch[0])
+                return arch;
+        uname(&u);
+        const char *a = strcmp(u.machine, "x86_64") == 0    ? "amd64"
+                        : strcmp(u.machine, "aarch64") == 0 ? "arm64"
+                        : strncmp(u.machine, "armv", 4) == 0 ? "arm"
+                        : strcmp(u.machine, "i686") == 0    ? "386"
+                                                            : u.machine;
+        snprintf(arch, sizeof arch, "%s", a);
+        return arch;
+}
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
+/* --- requests ------------------------------------------------------------------------------------ */
+
+static void req_free(Req *q) {
+        if (!q)
+                return;
+        if (q->easy) {
+                curl_ev_remove(q->pull->p->curl, q->easy);
+                curl_easy_cleanup(q->easy);
+        }
+        curl_slist_free_all(q->headers);
+        buffer_free(&q->body);
+        if (q->sha)
+                EVP_MD_CTX_free(q->sha);
+        safe_close(q->fd);
+        free(q->url);
+        free(q->content_type);
+        free(q->docker_digest);
+        free(q->www_auth);
+        free(q);
+}
+
+static size_t req_write(char *data, size_t size, size_t n, void *userdata) {
+        Req *q = userdata;
+        size_t len = size * n;
+
+        q->received += len;
+        if (q->fd >= 0) {
+                if (q->expected > 0 && q->received > q->expected)
+                        return 0; /* more than the manifest said: stop */
+                if (EVP_DigestUpdate(q->sha, data, len) != 1)
+                        return 0;
+                for (size_t off = 0; off < len;) {
+                        ssize_t k = write(q->fd, data + off, len - off);
+                        if (k < 0)
+                                return 0;
+                        off += (size_t) k;
+                }
+                uint64_t now = now_usec();
+                if (q->expected > 16 * 1024 * 1024 && now - q->last_progress_usec > 5000000) {
+                        q->last_progress_usec = now;
+                        log_info("pull %s: layer %s: %llu of %llu bytes", q->pull->name,
+                                 ((LayerDl *) q->userdata)->digest, (unsigned long long) q->received,
+                                 (unsigned long long) q->expected);
+                }
+                return len;
+        }
+        if (buffer_len(&q->body) + len > q->max_body)
+                return 0;
+        return buffer_append(&q->body, data, len) < 0 ? 0 : len;
+}
+
+static char *header_value(const char *line, size_t len, const char *name) {
+        size_t n = strlen(name);
+        if (len <= n + 1 || strncasecmp(line, name, n) != 0 || line[n] != ':')
+                return NULL;
+        const char *v = line + n + 1;
+        while (v < line + len && (*v == ' ' || *v == '\t'))
+                v++;
+        size_t k = (size_t) (line + len - v);
+        while (k > 0 && (v[k - 1] == '\r' || v[k - 1] == '\n' || v[k - 1] == ' '))
+                k--;
+        return strndup(v, k);
+}
+
+static size_t req_header(char *data, size_t size, size_t n, void *userdata) {
+        Req *q = userdata;
+        size_t len = size * n;
+        char *v;
+
+        /* A redirect starts a new response: forget the old one's headers. */
+        if (len > 5 && strncmp(data, "HTTP/", 5) == 0) {
+                free(q->content_type);
+                free(q->docker_digest);
+                free(q->www_auth);
+                q->content_type = q->docker_digest = q->www_auth = NULL;
+        }
+        if ((v = header_value(data, len, "Content-Type"))) {
+                free(q->content_type);
+                v[strcspn(v, ";")] = '\0';
+                q->content_type = v;
+        } else if ((v = header_value(data, len, "Docker-Content-Digest"))) {
+                free(q->docker_digest);
+                q->docker_digest = v;
+        } else if ((v = header_value(data, len, "WWW-Authenticate"))) {
+                free(q->www_auth);
+                q->www_auth = v;
+        }
+        return len;
+}
+
+static void req_start(Req *q);
+
+static char *auth_param(const char *challenge, const char *key) {
+        size_t n = strlen(key);
+        for (const char *p = challenge; (p = strstr(p, key));) {
+                if ((p == challenge || p[-1] == ' ' || p[-1] == ',') && p[n] == '=') {
+                        p += n + 1;
+                        if (*p == '"') {
+                                const char *e = strchr(p + 1, '"');
+                                return e ? strndup(p + 1, (size_t) (e - p - 1)) : NULL;
+                        }
+                        return strndup(p, strcspn(p, ", "));
+                }
+                p += n;
+        }
+        return NULL;
+}
+
+static void token_done(Req *t, int error, const char *message);
+
+/* 401 with a Bearer challenge: ask the token endpoint, then repeat the request. */
+static bool req_handle_auth(Req *q) {
+        Pull *pl = q->pull;
+        char *realm = NULL, *service = NULL, *scope = NULL, *url = NULL, *e_service = NULL, *e_scope = NULL;
+        CURL *esc;
+
+        if (q->retried_auth || !q->www_auth)
+                return false;
+        q->retried_auth = true;
+        if (strncasecmp(q->www_auth, "Basic", 5) == 0) {
+                if (!pl->basic)
+                        return false;
+                req_start(q);
+                return true;
+        }
+        if (strncasecmp(q->www_auth, "Bearer", 6) != 0)
+                return false;
+        realm = auth_param(q->www_auth, "realm");
+        service = auth_param(q->www_auth, "service");
+        scope = auth_param(q->www_auth, "scope");
+        if (!realm || (strncmp(realm, "https://", 8) != 0 && strncmp(realm, "http://", 7) != 0)) {
+                free(realm);
+                free(service);
+                free(scope);
+                return false;
+        }
+        esc = curl_easy_init();
+        if (esc) {
+                e_service = service ? curl_easy_escape(esc, service, 0) : NULL;
+                if (scope)
+                        e_scope = curl_easy_escape(esc, scope, 0);
+                else {
+                        char *s = NULL;
+                        if (asprintf(&s, "repository:%s:pull", pl->ref.repository) >= 0)
+                                e_scope = curl_easy_escape(esc, s, 0);
+                        free(s);
+                }
+                if (asprintf(&url, "%s%s%s%s%s%s", realm, strchr(realm, '?') ? "&" : "?", service ? "service=" : "",
+                             e_service ?: "", service ? "&scope=" : "scope=", e_scope ?: "") < 0)
+                        url = NULL;
+                curl_free(e_service);
+                curl_free(e_scope);
+                curl_easy_cleanup(esc);
+        }
+        free(realm);
+        free(service);
+        free(scope);
+        if (!url)
+                return false;
+
+        Req *t = calloc(1, sizeof *t);
+        if (!t) {
+                free(url);
+                return false;
+        }
+        t->pull = pl;
+        t->fd = -1;
+        t->url = url;
+        t->max_body = MAX_TOKEN;
+        t->for_token = true;
+        t->retried_auth = true;
+        t->done = token_done;
+        t->userdata = q;
+        free(pl->bearer);
+        pl->bearer = NULL;
+        req_start(t);
+        return true;
+}
+
+static void token_done(Req *t, int error, const char *message) {
+        Req *q = t->userdata;
+        Pull *pl = t->pull;
+        yajl_val v = NULL;
+        const char *token;
+
+        if (error >= 0) {
+                buffer_append(&t->body, "", 1);
+                v = json_parse((const char *) buffer_peek(&t->body), NULL, 0);
+                token = json_get_str(v, "token") ?: json_get_str(v, "access_token");
+                if (token)
+                        pl->bearer = strdup(token);
+        }
+        yajl_tree_free(v);
+        req_free(t);
+        if (!pl->bearer) {
+                /* Let the original request fail with its 401. */
+                q->done(q, -EACCES, error < 0 ? message : "unauthorized: the token endpoint gave no token");
+                return;
+        }
+        req_start(q);
+}
+
+static void req_finished(CURL *easy, CURLcode result, void *userdata) {
+        Req *q = userdata;
+        char message[512];
+
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &q->status);
+        if (result != CURLE_OK) {
+                if (result == CURLE_WRITE_ERROR && q->fd < 0 && buffer_len(&q->body) >= q->max_body / 2)
+                        snprintf(message, sizeof message, "response too large");
+                else if (result == CURLE_WRITE_ERROR && q->expected > 0 && q->received > q->expected)
+                        snprintf(message, sizeof message, "more data than the manifest's %llu bytes",
+                                 (unsigned long long) q->expected);
+                else
+                        snprintf(message, sizeof message, "network: %s", curl_easy_strerror(result));
+                q->done(q, result == CURLE_WRITE_ERROR ? -EBADMSG : -EHOSTUNREACH, message);
+                return;
+        }
+        if (q->status == 401 && req_handle_auth(q))
+                return;
+        if (q->status == 401 || q->status == 403) {
+                q->done(q, -EACCES, q->status == 401 ? "unauthorized (HTTP 401): authentication required or wrong credentials"
+                                                     : "forbidden (HTTP 403)");
+                return;
+        }
+        if (q->status == 404) {
+                q->done(q, -ENOENT, "not found (HTTP 404)");
+                return;
+        }
+        if (q->status < 200 || q->status >= 300) {
+                snprintf(message, sizeof message, "HTTP %ld", q->status);
+                q->done(q, -EIO, message);
+                return;
+        }
+        q->done(q, 0, NULL);
+}
+
+static void req_start(Req *q) {
+        Pull *pl = q->pull;
+        char *auth = NULL;
+
+        if (q->easy) {
+                curl_ev_remove(pl->p->curl, q->easy);
+                curl_easy_cleanup(q->easy);
+        }
+        curl_slist_free_all(q->headers);
+        q->headers = NULL;
+        buffer_free(&q->body);
+        q->body = (Buffer) {};
+        q->received = 0;
+        if (q->fd >= 0) {
+                /* Starting over (after auth): the file and the hash too. */
+                if (ftruncate(q->fd, 0) < 0 || lseek(q->fd, 0, SEEK_SET) < 0 ||
+                    EVP_DigestInit_ex(q->sha, EVP_sha256(), NULL) != 1) {
+                        q->done(q, -EIO, "cannot reset the download file");
+                        return;
+                }
+        }
+        q->easy = curl_easy_init();
+        if (!q->easy) {
+                q->done(q, -ENOMEM, "out of memory");
+                return;
+        }
+        if (q->accept) {
+                char *h = NULL;
+                if (asprintf(&h, "Accept: %s", q->accept) >= 0)
+                        q->headers = curl_slist_append(q->headers, h);
+                free(h);
+        }
+        if (!q->for_token && pl->bearer && asprintf(&auth, "Authorization: Bearer %s", pl->bearer) >= 0)
+                q->headers = curl_slist_append(q->headers, auth);
+        free(auth);
+        curl_easy_setopt(q->easy, CURLOPT_URL, q->url);
+        curl_easy_setopt(q->easy, CURLOPT_HTTPHEADER, q->headers);
+        curl_easy_setopt(q->easy, CURLOPT_WRITEFUNCTION, req_write);
+        curl_easy_setopt(q->easy, CURLOPT_WRITEDATA, q);
+        curl_easy_setopt(q->easy, CURLOPT_HEADERFUNCTION, req_header);
+        curl_easy_setopt(q->easy, CURLOPT_HEADERDATA, q);
+        curl_easy_setopt(q->easy, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(q->easy, CURLOPT_MAXREDIRS, 5L);
+        curl_easy_setopt(q->easy, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(q->easy, CURLOPT_CONNECTTIMEOUT, 30L);
+        curl_easy_setopt(q->easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(q->easy, CURLOPT_LOW_SPEED_TIME, 120L);
+        curl_easy_setopt(q->easy, CURLOPT_USERAGENT, "rktlet/" PROJECT_VERSION);
+        curl_easy_setopt(q->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(q->easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        /* Basic credentials go to the registry (when it asked) and to its token endpoint, never along
+         * a redirect to another host. */
+        if (pl->basic && (q->for_token || (q->retried_auth && q->www_auth && strncasecmp(q->www_auth, "Basic", 5) == 0))) {
+                curl_easy_setopt(q->easy, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
+                curl_easy_setopt(q->easy, CURLOPT_USERPWD, pl->basic);
+                curl_easy_setopt(q->easy, CURLOPT_UNRESTRICTED_AUTH, 0L);
+        }
+        if (curl_ev_add(pl->p->curl, q->easy, req_finished, q) < 0)
+                q->done(q, -EIO, "cannot start the transfer");
+}
+
+static Req *req_new(Pull *pl, const char *url, const char *accept, size_t max_body, ReqDone done, void *userdata) {
+        Req *q = calloc(1, sizeof *q);
+
+        if (!q)
+                return NULL;
+        q->pull = pl;
+        q->fd = -1;
+        q->url = strdup(url);
+        q->accept = accept;
+        q->max_body = max_body;
+        q->done = done;
+        q->userdata = userdata;
+        if (!q->url) {
+                free(q);
+                return NULL;
+        }
+        return q;
+}
+
+/* --- the pull ------------------------------------------------------------------------------------ */
+
+static void pull_free(Pull *pl) {
+        Puller *p = pl->p;
+
+        for (Pull **pp = &p->pulls; *pp; pp = &(*pp)->next)
+                if (*pp == pl) {
+                        *pp = pl->next;
+                        break;
+                }
+        req_free(pl->req);
+        for (size_t i = 0; i < pl->n_layers; i++) {
+                req_free(pl->layers[i].req);
+                if (pl->layers[i].tmp)
+                        (void) unlink(pl->layers[i].tmp);
+                free(pl->layers[i].tmp);
+                free(pl->layers[i].digest);
+                free(pl->layers[i].media_type);
+        }
+        free(pl->layers);
+        if (pl->child)
+                child_abandon(pl->child);
+        while (pl->waiters) {
+                PullWaiter *w = pl->waiters;
+                pl->waiters = w->next;
+                free(w);
+        }
+        strv_free_(pl->chain_ids);
+        strv_free_(pl->endpoints);
+        yajl_tree_free(pl->manifest);
+        image_ref_done(&pl->ref);
+        free(pl->key);
+        free(pl->name);
+        free(pl->basic);
+        free(pl->bearer);
+        free(pl->refresh_token);
+        free(pl->endpoint_errors);
+        free(pl->manifest_digest);
+        free(pl->config_digest);
+        free(pl->config_text);
+        free(pl->unpack_tmp);
+        free(pl->unpack_final);
+        free(pl);
+}
+
+static void pull_finish(Pull *pl, int error, const char *message, Image *img) {
+        PullWaiter *w = pl->waiters;
+
+        pl->waiters = NULL;
+        /* Out of the table first: a waiter's callback may start the same pull again. */
+        for (Pull **pp = &pl->p->pulls; *pp; pp = &(*pp)->next)
+                if (*pp == pl) {
+                        *pp = pl->next;
+                        break;
+                }
+        pl->next = NULL;
+        if (error < 0)
+                log_warning("pull %s failed: %s", pl->name, message);
+        else
+                log_info("pull %s: done, image %s.", pl->name, img->id);
+        while (w) {
+                PullWaiter *next = w->next;
+                w->done(error, message, img, w->userdata);
+                free(w);
+                w = next;
+        }
+        if (pl->busy > 0)
+                pl->dead = true;
+        else
+                pull_free(pl);
+}
+
+static void pull_fail(Pull *pl, int error, const char *format, ...) {
+        char *m = NULL;
+        va_list ap;
+
+        if (pl->failed)
+                return;
+        pl->failed = true;
+        va_start(ap, format);
+        if (vasprintf(&m, format, ap) < 0)
+                m = NULL;
+        va_end(ap);
+        pull_finish(pl, error, m ?: "pull failed", NULL);
+        free(m);
+}
+
+static char *endpoint_url(Pull *pl, const char *kind, const char *reference) {
+        char *u;
+        if (asprintf(&u, "%s/v2/%s/%s/%s", pl->endpoints[pl->endpoint], pl->ref.repository, kind, reference) < 0)
+                return NULL;
+        return u;
+}
+
+static void unpack_next(Pull *pl);
+
+static void pull_record(Pull *pl) {
+        yajl_val cfg = json_parse(pl->config_text, NULL, 0);
+        const char *user = json_get_str(json_get(cfg, "config"), "User");
+        Image *img = calloc(1, sizeof *img), *stored;
+        char *repo = image_ref_repo(&pl->ref), *d = NULL;
+        int r = -ENOMEM;
+
+        if (!img || !repo)
+                goto fail;
+        img->id = strdup(pl->config_digest);
+        img->user = user && user[0] ? strdup(user) : NULL;
+        img->repo_tags = calloc(2, sizeof(char *));
+        img->repo_digests = calloc(2, sizeof(char *));
+        img->layers = calloc(pl->n_layers + 1, sizeof *img->layers);
+        if (!img->id || !img->repo_tags || !img->repo_digests || !img->layers)
+                goto fail;
+        if (pl->ref.tag)
+                img->repo_tags[0] = image_ref_name(&pl->ref);
+        if (asprintf(&d, "%s@%s", repo, pl->manifest_digest) >= 0)
+                img->repo_digests[0] = d;
+        img->size = pl->config_size;
+        yajl_val diff = json_get(json_get(cfg, "rootfs"), "diff_ids");
+        for (size_t i = 0; i < pl->n_layers; i++) {
+                img->layers[i] = (ImageLayer) {
+                        .digest = strdup(pl->layers[i].digest),
+                        .diff_id = strdup(diff->u.array.values[i]->u.string),
+                        .chain_id = strdup(pl->chain_ids[i]),
+                        .media_type = strdup(pl->layers[i].media_type ?: ""),
+                        .size = pl->layers[i].size,
+                };
+                img->n_layers++;
+                img->size += pl->layers[i].size;
+        }
+        r = image_store_add(pl->p->store, TAKE_PTR(img), &stored);
+        if (r < 0)
+                goto fail;
+        yajl_tree_free(cfg);
+        free(repo);
+        pull_finish(pl, 0, NULL, stored);
+        return;
+fail:
+        image_free(img);
+        yajl_tree_free(cfg);
+        free(repo);
+        pull_fail(pl, r, "cannot save the image record: %s", strerror(-r));
+}
+
+static void unpack_done(Child *child, const ChildResult *res, void *userdata) {
+        Pull *pl = userdata;
+        unsigned long long bytes = 0, inodes = 0;
+        char *usage = NULL, *data = NULL;
+
+        pl->child = NULL;
+        if (res->exit_code != 0) {
+                int n = (int) strcspn(res->err ?: "", "\n");
+                (void) rm_rf(pl->unpack_tmp); /* small or empty: the layer was refused early or is partial */
+                pull_fail(pl, -EPERM, "layer %s: %.*s", pl->layers[pl->unpack_index].digest, n,
+                          res->timed_out ? "timed out" : res->err ?: "unpacking failed");
+                return;
+        }
+        if (sscanf(res->out ?: "", "%llu %llu", &bytes, &inodes) != 2 || rename(pl->unpack_tmp, pl->unpack_final) < 0) {
+                pull_fail(pl, -EIO, "layer %s: cannot finish unpacking: %s", pl->layers[pl->unpack_index].digest,
+                          strerror(errno));
+                return;
+        }
+        if (asprintf(&usage, "%s.json", pl->unpack_final) >= 0 &&
+            asprintf(&data, "{\"bytes\":%llu,\"inodes\":%llu}", bytes, inodes) >= 0)
+                (void) write_file_atomic(usage, data, strlen(data), 0600);
+        free(usage);
+        free(data);
+        pl->unpack_index++;
+        unpack_next(pl);
+}
+
+typedef struct UnpackCtx {
+        UnpackJob job;
+        const char *stale;
+} UnpackCtx;
+
+static int unpack_child(void *userdata) {
+        UnpackCtx *u = userdata;
+        /* A directory left by a crash between unpacking and recording: start over. */
+        (void) rm_rf(u->stale);
+        (void) rm_rf(u->job.dir);
+        return image_unpack_child(&u->job);
+}
+
+static void unpack_next(Pull *pl) {
+        ImageStore *s = pl->p->store;
+        uint32_t rnd = 0;
+        int r;
+
+        while (pl->unpack_index < pl->n_layers && image_store_has_layer(s, pl->chain_ids[pl->unpack_index]))
+                pl->unpack_index++;
+        if (pl->unpack_index >= pl->n_layers) {
+                pull_record(pl);
+                return;
+        }
+        free(pl->unpack_tmp);
+        free(pl->unpack_final);
+        pl->unpack_final = image_store_layer_path(s, pl->chain_ids[pl->unpack_index]);
+        (void) getrandom(&rnd, sizeof rnd, 0);
+        if (!pl->unpack_final || asprintf(&pl->unpack_tmp, "%s.tmp-%08x", pl->unpack_final, rnd) < 0) {
+                pull_fail(pl, -ENOMEM, "out of memory");
+                return;
+        }
+        char *blob = image_store_blob_path(s, pl->layers[pl->unpack_index].digest);
+        UnpackCtx ctx = { .job = { .blob = blob, .dir = pl->unpack_tmp }, .stale = pl->unpack_final };
+        ChildSpec spec = {
+                .setup = unpack_child,
+                .setup_userdata = &ctx,
+                .timeout_usec = 3600ULL * 1000 * 1000,
+                .max_output = 64 * 1024,
+        };
+        r = child_spawn(pl->p->loop, &spec, unpack_done, pl, &pl->child);
+        free(blob);
+        if (r < 0)
+                pull_fail(pl, r, "cannot start unpacking: %s", strerror(-r));
+}
+
+static void layers_all_done(Pull *pl) {
+        yajl_val cfg = json_parse(pl->config_text, NULL, 0);
+        yajl_val diff = json_get(json_get(cfg, "rootfs"), "diff_ids");
+
+        if (!YAJL_IS_ARRAY(diff) || diff->u.array.len != pl->n_layers) {
+                yajl_tree_free(cfg);
+                pull_fail(pl, -EBADMSG, "image config: rootfs.diff_ids does not match the manifest's %zu layers",
+                          pl->n_layers);
+                return;
+        }
+        pl->chain_ids = calloc(pl->n_layers + 1, sizeof(char *));
+        for (size_t i = 0; pl->chain_ids && i < pl->n_layers; i++) {
+                const char *d = YAJL_IS_STRING(diff->u.array.values[i]) ? diff->u.array.values[i]->u.string : NULL;
+                if (!digest_valid(d)) {
+                        yajl_tree_free(cfg);
+                        pull_fail(pl, -EBADMSG, "image config: diff_id %zu is not a sha256 digest", i);
+                        return;
+                }
+                if (i == 0)
+                        pl->chain_ids[0] = strdup(d);
+                else {
+                        char *s = NULL;
+                        if (asprintf(&s, "%s %s", pl->chain_ids[i - 1], d) >= 0)
+                                pl->chain_ids[i] = sha256_hex(s, strlen(s));
+                        free(s);
+                }
+        }
+        yajl_tree_free(cfg);
+        unpack_next(pl);
+}
+
+static void layer_done(Req *q, int error, const char *message) {
+        Pull *pl = q->pull;
+        LayerDl *l = q->userdata;
+        unsigned char md[32];
+        unsigned int n = 0;
+        char got[7 + 65];
+
+        l->req = NULL;
+        if (error < 0) {
+                req_free(q);
+                pull_fail(pl, error, "layer %s: %s", l->digest, message);
+                return;
+        }
+        EVP_DigestFinal_ex(q->sha, md, &n);
+        strcpy(got, "sha256:");
+        for (unsigned i = 0; i < 32; i++)
+                sprintf(got + 7 + 2 * i, "%02x", md[i]);
+        uint64_t received = q->received;
+        req_free(q);
+        if (strcmp(got, l->digest) != 0) {
+                pull_fail(pl, -EBADMSG, "layer %s: digest mismatch: the registry sent %s", l->digest, got);
+                return;
+        }
+        if (l->size > 0 && received != l->size) {
+                pull_fail(pl, -EBADMSG, "layer %s: size mismatch: %llu bytes instead of %llu", l->digest,
+                          (unsigned long long) received, (unsigned long long) l->size);
+                return;
+        }
+        char *final = image_store_blob_path(pl->p->store, l->digest);
+        if (!final || rename(l->tmp, final) < 0) {
+                free(final);
+                pull_fail(pl, -EIO, "layer %s: cannot store it: %s", l->digest, strerror(errno));
+                return;
+        }
+        free(final);
+        free(l->tmp);
+        l->tmp = NULL;
+        l->done = true;
+        if (--pl->layers_left == 0)
+                layers_all_done(pl);
+}
+
+static void download_layers(Pull *pl) {
+        yajl_val layers = json_get(pl->manifest, "layers");
+        ImageStore *s = pl->p->store;
+
+        if (!YAJL_IS_ARRAY(layers) || layers->u.array.len == 0) {
+                pull_fail(pl, -EBADMSG, "manifest %s has no layers", pl->manifest_digest);
+                return;
+        }
+        pl->n_layers = layers->u.array.len;
+        pl->layers = calloc(pl->n_layers, sizeof *pl->layers);
+        if (!pl->layers) {
+                pull_fail(pl, -ENOMEM, "out of memory");
+                return;
+        }
+        for (size_t i = 0; i < pl->n_layers; i++) {
+                yajl_val l = layers->u.array.values[i];
+                long long size = 0;
+                const char *d = json_get_str(l, "digest"), *mt = json_get_str(l, "mediaType");
+                (void) json_get_int(l, "size", &size);
+                if (!digest_valid(d) || size < 0) {
+                        pull_fail(pl, -EBADMSG, "manifest %s: layer %zu has no valid sha256 digest or size",
+                                  pl->manifest_digest, i);
+                        return;
+                }
+                if (mt && strstr(mt, "foreign") == NULL && strstr(mt, "tar") == NULL) {
+                        pull_fail(pl, -EBADMSG, "manifest %s: layer %zu has media type '%s'", pl->manifest_digest, i, mt);
+                        return;
+                }
+                pl->layers[i] = (LayerDl) { .digest = strdup(d), .media_type = mt ? strdup(mt) : NULL, .size = (uint64_t) size };
+        }
+        pl->layers_left = pl->n_layers;
+        pl->busy++;
+        for (size_t i = 0; i < pl->n_layers && !pl->failed; i++) {
+                LayerDl *l = &pl->layers[i];
+                bool dup = false;
+                for (size_t k = 0; k < i; k++)
+                        dup = dup || strcmp(pl->layers[k].digest, l->digest) == 0;
+                if (dup || image_store_has_blob(s, l->digest)) {
+                        l->done = true;
+                        pl->layers_left--;
+                        continue;
+                }
+                uint32_t rnd = 0;
+                (void) getrandom(&rnd, sizeof rnd, 0);
+                char *url = endpoint_url(pl, "blobs", l->digest);
+                Req *q = url ? req_new(pl, url, NULL, 0, layer_done, l) : NULL;
+                free(url);
+                if (!q || asprintf(&l->tmp, "%s/blobs/tmp/%s.%08x", s->dir, l->digest + 7, rnd) < 0) {
+                        req_free(q);
+                        pull_fail(pl, -ENOMEM, "out of memory");
+                        break;
+                }
+                q->fd = open(l->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+                q->sha = EVP_MD_CTX_new();
+                q->expected = l->size;
+                q->last_progress_usec = now_usec();
+                if (q->fd < 0 || !q->sha || EVP_DigestInit_ex(q->sha, EVP_sha256(), NULL) != 1) {
+                        req_free(q);
+                        pull_fail(pl, -EIO, "layer %s: cannot create %s: %s", l->digest, l->tmp, strerror(errno));
+                        break;
+                }
+                l->req = q;
+                req_start(q);
+        }
+        pl->busy--;
+        if (pl->dead) {
+                pull_free(pl);
+                return;
+        }
+        if (!pl->failed && pl->layers_left == 0)
+                layers_all_done(pl);
+}
+
+static void config_done(Req *q, int error, const char *message) {
+        Pull *pl = q->pull;
+        char *got;
+
+        pl->req = NULL;
+        if (error < 0) {
+                req_free(q);
+                pull_fail(pl, error, "image config %s: %s", pl->config_digest, message);
+                return;
+        }
+        got = sha256_hex(buffer_peek(&q->body), buffer_len(&q->body));
+        if (!got || strcmp(got, pl->config_digest) != 0) {
+                pull_fail(pl, -EBADMSG, "image config %s: digest mismatch: the registry sent %s", pl->config_digest,
+                          got ?: "?");
+                free(got);
+                req_free(q);
+                return;
+        }
+        free(got);
+        pl->config_size = buffer_len(&q->body);
+        pl->config_text = strndup((const char *) buffer_peek(&q->body), buffer_len(&q->body));
+        req_free(q);
+        yajl_val cfg = pl->config_text ? json_parse(pl->config_text, NULL, 0) : NULL;
+        if (!cfg) {
+                pull_fail(pl, -EBADMSG, "image config %s is not JSON", pl->config_digest);
+                return;
+        }
+        yajl_tree_free(cfg);
+        char *path = image_store_blob_path(pl->p->store, pl->config_digest);
+        int r = path ? write_file_atomic(path, pl->config_text, pl->config_size, 0600) : -ENOMEM;
+        free(path);
+        if (r < 0) {
+                pull_fail(pl, r, "cannot store the image config: %s", strerror(-r));
+                return;
+        }
+        download_layers(pl);
+}
+
+static void fetch_config(Pull *pl) {
+        yajl_val c = json_get(pl->manifest, "config");
+        const char *d = json_get_str(c, "digest");
+        char *url;
+
+        if (!digest_valid(d)) {
+                pull_fail(pl, -EBADMSG, "manifest %s has no valid config digest", pl->manifest_digest);
+                return;
+        }
+        pl->config_digest = strdup(d);
+        url = endpoint_url(pl, "blobs", d);
+        pl->req = url ? req_new(pl, url, NULL, MAX_CONFIG, config_done, NULL) : NULL;
+        free(url);
+        if (!pl->req || !pl->config_digest) {
+                pull_fail(pl, -ENOMEM, "out of memory");
+                return;
+        }
+        req_start(pl->req);
+}
+
+static void manifest_done(Req *q, int error, const char *message) {
+        Pull *pl = q->pull;
+        char *digest = NULL, *reference = q->userdata;
+        yajl_val v = NULL;
+        const char *mt;
+
+        pl->req = NULL;
+        if (error < 0) {
+                char *errors = NULL;
+                bool last = pl->endpoint + 1 >= strv_len_(pl->endpoints);
+                if (asprintf(&errors, "%s%s%s: %s", pl->endpoint_errors ?: "", pl->endpoint_errors ? "; " : "",
+                             pl->endpoints[pl->endpoint], message) >= 0) {
+                        free(pl->endpoint_errors);
+                        pl->endpoint_errors = errors;
+                }
+                req_free(q);
+                if (!last && !pl->manifest_digest) {
+                        /* A mirror failed: the next one, or the registry itself. */
+                        pl->endpoint++;
+                        pull_manifest(pl, reference);
+                        free(reference);
+                        return;
+                }
+                free(reference);
+                pull_fail(pl, error, "manifest: %s", pl->endpoint_errors ?: message);
+                return;
+        }
+        digest = sha256_hex(buffer_peek(&q->body), buffer_len(&q->body));
+        if (!digest) {
+                req_free(q);
+                free(reference);
+                pull_fail(pl, -ENOMEM, "out of memory");
+                return;
+        }
+        if (digest_valid(reference) && strcmp(reference, digest) != 0) {
+                pull_fail(pl, -EBADMSG, "manifest %s: digest mismatch: the registry sent %s", reference, digest);
+                goto out;
+        }
+        buffer_append(&q->body, "", 1);
+        v = json_parse((const char *) buffer_peek(&q->body), NULL, 0);
+        if (!v) {
+                pull_fail(pl, -EBADMSG, "manifest %s is not JSON", digest);
+                goto out;
+        }
+        mt = json_get_str(v, "mediaType") ?: q->content_type ?: "";
+        if (json_get(v, "manifests") || strcmp(mt, MT_OCI_INDEX) == 0 || strcmp(mt, MT_DOCKER_LIST) == 0) {
+                yajl_val list = json_get(v, "manifests");
+                const char *chosen = NULL;
+                for (size_t i = 0; YAJL_IS_ARRAY(list) && i < list->u.array.len && !chosen; i++) {
+                        yajl_val m = list->u.array.values[i], pf = json_get(m, "platform");
+                        const char *os = json_get_str(pf, "os"), *arch = json_get_str(pf, "architecture");
+                        if (os && arch && strcmp(os, "linux") == 0 && strcmp(arch, host_arch()) == 0 &&
+                            digest_valid(json_get_str(m, "digest")))
+                                chosen = json_get_str(m, "digest");
+                }
+                if (!chosen) {
+                        pull_fail(pl, -ENOENT, "manifest list %s has no image for linux/%s", digest, host_arch());
+                        goto out;
+                }
+                if (pl->manifest_digest) {
+                        pull_fail(pl, -EBADMSG, "manifest list %s points at another list", digest);
+                        goto out;
+                }
+                /* The platform's manifest; repo digests name the list, as docker and containerd do. */
+                pl->manifest_digest = strdup(digest);
+                char *next = strdup(chosen);
+                req_free(q);
+                yajl_tree_free(v);
+                free(digest);
+                free(reference);
+                pull_manifest(pl, next);
+                free(next);
+                return;
+        }
+        if (json_get(v, "fsLayers")) {
+                pull_fail(pl, -EBADMSG, "manifest %s is Docker schema 1, which rktlet does not pull", digest);
+                goto out;
+        }
+        if (!pl->manifest_digest)
+                pl->manifest_digest = strdup(digest);
+        pl->manifest = v;
+        v = NULL;
+        req_free(q);
+        q = NULL;
+        fetch_config(pl);
+out:
+        req_free(q);
+        yajl_tree_free(v);
+        free(digest);
+        free(reference);
+}
+
+static void pull_manifest(Pull *pl, const char *reference) {
+        char *url = endpoint_url(pl, "manifests", reference), *ref = strdup(reference);
+
+        pl->req = url && ref ? req_new(pl, url, MT_OCI_INDEX ", " MT_OCI_MANIFEST ", " MT_DOCKER_LIST ", " MT_DOCKER_MANIFEST,
+                                       MAX_MANIFEST, manifest_done, ref)
+                             : NULL;
+        free(url);
+        if (!pl->req) {
+                free(ref);
+                pull_fail(pl, -ENOMEM, "out of memory");
+                return;
+        }
+        req_start(pl->req);
+}
+
+/* --- entry points -------------------------------------------------------------------------------- */
+
+static char *scheme_for(Puller *p, const char *host) {
+        char *u;
+        return asprintf(&u, "%s://%s", strv_has(p->insecure, host) ? "http" : "https", host) < 0 ? NULL : u;
+}
+
+static char **endpoints_for(Puller *p, const ImageRef *ref) {
+        char **l = calloc(16, sizeof(char *));
+        size_t n = 0, k = strlen(ref->registry);
+
+        if (!l)
+                return NULL;
+        for (char **m = p->mirrors; m && *m && n < 14; m++) {
+                if (strncmp(*m, ref->registry, k) != 0 || (*m)[k] != '=')
+                        continue;
+                char **hosts = split(*m + k + 1, "|");
+                for (char **h = hosts; h && *h && n < 14; h++)
+                        l[n++] = scheme_for(p, *h);
+                strv_free_(hosts);
+        }
+        l[n++] = scheme_for(p, image_ref_host(ref));
+        return l;
+}
+
+int puller_new(struct ev_loop *loop, ImageStore *store, const char *insecure, const char *mirrors, Puller **ret) {
+        Puller *p = calloc(1, sizeof *p);
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        p->loop = loop;
+        p->store = store;
+        p->insecure = split(insecure, ",");
+        p->mirrors = split(mirrors, ",");
+        r = curl_ev_new(loop, &p->curl);
+        if (r < 0 || !p->insecure || !p->mirrors) {
+                puller_free(p);
+                return r < 0 ? r : -ENOMEM;
+        }
+        *ret = p;
+        return 0;
+}
+
+Puller *puller_free(Puller *p) {
+        if (!p)
+                return NULL;
+        while (p->pulls)
+                pull_free(p->pulls);
+        curl_ev_free(p->curl);
+        strv_free_(p->insecure);
+        strv_free_(p->mirrors);
+        free(p);
+        return NULL;
+}
+
+void pull_waiter_cancel(PullWaiter *w) {
+        if (!w)
+                return;
+        for (PullWaiter **pw = &w->pull->waiters; *pw; pw = &(*pw)->next)
+                if (*pw == w) {
+                        *pw = w->next;
+                        break;
+                }
+        free(w);
+}
+
+int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done, void *userdata,
+               PullWaiter **ret, const char **ret_error) {
+        PullWaiter *w = calloc(1, sizeof *w);
+        ImageRef ref;
+        Pull *pl;
+        char *name;
+        int r;
+
+        if (!w)
+                return -ENOMEM;
+        r = image_ref_parse(image, &ref, ret_error);
+        if (r < 0) {
+                free(w);
+                return r;
+        }
+        name = image_ref_name(&ref);
+        if (!name) {
+                free(w);
+                image_ref_done(&ref);
+                return -ENOMEM;
+        }
+        w->done = done;
+        w->userdata = userdata;
+        for (pl = p->pulls; pl; pl = pl->next)
+                if (strcmp(pl->key, name) == 0 && !pl->failed)
+                        break;
+        if (pl) {
+                /* The same image is on its way already: wait for that pull. */
+                free(name);
+                image_ref_done(&ref);
+                w->pull = pl;
+                w->next = pl->waiters;
+                pl->waiters = w;
+                *ret = w;
+                return 0;
+        }
+        pl = calloc(1, sizeof *pl);
+        if (!pl) {
+                free(w);
+                free(name);
+                image_ref_done(&ref);
+                return -ENOMEM;
+        }
+        pl->p = p;
+        pl->ref = ref;
+        pl->key = name;
+        pl->name = strdup(name);
+        pl->endpoints = endpoints_for(p, &ref);
+        if (auth) {
+                if (auth->registry_token && auth->registry_token[0])
+                        pl->bearer = strdup(auth->registry_token);
+                if (auth->username && auth->username[0]) {
+                        if (asprintf(&pl->basic, "%s:%s", auth->username, auth->password ?: "") < 0)
+                                pl->basic = NULL;
+                } else if (auth->auth && auth->auth[0]) {
+                        unsigned char out[4096];
+                        size_t n = strlen(auth->auth);
+                        int k = n < sizeof out * 3 / 4 ? EVP_DecodeBlock(out, (const unsigned char *) auth->auth, (int) n) : -1;
+                        if (k > 0) {
+                                while (k > 0 && out[k - 1] == '\0')
+                                        k--; /* padding */
+                                pl->basic = strndup((const char *) out, (size_t) k);
+                        }
+                        OPENSSL_cleanse(out, sizeof out);
+                } else if (auth->identity_token && auth->identity_token[0])
+                        /* Registries that hand out identity tokens accept them as the password of
+                         * a "<token>" user at their token endpoint, as docker does for basic flows. */
+                        if (asprintf(&pl->basic, "<token>:%s", auth->identity_token) < 0)
+                                pl->basic = NULL;
+        }
+        if (!pl->name || !pl->endpoints) {
+                free(w);
+                pull_free(pl);
+                return -ENOMEM;
+        }
+        pl->next = p->pulls;
+        p->pulls = pl;
+        w->pull = pl;
+        pl->waiters = w;
+        log_info("pull %s: starting (from %s%s).", pl->name, pl->endpoints[0], pl->endpoints[1] ? " and others" : "");
+        *ret = w;
+        pl->busy++;
+        pull_manifest(pl, ref.digest ?: ref.tag);
+        pl->busy--;
+        if (pl->dead)
+                pull_free(pl); /* failed at once; done() already ran */
+        return 0;
+}

@@ -1,0 +1,32 @@
+/* Pulling images from OCI distribution (Docker registry v2) endpoints with libcurl's multi
+ * interface on the daemon's loop: manifests and indexes, bearer and basic auth, mirrors,
+ * digest-verified blobs, layers unpacked in children. Identical pulls in flight share one. */
+#pragma once
+
+#include <ev.h>
+
+#include "image-store.h"
+
+typedef struct Puller Puller;
+typedef struct PullWaiter PullWaiter;
+
+typedef struct PullAuth {
+        const char *username, *password;
+        const char *auth;           /* base64 of "username:password" */
+        const char *registry_token; /* a bearer token to use as is */
+        const char *identity_token; /* an OAuth2 refresh token */
+} PullAuth;
+
+/* error < 0 with a message that says why (never with credentials); img on success. */
+typedef void (*PullDone)(int error, const char *message, Image *img, void *userdata);
+
+/* insecure: comma-separated hosts spoken to over plain HTTP; mirrors: comma-separated
+ * "registry=mirror|mirror" entries, tried in order before the registry itself. */
+int puller_new(struct ev_loop *loop, ImageStore *store, const char *insecure, const char *mirrors, Puller **ret);
+Puller *puller_free(Puller *p);
+
+/* done() is never called from inside image_pull(). -EINVAL with ret_error for a bad reference. */
+int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done, void *userdata,
+               PullWaiter **ret, const char **ret_error);
+/* The caller lost interest; the pull goes on for the others (and for the store). */
+void pull_waiter_cancel(PullWaiter *w);

@@ -1,0 +1,58 @@
+/* The image store under <root>/images: blobs by digest, layers unpacked once per chain ID, and
+ * image records (JSON, written atomically). */
+#pragma once
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ImageLayer {
+        char *digest;  /* of the blob as stored in the registry */
+        char *diff_id; /* of the uncompressed tar */
+        char *chain_id;
+        char *media_type;
+        uint64_t size;
+} ImageLayer;
+
+typedef struct Image {
+        struct Image *prev, *next;
+        char *id; /* "sha256:<config digest>" */
+        char **repo_tags, **repo_digests; /* NULL-terminated */
+        char *user;                       /* the config's User */
+        uint64_t size;                    /* config and layer blobs */
+        ImageLayer *layers;
+        size_t n_layers;
+        unsigned users; /* containers holding it (later) */
+} Image;
+
+typedef struct ImageStore {
+        struct ev_loop *loop;
+        char *dir; /* <root>/images */
+        Image *images;
+        unsigned n_images;
+} ImageStore;
+
+int image_store_new(struct ev_loop *loop, const char *root, ImageStore **ret);
+ImageStore *image_store_free(ImageStore *s);
+
+char *image_store_blob_path(ImageStore *s, const char *digest);
+char *image_store_layer_path(ImageStore *s, const char *chain_id);
+bool image_store_has_blob(ImageStore *s, const char *digest);
+bool image_store_has_layer(ImageStore *s, const char *chain_id);
+
+/* By id (or a unique id prefix, with or without "sha256:"), repo tag, repo digest or a reference
+ * that normalizes to one of them. */
+Image *image_store_find(ImageStore *s, const char *ref);
+
+/* Adds the image or merges tags and digests into the one with the same id; a tag moves away from
+ * any other image. Persists. Takes over img. */
+int image_store_add(ImageStore *s, Image *img, Image **ret);
+/* Removes the record; blobs and layers no other image uses are deleted in a child. */
+int image_store_remove(ImageStore *s, Image *img);
+/* Bytes and inodes the store uses (walks it: small stores; a child would do large ones). */
+int image_store_usage(ImageStore *s, uint64_t *ret_bytes, uint64_t *ret_inodes);
+
+void image_free(Image *img);
+void image_layers_free(ImageLayer *l, size_t n);
+char *image_config_path(ImageStore *s, const Image *img);
