@@ -64,8 +64,8 @@ def test_runtime_config_uses_systemd_cgroup_driver(daemon, pb):
 @pytest.mark.parametrize("service,method,request_type", [
     ("runtime", "CreateContainer", "CreateContainerRequest"),
     ("runtime", "ListContainers", "ListContainersRequest"),
-    ("images", "ListImages", "ListImagesRequest"),
-    ("images", "PullImage", "PullImageRequest"),
+    ("runtime", "StartContainer", "StartContainerRequest"),
+    ("runtime", "ContainerStatus", "ContainerStatusRequest"),
 ])
 def test_methods_not_there_yet_are_unimplemented_and_named(daemon, pb, service, method, request_type):
     stub = getattr(daemon, service)()
