@@ -113,6 +113,7 @@ struct Pull {
         UnpackJob job;
         char *unpack_tmp, *unpack_final;
         bool failed;
+        bool chains_held;
         unsigned busy; /* inside a function that goes on using pl after a callback may finish it */
         bool dead;
 };
@@ -521,6 +522,12 @@ static Req *req_new(Pull *pl, const char *url, const char *accept, size_t max_bo
 static void pull_free(Pull *pl) {
         Puller *p = pl->p;
 
+        image_store_release(p->store, pl->config_digest);
+        for (size_t i = 0; i < pl->n_layers; i++)
+                image_store_release(p->store, pl->layers[i].digest);
+        for (size_t i = 0; pl->chains_held && i < pl->n_layers; i++)
+                image_store_release(p->store, pl->chain_ids[i]);
+
         for (Pull **pp = &p->pulls; *pp; pp = &(*pp)->next)
                 if (*pp == pl) {
                         *pp = pl->next;
@@ -760,6 +767,9 @@ static void layers_all_done(Pull *pl) {
                 }
         }
         yajl_tree_free(cfg);
+        for (size_t i = 0; pl->chain_ids && i < pl->n_layers; i++)
+                image_store_hold(pl->p->store, pl->chain_ids[i]);
+        pl->chains_held = pl->chain_ids != NULL;
         unpack_next(pl);
 }
 
@@ -834,6 +844,7 @@ static void download_layers(Pull *pl) {
                         return;
                 }
                 pl->layers[i] = (LayerDl) { .digest = strdup(d), .media_type = mt ? strdup(mt) : NULL, .size = (uint64_t) size };
+                image_store_hold(s, pl->layers[i].digest);
         }
         pl->layers_left = pl->n_layers;
         pl->busy++;
@@ -926,6 +937,7 @@ static void fetch_config(Pull *pl) {
                 return;
         }
         pl->config_digest = strdup(d);
+        image_store_hold(pl->p->store, pl->config_digest);
         url = endpoint_url(pl, "blobs", d);
         pl->req = url ? req_new(pl, url, NULL, MAX_CONFIG, config_done, NULL) : NULL;
         free(url);

@@ -309,6 +309,7 @@ int image_store_new(struct ev_loop *loop, const char *root, ImageStore **ret) {
                 free(entries[i]);
         }
         free(entries);
+        image_store_collect(s);
         *ret = s;
         return 0;
 }
@@ -321,6 +322,7 @@ ImageStore *image_store_free(ImageStore *s) {
                 unlink_image(s, img);
                 image_free(img);
         }
+        strv_free_(s->busy);
         free(s->dir);
         free(s);
         return NULL;
@@ -415,7 +417,24 @@ fail:
         return r;
 }
 
+void image_store_hold(ImageStore *s, const char *id) {
+        if (id)
+                (void) strv_push(&s->busy, id);
+}
+
+void image_store_release(ImageStore *s, const char *id) {
+        /* One hold at a time: several pulls may hold the same id. */
+        for (size_t i = 0; id && s->busy && s->busy[i]; i++)
+                if (strcmp(s->busy[i], id) == 0) {
+                        free(s->busy[i]);
+                        memmove(s->busy + i, s->busy + i + 1, (strv_len(s->busy + i + 1) + 1) * sizeof(char *));
+                        return;
+                }
+}
+
 static bool blob_used(ImageStore *s, const char *digest) {
+        if (strv_contains(s->busy, digest))
+                return true;
         for (Image *i = s->images; i; i = i->next) {
                 if (strcmp(i->id, digest) == 0)
                         return true;
@@ -427,6 +446,8 @@ static bool blob_used(ImageStore *s, const char *digest) {
 }
 
 static bool layer_used(ImageStore *s, const char *chain_id) {
+        if (strv_contains(s->busy, chain_id))
+                return true;
         for (Image *i = s->images; i; i = i->next)
                 for (size_t k = 0; k < i->n_layers; k++)
                         if (strcmp(i->layers[k].chain_id, chain_id) == 0)
@@ -454,6 +475,70 @@ static int gc_child(void *userdata) {
 static void gc_done(Child *child, const ChildResult *res, void *userdata) {
         if (res->exit_code != 0)
                 log_warning("Image store clean-up failed: %.*s", (int) res->err_len, res->err ?: "");
+}
+
+static void gc_spawn(ImageStore *s, GcPaths *g) {
+        ChildSpec spec = { .setup = gc_child, .setup_userdata = g, .timeout_usec = 600ULL * 1000 * 1000 };
+        int r;
+
+        if (!g->paths)
+                return;
+        r = child_spawn(s->loop, &spec, gc_done, NULL, NULL);
+        if (r < 0)
+                log_warning_errno(r, "Failed to start the image store clean-up: %m");
+}
+
+void image_store_collect(ImageStore *s) {
+        GcPaths g = {};
+        struct dirent *de;
+        char *dir = NULL;
+        DIR *d;
+
+        /* Blobs no record names (a pull killed before it recorded its image) and half-unpacked
+         * or unused layers: a crash leaves such things; nothing trusts them, they only take room. */
+        if (asprintf(&dir, "%s/blobs/sha256", s->dir) >= 0 && (d = opendir(dir))) {
+                while ((de = readdir(d))) {
+                        char *digest = NULL, *p = NULL;
+                        if (de->d_name[0] == '.' || asprintf(&digest, "sha256:%s", de->d_name) < 0)
+                                continue;
+                        if (!blob_used(s, digest) && asprintf(&p, "%s/%s", dir, de->d_name) >= 0)
+                                (void) strv_push(&g.paths, p);
+                        free(p);
+                        free(digest);
+                }
+                closedir(d);
+        }
+        free(dir);
+        if (asprintf(&dir, "%s/layers", s->dir) >= 0 && (d = opendir(dir))) {
+                while ((de = readdir(d))) {
+                        char *chain = NULL, *p = NULL;
+                        size_t n = strlen(de->d_name);
+                        if (de->d_name[0] == '.')
+                                continue;
+                        if (n == 64 + 5 && strcmp(de->d_name + 64, ".json") == 0)
+                                continue; /* goes with its directory */
+                        if (n == 64 && asprintf(&chain, "sha256:%s", de->d_name) >= 0 && layer_used(s, chain)) {
+                                free(chain);
+                                continue;
+                        }
+                        if (asprintf(&p, "%s/%s", dir, de->d_name) >= 0) {
+                                char *u = NULL;
+                                if (n == 64 && asprintf(&u, "%s.json", p) >= 0)
+                                        (void) unlink(u);
+                                free(u);
+                                (void) strv_push(&g.paths, p);
+                        }
+                        free(p);
+                        free(chain);
+                }
+                closedir(d);
+        }
+        free(dir);
+        if (g.paths)
+                log_info("Image store: removing %zu unused or partial blob(s) and layer(s).", strv_len(g.paths));
+        /* Before the daemon serves: no pull can race with it. */
+        (void) gc_child(&g);
+        strv_free_(g.paths);
 }
 
 int image_store_remove(ImageStore *s, Image *img) {
@@ -497,12 +582,7 @@ int image_store_remove(ImageStore *s, Image *img) {
                 }
         }
         image_free(img);
-        if (g.paths) {
-                ChildSpec spec = { .setup = gc_child, .setup_userdata = &g, .timeout_usec = 600ULL * 1000 * 1000 };
-                r = child_spawn(s->loop, &spec, gc_done, NULL, NULL);
-                if (r < 0)
-                        log_warning_errno(r, "Failed to start the image store clean-up: %m");
-        }
+        gc_spawn(s, &g);
         strv_free_(g.paths);
         return 0;
 }

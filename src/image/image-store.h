@@ -31,6 +31,7 @@ typedef struct ImageStore {
         char *dir; /* <root>/images */
         Image *images;
         unsigned n_images;
+        char **busy; /* digests and chain IDs pulls in flight rely on: never collected */
 } ImageStore;
 
 int image_store_new(struct ev_loop *loop, const char *root, ImageStore **ret);
@@ -50,6 +51,11 @@ Image *image_store_find(ImageStore *s, const char *ref);
 int image_store_add(ImageStore *s, Image *img, Image **ret);
 /* Removes the record; blobs and layers no other image uses are deleted in a child. */
 int image_store_remove(ImageStore *s, Image *img);
+/* Deletes blobs and layers no record uses (what a crash left); at start, before serving. */
+void image_store_collect(ImageStore *s);
+/* A pull relies on a blob or layer (by digest or chain ID): removals leave it alone until released. */
+void image_store_hold(ImageStore *s, const char *id);
+void image_store_release(ImageStore *s, const char *id);
 /* Bytes and inodes the store uses (walks it: small stores; a child would do large ones). */
 int image_store_usage(ImageStore *s, uint64_t *ret_bytes, uint64_t *ret_inodes);
 
