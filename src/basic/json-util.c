@@ -35,6 +35,14 @@ void json_gen_key_bool(yajl_gen g, const char *key, bool value) {
         yajl_gen_bool(g, value);
 }
 
+void json_gen_key_strv(yajl_gen g, const char *key, char **l) {
+        json_gen_str(g, key);
+        yajl_gen_array_open(g);
+        for (char **p = l; p && *p; p++)
+                json_gen_str(g, *p);
+        yajl_gen_array_close(g);
+}
+
 void json_gen_value(yajl_gen g, yajl_val v) {
         if (!v) {
                 yajl_gen_null(g);
@@ -114,6 +122,21 @@ bool json_get_int(yajl_val obj, const char *key, long long *ret) {
                 return false;
         *ret = YAJL_GET_INTEGER(v);
         return true;
+}
+
+char **json_get_strv(yajl_val obj, const char *key) {
+        yajl_val a = json_get(obj, key);
+        size_t n = YAJL_IS_ARRAY(a) ? a->u.array.len : 0, k = 0;
+        char **l = calloc(n + 1, sizeof(char *));
+
+        for (size_t i = 0; l && i < n; i++)
+                if (YAJL_IS_STRING(a->u.array.values[i]) && !(l[k++] = strdup(a->u.array.values[i]->u.string))) {
+                        for (size_t j = 0; j + 1 < k; j++)
+                                free(l[j]);
+                        free(l);
+                        return NULL;
+                }
+        return l;
 }
 
 int write_file_atomic(const char *path, const char *data, size_t len, unsigned mode) {

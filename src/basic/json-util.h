@@ -11,6 +11,7 @@ void json_gen_str(yajl_gen g, const char *s);
 void json_gen_key_str(yajl_gen g, const char *key, const char *value); /* value NULL: null */
 void json_gen_key_int(yajl_gen g, const char *key, long long value);
 void json_gen_key_bool(yajl_gen g, const char *key, bool value);
+void json_gen_key_strv(yajl_gen g, const char *key, char **l); /* an array of strings */
 /* Regenerates a parsed value (numbers keep their text). */
 void json_gen_value(yajl_gen g, yajl_val v);
 /* The generator's output as a new string. */
@@ -22,6 +23,8 @@ yajl_val json_parse(const char *s, char *err, size_t err_size);
 yajl_val json_get(yajl_val obj, const char *key);
 const char *json_get_str(yajl_val obj, const char *key); /* NULL unless a string */
 bool json_get_int(yajl_val obj, const char *key, long long *ret);
+/* obj[key]'s strings as a new NULL-terminated array (empty when absent); NULL on OOM. */
+char **json_get_strv(yajl_val obj, const char *key);
 
 /* Writes data to path atomically: a temp file in the same directory, fsync, rename, fsync of the
  * directory. */

@@ -10,13 +10,7 @@
 #include "json-util.h"
 #include "log.h"
 #include "manager.h"
-
-static size_t strv_len(char **l) {
-        size_t n = 0;
-        while (l && l[n])
-                n++;
-        return n;
-}
+#include "strv.h"
 
 /* Fills out (whose uid the caller provides) from img; strings point into img. */
 static void image_to_cri(Image *img, Runtime__V1__Image *out, Runtime__V1__Int64Value *uid, Runtime__V1__ImageSpec *spec) {
@@ -27,9 +21,9 @@ static void image_to_cri(Image *img, Runtime__V1__Image *out, Runtime__V1__Int64
         *uid = (Runtime__V1__Int64Value) RUNTIME__V1__INT64_VALUE__INIT;
         out->id = img->id;
         out->repo_tags = img->repo_tags;
-        out->n_repo_tags = strv_len(img->repo_tags);
+        out->n_repo_tags = strv_length(img->repo_tags);
         out->repo_digests = img->repo_digests;
-        out->n_repo_digests = strv_len(img->repo_digests);
+        out->n_repo_digests = strv_length(img->repo_digests);
         out->size = img->size;
         spec->image = img->id;
         out->spec = spec;

@@ -24,6 +24,7 @@
 #include "json-util.h"
 #include "log.h"
 #include "macro.h"
+#include "strv.h"
 
 #define MAX_MANIFEST (4 * 1024 * 1024)
 #define MAX_CONFIG (8 * 1024 * 1024)
@@ -141,26 +142,6 @@ static char **split(const char *s, const char *sep) {
         }
         free(copy);
         return l;
-}
-
-static void strv_free_(char **l) {
-        for (char **p = l; p && *p; p++)
-                free(*p);
-        free(l);
-}
-
-static size_t strv_len_(char **l) {
-        size_t n = 0;
-        while (l && l[n])
-                n++;
-        return n;
-}
-
-static bool strv_has(char **l, const char *s) {
-        for (char **p = l; p && *p; p++)
-                if (strcmp(*p, s) == 0)
-                        return true;
-        return false;
 }
 
 static char *sha256_hex(const void *data, size_t len) {
@@ -550,8 +531,8 @@ static void pull_free(Pull *pl) {
                 pl->waiters = w->next;
                 free(w);
         }
-        strv_free_(pl->chain_ids);
-        strv_free_(pl->endpoints);
+        strv_free(pl->chain_ids);
+        strv_free(pl->endpoints);
         yajl_tree_free(pl->manifest);
         image_ref_done(&pl->ref);
         free(pl->key);
@@ -957,7 +938,7 @@ static void manifest_done(Req *q, int error, const char *message) {
         pl->req = NULL;
         if (error < 0) {
                 char *errors = NULL;
-                bool last = pl->endpoint + 1 >= strv_len_(pl->endpoints);
+                bool last = pl->endpoint + 1 >= strv_length(pl->endpoints);
                 if (asprintf(&errors, "%s%s%s: %s", pl->endpoint_errors ?: "", pl->endpoint_errors ? "; " : "",
                              pl->endpoints[pl->endpoint], message) >= 0) {
                         free(pl->endpoint_errors);
@@ -1059,7 +1040,7 @@ static void pull_manifest(Pull *pl, const char *reference) {
 
 static char *scheme_for(Puller *p, const char *host) {
         char *u;
-        return asprintf(&u, "%s://%s", strv_has(p->insecure, host) ? "http" : "https", host) < 0 ? NULL : u;
+        return asprintf(&u, "%s://%s", strv_contains(p->insecure, host) ? "http" : "https", host) < 0 ? NULL : u;
 }
 
 static char **endpoints_for(Puller *p, const ImageRef *ref) {
@@ -1074,7 +1055,7 @@ static char **endpoints_for(Puller *p, const ImageRef *ref) {
                 char **hosts = split(*m + k + 1, "|");
                 for (char **h = hosts; h && *h && n < 14; h++)
                         l[n++] = scheme_for(p, *h);
-                strv_free_(hosts);
+                strv_free(hosts);
         }
         l[n++] = scheme_for(p, image_ref_host(ref));
         return l;
@@ -1105,8 +1086,8 @@ Puller *puller_free(Puller *p) {
         while (p->pulls)
                 pull_free(p->pulls);
         curl_ev_free(p->curl);
-        strv_free_(p->insecure);
-        strv_free_(p->mirrors);
+        strv_free(p->insecure);
+        strv_free(p->mirrors);
         free(p);
         return NULL;
 }

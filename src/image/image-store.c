@@ -17,51 +17,7 @@
 #include "json-util.h"
 #include "log.h"
 #include "macro.h"
-
-static void strv_free_(char **l) {
-        for (char **p = l; p && *p; p++)
-                free(*p);
-        free(l);
-}
-
-static size_t strv_len(char **l) {
-        size_t n = 0;
-        while (l && l[n])
-                n++;
-        return n;
-}
-
-static bool strv_contains(char **l, const char *s) {
-        for (char **p = l; p && *p; p++)
-                if (strcmp(*p, s) == 0)
-                        return true;
-        return false;
-}
-
-static int strv_push(char ***l, const char *s) {
-        size_t n = strv_len(*l);
-        char **m = realloc(*l, (n + 2) * sizeof(char *));
-
-        if (!m)
-                return -ENOMEM;
-        *l = m;
-        if (!(m[n] = strdup(s)))
-                return -ENOMEM;
-        m[n + 1] = NULL;
-        return 0;
-}
-
-static void strv_remove(char **l, const char *s) {
-        size_t k = 0;
-        for (size_t i = 0; l && l[i]; i++) {
-                if (strcmp(l[i], s) == 0)
-                        free(l[i]);
-                else
-                        l[k++] = l[i];
-        }
-        if (l)
-                l[k] = NULL;
-}
+#include "strv.h"
 
 void image_layers_free(ImageLayer *l, size_t n) {
         for (size_t i = 0; i < n; i++) {
@@ -77,8 +33,8 @@ void image_free(Image *img) {
         if (!img)
                 return;
         free(img->id);
-        strv_free_(img->repo_tags);
-        strv_free_(img->repo_digests);
+        strv_free(img->repo_tags);
+        strv_free(img->repo_digests);
         free(img->user);
         image_layers_free(img->layers, img->n_layers);
         free(img);
@@ -125,14 +81,6 @@ static char *record_path(ImageStore *s, const char *id) {
         return asprintf(&p, "%s/records/%s.json", s->dir, hex(id)) < 0 ? NULL : p;
 }
 
-static void gen_strv(yajl_gen g, const char *key, char **l) {
-        json_gen_str(g, key);
-        yajl_gen_array_open(g);
-        for (char **p = l; p && *p; p++)
-                json_gen_str(g, *p);
-        yajl_gen_array_close(g);
-}
-
 static int record_save(ImageStore *s, const Image *img) {
         char *path = record_path(s, img->id), *data = NULL;
         yajl_gen g = yajl_gen_alloc(NULL);
@@ -143,8 +91,8 @@ static int record_save(ImageStore *s, const Image *img) {
         yajl_gen_config(g, yajl_gen_beautify, 1);
         yajl_gen_map_open(g);
         json_gen_key_str(g, "id", img->id);
-        gen_strv(g, "repoTags", img->repo_tags);
-        gen_strv(g, "repoDigests", img->repo_digests);
+        json_gen_key_strv(g, "repoTags", img->repo_tags);
+        json_gen_key_strv(g, "repoDigests", img->repo_digests);
         json_gen_key_str(g, "user", img->user);
         json_gen_key_int(g, "size", (long long) img->size);
         json_gen_str(g, "layers");
@@ -169,15 +117,6 @@ out:
         free(data);
         free(path);
         return r;
-}
-
-static char **dup_strv(yajl_val a) {
-        size_t n = YAJL_IS_ARRAY(a) ? a->u.array.len : 0, k = 0;
-        char **l = calloc(n + 1, sizeof(char *));
-        for (size_t i = 0; l && i < n; i++)
-                if (YAJL_IS_STRING(a->u.array.values[i]))
-                        l[k++] = strdup(a->u.array.values[i]->u.string);
-        return l;
 }
 
 static char *dup_str(yajl_val v, const char *key) {
@@ -207,8 +146,8 @@ static int record_load(ImageStore *s, const char *file, Image **ret) {
                 goto out;
         }
         img->id = dup_str(v, "id");
-        img->repo_tags = dup_strv(json_get(v, "repoTags"));
-        img->repo_digests = dup_strv(json_get(v, "repoDigests"));
+        img->repo_tags = json_get_strv(v, "repoTags");
+        img->repo_digests = json_get_strv(v, "repoDigests");
         img->user = dup_str(v, "user");
         (void) json_get_int(v, "size", &size);
         img->size = (uint64_t) size;
@@ -322,7 +261,7 @@ ImageStore *image_store_free(ImageStore *s) {
                 unlink_image(s, img);
                 image_free(img);
         }
-        strv_free_(s->busy);
+        strv_free(s->busy);
         free(s->dir);
         free(s);
         return NULL;
@@ -427,7 +366,7 @@ void image_store_release(ImageStore *s, const char *id) {
         for (size_t i = 0; id && s->busy && s->busy[i]; i++)
                 if (strcmp(s->busy[i], id) == 0) {
                         free(s->busy[i]);
-                        memmove(s->busy + i, s->busy + i + 1, (strv_len(s->busy + i + 1) + 1) * sizeof(char *));
+                        memmove(s->busy + i, s->busy + i + 1, (strv_length(s->busy + i + 1) + 1) * sizeof(char *));
                         return;
                 }
 }
@@ -535,10 +474,10 @@ void image_store_collect(ImageStore *s) {
         }
         free(dir);
         if (g.paths)
-                log_info("Image store: removing %zu unused or partial blob(s) and layer(s).", strv_len(g.paths));
+                log_info("Image store: removing %zu unused or partial blob(s) and layer(s).", strv_length(g.paths));
         /* Before the daemon serves: no pull can race with it. */
         (void) gc_child(&g);
-        strv_free_(g.paths);
+        strv_free(g.paths);
 }
 
 int image_store_remove(ImageStore *s, Image *img) {
@@ -583,7 +522,7 @@ int image_store_remove(ImageStore *s, Image *img) {
         }
         image_free(img);
         gc_spawn(s, &g);
-        strv_free_(g.paths);
+        strv_free(g.paths);
         return 0;
 }
 

@@ -2,8 +2,8 @@
 #pragma once
 
 #include "pod.h"
+#include "strv.h"
 
-void strv_free(char **l);
 void pairs_free(StrPair *p, size_t n);
 PodState pod_state_from_string(const char *s);
 void pod_link(PodTable *t, Pod *pod);

@@ -20,14 +20,6 @@ char *pod_run_dir(const Pod *pod) {
         return asprintf(&p, "%s/pods/%s", pod->table->env.state_dir, pod->id) < 0 ? NULL : p;
 }
 
-static void gen_strv(yajl_gen g, const char *key, char **l) {
-        json_gen_str(g, key);
-        yajl_gen_array_open(g);
-        for (char **p = l; p && *p; p++)
-                json_gen_str(g, *p);
-        yajl_gen_array_close(g);
-}
-
 static void gen_pairs(yajl_gen g, const char *key, const StrPair *p, size_t n) {
         json_gen_str(g, key);
         yajl_gen_map_open(g);
@@ -64,7 +56,7 @@ int pod_save(const Pod *pod) {
         json_gen_key_bool(g, "initStarted", pod->init_started);
         gen_raw(g, "cniNetwork", pod->cni_network);
         gen_raw(g, "cniResult", pod->cni_result);
-        gen_strv(g, "ips", pod->ips);
+        json_gen_key_strv(g, "ips", pod->ips);
 
         json_gen_str(g, "spec");
         yajl_gen_map_open(g);
@@ -76,9 +68,9 @@ int pod_save(const Pod *pod) {
         json_gen_key_str(g, "logDirectory", s->log_directory);
         json_gen_key_str(g, "runtimeHandler", s->runtime_handler);
         json_gen_key_str(g, "cgroupParent", s->cgroup_parent);
-        gen_strv(g, "dnsServers", s->dns_servers);
-        gen_strv(g, "dnsSearches", s->dns_searches);
-        gen_strv(g, "dnsOptions", s->dns_options);
+        json_gen_key_strv(g, "dnsServers", s->dns_servers);
+        json_gen_key_strv(g, "dnsSearches", s->dns_searches);
+        json_gen_key_strv(g, "dnsOptions", s->dns_options);
         json_gen_str(g, "ports");
         yajl_gen_array_open(g);
         for (size_t i = 0; i < s->n_ports; i++) {

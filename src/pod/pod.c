@@ -11,6 +11,7 @@
 #include "json-util.h"
 #include "macro.h"
 #include "pod-internal.h"
+#include "strv.h"
 
 #ifndef NSFS_MAGIC
 #define NSFS_MAGIC 0x6e736673
@@ -31,12 +32,6 @@ PodState pod_state_from_string(const char *s) {
                 if (strcmp(state_names[i], s) == 0)
                         return (PodState) i;
         return _POD_STATE_INVALID;
-}
-
-void strv_free(char **l) {
-        for (char **p = l; p && *p; p++)
-                free(*p);
-        free(l);
 }
 
 void pod_spec_done(PodSpec *s) {

@@ -1,0 +1,52 @@
+/* NULL-terminated string arrays. */
+#include "strv.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+void strv_free(char **l) {
+        for (char **p = l; p && *p; p++)
+                free(*p);
+        free(l);
+}
+
+size_t strv_length(char **l) {
+        size_t n = 0;
+        while (l && l[n])
+                n++;
+        return n;
+}
+
+bool strv_contains(char **l, const char *s) {
+        for (char **p = l; p && *p; p++)
+                if (strcmp(*p, s) == 0)
+                        return true;
+        return false;
+}
+
+int strv_push(char ***l, const char *s) {
+        size_t n = strv_length(*l);
+        char **m = realloc(*l, (n + 2) * sizeof(char *));
+
+        if (!m)
+                return -ENOMEM;
+        *l = m;
+        m[n + 1] = NULL;
+        if (!(m[n] = strdup(s)))
+                return -ENOMEM;
+        return 0;
+}
+
+void strv_remove(char **l, const char *s) {
+        size_t k = 0;
+
+        for (size_t i = 0; l && l[i]; i++) {
+                if (strcmp(l[i], s) == 0)
+                        free(l[i]);
+                else
+                        l[k++] = l[i];
+        }
+        if (l)
+                l[k] = NULL;
+}

@@ -1,0 +1,13 @@
+/* NULL-terminated string arrays. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+void strv_free(char **l);
+size_t strv_length(char **l);
+bool strv_contains(char **l, const char *s);
+/* Appends a copy of s. */
+int strv_push(char ***l, const char *s);
+/* Removes every entry equal to s. */
+void strv_remove(char **l, const char *s);
