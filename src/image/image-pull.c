@@ -882,10 +882,10 @@ static void config_done(Req *q, int error, const char *message) {
         }
         got = sha256_hex(buffer_peek(&q->body), buffer_len(&q->body));
         if (!got || strcmp(got, pl->config_digest) != 0) {
+                req_free(q);
                 pull_fail(pl, -EBADMSG, "image config %s: digest mismatch: the registry sent %s", pl->config_digest,
                           got ?: "?");
                 free(got);
-                req_free(q);
                 return;
         }
         free(got);
@@ -964,12 +964,16 @@ static void manifest_done(Req *q, int error, const char *message) {
                 return;
         }
         if (digest_valid(reference) && strcmp(reference, digest) != 0) {
+                req_free(q);
+                q = NULL;
                 pull_fail(pl, -EBADMSG, "manifest %s: digest mismatch: the registry sent %s", reference, digest);
                 goto out;
         }
         buffer_append(&q->body, "", 1);
         v = json_parse((const char *) buffer_peek(&q->body), NULL, 0);
         if (!v) {
+                req_free(q);
+                q = NULL;
                 pull_fail(pl, -EBADMSG, "manifest %s is not JSON", digest);
                 goto out;
         }
@@ -985,10 +989,14 @@ static void manifest_done(Req *q, int error, const char *message) {
                                 chosen = json_get_str(m, "digest");
                 }
                 if (!chosen) {
+                        req_free(q);
+                        q = NULL;
                         pull_fail(pl, -ENOENT, "manifest list %s has no image for linux/%s", digest, host_arch());
                         goto out;
                 }
                 if (pl->manifest_digest) {
+                        req_free(q);
+                        q = NULL;
                         pull_fail(pl, -EBADMSG, "manifest list %s points at another list", digest);
                         goto out;
                 }
@@ -1004,6 +1012,8 @@ static void manifest_done(Req *q, int error, const char *message) {
                 return;
         }
         if (json_get(v, "fsLayers")) {
+                req_free(q);
+                q = NULL;
                 pull_fail(pl, -EBADMSG, "manifest %s is Docker schema 1, which rktlet does not pull", digest);
                 goto out;
         }

@@ -109,7 +109,7 @@ int image_unpack_child(void *userdata) {
         archive_read_support_format_gnutar(in);
         flags = ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_XATTR |
                 ARCHIVE_EXTRACT_ACL | ARCHIVE_EXTRACT_FFLAGS | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-                ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS | ARCHIVE_EXTRACT_UNLINK;
+                ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS;
         archive_write_disk_set_options(out, flags);
         /* Owners by number only: a name lookup would read the image's own /etc/passwd. */
         if (archive_read_open_fd(in, fd, 128 * 1024) != ARCHIVE_OK) {
