@@ -8,6 +8,8 @@ void pairs_free(StrPair *p, size_t n);
 PodState pod_state_from_string(const char *s);
 void pod_link(PodTable *t, Pod *pod);
 void pod_free(Pod *pod);
+/* Drops an operation in flight, without calling anyone back (daemon shutdown). */
+void pod_op_abort(PodOp *op);
 
 /* pod-state.c: <root>/pods/<id>/state.json, written atomically. */
 int pod_save(const Pod *pod);

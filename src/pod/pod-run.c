@@ -96,6 +96,21 @@ static void op_finish(PodOp *op) {
         free(message);
 }
 
+void pod_op_abort(PodOp *op) {
+        /* The daemon is going away: drop everything in flight without callbacks. What was done
+         * is on disk; the next start finishes or undoes it. */
+        systemd_op_cancel(op->sd);
+        cni_op_cancel(op->cni);
+        if (op->child)
+                child_abandon(op->child);
+        if (op->pod) {
+                op->pod->busy = false;
+                op->pod->op = NULL;
+        }
+        free(op->message);
+        free(op);
+}
+
 void pod_op_detach(PodOp *op) {
         if (op) {
                 op->done = NULL;

@@ -77,6 +77,9 @@ int pod_table_new(const PodEnv *env, PodTable **ret) {
 PodTable *pod_table_free(PodTable *t) {
         if (!t)
                 return NULL;
+        for (Pod *p = t->pods; p; p = p->next)
+                if (p->op)
+                        pod_op_abort(p->op);
         while (t->pods)
                 pod_free(t->pods);
         free(t);

@@ -646,6 +646,28 @@ def test_sigkill_during_run_leaves_nothing_half_made(pod_daemon, make_daemon, pb
     assert os.listdir(os.path.join(d.dir, "lib", "pods")) == []
 
 
+def test_shutdown_during_run_then_restart_cleans_up(make_daemon, pb, user_manager_pid):
+    d = make_daemon(args=["--shutdown-timeout", "1"])
+    os.kill(user_manager_pid, signal.SIGSTOP)
+    try:
+        # systemd is frozen: the run waits on its slice job when SIGTERM comes.
+        pending = d.runtime().RunPodSandbox.future(
+            pb.RunPodSandboxRequest(config=pod_config(pb, name="interrupted", host_network=True)), timeout=60)
+        wait_until(lambda: os.path.isdir(os.path.join(d.dir, "lib", "pods")) and
+                   os.listdir(os.path.join(d.dir, "lib", "pods")), what="the pod record")
+        assert d.stop() == 0  # no crash while dropping the operation in flight
+        with pytest.raises(grpc.RpcError):
+            pending.result()
+    finally:
+        os.kill(user_manager_pid, signal.SIGCONT)
+    d2 = make_daemon("rktlet", start=False)
+    d2.start()
+    # The half-made pod is undone at start: no pod, no slice, no record.
+    wait_until(lambda: os.listdir(os.path.join(d.dir, "lib", "pods")) == [], what="the clean-up")
+    assert len(d2.runtime().ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10).items) == 0
+    wait_until(lambda: units() == [], what="the slice to go")
+
+
 @needs_cni
 def test_50_pods_concurrently_leave_nothing_behind(pod_daemon, pb):
     d = pod_daemon
