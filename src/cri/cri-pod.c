@@ -20,6 +20,7 @@ typedef struct PodCall {
         CniOp *cni;
         char *id;
         bool finished;
+        bool remove; /* for stop/remove: which answer */
 } PodCall;
 
 static PodCall *pod_call_new(GrpcCall *call, Manager *m) {
@@ -212,32 +213,24 @@ int cri_run_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *us
 
 /* --- StopPodSandbox / RemovePodSandbox ----------------------------------------------------------- */
 
-static void stop_done(Pod *pod, int error, const char *message, void *userdata) {
-        PodCall *pc = userdata;
-        bool waiting = pc->op != NULL;
-        Runtime__V1__StopPodSandboxResponse resp = RUNTIME__V1__STOP_POD_SANDBOX_RESPONSE__INIT;
+/* Stop and remove both answer with an empty message. */
+static int empty_reply(GrpcCall *call, bool remove) {
+        Runtime__V1__StopPodSandboxResponse stop = RUNTIME__V1__STOP_POD_SANDBOX_RESPONSE__INIT;
+        Runtime__V1__RemovePodSandboxResponse rm = RUNTIME__V1__REMOVE_POD_SANDBOX_RESPONSE__INIT;
 
-        pc->op = NULL;
-        pc->finished = true;
-        if (error < 0)
-                (void) grpc_call_finish(pc->call, status_for(error), "%s", message ?: strerror(-error));
-        else
-                (void) cri_reply(pc->call, &resp.base);
-        if (waiting)
-                pod_call_free(pc);
+        return cri_reply(call, remove ? &rm.base : &stop.base);
 }
 
-static void remove_done(Pod *pod, int error, const char *message, void *userdata) {
+static void teardown_done(Pod *pod, int error, const char *message, void *userdata) {
         PodCall *pc = userdata;
         bool waiting = pc->op != NULL;
-        Runtime__V1__RemovePodSandboxResponse resp = RUNTIME__V1__REMOVE_POD_SANDBOX_RESPONSE__INIT;
 
         pc->op = NULL;
         pc->finished = true;
         if (error < 0)
                 (void) grpc_call_finish(pc->call, status_for(error), "%s", message ?: strerror(-error));
         else
-                (void) cri_reply(pc->call, &resp.base);
+                (void) empty_reply(pc->call, pc->remove);
         if (waiting)
                 pod_call_free(pc);
 }
@@ -252,21 +245,15 @@ static int stop_or_remove(GrpcCall *call, Manager *m, const char *id, bool remov
         r = pod_find_prefix(m->pods, id, &pod);
         if (r == -ENOTUNIQ)
                 return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "pod sandbox id prefix '%s' is ambiguous", id);
-        if (r < 0) {
-                /* Nothing left to reclaim: the CRI asks for success. */
-                if (remove) {
-                        Runtime__V1__RemovePodSandboxResponse resp = RUNTIME__V1__REMOVE_POD_SANDBOX_RESPONSE__INIT;
-                        return cri_reply(call, &resp.base);
-                }
-                Runtime__V1__StopPodSandboxResponse resp = RUNTIME__V1__STOP_POD_SANDBOX_RESPONSE__INIT;
-                return cri_reply(call, &resp.base);
-        }
+        if (r < 0)
+                return empty_reply(call, remove); /* nothing left to reclaim: the CRI asks for success */
         pc = pod_call_new(call, m);
         if (!pc)
                 return -ENOMEM;
+        pc->remove = remove;
         /* done() may run before the call returns: then pc->finished is set and pc->op stays NULL. */
         PodOp *op = NULL;
-        r = remove ? pod_remove(pod, remove_done, pc, &op) : pod_stop(pod, stop_done, pc, &op);
+        r = remove ? pod_remove(pod, teardown_done, pc, &op) : pod_stop(pod, teardown_done, pc, &op);
         if (r < 0) {
                 pod_call_free(pc);
                 return grpc_call_finish(call, status_for(r), "pod sandbox %s is busy with another operation; try again",

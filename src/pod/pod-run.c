@@ -689,12 +689,12 @@ fail:
         return r;
 }
 
-int pod_stop(Pod *pod, PodDone done, void *userdata, PodOp **ret_op) {
+static int pod_teardown(Pod *pod, PodOpKind kind, PodDone done, void *userdata, PodOp **ret_op) {
         PodOp *op;
 
         if (pod->busy)
                 return -EBUSY;
-        op = op_new(pod, OP_STOP, done, userdata);
+        op = op_new(pod, kind, done, userdata);
         if (!op)
                 return -ENOMEM;
         if (ret_op)
@@ -704,19 +704,12 @@ int pod_stop(Pod *pod, PodDone done, void *userdata, PodOp **ret_op) {
         return 0;
 }
 
-int pod_remove(Pod *pod, PodDone done, void *userdata, PodOp **ret_op) {
-        PodOp *op;
+int pod_stop(Pod *pod, PodDone done, void *userdata, PodOp **ret_op) {
+        return pod_teardown(pod, OP_STOP, done, userdata, ret_op);
+}
 
-        if (pod->busy)
-                return -EBUSY;
-        op = op_new(pod, OP_REMOVE, done, userdata);
-        if (!op)
-                return -ENOMEM;
-        if (ret_op)
-                *ret_op = op;
-        op->step = STEP_STOP_INIT - 1;
-        op_next(op);
-        return 0;
+int pod_remove(Pod *pod, PodDone done, void *userdata, PodOp **ret_op) {
+        return pod_teardown(pod, OP_REMOVE, done, userdata, ret_op);
 }
 
 int pod_table_load(PodTable *t) {

@@ -142,15 +142,30 @@ static int op_new(SystemdClient *c, const char *unit, uint64_t timeout_usec, Sys
         return 0;
 }
 
-static int op_call(SystemdOp *op, sd_bus_message *m) {
-        return sd_bus_call_async(op->client->bus, &op->call_slot, m, call_reply, op, 0);
+/* Sends m (whatever r says about building it) as the job of a new op; takes m. */
+static int op_submit(SystemdClient *c, const char *name, sd_bus_message *m, int r, uint64_t timeout_usec,
+                     SystemdOpDone done, void *userdata, SystemdOp **ret) {
+        SystemdOp *op = NULL;
+
+        if (r >= 0)
+                r = op_new(c, name, timeout_usec, done, userdata, &op);
+        if (r >= 0) {
+                r = sd_bus_call_async(c->bus, &op->call_slot, m, call_reply, op, 0);
+                if (r < 0)
+                        op_free(op);
+        }
+        sd_bus_message_unref(m);
+        if (r < 0)
+                return r;
+        if (ret)
+                *ret = op;
+        return 0;
 }
 
 int systemd_start_transient_unit(SystemdClient *c, const char *name, SystemdAppendProperties append,
                                  void *append_userdata, uint64_t timeout_usec, SystemdOpDone done,
                                  void *userdata, SystemdOp **ret) {
         sd_bus_message *m = NULL;
-        SystemdOp *op;
         int r;
 
         r = sd_bus_message_new_method_call(c->bus, &m, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
@@ -165,44 +180,19 @@ int systemd_start_transient_unit(SystemdClient *c, const char *name, SystemdAppe
                 r = sd_bus_message_close_container(m);
         if (r >= 0)
                 r = sd_bus_message_append(m, "a(sa(sv))", 0);
-        if (r >= 0)
-                r = op_new(c, name, timeout_usec, done, userdata, &op);
-        if (r >= 0) {
-                r = op_call(op, m);
-                if (r < 0)
-                        op_free(op);
-        }
-        sd_bus_message_unref(m);
-        if (r < 0)
-                return r;
-        if (ret)
-                *ret = op;
-        return 0;
+        return op_submit(c, name, m, r, timeout_usec, done, userdata, ret);
 }
 
 int systemd_stop_unit(SystemdClient *c, const char *name, uint64_t timeout_usec, SystemdOpDone done,
                       void *userdata, SystemdOp **ret) {
         sd_bus_message *m = NULL;
-        SystemdOp *op;
         int r;
 
         r = sd_bus_message_new_method_call(c->bus, &m, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
                                            "org.freedesktop.systemd1.Manager", "StopUnit");
         if (r >= 0)
                 r = sd_bus_message_append(m, "ss", name, "replace");
-        if (r >= 0)
-                r = op_new(c, name, timeout_usec, done, userdata, &op);
-        if (r >= 0) {
-                r = op_call(op, m);
-                if (r < 0)
-                        op_free(op);
-        }
-        sd_bus_message_unref(m);
-        if (r < 0)
-                return r;
-        if (ret)
-                *ret = op;
-        return 0;
+        return op_submit(c, name, m, r, timeout_usec, done, userdata, ret);
 }
 
 static int subscribed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
