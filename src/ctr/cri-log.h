@@ -1,0 +1,28 @@
+/* The CRI container log format kubelet reads: "<RFC3339Nano time> <stdout|stderr> <P|F> <text>\n",
+ * one record per line of output, a line longer than the maximum split into P(artial) records and
+ * ended by an F(ull) one. A container's two pipes feed one file, reopened after kubelet rotates it. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum CriStream {
+        CRI_STDOUT,
+        CRI_STDERR,
+        _CRI_STREAM_MAX,
+} CriStream;
+
+typedef struct CriLog CriLog;
+
+/* max_line: the longest text in one record (0: 16 KiB, containerd's default). */
+int cri_log_open(const char *path, size_t max_line, CriLog **ret);
+CriLog *cri_log_free(CriLog *l);
+/* ReopenContainerLog: kubelet renamed the file; write to a new one at the same path. */
+int cri_log_reopen(CriLog *l);
+/* Bytes read from a stream's pipe: complete lines are written now, the rest waits for more. */
+int cri_log_feed(CriLog *l, CriStream s, const void *data, size_t len);
+/* The stream ended: what is left is written as a last full line. */
+int cri_log_flush(CriLog *l, CriStream s);
+
+/* Formats t (ns since the epoch, UTC) as Go's RFC3339Nano does; buf must hold 36 bytes. */
+size_t cri_log_timestamp(uint64_t ns, char *buf);
