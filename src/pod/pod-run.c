@@ -141,15 +141,16 @@ static void slice_started(int error, const char *message, void *userdata) {
 
         op->sd = NULL;
         if (error == -EEXIST) {
-                /* kubelet made the pod's slice itself: use it, leave it to kubelet. */
+                /* kubelet made the pod's slice itself: use it, leave it to kubelet. This must be on
+                 * disk before anything else, or a rollback after a crash would stop kubelet's slice. */
                 pod->slice_owned = false;
                 pod->slice_started = true;
+                save(op);
         } else if (error < 0) {
                 pod->slice_started = false;
                 op_fail(op, error, "start slice %s: %s", pod->slice, message);
         } else
                 pod->slice_started = true;
-        save(op);
         op_next(op);
 }
 
@@ -217,10 +218,8 @@ static void init_stopped(int error, const char *message, void *userdata) {
         if (error < 0 && error != -ENOENT) {
                 op_fail(op, error, "stop the pod's init service: %s", message);
                 op->step = STEP_END;
-        } else {
+        } else
                 op->pod->init_started = false;
-                save(op);
-        }
         op_next(op);
 }
 
@@ -231,10 +230,8 @@ static void slice_stopped(int error, const char *message, void *userdata) {
         if (error < 0 && error != -ENOENT) {
                 op_fail(op, error, "stop slice %s: %s", op->pod->slice, message);
                 op->step = STEP_END; /* keep what is left for a retry */
-        } else {
+        } else
                 op->pod->slice_started = false;
-                save(op);
-        }
         op_next(op);
 }
 
@@ -274,10 +271,8 @@ static void ns_removed(Child *child, const ChildResult *res, void *userdata) {
                 op_fail(op, -EIO, "remove namespaces: %s", m ?: "failed");
                 free(m);
                 op->step = STEP_END;
-        } else {
+        } else
                 op->pod->ns_created = false;
-                save(op);
-        }
         op_next(op);
 }
 
@@ -323,7 +318,6 @@ static void cni_added(int error, const char *message, const char *result, const 
                 if (result && cni_result_ips(result, &pod->ips, &pod->n_ips) < 0)
                         log_warning("pod %s: cannot read the IPs of the CNI result", pod->id);
         }
-        save(op);
         op_next(op);
 }
 
@@ -340,7 +334,6 @@ static void cni_deleted(int error, const char *message, const char *result, cons
                 strv_free(pod->ips);
                 pod->ips = NULL;
                 pod->n_ips = 0;
-                save(op);
         }
         op_next(op);
 }
@@ -355,10 +348,6 @@ static void step_slice(PodOp *op) {
                 op_next(op);
                 return;
         }
-        /* Counted as started before the job is done: a crash now must still stop it. */
-        op->pod->slice_started = true;
-        op->pod->slice_owned = true;
-        save(op);
         r = systemd_start_transient_unit(sd, op->pod->slice, slice_properties, op->pod, SYSTEMD_TIMEOUT_USEC,
                                          slice_started, op, &op->sd);
         if (r < 0) {
@@ -383,8 +372,6 @@ static void step_init(PodOp *op, bool start) {
                 return;
         }
         if (start) {
-                op->pod->init_started = true;
-                save(op);
                 r = systemd_start_transient_unit(sd, unit, init_properties, op->pod, SYSTEMD_TIMEOUT_USEC, init_started,
                                                  op, &op->sd);
         } else
@@ -449,12 +436,17 @@ static void step_cni(PodOp *op, bool add) {
 
         cni_pod(pod, &cp, ports, netns);
         if (add) {
-                pod->cni_added = true; /* a crash during ADD must still DEL */
-                save(op);
                 r = cni_add(pod->table->env.cni, &cp, cni_added, op, &op->cni);
         } else
                 r = cni_del(pod->table->env.cni, &cp, pod->cni_network, pod->cni_result, cni_deleted, op, &op->cni);
         free(netns);
+        if (r == -ENETDOWN && !add && !pod->cni_network) {
+                /* ADD never ran (its network would be recorded) and no network is configured now:
+                 * there is nothing to delete. */
+                pod->cni_added = false;
+                op_next(op);
+                return;
+        }
         if (r < 0) {
                 if (add)
                         op_fail(op, r, "CNI ADD: %s", r == -ENETDOWN ? "no CNI network configured" : strerror(-r));
@@ -502,8 +494,6 @@ static void op_next(PodOp *op) {
 
         switch (op->step) {
         case STEP_NS:
-                pod->ns_created = true;
-                save(op);
                 step_child(op, pod_ns_setup_child, ns_created);
                 return;
         case STEP_INIT:
@@ -638,6 +628,14 @@ int pod_run(PodTable *t, PodSpec *spec, PodDone done, void *userdata, char **ret
         clock_gettime(CLOCK_REALTIME, &ts);
         pod->created_at_ns = (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
         pod->state = POD_CREATING;
+        /* Everything the run may create is recorded as existing in the first save, before any of
+         * it exists: a crash at any point then undoes all of it (each undo step copes with what is
+         * not there), and the run itself saves only once more, when the pod is ready. On a real
+         * disk every save is an fsync. */
+        pod->slice_started = pod->slice_owned = true;
+        pod->ns_created = true;
+        pod->init_started = pod->spec.pid == POD_NS_POD;
+        pod->cni_added = pod->spec.network == POD_NS_POD;
         if (pod->spec.cgroup_parent && pod->spec.cgroup_parent[0])
                 pod->slice = strdup(pod->spec.cgroup_parent);
         else if (asprintf(&pod->slice, "rktlet-pod%s.slice", pod->id) < 0)
