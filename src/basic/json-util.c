@@ -115,6 +115,20 @@ const char *json_get_str(yajl_val obj, const char *key) {
         return v && v->type == yajl_t_string ? v->u.string : NULL;
 }
 
+char *json_dup_str(yajl_val obj, const char *key) {
+        const char *s = json_get_str(obj, key);
+        return s ? strdup(s) : NULL;
+}
+
+int json_gen_write_file(yajl_gen g, const char *path, unsigned mode) {
+        const unsigned char *buf;
+        size_t len;
+
+        if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok)
+                return -ENOMEM;
+        return write_file_atomic(path, (const char *) buf, len, mode);
+}
+
 bool json_get_int(yajl_val obj, const char *key, long long *ret) {
         yajl_val v = json_get(obj, key);
 

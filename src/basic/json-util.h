@@ -22,10 +22,13 @@ yajl_val json_parse(const char *s, char *err, size_t err_size);
 /* obj[key], NULL when obj is no object or lacks the key. */
 yajl_val json_get(yajl_val obj, const char *key);
 const char *json_get_str(yajl_val obj, const char *key); /* NULL unless a string */
+char *json_dup_str(yajl_val obj, const char *key);       /* a copy of that, or NULL */
 bool json_get_int(yajl_val obj, const char *key, long long *ret);
 /* obj[key]'s strings as a new NULL-terminated array (empty when absent); NULL on OOM. */
 char **json_get_strv(yajl_val obj, const char *key);
 
+/* Writes what g generated to path atomically (see below). */
+int json_gen_write_file(yajl_gen g, const char *path, unsigned mode);
 /* Writes data to path atomically: a temp file in the same directory, fsync, rename, fsync of the
  * directory. */
 int write_file_atomic(const char *path, const char *data, size_t len, unsigned mode);

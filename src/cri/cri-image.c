@@ -12,8 +12,11 @@
 #include "manager.h"
 #include "strv.h"
 
-/* Fills out (whose uid the caller provides) from img; strings point into img. */
-static void image_to_cri(Image *img, Runtime__V1__Image *out, Runtime__V1__Int64Value *uid, Runtime__V1__ImageSpec *spec) {
+typedef char UserName[256];
+
+/* Fills out from img; strings point into img or into the caller's uid, spec and name storage. */
+static void image_to_cri(Image *img, Runtime__V1__Image *out, Runtime__V1__Int64Value *uid, Runtime__V1__ImageSpec *spec,
+                         UserName name) {
         char *end;
 
         *out = (Runtime__V1__Image) RUNTIME__V1__IMAGE__INIT;
@@ -34,8 +37,7 @@ static void image_to_cri(Image *img, Runtime__V1__Image *out, Runtime__V1__Int64
                         uid->value = v;
                         out->uid = uid;
                 } else {
-                        static char name[256];
-                        snprintf(name, sizeof name, "%.*s", (int) strcspn(img->user, ":"), img->user);
+                        snprintf(name, sizeof(UserName), "%.*s", (int) strcspn(img->user, ":"), img->user);
                         out->username = name;
                 }
         }
@@ -157,6 +159,7 @@ int cri_list_images(GrpcCall *call, const uint8_t *msg, size_t len, void *userda
         Runtime__V1__Image *items = calloc(cap, sizeof *items), **itemp = calloc(cap, sizeof *itemp);
         Runtime__V1__Int64Value *uids = calloc(cap, sizeof *uids);
         Runtime__V1__ImageSpec *specs = calloc(cap, sizeof *specs);
+        UserName *names = calloc(cap, sizeof *names);
         Image *only = NULL;
         int r = -ENOMEM;
 
@@ -164,7 +167,7 @@ int cri_list_images(GrpcCall *call, const uint8_t *msg, size_t len, void *userda
                 r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "ListImagesRequest does not decode");
                 goto out;
         }
-        if (!items || !itemp || !uids || !specs)
+        if (!items || !itemp || !uids || !specs || !names)
                 goto out;
         bool filtered = req->filter && req->filter->image && req->filter->image->image && req->filter->image->image[0];
         if (filtered)
@@ -172,7 +175,7 @@ int cri_list_images(GrpcCall *call, const uint8_t *msg, size_t len, void *userda
         for (Image *img = m->images->images; img; img = img->next) {
                 if (filtered && img != only)
                         continue;
-                image_to_cri(img, &items[n], &uids[n], &specs[n]);
+                image_to_cri(img, &items[n], &uids[n], &specs[n], names[n]);
                 itemp[n] = &items[n];
                 n++;
         }
@@ -184,6 +187,7 @@ out:
         free(itemp);
         free(uids);
         free(specs);
+        free(names);
         if (req)
                 runtime__v1__list_images_request__free_unpacked(req, NULL);
         return r;
@@ -198,6 +202,7 @@ int cri_image_status(GrpcCall *call, const uint8_t *msg, size_t len, void *userd
         Runtime__V1__Image item;
         Runtime__V1__Int64Value uid;
         Runtime__V1__ImageSpec spec;
+        UserName name;
         char *config = NULL, *json = NULL;
         Image *img;
         int r;
@@ -211,7 +216,7 @@ int cri_image_status(GrpcCall *call, const uint8_t *msg, size_t len, void *userd
         /* An unknown image is an empty answer, not an error: the CRI says so. */
         img = find(m, req->image);
         if (img) {
-                image_to_cri(img, &item, &uid, &spec);
+                image_to_cri(img, &item, &uid, &spec, name);
                 resp.image = &item;
                 if (req->verbose) {
                         char *path = image_config_path(m->images, img);

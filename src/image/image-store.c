@@ -82,7 +82,7 @@ static char *record_path(ImageStore *s, const char *id) {
 }
 
 static int record_save(ImageStore *s, const Image *img) {
-        char *path = record_path(s, img->id), *data = NULL;
+        char *path = record_path(s, img->id);
         yajl_gen g = yajl_gen_alloc(NULL);
         int r = -ENOMEM;
 
@@ -108,20 +108,12 @@ static int record_save(ImageStore *s, const Image *img) {
         }
         yajl_gen_array_close(g);
         yajl_gen_map_close(g);
-        data = json_gen_steal(g);
-        if (data)
-                r = write_file_atomic(path, data, strlen(data), 0600);
+        r = json_gen_write_file(g, path, 0600);
 out:
         if (g)
                 yajl_gen_free(g);
-        free(data);
         free(path);
         return r;
-}
-
-static char *dup_str(yajl_val v, const char *key) {
-        const char *s = json_get_str(v, key);
-        return s ? strdup(s) : NULL;
 }
 
 static int record_load(ImageStore *s, const char *file, Image **ret) {
@@ -145,10 +137,10 @@ static int record_load(ImageStore *s, const char *file, Image **ret) {
                 r = -ENOMEM;
                 goto out;
         }
-        img->id = dup_str(v, "id");
+        img->id = json_dup_str(v, "id");
         img->repo_tags = json_get_strv(v, "repoTags");
         img->repo_digests = json_get_strv(v, "repoDigests");
-        img->user = dup_str(v, "user");
+        img->user = json_dup_str(v, "user");
         (void) json_get_int(v, "size", &size);
         img->size = (uint64_t) size;
         layers = json_get(v, "layers");
@@ -159,10 +151,10 @@ static int record_load(ImageStore *s, const char *file, Image **ret) {
                         long long ls = 0;
                         (void) json_get_int(l, "size", &ls);
                         img->layers[i] = (ImageLayer) {
-                                .digest = dup_str(l, "digest"),
-                                .diff_id = dup_str(l, "diffId"),
-                                .chain_id = dup_str(l, "chainId"),
-                                .media_type = dup_str(l, "mediaType"),
+                                .digest = json_dup_str(l, "digest"),
+                                .diff_id = json_dup_str(l, "diffId"),
+                                .chain_id = json_dup_str(l, "chainId"),
+                                .media_type = json_dup_str(l, "mediaType"),
                                 .size = (uint64_t) ls,
                         };
                         img->n_layers++;

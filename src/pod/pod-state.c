@@ -37,7 +37,7 @@ static void gen_raw(yajl_gen g, const char *key, const char *json) {
 
 int pod_save(const Pod *pod) {
         const PodSpec *s = &pod->spec;
-        char *dir = pod_root_dir(pod), *path = NULL, *data = NULL;
+        char *dir = pod_root_dir(pod), *path = NULL;
         yajl_gen g = yajl_gen_alloc(NULL);
         int r = -ENOMEM;
 
@@ -91,22 +91,13 @@ int pod_save(const Pod *pod) {
         yajl_gen_map_close(g);
         yajl_gen_map_close(g);
 
-        data = json_gen_steal(g);
-        if (!data)
-                goto out;
-        r = write_file_atomic(path, data, strlen(data), 0600);
+        r = json_gen_write_file(g, path, 0600);
 out:
         if (g)
                 yajl_gen_free(g);
-        free(data);
         free(path);
         free(dir);
         return r;
-}
-
-static char *dup_str(yajl_val obj, const char *key) {
-        const char *s = json_get_str(obj, key);
-        return s ? strdup(s) : NULL;
 }
 
 static char *dup_raw(yajl_val obj, const char *key) {
@@ -191,7 +182,7 @@ int pod_load(PodTable *t, const char *id, Pod **ret) {
                 pod->state = POD_NOTREADY;
         (void) json_get_int(v, "createdAt", &created);
         pod->created_at_ns = (uint64_t) created;
-        pod->slice = dup_str(v, "slice");
+        pod->slice = json_dup_str(v, "slice");
         pod->slice_owned = get_bool(v, "sliceOwned");
         pod->slice_started = get_bool(v, "sliceStarted");
         pod->ns_created = get_bool(v, "nsCreated");
@@ -203,14 +194,14 @@ int pod_load(PodTable *t, const char *id, Pod **ret) {
 
         spec = json_get(v, "spec");
         PodSpec *s = &pod->spec;
-        s->name = dup_str(spec, "name");
-        s->uid = dup_str(spec, "uid");
-        s->namespace = dup_str(spec, "namespace");
+        s->name = json_dup_str(spec, "name");
+        s->uid = json_dup_str(spec, "uid");
+        s->namespace = json_dup_str(spec, "namespace");
         s->attempt = (uint32_t) get_int(spec, "attempt");
-        s->hostname = dup_str(spec, "hostname");
-        s->log_directory = dup_str(spec, "logDirectory");
-        s->runtime_handler = dup_str(spec, "runtimeHandler");
-        s->cgroup_parent = dup_str(spec, "cgroupParent");
+        s->hostname = json_dup_str(spec, "hostname");
+        s->log_directory = json_dup_str(spec, "logDirectory");
+        s->runtime_handler = json_dup_str(spec, "runtimeHandler");
+        s->cgroup_parent = json_dup_str(spec, "cgroupParent");
         s->dns_servers = dup_strv(spec, "dnsServers", NULL);
         s->dns_searches = dup_strv(spec, "dnsSearches", NULL);
         s->dns_options = dup_strv(spec, "dnsOptions", NULL);
@@ -220,10 +211,10 @@ int pod_load(PodTable *t, const char *id, Pod **ret) {
                 for (size_t i = 0; s->ports && i < ports->u.array.len; i++) {
                         yajl_val p = ports->u.array.values[i];
                         s->ports[i] = (PodPort) {
-                                .protocol = dup_str(p, "protocol"),
+                                .protocol = json_dup_str(p, "protocol"),
                                 .container_port = get_int(p, "containerPort"),
                                 .host_port = get_int(p, "hostPort"),
-                                .host_ip = dup_str(p, "hostIP"),
+                                .host_ip = json_dup_str(p, "hostIP"),
                         };
                         s->n_ports++;
                 }

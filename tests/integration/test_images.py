@@ -541,6 +541,18 @@ def test_uid_and_username_come_from_the_config_user(idaemon, registry, pb, user,
     assert i.username == username
 
 
+def test_list_reports_each_images_own_user(idaemon, registry, pb):
+    d = idaemon
+    images = {}
+    for name in ("app", "web", "db"):
+        image = reg.single_layer_image(user=f"{name}:{name}")
+        image.push(registry, name, "v1")
+        pull(d, pb, f"{registry.url}/{name}:v1")
+        images[image.id] = name
+    listed = {i.id: i.username for i in list_images(d, pb, "")}
+    assert listed == images
+
+
 # --- remove and the store on disk ------------------------------------------------------------------
 
 @pytest.mark.parametrize("by", ["tag", "id", "digest"])
