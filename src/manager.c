@@ -190,6 +190,56 @@ void manager_save_runtime_state(Manager *m) {
         free(data);
 }
 
+int manager_render_cni_template(Manager *m, char **ret_message) {
+        char *text = NULL, *out = NULL, *path = NULL;
+        const char *var = "{{.PodCIDR}}";
+        size_t len, n = 0;
+        FILE *f;
+        int r;
+
+        if (!m->config.cni_conf_template[0] || !m->pod_cidr)
+                return 0;
+        r = read_file(m->config.cni_conf_template, 1024 * 1024, &text, &len);
+        if (r < 0) {
+                if (asprintf(ret_message, "cannot read the CNI config template %s: %s", m->config.cni_conf_template,
+                             strerror(-r)) < 0)
+                        *ret_message = NULL;
+                return r;
+        }
+        f = open_memstream(&out, &n);
+        if (!f) {
+                free(text);
+                return -ENOMEM;
+        }
+        for (const char *p = text, *q; *p; p = q + strlen(var)) {
+                q = strstr(p, var);
+                if (!q) {
+                        fputs(p, f);
+                        break;
+                }
+                fwrite(p, 1, (size_t) (q - p), f);
+                fputs(m->pod_cidr, f);
+        }
+        fclose(f);
+        free(text);
+        if (!out)
+                return -ENOMEM;
+        /* First by name, so that it is the network rktlet uses; inotify picks it up. */
+        r = mkdir_p(m->config.cni_conf_dir, 0755);
+        if (r >= 0 && asprintf(&path, "%s/10-rktlet.conflist", m->config.cni_conf_dir) < 0)
+                r = -ENOMEM;
+        if (r >= 0)
+                r = write_file_atomic(path, out, strlen(out), 0644);
+        if (r < 0 && asprintf(ret_message, "cannot write the CNI config %s: %s", path ?: m->config.cni_conf_dir,
+                              strerror(-r)) < 0)
+                *ret_message = NULL;
+        if (r >= 0)
+                log_info("CNI: wrote %s from %s for pod CIDR %s.", path, m->config.cni_conf_template, m->pod_cidr);
+        free(path);
+        free(out);
+        return r;
+}
+
 static void manager_load_runtime_state(Manager *m) {
         char *path = NULL, *text = NULL;
         yajl_val v;
@@ -343,6 +393,13 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to create %s or %s: %m", m->config.root_dir, m->config.state_dir);
         manager_load_runtime_state(m);
+        {
+                /* The template may have changed while we were down. */
+                char *message = NULL;
+                if (manager_render_cni_template(m, &message) < 0)
+                        log_warning("CNI: %s", message ?: "cannot render the config template");
+                free(message);
+        }
         m->pod_init = find_pod_init();
         if (!m->pod_init)
                 return log_error_errno(-ENOMEM, "Out of memory.");

@@ -167,6 +167,7 @@ static const ConfigItem items[] = {
         { "CNI", "ConfDir", parse_path, offsetof(Config, cni_conf_dir) },
         { "CNI", "BinDir", parse_path_list, offsetof(Config, cni_bin_dirs) },
         { "CNI", "PluginTimeoutSec", parse_sec_field, offsetof(Config, cni_timeout_usec) },
+        { "CNI", "ConfTemplate", parse_path, offsetof(Config, cni_conf_template) },
         { "Registries", "Insecure", parse_string, offsetof(Config, registry_insecure) },
         { "Registries", "Mirrors", parse_mirrors, offsetof(Config, registry_mirrors) },
 };
@@ -184,11 +185,12 @@ int config_init(Config *c) {
                 .cni_conf_dir = strdup("/etc/cni/net.d"),
                 .cni_bin_dirs = strdup("/usr/lib/cni:/opt/cni/bin"),
                 .cni_timeout_usec = 60 * USEC_PER_SEC,
+                .cni_conf_template = strdup(""),
                 .registry_insecure = strdup(""),
                 .registry_mirrors = strdup(""),
         };
         if (!c->listen || !c->state_dir || !c->root_dir || !c->cni_conf_dir || !c->cni_bin_dirs ||
-            !c->registry_insecure || !c->registry_mirrors) {
+            !c->cni_conf_template || !c->registry_insecure || !c->registry_mirrors) {
                 config_done(c);
                 return -ENOMEM;
         }
@@ -201,6 +203,7 @@ void config_done(Config *c) {
         free(c->root_dir);
         free(c->cni_conf_dir);
         free(c->cni_bin_dirs);
+        free(c->cni_conf_template);
         free(c->registry_insecure);
         free(c->registry_mirrors);
         *c = (Config) {};
@@ -358,6 +361,7 @@ int config_to_json(const Config *c, char **ret) {
         gen_str(g, "cniConfDir", c->cni_conf_dir);
         gen_str(g, "cniBinDir", c->cni_bin_dirs);
         gen_int(g, "cniPluginTimeoutUSec", (long long) c->cni_timeout_usec);
+        gen_str(g, "cniConfTemplate", c->cni_conf_template);
         gen_str(g, "registryInsecure", c->registry_insecure);
         gen_str(g, "registryMirrors", c->registry_mirrors);
         yajl_gen_map_close(g);

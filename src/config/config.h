@@ -17,6 +17,7 @@ typedef struct Config {
         char *cni_conf_dir;
         char *cni_bin_dirs; /* ':'-separated */
         uint64_t cni_timeout_usec;
+        char *cni_conf_template; /* written to the conf dir with the pod CIDR kubelet sets; "" none */
         char *registry_insecure; /* comma-separated hosts spoken to over plain HTTP */
         char *registry_mirrors;  /* comma-separated "registry=mirror|mirror" */
 } Config;

@@ -569,10 +569,18 @@ int cri_update_runtime_config(GrpcCall *call, const uint8_t *msg, size_t len, vo
                         return r;
                 }
                 if (!m->pod_cidr || strcmp(m->pod_cidr, cidr) != 0) {
+                        char *message = NULL;
                         log_info("Pod CIDR is now %s.", cidr);
                         free(m->pod_cidr);
                         m->pod_cidr = strdup(cidr);
                         manager_save_runtime_state(m);
+                        if (manager_render_cni_template(m, &message) < 0) {
+                                int r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION, "%s",
+                                                         message ?: "cannot render the CNI config template");
+                                free(message);
+                                runtime__v1__update_runtime_config_request__free_unpacked(req, NULL);
+                                return r;
+                        }
                 }
         }
         runtime__v1__update_runtime_config_request__free_unpacked(req, NULL);

@@ -588,6 +588,37 @@ def test_update_runtime_config_pod_cidr(make_daemon, pb):
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+@needs_cni
+def test_pod_cidr_renders_the_cni_config_template(make_daemon, pb, tmp_path, cni):
+    conf = tmp_path / "tmpl-net.d"
+    template = tmp_path / "template.conflist"
+    network = json.loads(json.dumps(cni["network"]))
+    network["plugins"][0]["ipam"]["ranges"] = [[{"subnet": "{{.PodCIDR}}"}]]
+    template.write_text(json.dumps(network))
+    d = make_daemon(config=f"[CNI]\nConfTemplate={template}\n",
+                    args=["--cni-conf-dir", str(conf), "--cni-bin-dir", CNI_BIN])
+
+    def net_ready():
+        return {c.type: c for c in d.runtime().Status(pb.StatusRequest(), timeout=10).status.conditions}["NetworkReady"].status
+
+    assert net_ready() is False
+    d.runtime().UpdateRuntimeConfig(pb.UpdateRuntimeConfigRequest(
+        runtime_config=pb.RuntimeConfig(network_config=pb.NetworkConfig(pod_cidr="10.88.9.0/24"))), timeout=10)
+    rendered = json.loads((conf / "10-rktlet.conflist").read_text())
+    assert rendered["plugins"][0]["ipam"]["ranges"] == [[{"subnet": "10.88.9.0/24"}]]
+    wait_until(net_ready, timeout=10, what="NetworkReady from the rendered config")
+    pod_id = run_pod(d, pb, name="templated")
+    assert status(d, pb, pod_id).status.network.ip.startswith("10.88.9.")
+    d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    # A template that is gone: the call says so.
+    template.unlink()
+    with pytest.raises(grpc.RpcError) as e:
+        d.runtime().UpdateRuntimeConfig(pb.UpdateRuntimeConfigRequest(
+            runtime_config=pb.RuntimeConfig(network_config=pb.NetworkConfig(pod_cidr="10.88.10.0/24"))), timeout=10)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "template" in e.value.details()
+
+
 # --- restart and concurrency -----------------------------------------------------------------------
 
 @needs_cni
