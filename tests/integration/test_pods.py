@@ -594,6 +594,7 @@ def test_pod_cidr_renders_the_cni_config_template(make_daemon, pb, tmp_path, cni
     template = tmp_path / "template.conflist"
     network = json.loads(json.dumps(cni["network"]))
     network["plugins"][0]["ipam"]["ranges"] = [[{"subnet": "{{.PodCIDR}}"}]]
+    network["plugins"][0]["bridge"] = "rkt9"  # rkt0 keeps the other tests' gateway address
     template.write_text(json.dumps(network))
     d = make_daemon(config=f"[CNI]\nConfTemplate={template}\n",
                     args=["--cni-conf-dir", str(conf), "--cni-bin-dir", CNI_BIN])
