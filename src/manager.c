@@ -18,6 +18,7 @@
 #include "json-util.h"
 #include "log.h"
 #include "macro.h"
+#include "strv.h"
 #include "time-util.h"
 
 #define SYSTEMD_CALL_TIMEOUT_USEC (10 * USEC_PER_SEC)
@@ -99,11 +100,6 @@ Manager *manager_free(Manager *m) {
         return NULL;
 }
 
-static void set_string(char **p, const char *s) {
-        free(*p);
-        *p = s ? strdup(s) : NULL;
-}
-
 static void bus_disconnected(BusEv *b, int error) {
         Manager *m = container_of(b, Manager, bus_ev);
         char msg[256];
@@ -111,7 +107,7 @@ static void bus_disconnected(BusEv *b, int error) {
         snprintf(msg, sizeof msg, "systemd is unreachable: connection to the %s bus lost: %s",
                  m->config.user_bus ? "user" : "system", strerror(-error));
         log_warning("%s", msg);
-        set_string(&m->bus_error, msg);
+        (void) free_and_strdup(&m->bus_error, msg);
         manager_drop_bus(m);
 }
 
@@ -122,10 +118,10 @@ static void initial_version_done(int error, const char *version, const char *mes
         if (error < 0) {
                 log_warning("systemd on the %s bus did not answer: %s", m->config.user_bus ? "user" : "system",
                             message);
-                set_string(&m->bus_error, message);
+                (void) free_and_strdup(&m->bus_error, message);
                 return;
         }
-        set_string(&m->systemd_version, version);
+        (void) free_and_strdup(&m->systemd_version, version);
         log_info("Talking to systemd %s on the %s bus.", version, m->config.user_bus ? "user" : "system");
 }
 
@@ -141,14 +137,14 @@ sd_bus *manager_get_bus(Manager *m) {
         if (r < 0) {
                 snprintf(msg, sizeof msg, "systemd is unreachable: cannot connect to the %s bus: %s",
                          m->config.user_bus ? "user" : "system", strerror(-r));
-                set_string(&m->bus_error, msg);
+                (void) free_and_strdup(&m->bus_error, msg);
                 return NULL;
         }
         (void) sd_bus_set_description(bus, "rktlet");
         m->bus = bus;
         m->bus_ev.on_disconnect = bus_disconnected;
         bus_ev_attach(&m->bus_ev, m->loop, bus);
-        set_string(&m->bus_error, NULL);
+        (void) free_and_strdup(&m->bus_error, NULL);
         return bus;
 }
 

@@ -50,3 +50,35 @@ void strv_remove(char **l, const char *s) {
         if (l)
                 l[k] = NULL;
 }
+
+char **strv_split(const char *s, const char *sep) {
+        char *copy = strdup(s ?: ""), *save = NULL;
+        char **l = calloc(strlen(s ?: "") + 2, sizeof(char *));
+        size_t n = 0;
+
+        if (!copy || !l) {
+                free(copy);
+                free(l);
+                return NULL;
+        }
+        for (char *t = strtok_r(copy, sep, &save); t; t = strtok_r(NULL, sep, &save)) {
+                t += strspn(t, " \t");
+                if (*t && !(l[n++] = strdup(t))) {
+                        free(copy);
+                        strv_free(l);
+                        return NULL;
+                }
+        }
+        free(copy);
+        return l;
+}
+
+int free_and_strdup(char **p, const char *s) {
+        char *c = NULL;
+
+        if (s && !(c = strdup(s)))
+                return -ENOMEM;
+        free(*p);
+        *p = c;
+        return 0;
+}

@@ -11,3 +11,7 @@ bool strv_contains(char **l, const char *s);
 int strv_push(char ***l, const char *s);
 /* Removes every entry equal to s. */
 void strv_remove(char **l, const char *s);
+/* The non-empty fields of s between any of the characters in sep, leading blanks cut off. */
+char **strv_split(const char *s, const char *sep);
+/* *p = a copy of s (or NULL), the old value freed. */
+int free_and_strdup(char **p, const char *s);

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "macro.h"
 #include "strv.h"
+#include "time-util.h"
 
 #define MAX_MANIFEST (4 * 1024 * 1024)
 #define MAX_CONFIG (8 * 1024 * 1024)
@@ -124,24 +125,11 @@ static void pull_manifest(Pull *pl, const char *reference);
 
 /* --- small helpers ------------------------------------------------------------------------------- */
 
-static char **split(const char *s, const char *sep) {
-        char *copy = strdup(s ?: ""), *save = NULL;
-        size_t n = 0;
-        char **l = calloc(strlen(s ?: "") + 2, sizeof(char *));
-
-        if (!copy || !l) {
-                free(copy);
-                free(l);
-                return NULL;
-        }
-        for (char *t = strtok_r(copy, sep, &save); t; t = strtok_r(NULL, sep, &save)) {
-                while (*t == ' ')
-                        t++;
-                if (*t)
-                        l[n++] = strdup(t);
-        }
-        free(copy);
-        return l;
+/* "sha256:<64 hex digits>" of a finished SHA-256. */
+static void format_digest(const unsigned char md[static 32], char out[static 7 + 64 + 1]) {
+        strcpy(out, "sha256:");
+        for (unsigned i = 0; i < 32; i++)
+                sprintf(out + 7 + 2 * i, "%02x", md[i]);
 }
 
 static char *sha256_hex(const void *data, size_t len) {
@@ -153,9 +141,7 @@ static char *sha256_hex(const void *data, size_t len) {
                 free(out);
                 return NULL;
         }
-        strcpy(out, "sha256:");
-        for (unsigned i = 0; i < 32; i++)
-                sprintf(out + 7 + 2 * i, "%02x", md[i]);
+        format_digest(md, out);
         return out;
 }
 
@@ -173,12 +159,6 @@ static const char *host_arch(void) {
                                                             : u.machine;
         snprintf(arch, sizeof arch, "%s", a);
         return arch;
-}
-
-static uint64_t now_usec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
 }
 
 /* --- requests ------------------------------------------------------------------------------------ */
@@ -218,7 +198,7 @@ static size_t req_write(char *data, size_t size, size_t n, void *userdata) {
                                 return 0;
                         off += (size_t) k;
                 }
-                uint64_t now = now_usec();
+                uint64_t now = now_usec(CLOCK_MONOTONIC);
                 if (q->expected > 16 * 1024 * 1024 && now - q->last_progress_usec > 5000000) {
                         q->last_progress_usec = now;
                         log_info("pull %s: layer %s: %llu of %llu bytes", q->pull->name,
@@ -768,9 +748,7 @@ static void layer_done(Req *q, int error, const char *message) {
                 return;
         }
         EVP_DigestFinal_ex(q->sha, md, &n);
-        strcpy(got, "sha256:");
-        for (unsigned i = 0; i < 32; i++)
-                sprintf(got + 7 + 2 * i, "%02x", md[i]);
+        format_digest(md, got);
         uint64_t received = q->received;
         req_free(q);
         if (strcmp(got, l->digest) != 0) {
@@ -852,7 +830,7 @@ static void download_layers(Pull *pl) {
                 q->fd = open(l->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
                 q->sha = EVP_MD_CTX_new();
                 q->expected = l->size;
-                q->last_progress_usec = now_usec();
+                q->last_progress_usec = now_usec(CLOCK_MONOTONIC);
                 if (q->fd < 0 || !q->sha || EVP_DigestInit_ex(q->sha, EVP_sha256(), NULL) != 1) {
                         req_free(q);
                         pull_fail(pl, -EIO, "layer %s: cannot create %s: %s", l->digest, l->tmp, strerror(errno));
@@ -1062,7 +1040,7 @@ static char **endpoints_for(Puller *p, const ImageRef *ref) {
         for (char **m = p->mirrors; m && *m && n < 14; m++) {
                 if (strncmp(*m, ref->registry, k) != 0 || (*m)[k] != '=')
                         continue;
-                char **hosts = split(*m + k + 1, "|");
+                char **hosts = strv_split(*m + k + 1, "|");
                 for (char **h = hosts; h && *h && n < 14; h++)
                         l[n++] = scheme_for(p, *h);
                 strv_free(hosts);
@@ -1079,8 +1057,8 @@ int puller_new(struct ev_loop *loop, ImageStore *store, const char *insecure, co
                 return -ENOMEM;
         p->loop = loop;
         p->store = store;
-        p->insecure = split(insecure, ",");
-        p->mirrors = split(mirrors, ",");
+        p->insecure = strv_split(insecure, ",");
+        p->mirrors = strv_split(mirrors, ",");
         r = curl_ev_new(loop, &p->curl);
         if (r < 0 || !p->insecure || !p->mirrors) {
                 puller_free(p);

@@ -14,6 +14,7 @@
 #include "json-util.h"
 #include "log.h"
 #include "macro.h"
+#include "strv.h"
 
 extern char **environ;
 
@@ -57,11 +58,6 @@ struct CniOp {
         void *userdata;
 };
 
-static void set_str(char **p, const char *s) {
-        free(*p);
-        *p = s ? strdup(s) : NULL;
-}
-
 static char *find_plugin(Cni *c, const char *type) {
         char *path;
 
@@ -77,14 +73,23 @@ static char *find_plugin(Cni *c, const char *type) {
         return NULL;
 }
 
-/* Turns a .conf (one plugin) or .conflist into a normalized list; NULL with why set when invalid. */
-static char *normalize(const char *file, const char *text, char **ret_name, char *why, size_t why_size) {
+static bool have_plugin(Cni *c, const char *type) {
+        char *p = find_plugin(c, type);
+        free(p);
+        return p != NULL;
+}
+
+/* Turns a .conf (one plugin) or .conflist into a normalized list; NULL with why set when invalid.
+ * ret_missing: the first plugin type not found in the plugin directories, or NULL. */
+static char *normalize(Cni *c, const char *file, const char *text, char **ret_name, char **ret_missing, char *why,
+                       size_t why_size) {
         bool list = strlen(file) > 9 && strcmp(file + strlen(file) - 9, ".conflist") == 0;
         yajl_val v = json_parse(text, why, why_size), plugins;
         const char *name, *version;
         char *out = NULL;
         yajl_gen g;
 
+        *ret_missing = NULL;
         if (!v)
                 return NULL;
         name = json_get_str(v, "name");
@@ -103,11 +108,17 @@ static char *normalize(const char *file, const char *text, char **ret_name, char
                 goto out;
         }
         if (list)
-                for (size_t i = 0; i < plugins->u.array.len; i++)
-                        if (!json_get_str(plugins->u.array.values[i], "type")) {
+                for (size_t i = 0; i < plugins->u.array.len; i++) {
+                        const char *type = json_get_str(plugins->u.array.values[i], "type");
+                        if (!type) {
                                 snprintf(why, why_size, "plugin %zu has no \"type\"", i);
                                 goto out;
                         }
+                        if (!*ret_missing && !have_plugin(c, type))
+                                *ret_missing = strdup(type);
+                }
+        else if (!have_plugin(c, json_get_str(v, "type")))
+                *ret_missing = strdup(json_get_str(v, "type"));
 
         g = yajl_gen_alloc(NULL);
         if (!g)
@@ -128,6 +139,10 @@ static char *normalize(const char *file, const char *text, char **ret_name, char
         yajl_gen_free(g);
         *ret_name = strdup(name);
 out:
+        if (!out) {
+                free(*ret_missing);
+                *ret_missing = NULL;
+        }
         yajl_tree_free(v);
         return out;
 }
@@ -147,8 +162,8 @@ static int config_file_filter(const struct dirent *de) {
 }
 
 static void set_not_ready(Cni *c, const char *message) {
-        set_str(&c->reason, "NetworkPluginNotReady");
-        set_str(&c->message, message);
+        (void) free_and_strdup(&c->reason, "NetworkPluginNotReady");
+        (void) free_and_strdup(&c->message, message);
         free(c->network);
         c->network = NULL;
         free(c->network_name);
@@ -181,7 +196,8 @@ void cni_reload(Cni *c) {
                         free(path);
                         continue;
                 }
-                network = normalize(entries[i]->d_name, text, &name, why, sizeof why);
+                char *missing = NULL;
+                network = normalize(c, entries[i]->d_name, text, &name, &missing, why, sizeof why);
                 free(text);
                 if (!network) {
                         log_warning("CNI: '%s' is not a valid network configuration, skipping it: %s", path, why);
@@ -189,15 +205,6 @@ void cni_reload(Cni *c) {
                         continue;
                 }
                 /* The first valid file decides; its plugins must all be there. */
-                yajl_val v = json_parse(network, NULL, 0), plugins = json_get(v, "plugins");
-                const char *missing = NULL;
-                for (size_t k = 0; plugins && k < plugins->u.array.len && !missing; k++) {
-                        const char *type = json_get_str(plugins->u.array.values[k], "type");
-                        char *p = find_plugin(c, type);
-                        if (!p)
-                                missing = type;
-                        free(p);
-                }
                 if (missing) {
                         snprintf(message, sizeof message, "CNI plugin '%s' of network '%s' (%s) not found in %s",
                                  missing, name, path, c->cni_path);
@@ -207,10 +214,10 @@ void cni_reload(Cni *c) {
                 } else {
                         c->network = network;
                         c->network_name = name;
-                        set_str(&c->reason, NULL);
-                        set_str(&c->message, NULL);
+                        (void) free_and_strdup(&c->reason, NULL);
+                        (void) free_and_strdup(&c->message, NULL);
                 }
-                yajl_tree_free(v);
+                free(missing);
                 free(path);
                 break;
         }
@@ -283,8 +290,6 @@ static void watch(Cni *c) {
 
 int cni_new(struct ev_loop *loop, const char *conf_dir, const char *bin_dirs, uint64_t timeout_usec, Cni **ret) {
         Cni *c = calloc(1, sizeof *c);
-        size_t n = 0;
-        char *dirs, *save = NULL;
 
         if (!c)
                 return -ENOMEM;
@@ -293,16 +298,11 @@ int cni_new(struct ev_loop *loop, const char *conf_dir, const char *bin_dirs, ui
         c->timeout_usec = timeout_usec;
         c->conf_dir = strdup(conf_dir);
         c->cni_path = strdup(bin_dirs);
-        dirs = strdup(bin_dirs);
-        c->bin_dirs = calloc(strlen(bin_dirs) + 2, sizeof(char *));
-        if (!c->conf_dir || !c->cni_path || !dirs || !c->bin_dirs) {
-                free(dirs);
+        c->bin_dirs = strv_split(bin_dirs, ":");
+        if (!c->conf_dir || !c->cni_path || !c->bin_dirs) {
                 cni_free(c);
                 return -ENOMEM;
         }
-        for (char *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save))
-                c->bin_dirs[n++] = strdup(d);
-        free(dirs);
         ev_io_init(&c->inotify_io, inotify_cb, -1, EV_READ);
         ev_timer_init(&c->retry_timer, retry_cb, 2., 2.);
         watch(c);
@@ -317,9 +317,7 @@ Cni *cni_free(Cni *c) {
         ev_io_stop(c->loop, &c->inotify_io);
         ev_timer_stop(c->loop, &c->retry_timer);
         safe_close(c->inotify_fd);
-        for (char **d = c->bin_dirs; d && *d; d++)
-                free(*d);
-        free(c->bin_dirs);
+        strv_free(c->bin_dirs);
         free(c->cni_path);
         free(c->conf_dir);
         free(c->network);

@@ -116,19 +116,6 @@ static char *dup_raw(yajl_val obj, const char *key) {
         return s;
 }
 
-static char **dup_strv(yajl_val obj, const char *key, size_t *ret_n) {
-        yajl_val a = json_get(obj, key);
-        size_t n = YAJL_IS_ARRAY(a) ? a->u.array.len : 0, k = 0;
-        char **l = calloc(n + 1, sizeof(char *));
-
-        for (size_t i = 0; l && i < n; i++)
-                if (YAJL_IS_STRING(a->u.array.values[i]))
-                        l[k++] = strdup(a->u.array.values[i]->u.string);
-        if (ret_n)
-                *ret_n = k;
-        return l;
-}
-
 static StrPair *dup_pairs(yajl_val obj, const char *key, size_t *ret_n) {
         yajl_val m = json_get(obj, key);
         size_t n = YAJL_IS_OBJECT(m) ? m->u.object.len : 0, k = 0;
@@ -190,7 +177,8 @@ int pod_load(PodTable *t, const char *id, Pod **ret) {
         pod->init_started = get_bool(v, "initStarted");
         pod->cni_network = dup_raw(v, "cniNetwork");
         pod->cni_result = dup_raw(v, "cniResult");
-        pod->ips = dup_strv(v, "ips", &pod->n_ips);
+        pod->ips = json_get_strv(v, "ips");
+        pod->n_ips = strv_length(pod->ips);
 
         spec = json_get(v, "spec");
         PodSpec *s = &pod->spec;
@@ -202,9 +190,9 @@ int pod_load(PodTable *t, const char *id, Pod **ret) {
         s->log_directory = json_dup_str(spec, "logDirectory");
         s->runtime_handler = json_dup_str(spec, "runtimeHandler");
         s->cgroup_parent = json_dup_str(spec, "cgroupParent");
-        s->dns_servers = dup_strv(spec, "dnsServers", NULL);
-        s->dns_searches = dup_strv(spec, "dnsSearches", NULL);
-        s->dns_options = dup_strv(spec, "dnsOptions", NULL);
+        s->dns_servers = json_get_strv(spec, "dnsServers");
+        s->dns_searches = json_get_strv(spec, "dnsSearches");
+        s->dns_options = json_get_strv(spec, "dnsOptions");
         ports = json_get(spec, "ports");
         if (YAJL_IS_ARRAY(ports)) {
                 s->ports = calloc(ports->u.array.len + 1, sizeof *s->ports);
