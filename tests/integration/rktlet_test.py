@@ -133,7 +133,10 @@ class Daemon:
             return ""
 
     def channel(self, **options):
-        opts = [("grpc.enable_retries", 0)] + list(options.items())
+        # A subchannel pool of its own: grpcio would otherwise share the connection state of an
+        # earlier daemon on the same socket path (killed by the test) and answer from its backoff
+        # with "Connection refused" although this daemon listens.
+        opts = list({"grpc.enable_retries": 0, "grpc.use_local_subchannel_pool": 1, **options}.items())
         ch = grpc.insecure_channel("unix://" + self.socket, options=opts)
         self._channels.append(ch)
         return ch
