@@ -66,6 +66,7 @@ int manager_new(Config *config, Manager **ret) {
 static void manager_drop_bus(Manager *m) {
         m->systemd = systemd_client_free(m->systemd); /* fails the jobs in flight */
         m->version_slot = sd_bus_slot_unref(m->version_slot);
+        m->cgroup_slot = sd_bus_slot_unref(m->cgroup_slot);
         bus_ev_detach(&m->bus_ev);
         if (m->bus) {
                 sd_bus_flush_close_unref(m->bus);
@@ -78,6 +79,7 @@ Manager *manager_free(Manager *m) {
                 return NULL;
         m->server = grpc_server_free(m->server);
         cri_service_done();
+        m->containers = ctr_table_free(m->containers);
         m->pods = pod_table_free(m->pods);
         m->puller = puller_free(m->puller);
         m->images = image_store_free(m->images);
@@ -85,6 +87,11 @@ Manager *manager_free(Manager *m) {
         m->cni = cni_free(m->cni);
         free(m->pod_cidr);
         free(m->pod_init);
+        free(m->oci_runtime);
+        for (size_t i = 0; i < m->n_stored; i++)
+                safe_close(m->stored_fds[i]);
+        free(m->stored_fds);
+        strv_free(m->stored_names);
         if (m->loop) {
                 ev_signal_stop(m->loop, &m->sigterm);
                 ev_signal_stop(m->loop, &m->sigint);
@@ -94,6 +101,7 @@ Manager *manager_free(Manager *m) {
         }
         free(m->bus_error);
         free(m->systemd_version);
+        free(m->systemd_cgroup);
         free(m->config_json);
         config_done(&m->config);
         free(m);
@@ -123,6 +131,22 @@ static void initial_version_done(int error, const char *version, const char *mes
         }
         (void) free_and_strdup(&m->systemd_version, version);
         log_info("Talking to systemd %s on the %s bus.", version, m->config.user_bus ? "user" : "system");
+}
+
+static void cgroup_done(int error, const char *cgroup, const char *message, void *userdata) {
+        Manager *m = userdata;
+
+        m->cgroup_slot = sd_bus_slot_unref(m->cgroup_slot);
+        if (error < 0) {
+                log_warning("systemd did not tell its ControlGroup: %s", message);
+                return;
+        }
+        (void) free_and_strdup(&m->systemd_cgroup, strcmp(cgroup, "/") == 0 ? "" : cgroup);
+}
+
+static const char *ctr_env_cgroup_root(void *userdata) {
+        Manager *m = userdata;
+        return m->systemd_cgroup;
 }
 
 sd_bus *manager_get_bus(Manager *m) {
@@ -269,6 +293,35 @@ static char *find_pod_init(void) {
         return strdup(LIBEXECDIR "/rktlet/rktlet-pod-init");
 }
 
+/* The OCI runtime: [Containers] Runtime= (a name looked up in $PATH, or a path), else runc, else
+ * crun. */
+static char *find_oci_runtime(const char *configured) {
+        const char *const candidates[] = { configured, "runc", "crun" };
+        const char *path = getenv("PATH") ?: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+        for (size_t i = configured && configured[0] ? 0 : 1; i < ELEMENTSOF(candidates); i++) {
+                char **dirs;
+
+                if (strchr(candidates[i], '/'))
+                        return access(candidates[i], X_OK) == 0 ? strdup(candidates[i]) : NULL;
+                dirs = strv_split(path, ":");
+                for (char **d = dirs; d && *d; d++) {
+                        char *p;
+                        if (asprintf(&p, "%s/%s", *d, candidates[i]) < 0)
+                                break;
+                        if (access(p, X_OK) == 0) {
+                                strv_free(dirs);
+                                return p;
+                        }
+                        free(p);
+                }
+                strv_free(dirs);
+                if (i == 0)
+                        return NULL; /* what was configured is not there: no guessing */
+        }
+        return NULL;
+}
+
 static SystemdClient *pod_env_systemd(void *userdata) {
         return manager_get_systemd(userdata);
 }
@@ -323,13 +376,29 @@ static void log_listening(const char *path, const char *how) {
 static int manager_listen(Manager *m) {
         int n, r;
 
-        n = sd_listen_fds(1);
+        char **names = NULL;
+        n = sd_listen_fds_with_names(1, &names);
         if (n < 0)
                 return log_error_errno(n, "Failed to read sockets passed by systemd: %m");
         for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++) {
                 struct sockaddr_un sa = {};
                 socklen_t len = sizeof sa;
+                const char *name = names ? names[fd - SD_LISTEN_FDS_START] : NULL;
 
+                if (name && strncmp(name, "ctr-", 4) == 0) {
+                        /* A container's log pipe, kept in the fd store by an earlier rktlet. */
+                        int *fds = realloc(m->stored_fds, (m->n_stored + 1) * sizeof(int));
+                        if (!fds || strv_push(&m->stored_names, name) < 0) {
+                                free(fds ?: m->stored_fds);
+                                m->stored_fds = NULL;
+                                strv_free(names);
+                                return log_error_errno(-ENOMEM, "Out of memory.");
+                        }
+                        m->stored_fds = fds;
+                        m->stored_fds[m->n_stored++] = fd;
+                        (void) fd_cloexec(fd, true);
+                        continue;
+                }
                 if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
                         log_warning("Ignoring passed fd %i: not a listening unix stream socket.", fd);
                         continue;
@@ -344,6 +413,8 @@ static int manager_listen(Manager *m) {
                         sa.sun_path[0] = '@'; /* abstract */
                 log_listening(sa.sun_path, " (socket passed by systemd)");
         }
+        strv_free(names);
+        ctr_io_set_stored(m->stored_fds, m->stored_names, m->n_stored);
         if (m->socket_activated)
                 return 0;
 
@@ -381,6 +452,10 @@ int manager_start(Manager *m) {
                 r = systemd_get_version(bus, SYSTEMD_CALL_TIMEOUT_USEC, initial_version_done, m, &m->version_slot);
                 if (r < 0)
                         log_warning_errno(r, "Failed to ask systemd for its version: %m");
+                r = systemd_get_manager_string(bus, "ControlGroup", SYSTEMD_CALL_TIMEOUT_USEC, cgroup_done, m,
+                                               &m->cgroup_slot);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to ask systemd for its control group: %m");
         }
 
         r = mkdir_p(m->config.root_dir, 0700);
@@ -424,9 +499,32 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the image store in %s: %m", m->config.root_dir);
 
+        m->oci_runtime = find_oci_runtime(m->config.oci_runtime);
+        if (!m->oci_runtime)
+                log_warning("No OCI runtime: %s; containers cannot start.",
+                            m->config.oci_runtime[0] ? m->config.oci_runtime : "neither runc nor crun is in $PATH");
+        else
+                log_info("OCI runtime: %s.", m->oci_runtime);
+        /* The log pipes systemd kept for us come with the sockets. */
         r = manager_listen(m);
         if (r < 0)
                 return r;
+        CtrEnv cenv = {
+                .loop = m->loop,
+                .state_dir = m->config.state_dir,
+                .root_dir = m->config.root_dir,
+                .runtime = m->oci_runtime ?: "runc",
+                .pods = m->pods,
+                .images = m->images,
+                .systemd = pod_env_systemd,
+                .cgroup_root = ctr_env_cgroup_root,
+                .userdata = m,
+        };
+        r = ctr_table_new(&cenv, &m->containers);
+        if (r >= 0)
+                r = ctr_table_load(m->containers);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the containers in %s: %m", m->config.root_dir);
 
         (void) sd_notifyf(0, "READY=1\nSTATUS=Serving CRI on %s", m->socket_activated ? "passed socket" : m->config.listen);
         return 0;

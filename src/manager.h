@@ -8,6 +8,7 @@
 #include "bus-ev.h"
 #include "config.h"
 #include "cni.h"
+#include "ctr.h"
 #include "grpc-server.h"
 #include "image-pull.h"
 #include "image-store.h"
@@ -25,6 +26,8 @@ typedef struct Manager {
         char *bus_error;       /* why there is no bus, for Status */
         char *systemd_version; /* last Version the manager answered */
         sd_bus_slot *version_slot;
+        sd_bus_slot *cgroup_slot;
+        char *systemd_cgroup; /* the manager's ControlGroup: where its units' cgroups are */
         SystemdClient *systemd; /* unit jobs; made with the bus */
 
         Cni *cni;
@@ -33,6 +36,11 @@ typedef struct Manager {
         Puller *puller;
         char *pod_cidr; /* from UpdateRuntimeConfig */
         char *pod_init; /* path of rktlet-pod-init */
+        CtrTable *containers;
+        char *oci_runtime; /* absolute path of runc or crun */
+        int *stored_fds;   /* what systemd's fd store gave back at start (log pipes) */
+        char **stored_names;
+        size_t n_stored;
 
         GrpcServer *server;
         bool socket_activated;

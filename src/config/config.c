@@ -170,6 +170,7 @@ static const ConfigItem items[] = {
         { "CNI", "ConfTemplate", parse_path, offsetof(Config, cni_conf_template) },
         { "Registries", "Insecure", parse_string, offsetof(Config, registry_insecure) },
         { "Registries", "Mirrors", parse_mirrors, offsetof(Config, registry_mirrors) },
+        { "Containers", "Runtime", parse_string, offsetof(Config, oci_runtime) },
 };
 
 int config_init(Config *c) {
@@ -188,9 +189,10 @@ int config_init(Config *c) {
                 .cni_conf_template = strdup(""),
                 .registry_insecure = strdup(""),
                 .registry_mirrors = strdup(""),
+                .oci_runtime = strdup(""),
         };
         if (!c->listen || !c->state_dir || !c->root_dir || !c->cni_conf_dir || !c->cni_bin_dirs ||
-            !c->cni_conf_template || !c->registry_insecure || !c->registry_mirrors) {
+            !c->cni_conf_template || !c->registry_insecure || !c->registry_mirrors || !c->oci_runtime) {
                 config_done(c);
                 return -ENOMEM;
         }
@@ -206,6 +208,7 @@ void config_done(Config *c) {
         free(c->cni_conf_template);
         free(c->registry_insecure);
         free(c->registry_mirrors);
+        free(c->oci_runtime);
         *c = (Config) {};
 }
 
@@ -364,6 +367,7 @@ int config_to_json(const Config *c, char **ret) {
         gen_str(g, "cniConfTemplate", c->cni_conf_template);
         gen_str(g, "registryInsecure", c->registry_insecure);
         gen_str(g, "registryMirrors", c->registry_mirrors);
+        gen_str(g, "ociRuntime", c->oci_runtime);
         yajl_gen_map_close(g);
 
         yajl_gen_get_buf(g, &buf, &len);

@@ -20,6 +20,7 @@ typedef struct Config {
         char *cni_conf_template; /* written to the conf dir with the pod CIDR kubelet sets; "" none */
         char *registry_insecure; /* comma-separated hosts spoken to over plain HTTP */
         char *registry_mirrors;  /* comma-separated "registry=mirror|mirror" */
+        char *oci_runtime;       /* runc, crun or a path; "" to detect */
 } Config;
 
 /* Told about an unknown section or key; origin is "file:line". */

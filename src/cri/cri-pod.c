@@ -21,6 +21,9 @@ typedef struct PodCall {
         char *id;
         bool finished;
         bool remove; /* for stop/remove: which answer */
+        unsigned sweeping; /* containers still being stopped or removed before the pod */
+        char *sweep_error;
+        bool cancelled;
 } PodCall;
 
 static PodCall *pod_call_new(GrpcCall *call, Manager *m) {
@@ -36,6 +39,7 @@ static PodCall *pod_call_new(GrpcCall *call, Manager *m) {
 static void pod_call_free(PodCall *pc) {
         grpc_call_unref(pc->call);
         free(pc->id);
+        free(pc->sweep_error);
         free(pc);
 }
 
@@ -235,6 +239,54 @@ static void teardown_done(Pod *pod, int error, const char *message, void *userda
                 pod_call_free(pc);
 }
 
+/* The pod's own teardown, once its containers are stopped or removed. */
+static int pod_teardown_start(PodCall *pc, Pod *pod) {
+        PodOp *op = NULL;
+        int r;
+
+        /* done() may run before the call returns: then pc->finished is set and pc->op stays NULL. */
+        r = pc->remove ? pod_remove(pod, teardown_done, pc, &op) : pod_stop(pod, teardown_done, pc, &op);
+        if (r < 0)
+                return r;
+        if (!pc->finished)
+                pc->op = op;
+        return 0;
+}
+
+static void containers_swept(Container *c, int error, const char *message, void *userdata) {
+        PodCall *pc = userdata;
+        Pod *pod;
+        int r;
+
+        if (error < 0 && !pc->sweep_error)
+                pc->sweep_error = strdup(message ?: strerror(-error));
+        if (--pc->sweeping > 0)
+                return;
+        pod = pod_find(pc->manager->pods, pc->id);
+        if (pc->sweep_error || !pod) {
+                (void) grpc_call_finish(pc->call, pc->sweep_error ? GRPC_STATUS_INTERNAL : GRPC_STATUS_OK, "%s",
+                                        pc->sweep_error ?: "");
+                pod_call_free(pc);
+                return;
+        }
+        r = pod_teardown_start(pc, pod);
+        if (r < 0) {
+                (void) grpc_call_finish(pc->call, status_for(r), "pod sandbox %s is busy with another operation; try again",
+                                        pc->id);
+                pod_call_free(pc);
+                return;
+        }
+        if (pc->finished)
+                pod_call_free(pc);
+        /* else teardown_done() frees it */
+}
+
+static void sweep_cancel(GrpcCall *call, void *userdata) {
+        PodCall *pc = userdata;
+        /* The containers' operations go on; the last one to end still needs pc: keep it, answerless. */
+        pc->cancelled = true;
+}
+
 static int stop_or_remove(GrpcCall *call, Manager *m, const char *id, bool remove) {
         PodCall *pc;
         Pod *pod;
@@ -247,20 +299,42 @@ static int stop_or_remove(GrpcCall *call, Manager *m, const char *id, bool remov
                 return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "pod sandbox id prefix '%s' is ambiguous", id);
         if (r < 0)
                 return empty_reply(call, remove); /* nothing left to reclaim: the CRI asks for success */
+        for (Container *c = m->containers->containers; c; c = c->next)
+                if (strcmp(c->pod_id, pod->id) == 0 && c->busy)
+                        return grpc_call_finish(call, GRPC_STATUS_ABORTED,
+                                                "container %s of pod sandbox %s is busy with another operation; try again",
+                                                c->id, pod->id);
         pc = pod_call_new(call, m);
-        if (!pc)
+        if (!pc || !(pc->id = strdup(pod->id))) {
+                if (pc)
+                        pod_call_free(pc);
                 return -ENOMEM;
+        }
         pc->remove = remove;
-        /* done() may run before the call returns: then pc->finished is set and pc->op stays NULL. */
-        PodOp *op = NULL;
-        r = remove ? pod_remove(pod, teardown_done, pc, &op) : pod_stop(pod, teardown_done, pc, &op);
+
+        /* The pod's containers first: stopped (killed, as containerd does) or removed. */
+        pc->sweeping = 1;
+        for (Container *c = m->containers->containers, *next; c; c = next) {
+                next = c->next;
+                if (strcmp(c->pod_id, pod->id) != 0 || (!remove && c->state != CTR_RUNNING))
+                        continue;
+                pc->sweeping++;
+                r = remove ? ctr_remove(c, containers_swept, pc, NULL) : ctr_stop(c, 0, containers_swept, pc, NULL);
+                if (r < 0)
+                        containers_swept(NULL, r, "a container of the pod is busy", pc);
+        }
+        if (pc->sweeping > 1) {
+                pc->sweeping--;
+                grpc_call_set_cancel(pc->call, sweep_cancel, pc);
+                return 0;
+        }
+        pc->sweeping = 0;
+        r = pod_teardown_start(pc, pod);
         if (r < 0) {
                 pod_call_free(pc);
                 return grpc_call_finish(call, status_for(r), "pod sandbox %s is busy with another operation; try again",
                                         id);
         }
-        if (!pc->finished)
-                pc->op = op;
         return pod_call_wait(pc);
 }
 

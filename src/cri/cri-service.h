@@ -26,6 +26,15 @@ int cri_pod_sandbox_status(GrpcCall *call, const uint8_t *msg, size_t len, void 
 int cri_list_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_update_runtime_config(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 
+/* Handlers (cri-container.c). */
+int cri_create_container(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_start_container(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_stop_container(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_remove_container(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_container_status(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_list_containers(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_reopen_container_log(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+
 /* Handlers (cri-image.c). */
 int cri_pull_image(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_list_images(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);

@@ -119,6 +119,17 @@ int pod_ns_setup_child(void *userdata) {
                         return r;
         if ((r = pin(pod, "net")) < 0 || (r = pin(pod, "uts")) < 0 || (r = pin(pod, "ipc")) < 0)
                 return r;
+        if (s->ipc == POD_NS_POD) {
+                /* The pod's /dev/shm, which its containers share (as they share its IPC namespace). */
+                char *shm;
+                if (asprintf(&shm, "%s/shm", run) < 0)
+                        return -ENOMEM;
+                if (mkdir(shm, 0755) < 0 && errno != EEXIST)
+                        return fail(errno, "create %s", shm);
+                if (mount("shm", shm, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") < 0)
+                        return fail(errno, "mount the pod's /dev/shm on %s", shm);
+                free(shm);
+        }
         return 0;
 }
 
@@ -142,5 +153,12 @@ int pod_ns_teardown_child(void *userdata) {
         }
         if (asprintf(&dir, "%s/ns", run) >= 0 && rmdir(dir) < 0 && errno != ENOENT)
                 r = fail(errno, "remove %s", dir);
+        free(dir);
+        if (asprintf(&dir, "%s/shm", run) >= 0) {
+                if (umount2(dir, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+                        r = fail(errno, "unmount %s", dir);
+                else if (rmdir(dir) < 0 && errno != ENOENT)
+                        r = fail(errno, "remove %s", dir);
+        }
         return r;
 }

@@ -40,8 +40,8 @@ static int version_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_er
         return 0;
 }
 
-int systemd_get_version(sd_bus *bus, uint64_t timeout_usec, SystemdVersionDone done, void *userdata,
-                        sd_bus_slot **ret_slot) {
+int systemd_get_manager_string(sd_bus *bus, const char *property, uint64_t timeout_usec, SystemdVersionDone done,
+                               void *userdata, sd_bus_slot **ret_slot) {
         sd_bus_message *m = NULL;
         sd_bus_slot *slot = NULL;
         VersionCall *v;
@@ -56,7 +56,7 @@ int systemd_get_version(sd_bus *bus, uint64_t timeout_usec, SystemdVersionDone d
         r = sd_bus_message_new_method_call(bus, &m, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
                                            "org.freedesktop.DBus.Properties", "Get");
         if (r >= 0)
-                r = sd_bus_message_append(m, "ss", "org.freedesktop.systemd1.Manager", "Version");
+                r = sd_bus_message_append(m, "ss", "org.freedesktop.systemd1.Manager", property);
         if (r >= 0)
                 r = sd_bus_call_async(bus, &slot, m, version_reply, v, timeout_usec);
         sd_bus_message_unref(m);
@@ -68,4 +68,33 @@ int systemd_get_version(sd_bus *bus, uint64_t timeout_usec, SystemdVersionDone d
         sd_bus_slot_set_destroy_callback(slot, version_call_free);
         *ret_slot = slot;
         return 0;
+}
+
+int systemd_get_version(sd_bus *bus, uint64_t timeout_usec, SystemdVersionDone done, void *userdata,
+                        sd_bus_slot **ret_slot) {
+        return systemd_get_manager_string(bus, "Version", timeout_usec, done, userdata, ret_slot);
+}
+
+char *systemd_slice_path(const char *slice) {
+        size_t n = strlen(slice), k = strlen(".slice");
+        char *out = NULL, *p;
+        size_t len = 0;
+        FILE *f;
+
+        if (n <= k || strcmp(slice + n - k, ".slice") != 0)
+                return NULL;
+        if (strcmp(slice, "-.slice") == 0)
+                return strdup("");
+        f = open_memstream(&out, &len);
+        if (!f)
+                return NULL;
+        /* "a-b-c.slice" is /a.slice/a-b.slice/a-b-c.slice. */
+        for (p = strchr(slice, '-'); p && p < slice + n - k; p = strchr(p + 1, '-'))
+                fprintf(f, "/%.*s.slice", (int) (p - slice), slice);
+        fprintf(f, "/%s", slice);
+        if (fclose(f) != 0) {
+                free(out);
+                return NULL;
+        }
+        return out;
 }

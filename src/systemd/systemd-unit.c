@@ -19,6 +19,7 @@ struct SystemdOp {
         ev_timer timer;
         SystemdOpDone done;
         void *userdata;
+        bool no_job; /* a plain call (KillUnit, ResetFailedUnit): its reply finishes it */
 };
 
 struct SystemdClient {
@@ -99,6 +100,10 @@ static int call_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error
                         error = -ETIMEDOUT;
                 snprintf(message, sizeof message, "%s: %s: %s", op->unit, e->name, e->message ?: "");
                 op_finish(op, error, message);
+                return 0;
+        }
+        if (op->no_job) {
+                op_finish(op, 0, NULL);
                 return 0;
         }
         if (sd_bus_message_read(m, "o", &job) < 0 || !(op->job = strdup(job))) {
@@ -193,6 +198,190 @@ int systemd_stop_unit(SystemdClient *c, const char *name, uint64_t timeout_usec,
         if (r >= 0)
                 r = sd_bus_message_append(m, "ss", name, "replace");
         return op_submit(c, name, m, r, timeout_usec, done, userdata, ret);
+}
+
+/* A method on the manager that answers without a job: the reply ends the op. */
+static int submit_call(SystemdClient *c, const char *name, sd_bus_message *m, int r, uint64_t timeout_usec,
+                       SystemdOpDone done, void *userdata, SystemdOp **ret) {
+        SystemdOp *op = NULL;
+
+        r = op_submit(c, name, m, r, timeout_usec, done, userdata, &op);
+        if (r < 0)
+                return r;
+        op->no_job = true;
+        if (ret)
+                *ret = op;
+        return 0;
+}
+
+int systemd_kill_unit(SystemdClient *c, const char *name, const char *who, int signo, uint64_t timeout_usec,
+                      SystemdOpDone done, void *userdata, SystemdOp **ret) {
+        sd_bus_message *m = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_call(c->bus, &m, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+                                           "org.freedesktop.systemd1.Manager", "KillUnit");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "ssi", name, who, (int32_t) signo);
+        return submit_call(c, name, m, r, timeout_usec, done, userdata, ret);
+}
+
+int systemd_reset_failed_unit(SystemdClient *c, const char *name, uint64_t timeout_usec, SystemdOpDone done,
+                              void *userdata, SystemdOp **ret) {
+        sd_bus_message *m = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_call(c->bus, &m, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+                                           "org.freedesktop.systemd1.Manager", "ResetFailedUnit");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", name);
+        return submit_call(c, name, m, r, timeout_usec, done, userdata, ret);
+}
+
+/* --- watching a service ---------------------------------------------------------------------------- */
+
+struct SystemdWatch {
+        sd_bus *bus; /* its own reference: a watch may outlive the client */
+        char *unit, *path;
+        sd_bus_slot *match_slot, *get_slot;
+        bool again; /* a change arrived while a GetAll was in flight */
+        SystemdUnitChanged changed;
+        void *userdata;
+};
+
+static int read_service_properties(sd_bus_message *m, SystemdServiceInfo *info) {
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+                const char *name, *contents;
+                char type;
+
+                if ((r = sd_bus_message_read(m, "s", &name)) < 0 || (r = sd_bus_message_peek_type(m, &type, &contents)) < 0)
+                        return r;
+                if (strcmp(name, "MainPID") == 0 && strcmp(contents, "u") == 0)
+                        r = sd_bus_message_read(m, "v", "u", &info->main_pid);
+                else if (strcmp(name, "ExecMainCode") == 0 && strcmp(contents, "i") == 0)
+                        r = sd_bus_message_read(m, "v", "i", &info->exec_main_code);
+                else if (strcmp(name, "ExecMainStatus") == 0 && strcmp(contents, "i") == 0)
+                        r = sd_bus_message_read(m, "v", "i", &info->exec_main_status);
+                else if (strcmp(name, "ExecMainPID") == 0 && strcmp(contents, "u") == 0)
+                        r = sd_bus_message_read(m, "v", "u", &info->exec_main_pid);
+                else if (strcmp(name, "ExecMainStartTimestamp") == 0 && strcmp(contents, "t") == 0)
+                        r = sd_bus_message_read(m, "v", "t", &info->exec_main_start_usec);
+                else if (strcmp(name, "ExecMainExitTimestamp") == 0 && strcmp(contents, "t") == 0)
+                        r = sd_bus_message_read(m, "v", "t", &info->exec_main_exit_usec);
+                else if (strcmp(name, "Result") == 0 && strcmp(contents, "s") == 0) {
+                        const char *s;
+                        r = sd_bus_message_read(m, "v", "s", &s);
+                        if (r >= 0)
+                                snprintf(info->result, sizeof info->result, "%s", s);
+                } else
+                        r = sd_bus_message_skip(m, "v");
+                if (r < 0)
+                        return r;
+                if ((r = sd_bus_message_exit_container(m)) < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(m);
+}
+
+static void watch_get(SystemdWatch *w);
+
+static int watch_got(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        SystemdWatch *w = userdata;
+        SystemdServiceInfo info = {};
+        int r;
+
+        w->get_slot = sd_bus_slot_unref(w->get_slot);
+        if (sd_bus_message_is_method_error(m, NULL)) {
+                const sd_bus_error *e = sd_bus_message_get_error(m);
+                log_debug("systemd: properties of %s: %s: %s", w->unit, e->name, e->message ?: "");
+                info.gone = true;
+        } else {
+                r = read_service_properties(m, &info);
+                if (r < 0) {
+                        log_debug_errno(r, "systemd: cannot read the properties of %s: %m", w->unit);
+                        return 0;
+                }
+        }
+        if (w->again) {
+                w->again = false;
+                watch_get(w);
+                return 0;
+        }
+        w->changed(w, &info, w->userdata);
+        return 0;
+}
+
+static void watch_get(SystemdWatch *w) {
+        int r;
+
+        if (w->get_slot) {
+                w->again = true;
+                return;
+        }
+        r = sd_bus_call_method_async(w->bus, &w->get_slot, "org.freedesktop.systemd1", w->path,
+                                     "org.freedesktop.DBus.Properties", "GetAll", watch_got, w, "s",
+                                     "org.freedesktop.systemd1.Service");
+        if (r < 0)
+                log_warning_errno(r, "systemd: cannot ask for the properties of %s: %m", w->unit);
+}
+
+void systemd_watch_refresh(SystemdWatch *w) {
+        if (w)
+                watch_get(w);
+}
+
+static int watch_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        watch_get(userdata);
+        return 0;
+}
+
+int systemd_watch_service(SystemdClient *c, const char *name, SystemdUnitChanged changed, void *userdata,
+                          SystemdWatch **ret) {
+        SystemdWatch *w = calloc(1, sizeof *w);
+        int r;
+
+        if (!w)
+                return -ENOMEM;
+        w->bus = sd_bus_ref(c->bus);
+        w->changed = changed;
+        w->userdata = userdata;
+        w->unit = strdup(name);
+        if (!w->unit) {
+                systemd_watch_free(w);
+                return -ENOMEM;
+        }
+        r = sd_bus_path_encode("/org/freedesktop/systemd1/unit", name, &w->path);
+        if (r >= 0)
+                /* Installed before any job on the unit is sent, on the same connection: no change is
+                 * missed. */
+                r = sd_bus_match_signal_async(c->bus, &w->match_slot, "org.freedesktop.systemd1", w->path,
+                                              "org.freedesktop.DBus.Properties", "PropertiesChanged", watch_signal,
+                                              NULL, w);
+        if (r < 0) {
+                systemd_watch_free(w);
+                return r;
+        }
+        *ret = w;
+        return 0;
+}
+
+SystemdWatch *systemd_watch_free(SystemdWatch *w) {
+        if (!w)
+                return NULL;
+        sd_bus_slot_unref(w->match_slot);
+        sd_bus_slot_unref(w->get_slot);
+        sd_bus_unref(w->bus);
+        free(w->unit);
+        free(w->path);
+        free(w);
+        return NULL;
 }
 
 static int subscribed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {

@@ -27,6 +27,32 @@ int systemd_start_transient_unit(SystemdClient *c, const char *name, SystemdAppe
                                  void *userdata, SystemdOp **ret);
 int systemd_stop_unit(SystemdClient *c, const char *name, uint64_t timeout_usec, SystemdOpDone done,
                       void *userdata, SystemdOp **ret);
+/* KillUnit(name, who, signo): who is "main", "control" or "all". Ends with the reply. */
+int systemd_kill_unit(SystemdClient *c, const char *name, const char *who, int signo, uint64_t timeout_usec,
+                      SystemdOpDone done, void *userdata, SystemdOp **ret);
+/* ResetFailedUnit(name): a failed transient unit is then unloaded. */
+int systemd_reset_failed_unit(SystemdClient *c, const char *name, uint64_t timeout_usec, SystemdOpDone done,
+                              void *userdata, SystemdOp **ret);
+
+/* What systemd knows of a service's main process. */
+typedef struct SystemdServiceInfo {
+        bool gone; /* the properties could not be read */
+        uint32_t main_pid, exec_main_pid;
+        int32_t exec_main_code, exec_main_status; /* CLD_EXITED/CLD_KILLED/CLD_DUMPED and status */
+        uint64_t exec_main_start_usec, exec_main_exit_usec; /* CLOCK_REALTIME, 0 when not yet */
+        char result[32];                                    /* "success", "exit-code", "oom-kill"… */
+} SystemdServiceInfo;
+
+typedef struct SystemdWatch SystemdWatch;
+/* Called with the service's properties after each PropertiesChanged signal of the unit (and after
+ * systemd_watch_refresh()). */
+typedef void (*SystemdUnitChanged)(SystemdWatch *w, const SystemdServiceInfo *info, void *userdata);
+/* Watches a service (loaded or not yet): its PropertiesChanged signals trigger a GetAll. */
+int systemd_watch_service(SystemdClient *c, const char *name, SystemdUnitChanged changed, void *userdata,
+                          SystemdWatch **ret);
+void systemd_watch_refresh(SystemdWatch *w);
+SystemdWatch *systemd_watch_free(SystemdWatch *w);
+
 /* Drops interest in an op: done() is not called. The job itself goes on in systemd. */
 void systemd_op_cancel(SystemdOp *op);
 

@@ -322,6 +322,34 @@ def busybox_entries():
             Dir("tmp", mode=0o1777), Dir("root", mode=0o700)]
 
 
+def busybox_applets():
+    """Every applet name of /bin/busybox (`busybox --list`), without busybox itself."""
+    out = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout
+    return sorted({a for a in out.split() if a and "/" not in a and a != "busybox"})
+
+
+def full_busybox_entries():
+    """A root filesystem for running containers: busybox with a symlink for every applet in bin/,
+    passwd and group (root, app 1000:1000), /tmp 1777 and the empty /proc, /sys and /dev."""
+    with open(BUSYBOX, "rb") as f:
+        bb = f.read()
+    return [Dir("bin"), File("bin/busybox", bb, mode=0o755),
+            *[Symlink(f"bin/{a}", "busybox") for a in busybox_applets()],
+            Dir("etc"), File("etc/passwd", PASSWD), File("etc/group", GROUP),
+            Dir("home"), Dir("home/app", uid=1000, gid=1000, mode=0o750),
+            Dir("tmp", mode=0o1777), Dir("root", mode=0o700),
+            Dir("proc", mode=0o555), Dir("sys", mode=0o555), Dir("dev")]
+
+
+def full_busybox_image(**config):
+    """One layer of full_busybox_entries(); config as image_config() takes it (cmd, entrypoint, env,
+    workdir, user, stop_signal, labels). By default: root, PATH=/bin, workdir /, Cmd echo image-cmd."""
+    layer = _cached("full-busybox", lambda: Layer(full_busybox_entries()))
+    config.setdefault("cmd", ["/bin/sh", "-c", "echo image-cmd"])
+    config.setdefault("env", ["PATH=/bin"])
+    return Image([layer], **config)
+
+
 def checked_entries():
     """Modes, owners, times, links, a device node and xattrs, for the tests to find kept."""
     return [File("etc/motd", MOTD, mode=0o640, uid=1000, gid=1000, uname="app", gname="app", mtime=MOTD_MTIME),

@@ -1,0 +1,695 @@
+/* CRI container methods: translation between runtime.v1 messages and the container module. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.pb-c.h"
+#include "cri-service.h"
+#include "ctr.h"
+#include "json-util.h"
+#include "log.h"
+#include "manager.h"
+#include "strv.h"
+
+/* A call waiting for a container operation. */
+typedef struct CtrCall {
+        GrpcCall *call;
+        Manager *manager;
+        CtrOp *op;
+        bool finished;
+        int kind; /* which answer: 0 create, 1 start, 2 stop, 3 remove */
+} CtrCall;
+
+static CtrCall *ctr_call_new(GrpcCall *call, Manager *m, int kind) {
+        CtrCall *cc = calloc(1, sizeof *cc);
+
+        if (!cc)
+                return NULL;
+        cc->call = grpc_call_ref(call);
+        cc->manager = m;
+        cc->kind = kind;
+        return cc;
+}
+
+static void ctr_call_free(CtrCall *cc) {
+        grpc_call_unref(cc->call);
+        free(cc);
+}
+
+static void ctr_call_cancel(GrpcCall *call, void *userdata) {
+        CtrCall *cc = userdata;
+
+        /* The operation completes anyway; nobody hears of it. */
+        ctr_op_detach(cc->op);
+        ctr_call_free(cc);
+}
+
+/* After starting an operation that may already have finished (done() ran inside). */
+static int ctr_call_wait(CtrCall *cc, CtrOp *op) {
+        if (cc->finished) {
+                ctr_call_free(cc);
+                return 0;
+        }
+        cc->op = op;
+        grpc_call_set_cancel(cc->call, ctr_call_cancel, cc);
+        return 0;
+}
+
+static GrpcStatus status_for(int error) {
+        switch (-error) {
+        case EBUSY:
+                return GRPC_STATUS_ABORTED;
+        case ENOTCONN:
+                return GRPC_STATUS_UNAVAILABLE;
+        case EPERM:
+        case EPIPE:
+                return GRPC_STATUS_FAILED_PRECONDITION;
+        default:
+                return grpc_status_from_errno(error);
+        }
+}
+
+static int empty_reply(GrpcCall *call, int kind) {
+        Runtime__V1__StartContainerResponse start = RUNTIME__V1__START_CONTAINER_RESPONSE__INIT;
+        Runtime__V1__StopContainerResponse stop = RUNTIME__V1__STOP_CONTAINER_RESPONSE__INIT;
+        Runtime__V1__RemoveContainerResponse rm = RUNTIME__V1__REMOVE_CONTAINER_RESPONSE__INIT;
+
+        return cri_reply(call, kind == 1 ? &start.base : kind == 2 ? &stop.base : &rm.base);
+}
+
+static void op_done(Container *c, int error, const char *message, void *userdata) {
+        CtrCall *cc = userdata;
+        bool waiting = cc->op != NULL; /* set once the entry point returned without finishing */
+
+        cc->op = NULL;
+        cc->finished = true;
+        if (error < 0)
+                (void) grpc_call_finish(cc->call, status_for(error), "%s", message ?: strerror(-error));
+        else if (cc->kind == 0) {
+                Runtime__V1__CreateContainerResponse resp = RUNTIME__V1__CREATE_CONTAINER_RESPONSE__INIT;
+                resp.container_id = c->id;
+                (void) cri_reply(cc->call, &resp.base);
+        } else
+                (void) empty_reply(cc->call, cc->kind);
+        if (waiting)
+                ctr_call_free(cc);
+}
+
+/* --- CreateContainer ----------------------------------------------------------------------------- */
+
+static char **strv_from(char **l, size_t n) {
+        char **out = calloc(n + 1, sizeof(char *));
+        for (size_t i = 0; out && i < n; i++)
+                if (!(out[i] = strdup(l[i] ?: ""))) {
+                        strv_free(out);
+                        return NULL;
+                }
+        return out;
+}
+
+#define PAIRS_FROM(entries, n, ret_pairs, ret_n)                                         \
+        ({                                                                               \
+                StrPair *_p = calloc((n) + 1, sizeof(StrPair));                         \
+                bool _ok = _p != NULL;                                                   \
+                for (size_t _i = 0; _p && _i < (n); _i++) {                              \
+                        _p[_i].key = strdup((entries)[_i]->key ?: "");                   \
+                        _p[_i].value = strdup((entries)[_i]->value ?: "");               \
+                        _ok = _ok && _p[_i].key && _p[_i].value;                         \
+                }                                                                        \
+                *(ret_pairs) = _p;                                                       \
+                *(ret_n) = _p ? (n) : 0;                                                 \
+                _ok;                                                                     \
+        })
+
+static bool path_ok(const char *p) {
+        if (!p || p[0] != '/')
+                return false;
+        for (const char *s = p; (s = strstr(s, "..")); s += 2)
+                if ((s == p || s[-1] == '/') && (s[2] == '/' || s[2] == '\0'))
+                        return false;
+        return true;
+}
+
+static int invalid(char **ret_message, const char *format, ...) _printf_(2, 3);
+static int invalid(char **ret_message, const char *format, ...) {
+        va_list ap;
+
+        va_start(ap, format);
+        if (vasprintf(ret_message, format, ap) < 0)
+                *ret_message = NULL;
+        va_end(ap);
+        return -EINVAL;
+}
+
+static int seccomp_from(const Runtime__V1__LinuxContainerSecurityContext *sc, CtrSpec *s, char **ret_message) {
+        /* No profile at all means the default one: security is on by default. */
+        s->seccomp = OCI_SECCOMP_RUNTIME_DEFAULT;
+        if (!sc || !sc->seccomp)
+                return 0;
+        switch (sc->seccomp->profile_type) {
+        case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Unconfined:
+                s->seccomp = OCI_SECCOMP_UNCONFINED;
+                return 0;
+        case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost:
+                if (!path_ok(sc->seccomp->localhost_ref))
+                        return invalid(ret_message, "seccomp profile '%s' is no absolute path",
+                                       sc->seccomp->localhost_ref ?: "");
+                s->seccomp = OCI_SECCOMP_LOCALHOST;
+                s->seccomp_profile = strdup(sc->seccomp->localhost_ref);
+                return s->seccomp_profile ? 0 : -ENOMEM;
+        default:
+                return 0;
+        }
+}
+
+static int apparmor_from(const Runtime__V1__LinuxContainerSecurityContext *sc, CtrSpec *s) {
+        const char *name = NULL;
+        char *enabled = NULL;
+
+        /* Only where the host has AppArmor; runtime/default means no profile of ours. */
+        if (read_file("/sys/module/apparmor/parameters/enabled", 16, &enabled, NULL) < 0 || enabled[0] != 'Y') {
+                free(enabled);
+                s->apparmor_profile = strdup("");
+                return s->apparmor_profile ? 0 : -ENOMEM;
+        }
+        free(enabled);
+        if (sc && sc->apparmor && sc->apparmor->profile_type == RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost)
+                name = sc->apparmor->localhost_ref;
+        s->apparmor_profile = strdup(name ?: "");
+        return s->apparmor_profile ? 0 : -ENOMEM;
+}
+
+static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, char **ret_message) {
+        const Runtime__V1__LinuxContainerConfig *lx = c->linux;
+        const Runtime__V1__LinuxContainerSecurityContext *sc = lx ? lx->security_context : NULL;
+        const Runtime__V1__LinuxContainerResources *res = lx ? lx->resources : NULL;
+        const Runtime__V1__NamespaceOption *ns = sc ? sc->namespace_options : NULL;
+        int r;
+
+        *s = (CtrSpec) {
+                .name = strdup(c->metadata->name ?: ""),
+                .attempt = c->metadata->attempt,
+                .image_ref = strdup(c->image->image ?: ""),
+                .command = strv_from(c->command, c->n_command),
+                .args = strv_from(c->args, c->n_args),
+                .working_dir = strdup(c->working_dir ?: ""),
+                .log_path = strdup(c->log_path ?: ""),
+                .stdin_ = c->stdin,
+                .stdin_once = c->stdin_once,
+                .tty = c->tty,
+                .privileged = sc && sc->privileged,
+                .readonly_rootfs = sc && sc->readonly_rootfs,
+                .no_new_privs = sc && sc->no_new_privs,
+                .has_run_as_user = sc && sc->run_as_user,
+                .run_as_user = sc && sc->run_as_user ? sc->run_as_user->value : 0,
+                .has_run_as_group = sc && sc->run_as_group,
+                .run_as_group = sc && sc->run_as_group ? sc->run_as_group->value : 0,
+                .run_as_username = strdup(sc && sc->run_as_username ? sc->run_as_username : ""),
+                .cap_add = strv_from(sc && sc->capabilities ? sc->capabilities->add_capabilities : NULL,
+                                     sc && sc->capabilities ? sc->capabilities->n_add_capabilities : 0),
+                .cap_drop = strv_from(sc && sc->capabilities ? sc->capabilities->drop_capabilities : NULL,
+                                      sc && sc->capabilities ? sc->capabilities->n_drop_capabilities : 0),
+                .has_masked_paths = sc && sc->n_masked_paths > 0,
+                .masked_paths = strv_from(sc ? sc->masked_paths : NULL, sc ? sc->n_masked_paths : 0),
+                .has_readonly_paths = sc && sc->n_readonly_paths > 0,
+                .readonly_paths = strv_from(sc ? sc->readonly_paths : NULL, sc ? sc->n_readonly_paths : 0),
+                .pid = ns ? (PodNsMode) ns->pid : POD_NS_CONTAINER,
+                .pid_target = strdup(ns && ns->target_id ? ns->target_id : ""),
+                .cpu_period = res ? res->cpu_period : 0,
+                .cpu_quota = res ? res->cpu_quota : 0,
+                .cpu_shares = res ? res->cpu_shares : 0,
+                .memory_limit = res ? res->memory_limit_in_bytes : 0,
+                .memory_swap_limit = res ? res->memory_swap_limit_in_bytes : 0,
+                .oom_score_adj = res ? res->oom_score_adj : 0,
+                .cpuset_cpus = strdup(res && res->cpuset_cpus ? res->cpuset_cpus : ""),
+                .cpuset_mems = strdup(res && res->cpuset_mems ? res->cpuset_mems : ""),
+        };
+        if (!s->name || !s->image_ref || !s->command || !s->args || !s->working_dir || !s->log_path ||
+            !s->run_as_username || !s->cap_add || !s->cap_drop || !s->masked_paths || !s->readonly_paths ||
+            !s->pid_target || !s->cpuset_cpus || !s->cpuset_mems ||
+            !PAIRS_FROM(c->labels, c->n_labels, &s->labels, &s->n_labels) ||
+            !PAIRS_FROM(c->annotations, c->n_annotations, &s->annotations, &s->n_annotations))
+                return -ENOMEM;
+        /* KeyValue's value is bytes in runtime.v1. */
+        s->envs = calloc(c->n_envs + 1, sizeof *s->envs);
+        if (!s->envs)
+                return -ENOMEM;
+        for (size_t i = 0; i < c->n_envs; i++) {
+                const ProtobufCBinaryData *v = &c->envs[i]->value;
+                s->envs[i].key = strdup(c->envs[i]->key ?: "");
+                s->envs[i].value = strndup(v->data ? (const char *) v->data : "", v->len);
+                s->n_envs++;
+                if (!s->envs[i].key || !s->envs[i].value)
+                        return -ENOMEM;
+                if (v->len && memchr(v->data, 0, v->len))
+                        return invalid(ret_message, "environment variable '%s' holds a NUL byte", s->envs[i].key);
+        }
+        if (sc && sc->n_supplemental_groups) {
+                s->supplemental_groups = calloc(sc->n_supplemental_groups, sizeof(int64_t));
+                if (!s->supplemental_groups)
+                        return -ENOMEM;
+                memcpy(s->supplemental_groups, sc->supplemental_groups, sc->n_supplemental_groups * sizeof(int64_t));
+                s->n_supplemental_groups = sc->n_supplemental_groups;
+        }
+
+        if (!s->name[0])
+                return invalid(ret_message, "config.metadata.name is empty");
+        if (strlen(s->name) > 253 || strchr(s->name, '/'))
+                return invalid(ret_message, "container name '%s' is invalid", s->name);
+        if (!s->image_ref[0])
+                return invalid(ret_message, "config.image.image is empty");
+        if (s->log_path[0] && (s->log_path[0] == '/' || strstr(s->log_path, "..")))
+                return invalid(ret_message, "log_path '%s' must be relative to the pod's log directory, without '..'",
+                               s->log_path);
+        if (s->working_dir[0] && s->working_dir[0] != '/')
+                return invalid(ret_message, "working_dir '%s' is not absolute", s->working_dir);
+        if (s->has_run_as_user && s->run_as_user < 0)
+                return invalid(ret_message, "run_as_user %lld is negative", (long long) s->run_as_user);
+        if (s->has_run_as_group && s->run_as_group < 0)
+                return invalid(ret_message, "run_as_group %lld is negative", (long long) s->run_as_group);
+        for (size_t i = 0; i < s->n_envs; i++)
+                if (!s->envs[i].key[0] || strchr(s->envs[i].key, '='))
+                        return invalid(ret_message, "environment variable name '%s' is invalid", s->envs[i].key);
+
+        s->mounts = calloc(c->n_mounts + 1, sizeof *s->mounts);
+        if (!s->mounts)
+                return -ENOMEM;
+        for (size_t i = 0; i < c->n_mounts; i++) {
+                const Runtime__V1__Mount *m = c->mounts[i];
+                if (m->image && m->image->image && m->image->image[0])
+                        return invalid(ret_message, "mount %s: image volumes are not supported",
+                                       m->container_path ?: "");
+                if (!path_ok(m->container_path))
+                        return invalid(ret_message, "mount container_path '%s' must be absolute, without '..'",
+                                       m->container_path ?: "");
+                if (!path_ok(m->host_path))
+                        return invalid(ret_message, "mount host_path '%s' must be absolute, without '..'",
+                                       m->host_path ?: "");
+                s->mounts[i] = (CtrMount) {
+                        .container_path = strdup(m->container_path),
+                        .host_path = strdup(m->host_path),
+                        .readonly = m->readonly,
+                        .propagation = (int) m->propagation,
+                };
+                s->n_mounts++;
+                if (!s->mounts[i].container_path || !s->mounts[i].host_path)
+                        return -ENOMEM;
+        }
+        s->devices = calloc(c->n_devices + 1, sizeof *s->devices);
+        if (!s->devices)
+                return -ENOMEM;
+        for (size_t i = 0; i < c->n_devices; i++) {
+                const Runtime__V1__Device *d = c->devices[i];
+                if (!path_ok(d->container_path) || !path_ok(d->host_path))
+                        return invalid(ret_message, "device '%s' → '%s': paths must be absolute, without '..'",
+                                       d->host_path ?: "", d->container_path ?: "");
+                s->devices[i] = (CtrDevice) {
+                        .container_path = strdup(d->container_path),
+                        .host_path = strdup(d->host_path),
+                        .permissions = strdup(d->permissions ?: ""),
+                };
+                s->n_devices++;
+                if (!s->devices[i].container_path || !s->devices[i].host_path || !s->devices[i].permissions)
+                        return -ENOMEM;
+        }
+        r = seccomp_from(sc, s, ret_message);
+        if (r >= 0)
+                r = apparmor_from(sc, s);
+        return r;
+}
+
+int cri_create_container(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__CreateContainerRequest *req = runtime__v1__create_container_request__unpack(NULL, len, msg);
+        CtrSpec spec = {};
+        char *message = NULL, *packed = NULL;
+        size_t packed_len = 0;
+        CtrCall *cc = NULL;
+        CtrOp *op = NULL;
+        Image *image;
+        Pod *pod;
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "CreateContainerRequest does not decode");
+        if (!req->config || !req->config->metadata || !req->config->image) {
+                r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "config.metadata or config.image is missing");
+                goto out;
+        }
+        r = pod_find_prefix(m->pods, req->pod_sandbox_id ?: "", &pod);
+        if (r < 0) {
+                r = grpc_call_finish(call, r == -ENOTUNIQ ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_NOT_FOUND,
+                                     "pod sandbox '%s' %s", req->pod_sandbox_id ?: "",
+                                     r == -ENOTUNIQ ? "is an ambiguous prefix" : "does not exist");
+                goto out;
+        }
+        if (pod_state(pod) != POD_READY) {
+                r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION, "pod sandbox %s is not ready", pod->id);
+                goto out;
+        }
+        r = spec_from_config(req->config, &spec, &message);
+        if (r < 0) {
+                if (r == -ENOMEM)
+                        goto out;
+                r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "%s", message ?: "invalid container config");
+                goto out;
+        }
+        image = image_store_find(m->images, spec.image_ref);
+        if (!image) {
+                r = grpc_call_finish(call, GRPC_STATUS_NOT_FOUND, "image '%s' is not present: pull it first",
+                                     spec.image_ref);
+                goto out;
+        }
+        if (spec.pid == POD_NS_POD && pod->spec.pid != POD_NS_POD)
+                spec.pid = POD_NS_CONTAINER; /* the pod has no PID namespace to share */
+
+        packed_len = protobuf_c_message_get_packed_size(&req->config->base);
+        packed = malloc(packed_len ?: 1);
+        cc = ctr_call_new(call, m, 0);
+        if (!packed || !cc) {
+                r = -ENOMEM;
+                goto out;
+        }
+        protobuf_c_message_pack(&req->config->base, (uint8_t *) packed);
+        r = ctr_create(m->containers, pod, image, &spec, packed, packed_len, op_done, cc, &message, &op);
+        if (r < 0) {
+                ctr_call_free(cc);
+                cc = NULL;
+                r = grpc_call_finish(call, r == -EEXIST ? GRPC_STATUS_ALREADY_EXISTS : status_for(r), "%s",
+                                     message ?: strerror(-r));
+                goto out;
+        }
+        r = ctr_call_wait(TAKE_PTR(cc), op);
+out:
+        if (cc)
+                ctr_call_free(cc);
+        ctr_spec_done(&spec);
+        free(packed);
+        free(message);
+        runtime__v1__create_container_request__free_unpacked(req, NULL);
+        return r;
+}
+
+/* --- StartContainer / StopContainer / RemoveContainer -------------------------------------------- */
+
+/* The container by id or unique prefix; NULL after answering the call (ret_r says how). */
+static Container *lookup(GrpcCall *call, Manager *m, const char *id, bool missing_is_ok, int kind, int *ret_r) {
+        Container *c;
+        int r;
+
+        if (!id || !id[0]) {
+                *ret_r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "container_id is empty");
+                return NULL;
+        }
+        r = ctr_find_prefix(m->containers, id, &c);
+        if (r == -ENOTUNIQ) {
+                *ret_r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "container id prefix '%s' is ambiguous", id);
+                return NULL;
+        }
+        if (r < 0) {
+                *ret_r = missing_is_ok ? empty_reply(call, kind)
+                                       : grpc_call_finish(call, GRPC_STATUS_NOT_FOUND, "container '%s' does not exist", id);
+                return NULL;
+        }
+        return c;
+}
+
+static int run_op(GrpcCall *call, Manager *m, const char *id, int kind, int64_t timeout) {
+        char *message = NULL;
+        CtrOp *op = NULL;
+        CtrCall *cc;
+        Container *c;
+        int r;
+
+        c = lookup(call, m, id, kind != 1, kind, &r);
+        if (!c)
+                return r;
+        cc = ctr_call_new(call, m, kind);
+        if (!cc)
+                return -ENOMEM;
+        r = kind == 1   ? ctr_start(c, op_done, cc, &message, &op)
+            : kind == 2 ? ctr_stop(c, timeout, op_done, cc, &op)
+                        : ctr_remove(c, op_done, cc, &op);
+        if (r < 0) {
+                ctr_call_free(cc);
+                if (r == -EBUSY)
+                        r = grpc_call_finish(call, GRPC_STATUS_ABORTED,
+                                             "container %s is busy with another operation; try again", c->id);
+                else
+                        r = grpc_call_finish(call, status_for(r), "%s", message ?: strerror(-r));
+                free(message);
+                return r;
+        }
+        return ctr_call_wait(cc, op);
+}
+
+int cri_start_container(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Runtime__V1__StartContainerRequest *req = runtime__v1__start_container_request__unpack(NULL, len, msg);
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "StartContainerRequest does not decode");
+        r = run_op(call, userdata, req->container_id, 1, 0);
+        runtime__v1__start_container_request__free_unpacked(req, NULL);
+        return r;
+}
+
+int cri_stop_container(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Runtime__V1__StopContainerRequest *req = runtime__v1__stop_container_request__unpack(NULL, len, msg);
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "StopContainerRequest does not decode");
+        r = run_op(call, userdata, req->container_id, 2, req->timeout);
+        runtime__v1__stop_container_request__free_unpacked(req, NULL);
+        return r;
+}
+
+int cri_remove_container(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Runtime__V1__RemoveContainerRequest *req = runtime__v1__remove_container_request__unpack(NULL, len, msg);
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "RemoveContainerRequest does not decode");
+        r = run_op(call, userdata, req->container_id, 3, 0);
+        runtime__v1__remove_container_request__free_unpacked(req, NULL);
+        return r;
+}
+
+int cri_reopen_container_log(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Runtime__V1__ReopenContainerLogRequest *req = runtime__v1__reopen_container_log_request__unpack(NULL, len, msg);
+        Runtime__V1__ReopenContainerLogResponse resp = RUNTIME__V1__REOPEN_CONTAINER_LOG_RESPONSE__INIT;
+        Container *c;
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "ReopenContainerLogRequest does not decode");
+        c = lookup(call, userdata, req->container_id, false, 0, &r);
+        if (c) {
+                r = ctr_reopen_log(c);
+                if (r == -ESRCH)
+                        r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION, "container %s is not running", c->id);
+                else if (r < 0)
+                        r = grpc_call_finish(call, GRPC_STATUS_INTERNAL, "container %s: reopen %s: %s", c->id,
+                                             c->log_path, strerror(-r));
+                else
+                        r = cri_reply(call, &resp.base);
+        }
+        runtime__v1__reopen_container_log_request__free_unpacked(req, NULL);
+        return r;
+}
+
+/* --- ContainerStatus / ListContainers ------------------------------------------------------------ */
+
+#define PAIRS_OUT(TYPE, INIT, pairs, n)                                                         \
+        ({                                                                                      \
+                TYPE *_e = calloc((n) + 1, sizeof(TYPE));                                       \
+                TYPE **_pe = calloc((n) + 1, sizeof(TYPE *));                                   \
+                for (size_t _i = 0; _e && _pe && _i < (n); _i++) {                              \
+                        _e[_i] = (TYPE) INIT;                                                   \
+                        _e[_i].key = (pairs)[_i].key;                                           \
+                        _e[_i].value = (pairs)[_i].value;                                       \
+                        _pe[_i] = &_e[_i];                                                      \
+                }                                                                               \
+                if (!_e || !_pe) {                                                              \
+                        free(_e);                                                               \
+                        free(_pe);                                                              \
+                        _pe = NULL;                                                             \
+                }                                                                               \
+                _pe;                                                                            \
+        })
+
+static void free_pairs_out(void *pe) {
+        if (pe)
+                free(((void **) pe)[0]);
+        free(pe);
+}
+
+/* The image reference status reports: the repo digest the image was pulled by, else its id. */
+static const char *image_ref_of(Manager *m, const Container *c) {
+        Image *img = image_store_find(m->images, c->image_id);
+        return img && img->repo_digests && img->repo_digests[0] ? img->repo_digests[0] : c->image_id;
+}
+
+int cri_container_status(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__ContainerStatusRequest *req = runtime__v1__container_status_request__unpack(NULL, len, msg);
+        Runtime__V1__ContainerStatusResponse resp = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INIT;
+        Runtime__V1__ContainerStatus st = RUNTIME__V1__CONTAINER_STATUS__INIT;
+        Runtime__V1__ContainerMetadata md = RUNTIME__V1__CONTAINER_METADATA__INIT;
+        Runtime__V1__ImageSpec image = RUNTIME__V1__IMAGE_SPEC__INIT;
+        Runtime__V1__ContainerResources resources = RUNTIME__V1__CONTAINER_RESOURCES__INIT;
+        Runtime__V1__ContainerStatusResponse__InfoEntry info = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INFO_ENTRY__INIT;
+        Runtime__V1__ContainerStatusResponse__InfoEntry *infos[1] = { &info };
+        Runtime__V1__ContainerConfig *config = NULL;
+        char *info_json = NULL;
+        Container *c;
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "ContainerStatusRequest does not decode");
+        c = lookup(call, m, req->container_id, false, 0, &r);
+        if (!c)
+                goto out;
+        if (c->config_len)
+                config = runtime__v1__container_config__unpack(NULL, c->config_len, (const uint8_t *) c->config);
+        md.name = c->name;
+        md.attempt = c->attempt;
+        image.image = c->image_ref;
+        st.id = c->id;
+        st.metadata = &md;
+        st.state = c->creating ? RUNTIME__V1__CONTAINER_STATE__CONTAINER_UNKNOWN : (Runtime__V1__ContainerState) c->state;
+        st.created_at = (int64_t) c->created_at_ns;
+        st.started_at = (int64_t) c->started_at_ns;
+        st.finished_at = (int64_t) c->finished_at_ns;
+        st.exit_code = c->exit_code;
+        st.image = &image;
+        st.image_ref = (char *) image_ref_of(m, c);
+        st.image_id = c->image_id;
+        st.reason = c->reason ?: "";
+        st.message = c->message ?: "";
+        st.log_path = c->log_path;
+        st.labels = PAIRS_OUT(Runtime__V1__ContainerStatus__LabelsEntry, RUNTIME__V1__CONTAINER_STATUS__LABELS_ENTRY__INIT,
+                              c->labels, c->n_labels);
+        st.n_labels = st.labels ? c->n_labels : 0;
+        st.annotations = PAIRS_OUT(Runtime__V1__ContainerStatus__AnnotationsEntry,
+                                   RUNTIME__V1__CONTAINER_STATUS__ANNOTATIONS_ENTRY__INIT, c->annotations,
+                                   c->n_annotations);
+        st.n_annotations = st.annotations ? c->n_annotations : 0;
+        if (config) {
+                st.mounts = config->mounts;
+                st.n_mounts = config->n_mounts;
+                if (config->linux && config->linux->resources) {
+                        resources.linux = config->linux->resources;
+                        st.resources = &resources;
+                }
+        }
+        resp.status = &st;
+        if (req->verbose && (info_json = ctr_info_json(c))) {
+                info.key = "info";
+                info.value = info_json;
+                resp.info = infos;
+                resp.n_info = 1;
+        }
+        r = cri_reply(call, &resp.base);
+        free_pairs_out(st.labels);
+        free_pairs_out(st.annotations);
+out:
+        free(info_json);
+        if (config)
+                runtime__v1__container_config__free_unpacked(config, NULL);
+        runtime__v1__container_status_request__free_unpacked(req, NULL);
+        return r;
+}
+
+static bool labels_match(const Container *c, Runtime__V1__ContainerFilter__LabelSelectorEntry **sel, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                bool found = false;
+                for (size_t k = 0; k < c->n_labels && !found; k++)
+                        found = strcmp(c->labels[k].key, sel[i]->key ?: "") == 0 &&
+                                strcmp(c->labels[k].value, sel[i]->value ?: "") == 0;
+                if (!found)
+                        return false;
+        }
+        return true;
+}
+
+int cri_list_containers(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__ListContainersRequest *req = runtime__v1__list_containers_request__unpack(NULL, len, msg);
+        Runtime__V1__ListContainersResponse resp = RUNTIME__V1__LIST_CONTAINERS_RESPONSE__INIT;
+        const Runtime__V1__ContainerFilter *f;
+        Runtime__V1__Container *items = NULL, **ptrs = NULL;
+        Runtime__V1__ContainerMetadata *mds = NULL;
+        Runtime__V1__ImageSpec *images = NULL;
+        size_t n = 0, cap;
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "ListContainersRequest does not decode");
+        f = req->filter;
+        cap = m->containers->n_containers + 1;
+        items = calloc(cap, sizeof *items);
+        ptrs = calloc(cap, sizeof *ptrs);
+        mds = calloc(cap, sizeof *mds);
+        images = calloc(cap, sizeof *images);
+        if (!items || !ptrs || !mds || !images) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (Container *c = m->containers->containers; c; c = c->next) {
+                Runtime__V1__ContainerState state = (Runtime__V1__ContainerState) c->state;
+                Runtime__V1__Container *it = &items[n];
+
+                if (c->creating)
+                        continue; /* not there yet for kubelet */
+                if (f && f->id && f->id[0] && strncmp(c->id, f->id, strlen(f->id)) != 0)
+                        continue;
+                if (f && f->pod_sandbox_id && f->pod_sandbox_id[0] &&
+                    strncmp(c->pod_id, f->pod_sandbox_id, strlen(f->pod_sandbox_id)) != 0)
+                        continue;
+                if (f && f->state && f->state->state != state)
+                        continue;
+                if (f && !labels_match(c, f->label_selector, f->n_label_selector))
+                        continue;
+                *it = (Runtime__V1__Container) RUNTIME__V1__CONTAINER__INIT;
+                mds[n] = (Runtime__V1__ContainerMetadata) RUNTIME__V1__CONTAINER_METADATA__INIT;
+                mds[n].name = c->name;
+                mds[n].attempt = c->attempt;
+                images[n] = (Runtime__V1__ImageSpec) RUNTIME__V1__IMAGE_SPEC__INIT;
+                images[n].image = c->image_ref;
+                it->id = c->id;
+                it->pod_sandbox_id = c->pod_id;
+                it->metadata = &mds[n];
+                it->image = &images[n];
+                it->image_ref = (char *) image_ref_of(m, c);
+                it->image_id = c->image_id;
+                it->state = state;
+                it->created_at = (int64_t) c->created_at_ns;
+                it->labels = PAIRS_OUT(Runtime__V1__Container__LabelsEntry, RUNTIME__V1__CONTAINER__LABELS_ENTRY__INIT,
+                                       c->labels, c->n_labels);
+                it->n_labels = it->labels ? c->n_labels : 0;
+                it->annotations = PAIRS_OUT(Runtime__V1__Container__AnnotationsEntry,
+                                            RUNTIME__V1__CONTAINER__ANNOTATIONS_ENTRY__INIT, c->annotations,
+                                            c->n_annotations);
+                it->n_annotations = it->annotations ? c->n_annotations : 0;
+                ptrs[n] = it;
+                n++;
+        }
+        resp.containers = ptrs;
+        resp.n_containers = n;
+        r = cri_reply(call, &resp.base);
+out:
+        for (size_t i = 0; items && i < n; i++) {
+                free_pairs_out(items[i].labels);
+                free_pairs_out(items[i].annotations);
+        }
+        free(items);
+        free(ptrs);
+        free(mds);
+        free(images);
+        runtime__v1__list_containers_request__free_unpacked(req, NULL);
+        return r;
+}

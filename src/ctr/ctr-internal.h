@@ -1,0 +1,47 @@
+/* What the container module's files share. */
+#pragma once
+
+#include "ctr.h"
+#include "strv.h"
+
+#define CTR_SYSTEMD_TIMEOUT_USEC (90ULL * 1000 * 1000)
+#define CTR_CHILD_TIMEOUT_USEC (60ULL * 1000 * 1000)
+
+void ctr_link(CtrTable *t, Container *c);
+void ctr_free(Container *c);
+/* <root>/containers/<id>: state.json, config.pb, upper/, work/. */
+char *ctr_root_dir(const Container *c);
+/* <state>/containers/<id>: the bundle (config.json, rootfs/, pid, runtime.log). */
+char *ctr_run_dir(const Container *c);
+char *ctr_path(const Container *c, bool run, const char *name);
+int ctr_save(const Container *c);
+int ctr_load(CtrTable *t, const char *id, Container **ret);
+CtrState ctr_state_from_string(const char *s);
+void ctr_pairs_free(StrPair *p, size_t n);
+StrPair *ctr_pairs_dup(const StrPair *p, size_t n);
+
+/* ctr-oci.c: config.json for a container whose rootfs is mounted. */
+int ctr_write_oci_config(Container *c, const Pod *pod, const Image *image, const CtrSpec *spec, char **ret_message);
+/* The image's config: its stop signal ("SIGTERM" when none). */
+int ctr_image_stop_signal(ImageStore *s, const Image *image);
+
+/* ctr-rootfs.c: children that mount the overlay rootfs or unmount it. */
+typedef struct CtrRootfs {
+        char *lower; /* "a:b:c", top layer first */
+        char *upper, *work, *target;
+} CtrRootfs;
+int ctr_rootfs_prepare(const Container *c, ImageStore *s, const Image *image, CtrRootfs *ret);
+void ctr_rootfs_done(CtrRootfs *r);
+int ctr_rootfs_mount_child(void *userdata);
+int ctr_rootfs_umount_child(void *userdata); /* userdata: the target path */
+
+/* ctr-io.c: the container's stdio. Pipes (or a pseudo-terminal) whose far ends go to systemd; the
+ * near ends are read in the loop into the CRI log. */
+int ctr_io_new(struct ev_loop *loop, const char *container_id, const char *log_path, bool tty, bool stdin_,
+               CtrIo **ret, int ret_fds[3]);
+CtrIo *ctr_io_free(CtrIo *io);
+int ctr_io_reopen(CtrIo *io);
+/* Adopts the read ends a previous daemon kept in systemd's fd store, if any. */
+int ctr_io_adopt(struct ev_loop *loop, const char *container_id, const char *log_path, CtrIo **ret);
+/* Drops the container's fds from systemd's fd store. */
+void ctr_io_forget(const char *container_id);

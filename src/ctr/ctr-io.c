@@ -1,0 +1,254 @@
+/* A container's stdio: pipes (or a pseudo-terminal) whose far ends systemd hands to the container;
+ * the daemon reads the near ends in its loop and writes the CRI log. When rktlet runs under systemd
+ * the near ends also go to systemd's file descriptor store, so that a restarted daemon continues
+ * every log where the last one stopped. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+#include <unistd.h>
+#include <systemd/sd-daemon.h>
+
+#include "ctr-internal.h"
+#include "fd-util.h"
+#include "log.h"
+#include "macro.h"
+
+typedef struct CtrStream {
+        CtrIo *io;
+        int fd;
+        CriStream stream;
+        ev_io w;
+} CtrStream;
+
+struct CtrIo {
+        struct ev_loop *loop;
+        char id[65];
+        CriLog *log; /* NULL: no log path, output is read and dropped */
+        CtrStream out, err;
+        int stdin_fd; /* the writable end of the container's stdin, kept for attach */
+};
+
+/* What a previous daemon left in systemd's fd store, by name: "ctr-<id>-out", "ctr-<id>-err". */
+static int *stored_fds;
+static char **stored_names;
+static size_t n_stored;
+
+void ctr_io_set_stored(int *fds, char **names, size_t n) {
+        stored_fds = fds;
+        stored_names = names;
+        n_stored = n;
+}
+
+static int take_stored(const char *name) {
+        for (size_t i = 0; i < n_stored; i++)
+                if (stored_fds[i] >= 0 && stored_names[i] && strcmp(stored_names[i], name) == 0)
+                        return TAKE_FD(stored_fds[i]);
+        return -1;
+}
+
+static void store_fd(const char *id, const char *what, int fd) {
+        char state[128];
+        int r;
+
+        if (!getenv("NOTIFY_SOCKET"))
+                return;
+        snprintf(state, sizeof state, "FDSTORE=1\nFDNAME=ctr-%s-%s", id, what);
+        r = sd_pid_notify_with_fds(0, 0, state, &fd, 1);
+        if (r <= 0)
+                log_debug_errno(r, "container %s: cannot keep its %s in systemd's fd store: %m", id, what);
+}
+
+void ctr_io_forget(const char *id) {
+        static const char *const what[] = { "out", "err" };
+        char state[128];
+
+        if (!getenv("NOTIFY_SOCKET"))
+                return;
+        for (size_t i = 0; i < ELEMENTSOF(what); i++) {
+                snprintf(state, sizeof state, "FDSTOREREMOVE=1\nFDNAME=ctr-%s-%s", id, what[i]);
+                (void) sd_notify(0, state);
+        }
+}
+
+static void stream_close(CtrStream *s) {
+        if (s->fd < 0)
+                return;
+        ev_io_stop(s->io->loop, &s->w);
+        s->fd = safe_close(s->fd);
+        if (s->io->log)
+                (void) cri_log_flush(s->io->log, s->stream);
+}
+
+static void stream_cb(struct ev_loop *loop, ev_io *w, int revents) {
+        CtrStream *s = container_of(w, CtrStream, w);
+        char buf[64 * 1024];
+
+        for (int i = 0; i < 16; i++) {
+                ssize_t n = read(s->fd, buf, sizeof buf);
+
+                if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                        return;
+                if (n <= 0) {
+                        /* EOF, or EIO from a terminal whose last slave closed. */
+                        stream_close(s);
+                        return;
+                }
+                if (s->io->log) {
+                        int r = cri_log_feed(s->io->log, s->stream, buf, (size_t) n);
+                        if (r < 0)
+                                log_debug_errno(r, "container %s: cannot write its log: %m", s->io->id);
+                }
+        }
+}
+
+static void stream_start(CtrIo *io, CtrStream *s, int fd, CriStream stream) {
+        s->io = io;
+        s->fd = fd;
+        s->stream = stream;
+        if (fd < 0)
+                return;
+        (void) fd_nonblock(fd, true);
+        ev_io_init(&s->w, stream_cb, fd, EV_READ);
+        ev_io_start(io->loop, &s->w);
+}
+
+static int io_alloc(struct ev_loop *loop, const char *id, const char *log_path, CtrIo **ret) {
+        CtrIo *io = calloc(1, sizeof *io);
+        int r;
+
+        if (!io)
+                return -ENOMEM;
+        io->loop = loop;
+        snprintf(io->id, sizeof io->id, "%s", id);
+        io->out.fd = io->err.fd = io->stdin_fd = -1;
+        if (log_path && log_path[0]) {
+                r = mkdir_parents(log_path, 0755);
+                if (r >= 0)
+                        r = cri_log_open(log_path, 0, &io->log);
+                if (r < 0) {
+                        free(io);
+                        return r;
+                }
+        }
+        *ret = io;
+        return 0;
+}
+
+static int open_pty(int *ret_master, int *ret_slave) {
+        int master, slave;
+        char name[128];
+
+        master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (master < 0)
+                return -errno;
+        if (grantpt(master) < 0 || unlockpt(master) < 0 || ptsname_r(master, name, sizeof name) != 0) {
+                int r = negative_errno();
+                safe_close(master);
+                return r;
+        }
+        slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (slave < 0) {
+                int r = -errno;
+                safe_close(master);
+                return r;
+        }
+        *ret_master = master;
+        *ret_slave = slave;
+        return 0;
+}
+
+int ctr_io_new(struct ev_loop *loop, const char *id, const char *log_path, bool tty, bool stdin_, CtrIo **ret,
+               int ret_fds[3]) {
+        int out[2] = { -1, -1 }, err[2] = { -1, -1 }, in[2] = { -1, -1 }, r;
+        CtrIo *io;
+
+        r = io_alloc(loop, id, log_path, &io);
+        if (r < 0)
+                return r;
+        if (tty) {
+                r = open_pty(&out[0], &out[1]);
+                if (r < 0)
+                        goto fail;
+                /* One terminal for the three: its master is the container's stdout in the log. */
+                ret_fds[0] = stdin_ ? fcntl(out[1], F_DUPFD_CLOEXEC, 3) : -1;
+                ret_fds[1] = out[1];
+                ret_fds[2] = fcntl(out[1], F_DUPFD_CLOEXEC, 3);
+                if (stdin_)
+                        io->stdin_fd = fcntl(out[0], F_DUPFD_CLOEXEC, 3);
+                stream_start(io, &io->out, out[0], CRI_STDOUT);
+                store_fd(id, "out", out[0]);
+        } else {
+                if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || (stdin_ && pipe2(in, O_CLOEXEC) < 0)) {
+                        r = -errno;
+                        goto fail;
+                }
+                ret_fds[0] = in[0];
+                ret_fds[1] = out[1];
+                ret_fds[2] = err[1];
+                io->stdin_fd = in[1];
+                stream_start(io, &io->out, out[0], CRI_STDOUT);
+                stream_start(io, &io->err, err[0], CRI_STDERR);
+                store_fd(id, "out", out[0]);
+                store_fd(id, "err", err[0]);
+        }
+        *ret = io;
+        return 0;
+fail:
+        safe_close(out[0]);
+        safe_close(out[1]);
+        safe_close(err[0]);
+        safe_close(err[1]);
+        safe_close(in[0]);
+        safe_close(in[1]);
+        ctr_io_free(io);
+        return r;
+}
+
+int ctr_io_adopt(struct ev_loop *loop, const char *id, const char *log_path, CtrIo **ret) {
+        char name[128];
+        int out, err, r;
+        CtrIo *io;
+
+        snprintf(name, sizeof name, "ctr-%s-out", id);
+        out = take_stored(name);
+        snprintf(name, sizeof name, "ctr-%s-err", id);
+        err = take_stored(name);
+        if (out < 0 && err < 0)
+                return -ENOENT;
+        r = io_alloc(loop, id, log_path, &io);
+        if (r < 0) {
+                safe_close(out);
+                safe_close(err);
+                return r;
+        }
+        stream_start(io, &io->out, out, CRI_STDOUT);
+        stream_start(io, &io->err, err, CRI_STDERR);
+        *ret = io;
+        return 0;
+}
+
+CtrIo *ctr_io_free(CtrIo *io) {
+        if (!io)
+                return NULL;
+        /* Whatever is still in the pipes belongs in the log. */
+        if (io->out.fd >= 0)
+                stream_cb(io->loop, &io->out.w, EV_READ);
+        if (io->err.fd >= 0)
+                stream_cb(io->loop, &io->err.w, EV_READ);
+        stream_close(&io->out);
+        stream_close(&io->err);
+        safe_close(io->stdin_fd);
+        cri_log_free(io->log);
+        free(io);
+        return NULL;
+}
+
+int ctr_io_reopen(CtrIo *io) {
+        if (!io || !io->log)
+                return 0;
+        return cri_log_reopen(io->log);
+}

@@ -1,0 +1,526 @@
+/* A container's OCI config.json: the CRI request resolved against its image's config (Entrypoint,
+ * Cmd, Env, WorkingDir, User), its pod (namespaces, hosts, resolv.conf, hostname, /dev/shm) and
+ * its mounted rootfs (users and groups looked up in the image's /etc/passwd and /etc/group). */
+#include <dirent.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "ctr-internal.h"
+#include "fd-util.h"
+#include "json-util.h"
+#include "log.h"
+#include "macro.h"
+#include "systemd-manager.h"
+
+#define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+static int push_all(char ***l, char **from) {
+        for (char **p = from; p && *p; p++)
+                if (strv_push(l, *p) < 0)
+                        return -ENOMEM;
+        return 0;
+}
+
+static char **json_strv_or_null(yajl_val obj, const char *key) {
+        yajl_val v = json_get(obj, key);
+        return YAJL_IS_ARRAY(v) ? json_get_strv(obj, key) : NULL;
+}
+
+/* Kubernetes' rules: command replaces the Entrypoint (and drops the Cmd), args replace the Cmd. */
+static int make_args(const CtrSpec *s, yajl_val config, char ***ret) {
+        char **entrypoint = json_strv_or_null(config, "Entrypoint"), **cmd = json_strv_or_null(config, "Cmd");
+        char **args = NULL;
+        int r = 0;
+
+        if (s->command && s->command[0]) {
+                r = push_all(&args, s->command);
+                if (r >= 0)
+                        r = push_all(&args, s->args);
+        } else {
+                r = push_all(&args, entrypoint);
+                if (r >= 0)
+                        r = push_all(&args, s->args && s->args[0] ? s->args : cmd);
+        }
+        strv_free(entrypoint);
+        strv_free(cmd);
+        if (r < 0) {
+                strv_free(args);
+                return r;
+        }
+        *ret = args;
+        return 0;
+}
+
+static int env_set(char ***env, const char *key, const char *value) {
+        size_t k = strlen(key);
+        char *kv;
+
+        if (asprintf(&kv, "%s=%s", key, value) < 0)
+                return -ENOMEM;
+        for (char **p = *env; p && *p; p++)
+                if (strncmp(*p, key, k) == 0 && (*p)[k] == '=') {
+                        free(*p);
+                        *p = kv;
+                        return 0;
+                }
+        int r = strv_push(env, kv);
+        free(kv);
+        return r;
+}
+
+static int make_env(const CtrSpec *s, yajl_val config, const Pod *pod, char ***ret) {
+        char **image_env = json_strv_or_null(config, "Env"), **env = NULL;
+        const char *hostname = pod->spec.network == POD_NS_NODE ? NULL
+                               : pod->spec.hostname && pod->spec.hostname[0] ? pod->spec.hostname
+                                                                             : pod->spec.name;
+        char host[256];
+        int r = 0;
+
+        for (char **p = image_env; r >= 0 && p && *p; p++) {
+                char *eq = strchr(*p, '=');
+                if (!eq)
+                        continue;
+                *eq = '\0';
+                r = env_set(&env, *p, eq + 1);
+        }
+        if (!hostname && gethostname(host, sizeof host) >= 0)
+                hostname = host;
+        if (r >= 0 && hostname)
+                r = env_set(&env, "HOSTNAME", hostname);
+        for (size_t i = 0; r >= 0 && i < s->n_envs; i++)
+                r = env_set(&env, s->envs[i].key, s->envs[i].value);
+        if (r >= 0 && !strv_contains(env, "PATH")) {
+                bool has_path = false;
+                for (char **p = env; p && *p; p++)
+                        has_path = has_path || strncmp(*p, "PATH=", 5) == 0;
+                if (!has_path)
+                        r = strv_push(&env, DEFAULT_PATH);
+        }
+        strv_free(image_env);
+        if (r < 0) {
+                strv_free(env);
+                return r;
+        }
+        *ret = env;
+        return 0;
+}
+
+static int add_mount(OciSpec *o, const char *dest, const char *source, const char *type, const char *const *options) {
+        OciMount *m = realloc(o->mounts, (o->n_mounts + 1) * sizeof *m);
+
+        if (!m)
+                return -ENOMEM;
+        o->mounts = m;
+        m = &o->mounts[o->n_mounts];
+        *m = (OciMount) { .destination = strdup(dest), .source = strdup(source), .type = strdup(type) };
+        o->n_mounts++;
+        for (const char *const *p = options; p && *p; p++)
+                if (strv_push(&m->options, *p) < 0)
+                        return -ENOMEM;
+        if (!m->destination || !m->source || !m->type || !m->options)
+                return -ENOMEM;
+        return 0;
+}
+
+static bool has_cri_mount(const CtrSpec *s, const char *dest) {
+        for (size_t i = 0; i < s->n_mounts; i++)
+                if (strcmp(s->mounts[i].container_path, dest) == 0)
+                        return true;
+        return false;
+}
+
+static int add_namespace(OciSpec *o, const char *type, const char *path) {
+        OciNamespace *n = realloc(o->namespaces, (o->n_namespaces + 1) * sizeof *n);
+
+        if (!n)
+                return -ENOMEM;
+        o->namespaces = n;
+        n[o->n_namespaces] = (OciNamespace) { .type = strdup(type), .path = path ? strdup(path) : NULL };
+        o->n_namespaces++;
+        if (!n[o->n_namespaces - 1].type || (path && !n[o->n_namespaces - 1].path))
+                return -ENOMEM;
+        return 0;
+}
+
+static int add_device(OciSpec *o, const char *host, const char *container_path, const char *perms,
+                      char **ret_message) {
+        struct stat st;
+        OciDevice *d;
+
+        if (stat(host, &st) < 0) {
+                if (asprintf(ret_message, "device %s: %s", host, strerror(errno)) < 0)
+                        *ret_message = NULL;
+                return -errno;
+        }
+        if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) {
+                if (asprintf(ret_message, "device %s is no character or block device", host) < 0)
+                        *ret_message = NULL;
+                return -EINVAL;
+        }
+        d = realloc(o->devices, (o->n_devices + 1) * sizeof *d);
+        if (!d)
+                return -ENOMEM;
+        o->devices = d;
+        d[o->n_devices] = (OciDevice) {
+                .path = strdup(container_path),
+                .type = S_ISCHR(st.st_mode) ? 'c' : 'b',
+                .major = major(st.st_rdev),
+                .minor = minor(st.st_rdev),
+                .file_mode = st.st_mode & 07777,
+                .uid = st.st_uid,
+                .gid = st.st_gid,
+                .permissions = strdup(perms && perms[0] ? perms : "rwm"),
+        };
+        o->n_devices++;
+        return d[o->n_devices - 1].path && d[o->n_devices - 1].permissions ? 0 : -ENOMEM;
+}
+
+/* Privileged containers get the host's devices, as containerd's WithHostDevices does. */
+static int add_host_devices(OciSpec *o, const char *dir) {
+        DIR *d = opendir(dir);
+        struct dirent *e;
+
+        if (!d)
+                return 0;
+        while ((e = readdir(d))) {
+                char path[512];
+                struct stat st;
+
+                if (e->d_name[0] == '.')
+                        continue;
+                snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+                if (lstat(path, &st) < 0)
+                        continue;
+                if (S_ISDIR(st.st_mode) && strcmp(dir, "/dev") == 0 && strcmp(e->d_name, "pts") != 0 &&
+                    strcmp(e->d_name, "shm") != 0 && strcmp(e->d_name, "mqueue") != 0)
+                        (void) add_host_devices(o, path);
+                else if ((S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) && strcmp(path, "/dev/console") != 0 &&
+                         strcmp(path, "/dev/ptmx") != 0) {
+                        char *ignored = NULL;
+                        if (add_device(o, path, path, "rwm", &ignored) == -ENOMEM) {
+                                closedir(d);
+                                return -ENOMEM;
+                        }
+                        free(ignored);
+                }
+        }
+        closedir(d);
+        return 0;
+}
+
+static int invalid(char **ret_message, int error, const char *format, ...) _printf_(3, 4);
+static int invalid(char **ret_message, int error, const char *format, ...) {
+        va_list ap;
+
+        va_start(ap, format);
+        if (vasprintf(ret_message, format, ap) < 0)
+                *ret_message = NULL;
+        va_end(ap);
+        return error;
+}
+
+static int resolve_user(const CtrSpec *s, yajl_val config, const char *rootfs, OciSpec *o, char **ret_message) {
+        const char *image_user = json_get_str(config, "User");
+        char buf[64];
+        gid_t *gids = NULL;
+        size_t n_gids = 0;
+        int r;
+
+        if (s->has_run_as_user) {
+                snprintf(buf, sizeof buf, "%lld", (long long) s->run_as_user);
+                r = oci_lookup_user(rootfs, buf, &o->uid, &o->gid, &gids, &n_gids, ret_message);
+        } else if (s->run_as_username && s->run_as_username[0])
+                r = oci_lookup_user(rootfs, s->run_as_username, &o->uid, &o->gid, &gids, &n_gids, ret_message);
+        else if (image_user && image_user[0])
+                r = oci_lookup_user(rootfs, image_user, &o->uid, &o->gid, &gids, &n_gids, ret_message);
+        else
+                r = oci_lookup_user(rootfs, "0", &o->uid, &o->gid, &gids, &n_gids, ret_message);
+        if (r < 0)
+                return r;
+        if (s->has_run_as_group)
+                o->gid = (gid_t) s->run_as_group;
+        o->additional_gids = realloc(gids, (n_gids + s->n_supplemental_groups + 1) * sizeof(gid_t));
+        if (!o->additional_gids) {
+                free(gids);
+                return -ENOMEM;
+        }
+        o->n_additional_gids = n_gids;
+        for (size_t i = 0; i < s->n_supplemental_groups; i++)
+                o->additional_gids[o->n_additional_gids++] = (gid_t) s->supplemental_groups[i];
+        return 0;
+}
+
+static int make_mounts(const CtrSpec *s, const Pod *pod, const Container *c, OciSpec *o, char **ret_message) {
+        static const char *const shm_opts[] = { "nosuid", "noexec", "nodev", "mode=1777", "size=65536k", NULL };
+        char *run = NULL;
+        int r;
+
+        r = oci_default_mounts(&o->mounts, &o->n_mounts, !s->privileged);
+        if (r < 0)
+                return r;
+        if (asprintf(&run, "%s/pods/%s", pod->table->env.state_dir, pod->id) < 0)
+                return -ENOMEM;
+
+        /* /dev/shm: the pod's when it has an IPC namespace of its own, the host's for host IPC. */
+        if (!has_cri_mount(s, "/dev/shm")) {
+                char *shm = NULL;
+                if (pod->spec.ipc == POD_NS_POD && asprintf(&shm, "%s/shm", run) >= 0 && access(shm, F_OK) == 0) {
+                        static const char *const opts[] = { "rbind", "rprivate", "nosuid", "nodev", "noexec", NULL };
+                        r = add_mount(o, "/dev/shm", shm, "bind", opts);
+                } else if (pod->spec.ipc == POD_NS_NODE) {
+                        static const char *const opts[] = { "rbind", "rprivate", NULL };
+                        r = add_mount(o, "/dev/shm", "/dev/shm", "bind", opts);
+                } else
+                        r = add_mount(o, "/dev/shm", "shm", "tmpfs", shm_opts);
+                free(shm);
+                if (r < 0)
+                        goto out;
+        }
+        /* The pod's files. */
+        static const char *const files[] = { "hostname", "hosts", "resolv.conf" };
+        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+                char dest[64], *src = NULL;
+                snprintf(dest, sizeof dest, "/etc/%s", files[i]);
+                if (has_cri_mount(s, dest))
+                        continue;
+                if (asprintf(&src, "%s/%s", run, files[i]) < 0) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                if (access(src, F_OK) == 0) {
+                        const char *opts[] = { "rbind", "rprivate", s->readonly_rootfs ? "ro" : "rw", NULL };
+                        r = add_mount(o, dest, src, "bind", opts);
+                }
+                free(src);
+                if (r < 0)
+                        goto out;
+        }
+        /* The CRI's mounts. A missing host path becomes a directory, as containerd does. */
+        for (size_t i = 0; i < s->n_mounts; i++) {
+                const CtrMount *m = &s->mounts[i];
+                const char *prop = m->propagation == 1 ? "rslave" : m->propagation == 2 ? "rshared" : "rprivate";
+                const char *opts[] = { "rbind", prop, m->readonly ? "ro" : "rw", NULL };
+                struct stat st;
+
+                if (stat(m->host_path, &st) < 0) {
+                        if (errno != ENOENT || (r = mkdir_p(m->host_path, 0755)) < 0) {
+                                r = invalid(ret_message, -errno ?: r, "mount %s: host path %s: %s", m->container_path,
+                                            m->host_path, strerror(errno ?: -r));
+                                goto out;
+                        }
+                }
+                r = add_mount(o, m->container_path, m->host_path, "bind", opts);
+                if (r < 0)
+                        goto out;
+        }
+        r = 0;
+out:
+        free(run);
+        (void) c;
+        return r;
+}
+
+static int make_namespaces(const CtrSpec *s, const Pod *pod, OciSpec *o, CtrTable *t, char **ret_message) {
+        char *net = pod_ns_path(pod, "net"), *ipc = pod_ns_path(pod, "ipc"), *uts = pod_ns_path(pod, "uts");
+        char *pid = NULL;
+        int r;
+
+        r = add_namespace(o, "mount", NULL);
+        if (r >= 0 && net)
+                r = add_namespace(o, "network", net);
+        if (r >= 0 && ipc)
+                r = add_namespace(o, "ipc", ipc);
+        else if (r >= 0 && pod->spec.ipc != POD_NS_NODE)
+                r = add_namespace(o, "ipc", NULL);
+        if (r >= 0 && uts)
+                r = add_namespace(o, "uts", uts);
+        if (r < 0)
+                goto out;
+        switch (s->pid) {
+        case POD_NS_NODE:
+                break;
+        case POD_NS_POD:
+                pid = pod_ns_path(pod, "pid");
+                r = add_namespace(o, "pid", pid);
+                break;
+        case POD_NS_TARGET: {
+                Container *target = NULL;
+                if (!s->pid_target || ctr_find_prefix(t, s->pid_target, &target) < 0 || target->state != CTR_RUNNING ||
+                    !target->pid) {
+                        r = invalid(ret_message, -ENOENT, "the target container '%s' of the PID namespace is not running",
+                                    s->pid_target ?: "");
+                        break;
+                }
+                if (asprintf(&pid, "/proc/%u/ns/pid", target->pid) < 0) {
+                        r = -ENOMEM;
+                        break;
+                }
+                r = add_namespace(o, "pid", pid);
+                break;
+        }
+        default:
+                r = add_namespace(o, "pid", NULL);
+        }
+out:
+        free(net);
+        free(ipc);
+        free(uts);
+        free(pid);
+        return r;
+}
+
+int ctr_write_oci_config(Container *c, const Pod *pod, const Image *image, const CtrSpec *s, char **ret_message) {
+        CtrTable *t = c->table;
+        char *config_path = image_config_path(t->env.images, image), *text = NULL, *out = NULL;
+        yajl_val v = NULL, config;
+        OciSpec o = {};
+        struct rlimit nofile;
+        int r;
+
+        if (!config_path || (r = read_file(config_path, 4 * 1024 * 1024, &text, NULL)) < 0 ||
+            !(v = json_parse(text, NULL, 0))) {
+                r = invalid(ret_message, -EIO, "cannot read the config of image %s", image->id);
+                goto out;
+        }
+        config = json_get(v, "config");
+
+        o.rootfs = ctr_path(c, true, "rootfs");
+        out = ctr_path(c, true, "config.json");
+        if (!o.rootfs || !out) {
+                r = -ENOMEM;
+                goto out;
+        }
+        r = make_args(s, config, &o.args);
+        if (r < 0)
+                goto out;
+        if (!o.args || !o.args[0]) {
+                r = invalid(ret_message, -EINVAL, "no command: neither the request nor image %s gives one", image->id);
+                goto out;
+        }
+        r = make_env(s, config, pod, &o.env);
+        if (r < 0)
+                goto out;
+        o.cwd = strdup(s->working_dir && s->working_dir[0]           ? s->working_dir
+                       : json_get_str(config, "WorkingDir") && json_get_str(config, "WorkingDir")[0]
+                               ? json_get_str(config, "WorkingDir")
+                               : "/");
+        if (!o.cwd) {
+                r = -ENOMEM;
+                goto out;
+        }
+        if (o.cwd[0] != '/') {
+                r = invalid(ret_message, -EINVAL, "working directory '%s' is not absolute", o.cwd);
+                goto out;
+        }
+        r = resolve_user(s, config, o.rootfs, &o, ret_message);
+        if (r < 0)
+                goto out;
+
+        o.no_new_privileges = s->no_new_privs;
+        if (s->privileged)
+                o.capabilities = oci_bounding_capabilities();
+        else
+                o.capabilities = oci_capabilities_resolve(oci_default_capabilities, s->cap_add, s->cap_drop, ret_message);
+        if (!o.capabilities) {
+                r = *ret_message ? -EINVAL : -ENOMEM;
+                goto out;
+        }
+
+        /* The daemon's own hard limit: raising it needs CAP_SYS_RESOURCE. */
+        if (getrlimit(RLIMIT_NOFILE, &nofile) >= 0) {
+                o.rlimits = calloc(1, sizeof *o.rlimits);
+                if (!o.rlimits || !(o.rlimits[0].type = strdup("RLIMIT_NOFILE"))) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                uint64_t n = nofile.rlim_max == RLIM_INFINITY ? 1048576 : MIN((uint64_t) nofile.rlim_max, 1048576);
+                o.rlimits[0].soft = o.rlimits[0].hard = n;
+                o.n_rlimits = 1;
+        }
+        o.has_oom_score_adj = true;
+        o.oom_score_adj = (int) MAX(MIN(s->oom_score_adj, 1000), -1000);
+        if (!t->can_lower_oom_score && o.oom_score_adj < t->own_oom_score_adj)
+                o.oom_score_adj = t->own_oom_score_adj;
+        if (s->apparmor_profile && s->apparmor_profile[0] && !(o.apparmor_profile = strdup(s->apparmor_profile))) {
+                r = -ENOMEM;
+                goto out;
+        }
+
+        o.readonly_rootfs = s->readonly_rootfs;
+        r = make_mounts(s, pod, c, &o, ret_message);
+        if (r < 0)
+                goto out;
+        r = make_namespaces(s, pod, &o, t, ret_message);
+        if (r < 0)
+                goto out;
+        if (!s->privileged) {
+                r = push_all(&o.masked_paths, s->has_masked_paths ? s->masked_paths : (char **) oci_default_masked_paths);
+                if (r >= 0)
+                        r = push_all(&o.readonly_paths,
+                                     s->has_readonly_paths ? s->readonly_paths : (char **) oci_default_readonly_paths);
+                if (r < 0)
+                        goto out;
+        }
+        for (size_t i = 0; i < s->n_devices; i++) {
+                r = add_device(&o, s->devices[i].host_path, s->devices[i].container_path, s->devices[i].permissions,
+                               ret_message);
+                if (r < 0)
+                        goto out;
+        }
+        if (s->privileged) {
+                o.allow_all_devices = true;
+                r = add_host_devices(&o, "/dev");
+                if (r < 0)
+                        goto out;
+        }
+        o.seccomp = s->privileged ? OCI_SECCOMP_UNCONFINED : s->seccomp;
+        if (o.seccomp == OCI_SECCOMP_LOCALHOST && !(o.seccomp_profile_path = strdup(s->seccomp_profile ?: ""))) {
+                r = -ENOMEM;
+                goto out;
+        }
+        o.cpu_shares = (uint64_t) MAX(s->cpu_shares, 0);
+        o.cpu_quota = (uint64_t) MAX(s->cpu_quota, 0);
+        o.cpu_period = (uint64_t) MAX(s->cpu_period, 0);
+        o.memory_limit = (uint64_t) MAX(s->memory_limit, 0);
+        o.memory_swap_limit = (uint64_t) MAX(s->memory_swap_limit, 0);
+        if ((s->cpuset_cpus && s->cpuset_cpus[0] && !(o.cpuset_cpus = strdup(s->cpuset_cpus))) ||
+            (s->cpuset_mems && s->cpuset_mems[0] && !(o.cpuset_mems = strdup(s->cpuset_mems)))) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (size_t i = 0; i < s->n_annotations; i++) {
+                char *kv;
+                if (asprintf(&kv, "%s=%s", s->annotations[i].key, s->annotations[i].value) < 0 ||
+                    strv_push(&o.annotations, kv) < 0) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                free(kv);
+        }
+        /* The container's processes live in its unit's own cgroup (the OCI runtime joins it, and
+         * creates it in the v1 hierarchies systemd does not manage): systemd tracks them and
+         * applies the unit's limits. */
+        {
+                const char *root = t->env.cgroup_root(t->env.userdata);
+                char *slice = root ? systemd_slice_path(pod->slice) : NULL, *unit = ctr_unit_name(c);
+                if (slice && unit && asprintf(&o.cgroups_path, "%s%s/%s", root, slice, unit) < 0)
+                        o.cgroups_path = NULL;
+                free(slice);
+                free(unit);
+        }
+        r = oci_spec_write(&o, out, ret_message);
+out:
+        oci_spec_done(&o);
+        yajl_tree_free(v);
+        free(text);
+        free(config_path);
+        free(out);
+        return r;
+}

@@ -1,0 +1,95 @@
+/* A container's root file system: an overlay of its image's layers (read-only, top layer first)
+ * with an upper and a work directory of its own, mounted by a forked child. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ctr-internal.h"
+#include "fd-util.h"
+#include "macro.h"
+
+void ctr_rootfs_done(CtrRootfs *r) {
+        free(r->lower);
+        free(r->upper);
+        free(r->work);
+        free(r->target);
+        *r = (CtrRootfs) {};
+}
+
+int ctr_rootfs_prepare(const Container *c, ImageStore *s, const Image *image, CtrRootfs *ret) {
+        CtrRootfs r = {
+                .upper = ctr_path(c, false, "upper"),
+                .work = ctr_path(c, false, "work"),
+                .target = ctr_path(c, true, "rootfs"),
+        };
+        size_t len = 0;
+        FILE *f;
+
+        if (!r.upper || !r.work || !r.target) {
+                ctr_rootfs_done(&r);
+                return -ENOMEM;
+        }
+        f = open_memstream(&r.lower, &len);
+        if (!f) {
+                ctr_rootfs_done(&r);
+                return -ENOMEM;
+        }
+        if (image->n_layers == 0) {
+                /* overlayfs needs a lower directory: an empty one. */
+                char *empty = ctr_path(c, false, "empty");
+                fputs(empty ?: "", f);
+                free(empty);
+        }
+        for (size_t i = image->n_layers; i > 0; i--) {
+                char *l = image_store_layer_path(s, image->layers[i - 1].chain_id);
+                fprintf(f, "%s%s", i == image->n_layers ? "" : ":", l ?: "");
+                free(l);
+        }
+        if (fclose(f) != 0 || !r.lower) {
+                ctr_rootfs_done(&r);
+                return -ENOMEM;
+        }
+        *ret = r;
+        return 0;
+}
+
+int ctr_rootfs_mount_child(void *userdata) {
+        const CtrRootfs *r = userdata;
+        char *options = NULL;
+
+        if (mkdir_p(r->upper, 0755) < 0 || mkdir_p(r->work, 0700) < 0 || mkdir_p(r->target, 0755) < 0) {
+                fprintf(stderr, "create the container's directories: %s\n", strerror(errno));
+                return -errno;
+        }
+        if (strchr(r->lower, ',') || strchr(r->upper, ',') || strchr(r->work, ',')) {
+                fprintf(stderr, "layer paths must not hold ','\n");
+                return -EINVAL;
+        }
+        if (!strchr(r->lower, ':') && access(r->lower, F_OK) < 0)
+                (void) mkdir_p(r->lower, 0755); /* the empty lower directory of an image without layers */
+        if (asprintf(&options, "lowerdir=%s,upperdir=%s,workdir=%s", r->lower, r->upper, r->work) < 0)
+                return -ENOMEM;
+        if (strlen(options) >= (size_t) sysconf(_SC_PAGESIZE)) {
+                fprintf(stderr, "too many layers for one overlay mount (%zu bytes of options)\n", strlen(options));
+                return -E2BIG;
+        }
+        if (mount("overlay", r->target, "overlay", MS_NODEV, options) < 0) {
+                fprintf(stderr, "mount the overlay on %s: %s\n", r->target, strerror(errno));
+                return -errno;
+        }
+        return 0;
+}
+
+int ctr_rootfs_umount_child(void *userdata) {
+        const char *target = userdata;
+
+        if (umount2(target, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT) {
+                fprintf(stderr, "unmount %s: %s\n", target, strerror(errno));
+                return -errno;
+        }
+        return 0;
+}

@@ -1,0 +1,1132 @@
+/* Creating, starting, stopping and removing containers: asynchronous step machines over mount
+ * children, systemd jobs and the unit's PropertiesChanged signals. The container's service runs
+ * `<runtime> create` as ExecStart (Type=forking: the PID file names the container's init, which
+ * becomes the unit's main process) and `<runtime> start` as ExecStartPost, so systemd knows the
+ * main process before it runs and records its exit however quick. RemainAfterExit keeps the unit,
+ * its exit status and its times until the container is removed. */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "child.h"
+#include "ctr-internal.h"
+#include "fd-util.h"
+#include "json-util.h"
+#include "log.h"
+#include "macro.h"
+#include "time-util.h"
+
+typedef enum CtrOpKind { OP_CREATE, OP_START, OP_STOP, OP_REMOVE } CtrOpKind;
+static const char *const op_names[] = { "create", "start", "stop", "remove" };
+
+typedef enum Step {
+        /* create */
+        STEP_MOUNT,
+        STEP_CONFIG,
+        STEP_CREATED,
+        /* start */
+        STEP_UNIT,
+        STEP_STARTED, /* the job ended: waiting for the unit's properties */
+        /* stop */
+        STEP_SIGNAL,
+        STEP_WAIT_EXIT,
+        STEP_KILL,
+        STEP_WAIT_KILLED,
+        STEP_STOPPED,
+        /* remove, and a failed create's rollback */
+        STEP_RM_KILL,
+        STEP_RM_WAIT,
+        STEP_RM_STOP_UNIT,
+        STEP_RM_RESET,
+        STEP_RM_RUNTIME,
+        STEP_RM_UMOUNT,
+        STEP_RM_DELETE,
+        STEP_END,
+} Step;
+
+struct CtrOp {
+        Container *c;
+        char id[65];
+        CtrOpKind kind;
+        Step step;
+        bool rollback;
+        int error;
+        char *message;
+        CtrDone done;
+        void *userdata;
+        SystemdOp *sd;
+        Child *child;
+        ev_timer timer;
+        bool timer_armed;
+        double timeout;
+        bool job_failed;
+        /* create */
+        CtrSpec spec;
+        Image *image;
+        CtrRootfs rootfs;
+        char *target; /* umount */
+};
+
+static void op_next(CtrOp *op);
+
+static void op_fail(CtrOp *op, int error, const char *format, ...) _printf_(3, 4);
+static void op_fail(CtrOp *op, int error, const char *format, ...) {
+        va_list ap;
+        char *m = NULL;
+
+        va_start(ap, format);
+        if (vasprintf(&m, format, ap) < 0)
+                m = NULL;
+        va_end(ap);
+        if (!op->message) {
+                op->error = error < 0 ? error : -EIO;
+                op->message = m;
+        } else
+                free(m);
+}
+
+static SystemdClient *systemd_of(Container *c) {
+        CtrEnv *env = &c->table->env;
+        return env->systemd(env->userdata);
+}
+
+static void save(Container *c) {
+        int r = ctr_save(c);
+        if (r < 0)
+                log_warning_errno(r, "container %s: cannot save its state: %m", c->id);
+}
+
+static uint64_t now_ns(void) {
+        return now_usec(CLOCK_REALTIME) * 1000ULL;
+}
+
+static void timer_stop(CtrOp *op) {
+        if (op->timer_armed && op->c) {
+                ev_timer_stop(op->c->table->env.loop, &op->timer);
+                op->timer_armed = false;
+        }
+}
+
+static void op_free(CtrOp *op) {
+        timer_stop(op);
+        ctr_spec_done(&op->spec);
+        ctr_rootfs_done(&op->rootfs);
+        free(op->target);
+        free(op->message);
+        free(op);
+}
+
+static void op_finish(CtrOp *op) {
+        Container *c = op->c;
+        CtrDone done = op->done;
+        void *userdata = op->userdata;
+        char *message = TAKE_PTR(op->message);
+        int error = op->error;
+        char id_field[sizeof("CONTAINER_ID=") + 64];
+        const char *fields[] = { id_field, NULL };
+
+        timer_stop(op);
+        if (c) {
+                c->busy = false;
+                c->op = NULL;
+                if (c->exit_waiter == op)
+                        c->exit_waiter = NULL;
+        }
+        snprintf(id_field, sizeof id_field, "CONTAINER_ID=%s", op->id);
+        if (error < 0)
+                log_fields(LOG_WARNING, fields, "container %s: %s failed: %s", op->id, op_names[op->kind],
+                           message ?: "?");
+        else
+                log_fields(LOG_INFO, fields, "container %s: %s done.", op->id, op_names[op->kind]);
+        op_free(op);
+        if (done)
+                done(c, error, message, userdata);
+        free(message);
+}
+
+void ctr_op_detach(CtrOp *op) {
+        if (op) {
+                op->done = NULL;
+                op->userdata = NULL;
+        }
+}
+
+/* Drops an operation without callbacks (daemon shutdown): what was done is on disk. */
+static void op_abort(CtrOp *op) {
+        systemd_op_cancel(op->sd);
+        if (op->child)
+                child_abandon(op->child);
+        if (op->c) {
+                op->c->busy = false;
+                op->c->op = NULL;
+                op->c->exit_waiter = NULL;
+        }
+        op_free(op);
+}
+
+CtrTable *ctr_table_free(CtrTable *t) {
+        if (!t)
+                return NULL;
+        while (t->containers) {
+                Container *c = t->containers;
+                if (c->op)
+                        op_abort(c->op);
+                ctr_free(c);
+        }
+        free(t);
+        return NULL;
+}
+
+/* --- exits --------------------------------------------------------------------------------------- */
+
+/* The container's v1 memory cgroup, from its init's /proc/<pid>/cgroup. */
+static char *memcg_of(uint32_t pid) {
+        char path[64], *text = NULL, *line, *save_ptr = NULL, *out = NULL;
+
+        snprintf(path, sizeof path, "/proc/%u/cgroup", pid);
+        if (read_file(path, 64 * 1024, &text, NULL) < 0)
+                return NULL;
+        for (line = strtok_r(text, "\n", &save_ptr); line; line = strtok_r(NULL, "\n", &save_ptr)) {
+                char *ctrls = strchr(line, ':'), *p;
+                if (!ctrls || !(p = strchr(ctrls + 1, ':')))
+                        continue;
+                *p = '\0';
+                if (strcmp(ctrls + 1, "memory") == 0) {
+                        if (asprintf(&out, "/sys/fs/cgroup/memory%s", p + 1) < 0)
+                                out = NULL;
+                        break;
+                }
+        }
+        free(text);
+        return out;
+}
+
+static bool memcg_oom_killed(const char *memcg) {
+        char *path = NULL, *text = NULL, *p;
+        bool killed = false;
+
+        if (!memcg || asprintf(&path, "%s/memory.oom_control", memcg) < 0)
+                return false;
+        if (read_file(path, 4096, &text, NULL) >= 0 && (p = strstr(text, "oom_kill ")))
+                killed = strtoull(p + strlen("oom_kill "), NULL, 10) > 0;
+        free(text);
+        free(path);
+        return killed;
+}
+
+static void set_str(char **p, const char *s) {
+        (void) free_and_strdup(p, s);
+}
+
+static void record_exit(Container *c, const SystemdServiceInfo *info) {
+        char id_field[sizeof("CONTAINER_ID=") + 64];
+        const char *fields[] = { id_field, NULL };
+        bool oom;
+
+        if (info->gone || info->exec_main_start_usec == 0) {
+                c->exit_code = 255;
+                set_str(&c->reason, "Error");
+                set_str(&c->message, "the container's unit is gone; its exit status is unknown");
+                c->finished_at_ns = now_ns();
+        } else {
+                if (info->exec_main_code == CLD_EXITED)
+                        c->exit_code = info->exec_main_status;
+                else
+                        c->exit_code = 128 + info->exec_main_status;
+                c->finished_at_ns = info->exec_main_exit_usec ? info->exec_main_exit_usec * 1000ULL : now_ns();
+                oom = strcmp(info->result, "oom-kill") == 0 ||
+                      (info->exec_main_code != CLD_EXITED && info->exec_main_status == SIGKILL &&
+                       memcg_oom_killed(c->memcg));
+                set_str(&c->reason, oom ? "OOMKilled" : c->exit_code == 0 ? "Completed" : "Error");
+        }
+        c->state = CTR_EXITED;
+        save(c);
+        snprintf(id_field, sizeof id_field, "CONTAINER_ID=%s", c->id);
+        log_fields(LOG_INFO, fields, "container %s: exited with %d (%s).", c->id, c->exit_code, c->reason);
+        if (c->exit_waiter) {
+                CtrOp *op = c->exit_waiter;
+                c->exit_waiter = NULL;
+                timer_stop(op);
+                op_next(op);
+        }
+}
+
+/* The last error the OCI runtime logged (--log-format json), or NULL. */
+static char *runtime_error(Container *c) {
+        char *path = ctr_path(c, true, "runtime.log"), *text = NULL, *out = NULL, *line, *save_ptr = NULL;
+
+        if (!path || read_file(path, 1024 * 1024, &text, NULL) < 0) {
+                free(path);
+                return NULL;
+        }
+        for (line = strtok_r(text, "\n", &save_ptr); line; line = strtok_r(NULL, "\n", &save_ptr)) {
+                yajl_val v = json_parse(line, NULL, 0);
+                const char *level = json_get_str(v, "level"), *msg = json_get_str(v, "msg");
+                if (level && msg && (strcmp(level, "error") == 0 || strcmp(level, "fatal") == 0))
+                        set_str(&out, msg);
+                yajl_tree_free(v);
+        }
+        free(text);
+        free(path);
+        return out;
+}
+
+/* What a started unit says: running, already exited, or never started. */
+static void start_decide(Container *c, const SystemdServiceInfo *info, CtrOp *op) {
+        char *err = runtime_error(c);
+
+        if (!info->gone && info->exec_main_start_usec != 0 && !(op && op->job_failed && err)) {
+                c->state = CTR_RUNNING;
+                c->started_at_ns = info->exec_main_start_usec * 1000ULL;
+                c->pid = info->main_pid ?: info->exec_main_pid;
+                if (info->main_pid) {
+                        free(c->memcg);
+                        c->memcg = memcg_of(info->main_pid);
+                }
+                save(c);
+                if (info->main_pid == 0)
+                        record_exit(c, info);
+        } else {
+                c->state = CTR_EXITED;
+                c->exit_code = 128;
+                c->finished_at_ns = now_ns();
+                set_str(&c->reason, "StartError");
+                set_str(&c->message, err ?: (op && op->message) ? op->message : "the OCI runtime did not start it");
+                save(c);
+                if (op)
+                        op_fail(op, -EIO, "start %s: %s", c->id, c->message);
+        }
+        free(err);
+}
+
+static void unit_changed(SystemdWatch *w, const SystemdServiceInfo *info, void *userdata) {
+        Container *c = userdata;
+
+        if (c->op && c->op->kind == OP_START) {
+                if (c->op->step == STEP_STARTED) {
+                        CtrOp *op = c->op;
+                        start_decide(c, info, op);
+                        op->step = STEP_END - 1;
+                        op_next(op);
+                }
+                return;
+        }
+        if (c->state == CTR_CREATED && c->unit_started) {
+                /* A daemon stopped while starting it: decide from what systemd knows. */
+                start_decide(c, info, NULL);
+                return;
+        }
+        if (c->state != CTR_RUNNING)
+                return;
+        if (info->main_pid != 0 && !info->gone) {
+                c->pid = info->main_pid;
+                return;
+        }
+        if (!info->gone && info->exec_main_start_usec != 0 && info->exec_main_exit_usec == 0)
+                return; /* between states */
+        record_exit(c, info);
+}
+
+static int watch(Container *c) {
+        SystemdClient *sd;
+        char *unit;
+        int r;
+
+        if (c->watch)
+                return 0;
+        sd = systemd_of(c);
+        if (!sd)
+                return -ENOTCONN;
+        unit = ctr_unit_name(c);
+        if (!unit)
+                return -ENOMEM;
+        r = systemd_watch_service(sd, unit, unit_changed, c, &c->watch);
+        free(unit);
+        return r;
+}
+
+/* --- create -------------------------------------------------------------------------------------- */
+
+static void mounted(Child *child, const ChildResult *res, void *userdata) {
+        CtrOp *op = userdata;
+
+        op->child = NULL;
+        if (res->exit_code != 0) {
+                op->c->rootfs_mounted = false;
+                op_fail(op, -EIO, "mount the rootfs of container %s: %.*s", op->id, (int) res->err_len,
+                        res->err_len ? res->err : "failed");
+        }
+        op_next(op);
+}
+
+static void step_mount(CtrOp *op) {
+        ChildSpec spec = {
+                .setup = ctr_rootfs_mount_child,
+                .setup_userdata = &op->rootfs,
+                .timeout_usec = CTR_CHILD_TIMEOUT_USEC,
+                .max_output = 16 * 1024,
+        };
+        int r = ctr_rootfs_prepare(op->c, op->c->table->env.images, op->image, &op->rootfs);
+
+        if (r >= 0)
+                r = child_spawn(op->c->table->env.loop, &spec, mounted, op, &op->child);
+        if (r < 0) {
+                op->c->rootfs_mounted = false;
+                op_fail(op, r, "mount the rootfs of container %s: %s", op->id, strerror(-r));
+                op_next(op);
+        }
+}
+
+static void step_config(CtrOp *op) {
+        Container *c = op->c;
+        Pod *pod = pod_find(c->table->env.pods, c->pod_id);
+        char *message = NULL;
+        int r;
+
+        if (!pod) {
+                op_fail(op, -ENOENT, "pod sandbox %s was removed while container %s was being created", c->pod_id,
+                        c->id);
+                op_next(op);
+                return;
+        }
+        r = ctr_write_oci_config(c, pod, op->image, &op->spec, &message);
+        if (r < 0)
+                op_fail(op, r, "container %s: %s", c->id, message ?: strerror(-r));
+        free(message);
+        op_next(op);
+}
+
+/* --- start --------------------------------------------------------------------------------------- */
+
+typedef struct StartArgs {
+        Container *c;
+        const char *slice;
+        int fds[3];
+} StartArgs;
+
+static int append_exec(sd_bus_message *m, const char *property, char **argv) {
+        int r;
+
+        r = sd_bus_message_open_container(m, 'r', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", property);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'v', "a(sasb)");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "(sasb)");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'r', "sasb");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", argv[0]);
+        if (r >= 0)
+                r = sd_bus_message_append_strv(m, argv);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "b", 0);
+        for (int i = 0; i < 4 && r >= 0; i++)
+                r = sd_bus_message_close_container(m);
+        return r;
+}
+
+static int unit_properties(sd_bus_message *m, void *userdata) {
+        StartArgs *a = userdata;
+        Container *c = a->c;
+        const char *runtime = c->table->env.runtime;
+        char *bundle = ctr_bundle_dir(c), *pidfile = ctr_path(c, true, "pid"), *log = ctr_path(c, true, "runtime.log");
+        char *root = NULL, description[512];
+        int r = -ENOMEM;
+
+        if (!bundle || !pidfile || !log || asprintf(&root, "%s/runc", c->table->env.state_dir) < 0)
+                goto out;
+        {
+                char *create[] = { (char *) runtime, "--root", root, "--log", log, "--log-format", "json", "create",
+                                   "--bundle", bundle, "--pid-file", pidfile, c->id, NULL };
+                char *start[] = { (char *) runtime, "--root", root, "--log", log, "--log-format", "json", "start",
+                                  c->id, NULL };
+
+                snprintf(description, sizeof description, "rktlet container %s (%.12s) of pod %.12s", c->name, c->id,
+                         c->pod_id);
+                r = sd_bus_message_append(m, "(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)", "Description", "s", description,
+                                          "Slice", "s", a->slice, "Type", "s", "forking", "PIDFile", "s", pidfile,
+                                          "RemainAfterExit", "b", 1, "Delegate", "b", 1, "KillSignal", "i",
+                                          (int32_t) c->stop_signal, "TimeoutStartUSec", "t", 60 * USEC_PER_SEC,
+                                          "CollectMode", "s", "inactive");
+                if (r >= 0)
+                        r = append_exec(m, "ExecStart", create);
+                if (r >= 0)
+                        r = append_exec(m, "ExecStartPost", start);
+        }
+        if (r >= 0 && a->fds[0] >= 0)
+                r = sd_bus_message_append(m, "(sv)", "StandardInputFileDescriptor", "h", a->fds[0]);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "(sv)(sv)", "StandardOutputFileDescriptor", "h", a->fds[1],
+                                          "StandardErrorFileDescriptor", "h", a->fds[2]);
+        /* Resources: systemd applies them to the unit's cgroup and updates them live. */
+        if (r >= 0 && c->cpu_shares > 0) {
+                /* kubelet's shares (2…262144) on systemd's weight scale (1…10000). */
+                uint64_t w = 1 + ((uint64_t) MAX(c->cpu_shares, 2) - 2) * 9999 / 262142;
+                r = sd_bus_message_append(m, "(sv)", "CPUWeight", "t", w);
+        }
+        if (r >= 0 && c->cpu_quota > 0) {
+                uint64_t period = c->cpu_period > 0 ? (uint64_t) c->cpu_period : 100000;
+                r = sd_bus_message_append(m, "(sv)(sv)", "CPUQuotaPerSecUSec", "t",
+                                          (uint64_t) c->cpu_quota * USEC_PER_SEC / period, "CPUQuotaPeriodUSec", "t",
+                                          period);
+        }
+        if (r >= 0 && c->memory_limit > 0)
+                r = sd_bus_message_append(m, "(sv)", "MemoryMax", "t", (uint64_t) c->memory_limit);
+out:
+        free(bundle);
+        free(pidfile);
+        free(log);
+        free(root);
+        return r;
+}
+
+static void unit_started(int error, const char *message, void *userdata) {
+        CtrOp *op = userdata;
+
+        op->sd = NULL;
+        if (error < 0) {
+                op->job_failed = true;
+                op_fail(op, error, "%s", message ?: "the unit did not start");
+        }
+        /* Whatever the job's result: the unit's properties tell whether the container runs. */
+        op->step = STEP_STARTED;
+        if (op->c->watch)
+                systemd_watch_refresh(op->c->watch);
+        else
+                op_next(op);
+}
+
+static void step_unit(CtrOp *op) {
+        Container *c = op->c;
+        Pod *pod = pod_find(c->table->env.pods, c->pod_id);
+        SystemdClient *sd = systemd_of(c);
+        StartArgs a = { .c = c, .fds = { -1, -1, -1 } };
+        char *unit = ctr_unit_name(c), *pidfile = ctr_path(c, true, "pid"), *log = ctr_path(c, true, "runtime.log");
+        int r;
+
+        if (!unit || !pidfile || !log) {
+                r = -ENOMEM;
+                op_fail(op, r, "start %s: out of memory", c->id);
+                goto out;
+        }
+        if (!pod || pod_state(pod) != POD_READY) {
+                r = -EPIPE;
+                op_fail(op, -EPIPE, "pod sandbox %s of container %s is not ready", c->pod_id, c->id);
+                goto out;
+        }
+        if (!sd) {
+                r = -ENOTCONN;
+                op_fail(op, r, "start %s: systemd is unreachable", c->id);
+                goto out;
+        }
+        (void) unlink(pidfile);
+        (void) unlink(log);
+        c->io = ctr_io_free(c->io);
+        r = ctr_io_new(c->table->env.loop, c->id, c->log_path, c->tty, c->stdin_, &c->io, a.fds);
+        if (r < 0) {
+                op_fail(op, r, "container %s: cannot open its log %s: %s", c->id, c->log_path, strerror(-r));
+                goto out;
+        }
+        r = watch(c);
+        if (r < 0) {
+                op_fail(op, r, "container %s: cannot watch its unit: %s", c->id, strerror(-r));
+                goto out;
+        }
+        /* On disk before systemd hears of it: a crash from here on finds the unit to undo. */
+        c->unit_started = c->runtime_created = true;
+        save(c);
+        a.slice = pod->slice;
+        r = systemd_start_transient_unit(sd, unit, unit_properties, &a, CTR_SYSTEMD_TIMEOUT_USEC, unit_started, op,
+                                         &op->sd);
+        if (r < 0)
+                op_fail(op, r, "start %s: %s", unit, strerror(-r));
+out:
+        /* systemd holds its own copies of the fds now. */
+        for (int i = 0; i < 3; i++)
+                safe_close(a.fds[i]);
+        free(unit);
+        free(pidfile);
+        free(log);
+        if (r < 0) {
+                op->step = STEP_END - 1;
+                op_next(op);
+        }
+}
+
+/* --- stop ---------------------------------------------------------------------------------------- */
+
+static void op_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
+        CtrOp *op = container_of(w, CtrOp, timer);
+
+        op->timer_armed = false;
+        if (op->c && op->c->exit_waiter == op)
+                op->c->exit_waiter = NULL;
+        if (op->step == STEP_WAIT_EXIT) {
+                op->step = STEP_KILL - 1; /* the grace period is over */
+                op_next(op);
+                return;
+        }
+        op_fail(op, -ETIMEDOUT, "container %s did not exit after SIGKILL", op->id);
+        op->step = op->kind == OP_REMOVE ? STEP_RM_WAIT : STEP_END - 1;
+        op_next(op);
+}
+
+static void wait_exit(CtrOp *op, double seconds) {
+        Container *c = op->c;
+
+        if (c->state != CTR_RUNNING) {
+                op_next(op);
+                return;
+        }
+        c->exit_waiter = op;
+        ev_timer_init(&op->timer, op_timeout, seconds, 0.);
+        ev_timer_start(c->table->env.loop, &op->timer);
+        op->timer_armed = true;
+        /* A change may have come before the signal was sent: ask again. */
+        systemd_watch_refresh(c->watch);
+}
+
+static void killed(int error, const char *message, void *userdata) {
+        CtrOp *op = userdata;
+
+        op->sd = NULL;
+        /* "No main process" and the like: it exited meanwhile, the properties will say. */
+        if (error < 0)
+                log_debug("container %s: KillUnit: %s", op->id, message ?: strerror(-error));
+        op_next(op);
+}
+
+static void step_kill(CtrOp *op, const char *who, int sig) {
+        SystemdClient *sd = systemd_of(op->c);
+        char *unit = ctr_unit_name(op->c);
+        int r = -ENOMEM;
+
+        if (op->c->state != CTR_RUNNING) {
+                free(unit);
+                op_next(op);
+                return;
+        }
+        if (!sd)
+                r = -ENOTCONN;
+        else if (unit)
+                r = systemd_kill_unit(sd, unit, who, sig, CTR_SYSTEMD_TIMEOUT_USEC, killed, op, &op->sd);
+        free(unit);
+        if (r < 0) {
+                op_fail(op, r, "signal container %s: %s", op->id,
+                        r == -ENOTCONN ? "systemd is unreachable" : strerror(-r));
+                op->step = STEP_END - 1;
+                op_next(op);
+        }
+}
+
+/* --- remove -------------------------------------------------------------------------------------- */
+
+static void unit_gone(int error, const char *message, void *userdata) {
+        CtrOp *op = userdata;
+
+        op->sd = NULL;
+        if (error < 0 && error != -ENOENT && op->step == STEP_RM_STOP_UNIT) {
+                op_fail(op, error, "stop the unit of container %s: %s", op->id, message ?: strerror(-error));
+                op->step = STEP_END - 1;
+        }
+        /* ResetFailedUnit fails for units that are not failed, or gone: fine. */
+        op_next(op);
+}
+
+static void step_unit_down(CtrOp *op, bool reset) {
+        SystemdClient *sd = systemd_of(op->c);
+        char *unit = ctr_unit_name(op->c);
+        int r = -ENOMEM;
+
+        if (!sd)
+                r = -ENOTCONN;
+        else if (unit)
+                r = reset ? systemd_reset_failed_unit(sd, unit, CTR_SYSTEMD_TIMEOUT_USEC, unit_gone, op, &op->sd)
+                          : systemd_stop_unit(sd, unit, CTR_SYSTEMD_TIMEOUT_USEC, unit_gone, op, &op->sd);
+        free(unit);
+        if (r < 0) {
+                op_fail(op, r, "remove the unit of container %s: %s", op->id,
+                        r == -ENOTCONN ? "systemd is unreachable" : strerror(-r));
+                op->step = STEP_END - 1;
+                op_next(op);
+        }
+}
+
+static void runtime_deleted(Child *child, const ChildResult *res, void *userdata) {
+        CtrOp *op = userdata;
+
+        op->child = NULL;
+        /* "container does not exist" is what a container that never ran says: fine too. */
+        if (res->exit_code != 0 && !(res->err && strstr(res->err, "does not exist")) &&
+            !(res->out && strstr(res->out, "does not exist")))
+                log_warning("container %s: %s delete: %.*s", op->id, op->c->table->env.runtime, (int) res->err_len,
+                            res->err ?: "");
+        op->c->runtime_created = false;
+        op_next(op);
+}
+
+static void step_runtime_delete(CtrOp *op) {
+        Container *c = op->c;
+        char *root = NULL;
+        int r = -ENOMEM;
+
+        if (asprintf(&root, "%s/runc", c->table->env.state_dir) >= 0) {
+                char *argv[] = { (char *) c->table->env.runtime, "--root", root, "delete", "--force", c->id, NULL };
+                ChildSpec spec = { .argv = argv, .timeout_usec = CTR_CHILD_TIMEOUT_USEC, .max_output = 16 * 1024 };
+                r = child_spawn(c->table->env.loop, &spec, runtime_deleted, op, &op->child);
+        }
+        free(root);
+        if (r < 0) {
+                op_fail(op, r, "delete container %s in the OCI runtime: %s", op->id, strerror(-r));
+                op->step = STEP_END - 1;
+                op_next(op);
+        }
+}
+
+static void unmounted(Child *child, const ChildResult *res, void *userdata) {
+        CtrOp *op = userdata;
+
+        op->child = NULL;
+        if (res->exit_code != 0) {
+                op_fail(op, -EIO, "unmount the rootfs of container %s: %.*s", op->id, (int) res->err_len,
+                        res->err ?: "");
+                op->step = STEP_END - 1;
+        } else
+                op->c->rootfs_mounted = false;
+        op_next(op);
+}
+
+static void step_umount(CtrOp *op) {
+        ChildSpec spec = {
+                .setup = ctr_rootfs_umount_child,
+                .timeout_usec = CTR_CHILD_TIMEOUT_USEC,
+                .max_output = 16 * 1024,
+        };
+        int r = -ENOMEM;
+
+        op->target = ctr_path(op->c, true, "rootfs");
+        if (op->target) {
+                spec.setup_userdata = op->target;
+                r = child_spawn(op->c->table->env.loop, &spec, unmounted, op, &op->child);
+        }
+        if (r < 0) {
+                op_fail(op, r, "unmount the rootfs of container %s: %s", op->id, strerror(-r));
+                op->step = STEP_END - 1;
+                op_next(op);
+        }
+}
+
+static void step_delete(CtrOp *op) {
+        Container *c = op->c;
+        char *run = ctr_run_dir(c), *root = ctr_root_dir(c);
+        Image *img;
+        int r = -ENOMEM;
+
+        if (run && root) {
+                r = rm_rf(run);
+                if (r >= 0)
+                        r = rm_rf(root);
+        }
+        if (r < 0)
+                op_fail(op, r, "delete %s: %s", run ?: "the container's state", strerror(-r));
+        else {
+                img = image_store_find(c->table->env.images, c->image_id);
+                if (img && img->users > 0)
+                        img->users--;
+                ctr_io_forget(c->id);
+                ctr_free(c);
+                op->c = NULL;
+        }
+        free(run);
+        free(root);
+        op->step = STEP_END - 1;
+        op_next(op);
+}
+
+/* --- the machine --------------------------------------------------------------------------------- */
+
+static void op_next(CtrOp *op) {
+        Container *c = op->c;
+
+        if (op->kind == OP_CREATE && op->error < 0 && !op->rollback && op->step < STEP_RM_KILL) {
+                op->rollback = true;
+                op->step = STEP_RM_UMOUNT;
+                log_debug("container %s: create failed (%s); rolling back.", op->id, op->message);
+        } else
+                op->step++;
+
+        switch (op->step) {
+        case STEP_CONFIG:
+                step_config(op);
+                return;
+        case STEP_CREATED:
+                c->state = CTR_CREATED;
+                c->creating = false;
+                save(c);
+                op->step = STEP_END - 1;
+                op_next(op);
+                return;
+        case STEP_STARTED:
+                /* unit_started() moves on through the watch. */
+                return;
+        case STEP_SIGNAL:
+                if (op->timeout <= 0) {
+                        op->step = STEP_KILL - 1;
+                        op_next(op);
+                        return;
+                }
+                step_kill(op, "main", c->stop_signal);
+                return;
+        case STEP_WAIT_EXIT:
+                wait_exit(op, op->timeout);
+                return;
+        case STEP_KILL:
+                step_kill(op, "all", SIGKILL);
+                return;
+        case STEP_WAIT_KILLED:
+                wait_exit(op, 30.);
+                return;
+        case STEP_STOPPED:
+                op->step = STEP_END - 1;
+                op_next(op);
+                return;
+        case STEP_RM_KILL:
+                step_kill(op, "all", SIGKILL);
+                return;
+        case STEP_RM_WAIT:
+                wait_exit(op, 30.);
+                return;
+        case STEP_RM_STOP_UNIT:
+                if (c->unit_started) {
+                        step_unit_down(op, false);
+                        return;
+                }
+                op->step = STEP_RM_RESET;
+                op_next(op);
+                return;
+        case STEP_RM_RESET:
+                c->unit_started = false;
+                step_unit_down(op, true);
+                return;
+        case STEP_RM_RUNTIME:
+                if (c->runtime_created) {
+                        step_runtime_delete(op);
+                        return;
+                }
+                op_next(op);
+                return;
+        case STEP_RM_UMOUNT:
+                if (c->rootfs_mounted) {
+                        step_umount(op);
+                        return;
+                }
+                op_next(op);
+                return;
+        case STEP_RM_DELETE:
+                step_delete(op);
+                return;
+        case STEP_END:
+        default:
+                op_finish(op);
+                return;
+        }
+}
+
+/* --- entry points -------------------------------------------------------------------------------- */
+
+static CtrOp *op_new(Container *c, CtrOpKind kind, CtrDone done, void *userdata) {
+        CtrOp *op = calloc(1, sizeof *op);
+
+        if (!op)
+                return NULL;
+        op->c = c;
+        memcpy(op->id, c->id, sizeof op->id);
+        op->kind = kind;
+        op->done = done;
+        op->userdata = userdata;
+        c->busy = true;
+        c->op = op;
+        return op;
+}
+
+static int make_id(char id[static 65]) {
+        uint8_t b[32];
+        ssize_t n = getrandom(b, sizeof b, 0);
+
+        if (n != (ssize_t) sizeof b)
+                return n < 0 ? -errno : -EIO;
+        for (size_t i = 0; i < sizeof b; i++)
+                snprintf(id + 2 * i, 3, "%02x", b[i]);
+        return 0;
+}
+
+static int signal_from_string(const char *s) {
+        static const struct {
+                const char *name;
+                int sig;
+        } table[] = {
+                { "HUP", SIGHUP },   { "INT", SIGINT },   { "QUIT", SIGQUIT }, { "KILL", SIGKILL },
+                { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { "TERM", SIGTERM }, { "STOP", SIGSTOP },
+                { "WINCH", SIGWINCH }, { "PWR", SIGPWR }, { "ALRM", SIGALRM }, { "CONT", SIGCONT },
+        };
+        char *end;
+        long n;
+
+        if (!s || !s[0])
+                return SIGTERM;
+        n = strtol(s, &end, 10);
+        if (*end == '\0' && n > 0 && n < 65)
+                return (int) n;
+        if (strncasecmp(s, "SIG", 3) == 0)
+                s += 3;
+        for (size_t i = 0; i < ELEMENTSOF(table); i++)
+                if (strcasecmp(table[i].name, s) == 0)
+                        return table[i].sig;
+        if (strncasecmp(s, "RTMIN+", 6) == 0 && (n = strtol(s + 6, &end, 10)) >= 0 && *end == '\0' &&
+            SIGRTMIN + n <= SIGRTMAX)
+                return SIGRTMIN + (int) n;
+        return SIGTERM;
+}
+
+int ctr_image_stop_signal(ImageStore *s, const Image *image) {
+        char *path = image_config_path(s, image), *text = NULL;
+        yajl_val v = NULL;
+        int sig = SIGTERM;
+
+        if (path && read_file(path, 4 * 1024 * 1024, &text, NULL) >= 0 && (v = json_parse(text, NULL, 0)))
+                sig = signal_from_string(json_get_str(json_get(v, "config"), "StopSignal"));
+        yajl_tree_free(v);
+        free(text);
+        free(path);
+        return sig;
+}
+
+int ctr_create(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *config, size_t config_len,
+               CtrDone done, void *userdata, char **ret_message, CtrOp **ret_op) {
+        Container *c;
+        CtrOp *op;
+        char *run = NULL, *root = NULL, *cfg = NULL;
+        int r;
+
+        for (Container *o = t->containers; o; o = o->next)
+                if (strcmp(o->pod_id, pod->id) == 0 && strcmp(o->name, spec->name) == 0 && o->attempt == spec->attempt) {
+                        if (asprintf(ret_message, "container '%s' (attempt %u) exists already in pod sandbox %s: %s",
+                                     spec->name, spec->attempt, pod->id, o->id) < 0)
+                                *ret_message = NULL;
+                        ctr_spec_done(spec);
+                        return -EEXIST;
+                }
+
+        c = calloc(1, sizeof *c);
+        if (!c) {
+                ctr_spec_done(spec);
+                return -ENOMEM;
+        }
+        r = make_id(c->id);
+        memcpy(c->pod_id, pod->id, sizeof c->pod_id);
+        c->name = strdup(spec->name);
+        c->attempt = spec->attempt;
+        c->image_ref = strdup(spec->image_ref);
+        c->image_id = strdup(image->id);
+        c->labels = ctr_pairs_dup(spec->labels, spec->n_labels);
+        c->n_labels = spec->n_labels;
+        c->annotations = ctr_pairs_dup(spec->annotations, spec->n_annotations);
+        c->n_annotations = spec->n_annotations;
+        if (spec->log_path && spec->log_path[0] && pod->spec.log_directory && pod->spec.log_directory[0]) {
+                if (asprintf(&c->log_path, "%s/%s", pod->spec.log_directory, spec->log_path) < 0)
+                        c->log_path = NULL;
+        } else
+                c->log_path = strdup("");
+        c->config = config_len ? malloc(config_len) : NULL;
+        if (c->config) {
+                memcpy(c->config, config, config_len);
+                c->config_len = config_len;
+        }
+        c->stop_signal = ctr_image_stop_signal(t->env.images, image);
+        c->tty = spec->tty;
+        c->stdin_ = spec->stdin_;
+        c->stdin_once = spec->stdin_once;
+        c->cpu_shares = spec->cpu_shares;
+        c->cpu_quota = spec->cpu_quota;
+        c->cpu_period = spec->cpu_period;
+        c->memory_limit = spec->memory_limit;
+        c->created_at_ns = now_ns();
+        c->state = CTR_CREATED;
+        c->creating = true;
+        c->rootfs_mounted = true; /* about to be: a crash from here on unmounts */
+        c->exit_code = 0;
+        if (r < 0 || !c->name || !c->image_ref || !c->image_id || !c->labels || !c->annotations || !c->log_path ||
+            (config_len && !c->config)) {
+                ctr_free(c);
+                ctr_spec_done(spec);
+                return r < 0 ? r : -ENOMEM;
+        }
+        ctr_link(t, c);
+
+        run = ctr_run_dir(c);
+        root = ctr_root_dir(c);
+        cfg = ctr_path(c, false, "config.pb");
+        if (!run || !root || !cfg) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        if ((r = mkdir_p(run, 0700)) < 0 || (r = mkdir_p(root, 0700)) < 0 ||
+            (r = write_file_atomic(cfg, c->config ?: "", c->config_len, 0600)) < 0 || (r = ctr_save(c)) < 0) {
+                if (asprintf(ret_message, "container %s: cannot create its state in %s or %s: %s", c->id, run, root,
+                             strerror(-r)) < 0)
+                        *ret_message = NULL;
+                goto fail;
+        }
+        op = op_new(c, OP_CREATE, done, userdata);
+        if (!op) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        op->spec = *spec;
+        *spec = (CtrSpec) {};
+        op->image = image;
+        image->users++;
+        free(run);
+        free(root);
+        free(cfg);
+        log_info("container %s: creating '%s' of pod %s from %s.", c->id, c->name, c->pod_id, c->image_ref);
+        if (ret_op)
+                *ret_op = op;
+        op->step = STEP_MOUNT;
+        step_mount(op);
+        return 0;
+
+fail:
+        if (run)
+                (void) rm_rf(run);
+        if (root)
+                (void) rm_rf(root);
+        free(run);
+        free(root);
+        free(cfg);
+        ctr_spec_done(spec);
+        ctr_free(c);
+        return r;
+}
+
+int ctr_start(Container *c, CtrDone done, void *userdata, char **ret_message, CtrOp **ret_op) {
+        CtrOp *op;
+
+        if (c->busy)
+                return -EBUSY;
+        if (c->state != CTR_CREATED || c->unit_started) {
+                if (asprintf(ret_message, "container %s is %s, not created: it can start only once", c->id,
+                             ctr_state_to_string(c->state)) < 0)
+                        *ret_message = NULL;
+                return -EPERM;
+        }
+        op = op_new(c, OP_START, done, userdata);
+        if (!op)
+                return -ENOMEM;
+        if (ret_op)
+                *ret_op = op;
+        op->step = STEP_UNIT;
+        step_unit(op);
+        return 0;
+}
+
+int ctr_stop(Container *c, int64_t timeout_sec, CtrDone done, void *userdata, CtrOp **ret_op) {
+        CtrOp *op;
+
+        if (c->busy)
+                return -EBUSY;
+        op = op_new(c, OP_STOP, done, userdata);
+        if (!op)
+                return -ENOMEM;
+        if (ret_op)
+                *ret_op = op;
+        op->timeout = (double) timeout_sec;
+        op->step = STEP_SIGNAL - 1;
+        if (c->state != CTR_RUNNING)
+                op->step = STEP_END - 1; /* idempotent */
+        op_next(op);
+        return 0;
+}
+
+int ctr_remove(Container *c, CtrDone done, void *userdata, CtrOp **ret_op) {
+        CtrOp *op;
+
+        if (c->busy)
+                return -EBUSY;
+        op = op_new(c, OP_REMOVE, done, userdata);
+        if (!op)
+                return -ENOMEM;
+        if (ret_op)
+                *ret_op = op;
+        op->step = STEP_RM_KILL - 1;
+        op_next(op);
+        return 0;
+}
+
+int ctr_reopen_log(Container *c) {
+        if (c->state != CTR_RUNNING || !c->io)
+                return -ESRCH;
+        return ctr_io_reopen(c->io);
+}
+
+int ctr_table_load(CtrTable *t) {
+        struct dirent **entries = NULL;
+        char *dir;
+        int n;
+
+        if (asprintf(&dir, "%s/containers", t->env.root_dir) < 0)
+                return -ENOMEM;
+        n = scandir(dir, &entries, NULL, alphasort);
+        if (n < 0) {
+                int r = errno == ENOENT ? 0 : -errno;
+                free(dir);
+                return r;
+        }
+        for (int i = 0; i < n; i++) {
+                const char *id = entries[i]->d_name;
+                Container *c;
+                Image *img;
+                int r;
+
+                if (id[0] == '.' || strlen(id) != 64) {
+                        free(entries[i]);
+                        continue;
+                }
+                r = ctr_load(t, id, &c);
+                if (r < 0) {
+                        log_warning_errno(r, "container %s: cannot read %s/%s/state.json, ignoring it: %m", id, dir, id);
+                        free(entries[i]);
+                        continue;
+                }
+                ctr_link(t, c);
+                img = image_store_find(t->env.images, c->image_id);
+                if (img)
+                        img->users++;
+                if (c->creating) {
+                        log_notice("container %s: was being created when rktlet stopped; cleaning it up.", c->id);
+                        (void) ctr_remove(c, NULL, NULL, NULL);
+                } else if (c->unit_started) {
+                        if (c->state == CTR_RUNNING || c->state == CTR_CREATED)
+                                (void) ctr_io_adopt(t->env.loop, c->id, c->log_path, &c->io);
+                        r = watch(c);
+                        if (r < 0)
+                                log_warning_errno(r, "container %s: cannot watch its unit: %m", c->id);
+                        else if (c->state != CTR_EXITED)
+                                systemd_watch_refresh(c->watch);
+                        log_debug("container %s: recovered (%s).", c->id, ctr_state_to_string(c->state));
+                }
+                free(entries[i]);
+        }
+        free(entries);
+        free(dir);
+        return 0;
+}

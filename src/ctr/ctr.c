@@ -1,0 +1,399 @@
+/* The container table, paths and persistent state: <root>/containers/<id>/state.json (written
+ * atomically) and config.pb (the CRI config as received, for status). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ctr-internal.h"
+#include "json-util.h"
+#include "log.h"
+#include "macro.h"
+
+#define MAX_STATE_SIZE (4 * 1024 * 1024)
+
+static const char *const state_names[_CTR_STATE_MAX] = {
+        [CTR_CREATED] = "created",
+        [CTR_RUNNING] = "running",
+        [CTR_EXITED] = "exited",
+        [CTR_UNKNOWN] = "unknown",
+};
+
+const char *ctr_state_to_string(CtrState s) {
+        return s >= 0 && s < _CTR_STATE_MAX ? state_names[s] : "unknown";
+}
+
+CtrState ctr_state_from_string(const char *s) {
+        for (int i = 0; s && i < _CTR_STATE_MAX; i++)
+                if (strcmp(state_names[i], s) == 0)
+                        return (CtrState) i;
+        return _CTR_STATE_INVALID;
+}
+
+void ctr_pairs_free(StrPair *p, size_t n) {
+        for (size_t i = 0; p && i < n; i++) {
+                free(p[i].key);
+                free(p[i].value);
+        }
+        free(p);
+}
+
+StrPair *ctr_pairs_dup(const StrPair *p, size_t n) {
+        StrPair *out = calloc(n + 1, sizeof *out);
+
+        for (size_t i = 0; out && i < n; i++)
+                if (!(out[i].key = strdup(p[i].key)) || !(out[i].value = strdup(p[i].value))) {
+                        ctr_pairs_free(out, i + 1);
+                        return NULL;
+                }
+        return out;
+}
+
+void ctr_spec_done(CtrSpec *s) {
+        free(s->name);
+        free(s->image_ref);
+        strv_free(s->command);
+        strv_free(s->args);
+        free(s->working_dir);
+        ctr_pairs_free(s->envs, s->n_envs);
+        for (size_t i = 0; s->mounts && i < s->n_mounts; i++) {
+                free(s->mounts[i].container_path);
+                free(s->mounts[i].host_path);
+        }
+        free(s->mounts);
+        for (size_t i = 0; s->devices && i < s->n_devices; i++) {
+                free(s->devices[i].container_path);
+                free(s->devices[i].host_path);
+                free(s->devices[i].permissions);
+        }
+        free(s->devices);
+        ctr_pairs_free(s->labels, s->n_labels);
+        ctr_pairs_free(s->annotations, s->n_annotations);
+        free(s->log_path);
+        free(s->run_as_username);
+        free(s->supplemental_groups);
+        strv_free(s->cap_add);
+        strv_free(s->cap_drop);
+        free(s->seccomp_profile);
+        free(s->apparmor_profile);
+        strv_free(s->masked_paths);
+        strv_free(s->readonly_paths);
+        free(s->pid_target);
+        free(s->cpuset_cpus);
+        free(s->cpuset_mems);
+        ctr_pairs_free(s->unified, s->n_unified);
+        ctr_pairs_free(s->hugepages, s->n_hugepages);
+        *s = (CtrSpec) {};
+}
+
+static bool can_lower_oom_score(void) {
+        char *text = NULL, *p;
+        bool ok = false;
+
+        /* CAP_SYS_RESOURCE (24) in the effective set. */
+        if (read_file("/proc/self/status", 64 * 1024, &text, NULL) >= 0 && (p = strstr(text, "\nCapEff:")))
+                ok = (strtoull(p + strlen("\nCapEff:"), NULL, 16) >> 24) & 1;
+        free(text);
+        return ok;
+}
+
+int ctr_table_new(const CtrEnv *env, CtrTable **ret) {
+        CtrTable *t = calloc(1, sizeof *t);
+        char *text = NULL;
+
+        if (!t)
+                return -ENOMEM;
+        t->env = *env;
+        /* Without CAP_SYS_RESOURCE nobody below us may get a lower OOM score than ours: the OCI
+         * runtime would fail writing it. Clamp, as containerd's restrict_oom_score_adj does. */
+        t->can_lower_oom_score = can_lower_oom_score();
+        if (read_file("/proc/self/oom_score_adj", 64, &text, NULL) >= 0)
+                t->own_oom_score_adj = atoi(text);
+        free(text);
+        *ret = t;
+        return 0;
+}
+
+void ctr_link(CtrTable *t, Container *c) {
+        c->table = t;
+        c->next = t->containers;
+        if (t->containers)
+                t->containers->prev = c;
+        t->containers = c;
+        t->n_containers++;
+}
+
+Container *ctr_find(CtrTable *t, const char *id) {
+        for (Container *c = t->containers; c; c = c->next)
+                if (strcmp(c->id, id) == 0)
+                        return c;
+        return NULL;
+}
+
+int ctr_find_prefix(CtrTable *t, const char *prefix, Container **ret) {
+        size_t n = strlen(prefix);
+        Container *found = NULL;
+
+        if (n == 0)
+                return -ENOENT;
+        for (Container *c = t->containers; c; c = c->next) {
+                if (strncmp(c->id, prefix, n) != 0)
+                        continue;
+                if (strlen(c->id) == n) {
+                        *ret = c;
+                        return 0;
+                }
+                if (found)
+                        return -ENOTUNIQ;
+                found = c;
+        }
+        if (!found)
+                return -ENOENT;
+        *ret = found;
+        return 0;
+}
+
+unsigned ctr_count_in_pod(CtrTable *t, const char *pod_id) {
+        unsigned n = 0;
+        for (Container *c = t->containers; c; c = c->next)
+                n += strcmp(c->pod_id, pod_id) == 0;
+        return n;
+}
+
+char *ctr_unit_name(const Container *c) {
+        char *p;
+        return asprintf(&p, "rktlet-ctr-%s.service", c->id) < 0 ? NULL : p;
+}
+
+char *ctr_root_dir(const Container *c) {
+        char *p;
+        return asprintf(&p, "%s/containers/%s", c->table->env.root_dir, c->id) < 0 ? NULL : p;
+}
+
+char *ctr_run_dir(const Container *c) {
+        char *p;
+        return asprintf(&p, "%s/containers/%s", c->table->env.state_dir, c->id) < 0 ? NULL : p;
+}
+
+char *ctr_bundle_dir(const Container *c) {
+        return ctr_run_dir(c);
+}
+
+char *ctr_path(const Container *c, bool run, const char *name) {
+        const char *base = run ? c->table->env.state_dir : c->table->env.root_dir;
+        char *p;
+        return asprintf(&p, "%s/containers/%s/%s", base, c->id, name) < 0 ? NULL : p;
+}
+
+void ctr_free(Container *c) {
+        CtrTable *t = c->table;
+
+        if (t) {
+                if (c->prev)
+                        c->prev->next = c->next;
+                else
+                        t->containers = c->next;
+                if (c->next)
+                        c->next->prev = c->prev;
+                t->n_containers--;
+        }
+        systemd_watch_free(c->watch);
+        ctr_io_free(c->io);
+        free(c->name);
+        free(c->image_ref);
+        free(c->image_id);
+        ctr_pairs_free(c->labels, c->n_labels);
+        ctr_pairs_free(c->annotations, c->n_annotations);
+        free(c->log_path);
+        free(c->config);
+        free(c->reason);
+        free(c->message);
+        free(c->memcg);
+        free(c);
+}
+
+static void gen_pairs(yajl_gen g, const char *key, const StrPair *p, size_t n) {
+        json_gen_str(g, key);
+        yajl_gen_map_open(g);
+        for (size_t i = 0; i < n; i++)
+                json_gen_key_str(g, p[i].key, p[i].value);
+        yajl_gen_map_close(g);
+}
+
+int ctr_save(const Container *c) {
+        char *path = ctr_path(c, false, "state.json");
+        yajl_gen g = yajl_gen_alloc(NULL);
+        int r = -ENOMEM;
+
+        if (!path || !g)
+                goto out;
+        yajl_gen_config(g, yajl_gen_beautify, 1);
+        yajl_gen_map_open(g);
+        json_gen_key_str(g, "id", c->id);
+        json_gen_key_str(g, "podId", c->pod_id);
+        json_gen_key_str(g, "name", c->name);
+        json_gen_key_int(g, "attempt", c->attempt);
+        json_gen_key_str(g, "imageRef", c->image_ref);
+        json_gen_key_str(g, "imageId", c->image_id);
+        gen_pairs(g, "labels", c->labels, c->n_labels);
+        gen_pairs(g, "annotations", c->annotations, c->n_annotations);
+        json_gen_key_str(g, "logPath", c->log_path);
+        json_gen_key_int(g, "stopSignal", c->stop_signal);
+        json_gen_key_bool(g, "tty", c->tty);
+        json_gen_key_bool(g, "stdin", c->stdin_);
+        json_gen_key_bool(g, "stdinOnce", c->stdin_once);
+        json_gen_key_int(g, "cpuShares", c->cpu_shares);
+        json_gen_key_int(g, "cpuQuota", c->cpu_quota);
+        json_gen_key_int(g, "cpuPeriod", c->cpu_period);
+        json_gen_key_int(g, "memoryLimit", c->memory_limit);
+        json_gen_key_str(g, "state", ctr_state_to_string(c->state));
+        json_gen_key_bool(g, "creating", c->creating);
+        json_gen_key_int(g, "createdAt", (long long) c->created_at_ns);
+        json_gen_key_int(g, "startedAt", (long long) c->started_at_ns);
+        json_gen_key_int(g, "finishedAt", (long long) c->finished_at_ns);
+        json_gen_key_int(g, "exitCode", c->exit_code);
+        json_gen_key_str(g, "reason", c->reason);
+        json_gen_key_str(g, "message", c->message);
+        json_gen_key_int(g, "pid", c->pid);
+        json_gen_key_str(g, "memcg", c->memcg);
+        json_gen_key_bool(g, "rootfsMounted", c->rootfs_mounted);
+        json_gen_key_bool(g, "unitStarted", c->unit_started);
+        json_gen_key_bool(g, "runtimeCreated", c->runtime_created);
+        yajl_gen_map_close(g);
+        r = json_gen_write_file(g, path, 0600);
+out:
+        if (g)
+                yajl_gen_free(g);
+        free(path);
+        return r;
+}
+
+static StrPair *load_pairs(yajl_val obj, const char *key, size_t *ret_n) {
+        yajl_val v = json_get(obj, key);
+        size_t n = YAJL_IS_OBJECT(v) ? v->u.object.len : 0;
+        StrPair *p = calloc(n + 1, sizeof *p);
+
+        *ret_n = 0;
+        for (size_t i = 0; p && i < n; i++) {
+                const char *value = YAJL_GET_STRING(v->u.object.values[i]);
+                p[*ret_n].key = strdup(v->u.object.keys[i]);
+                p[*ret_n].value = strdup(value ?: "");
+                (*ret_n)++;
+        }
+        return p;
+}
+
+static long long get_int(yajl_val obj, const char *key) {
+        long long v = 0;
+        (void) json_get_int(obj, key, &v);
+        return v;
+}
+
+static bool get_bool(yajl_val obj, const char *key) {
+        return YAJL_IS_TRUE(json_get(obj, key));
+}
+
+int ctr_load(CtrTable *t, const char *id, Container **ret) {
+        Container *c = calloc(1, sizeof *c);
+        char *path = NULL, *text = NULL, err[256];
+        yajl_val v = NULL;
+        const char *s;
+        int r;
+
+        if (!c)
+                return -ENOMEM;
+        c->table = t;
+        snprintf(c->id, sizeof c->id, "%s", id);
+        path = ctr_path(c, false, "state.json");
+        if (!path) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        r = read_file(path, MAX_STATE_SIZE, &text, NULL);
+        if (r < 0)
+                goto fail;
+        v = json_parse(text, err, sizeof err);
+        if (!v || !(s = json_get_str(v, "podId")) || strlen(s) != 64) {
+                r = -EBADMSG;
+                goto fail;
+        }
+        memcpy(c->pod_id, s, 65);
+        c->name = json_dup_str(v, "name");
+        c->attempt = (uint32_t) get_int(v, "attempt");
+        c->image_ref = json_dup_str(v, "imageRef");
+        c->image_id = json_dup_str(v, "imageId");
+        c->labels = load_pairs(v, "labels", &c->n_labels);
+        c->annotations = load_pairs(v, "annotations", &c->n_annotations);
+        c->log_path = json_dup_str(v, "logPath");
+        c->stop_signal = (int) get_int(v, "stopSignal");
+        c->tty = get_bool(v, "tty");
+        c->stdin_ = get_bool(v, "stdin");
+        c->stdin_once = get_bool(v, "stdinOnce");
+        c->cpu_shares = get_int(v, "cpuShares");
+        c->cpu_quota = get_int(v, "cpuQuota");
+        c->cpu_period = get_int(v, "cpuPeriod");
+        c->memory_limit = get_int(v, "memoryLimit");
+        c->state = ctr_state_from_string(json_get_str(v, "state"));
+        c->creating = get_bool(v, "creating");
+        c->created_at_ns = (uint64_t) get_int(v, "createdAt");
+        c->started_at_ns = (uint64_t) get_int(v, "startedAt");
+        c->finished_at_ns = (uint64_t) get_int(v, "finishedAt");
+        c->exit_code = (int) get_int(v, "exitCode");
+        c->reason = json_dup_str(v, "reason");
+        c->message = json_dup_str(v, "message");
+        c->pid = (uint32_t) get_int(v, "pid");
+        c->memcg = json_dup_str(v, "memcg");
+        c->rootfs_mounted = get_bool(v, "rootfsMounted");
+        c->unit_started = get_bool(v, "unitStarted");
+        c->runtime_created = get_bool(v, "runtimeCreated");
+        if (!c->name || !c->image_ref || !c->image_id || !c->labels || !c->annotations || !c->log_path ||
+            c->state < 0) {
+                r = -EBADMSG;
+                goto fail;
+        }
+        free(path);
+        path = ctr_path(c, false, "config.pb");
+        if (path && read_file(path, MAX_STATE_SIZE, &c->config, &c->config_len) < 0)
+                c->config_len = 0;
+        yajl_tree_free(v);
+        free(text);
+        free(path);
+        *ret = c;
+        return 0;
+fail:
+        c->table = NULL;
+        ctr_free(c);
+        yajl_tree_free(v);
+        free(text);
+        free(path);
+        return r;
+}
+
+char *ctr_info_json(const Container *c) {
+        char *unit = ctr_unit_name(c), *bundle = ctr_bundle_dir(c), *out;
+        yajl_gen g = yajl_gen_alloc(NULL);
+
+        if (!g) {
+                free(unit);
+                free(bundle);
+                return NULL;
+        }
+        yajl_gen_map_open(g);
+        json_gen_key_str(g, "id", c->id);
+        json_gen_key_str(g, "sandboxId", c->pod_id);
+        json_gen_key_str(g, "unit", unit);
+        json_gen_key_str(g, "bundle", bundle);
+        json_gen_key_int(g, "pid", c->state == CTR_RUNNING ? c->pid : 0);
+        json_gen_key_str(g, "runtime", c->table->env.runtime);
+        json_gen_key_bool(g, "rootfsMounted", c->rootfs_mounted);
+        json_gen_key_str(g, "memoryCgroup", c->memcg);
+        yajl_gen_map_close(g);
+        out = json_gen_steal(g);
+        yajl_gen_free(g);
+        free(unit);
+        free(bundle);
+        return out;
+}

@@ -1,0 +1,175 @@
+/* Containers: the model, the table, and the asynchronous create/start/stop/remove that make a
+ * container an overlayfs rootfs, an OCI bundle and a transient systemd service in its pod's slice
+ * whose main process is the container itself. */
+#pragma once
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cri-log.h"
+#include "image-store.h"
+#include "oci-spec.h"
+#include "pod.h"
+#include "systemd-unit.h"
+
+typedef enum CtrState { /* the CRI's ContainerState values */
+        CTR_CREATED = 0,
+        CTR_RUNNING = 1,
+        CTR_EXITED = 2,
+        CTR_UNKNOWN = 3,
+        _CTR_STATE_MAX,
+        _CTR_STATE_INVALID = -22,
+} CtrState;
+
+typedef struct CtrMount {
+        char *container_path, *host_path;
+        bool readonly;
+        int propagation; /* the CRI's: 0 private, 1 rslave (host to container), 2 rshared */
+} CtrMount;
+
+typedef struct CtrDevice {
+        char *container_path, *host_path, *permissions;
+} CtrDevice;
+
+/* What CreateContainer asked for, resolved against nothing yet. */
+typedef struct CtrSpec {
+        char *name;
+        uint32_t attempt;
+        char *image_ref; /* as asked */
+        char **command, **args;
+        char *working_dir;
+        StrPair *envs;
+        size_t n_envs;
+        CtrMount *mounts;
+        size_t n_mounts;
+        CtrDevice *devices;
+        size_t n_devices;
+        StrPair *labels, *annotations;
+        size_t n_labels, n_annotations;
+        char *log_path; /* relative to the pod's log directory */
+        bool stdin_, stdin_once, tty;
+
+        /* security */
+        bool privileged, readonly_rootfs, no_new_privs;
+        bool has_run_as_user, has_run_as_group;
+        int64_t run_as_user, run_as_group;
+        char *run_as_username;
+        int64_t *supplemental_groups;
+        size_t n_supplemental_groups;
+        char **cap_add, **cap_drop;
+        OciSeccomp seccomp;
+        char *seccomp_profile; /* Localhost: the file */
+        char *apparmor_profile;  /* "" none */
+        char **masked_paths, **readonly_paths; /* NULL: the defaults */
+        bool has_masked_paths, has_readonly_paths;
+        PodNsMode pid; /* CONTAINER, POD, NODE, TARGET */
+        char *pid_target;
+
+        /* resources (0: unset) */
+        int64_t cpu_period, cpu_quota, cpu_shares, memory_limit, memory_swap_limit;
+        int64_t oom_score_adj;
+        char *cpuset_cpus, *cpuset_mems;
+        StrPair *unified;
+        size_t n_unified;
+        StrPair *hugepages; /* page size → limit */
+        size_t n_hugepages;
+} CtrSpec;
+
+typedef struct CtrTable CtrTable;
+typedef struct CtrOp CtrOp;
+typedef struct CtrIo CtrIo;
+
+typedef struct Container {
+        CtrTable *table;
+        struct Container *prev, *next;
+        char id[65];
+        char pod_id[65];
+        char *name;
+        uint32_t attempt;
+        char *image_ref, *image_id;
+        StrPair *labels, *annotations;
+        size_t n_labels, n_annotations;
+        char *log_path; /* absolute, "" none */
+        char *config; /* the CRI's ContainerConfig as received, opaque here (for status) */
+        size_t config_len;
+        int stop_signal;
+        bool tty, stdin_, stdin_once;
+        int64_t cpu_shares, cpu_quota, cpu_period, memory_limit; /* unit properties, 0: unset */
+
+        CtrState state;
+        bool creating; /* being made: recovery undoes it */
+        uint64_t created_at_ns, started_at_ns, finished_at_ns;
+        int exit_code;
+        char *reason, *message;
+        uint32_t pid;
+        char *memcg; /* the v1 memory cgroup (for OOM kills that systemd cannot see) */
+
+        /* What exists and has to be undone. */
+        bool rootfs_mounted, unit_started, runtime_created;
+
+        SystemdWatch *watch;
+        CtrIo *io;
+        bool busy;
+        CtrOp *op;
+        bool stopping; /* a stop is waiting for the exit */
+        CtrOp *exit_waiter;
+} Container;
+
+/* What containers need from the daemon. */
+typedef struct CtrEnv {
+        struct ev_loop *loop;
+        const char *state_dir, *root_dir;
+        const char *runtime; /* absolute path of runc or crun */
+        PodTable *pods;
+        ImageStore *images;
+        SystemdClient *(*systemd)(void *userdata);
+        /* The systemd manager's root cgroup ("" for /), NULL while unknown. */
+        const char *(*cgroup_root)(void *userdata);
+        void *userdata;
+} CtrEnv;
+
+struct CtrTable {
+        CtrEnv env;
+        Container *containers;
+        unsigned n_containers;
+        bool can_lower_oom_score;
+        int own_oom_score_adj;
+};
+
+typedef void (*CtrDone)(Container *c, int error, const char *message, void *userdata);
+
+int ctr_table_new(const CtrEnv *env, CtrTable **ret);
+CtrTable *ctr_table_free(CtrTable *t);
+/* Reads the persisted containers; watches their units; half-made ones are removed. */
+int ctr_table_load(CtrTable *t);
+
+Container *ctr_find(CtrTable *t, const char *id);
+int ctr_find_prefix(CtrTable *t, const char *prefix, Container **ret);
+/* Containers of a pod (for pod removal). */
+unsigned ctr_count_in_pod(CtrTable *t, const char *pod_id);
+
+const char *ctr_state_to_string(CtrState s);
+char *ctr_unit_name(const Container *c);
+char *ctr_bundle_dir(const Container *c);
+/* JSON for verbose status: unit, bundle, pid, runtime. */
+char *ctr_info_json(const Container *c);
+
+void ctr_spec_done(CtrSpec *s);
+
+/* Creates the container (spec taken over, also on failure; config copied). -EEXIST with a message
+ * when the pod has a container of that name and attempt; -EINVAL for bad input. done() once it is
+ * CREATED or was rolled back. */
+int ctr_create(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *config, size_t config_len,
+               CtrDone done, void *userdata, char **ret_message, CtrOp **ret_op);
+int ctr_start(Container *c, CtrDone done, void *userdata, char **ret_message, CtrOp **ret_op);
+/* The stop signal, then SIGKILL after timeout_sec; done once it exited. Idempotent. */
+int ctr_stop(Container *c, int64_t timeout_sec, CtrDone done, void *userdata, CtrOp **ret_op);
+/* Stops if running, then deletes every trace; c is freed before done() (which gets NULL). */
+int ctr_remove(Container *c, CtrDone done, void *userdata, CtrOp **ret_op);
+int ctr_reopen_log(Container *c);
+/* The fds (and names) systemd passed back at start: log pipes a previous daemon stored. The arrays
+ * stay the caller's; adopted fds are set to -1 in them. */
+void ctr_io_set_stored(int *fds, char **names, size_t n);
+void ctr_op_detach(CtrOp *op);

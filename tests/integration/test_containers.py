@@ -1,0 +1,975 @@
+"""Containers: CreateContainer, StartContainer, StopContainer, RemoveContainer, ContainerStatus,
+ListContainers and ReopenContainerLog.
+
+Every container is a transient service rktlet-ctr-<id>.service of the user manager, in its pod's
+slice, whose main process is the container's init (the OCI runtime, runc, ran it detached and left).
+The images come from a docker-registry on loopback (registry.py): one layer with /bin/busybox and a
+symlink for every applet, so the containers' commands are busybox applets.
+
+Layout the tests read: <dir>/lib/containers/<id>/ (state.json, overlay upper/ and work/),
+<dir>/run/containers/<id>/ (the OCI bundle: config.json and the rootfs/ mount point) and the
+runtime's state in <dir>/run/runc/. What a container prints is read from its CRI log file,
+<pod log_directory>/<log_path>.
+"""
+
+import collections
+import datetime
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+
+import grpc
+import pytest
+
+import registry as reg
+from registry import Registry
+from rktlet_test import wait_until
+from test_images import pull, registries_config
+# cni and no_leftovers (autouse: no pod slice left after a test) are fixtures used here too.
+from test_pods import CNI_BIN, cni, mounts_under, needs_cni, no_leftovers, ns_path, pod_config, units  # noqa: F401
+
+RUNC = shutil.which("runc")
+
+pytestmark = [
+    pytest.mark.skipif(RUNC is None, reason="runc (Debian package runc) is not installed"),
+    pytest.mark.skipif(not os.access(reg.DOCKER_REGISTRY, os.X_OK),
+                       reason="docker-registry (Debian package docker-registry) is not installed"),
+    pytest.mark.skipif(not os.access(reg.BUSYBOX, os.X_OK),
+                       reason="/bin/busybox (Debian package busybox-static) is not installed"),
+]
+
+T = 60  # timeout of every gRPC call that may wait on systemd or the runtime
+EXIT_WAIT = 20  # how long a container may take to be seen EXITED
+
+# Docker's default capability set, as /proc/<pid>/status shows it.
+DEFAULT_CAPS = 0x00000000a80425fb
+CAP_NET_RAW = 13
+CAP_SYS_ADMIN = 21
+
+# A process that exits 0 on SIGTERM at once (a pid 1 without a handler would ignore SIGTERM).
+SERVICE = ["sh", "-c", "trap 'echo got-TERM; exit 0' TERM; echo ready; sleep 1000 & wait"]
+
+
+# --- images ----------------------------------------------------------------------------------------
+
+IMAGES = {
+    # name: (repository:tag, image config)
+    "busybox": ("ctr/busybox:v1", dict(env=["PATH=/bin", "FROM_IMAGE=image", "BOTH=image"], workdir="/home/app")),
+    "entrypoint": ("ctr/entrypoint:v1", dict(entrypoint=["/bin/echo", "entry"], cmd=["from-cmd"])),
+    "usr1": ("ctr/usr1:v1", dict(stop_signal="SIGUSR1")),
+    "app-user": ("ctr/app-user:v1", dict(user="app")),
+}
+
+
+@pytest.fixture(scope="module")
+def ctr_registry(tmp_path_factory):
+    """One registry for the module, holding the IMAGES; yields (registry, {name: (ref, Image)})."""
+    r = Registry(tmp_path_factory.mktemp("ctr-registry"))
+    images = {}
+    try:
+        for name, (repo_tag, config) in IMAGES.items():
+            image = reg.full_busybox_image(**config)
+            repo, tag = repo_tag.split(":")
+            image.push(r, repo, tag)
+            images[name] = (f"{r.url}/{repo_tag}", image)
+        yield r, images
+    finally:
+        r.stop()
+
+
+@pytest.fixture
+def cd(make_daemon, ctr_registry, cni, pb):  # noqa: F811
+    """A daemon that knows the module's registry (plain HTTP) and has the test CNI bridge network
+    configured, with the busybox image pulled. d.ref(name) pulls another of the IMAGES and gives its
+    reference; d.image(name) the registry.Image."""
+    r, images = ctr_registry
+    kwargs = dict(config=registries_config([r.url]), args=["--cni-conf-dir", cni["conf"], "--cni-bin-dir", CNI_BIN])
+    d = make_daemon(**kwargs)
+    d.cni = cni
+    d.kwargs = kwargs
+    pulled = set()
+
+    def ref(name="busybox"):
+        if name not in pulled:
+            assert pull(d, pb, images[name][0]) == images[name][1].id
+            pulled.add(name)
+        return images[name][0]
+
+    d.ref = ref
+    d.image = lambda name="busybox": images[name][1]
+    ref()
+    yield d
+    if d.alive():
+        cleanup(d, pb)
+
+
+@pytest.fixture(autouse=True)
+def no_container_leftovers():
+    """Every test removes its containers: no rktlet-ctr-* unit is left in the user manager."""
+    yield
+    left = units("rktlet-ctr-")
+    for u in left:
+        subprocess.run(["systemctl", "--user", "stop", u], capture_output=True)
+        subprocess.run(["systemctl", "--user", "reset-failed", u], capture_output=True)
+    assert left == [], "container units left behind"
+
+
+def cleanup(d, pb):
+    """Removes every container, then every pod, of a daemon (errors ignored for the containers)."""
+    rt = d.runtime()
+    try:
+        for c in rt.ListContainers(pb.ListContainersRequest(), timeout=10).containers:
+            try:
+                rt.RemoveContainer(pb.RemoveContainerRequest(container_id=c.id), timeout=T)
+            except grpc.RpcError:
+                pass
+    except grpc.RpcError:
+        pass
+    for p in rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10).items:
+        rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=p.id), timeout=T)
+
+
+# --- pods, containers, logs ------------------------------------------------------------------------
+
+Pod = collections.namedtuple("Pod", "id config")
+
+
+def make_pod(d, pb, name="pod", host_network=True, **kw):
+    """A running pod (host network unless told otherwise) with a log directory of its own."""
+    cfg = pod_config(pb, name=name, host_network=host_network, **kw)
+    cfg.log_directory = os.path.join(d.dir, "logs", f"default_{name}_{cfg.metadata.uid}")
+    os.makedirs(cfg.log_directory, exist_ok=True)  # kubelet makes it before RunPodSandbox
+    pod_id = d.runtime().RunPodSandbox(pb.RunPodSandboxRequest(config=cfg), timeout=T).pod_sandbox_id
+    return Pod(pod_id, cfg)
+
+
+def ctr_config(pb, name, image, command=None, args=None, attempt=0, envs=None, mounts=(), linux=None, **kw):
+    """A ContainerConfig; its log goes to <name>_<attempt>.log in the pod's log directory."""
+    c = pb.ContainerConfig(metadata=pb.ContainerMetadata(name=name, attempt=attempt), image=pb.ImageSpec(image=image),
+                           log_path=kw.pop("log_path", f"{name}_{attempt}.log"), **kw)
+    c.command.extend(command or [])
+    c.args.extend(args or [])
+    for k, v in (envs or {}).items():
+        c.envs.add(key=k, value=v.encode())  # KeyValue.value is bytes in this proto
+    for m in mounts:
+        c.mounts.add(**m)
+    if linux is not None:
+        c.linux.CopyFrom(linux)
+    return c
+
+
+def create(d, pb, pod, cfg):
+    return d.runtime().CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=pod.id, config=cfg,
+                                                                 sandbox_config=pod.config), timeout=T).container_id
+
+
+def start(d, pb, cid):
+    d.runtime().StartContainer(pb.StartContainerRequest(container_id=cid), timeout=T)
+
+
+def stop(d, pb, cid, timeout=10):
+    d.runtime().StopContainer(pb.StopContainerRequest(container_id=cid, timeout=timeout), timeout=timeout + T)
+
+
+def remove(d, pb, cid):
+    d.runtime().RemoveContainer(pb.RemoveContainerRequest(container_id=cid), timeout=T)
+
+
+def cstatus(d, pb, cid, verbose=False):
+    return d.runtime().ContainerStatus(pb.ContainerStatusRequest(container_id=cid, verbose=verbose), timeout=30)
+
+
+def list_ids(d, pb, **f):
+    req = pb.ListContainersRequest(filter=pb.ContainerFilter(**f)) if f else pb.ListContainersRequest()
+    return sorted(c.id for c in d.runtime().ListContainers(req, timeout=10).containers)
+
+
+def wait_state(d, pb, cid, state, timeout=EXIT_WAIT):
+    name = pb.ContainerState.Name(state)
+
+    def reached():
+        st = cstatus(d, pb, cid).status
+        return st if st.state == state else None
+    return wait_until(reached, timeout, interval=0.05, what=f"container {cid[:12]} to be {name}")
+
+
+def run(d, pb, pod, cfg):
+    cid = create(d, pb, pod, cfg)
+    start(d, pb, cid)
+    return cid
+
+
+def log_file(pod, cfg):
+    return os.path.join(pod.config.log_directory, cfg.log_path)
+
+
+RFC3339NANO = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$")
+
+
+def parse_time(s):
+    m = RFC3339NANO.match(s)
+    assert m, f"not an RFC 3339 time: {s!r}"
+    t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S")
+    tz = datetime.timezone.utc if m.group(3) == "Z" else datetime.datetime.strptime(m.group(3), "%z").tzinfo
+    return t.replace(tzinfo=tz).timestamp() + float(m.group(2) or 0)
+
+
+def records(path):
+    """The CRI log file as (time, stream, tag, text) records; checks the format of every line."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in data.split("\n")[:-1]:  # every record ends with a newline
+        parts = line.split(" ", 3)
+        assert len(parts) >= 3, f"bad log line {line!r}"
+        ts, stream, tag = parts[:3]
+        assert stream in ("stdout", "stderr"), line
+        assert tag in ("P", "F"), line
+        out.append((parse_time(ts), stream, tag, parts[3] if len(parts) == 4 else ""))
+    return out
+
+
+def text(recs, stream="stdout"):
+    """The stream's bytes as the container wrote them: P records joined, F records end a line."""
+    return "".join(r[3] + ("\n" if r[2] == "F" else "") for r in recs if r[1] == stream)
+
+
+def wait_log(pod, cfg, needle, stream="stdout", timeout=EXIT_WAIT):
+    return wait_until(lambda: needle in text(records(log_file(pod, cfg)), stream), timeout, interval=0.05,
+                      what=f"{needle!r} in {log_file(pod, cfg)}")
+
+
+def settled_log(pod, cfg):
+    """The records once the file stopped growing (output may land just after the exit is seen)."""
+    path = log_file(pod, cfg)
+    last = [-1]
+
+    def stable():
+        size = os.path.getsize(path) if os.path.exists(path) else -1
+        same = size == last[0] and size >= 0
+        last[0] = size
+        return same
+    wait_until(stable, 5, interval=0.1, what=f"{path} to stop growing")
+    return records(path)
+
+
+def run_to_exit(d, pb, pod, name, command=None, image="busybox", **kw):
+    """Runs a container to its end; returns (status, stdout, stderr, container id)."""
+    cfg = ctr_config(pb, name, d.ref(image), command=command, **kw)
+    cid = run(d, pb, pod, cfg)
+    st = wait_state(d, pb, cid, pb.CONTAINER_EXITED)
+    recs = settled_log(pod, cfg)
+    return st, text(recs, "stdout"), text(recs, "stderr"), cid
+
+
+# --- systemd, /proc, cgroups -----------------------------------------------------------------------
+
+def unit_of(cid):
+    return f"rktlet-ctr-{cid}.service"
+
+
+def show(unit, prop):
+    return subprocess.run(["systemctl", "--user", "show", "-P", prop, unit], capture_output=True, text=True,
+                          timeout=10).stdout.strip()
+
+
+def main_pid(cid):
+    return int(show(unit_of(cid), "MainPID") or 0)
+
+
+def cmdline(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return [a.decode() for a in f.read().split(b"\0")[:-1]]
+
+
+def proc_status(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return line.split(":", 1)[1].strip()
+    return None
+
+
+def cgroup_pids(unit):
+    """Processes in a unit's cgroup and below it (cgroup v2, or the name=systemd hierarchy)."""
+    cg = show(unit, "ControlGroup")
+    assert cg, f"{unit} has no control group"
+    for root in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd", "/sys/fs/cgroup"):
+        path = root + cg
+        if os.path.isdir(path):
+            pids = set()
+            for dirpath, _, files in os.walk(path):
+                if "cgroup.procs" in files:
+                    with open(os.path.join(dirpath, "cgroup.procs")) as f:
+                        pids |= {int(p) for p in f.read().split()}
+            return pids
+    raise AssertionError(f"control group {cg} of {unit} found in no hierarchy")
+
+
+def runtime_processes():
+    """Processes of the OCI runtime (runc, its init, crun), by command name."""
+    found = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        if comm.startswith("runc") or comm == "crun" or comm.endswith("-shim"):
+            found.append((int(p), comm))
+    return found
+
+
+def ctr_dirs(d, cid):
+    return os.path.join(d.dir, "lib", "containers", cid), os.path.join(d.dir, "run", "containers", cid)
+
+
+def listdir(path):
+    try:
+        return sorted(os.listdir(path))
+    except FileNotFoundError:
+        return []
+
+
+def cap_bits(value):
+    return int(value, 16)
+
+
+def caps_of(stdout):
+    """{CapInh: int, CapPrm: ..., CapEff: ..., CapBnd: ..., CapAmb: ...} from `grep Cap /proc/self/status`."""
+    out = {}
+    for line in stdout.splitlines():
+        k, _, v = line.partition(":")
+        if k.startswith("Cap"):
+            out[k] = cap_bits(v.strip())
+    return out
+
+
+def security(pb, **kw):
+    """A LinuxContainerConfig with these security_context fields."""
+    linux = pb.LinuxContainerConfig()
+    sc = linux.security_context
+    if "run_as_user" in kw:
+        sc.run_as_user.value = kw.pop("run_as_user")
+    if "drop" in kw:
+        sc.capabilities.drop_capabilities.extend(kw.pop("drop"))
+    if "add" in kw:
+        sc.capabilities.add_capabilities.extend(kw.pop("add"))
+    if "seccomp" in kw:
+        sc.seccomp.profile_type = kw.pop("seccomp")
+    for k, v in kw.items():
+        setattr(sc, k, v)
+    return linux
+
+
+# --- the harness can run containers at all ---------------------------------------------------------
+
+def test_runc_works_in_the_harness(tmp_path):
+    out = subprocess.run([RUNC, "--version"], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0 and out.stdout.startswith("runc version"), out
+    # A container of our own, without rktlet: busybox in a bundle, runc run in the foreground.
+    bundle = tmp_path / "bundle"
+    rootfs = bundle / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    shutil.copy(reg.BUSYBOX, rootfs / "bin" / "busybox")
+    for a in ("sh", "echo", "cat"):
+        os.symlink("busybox", rootfs / "bin" / a)
+    subprocess.run([RUNC, "spec", "--bundle", str(bundle)], check=True, timeout=10)
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["process"]["terminal"] = False
+    spec["process"]["args"] = ["/bin/sh", "-c", "echo hello from runc; echo pid $$"]
+    spec["root"]["readonly"] = False
+    spec["linux"]["cgroupsPath"] = f"/rktlet-test-runc-{os.getpid()}"
+    (bundle / "config.json").write_text(json.dumps(spec))
+    r = subprocess.run([RUNC, "--root", str(tmp_path / "state"), "run", "--bundle", str(bundle), "sanity"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "hello from runc\npid 1\n", r.stdout
+
+
+# --- the life of a container -----------------------------------------------------------------------
+
+def test_create_start_stop_remove(cd, pb):
+    d = cd
+    pod = make_pod(d, pb, name="life")
+    cfg = ctr_config(pb, "sleeper", d.ref(), command=["sleep", "1000"], labels={"app": "life", "k": "v"},
+                     annotations={"note": "ctr"})
+    before = time.time()
+    cid = create(d, pb, pod, cfg)
+    assert re.fullmatch(r"[0-9a-f]{64}", cid), cid
+    lib, run_dir = ctr_dirs(d, cid)
+    assert os.path.isfile(os.path.join(lib, "state.json"))
+    st = cstatus(d, pb, cid).status
+    assert st.id == cid and st.state == pb.CONTAINER_CREATED
+    assert st.metadata.name == "sleeper" and st.metadata.attempt == 0
+    assert before - 5 <= st.created_at / 1e9 <= time.time() + 5
+    assert st.started_at == 0 and st.finished_at == 0
+
+    start(d, pb, cid)
+    st = cstatus(d, pb, cid).status
+    assert st.state == pb.CONTAINER_RUNNING
+    assert st.created_at <= st.started_at <= time.time_ns() + 5e9
+    assert st.finished_at == 0
+
+    # The unit is in the pod's slice; its main process is the container's command.
+    unit = unit_of(cid)
+    assert unit in units("rktlet-ctr-")
+    assert show(unit, "Slice") == f"rktlet-pod{pod.id}.slice"
+    assert show(unit, "ActiveState") == "active"
+    pid = main_pid(cid)
+    assert pid > 0 and cmdline(pid) == ["sleep", "1000"]
+    # It runs on the image's root filesystem, mounted at the bundle's rootfs.
+    with open(f"/proc/{pid}/root/etc/passwd") as f:
+        assert f.read() == reg.PASSWD
+    assert os.path.isfile(os.path.join(run_dir, "config.json"))
+    assert os.path.ismount(os.path.join(run_dir, "rootfs"))
+    assert os.path.isdir(os.path.join(lib, "upper")) and os.path.isdir(os.path.join(lib, "work"))
+    # PID 1 of a PID namespace of its own.
+    assert proc_status(pid, "NSpid").split()[-1] == "1"
+    # runc is gone: no runtime process, and the unit's cgroup holds the container only.
+    wait_until(lambda: runtime_processes() == [], 5, what="no runc process left")
+    assert cgroup_pids(unit) == {pid}, (show(unit, "ControlGroup"), open(f"/proc/{pid}/cgroup").read())
+    assert listdir(os.path.join(d.dir, "run", "runc")) != []  # the runtime's state of the container
+
+    # Stop: sleep is PID 1 without a handler, so SIGTERM does nothing and SIGKILL ends it.
+    t0 = time.monotonic()
+    stop(d, pb, cid, timeout=1)
+    assert time.monotonic() - t0 < 10
+    st = cstatus(d, pb, cid).status
+    assert st.state == pb.CONTAINER_EXITED
+    assert st.exit_code != 0
+    assert st.started_at <= st.finished_at <= time.time_ns() + 5e9
+    assert not os.path.exists(f"/proc/{pid}")
+    # The unit of an exited container stays until RemoveContainer.
+    assert unit in units("rktlet-ctr-")
+    stop(d, pb, cid, timeout=1)  # idempotent
+    assert cstatus(d, pb, cid).status.state == pb.CONTAINER_EXITED
+
+    remove(d, pb, cid)
+    assert unit not in units("rktlet-ctr-")
+    assert not os.path.exists(lib) and not os.path.exists(run_dir)
+    assert mounts_under(os.path.join(d.dir, "run", "containers")) == []
+    assert listdir(os.path.join(d.dir, "run", "runc")) == []
+    assert list_ids(d, pb) == []
+    with pytest.raises(grpc.RpcError) as e:
+        cstatus(d, pb, cid)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    remove(d, pb, cid)  # again: fine
+    # The pod is untouched.
+    assert d.runtime().PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=pod.id),
+                                        timeout=30).status.state == pb.SANDBOX_READY
+
+
+@pytest.fixture
+def stop_kubepods():
+    """kubepods.slice, which systemd makes as a parent of the pods' slices, is stopped afterwards."""
+    yield
+    subprocess.run(["systemctl", "--user", "stop", "kubepods.slice"], capture_output=True)
+
+
+def test_cgroup_parent_puts_the_unit_in_that_slice(stop_kubepods, cd, pb):
+    d = cd
+    pod = make_pod(d, pb, name="qos", cgroup_parent="kubepods-besteffort-podctr1.slice")
+    cid = run(d, pb, pod, ctr_config(pb, "c", d.ref(), command=SERVICE))
+    wait_state(d, pb, cid, pb.CONTAINER_RUNNING)
+    assert show(unit_of(cid), "Slice") == "kubepods-besteffort-podctr1.slice"
+    remove(d, pb, cid)
+    assert unit_of(cid) not in units("rktlet-ctr-")
+
+
+def test_exit_codes_reasons_and_status_fields(cd, pb, tmp_path):
+    d = cd
+    pod = make_pod(d, pb, name="exits")
+    host = tmp_path / "data"
+    host.mkdir()
+    mounts = [{"container_path": "/data", "host_path": str(host), "readonly": True}]
+    st, _, _, cid3 = run_to_exit(d, pb, pod, "three", ["sh", "-c", "exit 3"], labels={"l": "1"},
+                                 annotations={"a": "2"}, mounts=mounts)
+    assert st.state == pb.CONTAINER_EXITED
+    assert st.exit_code == 3 and st.reason == "Error"
+    assert 0 < st.created_at <= st.started_at <= st.finished_at <= time.time_ns() + 5e9
+    assert st.image.image == d.ref() and st.image_ref == d.image().id
+    assert dict(st.labels) == {"l": "1"} and dict(st.annotations) == {"a": "2"}
+    assert st.log_path == os.path.join(pod.config.log_directory, "three_0.log") or st.log_path == "three_0.log"
+    assert [(m.container_path, m.host_path, m.readonly) for m in st.mounts] == [("/data", str(host), True)]
+
+    st, out, _, cid0 = run_to_exit(d, pb, pod, "zero", ["sh", "-c", "echo done; exit 0"])
+    assert st.exit_code == 0 and st.reason == "Completed"
+    assert out == "done\n"
+
+    info = json.loads(cstatus(d, pb, cid0, verbose=True).info["info"])
+    assert info["unit"] == unit_of(cid0)
+    assert info["bundle"] == ctr_dirs(d, cid0)[1]
+    assert isinstance(info["pid"], int)
+    assert os.path.basename(info["runtime"]) in ("runc", "crun")
+
+    # Exited units stay, one per container.
+    assert {unit_of(cid3), unit_of(cid0)} <= set(units("rktlet-ctr-"))
+    items = {c.id: c for c in d.runtime().ListContainers(pb.ListContainersRequest(), timeout=10).containers}
+    assert set(items) == {cid3, cid0}
+    c = items[cid3]
+    assert c.pod_sandbox_id == pod.id and c.metadata.name == "three" and c.state == pb.CONTAINER_EXITED
+    assert c.image.image == d.ref() and c.image_ref == d.image().id
+    assert dict(c.labels) == {"l": "1"} and dict(c.annotations) == {"a": "2"} and c.created_at > 0
+
+
+def test_oom_killed(cd, pb):
+    v2 = "/sys/fs/cgroup/cgroup.controllers"
+    if not os.path.isdir("/sys/fs/cgroup/memory") and not (os.path.exists(v2) and "memory" in open(v2).read().split()):
+        pytest.skip("no memory cgroup controller on this machine (no /sys/fs/cgroup/memory)")
+    d = cd
+    pod = make_pod(d, pb, name="oom")
+    linux = pb.LinuxContainerConfig()
+    linux.resources.memory_limit_in_bytes = 32 << 20
+    linux.resources.memory_swap_limit_in_bytes = 32 << 20
+    # dd fills a 256 MiB buffer.
+    st, _, _, _ = run_to_exit(d, pb, pod, "hog", ["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"],
+                              linux=linux)
+    if st.exit_code == 0:
+        pytest.skip("the memory limit is not enforced on this machine (the 256 MiB buffer was allowed)")
+    assert st.reason == "OOMKilled", (st.exit_code, st.reason, st.message)
+    assert st.exit_code == 137
+
+
+# --- what runs: command, args, env, working directory, logs ----------------------------------------
+
+def test_command_and_args_follow_the_kubernetes_rules(cd, pb):
+    d = cd
+    pod = make_pod(d, pb, name="cmds")
+    ep = d.ref("entrypoint")  # Entrypoint ["/bin/echo", "entry"], Cmd ["from-cmd"]
+    cases = {
+        "neither": (dict(), "entry from-cmd\n"),
+        "args-only": (dict(args=["a1", "a2"]), "entry a1 a2\n"),
+        "command-only": (dict(command=["/bin/echo", "cmd"]), "cmd\n"),
+        "both": (dict(command=["/bin/echo", "cmd"], args=["x"]), "cmd x\n"),
+    }
+    cfgs = {n: ctr_config(pb, n, ep, **kw) for n, (kw, _) in cases.items()}
+    ids = {n: run(d, pb, pod, c) for n, c in cfgs.items()}
+    for n, (_, want) in cases.items():
+        st = wait_state(d, pb, ids[n], pb.CONTAINER_EXITED)
+        assert st.exit_code == 0, n
+        assert text(settled_log(pod, cfgs[n])) == want, n
+    # An image with Cmd only, no Entrypoint: the Cmd.
+    st, out, _, _ = run_to_exit(d, pb, pod, "image-cmd")
+    assert out == "image-cmd\n"
+
+
+def test_env_hostname_and_working_dir(cd, pb):
+    d = cd
+    pod = make_pod(d, pb, name="envpod")
+    script = 'echo "A=$FROM_IMAGE B=$BOTH C=$FROM_CRI P=$PATH"; echo "H=$HOSTNAME"; hostname; pwd'
+    _, out, _, _ = run_to_exit(d, pb, pod, "env", ["sh", "-c", script], envs={"BOTH": "cri", "FROM_CRI": "x y"})
+    lines = out.splitlines()
+    assert lines[0] == "A=image B=cri C=x y P=/bin"
+    assert lines[1] != "H="
+    assert lines[1] in ("H=envpod", "H=" + lines[2])  # the pod's host name (a host-network pod: the node's)
+    assert lines[3] == "/home/app"  # the image's WorkingDir
+    _, out, _, _ = run_to_exit(d, pb, pod, "wd", ["pwd"], working_dir="/tmp")
+    assert out == "/tmp\n"
+
+
+def test_log_format_streams_and_long_lines(cd, pb):
+    d = cd
+    pod = make_pod(d, pb, name="logs")
+    t0 = time.time()
+    script = ("echo out1; echo err1 >&2; echo; echo 'spaces  inside '; "
+              "head -c 100000 /dev/zero | tr '\\0' a; echo; echo out2; echo err2 >&2")
+    st, out, err, _ = run_to_exit(d, pb, pod, "talker", ["sh", "-c", script])
+    assert st.exit_code == 0
+    recs = records(os.path.join(pod.config.log_directory, "talker_0.log"))
+    for ts, _, _, _ in recs:
+        assert t0 - 5 <= ts <= time.time() + 5
+    assert err == "err1\nerr2\n"
+    assert out == "out1\n\nspaces  inside \n" + "a" * 100000 + "\nout2\n"
+    # The 100 KB line: P records of at most 16 KiB, then one F record.
+    stdout = [r for r in recs if r[1] == "stdout"]
+    long_ = [r for r in stdout if set(r[3]) == {"a"}]
+    assert len(long_) >= 7
+    assert [r[2] for r in long_] == ["P"] * (len(long_) - 1) + ["F"]
+    assert all(len(r[3]) <= 16384 for r in long_)
+    assert "".join(r[3] for r in long_) == "a" * 100000
+    # Short lines are single F records; times never go backwards within a stream.
+    assert [r for r in stdout if r[3] == "out1"][0][2] == "F"
+    for stream in ("stdout", "stderr"):
+        times = [r[0] for r in recs if r[1] == stream]
+        assert times == sorted(times)
+
+
+def test_reopen_container_log(cd, pb):
+    d = cd
+    pod = make_pod(d, pb, name="rotate")
+    cfg = ctr_config(pb, "ticker", d.ref(), command=["sh", "-c", "i=0; while :; do echo line$i; i=$((i+1)); sleep 0.05; done"])
+    cid = run(d, pb, pod, cfg)
+    path = log_file(pod, cfg)
+    wait_log(pod, cfg, "line3\n")
+    os.rename(path, path + ".1")
+    d.runtime().ReopenContainerLog(pb.ReopenContainerLogRequest(container_id=cid), timeout=30)
+    wait_until(lambda: os.path.exists(path) and len(text(records(path)).splitlines()) >= 3, 10,
+               what="lines in the reopened log")
+    stop(d, pb, cid, timeout=0)
+    old = [int(l[4:]) for l in text(records(path + ".1")).splitlines()]
+    new = [int(l[4:]) for l in text(settled_log(pod, cfg)).splitlines()]
+    assert old and new
+    assert max(old) < min(new)
+    assert old + new == list(range(len(old) + len(new))), "lines lost or repeated across the reopen"
+    remove(d, pb, cid)
+
+
+# --- stopping and removing -------------------------------------------------------------------------
+
+def test_stop_sends_the_image_stop_signal(cd, pb):
+    d = cd
+    pod = make_pod(d, pb, name="signals")
+    script = ("trap 'echo got-USR1; exit 0' USR1; trap 'echo got-TERM; exit 0' TERM; "
+              "echo ready; sleep 1000 & wait")
+    cfgs = {"usr1": ctr_config(pb, "usr1", d.ref("usr1"), command=["sh", "-c", script]),
+            "term": ctr_config(pb, "term", d.ref(), command=["sh", "-c", script])}
+    ids = {n: run(d, pb, pod, c) for n, c in cfgs.items()}
+    for n, c in cfgs.items():
+        wait_log(pod, c, "ready")
+        t0 = time.monotonic()
+        stop(d, pb, ids[n], timeout=10)
+        assert time.monotonic() - t0 < 5, "the signal was not the one handled"
+        st = cstatus(d, pb, ids[n]).status
+        assert st.state == pb.CONTAINER_EXITED and st.exit_code == 0 and st.reason == "Completed"
+    assert text(settled_log(pod, cfgs["usr1"])) == "ready\ngot-USR1\n"
+    assert text(settled_log(pod, cfgs["term"])) == "ready\ngot-TERM\n"
+
+
+def test_stop_kills_after_the_timeout(cd, pb):
+    d = cd
+    pod = make_pod(d, pb, name="stubborn")
+    cfg = ctr_config(pb, "stubborn", d.ref(), command=["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.1; done"])
+    cid = run(d, pb, pod, cfg)
+    wait_log(pod, cfg, "ready")
+    pid = main_pid(cid)
+    t0 = time.monotonic()
+    stop(d, pb, cid, timeout=2)
+    elapsed = time.monotonic() - t0
+    assert 1.5 <= elapsed < 10, elapsed
+    st = cstatus(d, pb, cid).status
+    assert st.state == pb.CONTAINER_EXITED and st.exit_code != 0
+    assert not os.path.exists(f"/proc/{pid}")
+    stop(d, pb, cid, timeout=2)  # idempotent, and at once
+    assert time.monotonic() - t0 - elapsed < 5
+    remove(d, pb, cid)
+
+
+def test_remove_a_running_container_stops_it(cd, pb):
+    d = cd
+    pod = make_pod(d, pb, name="rm")
+    cfg = ctr_config(pb, "svc", d.ref(), command=SERVICE)
+    cid = run(d, pb, pod, cfg)
+    wait_log(pod, cfg, "ready")
+    pid = main_pid(cid)
+    remove(d, pb, cid)
+    assert not os.path.exists(f"/proc/{pid}")
+    assert unit_of(cid) not in units("rktlet-ctr-")
+    assert list_ids(d, pb) == []
+    assert listdir(os.path.join(d.dir, "lib", "containers")) == []
+    assert mounts_under(os.path.join(d.dir, "run", "containers")) == []
+
+
+def test_unknown_ids(cd, pb):
+    d = cd
+    unknown = "0" * 64
+    stop(d, pb, unknown, timeout=1)  # the CRI: nothing to stop is not an error
+    remove(d, pb, unknown)
+    for call, req in (("ContainerStatus", pb.ContainerStatusRequest(container_id=unknown)),
+                      ("StartContainer", pb.StartContainerRequest(container_id=unknown))):
+        with pytest.raises(grpc.RpcError) as e:
+            getattr(d.runtime(), call)(req, timeout=10)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND, call
+
+
+def test_create_errors_create_nothing(cd, pb, tmp_path):
+    d = cd
+    pod = make_pod(d, pb, name="errs")
+
+    def fails(code, cfg, pod_=pod):
+        with pytest.raises(grpc.RpcError) as e:
+            create(d, pb, pod_, cfg)
+        assert e.value.code() == code, e.value.details()
+        assert e.value.details()
+        return e.value.details()
+
+    fails(grpc.StatusCode.NOT_FOUND, ctr_config(pb, "noimage", d.ref().rsplit(":", 1)[0] + ":not-pulled"))
+    fails(grpc.StatusCode.NOT_FOUND, ctr_config(pb, "nopod", d.ref()), Pod("f" * 64, pod.config))
+    fails(grpc.StatusCode.INVALID_ARGUMENT, ctr_config(pb, "relctr", d.ref(),
+                                                       mounts=[{"container_path": "rel/x", "host_path": str(tmp_path)}]))
+    fails(grpc.StatusCode.INVALID_ARGUMENT, ctr_config(pb, "relhost", d.ref(),
+                                                       mounts=[{"container_path": "/x", "host_path": "rel/x"}]))
+    nometa = ctr_config(pb, "nometa", d.ref())
+    nometa.ClearField("metadata")
+    fails(grpc.StatusCode.INVALID_ARGUMENT, nometa)
+
+    first = create(d, pb, pod, ctr_config(pb, "dup", d.ref()))
+    details = fails(grpc.StatusCode.ALREADY_EXISTS, ctr_config(pb, "dup", d.ref()))
+    assert first in details or "dup" in details
+    # Another attempt is another container; by image id works too.
+    second = create(d, pb, pod, ctr_config(pb, "dup", d.image().id, attempt=1))
+    assert cstatus(d, pb, second).status.image_ref == d.image().id
+    assert list_ids(d, pb) == sorted([first, second])
+    assert listdir(os.path.join(d.dir, "lib", "containers")) == sorted([first, second])
+    assert listdir(os.path.join(d.dir, "run", "containers")) == sorted([first, second])
+
+
+def test_list_filters(cd, pb):
+    d = cd
+    p1 = make_pod(d, pb, name="l1")
+    p2 = make_pod(d, pb, name="l2")
+    running = run(d, pb, p1, ctr_config(pb, "running", d.ref(), command=SERVICE, labels={"app": "x", "tier": "1"}))
+    created = create(d, pb, p1, ctr_config(pb, "created", d.ref(), labels={"app": "x", "tier": "2"}))
+    exited = run(d, pb, p2, ctr_config(pb, "exited", d.ref(), command=["true"], labels={"app": "y"}))
+    wait_state(d, pb, running, pb.CONTAINER_RUNNING)
+    wait_state(d, pb, exited, pb.CONTAINER_EXITED)
+    state = lambda s: pb.ContainerStateValue(state=s)  # noqa: E731
+    assert list_ids(d, pb) == sorted([running, created, exited])
+    assert list_ids(d, pb, id=running) == [running]
+    assert list_ids(d, pb, id=created[:12]) == [created]
+    assert list_ids(d, pb, id="f" * 64) == []
+    assert list_ids(d, pb, pod_sandbox_id=p1.id) == sorted([running, created])
+    assert list_ids(d, pb, pod_sandbox_id=p2.id) == [exited]
+    assert list_ids(d, pb, state=state(pb.CONTAINER_RUNNING)) == [running]
+    assert list_ids(d, pb, state=state(pb.CONTAINER_CREATED)) == [created]
+    assert list_ids(d, pb, state=state(pb.CONTAINER_EXITED)) == [exited]
+    assert list_ids(d, pb, label_selector={"app": "x"}) == sorted([running, created])
+    assert list_ids(d, pb, label_selector={"app": "x", "tier": "2"}) == [created]
+    assert list_ids(d, pb, label_selector={"app": "z"}) == []
+    assert list_ids(d, pb, pod_sandbox_id=p1.id, state=state(pb.CONTAINER_RUNNING)) == [running]
+    # A unique prefix works where an id is expected.
+    assert cstatus(d, pb, running[:10]).status.id == running
+
+
+def test_removing_the_pod_removes_its_containers(cd, pb):
+    d = cd
+    pod = make_pod(d, pb, name="owner")
+    cfg = ctr_config(pb, "svc", d.ref(), command=SERVICE)
+    cid = run(d, pb, pod, cfg)
+    wait_log(pod, cfg, "ready")
+    pid = main_pid(cid)
+    d.runtime().StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod.id), timeout=T)
+    assert cstatus(d, pb, cid).status.state == pb.CONTAINER_EXITED
+    assert not os.path.exists(f"/proc/{pid}")
+    d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod.id), timeout=T)
+    assert list_ids(d, pb) == []
+    assert units("rktlet-ctr-") == []
+    assert listdir(os.path.join(d.dir, "lib", "containers")) == []
+    assert mounts_under(os.path.join(d.dir, "run")) == []
+
+
+# --- security --------------------------------------------------------------------------------------
+
+def test_default_capabilities_drop_add_and_privileged(cd, pb):
+    d = cd
+    pod = make_pod(d, pb, name="caps")
+    grep = ["grep", "^Cap", "/proc/self/status"]
+    runs = {
+        "default": dict(),
+        "drop": dict(linux=security(pb, drop=["NET_RAW"])),
+        "add": dict(linux=security(pb, add=["SYS_ADMIN"])),
+        "privileged": dict(linux=security(pb, privileged=True)),
+    }
+    cfgs = {n: ctr_config(pb, n, d.ref(), command=grep, **kw) for n, kw in runs.items()}
+    ids = {n: run(d, pb, pod, c) for n, c in cfgs.items()}
+    caps = {}
+    for n in runs:
+        assert wait_state(d, pb, ids[n], pb.CONTAINER_EXITED).exit_code == 0, n
+        caps[n] = caps_of(text(settled_log(pod, cfgs[n])))
+    assert caps["default"]["CapEff"] == DEFAULT_CAPS, hex(caps["default"]["CapEff"])
+    assert caps["default"]["CapBnd"] == DEFAULT_CAPS, hex(caps["default"]["CapBnd"])
+    assert caps["drop"]["CapEff"] == DEFAULT_CAPS & ~(1 << CAP_NET_RAW), hex(caps["drop"]["CapEff"])
+    assert caps["add"]["CapEff"] == DEFAULT_CAPS | (1 << CAP_SYS_ADMIN), hex(caps["add"]["CapEff"])
+    # Privileged: every capability of the bounding set, which is the host's (as far as runc knows
+    # capabilities: up to CAP_CHECKPOINT_RESTORE, 40).
+    host_bnd = cap_bits(proc_status(os.getpid(), "CapBnd")) & ((1 << 41) - 1)
+    bnd = caps["privileged"]["CapBnd"]
+    assert host_bnd & ~bnd == 0, hex(bnd)
+    assert caps["privileged"]["CapEff"] == bnd, hex(caps["privileged"]["CapEff"])
+
+
+def test_run_as_user_and_image_user(cd, pb):
+    d = cd
+    pod = make_pod(d, pb, name="users")
+    _, out, _, _ = run_to_exit(d, pb, pod, "uid1000", ["id", "-u"], linux=security(pb, run_as_user=1000))
+    assert out == "1000\n"
+    _, out, _, _ = run_to_exit(d, pb, pod, "root", ["id", "-u"])
+    assert out == "0\n"
+    _, out, _, _ = run_to_exit(d, pb, pod, "image-user", ["id", "-u"], image="app-user")  # User "app" from /etc/passwd
+    assert out == "1000\n"
+
+
+def test_readonly_rootfs(cd, pb):
+    d = cd
+    pod = make_pod(d, pb, name="ro")
+    st, _, err, _ = run_to_exit(d, pb, pod, "ro", ["touch", "/x"], linux=security(pb, readonly_rootfs=True))
+    assert st.exit_code != 0 and "Read-only file system" in err
+    st, _, _, cid = run_to_exit(d, pb, pod, "rw", ["sh", "-c", "echo written > /x"])
+    assert st.exit_code == 0
+    # A writable root keeps its changes in the container's overlay upper directory.
+    with open(os.path.join(ctr_dirs(d, cid)[0], "upper", "x")) as f:
+        assert f.read() == "written\n"
+
+
+def test_seccomp_runtime_default_and_unconfined(cd, pb):
+    if "unshare" not in reg.busybox_applets():
+        pytest.skip("this busybox has no unshare applet")
+    host = subprocess.run(["unshare", "-U", "true"], capture_output=True, text=True, timeout=10)
+    if host.returncode != 0:
+        pytest.skip(f"user namespaces do not work on this machine: {host.stderr.strip()}")
+    d = cd
+    pod = make_pod(d, pb, name="seccomp")
+    cmd = ["unshare", "-U", "true"]
+    st, _, _, _ = run_to_exit(d, pb, pod, "default", cmd, linux=security(pb, seccomp=pb.SecurityProfile.RuntimeDefault))
+    assert st.exit_code != 0, "unshare(CLONE_NEWUSER) passed the RuntimeDefault seccomp profile"
+    st, _, err, _ = run_to_exit(d, pb, pod, "unconfined", cmd, linux=security(pb, seccomp=pb.SecurityProfile.Unconfined))
+    assert st.exit_code == 0, err
+
+
+def test_mounts(cd, pb, tmp_path):
+    d = cd
+    pod = make_pod(d, pb, name="mounts")
+    rw = tmp_path / "rw"
+    ro = tmp_path / "ro"
+    rw.mkdir()
+    ro.mkdir()
+    (rw / "in.txt").write_text("from the host\n")
+    (ro / "keep").write_text("keep\n")
+    script = ("cat /mnt/rw/in.txt; echo from-ctr > /mnt/rw/out.txt; "
+              "if echo x > /mnt/ro/keep; then echo ro-writable; else echo ro-refused; fi")
+    st, out, _, _ = run_to_exit(d, pb, pod, "m", ["sh", "-c", script], mounts=[
+        {"container_path": "/mnt/rw", "host_path": str(rw)},
+        {"container_path": "/mnt/ro", "host_path": str(ro), "readonly": True}])
+    assert out == "from the host\nro-refused\n"
+    assert (rw / "out.txt").read_text() == "from-ctr\n"
+    assert (ro / "keep").read_text() == "keep\n"
+
+
+# --- namespaces ------------------------------------------------------------------------------------
+
+@needs_cni
+def test_containers_of_a_pod_share_its_network(cd, pb):
+    d = cd
+    pod = make_pod(d, pb, name="net", host_network=False, hostname="net-host")
+    server = ctr_config(pb, "server", d.ref(), command=[
+        "sh", "-c", "trap 'exit 0' TERM; nc -l -p 8080; echo server-done; sleep 1000 & wait"])
+    sid = run(d, pb, pod, server)
+    client = ctr_config(pb, "client", d.ref(), command=[
+        "sh", "-c", "hostname; i=0; while [ $i -lt 100 ]; do echo hello-over-lo | nc 127.0.0.1 8080 && exit 0; "
+                    "i=$((i+1)); sleep 0.1; done; exit 1"])
+    cid = run(d, pb, pod, client)
+    # Both are in the pod's network namespace, not the test's.
+    st = wait_state(d, pb, cid, pb.CONTAINER_EXITED)
+    assert st.exit_code == 0, text(settled_log(pod, client), "stderr")
+    assert text(settled_log(pod, client)) == "net-host\n"
+    wait_log(pod, server, "hello-over-lo\nserver-done\n")
+    # The server is in the pod's network namespace, not the test's.
+    pid = main_pid(sid)
+    assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(ns_path(d, pod.id, "net")).st_ino
+    assert os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
+    remove(d, pb, sid)
+
+
+def test_shared_pid_namespace(cd, pb):
+    d = cd
+    shared = make_pod(d, pb, name="shared", share_pid=True)
+    sleeper = run(d, pb, shared, ctr_config(pb, "sleeper", d.ref(), command=["sleep", "4242"]))
+    wait_state(d, pb, sleeper, pb.CONTAINER_RUNNING)
+    _, out, _, _ = run_to_exit(d, pb, shared, "ps", ["ps"])
+    assert "sleep 4242" in out
+    assert os.stat(f"/proc/{main_pid(sleeper)}/ns/pid").st_ino == os.stat(ns_path(d, shared.id, "pid")).st_ino
+
+    private = make_pod(d, pb, name="private")
+    other = run(d, pb, private, ctr_config(pb, "sleeper", d.ref(), command=["sleep", "4343"]))
+    wait_state(d, pb, other, pb.CONTAINER_RUNNING)
+    _, out, _, _ = run_to_exit(d, pb, private, "ps", ["ps"])
+    assert "sleep 4343" not in out and "ps" in out
+    stop(d, pb, sleeper, timeout=0)
+    stop(d, pb, other, timeout=0)
+
+
+# --- restart and scale -----------------------------------------------------------------------------
+
+def test_sigkill_and_restart_keep_containers(cd, make_daemon, pb):
+    d = cd
+    pod = make_pod(d, pb, name="restart")
+    svc_cfg = ctr_config(pb, "svc", d.ref(), command=SERVICE)
+    svc = run(d, pb, pod, svc_cfg)
+    quitter = run(d, pb, pod, ctr_config(pb, "quitter", d.ref(), command=["sh", "-c", "sleep 2; exit 7"]))
+    wait_log(pod, svc_cfg, "ready")
+    wait_state(d, pb, quitter, pb.CONTAINER_RUNNING)
+    svc_pid, quitter_pid = main_pid(svc), main_pid(quitter)
+    assert svc_pid and quitter_pid
+    d.kill()
+    # The quitter ends while no daemon is there to see it.
+    wait_until(lambda: not os.path.exists(f"/proc/{quitter_pid}"), 10, what="the quitter to exit")
+
+    d2 = make_daemon("rktlet", start=False, **d.kwargs)
+    d2.start()
+    try:
+        assert list_ids(d2, pb) == sorted([svc, quitter])
+        st = cstatus(d2, pb, svc).status
+        assert st.state == pb.CONTAINER_RUNNING
+        assert main_pid(svc) == svc_pid and os.path.exists(f"/proc/{svc_pid}")
+        st = wait_state(d2, pb, quitter, pb.CONTAINER_EXITED)
+        assert st.exit_code == 7 and st.reason == "Error"
+        # The new daemon controls what the old one started.
+        t0 = time.monotonic()
+        stop(d2, pb, svc, timeout=10)
+        assert time.monotonic() - t0 < 5
+        st = cstatus(d2, pb, svc).status
+        assert st.state == pb.CONTAINER_EXITED and st.exit_code == 0
+        for c in (svc, quitter):
+            remove(d2, pb, c)
+        assert units("rktlet-ctr-") == []
+        assert listdir(os.path.join(d.dir, "lib", "containers")) == []
+    finally:
+        cleanup(d2, pb)
+
+
+def test_30_containers_concurrently_leave_nothing_behind(cd, pb):
+    d = cd
+    pods = [make_pod(d, pb, name=f"scale{i}") for i in range(10)]
+    errors = []
+
+    def life(pod, i):
+        try:
+            stub = d.runtime()
+            cfg = ctr_config(pb, f"c{i}", d.ref(), command=SERVICE)
+            cid = stub.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=pod.id, config=cfg,
+                                                                 sandbox_config=pod.config), timeout=T).container_id
+            stub.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=T)
+            st = stub.ContainerStatus(pb.ContainerStatusRequest(container_id=cid), timeout=30).status
+            assert st.state == pb.CONTAINER_RUNNING, st
+            wait_log(pod, cfg, "ready")
+            stub.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=10), timeout=T)
+            st = stub.ContainerStatus(pb.ContainerStatusRequest(container_id=cid), timeout=30).status
+            assert st.state == pb.CONTAINER_EXITED and st.exit_code == 0, st
+            stub.RemoveContainer(pb.RemoveContainerRequest(container_id=cid), timeout=T)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(f"container {i}: {e!r}")
+
+    threads = [threading.Thread(target=life, args=(pods[i % 10], i)) for i in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert list_ids(d, pb) == []
+    assert units("rktlet-ctr-") == []
+    for p in pods:
+        d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=p.id), timeout=T)
+    assert mounts_under(os.path.join(d.dir, "run")) == []
+    assert listdir(os.path.join(d.dir, "lib", "containers")) == []
+    assert listdir(os.path.join(d.dir, "run", "containers")) == []
+    assert listdir(os.path.join(d.dir, "run", "runc")) == []
+    assert runtime_processes() == []
