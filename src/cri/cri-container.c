@@ -215,7 +215,7 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
                 .masked_paths = strv_from(sc ? sc->masked_paths : NULL, sc ? sc->n_masked_paths : 0),
                 .has_readonly_paths = sc && sc->n_readonly_paths > 0,
                 .readonly_paths = strv_from(sc ? sc->readonly_paths : NULL, sc ? sc->n_readonly_paths : 0),
-                .pid = ns ? (PodNsMode) ns->pid : POD_NS_CONTAINER,
+                .pid = ns ? (PodNsMode) ns->pid : _POD_NS_UNSET,
                 .pid_target = strdup(ns && ns->target_id ? ns->target_id : ""),
                 .cpu_period = res ? res->cpu_period : 0,
                 .cpu_quota = res ? res->cpu_quota : 0,
@@ -362,6 +362,8 @@ int cri_create_container(GrpcCall *call, const uint8_t *msg, size_t len, void *u
                                      spec.image_ref);
                 goto out;
         }
+        if (spec.pid == _POD_NS_UNSET) /* no namespace options: the pod's */
+                spec.pid = pod->spec.pid == POD_NS_POD ? POD_NS_POD : pod->spec.pid == POD_NS_NODE ? POD_NS_NODE : POD_NS_CONTAINER;
         if (spec.pid == POD_NS_POD && pod->spec.pid != POD_NS_POD)
                 spec.pid = POD_NS_CONTAINER; /* the pod has no PID namespace to share */
 

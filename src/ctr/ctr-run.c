@@ -67,6 +67,7 @@ struct CtrOp {
         bool timer_armed;
         double timeout;
         bool job_failed;
+        char *job_message;
         /* create */
         CtrSpec spec;
         Image *image;
@@ -119,6 +120,7 @@ static void op_free(CtrOp *op) {
         ctr_spec_done(&op->spec);
         ctr_rootfs_done(&op->rootfs);
         free(op->target);
+        free(op->job_message);
         free(op->message);
         free(op);
 }
@@ -298,7 +300,9 @@ static void start_decide(Container *c, const SystemdServiceInfo *info, CtrOp *op
                 c->exit_code = 128;
                 c->finished_at_ns = now_ns();
                 set_str(&c->reason, "StartError");
-                set_str(&c->message, err ?: (op && op->message) ? op->message : "the OCI runtime did not start it");
+                set_str(&c->message, err                   ? err
+                                     : op && op->job_message ? op->job_message
+                                                             : "the OCI runtime did not start it");
                 save(c);
                 if (op)
                         op_fail(op, -EIO, "start %s: %s", c->id, c->message);
@@ -495,7 +499,7 @@ static void unit_started(int error, const char *message, void *userdata) {
         op->sd = NULL;
         if (error < 0) {
                 op->job_failed = true;
-                op_fail(op, error, "%s", message ?: "the unit did not start");
+                op->job_message = strdup(message ?: "the unit did not start");
         }
         /* Whatever the job's result: the unit's properties tell whether the container runs. */
         op->step = STEP_STARTED;

@@ -19,6 +19,7 @@ typedef enum PodNsMode { /* the CRI's NamespaceMode values */
         POD_NS_CONTAINER = 1,
         POD_NS_NODE = 2,
         POD_NS_TARGET = 3,
+        _POD_NS_UNSET = -1, /* not given */
 } PodNsMode;
 
 typedef struct PodPort {

@@ -497,7 +497,9 @@ def test_exit_codes_reasons_and_status_fields(cd, pb, tmp_path):
     assert st.state == pb.CONTAINER_EXITED
     assert st.exit_code == 3 and st.reason == "Error"
     assert 0 < st.created_at <= st.started_at <= st.finished_at <= time.time_ns() + 5e9
-    assert st.image.image == d.ref() and st.image_ref == d.image().id
+    # As containerd: image_ref is the digest the image was pulled by, image_id its config digest.
+    assert st.image.image == d.ref() and st.image_id == d.image().id
+    assert st.image_ref.endswith("/ctr/busybox@" + d.image().digest), st.image_ref
     assert dict(st.labels) == {"l": "1"} and dict(st.annotations) == {"a": "2"}
     assert st.log_path == os.path.join(pod.config.log_directory, "three_0.log") or st.log_path == "three_0.log"
     assert [(m.container_path, m.host_path, m.readonly) for m in st.mounts] == [("/data", str(host), True)]
@@ -518,7 +520,8 @@ def test_exit_codes_reasons_and_status_fields(cd, pb, tmp_path):
     assert set(items) == {cid3, cid0}
     c = items[cid3]
     assert c.pod_sandbox_id == pod.id and c.metadata.name == "three" and c.state == pb.CONTAINER_EXITED
-    assert c.image.image == d.ref() and c.image_ref == d.image().id
+    assert c.image.image == d.ref() and c.image_id == d.image().id
+    assert c.image_ref == st.image_ref
     assert dict(c.labels) == {"l": "1"} and dict(c.annotations) == {"a": "2"} and c.created_at > 0
 
 
@@ -717,7 +720,7 @@ def test_create_errors_create_nothing(cd, pb, tmp_path):
     assert first in details or "dup" in details
     # Another attempt is another container; by image id works too.
     second = create(d, pb, pod, ctr_config(pb, "dup", d.image().id, attempt=1))
-    assert cstatus(d, pb, second).status.image_ref == d.image().id
+    assert cstatus(d, pb, second).status.image_id == d.image().id
     assert list_ids(d, pb) == sorted([first, second])
     assert listdir(os.path.join(d.dir, "lib", "containers")) == sorted([first, second])
     assert listdir(os.path.join(d.dir, "run", "containers")) == sorted([first, second])
