@@ -512,6 +512,12 @@ int ctr_write_oci_config(Container *c, const Pod *pod, const Image *image, const
                 char *slice = root ? systemd_slice_path(pod->slice) : NULL, *unit = ctr_unit_name(c);
                 if (slice && unit && asprintf(&o.cgroups_path, "%s%s/%s", root, slice, unit) < 0)
                         o.cgroups_path = NULL;
+                /* Where a cgroup v1 memory controller counts the OOM kills systemd cannot see. */
+                free(c->memcg);
+                c->memcg = NULL;
+                if (o.cgroups_path && access("/sys/fs/cgroup/memory/memory.oom_control", F_OK) == 0 &&
+                    asprintf(&c->memcg, "/sys/fs/cgroup/memory%s", o.cgroups_path) < 0)
+                        c->memcg = NULL;
                 free(slice);
                 free(unit);
         }

@@ -288,10 +288,8 @@ static void start_decide(Container *c, const SystemdServiceInfo *info, CtrOp *op
                 c->state = CTR_RUNNING;
                 c->started_at_ns = info->exec_main_start_usec * 1000ULL;
                 c->pid = info->main_pid ?: info->exec_main_pid;
-                if (info->main_pid) {
-                        free(c->memcg);
+                if (info->main_pid && !c->memcg)
                         c->memcg = memcg_of(info->main_pid);
-                }
                 save(c);
                 if (info->main_pid == 0)
                         record_exit(c, info);
