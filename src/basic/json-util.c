@@ -43,6 +43,33 @@ void json_gen_key_strv(yajl_gen g, const char *key, char **l) {
         yajl_gen_array_close(g);
 }
 
+void json_gen_key_pairs(yajl_gen g, const char *key, const StrPair *p, size_t n) {
+        json_gen_str(g, key);
+        yajl_gen_map_open(g);
+        for (size_t i = 0; i < n; i++)
+                json_gen_key_str(g, p[i].key, p[i].value);
+        yajl_gen_map_close(g);
+}
+
+StrPair *json_get_pairs(yajl_val obj, const char *key, size_t *ret_n) {
+        yajl_val m = json_get(obj, key);
+        size_t n = YAJL_IS_OBJECT(m) ? m->u.object.len : 0, k = 0;
+        StrPair *p = calloc(n + 1, sizeof *p);
+
+        for (size_t i = 0; p && i < n; i++)
+                if (YAJL_IS_STRING(m->u.object.values[i])) {
+                        p[k].key = strdup(m->u.object.keys[i]);
+                        p[k].value = strdup(m->u.object.values[i]->u.string);
+                        k++;
+                        if (!p[k - 1].key || !p[k - 1].value) {
+                                pairs_free(p, k);
+                                p = NULL;
+                        }
+                }
+        *ret_n = p ? k : 0;
+        return p;
+}
+
 void json_gen_value(yajl_gen g, yajl_val v) {
         if (!v) {
                 yajl_gen_null(g);

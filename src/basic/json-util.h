@@ -7,11 +7,14 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
+#include "strv.h"
+
 void json_gen_str(yajl_gen g, const char *s);
 void json_gen_key_str(yajl_gen g, const char *key, const char *value); /* value NULL: null */
 void json_gen_key_int(yajl_gen g, const char *key, long long value);
 void json_gen_key_bool(yajl_gen g, const char *key, bool value);
 void json_gen_key_strv(yajl_gen g, const char *key, char **l); /* an array of strings */
+void json_gen_key_pairs(yajl_gen g, const char *key, const StrPair *p, size_t n); /* an object of strings */
 /* Regenerates a parsed value (numbers keep their text). */
 void json_gen_value(yajl_gen g, yajl_val v);
 /* The generator's output as a new string. */
@@ -26,6 +29,8 @@ char *json_dup_str(yajl_val obj, const char *key);       /* a copy of that, or N
 bool json_get_int(yajl_val obj, const char *key, long long *ret);
 /* obj[key]'s strings as a new NULL-terminated array (empty when absent); NULL on OOM. */
 char **json_get_strv(yajl_val obj, const char *key);
+/* obj[key]'s string members as pairs (n + 1 entries; empty when absent); NULL on OOM. */
+StrPair *json_get_pairs(yajl_val obj, const char *key, size_t *ret_n);
 
 /* Writes what g generated to path atomically (see below). */
 int json_gen_write_file(yajl_gen g, const char *path, unsigned mode);

@@ -1,9 +1,13 @@
-/* NULL-terminated string arrays. */
+/* NULL-terminated string arrays, key-value pairs and random identifiers. */
 #include "strv.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/types.h>
 
 void strv_free(char **l) {
         for (char **p = l; p && *p; p++)
@@ -80,5 +84,35 @@ int free_and_strdup(char **p, const char *s) {
                 return -ENOMEM;
         free(*p);
         *p = c;
+        return 0;
+}
+
+void pairs_free(StrPair *p, size_t n) {
+        for (size_t i = 0; p && i < n; i++) {
+                free(p[i].key);
+                free(p[i].value);
+        }
+        free(p);
+}
+
+StrPair *pairs_dup(const StrPair *p, size_t n) {
+        StrPair *out = calloc(n + 1, sizeof *out);
+
+        for (size_t i = 0; out && i < n; i++)
+                if (!(out[i].key = strdup(p[i].key)) || !(out[i].value = strdup(p[i].value))) {
+                        pairs_free(out, i + 1);
+                        return NULL;
+                }
+        return out;
+}
+
+int random_id(char id[static 65]) {
+        uint8_t b[32];
+        ssize_t n = getrandom(b, sizeof b, 0);
+
+        if (n != (ssize_t) sizeof b)
+                return n < 0 ? -errno : -EIO;
+        for (size_t i = 0; i < sizeof b; i++)
+                snprintf(id + 2 * i, 3, "%02x", b[i]);
         return 0;
 }

@@ -1,4 +1,4 @@
-/* NULL-terminated string arrays. */
+/* NULL-terminated string arrays, key-value pairs and random identifiers. */
 #pragma once
 
 #include <stdbool.h>
@@ -15,3 +15,14 @@ void strv_remove(char **l, const char *s);
 char **strv_split(const char *s, const char *sep);
 /* *p = a copy of s (or NULL), the old value freed. */
 int free_and_strdup(char **p, const char *s);
+
+/* Key-value pairs (labels, annotations, sysctls…): arrays with a count. */
+typedef struct StrPair {
+        char *key, *value;
+} StrPair;
+void pairs_free(StrPair *p, size_t n);
+/* A copy (n + 1 entries, the last zeroed); NULL on OOM. */
+StrPair *pairs_dup(const StrPair *p, size_t n);
+
+/* A new random identifier: 64 lowercase hex digits (256 bits from getrandom()). */
+int random_id(char id[static 65]);

@@ -7,6 +7,7 @@
 
 #include "api.pb-c.h"
 #include "cri-service.h"
+#include "cri-util.h"
 #include "ctr.h"
 #include "json-util.h"
 #include "log.h"
@@ -99,29 +100,7 @@ static void op_done(Container *c, int error, const char *message, void *userdata
 
 /* --- CreateContainer ----------------------------------------------------------------------------- */
 
-static char **strv_from(char **l, size_t n) {
-        char **out = calloc(n + 1, sizeof(char *));
-        for (size_t i = 0; out && i < n; i++)
-                if (!(out[i] = strdup(l[i] ?: ""))) {
-                        strv_free(out);
-                        return NULL;
-                }
-        return out;
-}
 
-#define PAIRS_FROM(entries, n, ret_pairs, ret_n)                                         \
-        ({                                                                               \
-                StrPair *_p = calloc((n) + 1, sizeof(StrPair));                         \
-                bool _ok = _p != NULL;                                                   \
-                for (size_t _i = 0; _p && _i < (n); _i++) {                              \
-                        _p[_i].key = strdup((entries)[_i]->key ?: "");                   \
-                        _p[_i].value = strdup((entries)[_i]->value ?: "");               \
-                        _ok = _ok && _p[_i].key && _p[_i].value;                         \
-                }                                                                        \
-                *(ret_pairs) = _p;                                                       \
-                *(ret_n) = _p ? (n) : 0;                                                 \
-                _ok;                                                                     \
-        })
 
 static bool path_ok(const char *p) {
         if (!p || p[0] != '/')
@@ -192,8 +171,8 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
                 .name = strdup(c->metadata->name ?: ""),
                 .attempt = c->metadata->attempt,
                 .image_ref = strdup(c->image->image ?: ""),
-                .command = strv_from(c->command, c->n_command),
-                .args = strv_from(c->args, c->n_args),
+                .command = cri_strv_dup(c->command, c->n_command),
+                .args = cri_strv_dup(c->args, c->n_args),
                 .working_dir = strdup(c->working_dir ?: ""),
                 .log_path = strdup(c->log_path ?: ""),
                 .stdin_ = c->stdin,
@@ -207,14 +186,14 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
                 .has_run_as_group = sc && sc->run_as_group,
                 .run_as_group = sc && sc->run_as_group ? sc->run_as_group->value : 0,
                 .run_as_username = strdup(sc && sc->run_as_username ? sc->run_as_username : ""),
-                .cap_add = strv_from(sc && sc->capabilities ? sc->capabilities->add_capabilities : NULL,
+                .cap_add = cri_strv_dup(sc && sc->capabilities ? sc->capabilities->add_capabilities : NULL,
                                      sc && sc->capabilities ? sc->capabilities->n_add_capabilities : 0),
-                .cap_drop = strv_from(sc && sc->capabilities ? sc->capabilities->drop_capabilities : NULL,
+                .cap_drop = cri_strv_dup(sc && sc->capabilities ? sc->capabilities->drop_capabilities : NULL,
                                       sc && sc->capabilities ? sc->capabilities->n_drop_capabilities : 0),
                 .has_masked_paths = sc && sc->n_masked_paths > 0,
-                .masked_paths = strv_from(sc ? sc->masked_paths : NULL, sc ? sc->n_masked_paths : 0),
+                .masked_paths = cri_strv_dup(sc ? sc->masked_paths : NULL, sc ? sc->n_masked_paths : 0),
                 .has_readonly_paths = sc && sc->n_readonly_paths > 0,
-                .readonly_paths = strv_from(sc ? sc->readonly_paths : NULL, sc ? sc->n_readonly_paths : 0),
+                .readonly_paths = cri_strv_dup(sc ? sc->readonly_paths : NULL, sc ? sc->n_readonly_paths : 0),
                 .pid = ns ? (PodNsMode) ns->pid : _POD_NS_UNSET,
                 .pid_target = strdup(ns && ns->target_id ? ns->target_id : ""),
                 .cpu_period = res ? res->cpu_period : 0,
@@ -229,8 +208,8 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
         if (!s->name || !s->image_ref || !s->command || !s->args || !s->working_dir || !s->log_path ||
             !s->run_as_username || !s->cap_add || !s->cap_drop || !s->masked_paths || !s->readonly_paths ||
             !s->pid_target || !s->cpuset_cpus || !s->cpuset_mems ||
-            !PAIRS_FROM(c->labels, c->n_labels, &s->labels, &s->n_labels) ||
-            !PAIRS_FROM(c->annotations, c->n_annotations, &s->annotations, &s->n_annotations))
+            !CRI_PAIRS_DUP(c->labels, c->n_labels, &s->labels, &s->n_labels) ||
+            !CRI_PAIRS_DUP(c->annotations, c->n_annotations, &s->annotations, &s->n_annotations))
                 return -ENOMEM;
         /* KeyValue's value is bytes in runtime.v1. */
         s->envs = calloc(c->n_envs + 1, sizeof *s->envs);
@@ -505,29 +484,6 @@ int cri_reopen_container_log(GrpcCall *call, const uint8_t *msg, size_t len, voi
 
 /* --- ContainerStatus / ListContainers ------------------------------------------------------------ */
 
-#define PAIRS_OUT(TYPE, INIT, pairs, n)                                                         \
-        ({                                                                                      \
-                TYPE *_e = calloc((n) + 1, sizeof(TYPE));                                       \
-                TYPE **_pe = calloc((n) + 1, sizeof(TYPE *));                                   \
-                for (size_t _i = 0; _e && _pe && _i < (n); _i++) {                              \
-                        _e[_i] = (TYPE) INIT;                                                   \
-                        _e[_i].key = (pairs)[_i].key;                                           \
-                        _e[_i].value = (pairs)[_i].value;                                       \
-                        _pe[_i] = &_e[_i];                                                      \
-                }                                                                               \
-                if (!_e || !_pe) {                                                              \
-                        free(_e);                                                               \
-                        free(_pe);                                                              \
-                        _pe = NULL;                                                             \
-                }                                                                               \
-                _pe;                                                                            \
-        })
-
-static void free_pairs_out(void *pe) {
-        if (pe)
-                free(((void **) pe)[0]);
-        free(pe);
-}
 
 /* The image reference status reports: the repo digest the image was pulled by, else its id. */
 static const char *image_ref_of(Manager *m, const Container *c) {
@@ -573,10 +529,10 @@ int cri_container_status(GrpcCall *call, const uint8_t *msg, size_t len, void *u
         st.reason = c->reason ?: "";
         st.message = c->message ?: "";
         st.log_path = c->log_path;
-        st.labels = PAIRS_OUT(Runtime__V1__ContainerStatus__LabelsEntry, RUNTIME__V1__CONTAINER_STATUS__LABELS_ENTRY__INIT,
+        st.labels = CRI_PAIRS_OUT(Runtime__V1__ContainerStatus__LabelsEntry, RUNTIME__V1__CONTAINER_STATUS__LABELS_ENTRY__INIT,
                               c->labels, c->n_labels);
         st.n_labels = st.labels ? c->n_labels : 0;
-        st.annotations = PAIRS_OUT(Runtime__V1__ContainerStatus__AnnotationsEntry,
+        st.annotations = CRI_PAIRS_OUT(Runtime__V1__ContainerStatus__AnnotationsEntry,
                                    RUNTIME__V1__CONTAINER_STATUS__ANNOTATIONS_ENTRY__INIT, c->annotations,
                                    c->n_annotations);
         st.n_annotations = st.annotations ? c->n_annotations : 0;
@@ -596,8 +552,8 @@ int cri_container_status(GrpcCall *call, const uint8_t *msg, size_t len, void *u
                 resp.n_info = 1;
         }
         r = cri_reply(call, &resp.base);
-        free_pairs_out(st.labels);
-        free_pairs_out(st.annotations);
+        cri_pairs_out_free(st.labels);
+        cri_pairs_out_free(st.annotations);
 out:
         free(info_json);
         if (config)
@@ -670,10 +626,10 @@ int cri_list_containers(GrpcCall *call, const uint8_t *msg, size_t len, void *us
                 it->image_id = c->image_id;
                 it->state = state;
                 it->created_at = (int64_t) c->created_at_ns;
-                it->labels = PAIRS_OUT(Runtime__V1__Container__LabelsEntry, RUNTIME__V1__CONTAINER__LABELS_ENTRY__INIT,
+                it->labels = CRI_PAIRS_OUT(Runtime__V1__Container__LabelsEntry, RUNTIME__V1__CONTAINER__LABELS_ENTRY__INIT,
                                        c->labels, c->n_labels);
                 it->n_labels = it->labels ? c->n_labels : 0;
-                it->annotations = PAIRS_OUT(Runtime__V1__Container__AnnotationsEntry,
+                it->annotations = CRI_PAIRS_OUT(Runtime__V1__Container__AnnotationsEntry,
                                             RUNTIME__V1__CONTAINER__ANNOTATIONS_ENTRY__INIT, c->annotations,
                                             c->n_annotations);
                 it->n_annotations = it->annotations ? c->n_annotations : 0;
@@ -685,8 +641,8 @@ int cri_list_containers(GrpcCall *call, const uint8_t *msg, size_t len, void *us
         r = cri_reply(call, &resp.base);
 out:
         for (size_t i = 0; items && i < n; i++) {
-                free_pairs_out(items[i].labels);
-                free_pairs_out(items[i].annotations);
+                cri_pairs_out_free(items[i].labels);
+                cri_pairs_out_free(items[i].annotations);
         }
         free(items);
         free(ptrs);

@@ -7,6 +7,7 @@
 
 #include "api.pb-c.h"
 #include "cri-service.h"
+#include "cri-util.h"
 #include "fd-util.h"
 #include "json-util.h"
 #include "log.h"
@@ -74,29 +75,7 @@ static GrpcStatus status_for(int error) {
         }
 }
 
-static char **strv_dup(char **l, size_t n) {
-        char **out = calloc(n + 1, sizeof(char *));
-        for (size_t i = 0; out && i < n; i++)
-                if (!(out[i] = strdup(l[i] ?: ""))) {
-                        for (size_t k = 0; k < i; k++)
-                                free(out[k]);
-                        free(out);
-                        return NULL;
-                }
-        return out;
-}
 
-#define PAIRS_DUP(entries, n, ret_pairs, ret_n)                                          \
-        ({                                                                               \
-                StrPair *_p = calloc((n) + 1, sizeof(StrPair));                         \
-                for (size_t _i = 0; _p && _i < (n); _i++) {                              \
-                        _p[_i].key = strdup((entries)[_i]->key ?: "");                   \
-                        _p[_i].value = strdup((entries)[_i]->value ?: "");               \
-                }                                                                        \
-                *(ret_pairs) = _p;                                                       \
-                *(ret_n) = _p ? (n) : 0;                                                 \
-                _p != NULL;                                                              \
-        })
 
 static const char *protocol_name(Runtime__V1__Protocol p) {
         return p == RUNTIME__V1__PROTOCOL__UDP ? "udp" : p == RUNTIME__V1__PROTOCOL__SCTP ? "sctp" : "tcp";
@@ -117,9 +96,9 @@ static int spec_from_config(const Runtime__V1__PodSandboxConfig *c, const char *
                 .log_directory = strdup(c->log_directory ?: ""),
                 .runtime_handler = strdup(handler ?: ""),
                 .cgroup_parent = strdup(lx && lx->cgroup_parent ? lx->cgroup_parent : ""),
-                .dns_servers = strv_dup(dns ? dns->servers : NULL, dns ? dns->n_servers : 0),
-                .dns_searches = strv_dup(dns ? dns->searches : NULL, dns ? dns->n_searches : 0),
-                .dns_options = strv_dup(dns ? dns->options : NULL, dns ? dns->n_options : 0),
+                .dns_servers = cri_strv_dup(dns ? dns->servers : NULL, dns ? dns->n_servers : 0),
+                .dns_searches = cri_strv_dup(dns ? dns->searches : NULL, dns ? dns->n_searches : 0),
+                .dns_options = cri_strv_dup(dns ? dns->options : NULL, dns ? dns->n_options : 0),
                 .network = ns ? (PodNsMode) ns->network : POD_NS_POD,
                 .pid = ns ? (PodNsMode) ns->pid : POD_NS_CONTAINER,
                 .ipc = ns ? (PodNsMode) ns->ipc : POD_NS_POD,
@@ -137,9 +116,9 @@ static int spec_from_config(const Runtime__V1__PodSandboxConfig *c, const char *
         }
         if (!s->name || !s->uid || !s->namespace || !s->hostname || !s->log_directory || !s->runtime_handler ||
             !s->cgroup_parent || !s->dns_servers || !s->dns_searches || !s->dns_options || !s->ports ||
-            !PAIRS_DUP(c->labels, c->n_labels, &s->labels, &s->n_labels) ||
-            !PAIRS_DUP(c->annotations, c->n_annotations, &s->annotations, &s->n_annotations) ||
-            !PAIRS_DUP(lx ? lx->sysctls : NULL, lx ? lx->n_sysctls : 0, &s->sysctls, &s->n_sysctls))
+            !CRI_PAIRS_DUP(c->labels, c->n_labels, &s->labels, &s->n_labels) ||
+            !CRI_PAIRS_DUP(c->annotations, c->n_annotations, &s->annotations, &s->n_annotations) ||
+            !CRI_PAIRS_DUP(lx ? lx->sysctls : NULL, lx ? lx->n_sysctls : 0, &s->sysctls, &s->n_sysctls))
                 return -ENOMEM;
         return 0;
 }
@@ -367,29 +346,6 @@ static Runtime__V1__PodSandboxState cri_state(const Pod *pod) {
                                            : RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
 }
 
-#define PAIRS_OUT(TYPE, INIT, pairs, n)                                                         \
-        ({                                                                                      \
-                TYPE *_e = calloc((n) + 1, sizeof(TYPE));                                       \
-                TYPE **_pe = calloc((n) + 1, sizeof(TYPE *));                                   \
-                for (size_t _i = 0; _e && _pe && _i < (n); _i++) {                              \
-                        _e[_i] = (TYPE) INIT;                                                   \
-                        _e[_i].key = (pairs)[_i].key;                                           \
-                        _e[_i].value = (pairs)[_i].value;                                       \
-                        _pe[_i] = &_e[_i];                                                      \
-                }                                                                               \
-                if (!_e || !_pe) {                                                              \
-                        free(_e);                                                               \
-                        free(_pe);                                                              \
-                        _pe = NULL;                                                             \
-                }                                                                               \
-                _pe;                                                                            \
-        })
-
-static void free_pairs_out(void *pe) {
-        if (pe)
-                free(((void **) pe)[0]);
-        free(pe);
-}
 
 typedef struct StatusCall {
         PodCall base;
@@ -439,10 +395,10 @@ static int status_reply(GrpcCall *call, Manager *m, Pod *pod, bool verbose, cons
         ns.options = &nso;
         lx.namespaces = &ns;
         st.linux = &lx;
-        st.labels = PAIRS_OUT(Runtime__V1__PodSandboxStatus__LabelsEntry,
+        st.labels = CRI_PAIRS_OUT(Runtime__V1__PodSandboxStatus__LabelsEntry,
                               RUNTIME__V1__POD_SANDBOX_STATUS__LABELS_ENTRY__INIT, pod->spec.labels, pod->spec.n_labels);
         st.n_labels = st.labels ? pod->spec.n_labels : 0;
-        st.annotations = PAIRS_OUT(Runtime__V1__PodSandboxStatus__AnnotationsEntry,
+        st.annotations = CRI_PAIRS_OUT(Runtime__V1__PodSandboxStatus__AnnotationsEntry,
                                    RUNTIME__V1__POD_SANDBOX_STATUS__ANNOTATIONS_ENTRY__INIT, pod->spec.annotations,
                                    pod->spec.n_annotations);
         st.n_annotations = st.annotations ? pod->spec.n_annotations : 0;
@@ -476,8 +432,8 @@ static int status_reply(GrpcCall *call, Manager *m, Pod *pod, bool verbose, cons
                 resp.n_info = 1;
         }
         r = cri_reply(call, &resp.base);
-        free_pairs_out(st.labels);
-        free_pairs_out(st.annotations);
+        cri_pairs_out_free(st.labels);
+        cri_pairs_out_free(st.annotations);
         free(info_json);
         return r;
 }
@@ -597,10 +553,10 @@ int cri_list_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *u
                 it->metadata = &mds[n];
                 it->state = cri_state(p);
                 it->created_at = (int64_t) p->created_at_ns;
-                it->labels = PAIRS_OUT(Runtime__V1__PodSandbox__LabelsEntry, RUNTIME__V1__POD_SANDBOX__LABELS_ENTRY__INIT,
+                it->labels = CRI_PAIRS_OUT(Runtime__V1__PodSandbox__LabelsEntry, RUNTIME__V1__POD_SANDBOX__LABELS_ENTRY__INIT,
                                        p->spec.labels, p->spec.n_labels);
                 it->n_labels = it->labels ? p->spec.n_labels : 0;
-                it->annotations = PAIRS_OUT(Runtime__V1__PodSandbox__AnnotationsEntry,
+                it->annotations = CRI_PAIRS_OUT(Runtime__V1__PodSandbox__AnnotationsEntry,
                                             RUNTIME__V1__POD_SANDBOX__ANNOTATIONS_ENTRY__INIT, p->spec.annotations,
                                             p->spec.n_annotations);
                 it->n_annotations = it->annotations ? p->spec.n_annotations : 0;
@@ -612,8 +568,8 @@ int cri_list_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *u
         resp.n_items = n;
         r = cri_reply(call, &resp.base);
         for (size_t i = 0; i < n; i++) {
-                free_pairs_out(items[i].labels);
-                free_pairs_out(items[i].annotations);
+                cri_pairs_out_free(items[i].labels);
+                cri_pairs_out_free(items[i].annotations);
         }
 out:
         free(items);

@@ -17,8 +17,6 @@ char *ctr_path(const Container *c, bool run, const char *name);
 int ctr_save(const Container *c);
 int ctr_load(CtrTable *t, const char *id, Container **ret);
 CtrState ctr_state_from_string(const char *s);
-void ctr_pairs_free(StrPair *p, size_t n);
-StrPair *ctr_pairs_dup(const StrPair *p, size_t n);
 
 /* ctr-oci.c: config.json for a container whose rootfs is mounted. */
 int ctr_write_oci_config(Container *c, const Pod *pod, const Image *image, const CtrSpec *spec, char **ret_message);

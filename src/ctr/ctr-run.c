@@ -860,17 +860,6 @@ static CtrOp *op_new(Container *c, CtrOpKind kind, CtrDone done, void *userdata)
         return op;
 }
 
-static int make_id(char id[static 65]) {
-        uint8_t b[32];
-        ssize_t n = getrandom(b, sizeof b, 0);
-
-        if (n != (ssize_t) sizeof b)
-                return n < 0 ? -errno : -EIO;
-        for (size_t i = 0; i < sizeof b; i++)
-                snprintf(id + 2 * i, 3, "%02x", b[i]);
-        return 0;
-}
-
 static int signal_from_string(const char *s) {
         static const struct {
                 const char *name;
@@ -933,15 +922,15 @@ int ctr_create(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *c
                 ctr_spec_done(spec);
                 return -ENOMEM;
         }
-        r = make_id(c->id);
+        r = random_id(c->id);
         memcpy(c->pod_id, pod->id, sizeof c->pod_id);
         c->name = strdup(spec->name);
         c->attempt = spec->attempt;
         c->image_ref = strdup(spec->image_ref);
         c->image_id = strdup(image->id);
-        c->labels = ctr_pairs_dup(spec->labels, spec->n_labels);
+        c->labels = pairs_dup(spec->labels, spec->n_labels);
         c->n_labels = spec->n_labels;
-        c->annotations = ctr_pairs_dup(spec->annotations, spec->n_annotations);
+        c->annotations = pairs_dup(spec->annotations, spec->n_annotations);
         c->n_annotations = spec->n_annotations;
         if (spec->log_path && spec->log_path[0] && pod->spec.log_directory && pod->spec.log_directory[0]) {
                 if (asprintf(&c->log_path, "%s/%s", pod->spec.log_directory, spec->log_path) < 0)

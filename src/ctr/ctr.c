@@ -33,32 +33,13 @@ CtrState ctr_state_from_string(const char *s) {
         return _CTR_STATE_INVALID;
 }
 
-void ctr_pairs_free(StrPair *p, size_t n) {
-        for (size_t i = 0; p && i < n; i++) {
-                free(p[i].key);
-                free(p[i].value);
-        }
-        free(p);
-}
-
-StrPair *ctr_pairs_dup(const StrPair *p, size_t n) {
-        StrPair *out = calloc(n + 1, sizeof *out);
-
-        for (size_t i = 0; out && i < n; i++)
-                if (!(out[i].key = strdup(p[i].key)) || !(out[i].value = strdup(p[i].value))) {
-                        ctr_pairs_free(out, i + 1);
-                        return NULL;
-                }
-        return out;
-}
-
 void ctr_spec_done(CtrSpec *s) {
         free(s->name);
         free(s->image_ref);
         strv_free(s->command);
         strv_free(s->args);
         free(s->working_dir);
-        ctr_pairs_free(s->envs, s->n_envs);
+        pairs_free(s->envs, s->n_envs);
         for (size_t i = 0; s->mounts && i < s->n_mounts; i++) {
                 free(s->mounts[i].container_path);
                 free(s->mounts[i].host_path);
@@ -70,8 +51,8 @@ void ctr_spec_done(CtrSpec *s) {
                 free(s->devices[i].permissions);
         }
         free(s->devices);
-        ctr_pairs_free(s->labels, s->n_labels);
-        ctr_pairs_free(s->annotations, s->n_annotations);
+        pairs_free(s->labels, s->n_labels);
+        pairs_free(s->annotations, s->n_annotations);
         free(s->log_path);
         free(s->run_as_username);
         free(s->supplemental_groups);
@@ -84,8 +65,8 @@ void ctr_spec_done(CtrSpec *s) {
         free(s->pid_target);
         free(s->cpuset_cpus);
         free(s->cpuset_mems);
-        ctr_pairs_free(s->unified, s->n_unified);
-        ctr_pairs_free(s->hugepages, s->n_hugepages);
+        pairs_free(s->unified, s->n_unified);
+        pairs_free(s->hugepages, s->n_hugepages);
         *s = (CtrSpec) {};
 }
 
@@ -205,22 +186,14 @@ void ctr_free(Container *c) {
         free(c->name);
         free(c->image_ref);
         free(c->image_id);
-        ctr_pairs_free(c->labels, c->n_labels);
-        ctr_pairs_free(c->annotations, c->n_annotations);
+        pairs_free(c->labels, c->n_labels);
+        pairs_free(c->annotations, c->n_annotations);
         free(c->log_path);
         free(c->config);
         free(c->reason);
         free(c->message);
         free(c->memcg);
         free(c);
-}
-
-static void gen_pairs(yajl_gen g, const char *key, const StrPair *p, size_t n) {
-        json_gen_str(g, key);
-        yajl_gen_map_open(g);
-        for (size_t i = 0; i < n; i++)
-                json_gen_key_str(g, p[i].key, p[i].value);
-        yajl_gen_map_close(g);
 }
 
 int ctr_save(const Container *c) {
@@ -238,8 +211,8 @@ int ctr_save(const Container *c) {
         json_gen_key_int(g, "attempt", c->attempt);
         json_gen_key_str(g, "imageRef", c->image_ref);
         json_gen_key_str(g, "imageId", c->image_id);
-        gen_pairs(g, "labels", c->labels, c->n_labels);
-        gen_pairs(g, "annotations", c->annotations, c->n_annotations);
+        json_gen_key_pairs(g, "labels", c->labels, c->n_labels);
+        json_gen_key_pairs(g, "annotations", c->annotations, c->n_annotations);
         json_gen_key_str(g, "logPath", c->log_path);
         json_gen_key_int(g, "stopSignal", c->stop_signal);
         json_gen_key_bool(g, "tty", c->tty);
@@ -269,21 +242,6 @@ out:
                 yajl_gen_free(g);
         free(path);
         return r;
-}
-
-static StrPair *load_pairs(yajl_val obj, const char *key, size_t *ret_n) {
-        yajl_val v = json_get(obj, key);
-        size_t n = YAJL_IS_OBJECT(v) ? v->u.object.len : 0;
-        StrPair *p = calloc(n + 1, sizeof *p);
-
-        *ret_n = 0;
-        for (size_t i = 0; p && i < n; i++) {
-                const char *value = YAJL_GET_STRING(v->u.object.values[i]);
-                p[*ret_n].key = strdup(v->u.object.keys[i]);
-                p[*ret_n].value = strdup(value ?: "");
-                (*ret_n)++;
-        }
-        return p;
 }
 
 static long long get_int(yajl_val obj, const char *key) {
@@ -325,8 +283,8 @@ int ctr_load(CtrTable *t, const char *id, Container **ret) {
         c->attempt = (uint32_t) get_int(v, "attempt");
         c->image_ref = json_dup_str(v, "imageRef");
         c->image_id = json_dup_str(v, "imageId");
-        c->labels = load_pairs(v, "labels", &c->n_labels);
-        c->annotations = load_pairs(v, "annotations", &c->n_annotations);
+        c->labels = json_get_pairs(v, "labels", &c->n_labels);
+        c->annotations = json_get_pairs(v, "annotations", &c->n_annotations);
         c->log_path = json_dup_str(v, "logPath");
         c->stop_signal = (int) get_int(v, "stopSignal");
         c->tty = get_bool(v, "tty");

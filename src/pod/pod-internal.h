@@ -4,7 +4,6 @@
 #include "pod.h"
 #include "strv.h"
 
-void pairs_free(StrPair *p, size_t n);
 PodState pod_state_from_string(const char *s);
 void pod_link(PodTable *t, Pod *pod);
 void pod_free(Pod *pod);

@@ -584,17 +584,6 @@ static PodOp *op_new(Pod *pod, PodOpKind kind, PodDone done, void *userdata) {
         return op;
 }
 
-static int make_id(char id[static 65]) {
-        uint8_t b[32];
-        ssize_t n = getrandom(b, sizeof b, 0);
-
-        if (n != (ssize_t) sizeof b)
-                return n < 0 ? -errno : -EIO;
-        for (size_t i = 0; i < sizeof b; i++)
-                snprintf(id + 2 * i, 3, "%02x", b[i]);
-        return 0;
-}
-
 int pod_run(PodTable *t, PodSpec *spec, PodDone done, void *userdata, char **ret_message, PodOp **ret_op) {
         struct timespec ts;
         char *run = NULL, *root = NULL;
@@ -620,7 +609,7 @@ int pod_run(PodTable *t, PodSpec *spec, PodDone done, void *userdata, char **ret
         }
         pod->spec = *spec;
         *spec = (PodSpec) {};
-        r = make_id(pod->id);
+        r = random_id(pod->id);
         if (r < 0) {
                 pod_free(pod);
                 return r;

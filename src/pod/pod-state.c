@@ -20,14 +20,6 @@ char *pod_run_dir(const Pod *pod) {
         return asprintf(&p, "%s/pods/%s", pod->table->env.state_dir, pod->id) < 0 ? NULL : p;
 }
 
-static void gen_pairs(yajl_gen g, const char *key, const StrPair *p, size_t n) {
-        json_gen_str(g, key);
-        yajl_gen_map_open(g);
-        for (size_t i = 0; i < n; i++)
-                json_gen_key_str(g, p[i].key, p[i].value);
-        yajl_gen_map_close(g);
-}
-
 static void gen_raw(yajl_gen g, const char *key, const char *json) {
         yajl_val v = json ? json_parse(json, NULL, 0) : NULL;
         json_gen_str(g, key);
@@ -82,9 +74,9 @@ int pod_save(const Pod *pod) {
                 yajl_gen_map_close(g);
         }
         yajl_gen_array_close(g);
-        gen_pairs(g, "labels", s->labels, s->n_labels);
-        gen_pairs(g, "annotations", s->annotations, s->n_annotations);
-        gen_pairs(g, "sysctls", s->sysctls, s->n_sysctls);
+        json_gen_key_pairs(g, "labels", s->labels, s->n_labels);
+        json_gen_key_pairs(g, "annotations", s->annotations, s->n_annotations);
+        json_gen_key_pairs(g, "sysctls", s->sysctls, s->n_sysctls);
         json_gen_key_int(g, "network", s->network);
         json_gen_key_int(g, "pid", s->pid);
         json_gen_key_int(g, "ipc", s->ipc);
@@ -114,21 +106,6 @@ static char *dup_raw(yajl_val obj, const char *key) {
         s = json_gen_steal(g);
         yajl_gen_free(g);
         return s;
-}
-
-static StrPair *dup_pairs(yajl_val obj, const char *key, size_t *ret_n) {
-        yajl_val m = json_get(obj, key);
-        size_t n = YAJL_IS_OBJECT(m) ? m->u.object.len : 0, k = 0;
-        StrPair *p = calloc(n + 1, sizeof *p);
-
-        for (size_t i = 0; p && i < n; i++)
-                if (YAJL_IS_STRING(m->u.object.values[i])) {
-                        p[k].key = strdup(m->u.object.keys[i]);
-                        p[k].value = strdup(m->u.object.values[i]->u.string);
-                        k++;
-                }
-        *ret_n = k;
-        return p;
 }
 
 static int get_int(yajl_val obj, const char *key) {
@@ -207,9 +184,9 @@ int pod_load(PodTable *t, const char *id, Pod **ret) {
                         s->n_ports++;
                 }
         }
-        s->labels = dup_pairs(spec, "labels", &s->n_labels);
-        s->annotations = dup_pairs(spec, "annotations", &s->n_annotations);
-        s->sysctls = dup_pairs(spec, "sysctls", &s->n_sysctls);
+        s->labels = json_get_pairs(spec, "labels", &s->n_labels);
+        s->annotations = json_get_pairs(spec, "annotations", &s->n_annotations);
+        s->sysctls = json_get_pairs(spec, "sysctls", &s->n_sysctls);
         s->network = (PodNsMode) get_int(spec, "network");
         s->pid = (PodNsMode) get_int(spec, "pid");
         s->ipc = (PodNsMode) get_int(spec, "ipc");

@@ -56,13 +56,6 @@ void pod_spec_done(PodSpec *s) {
         *s = (PodSpec) {};
 }
 
-void pairs_free(StrPair *p, size_t n) {
-        for (size_t i = 0; i < n; i++) {
-                free(p[i].key);
-                free(p[i].value);
-        }
-        free(p);
-}
 
 int pod_table_new(const PodEnv *env, PodTable **ret) {
         PodTable *t = calloc(1, sizeof *t);

@@ -8,11 +8,9 @@
 #include <stdint.h>
 
 #include "cni.h"
+#include "strv.h"
 #include "systemd-unit.h"
 
-typedef struct StrPair {
-        char *key, *value;
-} StrPair;
 
 typedef enum PodNsMode { /* the CRI's NamespaceMode values */
         POD_NS_POD = 0,

@@ -1,0 +1,51 @@
+/* What the CRI handlers share to translate between protobuf-c messages and the model. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "strv.h"
+
+/* A NULL-terminated copy of a repeated string field (NULL entries become ""); NULL on OOM. */
+char **cri_strv_dup(char **l, size_t n);
+
+/* StrPairs from a map field's entries (key/value strings); true unless out of memory. */
+#define CRI_PAIRS_DUP(entries, n, ret_pairs, ret_n)                                          \
+        ({                                                                               \
+                StrPair *_p = calloc((n) + 1, sizeof(StrPair));                         \
+                bool _ok = _p != NULL;                                                   \
+                for (size_t _i = 0; _p && _i < (n); _i++) {                              \
+                        _p[_i].key = strdup((entries)[_i]->key ?: "");                   \
+                        _p[_i].value = strdup((entries)[_i]->value ?: "");               \
+                        _ok = _ok && _p[_i].key && _p[_i].value;                         \
+                }                                                                        \
+                *(ret_pairs) = _p;                                                       \
+                *(ret_n) = _p ? (n) : 0;                                                 \
+                _ok;                                                                     \
+        })
+
+/* A map field's entry array over pairs (pointing into them, nothing copied); free with
+ * cri_pairs_out_free(). NULL on OOM. */
+#define CRI_PAIRS_OUT(TYPE, INIT, pairs, n)                                                     \
+        ({                                                                                      \
+                TYPE *_e = calloc((n) + 1, sizeof(TYPE));                                       \
+                TYPE **_pe = calloc((n) + 1, sizeof(TYPE *));                                   \
+                if (!_e || !_pe) {                                                              \
+                        free(_e);                                                               \
+                        free(_pe);                                                              \
+                        _pe = NULL;                                                             \
+                } else {                                                                        \
+                        for (size_t _i = 0; _i < (n); _i++) {                                   \
+                                _e[_i] = (TYPE) INIT;                                           \
+                                _e[_i].key = (pairs)[_i].key;                                   \
+                                _e[_i].value = (pairs)[_i].value;                               \
+                                _pe[_i] = &_e[_i];                                              \
+                        }                                                                       \
+                        if ((n) == 0)                                                           \
+                                free(_e); /* cri_pairs_out_free() finds it through _pe[0] */   \
+                }                                                                               \
+                _pe;                                                                            \
+        })
+
+void cri_pairs_out_free(void *pe);
