@@ -65,8 +65,6 @@ void ctr_spec_done(CtrSpec *s) {
         free(s->pid_target);
         free(s->cpuset_cpus);
         free(s->cpuset_mems);
-        pairs_free(s->unified, s->n_unified);
-        pairs_free(s->hugepages, s->n_hugepages);
         *s = (CtrSpec) {};
 }
 
@@ -135,13 +133,6 @@ int ctr_find_prefix(CtrTable *t, const char *prefix, Container **ret) {
                 return -ENOENT;
         *ret = found;
         return 0;
-}
-
-unsigned ctr_count_in_pod(CtrTable *t, const char *pod_id) {
-        unsigned n = 0;
-        for (Container *c = t->containers; c; c = c->next)
-                n += strcmp(c->pod_id, pod_id) == 0;
-        return n;
 }
 
 char *ctr_unit_name(const Container *c) {

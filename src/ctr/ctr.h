@@ -71,10 +71,6 @@ typedef struct CtrSpec {
         int64_t cpu_period, cpu_quota, cpu_shares, memory_limit, memory_swap_limit;
         int64_t oom_score_adj;
         char *cpuset_cpus, *cpuset_mems;
-        StrPair *unified;
-        size_t n_unified;
-        StrPair *hugepages; /* page size → limit */
-        size_t n_hugepages;
 } CtrSpec;
 
 typedef struct CtrTable CtrTable;
@@ -113,8 +109,7 @@ typedef struct Container {
         CtrIo *io;
         bool busy;
         CtrOp *op;
-        bool stopping; /* a stop is waiting for the exit */
-        CtrOp *exit_waiter;
+        CtrOp *exit_waiter; /* a stop or remove waiting for the exit */
 } Container;
 
 /* What containers need from the daemon. */
@@ -147,8 +142,6 @@ int ctr_table_load(CtrTable *t);
 
 Container *ctr_find(CtrTable *t, const char *id);
 int ctr_find_prefix(CtrTable *t, const char *prefix, Container **ret);
-/* Containers of a pod (for pod removal). */
-unsigned ctr_count_in_pod(CtrTable *t, const char *pod_id);
 
 const char *ctr_state_to_string(CtrState s);
 char *ctr_unit_name(const Container *c);

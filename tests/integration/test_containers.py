@@ -1031,3 +1031,19 @@ def test_logs_continue_across_a_restart_under_systemd(make_daemon, ctr_registry,
         d.close_channels()
         subprocess.run(["systemctl", "--user", "stop", unit], capture_output=True, timeout=60)
         subprocess.run(["systemctl", "--user", "reset-failed", unit], capture_output=True, timeout=10)
+
+
+def test_stdin_stays_open_for_attach(cd, pb):
+    d = cd
+    pod = make_pod(d, pb, name="stdin")
+    # Without stdin, the container's stdin is /dev/null: cat ends at once.
+    st, out, _, _ = run_to_exit(d, pb, pod, "nostdin", ["sh", "-c", "cat; echo eof"])
+    assert out == "eof\n" and st.exit_code == 0
+    # With stdin, rktlet holds the writable end: cat waits for input.
+    cfg = ctr_config(pb, "stdin", d.ref(), command=["sh", "-c", "echo started; cat; echo eof"], stdin=True)
+    cid = run(d, pb, pod, cfg)
+    wait_log(pod, cfg, "started")
+    time.sleep(1)
+    assert cstatus(d, pb, cid).status.state == pb.CONTAINER_RUNNING
+    assert "eof" not in text(records(log_file(pod, cfg)))
+    stop(d, pb, cid, timeout=0)
