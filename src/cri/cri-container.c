@@ -1,5 +1,6 @@
 /* CRI container methods: translation between runtime.v1 messages and the container module. */
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -293,6 +294,13 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
                 if (!s->devices[i].container_path || !s->devices[i].host_path || !s->devices[i].permissions)
                         return -ENOMEM;
         }
+        if (c->stop_signal != RUNTIME__V1__SIGNAL__RUNTIME_DEFAULT) {
+                const ProtobufCEnumValue *v =
+                        protobuf_c_enum_descriptor_get_value(&runtime__v1__signal__descriptor, (int) c->stop_signal);
+                s->stop_signal = v ? ctr_signal_from_string(v->name) : -EINVAL;
+                if (s->stop_signal <= 0)
+                        return invalid(ret_message, "stop_signal %d is not a signal rktlet knows", (int) c->stop_signal);
+        }
         r = seccomp_from(sc, s, ret_message);
         if (r >= 0)
                 r = apparmor_from(sc, s);
@@ -529,6 +537,14 @@ int cri_container_status(GrpcCall *call, const uint8_t *msg, size_t len, void *u
         st.reason = c->reason ?: "";
         st.message = c->message ?: "";
         st.log_path = c->log_path;
+        if (c->stop_signal > 0 && c->stop_signal < SIGRTMIN && sigabbrev_np(c->stop_signal)) {
+                char name[32];
+                const ProtobufCEnumValue *v;
+                snprintf(name, sizeof name, "SIG%s", sigabbrev_np(c->stop_signal));
+                v = protobuf_c_enum_descriptor_get_value_by_name(&runtime__v1__signal__descriptor, name);
+                if (v)
+                        st.stop_signal = (Runtime__V1__Signal) v->value;
+        }
         st.labels = CRI_PAIRS_OUT(Runtime__V1__ContainerStatus__LabelsEntry, RUNTIME__V1__CONTAINER_STATUS__LABELS_ENTRY__INIT,
                               c->labels, c->n_labels);
         st.n_labels = st.labels ? c->n_labels : 0;

@@ -4,6 +4,7 @@
  * becomes the unit's main process) and `<runtime> start` as ExecStartPost, so systemd knows the
  * main process before it runs and records its exit however quick. RemainAfterExit keeps the unit,
  * its exit status and its times until the container is removed. */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
@@ -860,32 +861,48 @@ static CtrOp *op_new(Container *c, CtrOpKind kind, CtrDone done, void *userdata)
         return op;
 }
 
-static int signal_from_string(const char *s) {
-        static const struct {
-                const char *name;
-                int sig;
-        } table[] = {
-                { "HUP", SIGHUP },   { "INT", SIGINT },   { "QUIT", SIGQUIT }, { "KILL", SIGKILL },
-                { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { "TERM", SIGTERM }, { "STOP", SIGSTOP },
-                { "WINCH", SIGWINCH }, { "PWR", SIGPWR }, { "ALRM", SIGALRM }, { "CONT", SIGCONT },
-        };
+int ctr_signal_from_string(const char *s) {
         char *end;
         long n;
 
         if (!s || !s[0])
-                return SIGTERM;
+                return -EINVAL;
         n = strtol(s, &end, 10);
-        if (*end == '\0' && n > 0 && n < 65)
+        if (*end == '\0' && n > 0 && n <= SIGRTMAX)
                 return (int) n;
         if (strncasecmp(s, "SIG", 3) == 0)
                 s += 3;
-        for (size_t i = 0; i < ELEMENTSOF(table); i++)
-                if (strcasecmp(table[i].name, s) == 0)
-                        return table[i].sig;
-        if (strncasecmp(s, "RTMIN+", 6) == 0 && (n = strtol(s + 6, &end, 10)) >= 0 && *end == '\0' &&
-            SIGRTMIN + n <= SIGRTMAX)
-                return SIGRTMIN + (int) n;
-        return SIGTERM;
+        for (int sig = 1; sig < SIGRTMIN; sig++) {
+                const char *abbrev = sigabbrev_np(sig);
+                if (abbrev && strcasecmp(abbrev, s) == 0)
+                        return sig;
+        }
+        if (strcasecmp(s, "IOT") == 0)
+                return SIGABRT;
+        if (strcasecmp(s, "CLD") == 0)
+                return SIGCHLD;
+        if (strcasecmp(s, "POLL") == 0)
+                return SIGIO;
+        /* RTMIN, RTMIN+3 (Docker), RTMINPLUS3 (the CRI's enum), RTMAX-2, RTMAXMINUS2. */
+        if (strncasecmp(s, "RTMIN", 5) == 0 || strncasecmp(s, "RTMAX", 5) == 0) {
+                bool max = strncasecmp(s, "RTMAX", 5) == 0;
+                const char *rest = s + 5;
+                long k = 0;
+                if (*rest) {
+                        if (*rest == '+' || *rest == '-')
+                                rest++;
+                        else if (strncasecmp(rest, "PLUS", 4) == 0 || strncasecmp(rest, "MINUS", 5) == 0)
+                                rest += toupper(*rest) == 'P' ? 4 : 5;
+                        else
+                                return -EINVAL;
+                        k = strtol(rest, &end, 10);
+                        if (*end || k < 0)
+                                return -EINVAL;
+                }
+                n = max ? SIGRTMAX - k : SIGRTMIN + k;
+                return n >= SIGRTMIN && n <= SIGRTMAX ? (int) n : -EINVAL;
+        }
+        return -EINVAL;
 }
 
 int ctr_image_stop_signal(ImageStore *s, const Image *image) {
@@ -894,7 +911,9 @@ int ctr_image_stop_signal(ImageStore *s, const Image *image) {
         int sig = SIGTERM;
 
         if (path && read_file(path, 4 * 1024 * 1024, &text, NULL) >= 0 && (v = json_parse(text, NULL, 0)))
-                sig = signal_from_string(json_get_str(json_get(v, "config"), "StopSignal"));
+                sig = ctr_signal_from_string(json_get_str(json_get(v, "config"), "StopSignal"));
+        if (sig <= 0)
+                sig = SIGTERM;
         yajl_tree_free(v);
         free(text);
         free(path);
@@ -942,7 +961,8 @@ int ctr_create(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *c
                 memcpy(c->config, config, config_len);
                 c->config_len = config_len;
         }
-        c->stop_signal = ctr_image_stop_signal(t->env.images, image);
+        /* kubelet's (the pod's lifecycle.stopSignal), else the image's StopSignal, else SIGTERM. */
+        c->stop_signal = spec->stop_signal > 0 ? spec->stop_signal : ctr_image_stop_signal(t->env.images, image);
         c->tty = spec->tty;
         c->stdin_ = spec->stdin_;
         c->stdin_once = spec->stdin_once;

@@ -50,6 +50,7 @@ typedef struct CtrSpec {
         size_t n_labels, n_annotations;
         char *log_path; /* relative to the pod's log directory */
         bool stdin_, stdin_once, tty;
+        int stop_signal; /* 0: the image's */
 
         /* security */
         bool privileged, readonly_rootfs, no_new_privs;
@@ -166,3 +167,5 @@ int ctr_reopen_log(Container *c);
  * stay the caller's; adopted fds are set to -1 in them. */
 void ctr_io_set_stored(int *fds, char **names, size_t n);
 void ctr_op_detach(CtrOp *op);
+/* "SIGTERM", "TERM", "15", "RTMIN+3", "SIGRTMINPLUS3"… → the signal number, or -EINVAL. */
+int ctr_signal_from_string(const char *s);

@@ -634,9 +634,11 @@ def test_stop_sends_the_image_stop_signal(cd, pb):
     d = cd
     pod = make_pod(d, pb, name="signals")
     script = ("trap 'echo got-USR1; exit 0' USR1; trap 'echo got-TERM; exit 0' TERM; "
-              "echo ready; sleep 1000 & wait")
+              "trap 'echo got-USR2; exit 0' USR2; echo ready; sleep 1000 & wait")
     cfgs = {"usr1": ctr_config(pb, "usr1", d.ref("usr1"), command=["sh", "-c", script]),
-            "term": ctr_config(pb, "term", d.ref(), command=["sh", "-c", script])}
+            "term": ctr_config(pb, "term", d.ref(), command=["sh", "-c", script]),
+            # kubelet's stop signal (the pod's lifecycle.stopSignal) wins over the image's.
+            "usr2": ctr_config(pb, "usr2", d.ref("usr1"), command=["sh", "-c", script], stop_signal=pb.SIGUSR2)}
     ids = {n: run(d, pb, pod, c) for n, c in cfgs.items()}
     for n, c in cfgs.items():
         wait_log(pod, c, "ready")
@@ -647,6 +649,9 @@ def test_stop_sends_the_image_stop_signal(cd, pb):
         assert st.state == pb.CONTAINER_EXITED and st.exit_code == 0 and st.reason == "Completed"
     assert text(settled_log(pod, cfgs["usr1"])) == "ready\ngot-USR1\n"
     assert text(settled_log(pod, cfgs["term"])) == "ready\ngot-TERM\n"
+    assert text(settled_log(pod, cfgs["usr2"])) == "ready\ngot-USR2\n"
+    assert [cstatus(d, pb, ids[n]).status.stop_signal for n in ("usr1", "term", "usr2")] == \
+        [pb.SIGUSR1, pb.SIGTERM, pb.SIGUSR2]
 
 
 def test_stop_kills_after_the_timeout(cd, pb):
