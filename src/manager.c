@@ -186,6 +186,9 @@ SystemdClient *manager_get_systemd(Manager *m) {
                 log_warning_errno(r, "Failed to subscribe to systemd's job signals: %m");
                 return NULL;
         }
+        /* A bus made anew: the containers' units are watched on the old one. */
+        if (m->systemd_clients++ > 0 && m->containers)
+                ctr_table_rewatch(m->containers);
         return m->systemd;
 }
 

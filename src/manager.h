@@ -29,6 +29,7 @@ typedef struct Manager {
         sd_bus_slot *cgroup_slot;
         char *systemd_cgroup; /* the manager's ControlGroup: where its units' cgroups are */
         SystemdClient *systemd; /* unit jobs; made with the bus */
+        unsigned systemd_clients; /* how many were made: more than one means the bus came back */
 
         Cni *cni;
         PodTable *pods;

@@ -1089,6 +1089,18 @@ int ctr_reopen_log(Container *c) {
         return ctr_io_reopen(c->io);
 }
 
+void ctr_table_rewatch(CtrTable *t) {
+        for (Container *c = t->containers; c; c = c->next) {
+                if (!c->watch)
+                        continue;
+                c->watch = systemd_watch_free(c->watch);
+                if (watch(c) >= 0)
+                        systemd_watch_refresh(c->watch);
+                else
+                        log_warning("container %s: cannot watch its unit again after the bus came back.", c->id);
+        }
+}
+
 int ctr_table_load(CtrTable *t) {
         struct dirent **entries = NULL;
         char *dir;

@@ -140,6 +140,8 @@ int ctr_table_new(const CtrEnv *env, CtrTable **ret);
 CtrTable *ctr_table_free(CtrTable *t);
 /* Reads the persisted containers; watches their units; half-made ones are removed. */
 int ctr_table_load(CtrTable *t);
+/* The bus to systemd was lost and made again: watch every unit anew and ask what changed. */
+void ctr_table_rewatch(CtrTable *t);
 
 Container *ctr_find(CtrTable *t, const char *id);
 int ctr_find_prefix(CtrTable *t, const char *prefix, Container **ret);
