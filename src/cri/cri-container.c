@@ -480,6 +480,10 @@ int cri_reopen_container_log(GrpcCall *call, const uint8_t *msg, size_t len, voi
                 r = ctr_reopen_log(c);
                 if (r == -ESRCH)
                         r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION, "container %s is not running", c->id);
+                else if (r == -EBADF)
+                        r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION,
+                                             "container %s: its output was lost when rktlet restarted without systemd's "
+                                             "fd store", c->id);
                 else if (r < 0)
                         r = grpc_call_finish(call, GRPC_STATUS_INTERNAL, "container %s: reopen %s: %s", c->id,
                                              c->log_path, strerror(-r));

@@ -1084,8 +1084,10 @@ int ctr_remove(Container *c, CtrDone done, void *userdata, CtrOp **ret_op) {
 }
 
 int ctr_reopen_log(Container *c) {
-        if (c->state != CTR_RUNNING || !c->io)
+        if (c->state != CTR_RUNNING)
                 return -ESRCH;
+        if (!c->io)
+                return -EBADF; /* a restart outside systemd (no fd store) lost its pipes */
         return ctr_io_reopen(c->io);
 }
 
