@@ -257,7 +257,7 @@ static int resolve_user(const CtrSpec *s, yajl_val config, const char *rootfs, O
         return 0;
 }
 
-static int make_mounts(const CtrSpec *s, const Pod *pod, const Container *c, OciSpec *o, char **ret_message) {
+static int make_mounts(const CtrSpec *s, const Pod *pod, OciSpec *o, char **ret_message) {
         static const char *const shm_opts[] = { "nosuid", "noexec", "nodev", "mode=1777", "size=65536k", NULL };
         char *run = NULL;
         int r;
@@ -310,9 +310,10 @@ static int make_mounts(const CtrSpec *s, const Pod *pod, const Container *c, Oci
                 struct stat st;
 
                 if (stat(m->host_path, &st) < 0) {
-                        if (errno != ENOENT || (r = mkdir_p(m->host_path, 0755)) < 0) {
-                                r = invalid(ret_message, -errno ?: r, "mount %s: host path %s: %s", m->container_path,
-                                            m->host_path, strerror(errno ?: -r));
+                        r = errno == ENOENT ? mkdir_p(m->host_path, 0755) : -errno;
+                        if (r < 0) {
+                                r = invalid(ret_message, r, "mount %s: host path %s: %s", m->container_path,
+                                            m->host_path, strerror(-r));
                                 goto out;
                         }
                 }
@@ -323,7 +324,6 @@ static int make_mounts(const CtrSpec *s, const Pod *pod, const Container *c, Oci
         r = 0;
 out:
         free(run);
-        (void) c;
         return r;
 }
 
@@ -454,7 +454,7 @@ int ctr_write_oci_config(Container *c, const Pod *pod, const Image *image, const
         }
 
         o.readonly_rootfs = s->readonly_rootfs;
-        r = make_mounts(s, pod, c, &o, ret_message);
+        r = make_mounts(s, pod, &o, ret_message);
         if (r < 0)
                 goto out;
         r = make_namespaces(s, pod, &o, t, ret_message);
