@@ -1,6 +1,7 @@
 /* File descriptor helpers. */
 #include "fd-util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -68,4 +69,20 @@ int rm_rf(const char *path) {
         if (r < 0 && errno == ENOENT)
                 return 0;
         return r < 0 ? -errno : r;
+}
+
+int dir_for_each_id(const char *dir, void (*fn)(const char *id, void *userdata), void *userdata) {
+        struct dirent **entries = NULL;
+        int n = scandir(dir, &entries, NULL, alphasort);
+
+        if (n < 0)
+                return errno == ENOENT ? 0 : -errno;
+        for (int i = 0; i < n; i++) {
+                const char *id = entries[i]->d_name;
+                if (strlen(id) == 64 && strspn(id, "0123456789abcdef") == 64)
+                        fn(id, userdata);
+                free(entries[i]);
+        }
+        free(entries);
+        return 0;
 }

@@ -112,17 +112,6 @@ static bool path_ok(const char *p) {
         return true;
 }
 
-static int invalid(char **ret_message, const char *format, ...) _printf_(2, 3);
-static int invalid(char **ret_message, const char *format, ...) {
-        va_list ap;
-
-        va_start(ap, format);
-        if (vasprintf(ret_message, format, ap) < 0)
-                *ret_message = NULL;
-        va_end(ap);
-        return -EINVAL;
-}
-
 static int seccomp_from(const Runtime__V1__LinuxContainerSecurityContext *sc, CtrSpec *s, char **ret_message) {
         /* No profile at all means the default one: security is on by default. */
         s->seccomp = OCI_SECCOMP_RUNTIME_DEFAULT;
@@ -134,7 +123,7 @@ static int seccomp_from(const Runtime__V1__LinuxContainerSecurityContext *sc, Ct
                 return 0;
         case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost:
                 if (!path_ok(sc->seccomp->localhost_ref))
-                        return invalid(ret_message, "seccomp profile '%s' is no absolute path",
+                        return error_message(ret_message, -EINVAL, "seccomp profile '%s' is no absolute path",
                                        sc->seccomp->localhost_ref ?: "");
                 s->seccomp = OCI_SECCOMP_LOCALHOST;
                 s->seccomp_profile = strdup(sc->seccomp->localhost_ref);
@@ -224,7 +213,7 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
                 if (!s->envs[i].key || !s->envs[i].value)
                         return -ENOMEM;
                 if (v->len && memchr(v->data, 0, v->len))
-                        return invalid(ret_message, "environment variable '%s' holds a NUL byte", s->envs[i].key);
+                        return error_message(ret_message, -EINVAL, "environment variable '%s' holds a NUL byte", s->envs[i].key);
         }
         if (sc && sc->n_supplemental_groups) {
                 s->supplemental_groups = calloc(sc->n_supplemental_groups, sizeof(int64_t));
@@ -235,23 +224,23 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
         }
 
         if (!s->name[0])
-                return invalid(ret_message, "config.metadata.name is empty");
+                return error_message(ret_message, -EINVAL, "config.metadata.name is empty");
         if (strlen(s->name) > 253 || strchr(s->name, '/'))
-                return invalid(ret_message, "container name '%s' is invalid", s->name);
+                return error_message(ret_message, -EINVAL, "container name '%s' is invalid", s->name);
         if (!s->image_ref[0])
-                return invalid(ret_message, "config.image.image is empty");
+                return error_message(ret_message, -EINVAL, "config.image.image is empty");
         if (s->log_path[0] && (s->log_path[0] == '/' || strstr(s->log_path, "..")))
-                return invalid(ret_message, "log_path '%s' must be relative to the pod's log directory, without '..'",
+                return error_message(ret_message, -EINVAL, "log_path '%s' must be relative to the pod's log directory, without '..'",
                                s->log_path);
         if (s->working_dir[0] && s->working_dir[0] != '/')
-                return invalid(ret_message, "working_dir '%s' is not absolute", s->working_dir);
+                return error_message(ret_message, -EINVAL, "working_dir '%s' is not absolute", s->working_dir);
         if (s->has_run_as_user && s->run_as_user < 0)
-                return invalid(ret_message, "run_as_user %lld is negative", (long long) s->run_as_user);
+                return error_message(ret_message, -EINVAL, "run_as_user %lld is negative", (long long) s->run_as_user);
         if (s->has_run_as_group && s->run_as_group < 0)
-                return invalid(ret_message, "run_as_group %lld is negative", (long long) s->run_as_group);
+                return error_message(ret_message, -EINVAL, "run_as_group %lld is negative", (long long) s->run_as_group);
         for (size_t i = 0; i < s->n_envs; i++)
                 if (!s->envs[i].key[0] || strchr(s->envs[i].key, '='))
-                        return invalid(ret_message, "environment variable name '%s' is invalid", s->envs[i].key);
+                        return error_message(ret_message, -EINVAL, "environment variable name '%s' is invalid", s->envs[i].key);
 
         s->mounts = calloc(c->n_mounts + 1, sizeof *s->mounts);
         if (!s->mounts)
@@ -259,13 +248,13 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
         for (size_t i = 0; i < c->n_mounts; i++) {
                 const Runtime__V1__Mount *m = c->mounts[i];
                 if (m->image && m->image->image && m->image->image[0])
-                        return invalid(ret_message, "mount %s: image volumes are not supported",
+                        return error_message(ret_message, -EINVAL, "mount %s: image volumes are not supported",
                                        m->container_path ?: "");
                 if (!path_ok(m->container_path))
-                        return invalid(ret_message, "mount container_path '%s' must be absolute, without '..'",
+                        return error_message(ret_message, -EINVAL, "mount container_path '%s' must be absolute, without '..'",
                                        m->container_path ?: "");
                 if (!path_ok(m->host_path))
-                        return invalid(ret_message, "mount host_path '%s' must be absolute, without '..'",
+                        return error_message(ret_message, -EINVAL, "mount host_path '%s' must be absolute, without '..'",
                                        m->host_path ?: "");
                 s->mounts[i] = (CtrMount) {
                         .container_path = strdup(m->container_path),
@@ -283,7 +272,7 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
         for (size_t i = 0; i < c->n_devices; i++) {
                 const Runtime__V1__Device *d = c->devices[i];
                 if (!path_ok(d->container_path) || !path_ok(d->host_path))
-                        return invalid(ret_message, "device '%s' → '%s': paths must be absolute, without '..'",
+                        return error_message(ret_message, -EINVAL, "device '%s' → '%s': paths must be absolute, without '..'",
                                        d->host_path ?: "", d->container_path ?: "");
                 s->devices[i] = (CtrDevice) {
                         .container_path = strdup(d->container_path),
@@ -299,7 +288,7 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
                         protobuf_c_enum_descriptor_get_value(&runtime__v1__signal__descriptor, (int) c->stop_signal);
                 s->stop_signal = v ? ctr_signal_from_string(v->name) : -EINVAL;
                 if (s->stop_signal <= 0)
-                        return invalid(ret_message, "stop_signal %d is not a signal rktlet knows", (int) c->stop_signal);
+                        return error_message(ret_message, -EINVAL, "stop_signal %d is not a signal rktlet knows", (int) c->stop_signal);
         }
         r = seccomp_from(sc, s, ret_message);
         if (r >= 0)

@@ -215,17 +215,6 @@ static int add_host_devices(OciSpec *o, const char *dir) {
         return 0;
 }
 
-static int invalid(char **ret_message, int error, const char *format, ...) _printf_(3, 4);
-static int invalid(char **ret_message, int error, const char *format, ...) {
-        va_list ap;
-
-        va_start(ap, format);
-        if (vasprintf(ret_message, format, ap) < 0)
-                *ret_message = NULL;
-        va_end(ap);
-        return error;
-}
-
 static int resolve_user(const CtrSpec *s, yajl_val config, const char *rootfs, OciSpec *o, char **ret_message) {
         const char *image_user = json_get_str(config, "User");
         char buf[64];
@@ -312,7 +301,7 @@ static int make_mounts(const CtrSpec *s, const Pod *pod, OciSpec *o, char **ret_
                 if (stat(m->host_path, &st) < 0) {
                         r = errno == ENOENT ? mkdir_p(m->host_path, 0755) : -errno;
                         if (r < 0) {
-                                r = invalid(ret_message, r, "mount %s: host path %s: %s", m->container_path,
+                                r = error_message(ret_message, r, "mount %s: host path %s: %s", m->container_path,
                                             m->host_path, strerror(-r));
                                 goto out;
                         }
@@ -354,7 +343,7 @@ static int make_namespaces(const CtrSpec *s, const Pod *pod, OciSpec *o, CtrTabl
                 Container *target = NULL;
                 if (!s->pid_target || ctr_find_prefix(t, s->pid_target, &target) < 0 || target->state != CTR_RUNNING ||
                     !target->pid) {
-                        r = invalid(ret_message, -ENOENT, "the target container '%s' of the PID namespace is not running",
+                        r = error_message(ret_message, -ENOENT, "the target container '%s' of the PID namespace is not running",
                                     s->pid_target ?: "");
                         break;
                 }
@@ -386,7 +375,7 @@ int ctr_write_oci_config(Container *c, const Pod *pod, const Image *image, const
 
         if (!config_path || (r = read_file(config_path, 4 * 1024 * 1024, &text, NULL)) < 0 ||
             !(v = json_parse(text, NULL, 0))) {
-                r = invalid(ret_message, -EIO, "cannot read the config of image %s", image->id);
+                r = error_message(ret_message, -EIO, "cannot read the config of image %s", image->id);
                 goto out;
         }
         config = json_get(v, "config");
@@ -401,7 +390,7 @@ int ctr_write_oci_config(Container *c, const Pod *pod, const Image *image, const
         if (r < 0)
                 goto out;
         if (!o.args || !o.args[0]) {
-                r = invalid(ret_message, -EINVAL, "no command: neither the request nor image %s gives one", image->id);
+                r = error_message(ret_message, -EINVAL, "no command: neither the request nor image %s gives one", image->id);
                 goto out;
         }
         r = make_env(s, config, pod, &o.env);
@@ -416,7 +405,7 @@ int ctr_write_oci_config(Container *c, const Pod *pod, const Image *image, const
                 goto out;
         }
         if (o.cwd[0] != '/') {
-                r = invalid(ret_message, -EINVAL, "working directory '%s' is not absolute", o.cwd);
+                r = error_message(ret_message, -EINVAL, "working directory '%s' is not absolute", o.cwd);
                 goto out;
         }
         r = resolve_user(s, config, o.rootfs, &o, ret_message);

@@ -1103,55 +1103,46 @@ void ctr_table_rewatch(CtrTable *t) {
         }
 }
 
+static void load_one(const char *id, void *userdata) {
+        CtrTable *t = userdata;
+        Container *c;
+        Image *img;
+        int r;
+
+        r = ctr_load(t, id, &c);
+        if (r < 0) {
+                log_warning_errno(r, "container %s: cannot read %s/containers/%s/state.json, ignoring it: %m", id,
+                                  t->env.root_dir, id);
+                return;
+        }
+        ctr_link(t, c);
+        img = image_store_find(t->env.images, c->image_id);
+        if (img)
+                img->users++;
+        if (c->creating) {
+                log_notice("container %s: was being created when rktlet stopped; cleaning it up.", c->id);
+                (void) ctr_remove(c, NULL, NULL, NULL);
+                return;
+        }
+        if (!c->unit_started)
+                return;
+        if (c->state == CTR_RUNNING || c->state == CTR_CREATED)
+                (void) ctr_io_adopt(t->env.loop, c->id, c->log_path, &c->io);
+        r = watch(c);
+        if (r < 0)
+                log_warning_errno(r, "container %s: cannot watch its unit: %m", c->id);
+        else if (c->state != CTR_EXITED)
+                systemd_watch_refresh(c->watch);
+        log_debug("container %s: recovered (%s).", c->id, ctr_state_to_string(c->state));
+}
+
 int ctr_table_load(CtrTable *t) {
-        struct dirent **entries = NULL;
         char *dir;
-        int n;
+        int r;
 
         if (asprintf(&dir, "%s/containers", t->env.root_dir) < 0)
                 return -ENOMEM;
-        n = scandir(dir, &entries, NULL, alphasort);
-        if (n < 0) {
-                int r = errno == ENOENT ? 0 : -errno;
-                free(dir);
-                return r;
-        }
-        for (int i = 0; i < n; i++) {
-                const char *id = entries[i]->d_name;
-                Container *c;
-                Image *img;
-                int r;
-
-                if (id[0] == '.' || strlen(id) != 64) {
-                        free(entries[i]);
-                        continue;
-                }
-                r = ctr_load(t, id, &c);
-                if (r < 0) {
-                        log_warning_errno(r, "container %s: cannot read %s/%s/state.json, ignoring it: %m", id, dir, id);
-                        free(entries[i]);
-                        continue;
-                }
-                ctr_link(t, c);
-                img = image_store_find(t->env.images, c->image_id);
-                if (img)
-                        img->users++;
-                if (c->creating) {
-                        log_notice("container %s: was being created when rktlet stopped; cleaning it up.", c->id);
-                        (void) ctr_remove(c, NULL, NULL, NULL);
-                } else if (c->unit_started) {
-                        if (c->state == CTR_RUNNING || c->state == CTR_CREATED)
-                                (void) ctr_io_adopt(t->env.loop, c->id, c->log_path, &c->io);
-                        r = watch(c);
-                        if (r < 0)
-                                log_warning_errno(r, "container %s: cannot watch its unit: %m", c->id);
-                        else if (c->state != CTR_EXITED)
-                                systemd_watch_refresh(c->watch);
-                        log_debug("container %s: recovered (%s).", c->id, ctr_state_to_string(c->state));
-                }
-                free(entries[i]);
-        }
-        free(entries);
+        r = dir_for_each_id(dir, load_one, t);
         free(dir);
-        return 0;
+        return r;
 }

@@ -699,40 +699,29 @@ int pod_remove(Pod *pod, PodDone done, void *userdata, PodOp **ret_op) {
         return pod_teardown(pod, OP_REMOVE, done, userdata, ret_op);
 }
 
+static void load_one(const char *id, void *userdata) {
+        PodTable *t = userdata;
+        Pod *pod;
+        int r;
+
+        r = pod_load(t, id, &pod);
+        if (r < 0)
+                log_warning_errno(r, "pod %s: cannot read %s/pods/%s/state.json, ignoring it: %m", id, t->env.root_dir, id);
+        else if (pod->state == POD_CREATING) {
+                /* Killed while it was being made: undo what exists. */
+                log_notice("pod %s: was being created when rktlet stopped; cleaning it up.", pod->id);
+                (void) pod_remove(pod, NULL, NULL, NULL);
+        } else
+                log_debug("pod %s: recovered (%s).", pod->id, pod_state_to_string(pod_state(pod)));
+}
+
 int pod_table_load(PodTable *t) {
-        struct dirent **entries = NULL;
         char *dir;
-        int n;
+        int r;
 
         if (asprintf(&dir, "%s/pods", t->env.root_dir) < 0)
                 return -ENOMEM;
-        n = scandir(dir, &entries, NULL, alphasort);
-        if (n < 0) {
-                int r = errno == ENOENT ? 0 : -errno;
-                free(dir);
-                return r;
-        }
-        for (int i = 0; i < n; i++) {
-                const char *id = entries[i]->d_name;
-                Pod *pod;
-                int r;
-
-                if (id[0] == '.' || strlen(id) != 64) {
-                        free(entries[i]);
-                        continue;
-                }
-                r = pod_load(t, id, &pod);
-                if (r < 0) {
-                        log_warning_errno(r, "pod %s: cannot read %s/%s/state.json, ignoring it: %m", id, dir, id);
-                } else if (pod->state == POD_CREATING) {
-                        /* Killed while it was being made: undo what exists. */
-                        log_notice("pod %s: was being created when rktlet stopped; cleaning it up.", pod->id);
-                        (void) pod_remove(pod, NULL, NULL, NULL);
-                } else
-                        log_debug("pod %s: recovered (%s).", pod->id, pod_state_to_string(pod_state(pod)));
-                free(entries[i]);
-        }
-        free(entries);
+        r = dir_for_each_id(dir, load_one, t);
         free(dir);
-        return 0;
+        return r;
 }

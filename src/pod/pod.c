@@ -177,28 +177,17 @@ PodState pod_state(const Pod *pod) {
 
 /* --- validation ---------------------------------------------------------------------------------- */
 
-static int invalid(char **ret_message, const char *format, ...) _printf_(2, 3);
-static int invalid(char **ret_message, const char *format, ...) {
-        va_list ap;
-
-        va_start(ap, format);
-        if (vasprintf(ret_message, format, ap) < 0)
-                *ret_message = NULL;
-        va_end(ap);
-        return -EINVAL;
-}
-
 /* Names end up in paths, unit descriptions, CNI_ARGS and logs: keep them plain. */
 static int check_name(const char *what, const char *s, size_t max, char **ret_message) {
         if (!s || !s[0])
-                return invalid(ret_message, "metadata.%s is empty", what);
+                return error_message(ret_message, -EINVAL, "metadata.%s is empty", what);
         if (strlen(s) > max)
-                return invalid(ret_message, "metadata.%s is longer than %zu characters", what, max);
+                return error_message(ret_message, -EINVAL, "metadata.%s is longer than %zu characters", what, max);
         if (strcmp(s, ".") == 0 || strstr(s, "..") || strchr(s, '/'))
-                return invalid(ret_message, "metadata.%s '%s' contains '/' or '..'", what, s);
+                return error_message(ret_message, -EINVAL, "metadata.%s '%s' contains '/' or '..'", what, s);
         for (const char *p = s; *p; p++)
                 if ((unsigned char) *p < 0x20 || *p == 0x7f || *p == ';' || *p == '=' || *p == '\\')
-                        return invalid(ret_message, "metadata.%s contains a control character, ';', '=' or '\\'", what);
+                        return error_message(ret_message, -EINVAL, "metadata.%s contains a control character, ';', '=' or '\\'", what);
         return 0;
 }
 
@@ -233,58 +222,58 @@ int pod_spec_validate(const PodSpec *s, char **ret_message) {
                 return r;
         if (s->hostname && s->hostname[0]) {
                 if (strlen(s->hostname) > 64)
-                        return invalid(ret_message, "hostname '%s' is longer than 64 characters", s->hostname);
+                        return error_message(ret_message, -EINVAL, "hostname '%s' is longer than 64 characters", s->hostname);
                 for (const char *p = s->hostname; *p; p++)
                         if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.", *p))
-                                return invalid(ret_message, "hostname '%s' is not a valid host name", s->hostname);
+                                return error_message(ret_message, -EINVAL, "hostname '%s' is not a valid host name", s->hostname);
         }
         if (s->network != POD_NS_POD && s->network != POD_NS_NODE)
-                return invalid(ret_message, "network namespace mode %d is not supported for pods (POD or NODE)",
+                return error_message(ret_message, -EINVAL, "network namespace mode %d is not supported for pods (POD or NODE)",
                                s->network);
         if (s->ipc != POD_NS_POD && s->ipc != POD_NS_NODE)
-                return invalid(ret_message, "IPC namespace mode %d is not supported for pods (POD or NODE)", s->ipc);
+                return error_message(ret_message, -EINVAL, "IPC namespace mode %d is not supported for pods (POD or NODE)", s->ipc);
         if (s->pid != POD_NS_POD && s->pid != POD_NS_CONTAINER && s->pid != POD_NS_NODE)
-                return invalid(ret_message, "PID namespace mode %d is not supported for pods", s->pid);
+                return error_message(ret_message, -EINVAL, "PID namespace mode %d is not supported for pods", s->pid);
         if (s->cgroup_parent && s->cgroup_parent[0] && !systemd_unit_name_valid(s->cgroup_parent, ".slice"))
-                return invalid(ret_message,
+                return error_message(ret_message, -EINVAL,
                                "cgroup_parent '%s' is not a systemd slice name (rktlet uses the systemd cgroup driver)",
                                s->cgroup_parent);
         if (s->runtime_handler && s->runtime_handler[0])
-                return invalid(ret_message, "unknown runtime handler '%s' (rktlet has only the default handler \"\")",
+                return error_message(ret_message, -EINVAL, "unknown runtime handler '%s' (rktlet has only the default handler \"\")",
                                s->runtime_handler);
         for (size_t i = 0; i < s->n_sysctls; i++) {
                 const char *k = s->sysctls[i].key, *v = s->sysctls[i].value, *why;
 
                 if (!k || !k[0] || strlen(k) > 255)
-                        return invalid(ret_message, "sysctl name is empty or too long");
+                        return error_message(ret_message, -EINVAL, "sysctl name is empty or too long");
                 for (const char *p = k; *p; p++)
                         if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-", *p))
-                                return invalid(ret_message, "sysctl name '%s' contains '%c'", k, *p);
+                                return error_message(ret_message, -EINVAL, "sysctl name '%s' contains '%c'", k, *p);
                 if (strstr(k, "..") || k[0] == '.' || k[strlen(k) - 1] == '.')
-                        return invalid(ret_message, "sysctl name '%s' is malformed", k);
+                        return error_message(ret_message, -EINVAL, "sysctl name '%s' is malformed", k);
                 /* CVE-2022-0811: a value with '+' or '=' or a newline could smuggle a second setting. */
                 if (!v || strlen(v) > 4096)
-                        return invalid(ret_message, "sysctl '%s' has no value or one that is too long", k);
+                        return error_message(ret_message, -EINVAL, "sysctl '%s' has no value or one that is too long", k);
                 for (const char *p = v; *p; p++)
                         if (*p == '+' || *p == '=' || *p == '\n' || *p == '\r' || (unsigned char) *p < 0x20)
-                                return invalid(ret_message, "sysctl '%s' value contains a forbidden character", k);
+                                return error_message(ret_message, -EINVAL, "sysctl '%s' value contains a forbidden character", k);
                 if (!sysctl_namespaced(k, s->network, s->ipc, &why))
-                        return invalid(ret_message, "sysctl '%s' is not allowed: %s", k, why);
+                        return error_message(ret_message, -EINVAL, "sysctl '%s' is not allowed: %s", k, why);
         }
         for (size_t i = 0; i < s->n_ports; i++) {
                 const PodPort *p = &s->ports[i];
                 if (p->container_port <= 0 || p->container_port > 65535 || p->host_port < 0 || p->host_port > 65535)
-                        return invalid(ret_message, "port mapping %zu: ports must be within 1-65535", i);
+                        return error_message(ret_message, -EINVAL, "port mapping %zu: ports must be within 1-65535", i);
         }
         for (char **d = s->dns_servers; d && *d; d++)
                 if (strpbrk(*d, " \t\n"))
-                        return invalid(ret_message, "DNS server '%s' contains white space", *d);
+                        return error_message(ret_message, -EINVAL, "DNS server '%s' contains white space", *d);
         for (char **d = s->dns_searches; d && *d; d++)
                 if (strpbrk(*d, " \t\n"))
-                        return invalid(ret_message, "DNS search domain '%s' contains white space", *d);
+                        return error_message(ret_message, -EINVAL, "DNS search domain '%s' contains white space", *d);
         for (char **d = s->dns_options; d && *d; d++)
                 if (strpbrk(*d, " \t\n"))
-                        return invalid(ret_message, "DNS option '%s' contains white space", *d);
+                        return error_message(ret_message, -EINVAL, "DNS option '%s' contains white space", *d);
         return 0;
 }
 
