@@ -308,17 +308,10 @@ static char *find_oci_runtime(const char *configured) {
                 if (strchr(candidates[i], '/'))
                         return access(candidates[i], X_OK) == 0 ? strdup(candidates[i]) : NULL;
                 dirs = strv_split(path, ":");
-                for (char **d = dirs; d && *d; d++) {
-                        char *p;
-                        if (asprintf(&p, "%s/%s", *d, candidates[i]) < 0)
-                                break;
-                        if (access(p, X_OK) == 0) {
-                                strv_free(dirs);
-                                return p;
-                        }
-                        free(p);
-                }
+                char *found = find_executable(dirs, candidates[i]);
                 strv_free(dirs);
+                if (found)
+                        return found;
                 if (i == 0)
                         return NULL; /* what was configured is not there: no guessing */
         }

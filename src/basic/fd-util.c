@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <string.h>
@@ -85,4 +86,17 @@ int dir_for_each_id(const char *dir, void (*fn)(const char *id, void *userdata),
         }
         free(entries);
         return 0;
+}
+
+char *find_executable(char *const *dirs, const char *name) {
+        char *path;
+
+        for (char *const *d = dirs; d && *d; d++) {
+                if (asprintf(&path, "%s/%s", *d, name) < 0)
+                        return NULL;
+                if (access(path, X_OK) == 0)
+                        return path;
+                free(path);
+        }
+        return NULL;
 }

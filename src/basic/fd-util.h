@@ -13,3 +13,5 @@ int rm_rf(const char *path);
 /* Calls fn for every entry of dir named by a 64-hex-digit id (the records of pods and containers),
  * in lexical order. A missing dir is empty. */
 int dir_for_each_id(const char *dir, void (*fn)(const char *id, void *userdata), void *userdata);
+/* The first dirs[i]/name that is executable (a new string), or NULL. */
+char *find_executable(char *const *dirs, const char *name);

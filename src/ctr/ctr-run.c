@@ -224,10 +224,6 @@ static bool memcg_oom_killed(const char *memcg) {
         return killed;
 }
 
-static void set_str(char **p, const char *s) {
-        (void) free_and_strdup(p, s);
-}
-
 static void record_exit(Container *c, const SystemdServiceInfo *info) {
         char id_field[sizeof("CONTAINER_ID=") + 64];
         const char *fields[] = { id_field, NULL };
@@ -235,8 +231,8 @@ static void record_exit(Container *c, const SystemdServiceInfo *info) {
 
         if (info->gone || info->exec_main_start_usec == 0) {
                 c->exit_code = 255;
-                set_str(&c->reason, "Error");
-                set_str(&c->message, "the container's unit is gone; its exit status is unknown");
+                (void) free_and_strdup(&c->reason, "Error");
+                (void) free_and_strdup(&c->message, "the container's unit is gone; its exit status is unknown");
                 c->finished_at_ns = now_ns();
         } else {
                 if (info->exec_main_code == CLD_EXITED)
@@ -247,7 +243,7 @@ static void record_exit(Container *c, const SystemdServiceInfo *info) {
                 oom = strcmp(info->result, "oom-kill") == 0 ||
                       (info->exec_main_code != CLD_EXITED && info->exec_main_status == SIGKILL &&
                        memcg_oom_killed(c->memcg));
-                set_str(&c->reason, oom ? "OOMKilled" : c->exit_code == 0 ? "Completed" : "Error");
+                (void) free_and_strdup(&c->reason, oom ? "OOMKilled" : c->exit_code == 0 ? "Completed" : "Error");
         }
         c->state = CTR_EXITED;
         save(c);
@@ -273,7 +269,7 @@ static char *runtime_error(Container *c) {
                 yajl_val v = json_parse(line, NULL, 0);
                 const char *level = json_get_str(v, "level"), *msg = json_get_str(v, "msg");
                 if (level && msg && (strcmp(level, "error") == 0 || strcmp(level, "fatal") == 0))
-                        set_str(&out, msg);
+                        (void) free_and_strdup(&out, msg);
                 yajl_tree_free(v);
         }
         free(text);
@@ -298,8 +294,8 @@ static void start_decide(Container *c, const SystemdServiceInfo *info, CtrOp *op
                 c->state = CTR_EXITED;
                 c->exit_code = 128;
                 c->finished_at_ns = now_ns();
-                set_str(&c->reason, "StartError");
-                set_str(&c->message, err                   ? err
+                (void) free_and_strdup(&c->reason, "StartError");
+                (void) free_and_strdup(&c->message, err                   ? err
                                      : op && op->job_message ? op->job_message
                                                              : "the OCI runtime did not start it");
                 save(c);
@@ -441,7 +437,7 @@ static int unit_properties(sd_bus_message *m, void *userdata) {
         StartArgs *a = userdata;
         Container *c = a->c;
         const char *runtime = c->table->env.runtime;
-        char *bundle = ctr_bundle_dir(c), *pidfile = ctr_path(c, true, "pid"), *log = ctr_path(c, true, "runtime.log");
+        char *bundle = ctr_run_dir(c), *pidfile = ctr_path(c, true, "pid"), *log = ctr_path(c, true, "runtime.log");
         char *root = NULL, description[512];
         int r = -ENOMEM;
 

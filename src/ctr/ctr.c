@@ -150,10 +150,6 @@ char *ctr_run_dir(const Container *c) {
         return asprintf(&p, "%s/containers/%s", c->table->env.state_dir, c->id) < 0 ? NULL : p;
 }
 
-char *ctr_bundle_dir(const Container *c) {
-        return ctr_run_dir(c);
-}
-
 char *ctr_path(const Container *c, bool run, const char *name) {
         const char *base = run ? c->table->env.state_dir : c->table->env.root_dir;
         char *p;
@@ -322,7 +318,7 @@ fail:
 }
 
 char *ctr_info_json(const Container *c) {
-        char *unit = ctr_unit_name(c), *bundle = ctr_bundle_dir(c), *out;
+        char *unit = ctr_unit_name(c), *bundle = ctr_run_dir(c), *out;
         yajl_gen g = yajl_gen_alloc(NULL);
 
         if (!g) {

@@ -148,7 +148,6 @@ int ctr_find_prefix(CtrTable *t, const char *prefix, Container **ret);
 
 const char *ctr_state_to_string(CtrState s);
 char *ctr_unit_name(const Container *c);
-char *ctr_bundle_dir(const Container *c);
 /* JSON for verbose status: unit, bundle, pid, runtime. */
 char *ctr_info_json(const Container *c);
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "fd-util.h"
 #include "json-util.h"
 #include "log.h"
 #include "macro.h"
@@ -59,18 +60,9 @@ struct CniOp {
 };
 
 static char *find_plugin(Cni *c, const char *type) {
-        char *path;
-
         if (!type || !type[0] || strchr(type, '/') || strcmp(type, "..") == 0)
                 return NULL;
-        for (char **d = c->bin_dirs; d && *d; d++) {
-                if (asprintf(&path, "%s/%s", *d, type) < 0)
-                        return NULL;
-                if (access(path, X_OK) == 0)
-                        return path;
-                free(path);
-        }
-        return NULL;
+        return find_executable(c->bin_dirs, type);
 }
 
 static bool have_plugin(Cni *c, const char *type) {
