@@ -242,9 +242,14 @@ static void containers_swept(Container *c, int error, const char *message, void 
         if (--pc->sweeping > 0)
                 return;
         pod = pod_find(pc->manager->pods, pc->id);
-        if (pc->sweep_error || !pod) {
-                (void) grpc_call_finish(pc->call, pc->sweep_error ? GRPC_STATUS_INTERNAL : GRPC_STATUS_OK, "%s",
-                                        pc->sweep_error ?: "");
+        if (pc->sweep_error) {
+                (void) grpc_call_finish(pc->call, GRPC_STATUS_INTERNAL, "%s", pc->sweep_error);
+                pod_call_free(pc);
+                return;
+        }
+        if (!pod) {
+                /* Gone meanwhile (another call removed it): nothing left to reclaim, as at the start. */
+                (void) empty_reply(pc->call, pc->remove);
                 pod_call_free(pc);
                 return;
         }

@@ -88,6 +88,8 @@ int cri_service_init(Manager *m) {
                         gm->name = services[i]->methods[j].name;
                         gm->handler = cri_unimplemented;
                         gm->userdata = gm;
+                        /* protobuf-c keeps no streaming flag: the CRI's one server-streaming method. */
+                        gm->server_streaming = strcmp(gm->name, "GetContainerEvents") == 0;
                         for (size_t k = 0; k < ELEMENTSOF(impls); k++)
                                 if (strcmp(impls[k].path, path) == 0) {
                                         gm->handler = impls[k].handler;

@@ -55,6 +55,7 @@ GrpcCall *grpc_call_unref(GrpcCall *c) {
         buffer_free(&c->out);
         free(c->path);
         free(c->encoding);
+        free(c->malformed);
         free(c->status_message);
         free(c);
         return NULL;
@@ -129,10 +130,90 @@ static bool header_is(const char *name, size_t namelen, const char *want) {
         return namelen == strlen(want) && memcmp(name, want, namelen) == 0;
 }
 
+enum {
+        PSEUDO_METHOD = 1u << 0,
+        PSEUDO_SCHEME = 1u << 1,
+        PSEUDO_PATH = 1u << 2,
+        PSEUDO_AUTHORITY = 1u << 3,
+};
+
+_printf_(2, 3) static void call_malformed(GrpcCall *c, const char *format, ...) {
+        va_list ap;
+
+        if (c->malformed)
+                return; /* the first reason is the one reported */
+        va_start(ap, format);
+        if (vasprintf(&c->malformed, format, ap) < 0)
+                c->malformed = NULL;
+        va_end(ap);
+        if (!c->malformed)
+                c->malformed = strdup("malformed request headers");
+}
+
+static unsigned pseudo_header_bit(const char *name, size_t namelen) {
+        static const struct {
+                const char *name;
+                unsigned bit;
+        } table[] = {
+                { ":method", PSEUDO_METHOD },
+                { ":scheme", PSEUDO_SCHEME },
+                { ":path", PSEUDO_PATH },
+                { ":authority", PSEUDO_AUTHORITY },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(table); i++)
+                if (header_is(name, namelen, table[i].name))
+                        return table[i].bit;
+        return 0;
+}
+
+/* HTTP/2's rules for a request header block (RFC 9113 8.2 and 8.3) and what gRPC needs of it. The
+ * authority (":authority", "host") is never judged: a unix socket has none, and real clients send
+ * "localhost", the socket path, its percent-encoding, or nothing. */
 void grpc_call_on_header(GrpcCall *c, const char *name, size_t namelen, const char *value, size_t valuelen) {
-        if (header_is(name, namelen, ":path")) {
-                free(c->path);
-                c->path = strndup(value, valuelen);
+        const uint8_t *n = (const uint8_t *) name, *v = (const uint8_t *) value;
+
+        if (namelen > 0 && name[0] == ':') {
+                unsigned bit = pseudo_header_bit(name, namelen);
+                if (c->regular_seen)
+                        return call_malformed(c, "pseudo-header '%.*s' after a regular header", (int) namelen, name);
+                if (bit == 0)
+                        return call_malformed(c, "unknown pseudo-header '%.*s'", (int) MIN(namelen, 64u), name);
+                if (c->pseudo_seen & bit)
+                        return call_malformed(c, "pseudo-header '%.*s' appears twice", (int) namelen, name);
+                c->pseudo_seen |= bit;
+                if (bit == PSEUDO_AUTHORITY)
+                        return;
+                if (valuelen == 0)
+                        return call_malformed(c, "pseudo-header '%.*s' is empty", (int) namelen, name);
+                if (!nghttp2_check_header_value(v, valuelen))
+                        return call_malformed(c, "pseudo-header '%.*s' has a forbidden character", (int) namelen, name);
+                if (bit == PSEUDO_METHOD)
+                        c->method_post = header_is(value, valuelen, "POST");
+                else if (bit == PSEUDO_PATH) {
+                        free(c->path);
+                        c->path = strndup(value, valuelen);
+                }
+                return;
+        }
+
+        c->regular_seen = true;
+        if (namelen == 0 || !nghttp2_check_header_name(n, namelen))
+                return call_malformed(c, "header name '%.*s' is not a lower-case token", (int) MIN(namelen, 64u), name);
+        if (header_is(name, namelen, "host"))
+                return;
+        if (!nghttp2_check_header_value(v, valuelen))
+                return call_malformed(c, "header '%.*s' has a forbidden character", (int) namelen, name);
+        if (header_is(name, namelen, "connection") || header_is(name, namelen, "keep-alive") ||
+            header_is(name, namelen, "proxy-connection") || header_is(name, namelen, "transfer-encoding") ||
+            header_is(name, namelen, "upgrade"))
+                return call_malformed(c, "connection-specific header '%.*s' is not allowed in HTTP/2",
+                                      (int) namelen, name);
+
+        if (header_is(name, namelen, "te")) {
+                c->te_trailers = valuelen == 8 && strncasecmp(value, "trailers", 8) == 0;
+                if (!c->te_trailers)
+                        return call_malformed(c, "te: '%.*s': HTTP/2 allows only 'trailers'", (int) MIN(valuelen, 64u),
+                                              value);
         } else if (header_is(name, namelen, "content-type")) {
                 c->content_type_ok = valuelen >= 16 && strncmp(value, "application/grpc", 16) == 0 &&
                                      (valuelen == 16 || value[16] == '+' || value[16] == ';');
@@ -151,18 +232,58 @@ static void call_kick(GrpcCall *c) {
                 grpc_conn_flush(c->conn);
 }
 
+/* A request that is not a gRPC call answered as the gRPC-over-HTTP/2 spec asks: an HTTP status that
+ * says why, and a gRPC status with a message for gRPC clients, in one HEADERS frame that ends the
+ * stream (on_frame_send() then resets a stream the client has not ended with NO_ERROR). */
+_printf_(4, 5) static void call_refuse(GrpcCall *c, const char *http_status, GrpcStatus status,
+                                       const char *format, ...) {
+        char code[4];
+        _cleanup_free_ char *message = NULL, *encoded = NULL;
+        va_list ap;
+
+        va_start(ap, format);
+        if (vasprintf(&message, format, ap) < 0)
+                message = NULL;
+        va_end(ap);
+        encoded = message ? grpc_percent_encode(message) : NULL;
+
+        nghttp2_nv nva[] = {
+                MAKE_NV(":status", http_status, strlen(http_status)),
+                MAKE_NV_LIT("content-type", "application/grpc"),
+                MAKE_NV("grpc-status", code, (size_t) snprintf(code, sizeof code, "%i", status)),
+                MAKE_NV("grpc-message", encoded, encoded ? strlen(encoded) : 0),
+        };
+        c->done = c->finished = true;
+        c->status = status;
+        free(c->status_message);
+        c->status_message = TAKE_PTR(message);
+        call_log_end(c);
+        if (nghttp2_submit_response(c->conn->session, c->stream_id, nva, encoded ? ELEMENTSOF(nva) : ELEMENTSOF(nva) - 1,
+                                    NULL) != 0)
+                nghttp2_submit_rst_stream(c->conn->session, NGHTTP2_FLAG_NONE, c->stream_id, NGHTTP2_INTERNAL_ERROR);
+}
+
 void grpc_call_on_headers_end(GrpcCall *c) {
         GrpcServer *s = c->conn->server;
+        const unsigned required = PSEUDO_METHOD | PSEUDO_SCHEME | PSEUDO_PATH;
 
-        if (!c->content_type_ok) {
+        if (c->malformed)
+                return call_refuse(c, "400", GRPC_STATUS_INTERNAL, "malformed request: %s", c->malformed);
+        if ((c->pseudo_seen & required) != required)
+                return call_refuse(c, "400", GRPC_STATUS_INTERNAL, "malformed request: no %s pseudo-header",
+                                   !(c->pseudo_seen & PSEUDO_METHOD)   ? ":method"
+                                   : !(c->pseudo_seen & PSEUDO_SCHEME) ? ":scheme"
+                                                                       : ":path");
+        if (!c->method_post)
+                return call_refuse(c, "405", GRPC_STATUS_INTERNAL, "gRPC requests use :method POST");
+        if (!c->content_type_ok)
                 /* Not gRPC at all: plain HTTP says so. */
-                nghttp2_nv nva[] = { MAKE_NV_LIT(":status", "415") };
-                c->done = c->finished = true;
-                nghttp2_submit_response(c->conn->session, c->stream_id, nva, ELEMENTSOF(nva), NULL);
-                return;
-        }
+                return call_refuse(c, "415", GRPC_STATUS_INVALID_ARGUMENT,
+                                   "content-type must be application/grpc or application/grpc+proto");
+        if (!c->te_trailers)
+                return call_refuse(c, "400", GRPC_STATUS_INTERNAL, "gRPC requests carry 'te: trailers'");
 
-        c->method = c->path ? s->lookup(c->path, s->userdata) : NULL;
+        c->method = s->lookup(c->path, s->userdata);
         if (!c->method) {
                 grpc_call_finish(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method '%s'", grpc_call_path(c));
                 return;
@@ -309,6 +430,7 @@ uint8_t *grpc_call_reserve_message(GrpcCall *c, size_t len) {
         }
         grpc_frame_header_write(p, false, (uint32_t) len);
         buffer_commit(&c->out, GRPC_FRAME_HEADER_SIZE + len);
+        c->n_sent++;
         return p + GRPC_FRAME_HEADER_SIZE;
 }
 
@@ -336,7 +458,15 @@ _printf_(3, 0) static int call_finishv(GrpcCall *c, GrpcStatus status, const cha
         c->status = status;
         free(c->status_message);
         c->status_message = NULL;
-        if (format && vasprintf(&c->status_message, format, ap) < 0)
+        if (status == GRPC_STATUS_OK && c->method && !c->method->server_streaming && c->n_sent != 1) {
+                /* Clients report an OK without its message as INTERNAL anyway: say why, and log the bug. */
+                log_error("%s: the handler ended with OK and %u response messages instead of one",
+                          grpc_call_path(c), c->n_sent);
+                c->status = GRPC_STATUS_INTERNAL;
+                if (asprintf(&c->status_message, "rktlet bug: %s ended OK with %u response messages, not one",
+                             c->method->name, c->n_sent) < 0)
+                        c->status_message = NULL;
+        } else if (format && vasprintf(&c->status_message, format, ap) < 0)
                 c->status_message = NULL;
         call_log_end(c);
         c->cancel = NULL;

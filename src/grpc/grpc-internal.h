@@ -61,7 +61,16 @@ struct GrpcCall {
         const GrpcMethod *method;
         char *path;
         char *encoding;
+        /* What the request headers said, judged when they end (grpc_call_on_headers_end()): nghttp2's
+         * own HTTP checks are off, since they refuse the authorities real clients send on a unix
+         * socket (grpc-go sends the socket path). */
+        char *malformed;      /* the first way the header block breaks HTTP/2's rules */
+        unsigned pseudo_seen; /* PSEUDO_* bits */
+        bool regular_seen;
+        bool method_post;
+        bool te_trailers;
         bool content_type_ok;
+        unsigned n_sent; /* messages queued */
         bool body_complete;
         bool headers_sent;
         bool finished; /* trailers queued */

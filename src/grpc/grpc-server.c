@@ -28,6 +28,10 @@ int grpc_server_new(struct ev_loop *loop, const GrpcServerConfig *config, GrpcLo
         /* Bound what a client controls: closed streams kept for priority, and reset floods. */
         nghttp2_option_set_max_reserved_remote_streams(s->option, 0);
         nghttp2_option_set_max_outbound_ack(s->option, 1000);
+        /* nghttp2's HTTP messaging checks reset every stream whose :authority holds a '/', which is
+         * what grpc-go (kubelet, crictl) sends on a unix socket: the socket path. grpc-call.c checks
+         * the request itself and answers what it refuses with a status, never a bare reset. */
+        nghttp2_option_set_no_http_messaging(s->option, 1);
 
         *ret = s;
         return 0;

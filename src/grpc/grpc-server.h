@@ -26,6 +26,9 @@ typedef struct GrpcMethod {
         const char *name; /* "Version" */
         GrpcHandler handler;
         void *userdata;
+        /* A unary method (the default) must answer OK with exactly its one response message; the
+         * server turns an OK without one into INTERNAL. A server-streaming one may send none. */
+        bool server_streaming;
 } GrpcMethod;
 
 /* Finds the method for a :path; NULL means unknown (the server answers UNIMPLEMENTED). */

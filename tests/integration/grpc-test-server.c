@@ -128,7 +128,7 @@ static int method_counters(GrpcCall *call, const uint8_t *msg, size_t len, void 
 }
 
 static GrpcMethod methods[] = {
-        { "/rktlet.test.Test/Stream", "Stream", method_stream, NULL },
+        { "/rktlet.test.Test/Stream", "Stream", method_stream, NULL, .server_streaming = true },
         { "/rktlet.test.Test/Hold", "Hold", method_hold, NULL },
         { "/rktlet.test.Test/Counters", "Counters", method_counters, NULL },
 };
