@@ -235,32 +235,37 @@ static void call_kick(GrpcCall *c) {
 /* A request that is not a gRPC call answered as the gRPC-over-HTTP/2 spec asks: an HTTP status that
  * says why, and a gRPC status with a message for gRPC clients, in one HEADERS frame that ends the
  * stream (on_frame_send() then resets a stream the client has not ended with NO_ERROR). */
-_printf_(4, 5) static void call_refuse(GrpcCall *c, const char *http_status, GrpcStatus status,
-                                       const char *format, ...) {
+/* A Trailers-Only response: one HEADERS frame with the call's status that ends the stream. */
+static void call_trailers_only(GrpcCall *c, const char *http_status) {
         char code[4];
-        _cleanup_free_ char *message = NULL, *encoded = NULL;
-        va_list ap;
-
-        va_start(ap, format);
-        if (vasprintf(&message, format, ap) < 0)
-                message = NULL;
-        va_end(ap);
-        encoded = message ? grpc_percent_encode(message) : NULL;
-
+        _cleanup_free_ char *encoded = c->status_message ? grpc_percent_encode(c->status_message) : NULL;
         nghttp2_nv nva[] = {
                 MAKE_NV(":status", http_status, strlen(http_status)),
                 MAKE_NV_LIT("content-type", "application/grpc"),
-                MAKE_NV("grpc-status", code, (size_t) snprintf(code, sizeof code, "%i", status)),
+                MAKE_NV("grpc-status", code, (size_t) snprintf(code, sizeof code, "%i", c->status)),
                 MAKE_NV("grpc-message", encoded, encoded ? strlen(encoded) : 0),
         };
-        c->done = c->finished = true;
-        c->status = status;
-        free(c->status_message);
-        c->status_message = TAKE_PTR(message);
-        call_log_end(c);
         if (nghttp2_submit_response(c->conn->session, c->stream_id, nva, encoded ? ELEMENTSOF(nva) : ELEMENTSOF(nva) - 1,
                                     NULL) != 0)
                 nghttp2_submit_rst_stream(c->conn->session, NGHTTP2_FLAG_NONE, c->stream_id, NGHTTP2_INTERNAL_ERROR);
+}
+
+/* A request that is not a gRPC call answered as the gRPC-over-HTTP/2 spec asks: an HTTP status that
+ * says why, and a gRPC status with a message for gRPC clients (on_frame_send() then resets a stream
+ * the client has not ended, with NO_ERROR). */
+_printf_(4, 5) static void call_refuse(GrpcCall *c, const char *http_status, GrpcStatus status,
+                                       const char *format, ...) {
+        va_list ap;
+
+        c->done = c->finished = true;
+        c->status = status;
+        free(c->status_message);
+        va_start(ap, format);
+        if (vasprintf(&c->status_message, format, ap) < 0)
+                c->status_message = NULL;
+        va_end(ap);
+        call_log_end(c);
+        call_trailers_only(c, http_status);
 }
 
 void grpc_call_on_headers_end(GrpcCall *c) {
@@ -460,7 +465,7 @@ _printf_(3, 0) static int call_finishv(GrpcCall *c, GrpcStatus status, const cha
         c->status_message = NULL;
         if (status == GRPC_STATUS_OK && c->method && !c->method->server_streaming && c->n_sent != 1) {
                 /* Clients report an OK without its message as INTERNAL anyway: say why, and log the bug. */
-                log_error("%s: the handler ended with OK and %u response messages instead of one",
+                log_error("%s: the handler ended with OK and %u response messages, not one",
                           grpc_call_path(c), c->n_sent);
                 c->status = GRPC_STATUS_INTERNAL;
                 if (asprintf(&c->status_message, "rktlet bug: %s ended OK with %u response messages, not one",
@@ -476,23 +481,10 @@ _printf_(3, 0) static int call_finishv(GrpcCall *c, GrpcStatus status, const cha
                 return 0;
         ev_timer_stop(c->conn->server->loop, &c->deadline);
 
-        if (c->headers_sent) {
+        if (c->headers_sent)
                 nghttp2_session_resume_data(c->conn->session, c->stream_id);
-        } else {
-                /* Trailers-Only response: one HEADERS frame that ends the stream. */
-                char code[4];
-                _cleanup_free_ char *encoded = c->status_message ? grpc_percent_encode(c->status_message) : NULL;
-                nghttp2_nv nva[] = {
-                        MAKE_NV_LIT(":status", "200"),
-                        MAKE_NV_LIT("content-type", "application/grpc"),
-                        MAKE_NV("grpc-status", code, (size_t) snprintf(code, sizeof code, "%i", status)),
-                        MAKE_NV("grpc-message", encoded, encoded ? strlen(encoded) : 0),
-                };
-                if (nghttp2_submit_response(c->conn->session, c->stream_id, nva,
-                                            encoded ? ELEMENTSOF(nva) : ELEMENTSOF(nva) - 1, NULL) != 0)
-                        nghttp2_submit_rst_stream(c->conn->session, NGHTTP2_FLAG_NONE, c->stream_id,
-                                                  NGHTTP2_INTERNAL_ERROR);
-        }
+        else
+                call_trailers_only(c, "200");
         call_kick(c);
         return 0;
 }

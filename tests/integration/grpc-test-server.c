@@ -127,10 +127,16 @@ static int method_counters(GrpcCall *call, const uint8_t *msg, size_t len, void 
         return grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 }
 
+/* A handler bug the server must catch: OK without the unary reply message. */
+static int method_no_reply(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        return grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+}
+
 static GrpcMethod methods[] = {
         { "/rktlet.test.Test/Stream", "Stream", method_stream, NULL, .server_streaming = true },
         { "/rktlet.test.Test/Hold", "Hold", method_hold, NULL },
         { "/rktlet.test.Test/Counters", "Counters", method_counters, NULL },
+        { "/rktlet.test.Test/NoReply", "NoReply", method_no_reply, NULL },
 };
 
 static const GrpcMethod *lookup(const char *path, void *userdata) {

@@ -219,11 +219,16 @@ class Response:
 class RawH2:
     """A minimal HTTP/2 client (python3-h2) on the daemon's unix socket."""
 
-    def __init__(self, path, timeout=10.0):
+    def __init__(self, path, timeout=10.0, authority="localhost", validate=True):
+        """authority: the :authority every request sends (None: none at all). validate=False lets
+        requests break HTTP/2's header rules, to see what the server answers."""
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         self.sock.connect(path)
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        self.authority = authority
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=True, header_encoding="utf-8",
+            validate_outbound_headers=validate, normalize_outbound_headers=validate))
         self.conn.initiate_connection()
         self.flush()
         self.responses = {}
@@ -235,9 +240,14 @@ class RawH2:
             self.sock.sendall(data)
 
     def request(self, path, body=b"", headers=(), end=True):
-        sid = self.conn.get_next_available_stream_id()
-        hdrs = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "localhost"),
+        hdrs = [(":method", "POST"), (":scheme", "http"), (":path", path),
+                *([] if self.authority is None else [(":authority", self.authority)]),
                 ("content-type", "application/grpc"), ("te", "trailers"), *headers]
+        return self.send(hdrs, body, end)
+
+    def send(self, hdrs, body=b"", end=True):
+        """A request with exactly these headers, in this order."""
+        sid = self.conn.get_next_available_stream_id()
         self.conn.send_headers(sid, hdrs, end_stream=not body and end)
         if body:
             self.conn.send_data(sid, body, end_stream=end)

@@ -257,3 +257,90 @@ def test_connection_limit(make_daemon, pb):
     held.append(wait_until(lambda: raw_version_ok(d.socket), what="the freed slot"))
     for c in held:
         c.close()
+
+
+# --- what real clients send as :authority on a unix socket -----------------------------------------
+# grpc-go with a path target (kubelet, crictl): the socket path; grpc-go with unix://: "localhost";
+# gRPC C-core >= 1.57: the percent-encoded path; grpc-java: the raw path; some clients: nothing.
+
+def authority_forms(socket_path):
+    from urllib.parse import quote
+    return {
+        "localhost": "localhost",
+        "socket path": socket_path,
+        "percent-encoded path": quote(socket_path, safe=""),
+        "empty": "",
+    }
+
+
+@pytest.mark.parametrize("form", ["localhost", "socket path", "percent-encoded path", "empty"])
+def test_grpcio_with_each_default_authority(daemon, pb, form):
+    authority = authority_forms(daemon.socket)[form]
+    ch = daemon.channel(**{"grpc.default_authority": authority})
+    rt = daemon.runtime(ch)
+    assert rt.Version(pb.VersionRequest(version="v1"), timeout=5).runtime_name == "rktlet"
+    assert list(rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=5).items) == []
+    img = daemon.images(ch)
+    assert img.ImageFsInfo(pb.ImageFsInfoRequest(), timeout=5).image_filesystems
+
+
+@pytest.mark.parametrize("form", ["localhost", "socket path", "percent-encoded path", "empty", "none",
+                                  "odd bytes"])
+def test_raw_http2_with_each_authority(daemon, pb, form):
+    authority = {**authority_forms(daemon.socket), "none": None, "odd bytes": "a/b@c:d%zz[::1]"}[form]
+    c = RawH2(daemon.socket, authority=authority, validate=False)
+    r = c.call(VERSION, grpc_frame(pb.VersionRequest(version="v1").SerializeToString()))
+    assert r.reset is None, f"stream reset with {r.reset}"
+    assert r.headers[":status"] == "200" and r.grpc_status == 0, (r.headers, r.trailers)
+    assert pb.VersionResponse.FromString(grpc_unframe(r.data)[0]).runtime_name == "rktlet"
+    c.close()
+
+
+def base_headers(**replace):
+    hdrs = {":method": "POST", ":scheme": "http", ":path": VERSION, ":authority": "/run/rktlet/rktlet.sock",
+            "content-type": "application/grpc", "te": "trailers"}
+    hdrs.update(replace)
+    return [(k, v) for k, v in hdrs.items() if v is not None]
+
+
+# (headers, HTTP status, gRPC status) — HTTP/2 (RFC 9113 8.2, 8.3) and the gRPC-over-HTTP/2 spec
+# ("Content-Type ... SHOULD respond with HTTP status of 415"; requests are POST with te: trailers).
+MALFORMED = {
+    "GET": (base_headers(**{":method": "GET"}), "405", grpc.StatusCode.INTERNAL),
+    "no :method": (base_headers(**{":method": None}), "400", grpc.StatusCode.INTERNAL),
+    "no :path": (base_headers(**{":path": None}), "400", grpc.StatusCode.INTERNAL),
+    "no :scheme": (base_headers(**{":scheme": None}), "400", grpc.StatusCode.INTERNAL),
+    "empty :path": (base_headers(**{":path": ""}), "400", grpc.StatusCode.INTERNAL),
+    "no content-type": (base_headers(**{"content-type": None}), "415", grpc.StatusCode.INVALID_ARGUMENT),
+    "text/plain": (base_headers(**{"content-type": "text/plain"}), "415", grpc.StatusCode.INVALID_ARGUMENT),
+    "application/grpcx": (base_headers(**{"content-type": "application/grpcx"}), "415",
+                          grpc.StatusCode.INVALID_ARGUMENT),
+    "no te": (base_headers(te=None), "400", grpc.StatusCode.INTERNAL),
+    "te: gzip": (base_headers(te="gzip"), "400", grpc.StatusCode.INTERNAL),
+    "two :path": (base_headers() [:3] + [(":path", "/x/Y")] + base_headers()[3:], "400", grpc.StatusCode.INTERNAL),
+    "pseudo after regular": ([(k, v) for k, v in base_headers() if k != ":path"] + [(":path", VERSION)], "400",
+                             grpc.StatusCode.INTERNAL),
+    "unknown pseudo": (base_headers() + [(":protocol", "websocket")], "400", grpc.StatusCode.INTERNAL),
+    "upper-case name": (base_headers() + [("X-Big", "1")], "400", grpc.StatusCode.INTERNAL),
+    "connection header": (base_headers() + [("connection", "keep-alive")], "400", grpc.StatusCode.INTERNAL),
+    "transfer-encoding": (base_headers() + [("transfer-encoding", "chunked")], "400", grpc.StatusCode.INTERNAL),
+    "LF in a value": (base_headers() + [("x-note", "a\nb")], "400", grpc.StatusCode.INTERNAL),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+@pytest.mark.parametrize("with_body", [False, True], ids=["headers-only", "with-body"])
+def test_requests_gRPC_cannot_serve_get_a_status_not_a_reset(daemon, pb, case, with_body):
+    hdrs, http_status, code = MALFORMED[case]
+    c = RawH2(daemon.socket, validate=False)
+    body = grpc_frame(pb.VersionRequest(version="v1").SerializeToString()) if with_body else b""
+    sid = c.send(hdrs, body, end=True)
+    r = c.response(sid)
+    assert r.headers.get(":status") == http_status, (r.headers, r.reset)
+    assert r.grpc_status == code.value[0], r.headers
+    assert r.grpc_message, r.headers
+    assert r.reset in (None, 0), f"reset with {r.reset} after the answer"
+    # The connection goes on serving.
+    ok = c.call(VERSION, grpc_frame(pb.VersionRequest(version="v1").SerializeToString()))
+    assert ok.grpc_status == 0, ok.headers
+    c.close()

@@ -140,3 +140,14 @@ def test_held_calls_are_cancelled_when_their_connection_goes(server, tmp_path):
     wait_until(lambda: server.counters()["held"] == 0, what="held calls to be cancelled")
     assert server.counters()["cancelled"] == 5
     assert all(f.done() for f in futures)
+
+
+def test_unary_ok_without_its_message_is_internal(server):
+    """A handler that ends a unary call OK with no message: clients would report INTERNAL with
+    nothing to go on, so the server refuses to send it and says why."""
+    with pytest.raises(grpc.RpcError) as e:
+        server.channel.unary_unary("/rktlet.test.Test/NoReply")(b"", timeout=5)
+    assert e.value.code() == grpc.StatusCode.INTERNAL
+    assert "NoReply ended OK with 0 response messages" in e.value.details()
+    # A streaming call may end OK with none.
+    assert list(server.stream(0, 1, timeout=5)) == []
