@@ -77,10 +77,6 @@ static int env_set(char ***env, const char *key, const char *value) {
 
 static int make_env(const CtrSpec *s, yajl_val config, const Pod *pod, char ***ret) {
         char **image_env = json_strv_or_null(config, "Env"), **env = NULL;
-        const char *hostname = pod->spec.network == POD_NS_NODE ? NULL
-                               : pod->spec.hostname && pod->spec.hostname[0] ? pod->spec.hostname
-                                                                             : pod->spec.name;
-        char host[256];
         int r = 0;
 
         for (char **p = image_env; r >= 0 && p && *p; p++) {
@@ -90,10 +86,8 @@ static int make_env(const CtrSpec *s, yajl_val config, const Pod *pod, char ***r
                 *eq = '\0';
                 r = env_set(&env, *p, eq + 1);
         }
-        if (!hostname && gethostname(host, sizeof host) >= 0)
-                hostname = host;
-        if (r >= 0 && hostname)
-                r = env_set(&env, "HOSTNAME", hostname);
+        if (r >= 0)
+                r = env_set(&env, "HOSTNAME", pod->hostname);
         for (size_t i = 0; r >= 0 && i < s->n_envs; i++)
                 r = env_set(&env, s->envs[i].key, s->envs[i].value);
         if (r >= 0 && !strv_contains(env, "PATH")) {

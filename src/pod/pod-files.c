@@ -62,13 +62,9 @@ int pod_write_files(const Pod *pod) {
 
         if (!dir)
                 return -ENOMEM;
-        if (s->hostname && s->hostname[0])
-                r = asprintf(&hostname, "%s\n", s->hostname);
-        else
-                r = asprintf(&hostname, "%s\n", s->name);
-        if (r < 0)
+        if (asprintf(&hostname, "%s\n", pod->hostname) < 0)
                 goto out;
-        /* The pod's own name resolves to its IP once it has one. */
+        /* The pod's host name resolves to its IP once it has one. */
         r = asprintf(&hosts,
                      "# Written by rktlet for pod %s/%s.\n"
                      "127.0.0.1\tlocalhost\n"
@@ -79,7 +75,7 @@ int pod_write_files(const Pod *pod) {
                      "fe00::2\tip6-allrouters\n"
                      "%s%s%s%s",
                      s->namespace, s->name, pod->n_ips > 0 ? pod->ips[0] : "", pod->n_ips > 0 ? "\t" : "",
-                     pod->n_ips > 0 ? (s->hostname && s->hostname[0] ? s->hostname : s->name) : "",
+                     pod->n_ips > 0 ? pod->hostname : "",
                      pod->n_ips > 0 ? "\n" : "");
         if (r < 0)
                 goto out;

@@ -108,9 +108,8 @@ int pod_ns_setup_child(void *userdata) {
         if (flags && unshare(flags) < 0)
                 return fail(errno, "unshare");
         if (s->network == POD_NS_POD) {
-                const char *h = s->hostname && s->hostname[0] ? s->hostname : s->name;
-                if (sethostname(h, strlen(h)) < 0)
-                        return fail(errno, "set the host name '%s'", h);
+                if (sethostname(pod->hostname, strlen(pod->hostname)) < 0)
+                        return fail(errno, "set the host name '%s'", pod->hostname);
                 if ((r = loopback_up()) < 0)
                         return r;
         }

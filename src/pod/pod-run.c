@@ -3,12 +3,14 @@
  * and a restarted daemon always know what to undo. */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "child.h"
 #include "fd-util.h"
@@ -584,6 +586,18 @@ static PodOp *op_new(Pod *pod, PodOpKind kind, PodDone done, void *userdata) {
         return op;
 }
 
+/* The host name asked for, else the node's, as containerd does: read at each run (the node's can
+ * change) and saved with the pod, so that its containers and a restarted rktlet see what it got. */
+static int resolve_hostname(const PodSpec *s, char **ret) {
+        char host[HOST_NAME_MAX + 1] = {};
+
+        if (s->hostname && s->hostname[0])
+                return (*ret = strdup(s->hostname)) ? 0 : -ENOMEM;
+        if (gethostname(host, sizeof host - 1) < 0)
+                return -errno;
+        return (*ret = strdup(host)) ? 0 : -ENOMEM;
+}
+
 int pod_run(PodTable *t, PodSpec *spec, PodDone done, void *userdata, char **ret_message, PodOp **ret_op) {
         struct timespec ts;
         char *run = NULL, *root = NULL;
@@ -610,6 +624,8 @@ int pod_run(PodTable *t, PodSpec *spec, PodDone done, void *userdata, char **ret
         pod->spec = *spec;
         *spec = (PodSpec) {};
         r = random_id(pod->id);
+        if (r >= 0)
+                r = resolve_hostname(&pod->spec, &pod->hostname);
         if (r < 0) {
                 pod_free(pod);
                 return r;

@@ -40,6 +40,7 @@ int pod_save(const Pod *pod) {
         json_gen_key_str(g, "id", pod->id);
         json_gen_key_str(g, "state", pod_state_to_string(pod->state));
         json_gen_key_int(g, "createdAt", (long long) pod->created_at_ns);
+        json_gen_key_str(g, "hostname", pod->hostname);
         json_gen_key_str(g, "slice", pod->slice);
         json_gen_key_bool(g, "sliceOwned", pod->slice_owned);
         json_gen_key_bool(g, "sliceStarted", pod->slice_started);
@@ -190,7 +191,11 @@ int pod_load(PodTable *t, const char *id, Pod **ret) {
         s->network = (PodNsMode) get_int(spec, "network");
         s->pid = (PodNsMode) get_int(spec, "pid");
         s->ipc = (PodNsMode) get_int(spec, "ipc");
-        if (!s->name || !s->uid || !s->namespace || !pod->slice) {
+        pod->hostname = json_dup_str(v, "hostname");
+        if (!pod->hostname && s->name)
+                /* A record from before the host name was saved: what that daemon gave the pod. */
+                pod->hostname = strdup(s->hostname && s->hostname[0] ? s->hostname : s->name);
+        if (!s->name || !s->uid || !s->namespace || !pod->slice || !pod->hostname) {
                 r = -EBADMSG;
                 goto out;
         }

@@ -101,6 +101,7 @@ void pod_free(Pod *pod) {
                 t->n_pods--;
         }
         pod_spec_done(&pod->spec);
+        free(pod->hostname);
         free(pod->slice);
         free(pod->cni_network);
         free(pod->cni_result);

@@ -57,6 +57,7 @@ struct Pod {
         PodSpec spec;
         PodState state;
         uint64_t created_at_ns;
+        char *hostname; /* the spec's, else the node's when the pod ran (as containerd): UTS, files */
 
         char *slice;      /* the pod's systemd slice */
         bool slice_owned; /* we created it, so we stop it */

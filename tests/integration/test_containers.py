@@ -17,6 +17,7 @@ import datetime
 import json
 import os
 import re
+import socket
 import shutil
 import signal
 import subprocess
@@ -574,11 +575,27 @@ def test_env_hostname_and_working_dir(cd, pb):
     _, out, _, _ = run_to_exit(d, pb, pod, "env", ["sh", "-c", script], envs={"BOTH": "cri", "FROM_CRI": "x y"})
     lines = out.splitlines()
     assert lines[0] == "A=image B=cri C=x y P=/bin"
-    assert lines[1] != "H="
-    assert lines[1] in ("H=envpod", "H=" + lines[2])  # the pod's host name (a host-network pod: the node's)
+    # HOSTNAME is the pod's hostname as kubelet gave it (containerd does the same); a host-network
+    # pod has no UTS namespace of its own, so the kernel's host name is the node's.
+    assert lines[1] == "H=envpod"
+    assert lines[2] == socket.gethostname()
     assert lines[3] == "/home/app"  # the image's WorkingDir
     _, out, _, _ = run_to_exit(d, pb, pod, "wd", ["pwd"], working_dir="/tmp")
     assert out == "/tmp\n"
+
+
+def test_a_pod_without_hostname_gives_its_containers_the_nodes(cd, pb):
+    """kubelet sends no hostname for some pods; their names may be longer than a host name can be
+    (64 bytes). Such a pod, as with containerd, gets the node's host name: in its UTS namespace, in
+    /etc/hostname and in $HOSTNAME."""
+    d = cd
+    name = "deployment-with-a-long-name-7d9f8b6c5d-" + "x" * 29
+    assert len(name) == 68
+    pod = make_pod(d, pb, name=name, host_network=False, hostname="")
+    script = 'echo "H=$HOSTNAME"; hostname; cat /etc/hostname'
+    _, out, _, _ = run_to_exit(d, pb, pod, "host", ["sh", "-c", script])
+    node = socket.gethostname()
+    assert out.splitlines() == ["H=" + node, node, node]
 
 
 def test_log_format_streams_and_long_lines(cd, pb):

@@ -228,6 +228,47 @@ def test_hostname_resolv_conf_and_hosts(pod_daemon, pb):
     assert f"eth0    inet {ip}/24" in addrs.replace("    ", "    ") or f"inet {ip}/24" in addrs
 
 
+# A realistic pod name longer than the kernel's 64-byte host names (a Deployment's pod of a long name).
+LONG_NAME = "payments-reconciliation-worker-canary-eu-west-1-7f9c8d6b5d-x2kqz-abc"
+
+
+@needs_cni
+@pytest.mark.parametrize("name", [LONG_NAME, "short"], ids=["long-name", "short-name"])
+def test_no_hostname_gets_the_nodes_host_name(pod_daemon, pb, name):
+    # As containerd: an empty hostname is the node's, in the UTS namespace, /etc/hostname and hosts;
+    # never the pod's name (which may not even fit in a host name).
+    assert len(LONG_NAME) == 68
+    d = pod_daemon
+    node = socket.gethostname()  # the harness shares the host's UTS namespace
+    assert node != name
+    pod_id = run_pod(d, pb, name=name, hostname="")
+    assert status(d, pb, pod_id).status.state == pb.SANDBOX_READY
+    assert in_pod(d, pod_id, "hostname", ns=("uts",)).strip() == node
+    assert os.stat(ns_path(d, pod_id, "uts")).st_ino != os.stat("/proc/self/ns/uts").st_ino  # its own namespace
+    run = os.path.join(d.dir, "run", "pods", pod_id)
+    assert open(os.path.join(run, "hostname")).read() == node + "\n"
+    ip = status(d, pb, pod_id).status.network.ip
+    hosts = open(os.path.join(run, "hosts")).read().splitlines()
+    assert [line for line in hosts if line.startswith(ip + "\t")] == [f"{ip}\t{node}"]
+
+
+@needs_cni
+def test_an_explicit_hostname_wins_over_a_long_name(pod_daemon, pb):
+    d = pod_daemon
+    hostname = "h" * 64  # the kernel's longest
+    pod_id = run_pod(d, pb, name=LONG_NAME, hostname=hostname)
+    assert in_pod(d, pod_id, "hostname", ns=("uts",)).strip() == hostname
+    assert open(os.path.join(d.dir, "run", "pods", pod_id, "hostname")).read() == hostname + "\n"
+
+
+def test_host_network_pod_without_hostname_gets_the_nodes_host_name(make_daemon, pb):
+    d = make_daemon()
+    pod_id = run_pod(d, pb, name=LONG_NAME, hostname="", host_network=True)
+    assert status(d, pb, pod_id).status.state == pb.SANDBOX_READY
+    assert open(os.path.join(d.dir, "run", "pods", pod_id, "hostname")).read() == socket.gethostname() + "\n"
+    d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+
+
 @needs_cni
 def test_no_dns_config_takes_the_hosts_resolv_conf(pod_daemon, pb):
     d = pod_daemon
@@ -530,6 +571,7 @@ def test_a_failing_plugin_rolls_the_pod_back(make_daemon, pb, tmp_path, cni):
     (lambda c: setattr(c.metadata, "namespace", ".."), "'/' or '..'"),
     (lambda c: setattr(c.metadata, "name", "line\nbreak"), "control character"),
     (lambda c: setattr(c, "hostname", "bad host"), "not a valid host name"),
+    (lambda c: setattr(c, "hostname", "h" * 65), "longer than 64 characters"),
     (lambda c: c.linux.sysctls.__setitem__("kernel.hostname", "x"), "not a namespaced sysctl"),
     (lambda c: c.linux.sysctls.__setitem__("net.ipv4.ip_forward", "1+kernel.core_pattern=|/x"), "forbidden character"),
     (lambda c: c.linux.sysctls.__setitem__("net.ipv4.ip_forward", "1\nkernel.x=1"), "forbidden character"),
