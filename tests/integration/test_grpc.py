@@ -171,17 +171,18 @@ def test_deadline_exceeded_work_is_dropped_when_systemd_answers_late(daemon, pb,
             with pytest.raises(grpc.RpcError) as e:
                 stub.Status(pb.StatusRequest(), timeout=1.0)  # long enough to reach the daemon under ASan
             assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        # Each call ended by its deadline (the daemon's timer or the client's RST_STREAM, whichever
+        # came first) and took its D-Bus call with it. Waited for while systemd is still frozen: once
+        # it answers, a call whose end the daemon has not yet seen (a loaded machine) would be answered.
+        ended = (f"_PID={daemon.pid}", "RKTLET_METHOD=" + STATUS,
+                 "RKTLET_GRPC_STATUS=DEADLINE_EXCEEDED", "RKTLET_GRPC_STATUS=CANCELLED")
+        wait_until(lambda: len(journal(*ended)) == 5, what="5 Status calls ended in the journal")
     finally:
         os.kill(user_manager_pid, signal.SIGCONT)
     # The late replies arrive for calls that no longer exist; the daemon ignores them.
     r = daemon.runtime().Status(pb.StatusRequest(), timeout=10)
     assert {c.type: c.status for c in r.status.conditions}["RuntimeReady"] is True
-    matches = (f"_PID={daemon.pid}", "RKTLET_METHOD=" + STATUS, "RKTLET_GRPC_STATUS=DEADLINE_EXCEEDED")
-    # Each call ended by its deadline (the daemon's timer or the client's RST_STREAM, whichever
-    # came first) and took its D-Bus call with it.
-    ended = (f"_PID={daemon.pid}", "RKTLET_METHOD=" + STATUS,
-             "RKTLET_GRPC_STATUS=DEADLINE_EXCEEDED", "RKTLET_GRPC_STATUS=CANCELLED")
-    wait_until(lambda: len(journal(*ended)) == 5, what="5 Status calls ended in the journal")
+    assert len(journal(*ended)) == 5
     assert journal(*ended)[0]["CODE_FILE"].endswith("grpc-call.c")
     dropped = (f"_PID={daemon.pid}", "MESSAGE=Status: call ended before systemd answered; cancelling the D-Bus call.")
     wait_until(lambda: len(journal(*dropped)) == 5, what="5 D-Bus calls cancelled")
