@@ -2,6 +2,9 @@
  *
  *   rktlet-bench-grpc [--socket PATH] [--mode latency|throughput] [--calls N] [--duration SEC]
  *                     [--warmup N] [--concurrency C] [--connections K] [--path GRPC-PATH]
+ *                     [--authority A]
+ *
+ * --authority: the :authority sent (default: the socket path, as kubelet's and crictl's grpc-go do).
  *
  * latency:    one call at a time on one connection; p50/p90/p99/max of each call's round trip.
  * throughput: K connections, C streams kept in flight on each, for N calls or SEC seconds; calls/s
@@ -55,6 +58,7 @@ struct Conn {
 
 static const char *arg_socket = "/run/rktlet/rktlet.sock";
 static const char *arg_path = "/runtime.v1.RuntimeService/Version";
+static const char *arg_authority = NULL; /* NULL: the socket path */
 static unsigned long arg_calls = 20000, arg_warmup = 1000;
 static unsigned arg_concurrency = 32, arg_connections = 1;
 static double arg_duration = 0.;
@@ -160,7 +164,7 @@ static int submit_call(Conn *c) {
                 NV(":method", "POST"),
                 NV(":scheme", "http"),
                 NV(":path", arg_path),
-                NV(":authority", "localhost"),
+                NV(":authority", arg_authority ?: arg_socket),
                 NV("content-type", "application/grpc"),
                 NV("te", "trailers"),
 #undef NV
@@ -376,7 +380,8 @@ static void usage(FILE *f) {
                 "  --concurrency C            Throughput: streams in flight per connection (default 32)\n"
                 "  --connections K            Throughput: connections (default 1, at most %d)\n"
                 "  --path PATH                gRPC method (default /runtime.v1.RuntimeService/Version;\n"
-                "                             the request is always a VersionRequest)\n",
+                "                             the request is always a VersionRequest)\n"
+                "  --authority A              :authority to send (default the socket path, as grpc-go)\n",
                 MAX_CONNECTIONS);
 }
 
@@ -386,7 +391,8 @@ int main(int argc, char *argv[]) {
                 { "calls", required_argument, NULL, 'n' },       { "duration", required_argument, NULL, 'd' },
                 { "warmup", required_argument, NULL, 'w' },      { "concurrency", required_argument, NULL, 'c' },
                 { "connections", required_argument, NULL, 'k' }, { "path", required_argument, NULL, 'p' },
-                { "help", no_argument, NULL, 'h' },              {},
+                { "authority", required_argument, NULL, 'a' },   { "help", no_argument, NULL, 'h' },
+                {},
         };
         nghttp2_session_callbacks *cbs;
         Conn conns[MAX_CONNECTIONS];
@@ -394,7 +400,7 @@ int main(int argc, char *argv[]) {
         int opt, ret = 1;
         char *end;
 
-        while ((opt = getopt_long(argc, argv, "s:m:n:d:w:c:k:p:h", options, NULL)) >= 0) {
+        while ((opt = getopt_long(argc, argv, "s:m:n:d:w:c:k:p:a:h", options, NULL)) >= 0) {
                 switch (opt) {
                 case 's':
                         arg_socket = optarg;
@@ -431,6 +437,9 @@ int main(int argc, char *argv[]) {
                         continue;
                 case 'p':
                         arg_path = optarg;
+                        continue;
+                case 'a':
+                        arg_authority = optarg;
                         continue;
                 case 'h':
                         usage(stdout);
