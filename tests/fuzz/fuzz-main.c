@@ -1,5 +1,7 @@
 /* Replays fuzz inputs (files, or every file in directories) through LLVMFuzzerTestOneInput, so that
- * each corpus runs on every `meson test` without libFuzzer. */
+ * each corpus runs on every `meson test` without libFuzzer. Fails when an input cannot be read, when
+ * the target returns non-zero for one, and when nothing at all was replayed (a corpus gone missing
+ * must not pass as a clean run). */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -34,8 +36,12 @@ static int run_file(const char *path) {
                 size += k;
         }
         fclose(f);
-        (void) LLVMFuzzerTestOneInput(data, size);
+        int r = LLVMFuzzerTestOneInput(data, size);
         free(data);
+        if (r != 0) {
+                fprintf(stderr, "%s: the target returned %d\n", path, r);
+                return -1;
+        }
         return 0;
 }
 
@@ -76,5 +82,9 @@ int main(int argc, char *argv[]) {
                 if (run_path(argv[i], &n) < 0)
                         r = 1;
         printf("%u input(s) replayed\n", n);
+        if (n == 0) {
+                fprintf(stderr, "no input replayed: the corpus is empty or missing\n");
+                return 1;
+        }
         return r;
 }
