@@ -17,6 +17,46 @@ def pytest_configure(config):
     rktlet_test.stubs()
 
 
+def skip_reason(report):
+    if isinstance(report.longrepr, tuple):
+        return report.longrepr[2].removeprefix("Skipped: ")
+    return str(report.longrepr)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if rktlet_test.STRICT and report.skipped and not hasattr(report, "wasxfail"):
+        reason = skip_reason(report)
+        if not reason.startswith(rktlet_test.MACHINE):
+            report.outcome = "failed"
+            report.longrepr = (f"skipped where nothing may be (CI=true or scripts/test): scripts/deps installs "
+                               f"what this test needs, so this is a broken install: {reason}")
+
+
+_passed, _failed, _skipped = set(), set(), {}
+
+
+def pytest_runtest_logreport(report):
+    if report.failed:
+        _failed.add(report.nodeid)  # in its setup, call or teardown
+    elif report.skipped:
+        _skipped[report.nodeid] = skip_reason(report)
+    elif report.passed and report.when == "call":
+        _passed.add(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """$RKTLET_TEST_REPORT (set by scripts/test) gets the counts and every skip with its reason."""
+    path = os.environ.get("RKTLET_TEST_REPORT")
+    if path:
+        import json
+        with open(path, "w") as f:
+            json.dump({"passed": len(_passed - _failed), "failed": len(_failed),
+                       "skipped": sorted(_skipped.items())}, f)
+
+
 @pytest.fixture(scope="session")
 def pb():
     return rktlet_test.stubs()[0]

@@ -31,7 +31,7 @@ import pytest
 
 import registry as reg
 from registry import Proxy, Registry, TokenServer, hex_of, sha256
-from rktlet_test import wait_until
+from rktlet_test import machine_skip, wait_until
 
 PULL_TIMEOUT = 120
 
@@ -693,7 +693,7 @@ def test_files_keep_modes_owners_times_links_devices_and_xattrs(idaemon, registr
     assert stat.S_IMODE(dev.st_mode) == 0o666
 
     if not _xattrs_supported(str(tmp_path)):
-        pytest.skip("the test directory's filesystem takes no trusted.* / security.* xattrs")
+        machine_skip("the test directory's filesystem takes no trusted.* / security.* xattrs")
     assert os.getxattr(p("bin", "ping"), "trusted.rktlet.test") == b"kept"
     assert os.getxattr(p("bin", "ping"), "security.capability") == reg.SECURITY_CAPABILITY
 
@@ -734,7 +734,7 @@ def test_multi_layer_whiteouts_and_opaque_directory(idaemon, registry, pb):
     r = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={l3}:{l2}:{l1}", merged],
                        capture_output=True, text=True)
     if r.returncode != 0:
-        pytest.skip(f"cannot mount overlayfs here: {r.stderr.strip()}")
+        machine_skip(f"mount overlayfs: {r.stderr.strip()}")
     try:
         assert sorted(os.listdir(os.path.join(merged, "data"))) == ["added", "gone", "keep"]
         with open(os.path.join(merged, "data", "gone")) as f:
