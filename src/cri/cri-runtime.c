@@ -1,5 +1,6 @@
 /* RuntimeService methods about the runtime itself: Version, Status, RuntimeConfig. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "build-config.h"
 #include "api.pb-c.h"
 #include "cri-service.h"
+#include "json-util.h"
 #include "log.h"
 #include "manager.h"
 #include "systemd-manager.h"
@@ -83,6 +85,43 @@ static char *systemd_info_json(Manager *m) {
         return s;
 }
 
+/* The OCI runtime found at start: the path rktlet runs it by, that path with symlinks resolved, its
+ * name, and what [Containers] Runtime= asked for ("" to detect). No version: learning it means
+ * running the binary, and nothing here waits on a child. */
+static char *oci_runtime_info_json(Manager *m) {
+        const char *path = m->oci_runtime ?: "", *name = strrchr(path, '/');
+        char resolved[PATH_MAX], why[PATH_MAX + 64];
+        const unsigned char *buf;
+        size_t len;
+        char *s;
+        yajl_gen g = yajl_gen_alloc(NULL);
+
+        if (!g)
+                return NULL;
+        name = name ? name + 1 : path;
+        if (!path[0] || !realpath(path, resolved))
+                snprintf(resolved, sizeof resolved, "%s", path);
+        yajl_gen_map_open(g);
+        json_gen_key_str(g, "name", name);
+        json_gen_key_str(g, "path", path);
+        json_gen_key_str(g, "resolvedPath", resolved);
+        json_gen_key_str(g, "configured", m->config.oci_runtime);
+        if (!path[0]) {
+                /* Containers cannot start: say why, as the start-up warning did. */
+                if (m->config.oci_runtime[0])
+                        snprintf(why, sizeof why, "%s: no such executable%s", m->config.oci_runtime,
+                                 strchr(m->config.oci_runtime, '/') ? "" : " in $PATH");
+                else
+                        snprintf(why, sizeof why, "neither runc nor crun is in $PATH");
+                json_gen_key_str(g, "error", why);
+        }
+        yajl_gen_map_close(g);
+        yajl_gen_get_buf(g, &buf, &len);
+        s = strndup((const char *) buf, len);
+        yajl_gen_free(g);
+        return s;
+}
+
 static int status_reply(GrpcCall *call, Manager *m, bool verbose, bool runtime_ready, const char *runtime_message) {
         Runtime__V1__RuntimeCondition runtime = RUNTIME__V1__RUNTIME_CONDITION__INIT;
         Runtime__V1__RuntimeCondition network = RUNTIME__V1__RUNTIME_CONDITION__INIT;
@@ -94,9 +133,10 @@ static int status_reply(GrpcCall *call, Manager *m, bool verbose, bool runtime_r
         Runtime__V1__RuntimeFeatures features = RUNTIME__V1__RUNTIME_FEATURES__INIT;
         Runtime__V1__StatusResponse__InfoEntry info_config = RUNTIME__V1__STATUS_RESPONSE__INFO_ENTRY__INIT;
         Runtime__V1__StatusResponse__InfoEntry info_systemd = RUNTIME__V1__STATUS_RESPONSE__INFO_ENTRY__INIT;
-        Runtime__V1__StatusResponse__InfoEntry *info[] = { &info_config, &info_systemd };
+        Runtime__V1__StatusResponse__InfoEntry info_oci = RUNTIME__V1__STATUS_RESPONSE__INFO_ENTRY__INIT;
+        Runtime__V1__StatusResponse__InfoEntry *info[] = { &info_config, &info_systemd, &info_oci };
         Runtime__V1__StatusResponse resp = RUNTIME__V1__STATUS_RESPONSE__INIT;
-        _cleanup_free_ char *systemd_json = NULL;
+        _cleanup_free_ char *systemd_json = NULL, *oci_json = NULL;
 
         runtime.type = (char *) "RuntimeReady";
         runtime.status = runtime_ready;
@@ -127,6 +167,9 @@ static int status_reply(GrpcCall *call, Manager *m, bool verbose, bool runtime_r
                 info_config.value = m->config_json;
                 info_systemd.key = (char *) "systemd";
                 info_systemd.value = systemd_json ? systemd_json : (char *) "{}";
+                oci_json = oci_runtime_info_json(m);
+                info_oci.key = (char *) "ociRuntime";
+                info_oci.value = oci_json ? oci_json : (char *) "{}";
                 resp.info = info;
                 resp.n_info = ELEMENTSOF(info);
         }

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import grpc
 import pytest
@@ -42,6 +43,45 @@ def test_status_verbose_reports_config_and_systemd(make_daemon, pb):
     systemd = json.loads(r.info["systemd"])
     assert systemd["bus"] == "user"
     assert systemd["version"][:3].isdigit(), systemd
+
+
+# What rktlet must find without Runtime=: runc, else crun, in $PATH (the daemons get the tests' $PATH).
+OCI_RUNTIME = shutil.which("runc") or shutil.which("crun")
+needs_oci_runtime = pytest.mark.skipif(OCI_RUNTIME is None, reason="neither runc nor crun is installed")
+
+
+def oci_runtime_info(d, pb):
+    r = d.runtime().Status(pb.StatusRequest(verbose=True), timeout=10)
+    return json.loads(r.info["ociRuntime"]), json.loads(r.info["config"])
+
+
+@needs_oci_runtime
+def test_status_verbose_names_the_oci_runtime_found(daemon, pb):
+    oci, config = oci_runtime_info(daemon, pb)
+    assert oci == {"name": os.path.basename(OCI_RUNTIME), "path": OCI_RUNTIME,
+                   "resolvedPath": os.path.realpath(OCI_RUNTIME), "configured": ""}
+    assert config["ociRuntime"] == ""  # the configuration: nothing asked for, so detected
+
+
+@needs_oci_runtime
+def test_status_verbose_names_a_configured_runtime_and_resolves_it(make_daemon, tmp_path, pb):
+    link = tmp_path / "bin" / "my-oci-runtime"
+    link.parent.mkdir()
+    os.symlink(OCI_RUNTIME, link)
+    d = make_daemon(config=f"[Containers]\nRuntime={link}\n")
+    oci, config = oci_runtime_info(d, pb)
+    assert oci == {"name": "my-oci-runtime", "path": str(link), "resolvedPath": os.path.realpath(OCI_RUNTIME),
+                   "configured": str(link)}
+    assert config["ociRuntime"] == str(link)
+
+
+@pytest.mark.parametrize("configured", ["no-such-oci-runtime", "/nonexistent/runc"])
+def test_status_verbose_says_when_the_configured_runtime_is_missing(make_daemon, pb, configured):
+    d = make_daemon(config=f"[Containers]\nRuntime={configured}\n")
+    oci, _ = oci_runtime_info(d, pb)
+    assert oci["name"] == oci["path"] == oci["resolvedPath"] == ""
+    assert oci["configured"] == configured
+    assert oci["error"].startswith(f"{configured}: no such executable"), oci
 
 
 def test_status_when_systemd_is_unreachable(make_daemon, tmp_path, pb):
