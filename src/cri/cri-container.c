@@ -314,10 +314,14 @@ int cri_create_container(GrpcCall *call, const uint8_t *msg, size_t len, void *u
                 r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "config.metadata or config.image is missing");
                 goto out;
         }
-        r = pod_find_prefix(m->pods, req->pod_sandbox_id ?: "", &pod);
+        if (!req->pod_sandbox_id || !req->pod_sandbox_id[0]) {
+                r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "pod_sandbox_id is empty");
+                goto out;
+        }
+        r = pod_find_prefix(m->pods, req->pod_sandbox_id, &pod);
         if (r < 0) {
                 r = grpc_call_finish(call, r == -ENOTUNIQ ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_NOT_FOUND,
-                                     "pod sandbox '%s' %s", req->pod_sandbox_id ?: "",
+                                     "pod sandbox '%s' %s", req->pod_sandbox_id,
                                      r == -ENOTUNIQ ? "is an ambiguous prefix" : "does not exist");
                 goto out;
         }
