@@ -99,6 +99,19 @@ static void call_log_end(GrpcCall *c) {
                    c->status_message ? c->status_message : "", (unsigned long long) usec);
 }
 
+/* The request is complete and its handler runs: at debug level, so that a test (or an operator) can
+ * tell a call that reached the daemon from one that did not. */
+static void call_log_start(GrpcCall *c) {
+        if (log_get_max_level() < LOG_DEBUG)
+                return;
+
+        char method[512];
+        const char *fields[] = { method, NULL };
+
+        snprintf(method, sizeof method, "RKTLET_CALL_STARTED=%s", grpc_call_path(c));
+        log_fields(LOG_DEBUG, fields, "%s: started", grpc_call_path(c));
+}
+
 /* Stream closed or connection gone. */
 void grpc_call_detach(GrpcCall *c) {
         GrpcConn *conn = c->conn;
@@ -242,6 +255,7 @@ static void call_trailers_only(GrpcCall *c, const char *http_status) {
         nghttp2_nv nva[] = {
                 MAKE_NV(":status", http_status, strlen(http_status)),
                 MAKE_NV_LIT("content-type", "application/grpc"),
+                MAKE_NV_LIT("grpc-accept-encoding", "identity"), /* also what a compression refusal names */
                 MAKE_NV("grpc-status", code, (size_t) snprintf(code, sizeof code, "%i", c->status)),
                 MAKE_NV("grpc-message", encoded, encoded ? strlen(encoded) : 0),
         };
@@ -366,6 +380,7 @@ void grpc_call_on_request_end(GrpcCall *c) {
         assert(!compressed); /* refused in grpc_call_on_data() */
 
         grpc_call_ref(c);
+        call_log_start(c);
         r = c->method->handler(c, msg, len, c->method->userdata);
         if (r < 0 && !c->done)
                 grpc_call_finish_errno(c, r, "%s failed: %s", c->method->name, strerror(-r));

@@ -9,7 +9,7 @@ import grpc
 import h2.settings
 import pytest
 
-from rktlet_test import RawH2, grpc_frame, grpc_unframe, journal, stubs, wait_until
+from rktlet_test import RawH2, grpc_frame, grpc_unframe, journal, stubs, wait_journal, wait_until
 
 VERSION = "/runtime.v1.RuntimeService/Version"
 STATUS = "/runtime.v1.RuntimeService/Status"
@@ -90,26 +90,41 @@ def test_garbage_bytes_close_the_connection_only(daemon, pb):
 
 def test_half_sent_preface_does_not_stall_others_and_times_out(daemon, pb):
     stalled = []
+    connected = time.monotonic()
     for _ in range(30):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(daemon.socket)
         s.sendall(b"PRI * HTTP/2.0\r\n")  # first half of the 24-byte preface, then nothing
         stalled.append(s)
-    t0 = time.monotonic()
+    # Calls go on being served while the stalled connections stay open.
     for _ in range(20):
         assert version_ok(daemon, pb)
-    assert time.monotonic() - t0 < 5, "calls were slowed down by stalled connections"
-    # The daemon gives up on the stalled connections after its handshake timeout (10 s).
+
+    def still_open(s):
+        """Reads what the daemon sent (its SETTINGS) without waiting: open unless it reached EOF."""
+        s.setblocking(False)
+        try:
+            while s.recv(65536):
+                pass
+            return False
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            s.setblocking(True)
+    assert all(still_open(s) for s in stalled)
+    # The daemon gives up on the stalled connections after its handshake timeout (10 s): not before,
+    # and surely within five times that.
     s = stalled[0]
-    s.settimeout(20)
-    t0 = time.monotonic()
+    s.settimeout(50)
     try:
         data = s.recv(65536)
         while data:
             data = s.recv(65536)
     except ConnectionResetError:
         pass
-    assert 5 < time.monotonic() - t0 < 15
+    assert time.monotonic() - connected >= 10
     for s in stalled:
         s.close()
     assert version_ok(daemon, pb)
@@ -125,7 +140,7 @@ def test_compressed_message_without_encoding_is_unimplemented(daemon, pb):
     # An encoding the daemon does not have is refused the same way, saying what it accepts.
     r = c.call(VERSION, grpc_frame(body, compressed=True), headers=[("grpc-encoding", "snappy")])
     assert r.grpc_status == grpc.StatusCode.UNIMPLEMENTED.value[0]
-    assert "identity" in r.headers.get("grpc-accept-encoding", "identity")
+    assert r.headers["grpc-accept-encoding"] == "identity"
     # The same connection still works for an uncompressed call.
     r = c.call(VERSION, grpc_frame(body))
     assert r.grpc_status == 0
@@ -148,12 +163,10 @@ def test_non_grpc_requests_are_refused(daemon):
 
 def test_deadline_on_a_call_waiting_for_systemd(daemon, pb, stopped_systemd):
     # Status asks systemd, which is frozen: only the server-side deadline can end the call.
+    # (RawH2 sets no deadline of its own and would wait for its socket's 10 s timeout.)
     c = RawH2(daemon.socket)
-    t0 = time.monotonic()
     r = c.call(STATUS, grpc_frame(pb.StatusRequest().SerializeToString()), headers=[("grpc-timeout", "1m")])
-    elapsed = time.monotonic() - t0
     assert r.grpc_status == grpc.StatusCode.DEADLINE_EXCEEDED.value[0], (r.headers, r.trailers)
-    assert elapsed < 2
     # grpcio with a 1 ms deadline gets the same answer.
     with pytest.raises(grpc.RpcError) as e:
         daemon.runtime().Status(pb.StatusRequest(), timeout=0.001)
@@ -191,11 +204,9 @@ def test_deadline_exceeded_work_is_dropped_when_systemd_answers_late(daemon, pb,
 def test_a_call_waiting_on_systemd_does_not_delay_others(daemon, pb, stopped_systemd, user_manager_pid):
     import signal
     pending = daemon.runtime().Status.future(pb.StatusRequest(), timeout=30)
-    time.sleep(0.2)
-    t0 = time.monotonic()
+    wait_journal(f"_PID={daemon.pid}", "RKTLET_CALL_STARTED=" + STATUS)  # it waits on systemd now
     for _ in range(50):
         assert version_ok(daemon, pb)
-    assert time.monotonic() - t0 < 5
     assert not pending.done(), "Status returned although systemd is frozen"
     os.kill(user_manager_pid, signal.SIGCONT)
     r = pending.result()
@@ -203,13 +214,19 @@ def test_a_call_waiting_on_systemd_does_not_delay_others(daemon, pb, stopped_sys
 
 
 def test_client_cancel_and_disconnect_with_call_in_flight(daemon, pb, stopped_systemd):
+    started = (f"_PID={daemon.pid}", "RKTLET_CALL_STARTED=" + STATUS)
+    cancelled = (f"_PID={daemon.pid}", "RKTLET_METHOD=" + STATUS, "RKTLET_GRPC_STATUS=CANCELLED")
     f = daemon.runtime().Status.future(pb.StatusRequest(), timeout=30)
-    time.sleep(0.2)
+    wait_journal(*started)
     f.cancel()  # RST_STREAM CANCEL while the daemon waits for systemd
+    wait_until(lambda: len(journal(*cancelled)) == 1, what="the cancelled call to end in the daemon")
     c = RawH2(daemon.socket)
     c.request(STATUS, grpc_frame(pb.StatusRequest().SerializeToString()))
-    time.sleep(0.2)
+    wait_until(lambda: len(journal(*started)) == 2, what="the raw call to reach the daemon")
     c.close()  # connection gone while the call waits
+    wait_until(lambda: len(journal(*cancelled)) == 2, what="the call of the closed connection to end")
+    dropped = (f"_PID={daemon.pid}", "MESSAGE=Status: call ended before systemd answered; cancelling the D-Bus call.")
+    assert len(journal(*dropped)) == 2
     assert version_ok(daemon, pb)
 
 
