@@ -16,6 +16,9 @@
 #include "time-util.h"
 
 #define STATUS_SYSTEMD_TIMEOUT_USEC (10 * USEC_PER_SEC)
+/* VersionResponse.version: "Version of the kubelet runtime API", which has been 0.1.0 since the CRI
+ * began (containerd and CRI-O answer the same); the project's own version is runtime_version. */
+#define KUBELET_RUNTIME_API_VERSION "0.1.0"
 
 int cri_version(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
         Runtime__V1__VersionRequest *req = runtime__v1__version_request__unpack(NULL, len, msg);
@@ -24,7 +27,7 @@ int cri_version(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) 
         runtime__v1__version_request__free_unpacked(req, NULL);
 
         Runtime__V1__VersionResponse resp = RUNTIME__V1__VERSION_RESPONSE__INIT;
-        resp.version = (char *) PROJECT_VERSION;
+        resp.version = (char *) KUBELET_RUNTIME_API_VERSION;
         resp.runtime_name = (char *) PROJECT_NAME;
         resp.runtime_version = (char *) PROJECT_VERSION;
         resp.runtime_api_version = (char *) "v1";

@@ -26,6 +26,13 @@ PROTO_DIR = os.path.join(SOURCE_DIR, "proto")
 
 _stubs = None
 
+
+def project_version():
+    """The project's version, as meson.build declares it (what --version and runtime_version say)."""
+    import re
+    with open(os.path.join(SOURCE_DIR, "meson.build")) as f:
+        return re.search(r"^  version : '([^']+)',$", f.read(), re.M).group(1)
+
 # Under CI (CI=true) and scripts/test (RKTLET_NO_SKIP=1), scripts/deps has installed everything the
 # suite needs, so a skip means a broken install and conftest.py turns it into a failure. Only what
 # this machine itself cannot do (a kernel feature, a filesystem, a client outside Debian) may skip,

@@ -24,7 +24,7 @@ import pytest
 
 import registry as reg
 from registry import Registry
-from rktlet_test import MACHINE, SOURCE_DIR, wait_until
+from rktlet_test import MACHINE, SOURCE_DIR, project_version, wait_until
 from test_images import registries_config
 # Autouse leftovers checks (no pod slice, no container unit after a test) and the CNI network.
 from test_containers import RUNC, cleanup, no_container_leftovers  # noqa: F401
@@ -330,9 +330,7 @@ def test_readme_session(crictl_daemon, hub, pb):
 
     # Who is there, ready, with which OCI runtime.
     v = version_fields(c("--runtime-endpoint", "unix://" + d.socket, "version").stdout)
-    with open(os.path.join(SOURCE_DIR, "meson.build")) as f:
-        project_version = re.search(r"version : '([^']+)'", f.read()).group(1)
-    assert v == {"Version": "0.1.0", "RuntimeName": "rktlet", "RuntimeVersion": project_version,
+    assert v == {"Version": "0.1.0", "RuntimeName": "rktlet", "RuntimeVersion": project_version(),
                  "RuntimeApiVersion": "v1"}, v
     info = wait_until(lambda: (lambda i: i if conditions(i)["NetworkReady"]["status"] else None)(
         c.json("--runtime-endpoint", "unix://" + d.socket, "info")), TIMEOUT, interval=0.1, what="NetworkReady")

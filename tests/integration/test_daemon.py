@@ -12,7 +12,7 @@ import uuid
 import grpc
 import pytest
 
-from rktlet_test import RKTLET, Daemon, can_connect, journal, wait_journal, wait_until
+from rktlet_test import RKTLET, Daemon, can_connect, journal, project_version, wait_journal, wait_until
 
 
 def version_ok(d, pb, socket_path=None):
@@ -226,7 +226,7 @@ def test_stderr_without_a_journal(make_daemon, pb):
     d = make_daemon(wrapper=wrapper)
     assert version_ok(d, pb)
     wait_until(lambda: "/runtime.v1.RuntimeService/Version: OK" in d.log(), what="the call on stderr")
-    assert f"rktlet: rktlet 0.1.0 listening on {d.socket}" in d.log()
+    assert f"rktlet: rktlet {project_version()} listening on {d.socket}" in d.log()
     assert journal(f"_PID={d.pid}") == []
 
 
@@ -293,7 +293,7 @@ def test_help_version_and_bad_options():
     for opt in ("--config", "--listen", "--user", "--log-level", "--version"):
         assert opt in r.stdout
     r = subprocess.run([RKTLET, "--version"], capture_output=True, text=True)
-    assert r.returncode == 0 and r.stdout.strip() == "rktlet 0.1.0"
+    assert r.returncode == 0 and r.stdout.strip() == f"rktlet {project_version()}"
     r = subprocess.run([RKTLET, "--no-such-option"], capture_output=True, text=True)
     assert r.returncode != 0 and "rktlet --help" in r.stderr
     r = subprocess.run([RKTLET, "stray"], capture_output=True, text=True)
