@@ -100,6 +100,26 @@ static void test_timestamp(void **state) {
         assert_string_equal(buf, "2026-11-23T01:00:39Z");
 }
 
+/* A container's last line without a newline, written when its stream ends: a full record (F), as
+ * containerd writes what is left at EOF. kubelet's parser ends each F record's text with a newline
+ * and joins P records to the next, so P would glue this text to nothing that ever comes. */
+static void test_last_line_without_newline_is_full(void **state) {
+        char path[64], *r;
+        CriLog *l;
+
+        snprintf(path, sizeof path, "%s/d.log", dir);
+        assert_int_equal(cri_log_open(path, 0, &l), 0);
+        assert_int_equal(cri_log_feed(l, CRI_STDOUT, "done\nno newline", 15), 0);
+        assert_int_equal(cri_log_feed(l, CRI_STDERR, "err", 3), 0);
+        assert_int_equal(cri_log_flush(l, CRI_STDOUT), 0); /* the stream's end */
+        assert_int_equal(cri_log_flush(l, CRI_STDERR), 0);
+        assert_int_equal(cri_log_flush(l, CRI_STDOUT), 0); /* nothing left: no empty record */
+        cri_log_free(l);
+        r = records(path);
+        assert_string_equal(r, "stdout F done\nstdout F no newline\nstderr F err\n");
+        free(r);
+}
+
 static void test_open_failure(void **state) {
         CriLog *l = NULL;
         assert_int_equal(cri_log_open("/nonexistent-dir/x.log", 0, &l), -ENOENT);
@@ -111,7 +131,7 @@ static int setup(void **state) {
 }
 
 static int teardown(void **state) {
-        const char *names[] = { "a.log", "b.log", "c.log", "c.log.1" };
+        const char *names[] = { "a.log", "b.log", "c.log", "c.log.1", "d.log" };
         char p[64];
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
                 snprintf(p, sizeof p, "%s/%s", dir, names[i]);
@@ -126,6 +146,7 @@ int main(void) {
                 cmocka_unit_test(test_long_lines_are_split),
                 cmocka_unit_test(test_reopen_after_rotation),
                 cmocka_unit_test(test_timestamp),
+                cmocka_unit_test(test_last_line_without_newline_is_full),
                 cmocka_unit_test(test_open_failure),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
