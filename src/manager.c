@@ -69,7 +69,10 @@ static void manager_drop_bus(Manager *m) {
         m->cgroup_slot = sd_bus_slot_unref(m->cgroup_slot);
         bus_ev_detach(&m->bus_ev);
         if (m->bus) {
-                sd_bus_flush_close_unref(m->bus);
+                /* No flush: sd_bus_flush() blocks until the peer reads, up to sd-bus's 90 s, and a bus
+                 * that stopped answering would hold up the exit past ShutdownTimeoutSec=. What is still
+                 * queued belongs to work that was cancelled. */
+                sd_bus_close_unref(m->bus);
                 m->bus = NULL;
         }
 }
