@@ -47,6 +47,30 @@ def test_sighup_does_not_stop_the_daemon(daemon, pb):
     assert version_ok(daemon, pb)
 
 
+STATUS = "/runtime.v1.RuntimeService/Status"
+SIGHUP_NOTICE = "Received SIGHUP: rktlet does not reload its configuration; restart it to apply changes."
+TIMED_OUT = "In-flight calls did not finish within the shutdown timeout; closing 1 connection(s)."
+
+
+def wait_started(d, method=STATUS):
+    """Waits until the call reached its handler in the daemon (its RKTLET_CALL_STARTED= entry)."""
+    return wait_journal(f"_PID={d.pid}", "RKTLET_CALL_STARTED=" + method)
+
+
+def ended(d, method=STATUS):
+    """The daemon's entries for the calls of that method that ended, whichever way."""
+    return journal(f"_PID={d.pid}", "RKTLET_METHOD=" + method)
+
+
+def wait_signal_taken(d, signum=signal.SIGTERM):
+    """Waits until the daemon took the signal, then until its loop came round once more (it notes a
+    SIGHUP sent afterwards): whatever the signal made the daemon do at once has been done by then."""
+    wait_journal(f"_PID={d.pid}", f"MESSAGE=Received {signal.strsignal(signum)}, stopping.")
+    d.send_signal(signal.SIGHUP)
+    wait_until(lambda: not d.alive() or journal(f"_PID={d.pid}", "MESSAGE=" + SIGHUP_NOTICE),
+               what="the daemon to note a SIGHUP sent after the signal")
+
+
 def test_sigterm_lets_an_in_flight_call_finish(make_daemon, pb, user_manager_pid):
     d = make_daemon(args=["--shutdown-timeout", "10"])
     stub = d.runtime()
@@ -54,45 +78,84 @@ def test_sigterm_lets_an_in_flight_call_finish(make_daemon, pb, user_manager_pid
     os.kill(user_manager_pid, signal.SIGSTOP)
     try:
         pending = stub.Status.future(pb.StatusRequest(), timeout=30)
-        time.sleep(0.3)
+        wait_started(d)  # in the daemon, waiting on systemd
         d.send_signal(signal.SIGTERM)
         # Stopped accepting: the socket is gone at once, the call is still pending.
         wait_until(lambda: not os.path.exists(d.socket), what="the socket to be removed")
-        time.sleep(0.3)
+        wait_signal_taken(d)
         assert d.alive()
+        assert ended(d) == []
         assert not pending.done()
     finally:
         os.kill(user_manager_pid, signal.SIGCONT)
     r = pending.result()
     assert {c.type: c.status for c in r.status.conditions}["RuntimeReady"] is True
     assert d.wait() == 0
+    assert [e["RKTLET_GRPC_STATUS"] for e in ended(d)] == ["OK"]
+    # It stopped when the call was done, not at the shutdown timeout.
+    assert journal(f"_PID={d.pid}", "MESSAGE=All connections closed.") != []
+    assert journal(f"_PID={d.pid}", "MESSAGE=" + TIMED_OUT) == []
 
 
 def test_shutdown_timeout_bounds_a_stuck_call(make_daemon, pb, stopped_systemd):
     d = make_daemon(args=["--shutdown-timeout", "1"])
     pending = d.runtime().Status.future(pb.StatusRequest(), timeout=30)
-    time.sleep(0.3)
+    wait_started(d)  # in the daemon, waiting on systemd, which never answers
     t0 = time.monotonic()
     d.send_signal(signal.SIGTERM)
-    assert d.wait() == 0
-    assert 0.8 < time.monotonic() - t0 < 5
+    assert d.wait(timeout=10) == 0  # the 1 s timeout fires: 10 s is ample even under ASan
+    # Not before the timeout (a lower bound, which no load on the machine can break).
+    assert time.monotonic() - t0 >= 1.0
     with pytest.raises(grpc.RpcError) as e:
         pending.result()
     assert e.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL)
+    # The timeout ended it, after the signal: the call was cut off (CANCELLED), not answered.
+    messages = [e["MESSAGE"] for e in journal(f"_PID={d.pid}")]
+    assert TIMED_OUT in messages
+    assert messages.index("Received Terminated, stopping.") < messages.index(TIMED_OUT)
+    assert [e["RKTLET_GRPC_STATUS"] for e in ended(d)] == ["CANCELLED"]
+
+
+def test_a_bus_that_never_answers_does_not_hold_up_the_exit(make_daemon, tmp_path, pb):
+    # A bus socket nobody accepts on (as when systemd is hung, or a socket-activated bus whose
+    # manager is): the connection never gets past authentication. The shutdown timeout still bounds
+    # the exit, whatever the bus is doing.
+    path = str(tmp_path / "bus")
+    bus = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    bus.bind(path)
+    bus.listen(16)
+    d = make_daemon(args=["--shutdown-timeout", "1"],
+                    env=dict(os.environ, DBUS_SESSION_BUS_ADDRESS=f"unix:path={path}"))
+    try:
+        assert version_ok(d, pb)
+        pending = d.runtime().Status.future(pb.StatusRequest(), timeout=30)
+        wait_started(d)
+        d.send_signal(signal.SIGTERM)
+        assert d.wait(timeout=10) == 0, d.log()  # the 1 s timeout, then the exit: 10 s is ample
+        with pytest.raises(grpc.RpcError):
+            pending.result()
+        assert TIMED_OUT in [e["MESSAGE"] for e in journal(f"_PID={d.pid}")]
+    finally:
+        d.kill()  # when it did not exit: it would not on the fixture's SIGTERM either
+        bus.close()
 
 
 def test_second_signal_stops_at_once(make_daemon, pb, stopped_systemd):
     d = make_daemon(args=["--shutdown-timeout", "60"])
     pending = d.runtime().Status.future(pb.StatusRequest(), timeout=30)  # keep it: dropping it cancels
-    time.sleep(0.3)
+    wait_started(d)
     d.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
+    wait_signal_taken(d)
     assert not pending.done()
     assert d.alive()
-    t0 = time.monotonic()
+    assert ended(d) == []
     d.send_signal(signal.SIGTERM)
-    assert d.wait() == 0
-    assert time.monotonic() - t0 < 3
+    # Well before the 60 s shutdown timeout: by the second signal, which cuts the call off.
+    assert d.wait(timeout=15) == 0
+    messages = [e["MESSAGE"] for e in journal(f"_PID={d.pid}")]
+    assert "Second signal: stopping at once." in messages
+    assert TIMED_OUT not in messages
+    assert [e["RKTLET_GRPC_STATUS"] for e in ended(d)] == ["CANCELLED"]
 
 
 # --- listening -------------------------------------------------------------------------------------
@@ -215,8 +278,11 @@ def test_log_level_info_has_no_per_call_entries(make_daemon, pb):
     d = make_daemon(log_level="info")
     assert version_ok(d, pb)
     wait_journal(f"_PID={d.pid}", "MESSAGE_ID=5f8c3a1e2b7d4c6e9a0f1b2c3d4e5f60")
-    time.sleep(0.3)
+    # Everything the daemon logs is in the journal once its last entry is.
+    assert d.stop() == 0
+    wait_journal(f"_PID={d.pid}", "MESSAGE=rktlet stopped.")
     assert journal(f"_PID={d.pid}", "RKTLET_METHOD=/runtime.v1.RuntimeService/Version") == []
+    assert journal(f"_PID={d.pid}", "RKTLET_CALL_STARTED=/runtime.v1.RuntimeService/Version") == []
 
 
 def test_stderr_without_a_journal(make_daemon, pb):

@@ -155,9 +155,8 @@ def test_run_status_list_stop_remove(pod_daemon, pb):
     slice_ = f"rktlet-pod{pod_id}.slice"
     assert slice_ in units()
     assert subprocess.run(["systemctl", "--user", "is-active", slice_], capture_output=True, text=True).stdout.strip() == "active"
-    # No process exists for the pod itself.
-    assert subprocess.run(["systemctl", "--user", "show", "-P", "TasksCurrent", slice_],
-                          capture_output=True, text=True).stdout.strip() in ("0", "[not set]", "")
+    # No process exists for the pod itself: the slice's cgroup, and every one below it, is empty.
+    assert process_count(slice_) == 0
 
     # Reachable from the test's namespace over the bridge.
     assert ping(st.network.ip)
@@ -222,10 +221,14 @@ def test_hostname_resolv_conf_and_hosts(pod_daemon, pb):
     assert "127.0.0.1\tlocalhost" in hosts
     assert f"{ip}\tmy-host" in hosts
     assert open(os.path.join(run, "hostname")).read() == "my-host\n"
-    # The pod's network namespace has lo up and eth0 with the IP.
-    addrs = in_pod(d, pod_id, "ip", "-o", "addr", ns=("net",))
-    assert "lo " in addrs and "127.0.0.1" in addrs
-    assert f"eth0    inet {ip}/24" in addrs.replace("    ", "    ") or f"inet {ip}/24" in addrs
+    # The pod's network namespace has lo up and eth0 with the IP, in the network's /24, and no
+    # other IPv4 address.
+    links = json.loads(in_pod(d, pod_id, "ip", "-j", "addr", "show", ns=("net",)))
+    inet = {link["ifname"]: [(a["local"], a["prefixlen"]) for a in link["addr_info"] if a["family"] == "inet"]
+            for link in links}
+    assert {name: addrs for name, addrs in inet.items() if addrs} == {"lo": [("127.0.0.1", 8)], "eth0": [(ip, 24)]}
+    flags = {link["ifname"]: link["flags"] for link in links}
+    assert "UP" in flags["lo"] and "UP" in flags["eth0"]
 
 
 # A realistic pod name longer than the kernel's 64-byte host names (a Deployment's pod of a long name).
@@ -417,6 +420,12 @@ def systemctl_show(unit, prop):
     return subprocess.run(["systemctl", "--user", "show", "-P", prop, unit], capture_output=True, text=True).stdout.strip()
 
 
+def proc_field(pid, field):
+    """A field of /proc/<pid>/status, as the kernel shows it to the test's PID namespace."""
+    with open(f"/proc/{pid}/status") as f:
+        return [line.split(":", 1)[1].strip() for line in f if line.startswith(field + ":")][0]
+
+
 def process_count(slice_):
     """Processes in a unit's cgroup (tasks of the name=systemd hierarchy or cgroup v2)."""
     cg = systemctl_show(slice_, "ControlGroup")
@@ -457,11 +466,27 @@ def test_shared_pid_namespace_gets_an_init(pod_daemon, pb):
     assert info["initUnit"] == init_unit and info["pidns"] == ns_path(d, pod_id, "pid")
     assert status(d, pb, pod_id).status.linux.namespaces.options.pid == pb.POD
 
-    # An orphan in the namespace is reaped by the pod's init: no zombie stays.
-    r = subprocess.run(["nsenter", f"--pid={ns_path(d, pod_id, 'pid')}", "sh", "-c", "sleep 0.3 & exit 0"],
+    # An orphan in the namespace is reaped by the pod's init: no zombie stays. The sh that starts
+    # it has exited when nsenter returns, so the kernel has given the orphan to the init; killed, it
+    # stays in /proc (a zombie) until its parent reaps it.
+    pidns = os.stat(ns_path(d, pod_id, "pid")).st_ino
+    r = subprocess.run(["nsenter", f"--pid={ns_path(d, pod_id, 'pid')}", "sh", "-c",
+                        "sleep 1001 </dev/null >/dev/null 2>&1 & exit 0"],
                        capture_output=True, text=True, timeout=10)
     assert r.returncode == 0, r.stderr
-    time.sleep(1)
+    orphans = []
+    for p in os.listdir("/proc"):
+        try:
+            if (p.isdigit() and os.stat(f"/proc/{p}/ns/pid").st_ino == pidns and
+                    open(f"/proc/{p}/cmdline").read() == "sleep\x001001\x00"):
+                orphans.append(int(p))
+        except OSError:
+            continue
+    assert len(orphans) == 1, orphans
+    opid = orphans[0]
+    assert proc_field(opid, "PPid") == str(pid)
+    os.kill(opid, signal.SIGKILL)
+    wait_until(lambda: not os.path.exists(f"/proc/{opid}"), what="the pod's init to reap the killed orphan")
     zombies = []
     for p in os.listdir("/proc"):
         if p.isdigit():
@@ -690,30 +715,61 @@ def test_sigkill_and_restart_between_run_and_stop(pod_daemon, make_daemon, pb):
     assert mounts_under(os.path.join(d.dir, "run")) == []
 
 
-@needs_cni
-def test_sigkill_during_run_leaves_nothing_half_made(pod_daemon, make_daemon, pb):
-    d = pod_daemon
-    # Kill the daemon while several RunPodSandbox calls are in flight, at different steps.
-    futures = [d.runtime().RunPodSandbox.future(pb.RunPodSandboxRequest(config=pod_config(pb, name=f"k{i}")), timeout=60)
-               for i in range(6)]
-    time.sleep(0.15)
-    d.kill()
-    for f in futures:
+def pod_records(d):
+    """The pods' records on disk: {pod id: state.json}."""
+    out = {}
+    for p in listdir(os.path.join(d.dir, "lib", "pods")):
         try:
-            f.result()
-        except grpc.RpcError:
-            pass
+            with open(os.path.join(d.dir, "lib", "pods", p, "state.json")) as f:
+                out[p] = json.load(f)
+        except (OSError, ValueError):
+            continue  # being written
+    return out
+
+
+def listdir(path):
+    try:
+        return sorted(os.listdir(path))
+    except FileNotFoundError:
+        return []
+
+
+@needs_cni
+def test_sigkill_during_run_leaves_nothing_half_made(pod_daemon, make_daemon, pb, user_manager_pid):
+    d = pod_daemon
+    # Kill the daemon while several RunPodSandbox calls are provably in flight: each pod's record is
+    # on disk (saved before its first step) and systemd, frozen, cannot answer the slice jobs.
+    ready = run_pod(d, pb, name="done-before")  # one pod complete before the kill
+    os.kill(user_manager_pid, signal.SIGSTOP)
+    try:
+        futures = [d.runtime().RunPodSandbox.future(pb.RunPodSandboxRequest(config=pod_config(pb, name=f"k{i}")),
+                                                    timeout=60) for i in range(6)]
+        wait_until(lambda: len(pod_records(d)) == 7, what="the 6 new pods' records")
+        assert [r["state"] for p, r in pod_records(d).items() if p != ready] == ["creating"] * 6
+        assert not any(f.done() for f in futures)
+        d.stopped = True
+        d.proc.kill()  # SIGKILL, the client's channels left open: they see the daemon go
+        d.proc.wait()
+        for f in futures:
+            with pytest.raises(grpc.RpcError) as e:
+                f.result()
+            assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        d.close_channels()
+    finally:
+        os.kill(user_manager_pid, signal.SIGCONT)
     d2 = make_daemon("rktlet", start=False, args=["--cni-conf-dir", d.cni["conf"], "--cni-bin-dir", CNI_BIN])
     d2.start()
-    # Every pod is either complete (READY) or gone after the clean-up.
+    # The half-made pods are undone; the complete one is as it was.
     def settled():
         items = d2.runtime().ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10).items
-        return all(i.state == pb.SANDBOX_READY for i in items) and len(units()) == len(items)
+        return ([i.id for i in items] == [ready] and units() == [f"rktlet-pod{ready}.slice"] and
+                list(pod_records(d)) == [ready])
     wait_until(settled, timeout=30, what="half-made pods to be cleaned up")
-    items = d2.runtime().ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10).items
-    assert len(ipam_ips(d.cni)) == len(items)
-    for i in items:
-        d2.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=i.id), timeout=60)
+    st = status(d2, pb, ready).status
+    assert st.state == pb.SANDBOX_READY
+    assert ipam_ips(d.cni) == [st.network.ip]
+    assert ping(st.network.ip)
+    d2.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=ready), timeout=60)
     assert units() == []
     assert ipam_ips(d.cni) == []
     assert mounts_under(os.path.join(d.dir, "run")) == []
