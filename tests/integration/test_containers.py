@@ -19,7 +19,6 @@ import os
 import re
 import socket
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -1078,48 +1077,6 @@ def test_tty_container_gets_a_terminal(cd, pb):
     assert "is-a-tty" in out and "to-err" in out and err == ""
     st, out, _, _ = run_to_exit(d, pb, pod, "notty", ["sh", "-c", "[ -t 1 ] || echo no-tty"])
     assert out == "no-tty\n"
-
-
-def test_logs_continue_across_a_restart_under_systemd(make_daemon, ctr_registry, cni, pb):  # noqa: F811
-    """rktlet as a service of the user manager (Type=notify, an fd store, Restart=always), as
-    packaging/systemd/rktlet.service runs it: SIGKILLed while a container writes a numbered line
-    every 20 ms, the restarted daemon gets the log pipes back from the fd store and no line is lost."""
-    r, images = ctr_registry
-    d = make_daemon("svc", start=False, config=registries_config([r.url]),
-                    args=["--cni-conf-dir", cni["conf"], "--cni-bin-dir", CNI_BIN])
-    unit = f"rktlet-fdstore-{os.getpid()}.service"
-    subprocess.run(["systemd-run", "--user", "--quiet", "--unit", unit, "-p", "Type=notify", "-p", "NotifyAccess=main",
-                    "-p", "FileDescriptorStoreMax=64", "-p", "Restart=always", "-p", "RestartSec=200ms",
-                    "-p", f"StandardOutput=append:{d.logfile}", "-p", f"StandardError=append:{d.logfile}",
-                    *d.args], check=True, timeout=30)
-    try:
-        wait_until(lambda: show(unit, "ActiveState") == "active", 20, what=f"{unit} to be active")
-        ref, image = images["busybox"]
-        assert pull(d, pb, ref) == image.id
-        pod = make_pod(d, pb, name="fdstore")
-        cfg = ctr_config(pb, "counter", ref,
-                         command=["sh", "-c", "i=0; while :; do echo line-$i; i=$((i+1)); sleep 0.02; done"])
-        cid = run(d, pb, pod, cfg)
-        wait_log(pod, cfg, "line-20")
-        old = int(show(unit, "MainPID"))
-        ctr_pid = main_pid(cid)
-        os.kill(old, signal.SIGKILL)
-        wait_until(lambda: int(show(unit, "MainPID") or 0) not in (0, old) and show(unit, "ActiveState") == "active",
-                   20, what=f"{unit} to restart")
-        d.close_channels()
-        seen = len(text(records(log_file(pod, cfg))).splitlines())
-        wait_log(pod, cfg, f"line-{seen + 50}\n")
-        assert cstatus(d, pb, cid).status.state == pb.CONTAINER_RUNNING
-        assert main_pid(cid) == ctr_pid
-        lines = text(records(log_file(pod, cfg))).splitlines()
-        n = len(lines) - 1
-        assert lines[:n] == [f"line-{i}" for i in range(n)], "a line was lost or doubled across the restart"
-        remove(d, pb, cid)
-        d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod.id), timeout=T)
-    finally:
-        d.close_channels()
-        subprocess.run(["systemctl", "--user", "stop", unit], capture_output=True, timeout=60)
-        subprocess.run(["systemctl", "--user", "reset-failed", unit], capture_output=True, timeout=10)
 
 
 def test_stdin_stays_open_for_attach(cd, pb):
