@@ -68,22 +68,16 @@ static void status_cancel(GrpcCall *call, void *userdata) {
 }
 
 static char *systemd_info_json(Manager *m) {
-        const char *version = m->systemd_version ?: "", *bus = m->config.user_bus ? "user" : "system";
-        const unsigned char *buf;
-        size_t len;
         char *s;
         yajl_gen g = yajl_gen_alloc(NULL);
 
         if (!g)
                 return NULL;
         yajl_gen_map_open(g);
-        yajl_gen_string(g, (const unsigned char *) "version", strlen("version"));
-        yajl_gen_string(g, (const unsigned char *) version, strlen(version));
-        yajl_gen_string(g, (const unsigned char *) "bus", strlen("bus"));
-        yajl_gen_string(g, (const unsigned char *) bus, strlen(bus));
+        json_gen_key_str(g, "version", m->systemd_version ?: "");
+        json_gen_key_str(g, "bus", m->config.user_bus ? "user" : "system");
         yajl_gen_map_close(g);
-        yajl_gen_get_buf(g, &buf, &len);
-        s = strndup((const char *) buf, len);
+        s = json_gen_steal(g);
         yajl_gen_free(g);
         return s;
 }
@@ -94,8 +88,6 @@ static char *systemd_info_json(Manager *m) {
 static char *oci_runtime_info_json(Manager *m) {
         const char *path = m->oci_runtime ?: "", *name = strrchr(path, '/');
         char resolved[PATH_MAX], why[PATH_MAX + 64];
-        const unsigned char *buf;
-        size_t len;
         char *s;
         yajl_gen g = yajl_gen_alloc(NULL);
 
@@ -119,8 +111,7 @@ static char *oci_runtime_info_json(Manager *m) {
                 json_gen_key_str(g, "error", why);
         }
         yajl_gen_map_close(g);
-        yajl_gen_get_buf(g, &buf, &len);
-        s = strndup((const char *) buf, len);
+        s = json_gen_steal(g);
         yajl_gen_free(g);
         return s;
 }
