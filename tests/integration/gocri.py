@@ -149,6 +149,18 @@ class ClientFailure(AssertionError):
     """cri-go itself failed: bad arguments, a crash, no answer."""
 
 
+class Caller:
+    """What a one-shot Client and a Session share: call() is theirs."""
+
+    def error(self, method, request=None, timeout=None):
+        """The CriError of a call that must fail."""
+        try:
+            resp = self.call(method, request, timeout)
+        except CriError as e:
+            return e
+        raise AssertionError(f"{method}({request}) succeeded: {resp}")
+
+
 class GoCri:
     def __init__(self, binary, build_seconds=None):
         self.binary = binary
@@ -161,7 +173,7 @@ class GoCri:
         return subprocess.run([self.binary, *args], capture_output=True, text=True, timeout=timeout)
 
 
-class Client:
+class Client(Caller):
     """cri-go against one socket, one way of dialing. call() is one process (one connection) per
     call; session() keeps one connection for many calls, as kubelet does."""
 
@@ -196,14 +208,6 @@ class Client:
             raise ClientFailure(f"{cmd} exited with {r.returncode}:\n{r.stdout}{r.stderr}")
         return json.loads(r.stdout)
 
-    def error(self, method, request=None, timeout=None):
-        """The CriError of a call that must fail."""
-        try:
-            resp = self.call(method, request, timeout)
-        except CriError as e:
-            return e
-        raise AssertionError(f"{method}({request}) succeeded: {resp}")
-
     def concurrent(self, n, method, request=None, timeout=None):
         """(exit status, summary): N calls at once on one connection."""
         cmd, r = self._exec("concurrent", str(n), method, json.dumps(request or {}), timeout=timeout)
@@ -215,7 +219,7 @@ class Client:
         return Session(self.args(timeout), timeout or self.timeout)
 
 
-class Session:
+class Session(Caller):
     """One cri-go process, one connection: a JSON line per call on its stdin, one back."""
 
     def __init__(self, args, timeout):
@@ -262,13 +266,6 @@ class Session:
         if "code" in a:
             raise CriError(a["code"], a["message"], method)
         return a["response"] if "response" in a else a["responses"]
-
-    def error(self, method, request=None, timeout=None):
-        try:
-            resp = self.call(method, request, timeout)
-        except CriError as e:
-            return e
-        raise AssertionError(f"{method}({request}) succeeded: {resp}")
 
     def stats(self):
         """{"connections": transports opened so far, "closed": ..., "target": ...}."""
