@@ -251,7 +251,7 @@ static void call_kick(GrpcCall *c) {
 /* A Trailers-Only response: one HEADERS frame with the call's status that ends the stream. */
 static void call_trailers_only(GrpcCall *c, const char *http_status) {
         char code[4];
-        _cleanup_free_ char *encoded = c->status_message ? grpc_percent_encode(c->status_message) : NULL;
+        _cleanup_free_ char *encoded = c->status_message ? grpc_percent_encode_max(c->status_message, GRPC_MESSAGE_MAX) : NULL;
         nghttp2_nv nva[] = {
                 MAKE_NV(":status", http_status, strlen(http_status)),
                 MAKE_NV_LIT("content-type", "application/grpc"),
@@ -403,7 +403,7 @@ static ssize_t call_data_read_cb(nghttp2_session *session, int32_t stream_id, ui
 
         /* All data out: end the stream with the trailers. */
         char status[4];
-        _cleanup_free_ char *encoded = c->status_message ? grpc_percent_encode(c->status_message) : NULL;
+        _cleanup_free_ char *encoded = c->status_message ? grpc_percent_encode_max(c->status_message, GRPC_MESSAGE_MAX) : NULL;
         nghttp2_nv trailers[] = {
                 MAKE_NV("grpc-status", status, (size_t) snprintf(status, sizeof status, "%i", c->status)),
                 MAKE_NV("grpc-message", encoded, encoded ? strlen(encoded) : 0),

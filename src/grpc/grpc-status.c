@@ -2,6 +2,8 @@
 #include "grpc-status.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,17 +84,29 @@ static int needs_escape(unsigned char c) {
         return c < 0x20 || c > 0x7E || c == '%';
 }
 
-char *grpc_percent_encode(const char *s) {
+char *grpc_percent_encode_max(const char *s, size_t max) {
         static const char hex[] = "0123456789ABCDEF";
-        size_t n = 0;
+        static const char ellipsis[] = "%E2%80%A6"; /* "…" */
+        size_t n = 0, end = 0, fit = 0;
 
-        for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+        /* How much fits: whole characters (a UTF-8 sequence is never cut) and, if not all of s does,
+         * the ellipsis after them. */
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
                 n += needs_escape(*p) ? 3 : 1;
+                if ((p[1] & 0xC0) != 0x80) { /* the next byte starts a character */
+                        if (n + strlen(ellipsis) <= max)
+                                fit = (size_t) (p + 1 - (const unsigned char *) s);
+                        end = (size_t) (p + 1 - (const unsigned char *) s);
+                }
+        }
+        bool cut = n > max;
+        if (!cut)
+                fit = end;
 
-        char *out = malloc(n + 1), *o = out;
+        char *out = malloc((cut ? max : n) + 1), *o = out;
         if (!out)
                 return NULL;
-        for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
+        for (const unsigned char *p = (const unsigned char *) s; p < (const unsigned char *) s + fit; p++) {
                 if (needs_escape(*p)) {
                         *o++ = '%';
                         *o++ = hex[*p >> 4];
@@ -100,8 +114,14 @@ char *grpc_percent_encode(const char *s) {
                 } else
                         *o++ = (char) *p;
         }
+        if (cut && max >= strlen(ellipsis))
+                o = stpcpy(o, ellipsis);
         *o = '\0';
         return out;
+}
+
+char *grpc_percent_encode(const char *s) {
+        return grpc_percent_encode_max(s, SIZE_MAX);
 }
 
 static int unhex(char c) {

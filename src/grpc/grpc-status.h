@@ -32,5 +32,10 @@ GrpcStatus grpc_status_from_errno(int error);
 /* Percent-encodes s as the gRPC spec asks of grpc-message: bytes outside 0x20..0x7E and '%' become
  * %XX. Returns a malloc'ed string, or NULL on OOM. */
 char *grpc_percent_encode(const char *s);
+/* The same, at most max bytes long: when s does not fit, as much of it as does (whole characters)
+ * followed by an encoded "…". */
+char *grpc_percent_encode_max(const char *s, size_t max);
+/* What rktlet sends as grpc-message at most: clients refuse headers past 8 KB in all. */
+#define GRPC_MESSAGE_MAX 4000
 /* The reverse; invalid escapes are kept literally, as the spec asks of receivers. NULL on OOM. */
 char *grpc_percent_decode(const char *s, size_t len);

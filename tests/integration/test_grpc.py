@@ -362,3 +362,14 @@ def test_requests_gRPC_cannot_serve_get_a_status_not_a_reset(daemon, pb, case, w
     ok = c.call(VERSION, grpc_frame(pb.VersionRequest(version="v1").SerializeToString()))
     assert ok.grpc_status == 0, ok.headers
     c.close()
+
+
+def test_a_huge_input_echoed_in_the_message_keeps_the_real_status(daemon, pb):
+    """A 10 KB id quoted back whole made a grpc-message past the 8 KB of headers clients take, and
+    the client reported RESOURCE_EXHAUSTED instead of the real error. The message is cut, marked."""
+    with pytest.raises(grpc.RpcError) as e:
+        daemon.runtime().PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id="f" * 10000), timeout=5)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND, e.value.details()
+    details = e.value.details()
+    assert details.endswith("…") and len(details.encode()) < 4000, len(details)
+    assert "ffffffff" in details

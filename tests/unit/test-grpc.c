@@ -110,6 +110,34 @@ static void test_percent_encode(void **state) {
         free(s);
 }
 
+static void test_percent_encode_max(void **state) {
+        char *s, big[10001];
+
+        s = grpc_percent_encode_max("short", 5); /* fits exactly: as it is */
+        assert_string_equal(s, "short");
+        free(s);
+        s = grpc_percent_encode_max("abcdefghijklmnop", 12); /* 3 + "…" encoded (9) */
+        assert_string_equal(s, "abc%E2%80%A6");
+        free(s);
+        /* A character is never cut: "é" is 6 encoded bytes (the whole string 19). */
+        s = grpc_percent_encode_max("x\xc3\xa9\xc3\xa9\xc3\xa9", 15);
+        assert_string_equal(s, "x%E2%80%A6");
+        free(s);
+        s = grpc_percent_encode_max("x\xc3\xa9\xc3\xa9\xc3\xa9", 16);
+        assert_string_equal(s, "x%C3%A9%E2%80%A6");
+        free(s);
+        s = grpc_percent_encode_max("x\xc3\xa9\xc3\xa9\xc3\xa9", 19);
+        assert_string_equal(s, "x%C3%A9%C3%A9%C3%A9");
+        free(s);
+        /* A 10 KB id quoted in a message stays under the limit whole. */
+        memset(big, 'i', sizeof big - 1);
+        big[sizeof big - 1] = '\0';
+        s = grpc_percent_encode_max(big, GRPC_MESSAGE_MAX);
+        assert_int_equal(strlen(s), GRPC_MESSAGE_MAX);
+        assert_string_equal(s + GRPC_MESSAGE_MAX - 9, "%E2%80%A6");
+        free(s);
+}
+
 static void test_percent_decode(void **state) {
         char *s;
 
@@ -138,6 +166,7 @@ int main(void) {
                 cmocka_unit_test(test_timeout_invalid),
                 cmocka_unit_test(test_status_names),
                 cmocka_unit_test(test_percent_encode),
+                cmocka_unit_test(test_percent_encode_max),
                 cmocka_unit_test(test_percent_decode),
         };
         return cmocka_run_group_tests_name("grpc", tests, NULL, NULL);
