@@ -59,7 +59,7 @@ static GrpcStatus pull_status(int error) {
         switch (-error) {
         case ENOENT:
                 return GRPC_STATUS_NOT_FOUND;
-        case EACCES:
+        case ENOKEY: /* HTTP 401 */
                 return GRPC_STATUS_UNAUTHENTICATED;
         case EBADMSG:
                 return GRPC_STATUS_DATA_LOSS;

@@ -357,7 +357,7 @@ static void token_done(Req *t, int error, const char *message) {
         req_free(t);
         if (!pl->bearer) {
                 /* Let the original request fail with its 401. */
-                q->done(q, -EACCES, error < 0 ? message : "unauthorized: the token endpoint gave no token");
+                q->done(q, -ENOKEY, error < 0 ? message : "unauthorized: the token endpoint gave no token");
                 return;
         }
         req_start(q);
@@ -382,8 +382,9 @@ static void req_finished(CURL *easy, CURLcode result, void *userdata) {
         if (q->status == 401 && req_handle_auth(q))
                 return;
         if (q->status == 401 || q->status == 403) {
-                q->done(q, -EACCES, q->status == 401 ? "unauthorized (HTTP 401): authentication required or wrong credentials"
-                                                     : "forbidden (HTTP 403)");
+                q->done(q, q->status == 401 ? -ENOKEY : -EACCES,
+                        q->status == 401 ? "unauthorized (HTTP 401): authentication required or wrong credentials"
+                                         : "forbidden (HTTP 403)");
                 return;
         }
         if (q->status == 404) {
@@ -596,7 +597,8 @@ static void pull_record(Pull *pl) {
         img->layers = calloc(pl->n_layers + 1, sizeof *img->layers);
         if (!img->id || !img->repo_tags || !img->repo_digests || !img->layers)
                 goto fail;
-        if (pl->ref.tag)
+        /* A tag beside a digest was never asked for (the digest was pulled): it names nothing. */
+        if (pl->ref.tag && !pl->ref.digest)
                 img->repo_tags[0] = image_ref_name(&pl->ref);
         if (asprintf(&d, "%s@%s", repo, pl->manifest_digest) >= 0)
                 img->repo_digests[0] = d;
@@ -1106,7 +1108,8 @@ int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done
                 free(w);
                 return r;
         }
-        name = image_ref_name(&ref);
+        /* "repo:tag@digest" is a pull of repo@digest: it must not wait for a pull of repo:tag. */
+        name = image_ref_canonical(&ref);
         if (!name) {
                 free(w);
                 image_ref_done(&ref);

@@ -128,6 +128,14 @@ char *image_ref_name(const ImageRef *r) {
         return s;
 }
 
+char *image_ref_canonical(const ImageRef *r) {
+        char *s;
+        if (r->digest ? asprintf(&s, "%s/%s@%s", r->registry, r->repository, r->digest) < 0
+                      : asprintf(&s, "%s/%s:%s", r->registry, r->repository, r->tag) < 0)
+                return NULL;
+        return s;
+}
+
 char *image_ref_repo(const ImageRef *r) {
         char *s;
         return asprintf(&s, "%s/%s", r->registry, r->repository) < 0 ? NULL : s;

@@ -14,6 +14,10 @@ int image_ref_parse(const char *s, ImageRef *ret, const char **ret_error);
 void image_ref_done(ImageRef *r);
 /* "registry/repository:tag" (or "@digest" when there is no tag). */
 char *image_ref_name(const ImageRef *r);
+/* What r stands for: "registry/repository@digest" when it has a digest, a tag beside it ignored
+ * (containerd's CRI normalizes with reference/docker.ParseDockerRef, which drops it), else
+ * "registry/repository:tag". */
+char *image_ref_canonical(const ImageRef *r);
 /* "registry/repository" */
 char *image_ref_repo(const ImageRef *r);
 /* The host to talk to: docker.io is served by registry-1.docker.io. */

@@ -262,7 +262,7 @@ ImageStore *image_store_free(ImageStore *s) {
 Image *image_store_find(ImageStore *s, const char *ref) {
         ImageRef parsed;
         const char *error;
-        char *name = NULL, *repo = NULL;
+        char *name = NULL;
         Image *found = NULL;
         size_t n = strlen(ref);
 
@@ -285,20 +285,13 @@ Image *image_store_find(ImageStore *s, const char *ref) {
                         return i;
         if (image_ref_parse(ref, &parsed, &error) < 0)
                 return NULL;
-        name = image_ref_name(&parsed);
-        repo = image_ref_repo(&parsed);
-        for (Image *i = s->images; i && name && repo && !found; i = i->next) {
-                if (parsed.tag && strv_contains(i->repo_tags, name))
+        /* By repo digest when there is a digest (a tag beside it is not looked at, as containerd),
+         * else by tag. */
+        name = image_ref_canonical(&parsed);
+        for (Image *i = s->images; i && name && !found; i = i->next)
+                if (strv_contains(parsed.digest ? i->repo_digests : i->repo_tags, name))
                         found = i;
-                else if (parsed.digest) {
-                        char *d = NULL;
-                        if (asprintf(&d, "%s@%s", repo, parsed.digest) >= 0 && strv_contains(i->repo_digests, d))
-                                found = i;
-                        free(d);
-                }
-        }
         free(name);
-        free(repo);
         image_ref_done(&parsed);
         return found;
 }
