@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api.pb-c.h"
+#include "cri-strings.h"
 #include "cri-util.h"
 #include "macro.h"
 
@@ -39,13 +40,31 @@ static const CriImpl impls[] = {
         { "/runtime.v1.ImageService/ImageFsInfo", cri_image_fs_info },
 };
 
+/* One entry per CRI method, in the protobuf service's order; the GrpcMethods (sorted by path for
+ * the look-up) point here. */
+typedef struct CriMethod {
+        GrpcHandler handler; /* NULL: not implemented */
+        const ProtobufCMessageDescriptor *input;
+        const char *name;
+        Manager *manager;
+} CriMethod;
+
 static GrpcMethod *methods = NULL;
+static CriMethod *cri_methods = NULL;
 static size_t n_methods = 0;
 
-static int cri_unimplemented(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
-        const GrpcMethod *method = userdata;
-        return grpc_call_finish(call, GRPC_STATUS_UNIMPLEMENTED, "%s is not implemented by rktlet yet",
-                                method->name);
+/* Every call comes through here: the request's strings are judged once, for every method, before
+ * any handler turns them into the model. */
+static int cri_dispatch(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        const CriMethod *cm = userdata;
+        char why[512];
+
+        if (!cm->handler)
+                return grpc_call_finish(call, GRPC_STATUS_UNIMPLEMENTED, "%s is not implemented by rktlet yet",
+                                        cm->name);
+        if (cri_check_strings(cm->input, msg, len, why, sizeof why) < 0)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "%s: %s", cm->input->short_name, why);
+        return cm->handler(call, msg, len, cm->manager);
 }
 
 static int method_cmp(const void *a, const void *b) {
@@ -72,44 +91,48 @@ int cri_service_init(Manager *m) {
         for (size_t i = 0; i < ELEMENTSOF(services); i++)
                 total += services[i]->n_methods;
         methods = calloc(total, sizeof *methods);
-        if (!methods)
+        cri_methods = calloc(total, sizeof *cri_methods);
+        if (!methods || !cri_methods) {
+                cri_service_done();
                 return -ENOMEM;
+        }
 
         for (size_t i = 0; i < ELEMENTSOF(services); i++)
                 for (unsigned j = 0; j < services[i]->n_methods; j++) {
+                        const ProtobufCMethodDescriptor *md = &services[i]->methods[j];
+                        CriMethod *cm = &cri_methods[n_methods];
                         GrpcMethod *gm = &methods[n_methods++];
                         char *path;
 
-                        if (asprintf(&path, "/%s/%s", services[i]->name, services[i]->methods[j].name) < 0) {
+                        if (asprintf(&path, "/%s/%s", services[i]->name, md->name) < 0) {
                                 cri_service_done();
                                 return -ENOMEM;
                         }
-                        gm->path = path;
-                        gm->name = services[i]->methods[j].name;
-                        gm->handler = cri_unimplemented;
-                        gm->userdata = gm;
-                        /* protobuf-c keeps no streaming flag: the CRI's one server-streaming method. */
-                        gm->server_streaming = strcmp(gm->name, "GetContainerEvents") == 0;
+                        *cm = (CriMethod) { .input = md->input, .name = md->name, .manager = m };
                         for (size_t k = 0; k < ELEMENTSOF(impls); k++)
-                                if (strcmp(impls[k].path, path) == 0) {
-                                        gm->handler = impls[k].handler;
-                                        gm->userdata = m;
-                                }
+                                if (strcmp(impls[k].path, path) == 0)
+                                        cm->handler = impls[k].handler;
+                        *gm = (GrpcMethod) {
+                                .path = path,
+                                .name = md->name,
+                                .handler = cri_dispatch,
+                                .userdata = cm,
+                                /* protobuf-c keeps no streaming flag: the CRI's one server-streaming method. */
+                                .server_streaming = strcmp(md->name, "GetContainerEvents") == 0,
+                        };
                 }
 
         qsort(methods, n_methods, sizeof *methods, method_cmp);
-        /* qsort moved the entries: the unimplemented ones point at themselves again. */
-        for (size_t i = 0; i < n_methods; i++)
-                if (methods[i].handler == cri_unimplemented)
-                        methods[i].userdata = &methods[i];
         return 0;
 }
 
 void cri_service_done(void) {
-        for (size_t i = 0; i < n_methods; i++)
+        for (size_t i = 0; methods && i < n_methods; i++)
                 free((char *) methods[i].path);
         free(methods);
+        free(cri_methods);
         methods = NULL;
+        cri_methods = NULL;
         n_methods = 0;
 }
 
