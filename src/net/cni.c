@@ -2,8 +2,10 @@
  * plugin chains (ADD, DEL, CHECK) run as non-blocking children with a timeout. */
 #include "cni.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +56,9 @@ struct CniOp {
         char *id, *netns, *name, *namespace, *uid;
         CniPortMapping *ports;
         size_t n_ports;
-        Child *child;
+        Child *child;      /* the plugin running now, leader of a process group of its own */
+        ev_timer timeout;  /* PluginTimeoutSec= for the plugin running now */
+        bool timed_out;
         CniDone done;
         void *userdata;
 };
@@ -334,9 +338,22 @@ const char *cni_network_name(Cni *c) {
 
 /* --- plugin chains ------------------------------------------------------------------------------ */
 
+/* The plugin and whatever it started: a plugin that is a script leaves its children behind when
+ * only the script is killed. The plugin leads its own process group from child_spawn() on, and
+ * is not reaped before its Child reports, so its pid is still the group's. */
+static void kill_plugin(CniOp *op) {
+        if (!op->child)
+                return;
+        (void) kill(-child_pid(op->child), SIGKILL);
+        (void) child_kill(op->child, SIGKILL);
+}
+
 static void op_free(CniOp *op) {
-        if (op->child)
+        ev_timer_stop(op->cni->loop, &op->timeout);
+        if (op->child) {
+                kill_plugin(op);
                 child_abandon(op->child);
+        }
         yajl_tree_free(op->net);
         free(op->network);
         free(op->result);
@@ -431,18 +448,30 @@ static char *plugin_stdin(CniOp *op, yajl_val plugin) {
 
 static void op_step(CniOp *op);
 
+/* "2s", "1500ms": a duration as PluginTimeoutSec= accepts it. */
+static void format_duration(char *buf, size_t size, uint64_t usec) {
+        if (usec % 1000000 == 0)
+                snprintf(buf, size, "%llus", (unsigned long long) (usec / 1000000));
+        else if (usec % 1000 == 0)
+                snprintf(buf, size, "%llums", (unsigned long long) (usec / 1000));
+        else
+                snprintf(buf, size, "%lluus", (unsigned long long) usec);
+}
+
 /* "CNI ADD bridge: failed to allocate for range 0: no IP addresses available (code 11)". */
 static char *plugin_error(CniOp *op, const char *type, const ChildResult *res) {
         yajl_val e = res->out_len > 0 ? json_parse(res->out, NULL, 0) : NULL;
         const char *msg = json_get_str(e, "msg"), *details = json_get_str(e, "details");
         long long code = 0;
-        char *s = NULL, stderr_text[512];
+        char *s = NULL, stderr_text[512], timeout[32];
         int r;
 
         (void) json_get_int(e, "code", &code);
         snprintf(stderr_text, sizeof stderr_text, "%.*s", (int) strcspn(res->err ?: "", "\n"), res->err ?: "");
-        if (res->timed_out)
-                r = asprintf(&s, "CNI %s %s: timed out", command_names[op->command], type);
+        format_duration(timeout, sizeof timeout, op->cni->timeout_usec);
+        if (op->timed_out)
+                r = asprintf(&s, "CNI %s %s: timed out after %s (PluginTimeoutSec=), killed", command_names[op->command],
+                             type, timeout);
         else if (msg)
                 r = asprintf(&s, "CNI %s %s: %s%s%s (code %lld)", command_names[op->command], type, msg,
                              details && details[0] ? ": " : "", details ?: "", code);
@@ -460,18 +489,24 @@ static void plugin_done(Child *child, const ChildResult *res, void *userdata) {
         size_t i = op->command == CNI_DEL ? n_plugins(op) - 1 - op->index : op->index;
         const char *type = json_get_str(plugin_at(op, i), "type");
 
+        ev_timer_stop(op->cni->loop, &op->timeout);
         op->child = NULL;
+        /* An answer that came as the timer fired still counts. */
+        op->timed_out = op->timed_out && res->exit_code != 0;
         if (res->exit_code != 0) {
                 char *e = plugin_error(op, type, res);
+                int error = op->timed_out ? -ETIMEDOUT : -EIO;
+                op->timed_out = false;
                 if (op->command != CNI_DEL) {
-                        op_finish(op, -EIO, e ?: "CNI plugin failed");
+                        op_finish(op, error, e ?: "CNI plugin failed");
                         free(e);
                         return;
                 }
                 /* DEL goes on through the chain and reports the first failure. */
-                if (!op->first_error)
+                if (!op->first_error) {
                         op->first_error = e;
-                else
+                        op->first_errno = error;
+                } else
                         free(e);
         } else if (op->command == CNI_ADD) {
                 free(op->result);
@@ -479,6 +514,19 @@ static void plugin_done(Child *child, const ChildResult *res, void *userdata) {
         }
         op->index++;
         op_step(op);
+}
+
+/* In the plugin, before exec: a process group of its own, so that a timeout kills all of it. */
+static int plugin_setup(void *userdata) {
+        return setpgid(0, 0) < 0 ? -errno : 0;
+}
+
+static void plugin_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
+        CniOp *op = container_of(w, CniOp, timeout);
+
+        /* plugin_done() reports it once the plugin is reaped. */
+        op->timed_out = true;
+        kill_plugin(op);
 }
 
 static void op_step(CniOp *op) {
@@ -490,7 +538,7 @@ static void op_step(CniOp *op) {
         if (op->index >= n_plugins(op)) {
                 if (op->first_error) {
                         char *e = TAKE_PTR(op->first_error);
-                        op_finish(op, -EIO, e);
+                        op_finish(op, op->first_errno < 0 ? op->first_errno : -EIO, e);
                         free(e);
                 } else
                         op_finish(op, 0, NULL);
@@ -544,11 +592,19 @@ static void op_step(CniOp *op) {
                 .envp = envp,
                 .stdin_data = input,
                 .stdin_len = strlen(input),
-                .timeout_usec = op->cni->timeout_usec,
                 .max_output = 4 * 1024 * 1024,
+                .setup = plugin_setup,
         };
         log_debug("CNI %s %s for pod %s (netns %s)", command_names[op->command], type, op->id, op->netns);
         r = child_spawn(op->cni->loop, &spec, plugin_done, op, &op->child);
+        if (r >= 0) {
+                /* Set from both sides, as shells do: whichever runs first makes the group. */
+                (void) setpgid(child_pid(op->child), child_pid(op->child));
+                if (op->cni->timeout_usec > 0) {
+                        ev_timer_set(&op->timeout, (double) op->cni->timeout_usec / 1e6, 0.);
+                        ev_timer_start(op->cni->loop, &op->timeout);
+                }
+        }
 fail:
         free(argv[0]);
         free(input);
@@ -579,6 +635,7 @@ static int op_start(Cni *c, CniCommand command, const CniPod *pod, const char *n
         if (!op)
                 return -ENOMEM;
         op->cni = c;
+        ev_timer_init(&op->timeout, plugin_timeout, 0., 0.);
         op->command = command;
         op->done = done;
         op->userdata = userdata;
@@ -625,6 +682,11 @@ int cni_check(Cni *c, const CniPod *pod, const char *network, const char *prev_r
         return op_start(c, CNI_CHECK, pod, network, prev_result, done, userdata, ret);
 }
 
+static bool is_ipv4(const char *address) {
+        struct in_addr a;
+        return inet_pton(AF_INET, address, &a) == 1;
+}
+
 int cni_result_ips(const char *result, char ***ret_ips, size_t *ret_n) {
         yajl_val v = json_parse(result, NULL, 0), ips = json_get(v, "ips");
         char **out;
@@ -646,6 +708,15 @@ int cni_result_ips(const char *result, char ***ret_ips, size_t *ret_n) {
                         n++;
         }
         yajl_tree_free(v);
+        /* The first IPv4 address is the pod's IP, whatever the order of the ranges, as containerd
+         * chooses by default; the others follow in the result's order. */
+        for (size_t i = 0; i < n; i++)
+                if (is_ipv4(out[i])) {
+                        char *first = out[i];
+                        memmove(out + 1, out, i * sizeof(char *));
+                        out[0] = first;
+                        break;
+                }
         *ret_ips = out;
         *ret_n = n;
         return 0;

@@ -46,5 +46,6 @@ int cni_check(Cni *c, const CniPod *pod, const char *network, const char *prev_r
 /* Drops interest; the running plugin is killed and reaped in the background. */
 void cni_op_cancel(CniOp *op);
 
-/* The addresses (without prefix length) of a CNI result's "ips", in order. */
+/* The addresses (without prefix length) of a CNI result's "ips": the first IPv4 one first (the
+ * pod's IP, as containerd picks it), then the others in the result's order. */
 int cni_result_ips(const char *result, char ***ret_ips, size_t *ret_n);

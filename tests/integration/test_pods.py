@@ -3,6 +3,7 @@
 The CNI network is a bridge defined by the test, living in the harness's own network namespace;
 pods get their addresses from a host-local range whose store is in the test's directory."""
 
+import ipaddress
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import time
 import grpc
 import pytest
 
+import rktlet_test
 from rktlet_test import wait_until
 
 SUBNET = "10.88.7"
@@ -582,6 +584,309 @@ def test_a_failing_plugin_rolls_the_pod_back(make_daemon, pb, tmp_path, cni):
     assert ipam_ips(cni) == []
     assert mounts_under(os.path.join(d.dir, "run")) == []
     assert os.listdir(os.path.join(d.dir, "lib", "pods")) == []
+
+
+# --- CNI plugin timeout ----------------------------------------------------------------------------
+
+HANGING = """#!/bin/sh
+# A CNI plugin of the test, chained after the bridge. On the commands listed in $0.hang it hangs,
+# deaf to SIGTERM, waiting on a child of its own (as a script waiting on a tool would) and writing
+# "its pid, the child's pid" to $0.COMMAND.pids; otherwise it hands the previous result on, like
+# the recorder. $0.log gets every command it was run with.
+cat > "$0.$CNI_COMMAND.json"
+echo "$CNI_COMMAND" >> "$0.log"
+if grep -qx "$CNI_COMMAND" "$0.hang"; then
+        trap '' TERM
+        sleep 3600 &
+        echo "$$ $!" > "$0.$CNI_COMMAND.pids.tmp" && mv "$0.$CNI_COMMAND.pids.tmp" "$0.$CNI_COMMAND.pids"
+        wait
+fi
+[ "$CNI_COMMAND" = DEL ] && exit 0
+exec /usr/bin/python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1])).get("prevResult", {})))' "$0.$CNI_COMMAND.json"
+"""
+
+PLUGIN_TIMEOUT = 2  # seconds, PluginTimeoutSec= of these tests
+
+
+def hanging_network(tmp_path, cni, hang=()):
+    """The test's bridge network with the HANGING plugin after the bridge; returns (bin dir, conf dir)."""
+    bindir = tmp_path / "cni-bin"
+    bindir.mkdir()
+    plugin = bindir / "hang"
+    plugin.write_text(HANGING)
+    plugin.chmod(0o755)
+    (bindir / "hang.hang").write_text("".join(c + "\n" for c in hang))
+    conf = tmp_path / "hang-net.d"
+    conf.mkdir()
+    network = dict(cni["network"])
+    network["plugins"] = network["plugins"][:1] + [{"type": "hang"}]
+    (conf / "10-hang.conflist").write_text(json.dumps(network))
+    return bindir, conf
+
+
+def hanging_daemon(make_daemon, bindir, conf):
+    return make_daemon(config=f"[CNI]\nPluginTimeoutSec={PLUGIN_TIMEOUT}\n",
+                       args=["--cni-conf-dir", str(conf), "--cni-bin-dir", f"{bindir}:{CNI_BIN}"])
+
+
+def running(pid, needle):
+    """True while pid is a live process (not a zombie) whose command line holds needle."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+        return needle in cmdline and not proc_field(pid, "State").startswith("Z")
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def hung_plugin(bindir, command):
+    """Waits until the HANGING plugin hangs on command; returns [(pid, cmdline needle)] of its processes."""
+    pids = bindir / f"hang.{command}.pids"
+    wait_until(pids.exists, timeout=5 * PLUGIN_TIMEOUT, what=f"the plugin to hang on {command}")
+    sh, sleep = map(int, pids.read_text().split())
+    procs = [(sh, str(bindir / "hang").encode()), (sleep, b"sleep\x003600\x00")]
+    assert all(running(p, n) for p, n in procs), procs
+    return procs
+
+
+def kill_leftovers(procs):
+    for pid, needle in procs:
+        if running(pid, needle):
+            os.kill(pid, signal.SIGKILL)
+
+
+@needs_cni
+def test_a_hanging_plugin_is_killed_after_the_timeout_and_the_pod_rolled_back(make_daemon, pb, tmp_path, cni):
+    bindir, conf = hanging_network(tmp_path, cni, hang=["ADD"])
+    d = hanging_daemon(make_daemon, bindir, conf)
+    start = time.monotonic()
+    future = d.runtime().RunPodSandbox.future(pb.RunPodSandboxRequest(config=pod_config(pb, name="stuck")), timeout=60)
+    procs = hung_plugin(bindir, "ADD")
+    try:
+        # While the plugin hangs, the daemon answers other calls.
+        assert d.runtime().Version(pb.VersionRequest(), timeout=10).runtime_name == "rktlet"
+        conds = {c.type: c.status for c in d.runtime().Status(pb.StatusRequest(), timeout=10).status.conditions}
+        assert conds == {"RuntimeReady": True, "NetworkReady": True}
+        d.runtime().ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10)
+        assert not future.done() and all(running(p, n) for p, n in procs)
+
+        with pytest.raises(grpc.RpcError) as e:
+            future.result()
+        elapsed = time.monotonic() - start
+        # The daemon's own timeout (the call's deadline is 60 s away), naming the plugin and the limit.
+        assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, e.value.details()
+        assert f"CNI ADD hang: timed out after {PLUGIN_TIMEOUT}s (PluginTimeoutSec=)" in e.value.details()
+        assert PLUGIN_TIMEOUT <= elapsed < 5 * PLUGIN_TIMEOUT
+        # The plugin is killed, and so is what it started.
+        wait_until(lambda: not any(running(p, n) for p, n in procs), timeout=5, what="the plugin's processes to die")
+    finally:
+        kill_leftovers(procs)
+    # The rollback ran DEL through the chain (the plugin's and the bridge's, which gave the address
+    # back and removed the veth), and nothing of the pod is left.
+    assert (bindir / "hang.log").read_text().split() == ["ADD", "DEL"]
+    assert json.loads((bindir / "hang.DEL.json").read_text())["name"] == "rktlet-test"
+    assert ipam_ips(cni) == []
+    links = subprocess.run(["ip", "-o", "link", "show", "master", "rkt0"], capture_output=True, text=True).stdout
+    assert links.strip() == ""
+    assert len(d.runtime().ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10).items) == 0
+    assert units() == []
+    assert mounts_under(os.path.join(d.dir, "run")) == []
+    assert listdir(os.path.join(d.dir, "run", "pods")) == []
+    assert listdir(os.path.join(d.dir, "lib", "pods")) == []
+
+
+def stop_with_a_hanging_del(make_daemon, pb, tmp_path, cni):
+    """Runs a pod, then stops it with the plugin hanging on DEL; returns (daemon, pod id, bin dir)
+    once the stop failed on the timeout, the plugin's processes gone."""
+    bindir, conf = hanging_network(tmp_path, cni)
+    d = hanging_daemon(make_daemon, bindir, conf)
+    pod_id = run_pod(d, pb, name="sticky")
+    ip = status(d, pb, pod_id).status.network.ip
+    assert ipam_ips(cni) == [ip]
+    (bindir / "hang.hang").write_text("DEL\n")
+    start = time.monotonic()
+    future = d.runtime().StopPodSandbox.future(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    procs = hung_plugin(bindir, "DEL")
+    try:
+        assert status(d, pb, pod_id).status.id == pod_id  # answered meanwhile
+        assert not future.done()
+        with pytest.raises(grpc.RpcError) as e:
+            future.result()
+        elapsed = time.monotonic() - start
+        assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, e.value.details()
+        assert f"CNI DEL hang: timed out after {PLUGIN_TIMEOUT}s (PluginTimeoutSec=)" in e.value.details()
+        assert PLUGIN_TIMEOUT <= elapsed < 5 * PLUGIN_TIMEOUT
+        wait_until(lambda: not any(running(p, n) for p, n in procs), timeout=5, what="the plugin's processes to die")
+    finally:
+        kill_leftovers(procs)
+    return d, pod_id, bindir
+
+
+@needs_cni
+def test_a_del_that_hangs_fails_the_stop_and_a_retry_completes_it(make_daemon, pb, tmp_path, cni):
+    # StopPodSandbox must reclaim the pod's network: a DEL that never answers fails the stop (as
+    # containerd's does), and what is left stays for kubelet's retry, which then completes.
+    d, pod_id, bindir = stop_with_a_hanging_del(make_daemon, pb, tmp_path, cni)
+    # DEL went on down the chain: the bridge gave the address back. The network namespace, which a
+    # DEL that failed may still need, is kept.
+    assert ipam_ips(cni) == []
+    assert ns_path(d, pod_id, "net") in mounts_under(os.path.join(d.dir, "run"))
+    assert [i.id for i in d.runtime().ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10).items] == [pod_id]
+
+    # The retry, the plugin answering again: the stop completes.
+    (bindir / "hang.hang").write_text("")
+    d.runtime().StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    assert (bindir / "hang.log").read_text().split() == ["ADD", "DEL", "DEL"]
+    st = status(d, pb, pod_id).status
+    assert st.state == pb.SANDBOX_NOTREADY
+    assert st.network.ip == ""
+    assert mounts_under(os.path.join(d.dir, "run")) == []
+    d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    assert units() == []
+    assert listdir(os.path.join(d.dir, "lib", "pods")) == []
+
+
+@needs_cni
+def test_a_pod_whose_stop_failed_after_its_slice_stopped_is_notready(make_daemon, pb, tmp_path, cni):
+    # The stop failed on DEL, after the pod's slice (and every container in it) was stopped: the
+    # pod no longer runs, and kubelet must see that (and make a new sandbox) rather than READY.
+    d, pod_id, bindir = stop_with_a_hanging_del(make_daemon, pb, tmp_path, cni)
+    assert units() == []
+    seen = (status(d, pb, pod_id).status.state,
+            [i.state for i in d.runtime().ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10).items],
+            pod_records(d)[pod_id]["state"])
+    (bindir / "hang.hang").write_text("")
+    d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    assert ipam_ips(cni) == []
+    assert mounts_under(os.path.join(d.dir, "run")) == []
+    assert seen == (pb.SANDBOX_NOTREADY, [pb.SANDBOX_NOTREADY], "notready")
+
+
+# --- IPv6 and dual stack ---------------------------------------------------------------------------
+
+V4_SUBNET = "10.88.16.0/24"
+V6_SUBNET = "fd00:1234::/64"     # unique local addresses, on a bridge of the harness's namespace only
+V6_ONLY_SUBNET = "fd00:1235::/64"
+
+
+def require_ipv6():
+    if not os.path.isdir("/proc/sys/net/ipv6"):
+        rktlet_test.machine_skip("IPv6 is disabled in this kernel (ipv6.disable=1)")
+    if open("/proc/sys/net/ipv6/conf/all/disable_ipv6").read().strip() != "0":
+        rktlet_test.machine_skip("IPv6 is disabled in new network namespaces (net.ipv6.conf.all.disable_ipv6)")
+
+
+def network_dir(tmp_path, name, bridge, subnets):
+    """A bridge network whose host-local IPAM has one range per subnet, in that order; returns
+    (conf dir, IPAM store)."""
+    conf = tmp_path / f"{name}-net.d"
+    conf.mkdir()
+    network = {
+        "cniVersion": "1.0.0",
+        "name": name,
+        "plugins": [{"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": False,
+                     "ipam": {"type": "host-local", "ranges": [[{"subnet": s}] for s in subnets],
+                              "dataDir": str(tmp_path / "ipam")}}],
+    }
+    (conf / "10-net.conflist").write_text(json.dumps(network))
+    return str(conf), str(tmp_path / "ipam" / name)
+
+
+def ipam_allocated(store):
+    """The addresses host-local has handed out: one file each, named by the address."""
+    return sorted((ipaddress.ip_address(f) for f in listdir(store) if f != "lock" and not f.startswith("last_reserved_ip")),
+                  key=lambda a: (a.version, a))
+
+
+def pod_addresses(d, pod_id):
+    """eth0's global addresses inside the pod's network namespace, as the kernel shows them:
+    {"inet": [(address, prefix)], "inet6": [...]}."""
+    links = json.loads(in_pod(d, pod_id, "ip", "-j", "addr", "show", "dev", "eth0", ns=("net",)))
+    out = {"inet": [], "inet6": []}
+    for a in links[0]["addr_info"]:
+        if a["scope"] == "global":
+            out[a["family"]].append((ipaddress.ip_address(a["local"]), a["prefixlen"]))
+    return out
+
+
+def pod_pings(d, pod_id, ip):
+    return subprocess.run(["nsenter", f"--net={ns_path(d, pod_id, 'net')}", "ping", "-c", "1", "-W", "1", str(ip)],
+                          capture_output=True, timeout=10).returncode == 0
+
+
+@needs_cni
+@pytest.mark.parametrize("v6_first", [False, True], ids=["v4-range-first", "v6-range-first"])
+def test_dual_stack_ip_is_the_ipv4_address_and_additional_ips_the_ipv6_one(make_daemon, pb, tmp_path, v6_first):
+    # As containerd: the pod's IP is the first IPv4 address of the result whatever the ranges'
+    # order, and additional_ips holds the others.
+    require_ipv6()
+    subnets = [V6_SUBNET, V4_SUBNET] if v6_first else [V4_SUBNET, V6_SUBNET]
+    conf, store = network_dir(tmp_path, "dual", "rkt6", subnets)
+    d = make_daemon(args=["--cni-conf-dir", conf, "--cni-bin-dir", CNI_BIN])
+    pods = [run_pod(d, pb, name=n) for n in ("dual-a", "dual-b")]
+    kernel = {}
+    for pod_id in pods:
+        addrs = pod_addresses(d, pod_id)
+        assert len(addrs["inet"]) == 1 and len(addrs["inet6"]) == 1, addrs
+        (v4, p4), (v6, p6) = addrs["inet"][0], addrs["inet6"][0]
+        assert v4 in ipaddress.ip_network(V4_SUBNET) and p4 == 24
+        assert v6 in ipaddress.ip_network(V6_SUBNET) and p6 == 64
+        net = status(d, pb, pod_id).status.network
+        assert net.ip == str(v4)
+        assert [a.ip for a in net.additional_ips] == [str(v6)]
+        kernel[pod_id] = (v4, v6)
+    assert ipam_allocated(store) == sorted((a for pair in kernel.values() for a in pair), key=lambda a: (a.version, a))
+    # The pods reach each other over both families (on the harness's bridge).
+    a, b = pods
+    for ip in kernel[b]:
+        wait_until(lambda: pod_pings(d, a, ip), timeout=15, what=f"pod a to reach pod b at {ip}")
+    for pod_id in pods:
+        d.runtime().StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+        net = status(d, pb, pod_id).status.network
+        assert net.ip == "" and list(net.additional_ips) == []
+    assert ipam_allocated(store) == []
+    for pod_id in pods:
+        d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    assert units() == []
+
+
+@needs_cni
+def test_dual_stack_hosts_maps_every_ip_to_the_host_name(make_daemon, pb, tmp_path):
+    # As kubelet's managed hosts file: one line per pod IP, the primary first.
+    require_ipv6()
+    conf, _ = network_dir(tmp_path, "dual", "rkt6", [V4_SUBNET, V6_SUBNET])
+    d = make_daemon(args=["--cni-conf-dir", conf, "--cni-bin-dir", CNI_BIN])
+    pod_id = run_pod(d, pb, name="dual-hosts", hostname="dual-host")
+    addrs = pod_addresses(d, pod_id)
+    v4, v6 = addrs["inet"][0][0], addrs["inet6"][0][0]
+    hosts = open(os.path.join(d.dir, "run", "pods", pod_id, "hosts")).read().splitlines()
+    d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    mine = [line for line in hosts if line.split("\t")[0] in (str(v4), str(v6))]
+    assert mine == [f"{v4}\tdual-host", f"{v6}\tdual-host"]
+
+
+@needs_cni
+def test_ipv6_only_pod_ip_is_the_ipv6_address(make_daemon, pb, tmp_path):
+    require_ipv6()
+    conf, store = network_dir(tmp_path, "v6only", "rkt66", [V6_ONLY_SUBNET])
+    d = make_daemon(args=["--cni-conf-dir", conf, "--cni-bin-dir", CNI_BIN])
+    pod_id = run_pod(d, pb, name="v6", hostname="six")
+    addrs = pod_addresses(d, pod_id)
+    assert addrs["inet"] == [] and len(addrs["inet6"]) == 1, addrs
+    v6, prefix = addrs["inet6"][0]
+    assert v6 in ipaddress.ip_network(V6_ONLY_SUBNET) and prefix == 64
+    net = status(d, pb, pod_id).status.network
+    assert net.ip == str(v6)
+    assert list(net.additional_ips) == []
+    assert ipam_allocated(store) == [v6]
+    hosts = open(os.path.join(d.dir, "run", "pods", pod_id, "hosts")).read().splitlines()
+    assert [line for line in hosts if line.startswith(f"{v6}\t")] == [f"{v6}\tsix"]
+    # Reachable from the harness's namespace, where the bridge holds the gateway address.
+    wait_until(lambda: ping(str(v6)), timeout=15, what=f"the pod to answer at {v6}")
+    d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    assert ipam_allocated(store) == []
+    assert not ping(str(v6))
+    assert units() == []
 
 
 # --- bad input -------------------------------------------------------------------------------------
