@@ -64,21 +64,27 @@ int pod_write_files(const Pod *pod) {
                 return -ENOMEM;
         if (asprintf(&hostname, "%s\n", pod->hostname) < 0)
                 goto out;
-        /* The pod's host name resolves to its IP once it has one. */
-        r = asprintf(&hosts,
-                     "# Written by rktlet for pod %s/%s.\n"
-                     "127.0.0.1\tlocalhost\n"
-                     "::1\tlocalhost ip6-localhost ip6-loopback\n"
-                     "fe00::0\tip6-localnet\n"
-                     "fe00::0\tip6-mcastprefix\n"
-                     "fe00::1\tip6-allnodes\n"
-                     "fe00::2\tip6-allrouters\n"
-                     "%s%s%s%s",
-                     s->namespace, s->name, pod->n_ips > 0 ? pod->ips[0] : "", pod->n_ips > 0 ? "\t" : "",
-                     pod->n_ips > 0 ? pod->hostname : "",
-                     pod->n_ips > 0 ? "\n" : "");
-        if (r < 0)
+        /* The pod's host name resolves to each of its IPs once it has them (the primary first), as
+         * in the hosts file kubelet writes. */
+        size_t hosts_len = 0;
+        FILE *f = open_memstream(&hosts, &hosts_len);
+        if (!f)
                 goto out;
+        fprintf(f,
+                "# Written by rktlet for pod %s/%s.\n"
+                "127.0.0.1\tlocalhost\n"
+                "::1\tlocalhost ip6-localhost ip6-loopback\n"
+                "fe00::0\tip6-localnet\n"
+                "fe00::0\tip6-mcastprefix\n"
+                "fe00::1\tip6-allnodes\n"
+                "fe00::2\tip6-allrouters\n",
+                s->namespace, s->name);
+        for (size_t i = 0; i < pod->n_ips; i++)
+                fprintf(f, "%s\t%s\n", pod->ips[i], pod->hostname);
+        if (fclose(f) != 0 || !hosts) {
+                r = -ENOMEM;
+                goto out;
+        }
         resolv = resolv_conf(s);
         if (!resolv) {
                 r = -ENOMEM;

@@ -85,6 +85,12 @@ static void op_finish(PodOp *op) {
                 pod->busy = false;
                 pod->op = NULL;
         }
+        if (pod && op->kind != OP_RUN && error < 0 && pod->state == POD_READY) {
+                /* A teardown that failed half way (a CNI DEL past its timeout, say) has already
+                 * stopped some of the pod: it is not ready, and kubelet's retry finishes the job. */
+                pod->state = POD_NOTREADY;
+                (void) pod_save(pod);
+        }
         char id_field[sizeof("POD_SANDBOX_ID=") + 64];
         const char *fields[] = { id_field, NULL };
         snprintf(id_field, sizeof id_field, "POD_SANDBOX_ID=%s", op->id);
