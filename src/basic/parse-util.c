@@ -1,6 +1,7 @@
-/* Parsing of sizes, numbers, durations and booleans as found in config files and flags. */
+/* Parsing of sizes, numbers, durations, booleans and IP addresses. */
 #include "parse-util.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -111,4 +112,32 @@ int parse_boolean(const char *s, bool *ret) {
                 }
         }
         return -EINVAL;
+}
+
+int parse_ip(const char *s) {
+        unsigned char buf[sizeof(struct in6_addr)];
+
+        if (inet_pton(AF_INET, s, buf) == 1)
+                return AF_INET;
+        if (inet_pton(AF_INET6, s, buf) == 1)
+                return AF_INET6;
+        return -EINVAL;
+}
+
+int parse_cidr(const char *s, unsigned *ret_prefix) {
+        const char *slash = strchr(s, '/');
+        char addr[INET6_ADDRSTRLEN];
+        uint64_t prefix;
+        int family;
+
+        if (!slash || (size_t) (slash - s) >= sizeof addr || !slash[1] || slash[1] == '+' || slash[1] == '-')
+                return -EINVAL;
+        memcpy(addr, s, (size_t) (slash - s));
+        addr[slash - s] = '\0';
+        family = parse_ip(addr);
+        if (family < 0 || parse_uint64(slash + 1, &prefix) < 0 || prefix > (family == AF_INET ? 32u : 128u))
+                return -EINVAL;
+        if (ret_prefix)
+                *ret_prefix = (unsigned) prefix;
+        return family;
 }

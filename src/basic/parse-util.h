@@ -1,4 +1,5 @@
-/* Parsing of sizes, numbers, durations and booleans as found in config files and flags. */
+/* Parsing of sizes, numbers, durations, booleans and IP addresses as found in config files, flags and
+ * requests. */
 #pragma once
 
 #include <stdbool.h>
@@ -10,3 +11,9 @@ int parse_uint64(const char *s, uint64_t *ret);
 /* "10", "10s", "500ms", "2min", "1h", "250us": returns microseconds. A bare number is seconds. */
 int parse_sec(const char *s, uint64_t *ret_usec);
 int parse_boolean(const char *s, bool *ret);
+
+/* An IPv4 or IPv6 address, nothing around it: AF_INET or AF_INET6, -EINVAL otherwise. */
+int parse_ip(const char *s);
+/* "10.0.0.0/24", "fd00::/64": the family of the address, with a prefix length within its size;
+ * -EINVAL otherwise. */
+int parse_cidr(const char *s, unsigned *ret_prefix);

@@ -8,6 +8,7 @@
 #include "api.pb-c.h"
 #include "cri-service.h"
 #include "cri-util.h"
+#include "parse-util.h"
 #include "fd-util.h"
 #include "json-util.h"
 #include "log.h"
@@ -77,8 +78,18 @@ static GrpcStatus status_for(int error) {
 
 
 
+/* "" for a value the schema does not have: pod_spec_validate() refuses it. */
 static const char *protocol_name(Runtime__V1__Protocol p) {
-        return p == RUNTIME__V1__PROTOCOL__UDP ? "udp" : p == RUNTIME__V1__PROTOCOL__SCTP ? "sctp" : "tcp";
+        switch (p) {
+        case RUNTIME__V1__PROTOCOL__TCP:
+                return "tcp";
+        case RUNTIME__V1__PROTOCOL__UDP:
+                return "udp";
+        case RUNTIME__V1__PROTOCOL__SCTP:
+                return "sctp";
+        default:
+                return "";
+        }
 }
 
 static int spec_from_config(const Runtime__V1__PodSandboxConfig *c, const char *handler, PodSpec *s) {
@@ -598,8 +609,25 @@ int cri_update_runtime_config(GrpcCall *call, const uint8_t *msg, size_t len, vo
                        ? req->runtime_config->network_config->pod_cidr
                        : NULL;
         if (cidr && cidr[0]) {
-                if (strspn(cidr, "0123456789abcdefABCDEF.:/,") != strlen(cidr) || !strchr(cidr, '/')) {
-                        int r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "pod_cidr '%s' is not a CIDR", cidr);
+                /* One CIDR, or an IPv4 and an IPv6 one (dual stack), comma-separated, nothing else. */
+                char field[64];
+                bool bad = false;
+                for (const char *p = cidr, *comma; p && !bad; p = comma ? comma + 1 : NULL) {
+                        comma = strchr(p, ',');
+                        size_t n = comma ? (size_t) (comma - p) : strlen(p);
+                        if (n == 0 || n >= sizeof field)
+                                bad = true;
+                        else {
+                                memcpy(field, p, n);
+                                field[n] = '\0';
+                                bad = parse_cidr(field, NULL) < 0;
+                        }
+                }
+                if (bad) {
+                        int r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+                                                 "runtime_config.network_config.pod_cidr: '%.200s' is not a CIDR, or two "
+                                                 "comma-separated (an IPv4 or IPv6 address, '/', a prefix length within its size)",
+                                                 cidr);
                         runtime__v1__update_runtime_config_request__free_unpacked(req, NULL);
                         return r;
                 }

@@ -7,9 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statfs.h>
+#include <unistd.h>
 
 #include "json-util.h"
 #include "macro.h"
+#include "parse-util.h"
 #include "pod-internal.h"
 #include "strv.h"
 
@@ -214,6 +216,13 @@ static bool sysctl_namespaced(const char *key, PodNsMode network, PodNsMode ipc,
         return false;
 }
 
+static bool path_has_dotdot(const char *path) {
+        for (const char *p = path; (p = strstr(p, "..")); p += 2)
+                if ((p == path || p[-1] == '/') && (p[2] == '\0' || p[2] == '/'))
+                        return true;
+        return false;
+}
+
 int pod_spec_validate(const PodSpec *s, char **ret_message) {
         int r;
 
@@ -221,6 +230,11 @@ int pod_spec_validate(const PodSpec *s, char **ret_message) {
             (r = check_name("namespace", s->namespace, 253, ret_message)) < 0 ||
             (r = check_name("uid", s->uid, 253, ret_message)) < 0)
                 return r;
+        /* kubelet's /var/log/pods/<ns>_<name>_<uid>: rktlet creates it and the containers' logs in it. */
+        if (s->log_directory && s->log_directory[0] &&
+            (s->log_directory[0] != '/' || path_has_dotdot(s->log_directory)))
+                return error_message(ret_message, -EINVAL, "log_directory '%.200s' must be an absolute path without '..'",
+                                     s->log_directory);
         if (s->hostname && s->hostname[0]) {
                 if (strlen(s->hostname) > 64)
                         return error_message(ret_message, -EINVAL, "hostname '%s' is longer than 64 characters", s->hostname);
@@ -264,11 +278,16 @@ int pod_spec_validate(const PodSpec *s, char **ret_message) {
         for (size_t i = 0; i < s->n_ports; i++) {
                 const PodPort *p = &s->ports[i];
                 if (p->container_port <= 0 || p->container_port > 65535 || p->host_port < 0 || p->host_port > 65535)
-                        return error_message(ret_message, -EINVAL, "port mapping %zu: ports must be within 1-65535", i);
+                        return error_message(ret_message, -EINVAL, "port_mappings[%zu]: ports must be within 1-65535", i);
+                if (!strv_contains((char *[]) { (char *) "tcp", (char *) "udp", (char *) "sctp", NULL }, p->protocol))
+                        return error_message(ret_message, -EINVAL, "port_mappings[%zu].protocol: not TCP, UDP or SCTP", i);
+                if (p->host_ip[0] && parse_ip(p->host_ip) < 0)
+                        return error_message(ret_message, -EINVAL, "port_mappings[%zu].host_ip: '%.200s' is not an IP address",
+                                             i, p->host_ip);
         }
         for (char **d = s->dns_servers; d && *d; d++)
-                if (strpbrk(*d, " \t\n"))
-                        return error_message(ret_message, -EINVAL, "DNS server '%s' contains white space", *d);
+                if (parse_ip(*d) < 0)
+                        return error_message(ret_message, -EINVAL, "dns_config.servers: '%.200s' is not an IP address", *d);
         for (char **d = s->dns_searches; d && *d; d++)
                 if (strpbrk(*d, " \t\n"))
                         return error_message(ret_message, -EINVAL, "DNS search domain '%s' contains white space", *d);

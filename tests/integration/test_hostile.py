@@ -101,3 +101,64 @@ def test_nul_in_container_names_and_paths(cd, pb):
                                                               sandbox_config=pod.config), field=field, what=what)
     assert list(rt.ListContainers(pb.ListContainersRequest(), timeout=T).containers) == []
     assert empty_or_absent(os.path.join(d.dir, "run", "containers"))
+
+
+def bad_pod(daemon, pb, edit, words):
+    cfg = pod_config(pb, name="bad", host_network=True)
+    edit(cfg)
+    with pytest.raises(grpc.RpcError) as e:
+        daemon.runtime().RunPodSandbox(pb.RunPodSandboxRequest(config=cfg), timeout=T)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+    for w in words:
+        assert w in e.value.details(), e.value.details()
+    assert list(daemon.runtime().ListPodSandbox(pb.ListPodSandboxRequest(), timeout=T).items) == []
+    assert empty_or_absent(os.path.join(daemon.dir, "run", "pods"))
+    assert empty_or_absent(os.path.join(daemon.dir, "lib", "pods"))
+
+
+@pytest.mark.parametrize("case", ["protocol 99", "host_ip command", "host_ip name", "dns server name",
+                                  "relative log_directory", "escaping log_directory"])
+def test_pod_validation_gaps(daemon, pb, case):
+    """Each was accepted before: now INVALID_ARGUMENT naming the field, and nothing made."""
+    edits = {
+        "protocol 99": (lambda c: c.port_mappings.add(protocol=99, container_port=80, host_port=8080),
+                        ["port_mappings[0].protocol"]),
+        "host_ip command": (lambda c: c.port_mappings.add(container_port=80, host_port=8080, host_ip="1.2.3.4; rm -rf /"),
+                            ["port_mappings[0].host_ip", "not an IP address"]),
+        "host_ip name": (lambda c: c.port_mappings.add(container_port=80, host_port=8080, host_ip="localhost"),
+                         ["port_mappings[0].host_ip"]),
+        "dns server name": (lambda c: c.dns_config.servers.append("dns.example"), ["dns_config.servers"]),
+        "relative log_directory": (lambda c: setattr(c, "log_directory", "logs/pod"), ["log_directory", "absolute"]),
+        "escaping log_directory": (lambda c: setattr(c, "log_directory", "/var/log/pods/../../etc"),
+                                   ["log_directory", "'..'"]),
+    }
+    edit, words = edits[case]
+    bad_pod(daemon, pb, edit, words)
+
+
+def test_valid_port_and_dns_forms_still_pass(daemon, pb):
+    cfg = pod_config(pb, name="okpod", host_network=True)
+    cfg.port_mappings.add(protocol=pb.UDP, container_port=53, host_port=5353, host_ip="127.0.0.1")
+    cfg.port_mappings.add(protocol=pb.SCTP, container_port=80, host_port=0, host_ip="::1")
+    cfg.dns_config.servers.extend(["10.96.0.10", "fd00::10"])
+    cfg.log_directory = "/var/log/pods/..data/x"  # '..' only as a component is refused
+    rt = daemon.runtime()
+    pod_id = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg), timeout=T).pod_sandbox_id
+    rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=T)
+    rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=T)
+
+
+@pytest.mark.parametrize("cidr", ["10.0.0.0/33", "::/129", "10.0.0.0", "10.0.0.0/", "10.0.0.0/-1",
+                                  "300.0.0.0/8", "10.0.0.0/24,", ",", "10.0.0.0/24,fd00::/200"])
+def test_update_runtime_config_refuses_bad_cidrs(daemon, pb, cidr):
+    with pytest.raises(grpc.RpcError) as e:
+        daemon.runtime().UpdateRuntimeConfig(pb.UpdateRuntimeConfigRequest(
+            runtime_config=pb.RuntimeConfig(network_config=pb.NetworkConfig(pod_cidr=cidr))), timeout=T)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "pod_cidr" in e.value.details() and "is not a CIDR" in e.value.details()
+
+
+def test_update_runtime_config_takes_dual_stack_cidrs(daemon, pb):
+    daemon.runtime().UpdateRuntimeConfig(pb.UpdateRuntimeConfigRequest(
+        runtime_config=pb.RuntimeConfig(network_config=pb.NetworkConfig(pod_cidr="10.244.1.0/24,fd00:10::/64"))),
+        timeout=T)

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <sys/socket.h>
 
 #include "config.h"
 #include "log.h"
@@ -207,12 +208,37 @@ static void test_parse_util(void **state) {
         assert_int_equal(parse_sec("2 weeks", &v), -EINVAL);
 }
 
+static void test_parse_ip_and_cidr(void **state) {
+        unsigned prefix = 99;
+
+        assert_int_equal(parse_ip("10.0.0.1"), AF_INET);
+        assert_int_equal(parse_ip("fd00::1"), AF_INET6);
+        assert_int_equal(parse_ip("1.2.3.4; rm -rf /"), -EINVAL);
+        assert_int_equal(parse_ip(" 10.0.0.1"), -EINVAL);
+        assert_int_equal(parse_ip("localhost"), -EINVAL);
+        assert_int_equal(parse_ip(""), -EINVAL);
+        assert_int_equal(parse_cidr("10.0.0.0/24", &prefix), AF_INET);
+        assert_int_equal(prefix, 24);
+        assert_int_equal(parse_cidr("::/0", &prefix), AF_INET6);
+        assert_int_equal(prefix, 0);
+        assert_int_equal(parse_cidr("::/128", NULL), AF_INET6);
+        assert_int_equal(parse_cidr("0.0.0.0/32", NULL), AF_INET);
+        assert_int_equal(parse_cidr("10.0.0.0/33", NULL), -EINVAL);
+        assert_int_equal(parse_cidr("::/129", NULL), -EINVAL);
+        assert_int_equal(parse_cidr("10.0.0.0", NULL), -EINVAL);
+        assert_int_equal(parse_cidr("10.0.0.0/", NULL), -EINVAL);
+        assert_int_equal(parse_cidr("10.0.0.0/+8", NULL), -EINVAL);
+        assert_int_equal(parse_cidr("10.0.0.0/8x", NULL), -EINVAL);
+        assert_int_equal(parse_cidr("/8", NULL), -EINVAL);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_defaults_and_missing_file),
                 cmocka_unit_test(test_main_file_and_dropins),
                 cmocka_unit_test(test_bad_value_names_file_and_line),
                 cmocka_unit_test(test_bad_values),
+                cmocka_unit_test(test_parse_ip_and_cidr),
                 cmocka_unit_test(test_syntax_error),
                 cmocka_unit_test(test_json),
                 cmocka_unit_test(test_parse_util),
