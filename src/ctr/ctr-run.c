@@ -230,9 +230,15 @@ static void record_exit(Container *c, const SystemdServiceInfo *info) {
         bool oom;
 
         if (info->gone || info->exec_main_start_usec == 0) {
+                /* systemd no longer knows the unit: the node rebooted (transient units do not survive
+                 * it), or someone reset it. What containerd reports for a container whose task is
+                 * gone: EXITED, 255, "Unknown", finished now. EXITED, not UNKNOWN: kubelet takes an
+                 * UNKNOWN container for one that may still run and keeps trying to kill it, where an
+                 * exited one is restarted or removed as its pod's policy says. */
                 c->exit_code = 255;
-                (void) free_and_strdup(&c->reason, "Error");
-                (void) free_and_strdup(&c->message, "the container's unit is gone; its exit status is unknown");
+                (void) free_and_strdup(&c->reason, "Unknown");
+                (void) free_and_strdup(&c->message,
+                                       "the container's unit is gone (the node rebooted?): its exit status is unknown");
                 c->finished_at_ns = now_ns();
         } else {
                 if (info->exec_main_code == CLD_EXITED)
@@ -1099,6 +1105,29 @@ void ctr_table_rewatch(CtrTable *t) {
         }
 }
 
+/* A directory of <root>/containers without a record: the record is written (atomically) right
+ * after the directories are made, before the overlay is mounted, so this is a create killed before
+ * its first save, or a removal that failed half way through deleting the directory (after the
+ * unmount). Nothing refers to its upper directory and nothing else would ever delete it. */
+static void gc_orphan(CtrTable *t, const char *id) {
+        _cleanup_free_ char *root = NULL, *run = NULL;
+        int r = -ENOMEM;
+
+        if (asprintf(&root, "%s/containers/%s", t->env.root_dir, id) < 0)
+                root = NULL; /* undefined after a failure */
+        if (asprintf(&run, "%s/containers/%s", t->env.state_dir, id) < 0)
+                run = NULL;
+        if (root && run) {
+                r = rm_rf(root);
+                if (r >= 0)
+                        r = rm_rf(run);
+        }
+        if (r < 0)
+                log_warning_errno(r, "container %s: cannot delete its directory, which has no record: %m", id);
+        else
+                log_notice("container %s: deleted its directory, which had no record.", id);
+}
+
 static void load_one(const char *id, void *userdata) {
         CtrTable *t = userdata;
         Container *c;
@@ -1106,6 +1135,10 @@ static void load_one(const char *id, void *userdata) {
         int r;
 
         r = ctr_load(t, id, &c);
+        if (r == -ENOENT) {
+                gc_orphan(t, id);
+                return;
+        }
         if (r < 0) {
                 log_warning_errno(r, "container %s: cannot read %s/containers/%s/state.json, ignoring it: %m", id,
                                   t->env.root_dir, id);

@@ -16,6 +16,11 @@ int pod_load(PodTable *t, const char *id, Pod **ret);
 char *pod_root_dir(const Pod *pod);
 char *pod_run_dir(const Pod *pod);
 
+/* pod.c: whether the namespace ns ("net", "ipc", "pid") the pod pinned is still there; whether
+ * everything a ready pod has in the state directory is (false after a reboot). */
+bool pod_ns_alive(const Pod *pod, const char *ns);
+bool pod_runtime_present(const Pod *pod);
+
 /* pod-files.c: hostname, hosts and resolv.conf under the pod's run directory. */
 int pod_write_files(const Pod *pod);
 

@@ -442,6 +442,15 @@ static void step_cni(PodOp *op, bool add) {
         CniPod cp;
         int r;
 
+        if (!add && netns && !pod_ns_alive(pod, "net")) {
+                /* The namespace is gone (a reboot, or its pin was unmounted): DEL without one, as
+                 * the CNI spec allows and containerd does, so that the plugins release what lives
+                 * outside it (the IPAM lease, on disk in /var/lib/cni). Given the path of a pin
+                 * that is now a plain file (a state directory that is not a tmpfs), the bridge
+                 * plugin fails ("unknown FS magic"), and every StopPodSandbox with it. */
+                free(netns);
+                netns = NULL;
+        }
         cni_pod(pod, &cp, ports, netns);
         if (add) {
                 r = cni_add(pod->table->env.cni, &cp, cni_added, op, &op->cni);
@@ -721,18 +730,54 @@ int pod_remove(Pod *pod, PodDone done, void *userdata, PodOp **ret_op) {
         return pod_teardown(pod, OP_REMOVE, done, userdata, ret_op);
 }
 
+/* A directory of <root>/pods without a record: the record is written (atomically) right after the
+ * directories are made, before anything is mounted or started, so this is a run killed before its
+ * first save, or a removal that failed half way through deleting the directory. Nothing refers to
+ * it and nothing else would ever delete it. */
+static void gc_orphan(PodTable *t, const char *id) {
+        _cleanup_free_ char *root = NULL, *run = NULL;
+        int r = -ENOMEM;
+
+        if (asprintf(&root, "%s/pods/%s", t->env.root_dir, id) < 0)
+                root = NULL; /* undefined after a failure */
+        if (asprintf(&run, "%s/pods/%s", t->env.state_dir, id) < 0)
+                run = NULL;
+        if (root && run) {
+                r = rm_rf(root);
+                if (r >= 0)
+                        r = rm_rf(run);
+        }
+        if (r < 0)
+                log_warning_errno(r, "pod %s: cannot delete its directory, which has no record: %m", id);
+        else
+                log_notice("pod %s: deleted its directory, which had no record.", id);
+}
+
 static void load_one(const char *id, void *userdata) {
         PodTable *t = userdata;
         Pod *pod;
         int r;
 
         r = pod_load(t, id, &pod);
-        if (r < 0)
+        if (r == -ENOENT)
+                gc_orphan(t, id);
+        else if (r < 0)
                 log_warning_errno(r, "pod %s: cannot read %s/pods/%s/state.json, ignoring it: %m", id, t->env.root_dir, id);
         else if (pod->state == POD_CREATING) {
                 /* Killed while it was being made: undo what exists. */
                 log_notice("pod %s: was being created when rktlet stopped; cleaning it up.", pod->id);
                 (void) pod_remove(pod, NULL, NULL, NULL);
+        } else if (pod->state == POD_READY && !pod_runtime_present(pod)) {
+                /* The node rebooted (the state directory is on tmpfs): the record survived, the
+                 * slice, namespaces, files and processes did not. As containerd does, the pod stays,
+                 * NOTREADY: kubelet stops it (which releases its CNI address, kept on disk) and
+                 * removes it, and runs a new sandbox. The record says so from now on; what it still
+                 * lists as existing is undone by that stop, each step coping with what is gone. */
+                log_notice("pod %s: its namespaces and files are gone (the node rebooted?): not ready.", pod->id);
+                pod->state = POD_NOTREADY;
+                r = pod_save(pod);
+                if (r < 0)
+                        log_warning_errno(r, "pod %s: cannot save its state: %m", pod->id);
         } else
                 log_debug("pod %s: recovered (%s).", pod->id, pod_state_to_string(pod_state(pod)));
 }

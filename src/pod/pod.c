@@ -159,6 +159,32 @@ static bool is_nsfs(const char *path) {
         return path && statfs(path, &sfs) >= 0 && (unsigned long) sfs.f_type == NSFS_MAGIC;
 }
 
+bool pod_ns_alive(const Pod *pod, const char *ns) {
+        _cleanup_free_ char *p = pod_ns_path(pod, ns);
+        return is_nsfs(p);
+}
+
+/* What a made pod keeps in the state directory: its files, and each namespace of its own pinned
+ * there. The state directory is on /run, a tmpfs: a reboot takes all of it (and the namespaces,
+ * which no bind mount outlives), as does someone unmounting the pins. */
+bool pod_runtime_present(const Pod *pod) {
+        static const char *const names[] = { "net", "ipc", "pid" };
+        _cleanup_free_ char *run = pod_run_dir(pod), *files = NULL;
+
+        if (!run || asprintf(&files, "%s/hostname", run) < 0) {
+                files = NULL; /* undefined after a failure */
+                return false;
+        }
+        if (access(files, F_OK) < 0)
+                return false;
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                _cleanup_free_ char *p = pod_ns_path(pod, names[i]); /* NULL: not one of its own */
+                if (p && !is_nsfs(p))
+                        return false;
+        }
+        return true;
+}
+
 char *pod_init_unit(const Pod *pod) {
         char *p;
         return asprintf(&p, "rktlet-init-%s.service", pod->id) < 0 ? NULL : p;
@@ -167,15 +193,10 @@ char *pod_init_unit(const Pod *pod) {
 PodState pod_state(const Pod *pod) {
         if (pod->state != POD_READY)
                 return pod->state;
-        /* After a reboot (or someone unmounting it) the namespaces are gone: not ready. */
-        if (pod->spec.network == POD_NS_POD) {
-                char *p = pod_ns_path(pod, "net");
-                bool ok = is_nsfs(p);
-                free(p);
-                if (!ok)
-                        return POD_NOTREADY;
-        }
-        return POD_READY;
+        /* After a reboot (or someone unmounting them) the namespaces and files are gone: not ready,
+         * whatever the record says; a pod on the node's network too, whose containers could not get
+         * their hosts and resolv.conf, nor its IPC or PID namespace. */
+        return pod_runtime_present(pod) ? POD_READY : POD_NOTREADY;
 }
 
 /* --- validation ---------------------------------------------------------------------------------- */
