@@ -87,7 +87,11 @@ static void op_done(Container *c, int error, const char *message, void *userdata
 
         cc->op = NULL;
         cc->finished = true;
-        if (error < 0)
+        if (error == -EIO && cc->kind == 1)
+                /* The OCI runtime did not start it (a StartError): no code says more, so UNKNOWN, as
+                 * containerd and CRI-O answer. */
+                (void) grpc_call_finish(cc->call, GRPC_STATUS_UNKNOWN, "%s", message ?: strerror(-error));
+        else if (error < 0)
                 (void) grpc_call_finish(cc->call, status_for(error), "%s", message ?: strerror(-error));
         else if (cc->kind == 0) {
                 Runtime__V1__CreateContainerResponse resp = RUNTIME__V1__CREATE_CONTAINER_RESPONSE__INIT;
@@ -103,11 +107,27 @@ static void op_done(Container *c, int error, const char *message, void *userdata
 
 
 
-static bool path_ok(const char *p) {
-        if (!p || p[0] != '/')
-                return false;
+static bool has_dotdot(const char *p) {
         for (const char *s = p; (s = strstr(s, "..")); s += 2)
                 if ((s == p || s[-1] == '/') && (s[2] == '/' || s[2] == '\0'))
+                        return true;
+        return false;
+}
+
+/* Absolute, without '..' components. */
+static bool path_ok(const char *p) {
+        return p && p[0] == '/' && !has_dotdot(p);
+}
+
+/* Below a directory: relative, without '..' components ("a..b" is a name like any other). */
+static bool relative_path_ok(const char *p) {
+        return p && p[0] != '/' && !has_dotdot(p);
+}
+
+/* A device cgroup access: r, w and m, each at most once ("" means all three). */
+static bool device_permissions_ok(const char *p) {
+        for (const char *s = p; s && *s; s++)
+                if (!strchr("rwm", *s) || strchr(s + 1, *s))
                         return false;
         return true;
 }
@@ -213,7 +233,7 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
                 if (!s->envs[i].key || !s->envs[i].value)
                         return -ENOMEM;
                 if (v->len && memchr(v->data, 0, v->len))
-                        return error_message(ret_message, -EINVAL, "environment variable '%s' holds a NUL byte", s->envs[i].key);
+                        return error_message(ret_message, -EINVAL, "envs: environment variable '%s' holds a NUL byte", s->envs[i].key);
         }
         if (sc && sc->n_supplemental_groups) {
                 s->supplemental_groups = calloc(sc->n_supplemental_groups, sizeof(int64_t));
@@ -229,7 +249,7 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
                 return error_message(ret_message, -EINVAL, "container name '%s' is invalid", s->name);
         if (!s->image_ref[0])
                 return error_message(ret_message, -EINVAL, "config.image.image is empty");
-        if (s->log_path[0] && (s->log_path[0] == '/' || strstr(s->log_path, "..")))
+        if (s->log_path[0] && !relative_path_ok(s->log_path))
                 return error_message(ret_message, -EINVAL, "log_path '%s' must be relative to the pod's log directory, without '..'",
                                s->log_path);
         if (s->working_dir[0] && s->working_dir[0] != '/')
@@ -240,7 +260,8 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
                 return error_message(ret_message, -EINVAL, "run_as_group %lld is negative", (long long) s->run_as_group);
         for (size_t i = 0; i < s->n_envs; i++)
                 if (!s->envs[i].key[0] || strchr(s->envs[i].key, '='))
-                        return error_message(ret_message, -EINVAL, "environment variable name '%s' is invalid", s->envs[i].key);
+                        return error_message(ret_message, -EINVAL, "envs: environment variable name '%s' is invalid: empty or with '='",
+                                             s->envs[i].key);
 
         s->mounts = calloc(c->n_mounts + 1, sizeof *s->mounts);
         if (!s->mounts)
@@ -272,8 +293,12 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
         for (size_t i = 0; i < c->n_devices; i++) {
                 const Runtime__V1__Device *d = c->devices[i];
                 if (!path_ok(d->container_path) || !path_ok(d->host_path))
-                        return error_message(ret_message, -EINVAL, "device '%s' → '%s': paths must be absolute, without '..'",
+                        return error_message(ret_message, -EINVAL, "devices: '%s' → '%s': paths must be absolute, without '..'",
                                        d->host_path ?: "", d->container_path ?: "");
+                if (!device_permissions_ok(d->permissions))
+                        return error_message(ret_message, -EINVAL,
+                                             "devices: '%s': permissions '%s' are not r, w and m, each at most once",
+                                             d->host_path, d->permissions);
                 s->devices[i] = (CtrDevice) {
                         .container_path = strdup(d->container_path),
                         .host_path = strdup(d->host_path),

@@ -149,12 +149,13 @@ static int add_device(OciSpec *o, const char *host, const char *container_path, 
         OciDevice *d;
 
         if (stat(host, &st) < 0) {
-                if (asprintf(ret_message, "device %s: %s", host, strerror(errno)) < 0)
+                int r = -errno;
+                if (asprintf(ret_message, "devices: host_path '%s': %s", host, strerror(-r)) < 0)
                         *ret_message = NULL;
-                return -errno;
+                return r;
         }
         if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) {
-                if (asprintf(ret_message, "device %s is no character or block device", host) < 0)
+                if (asprintf(ret_message, "devices: host_path '%s' is no character or block device", host) < 0)
                         *ret_message = NULL;
                 return -EINVAL;
         }

@@ -17,6 +17,7 @@ import datetime
 import json
 import os
 import re
+import signal
 import socket
 import shutil
 import subprocess
@@ -28,7 +29,7 @@ import pytest
 
 import registry as reg
 from registry import Registry
-from rktlet_test import machine_skip, wait_until
+from rktlet_test import machine_skip, wait_journal, wait_until
 from test_images import pull, registries_config
 # cni and no_leftovers (autouse: no pod slice left after a test) are fixtures used here too.
 from test_pods import CNI_BIN, cni, mounts_under, needs_cni, no_leftovers, ns_path, pod_config, units  # noqa: F401
@@ -281,6 +282,17 @@ def show(unit, prop):
                           timeout=10).stdout.strip()
 
 
+def unit_usec(unit, prop):
+    """A service's timestamp property (CLOCK_REALTIME, microseconds) as systemd has it on the bus."""
+    path = "/org/freedesktop/systemd1/unit/" + "".join(
+        c if c.isalnum() else f"_{ord(c):02x}" for c in unit)
+    out = subprocess.run(["busctl", "--user", "get-property", "org.freedesktop.systemd1", path,
+                          "org.freedesktop.systemd1.Service", prop], check=True, capture_output=True, text=True,
+                         timeout=10).stdout.split()
+    assert out[0] == "t", out
+    return int(out[1])
+
+
 def main_pid(cid):
     return int(show(unit_of(cid), "MainPID") or 0)
 
@@ -379,6 +391,35 @@ def listdir(path):
         return sorted(os.listdir(path))
     except FileNotFoundError:
         return []
+
+
+def state_of(d, cid):
+    """A container's record on disk (<root>/containers/<id>/state.json), or {} when there is none."""
+    try:
+        with open(os.path.join(d.dir, "lib", "containers", cid, "state.json")) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return {}
+
+
+def kill_with_call_pending(d, pending):
+    """SIGKILL of the daemon with the client's channel still open: the pending call fails UNAVAILABLE."""
+    d.stopped = True
+    d.proc.kill()
+    d.proc.wait()
+    with pytest.raises(grpc.RpcError) as e:
+        pending.result()
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value.details()
+    d.close_channels()
+
+
+def nothing_left_of(d, cid):
+    """No unit, record, bundle, runtime state or mount is left of the container."""
+    assert unit_of(cid) not in units("rktlet-ctr-")
+    assert cid not in listdir(os.path.join(d.dir, "lib", "containers"))
+    assert cid not in listdir(os.path.join(d.dir, "run", "containers"))
+    assert cid not in listdir(os.path.join(d.dir, "run", "runc"))
+    assert mounts_under(os.path.join(d.dir, "run", "containers")) == []
 
 
 def cap_bits(value):
@@ -511,6 +552,91 @@ def test_create_start_stop_remove(cd, pb):
                                         timeout=30).status.state == pb.SANDBOX_READY
 
 
+def test_start_twice_is_refused_and_changes_nothing(cd, pb, user_manager_pid):
+    """A container starts once (the CRI: StartContainer starts a *created* container). A second
+    StartContainer, on a running or an exited container, is refused with FAILED_PRECONDITION (the
+    state is wrong, not the request) naming the container and its state, and changes nothing: the
+    same process, the same times, no second run of the command. A StartContainer while the first is
+    still in flight is ABORTED (a conflict with an operation in progress: try again)."""
+    d = cd
+    pod = make_pod(d, pb, name="twice")
+    cfg = ctr_config(pb, "svc", d.ref(), command=SERVICE)
+    cid = create(d, pb, pod, cfg)
+    unit = unit_of(cid)
+
+    # In flight: systemd is frozen, so the first start waits on its StartTransientUnit job.
+    os.kill(user_manager_pid, signal.SIGSTOP)
+    try:
+        first = d.runtime().StartContainer.future(pb.StartContainerRequest(container_id=cid), timeout=T)
+        wait_journal(f"_PID={d.pid}", "RKTLET_CALL_STARTED=/runtime.v1.RuntimeService/StartContainer")
+        with pytest.raises(grpc.RpcError) as e:
+            start(d, pb, cid)
+        assert e.value.code() == grpc.StatusCode.ABORTED, e.value.details()
+        assert cid in e.value.details(), e.value.details()
+        assert not first.done()
+    finally:
+        os.kill(user_manager_pid, signal.SIGCONT)
+    first.result()
+    wait_log(pod, cfg, "ready")
+    running = cstatus(d, pb, cid).status
+    assert running.state == pb.CONTAINER_RUNNING
+    pid = main_pid(cid)
+    began = show(unit, "ExecMainStartTimestampMonotonic")
+    assert pid > 0 and began not in ("", "0")
+
+    def refused(state_name):
+        with pytest.raises(grpc.RpcError) as e:
+            start(d, pb, cid)
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION, e.value.details()
+        assert cid in e.value.details() and state_name in e.value.details(), e.value.details()
+
+    refused("running")
+    assert cstatus(d, pb, cid).status == running
+    assert main_pid(cid) == pid and os.path.exists(f"/proc/{pid}")
+    assert show(unit, "ExecMainStartTimestampMonotonic") == began
+    assert show(unit, "ActiveState") == "active"
+
+    stop(d, pb, cid, timeout=10)
+    exited = cstatus(d, pb, cid).status
+    assert exited.state == pb.CONTAINER_EXITED and exited.exit_code == 0
+    refused("exited")
+    assert cstatus(d, pb, cid).status == exited
+    assert show(unit, "ExecMainPID") == str(pid) and show(unit, "ExecMainStartTimestampMonotonic") == began
+    assert main_pid(cid) == 0
+    # The command ran once: one "ready", one "got-TERM".
+    assert text(settled_log(pod, cfg)) == "ready\ngot-TERM\n"
+    remove(d, pb, cid)
+
+
+def test_a_start_that_fails_is_a_start_error(cd, pb):
+    """A command that is not in the image: the OCI runtime cannot start it. StartContainer fails
+    naming why, and the container is EXITED with reason StartError and exit code 128, never started
+    (started_at 0), as containerd records it (errorStartReason, errorStartExitCode) and kubelet
+    reads it. Nothing of it runs; it cannot be started again; it is removed cleanly."""
+    d = cd
+    pod = make_pod(d, pb, name="starterr")
+    cid = create(d, pb, pod, ctr_config(pb, "nobin", d.ref(), command=["/no/such/binary"]))
+    began = time.time_ns()
+    with pytest.raises(grpc.RpcError) as e:
+        start(d, pb, cid)
+    assert e.value.code() == grpc.StatusCode.UNKNOWN, e.value.details()
+    assert cid in e.value.details() and "/no/such/binary" in e.value.details(), e.value.details()
+    st = cstatus(d, pb, cid).status
+    assert st.state == pb.CONTAINER_EXITED
+    assert st.reason == "StartError" and st.exit_code == 128
+    assert "/no/such/binary" in st.message, st.message
+    assert st.started_at == 0
+    assert began <= st.finished_at <= time.time_ns()
+    assert main_pid(cid) == 0
+    wait_until(lambda: runtime_processes() == [], 5, what="no runc process left")
+    with pytest.raises(grpc.RpcError) as e:
+        start(d, pb, cid)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION, e.value.details()
+    assert cstatus(d, pb, cid).status == st
+    remove(d, pb, cid)
+    nothing_left_of(d, cid)
+
+
 @pytest.fixture
 def stop_kubepods():
     """kubepods.slice, which systemd makes as a parent of the pods' slices, is stopped afterwards."""
@@ -568,14 +694,26 @@ def test_exit_codes_reasons_and_status_fields(cd, pb, tmp_path):
     assert dict(c.labels) == {"l": "1"} and dict(c.annotations) == {"a": "2"} and c.created_at > 0
 
 
-def memory_limit_file(cid):
-    """The container's memory limit file: memory.limit_in_bytes in the v1 memory hierarchy, or
-    memory.max on a unified (v2) hierarchy; the cgroup is the unit's, where the OCI runtime puts it."""
+def cgroup_file(cid, v1, v2):
+    """A file of the container's own cgroup: <controller>/<name> in its v1 hierarchy, or <name> on a
+    unified (v2) hierarchy; the cgroup is the unit's, where the OCI runtime puts the container."""
     cg = show(unit_of(cid), "ControlGroup")
     assert cg, f"{unit_of(cid)} has no control group"
     if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-        return f"/sys/fs/cgroup{cg}/memory.max"
-    return f"/sys/fs/cgroup/memory{cg}/memory.limit_in_bytes"
+        return f"/sys/fs/cgroup{cg}/{v2}"
+    controller, name = v1.split("/")
+    return f"/sys/fs/cgroup/{controller}{cg}/{name}"
+
+
+def read_cgroup(cid, v1, v2):
+    with open(cgroup_file(cid, v1, v2)) as f:
+        return f.read().strip()
+
+
+def memory_limit_file(cid):
+    """The container's memory limit file: memory.limit_in_bytes in the v1 memory hierarchy, or
+    memory.max on a unified (v2) hierarchy."""
+    return cgroup_file(cid, "memory/memory.limit_in_bytes", "memory.max")
 
 
 def test_oom_killed(cd, pb):
@@ -596,6 +734,80 @@ def test_oom_killed(cd, pb):
                               linux=linux)
     assert st.reason == "OOMKilled", (st.exit_code, st.reason, st.message)
     assert st.exit_code == 137
+
+
+def test_resources_land_in_the_cgroup_files(cd, pb):
+    """LinuxContainerResources as the kernel enforces them, read from the container's own cgroup
+    while it runs: cpu_shares is cpu.shares as given (v1; on v2 cpu.weight, converted as runc and
+    the kernel's own scale do: 1 + (shares - 2) * 9999 / 262142), cpu_quota and cpu_period are
+    cpu.cfs_quota_us and cpu.cfs_period_us as given (v2: cpu.max "quota period"), memory_limit_in_bytes
+    is memory.limit_in_bytes (v2: memory.max), cpuset_cpus is cpuset.cpus. (The CRI has no pids
+    field: kubelet limits a pod's pids on the pod's cgroup itself.)"""
+    d = cd
+    pod = make_pod(d, pb, name="limits")
+    linux = pb.LinuxContainerConfig()
+    res = linux.resources
+    res.cpu_shares = 512
+    res.cpu_period = 50000
+    res.cpu_quota = 25000
+    res.memory_limit_in_bytes = 96 << 20
+    res.cpuset_cpus = "0"
+    cid = run(d, pb, pod, ctr_config(pb, "limited", d.ref(), command=["sleep", "3600"], linux=linux))
+    wait_state(d, pb, cid, pb.CONTAINER_RUNNING)
+    pid = main_pid(cid)
+    # The container's process is in the cgroup read: its own, not a parent.
+    with open(f"/proc/{pid}/cgroup") as f:
+        assert show(unit_of(cid), "ControlGroup") in f.read()
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        assert read_cgroup(cid, "cpu/cpu.shares", "cpu.weight") == str(1 + (512 - 2) * 9999 // 262142)
+        assert read_cgroup(cid, "cpu/cpu.cfs_quota_us", "cpu.max") == "25000 50000"
+    else:
+        assert read_cgroup(cid, "cpu/cpu.shares", "cpu.weight") == "512"
+        assert read_cgroup(cid, "cpu/cpu.cfs_quota_us", "cpu.max") == "25000"
+        assert read_cgroup(cid, "cpu/cpu.cfs_period_us", "cpu.max") == "50000"
+    assert read_cgroup(cid, "memory/memory.limit_in_bytes", "memory.max") == str(96 << 20)
+    assert read_cgroup(cid, "cpuset/cpuset.cpus", "cpuset.cpus") == "0"
+    # And the process is held to them: it may run on CPU 0 only.
+    assert proc_status(pid, "Cpus_allowed_list") == "0"
+    remove(d, pb, cid)
+
+
+def test_configured_runtime_runs_the_containers(make_daemon, ctr_registry, cni, pb, tmp_path):  # noqa: F811
+    """[Containers] Runtime= names the OCI runtime every container goes through: a wrapper that
+    logs its arguments, then execs runc, is what systemd runs for the container's create and start
+    and what rktlet runs to delete it, and the container works through it."""
+    r, images = ctr_registry
+    argv_log = tmp_path / "runtime-argv.log"
+    wrapper = tmp_path / "bin" / "logging-runc"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {argv_log}\nexec {RUNC} "$@"\n')
+    wrapper.chmod(0o755)
+    d = make_daemon(config=registries_config([r.url]) + f"[Containers]\nRuntime={wrapper}\n",
+                    args=["--cni-conf-dir", cni["conf"], "--cni-bin-dir", CNI_BIN])
+    try:
+        ref, image = images["busybox"]
+        assert pull(d, pb, ref) == image.id
+        pod = make_pod(d, pb, name="wrapped")
+        cfg = ctr_config(pb, "via", ref, command=["sh", "-c", "echo through the wrapper"])
+        cid = run(d, pb, pod, cfg)
+        st = wait_state(d, pb, cid, pb.CONTAINER_EXITED)
+        assert st.exit_code == 0 and st.reason == "Completed"
+        assert text(settled_log(pod, cfg)) == "through the wrapper\n"
+        info = json.loads(cstatus(d, pb, cid, verbose=True).info["info"])
+        assert info["runtime"] == str(wrapper)
+        assert show(unit_of(cid), "ExecStart").startswith(f"{{ path={wrapper} ;"), show(unit_of(cid), "ExecStart")
+        remove(d, pb, cid)
+        # Every runtime command of the container went through the wrapper, in its order.
+        bundle = ctr_dirs(d, cid)[1]
+        calls = [line.split() for line in argv_log.read_text().splitlines() if cid in line.split()]
+        verbs = [next(a for a in argv if a in ("create", "start", "delete", "kill", "state")) for argv in calls]
+        assert verbs == ["create", "start", "delete"], calls
+        create_argv = calls[0]
+        assert create_argv[create_argv.index("--bundle") + 1] == bundle, create_argv
+        assert create_argv[-1] == cid
+        nothing_left_of(d, cid)
+    finally:
+        cleanup(d, pb)
 
 
 # --- what runs: command, args, env, working directory, logs ----------------------------------------
@@ -813,6 +1025,119 @@ def test_create_errors_create_nothing(cd, pb, tmp_path):
     assert listdir(os.path.join(d.dir, "run", "containers")) == sorted([first, second])
 
 
+def test_create_rejects_bad_fields_and_leaves_nothing(cd, pb, tmp_path):
+    """Each bad field of a ContainerConfig is refused, with INVALID_ARGUMENT (NOT_FOUND for a host
+    device that does not exist) and a message naming the field and the value, and nothing is left
+    of the attempt: no record, no bundle, no mount, no unit."""
+    d = cd
+    pod = make_pod(d, pb, name="badfields")
+    lib, run_dir = os.path.join(d.dir, "lib", "containers"), os.path.join(d.dir, "run", "containers")
+    not_a_device = tmp_path / "regular-file"
+    not_a_device.write_text("")
+
+    def device(host, container="/dev/x", permissions="rwm"):
+        return pb.Device(host_path=host, container_path=container, permissions=permissions)
+
+    def fails(code, cfg, *words):
+        with pytest.raises(grpc.RpcError) as e:
+            create(d, pb, pod, cfg)
+        assert e.value.code() == code, (e.value.code(), e.value.details())
+        for w in words:
+            assert w in e.value.details(), (w, e.value.details())
+        assert listdir(lib) == [] and listdir(run_dir) == []
+        assert mounts_under(run_dir) == []
+        assert units("rktlet-ctr-") == []
+
+    bad = grpc.StatusCode.INVALID_ARGUMENT
+    fails(bad, ctr_config(pb, "up", d.ref(), log_path="../up.log"), "log_path", "'../up.log'")
+    fails(bad, ctr_config(pb, "mid", d.ref(), log_path="a/../../mid.log"), "log_path", "'a/../../mid.log'")
+    fails(bad, ctr_config(pb, "abs", d.ref(), log_path="/var/log/abs.log"), "log_path", "'/var/log/abs.log'")
+    fails(bad, ctr_config(pb, "wd", d.ref(), working_dir="rel/dir"), "working_dir", "'rel/dir'")
+    fails(bad, ctr_config(pb, "envempty", d.ref(), envs={"": "x"}), "environment variable", "''")
+    fails(bad, ctr_config(pb, "enveq", d.ref(), envs={"A=B": "x"}), "environment variable", "'A=B'")
+    fails(grpc.StatusCode.NOT_FOUND, ctr_config(pb, "nodev", d.ref(), devices=[device("/dev/no-such-device")]),
+          "device", "/dev/no-such-device")
+    fails(bad, ctr_config(pb, "notdev", d.ref(), devices=[device(str(not_a_device))]), "device", str(not_a_device))
+    fails(bad, ctr_config(pb, "reldev", d.ref(), devices=[device("dev/null")]), "device", "dev/null")
+    fails(bad, ctr_config(pb, "perm", d.ref(), devices=[device("/dev/null", permissions="rwx")]),
+          "device", "/dev/null", "permissions", "'rwx'")
+    fails(bad, ctr_config(pb, "perm2", d.ref(), devices=[device("/dev/null", permissions="rrw")]),
+          "permissions", "'rrw'")
+    fails(bad, ctr_config(pb, "sig", d.ref(), stop_signal=999), "stop_signal", "999")
+
+    # What is well-formed passes: '..' inside a file name is no '..' component; a device with the
+    # permissions kubelet gives, or none (rwm).
+    st, out, err, cid = run_to_exit(d, pb, pod, "fine", ["sh", "-c", "ls -l /dev/x /dev/y"], log_path="fine..0.log",
+                                    devices=[device("/dev/null", "/dev/x", "rw"), device("/dev/zero", "/dev/y", "")])
+    assert st.exit_code == 0, err
+    assert st.log_path == os.path.join(pod.config.log_directory, "fine..0.log")
+    lines = out.splitlines()
+    assert re.fullmatch(r"crw-rw-rw- .* 1, +3 .* /dev/x", lines[0]), out  # /dev/null's major and minor
+    assert re.fullmatch(r"crw-rw-rw- .* 1, +5 .* /dev/y", lines[1]), out  # /dev/zero's
+    remove(d, pb, cid)
+
+
+def test_ambiguous_id_prefixes(cd, pb):
+    """An id prefix that more than one pod or container has is INVALID_ARGUMENT naming the prefix,
+    in every call that takes an id (not NOT_FOUND, and not a silent success for Stop and Remove);
+    nothing is created, stopped or removed. A unique prefix names its object."""
+    d = cd
+
+    def two_sharing_a_first_digit(make):
+        # Ids are random: among 17, two start alike (16 hex digits).
+        seen = {}
+        for i in range(17):
+            obj_id = make(i)
+            if obj_id[0] in seen:
+                return seen[obj_id[0]], obj_id
+            seen[obj_id[0]] = obj_id
+        raise AssertionError("17 ids with 17 different first hex digits")
+
+    def unique_prefix(obj_id, ids):
+        n = 1
+        while any(o != obj_id and o.startswith(obj_id[:n]) for o in ids):
+            n += 1
+        return obj_id[:n]
+
+    pods = {}
+
+    def new_pod(i):
+        p = make_pod(d, pb, name=f"amb{i}")
+        pods[p.id] = p
+        return p.id
+
+    p1, p2 = two_sharing_a_first_digit(new_pod)
+    prefix = os.path.commonprefix([p1, p2])
+    with pytest.raises(grpc.RpcError) as e:
+        create(d, pb, pods[p1]._replace(id=prefix), ctr_config(pb, "c", d.ref()))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+    assert f"'{prefix}'" in e.value.details() and "ambiguous" in e.value.details(), e.value.details()
+    assert list_ids(d, pb) == [] and listdir(os.path.join(d.dir, "lib", "containers")) == []
+    # A prefix that only one of them has names that one.
+    cid = create(d, pb, pods[p1]._replace(id=unique_prefix(p1, pods)), ctr_config(pb, "c", d.ref()))
+    assert d.runtime().ContainerStatus(pb.ContainerStatusRequest(container_id=cid), timeout=10).status.id == cid
+    assert list_ids(d, pb, pod_sandbox_id=p1) == [cid]
+
+    pod = pods[p1]
+    c1, c2 = two_sharing_a_first_digit(
+        lambda i: run(d, pb, pod, ctr_config(pb, f"c{i}", d.ref(), command=["sleep", "1000"])))
+    prefix = os.path.commonprefix([c1, c2])
+    before = {c: cstatus(d, pb, c).status for c in (c1, c2)}
+    calls = {"ContainerStatus": pb.ContainerStatusRequest(container_id=prefix),
+             "StartContainer": pb.StartContainerRequest(container_id=prefix),
+             "StopContainer": pb.StopContainerRequest(container_id=prefix, timeout=0),
+             "RemoveContainer": pb.RemoveContainerRequest(container_id=prefix),
+             "ReopenContainerLog": pb.ReopenContainerLogRequest(container_id=prefix)}
+    for name, req in calls.items():
+        with pytest.raises(grpc.RpcError) as e:
+            getattr(d.runtime(), name)(req, timeout=T)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (name, e.value.details())
+        assert f"'{prefix}'" in e.value.details() and "ambiguous" in e.value.details(), (name, e.value.details())
+    assert {c: cstatus(d, pb, c).status for c in (c1, c2)} == before
+    assert all(before[c].state == pb.CONTAINER_RUNNING for c in (c1, c2))
+    assert cstatus(d, pb, unique_prefix(c1, list_ids(d, pb))).status.id == c1
+
+
 def test_list_filters(cd, pb):
     d = cd
     p1 = make_pod(d, pb, name="l1")
@@ -1024,6 +1349,212 @@ def test_sigkill_and_restart_keep_containers(cd, make_daemon, pb):
             remove(d2, pb, c)
         assert units("rktlet-ctr-") == []
         assert listdir(os.path.join(d.dir, "lib", "containers")) == []
+    finally:
+        cleanup(d2, pb)
+
+
+def test_a_unit_gone_while_rktlet_was_down(cd, make_daemon, pb):
+    """What rktlet cannot know: a running container's unit stopped and garbage-collected behind its
+    back while the daemon was down, so that systemd has no exit status to give. As containerd does
+    for a running container whose task is gone at restart, ContainerStatus says EXITED with the
+    unknown exit code 255 and reason Unknown, finished when rktlet found out; the container is then
+    removed cleanly."""
+    d = cd
+    pod = make_pod(d, pb, name="vanish")
+    cfg = ctr_config(pb, "svc", d.ref(), command=SERVICE)
+    cid = run(d, pb, pod, cfg)
+    wait_log(pod, cfg, "ready")
+    pid = main_pid(cid)
+    unit = unit_of(cid)
+    assert d.stop() == 0
+    subprocess.run(["systemctl", "--user", "stop", unit], check=True, capture_output=True, timeout=30)
+    subprocess.run(["systemctl", "--user", "reset-failed", unit], capture_output=True, timeout=30)
+    wait_until(lambda: unit not in units("rktlet-ctr-"), what=f"{unit} to be unloaded")
+    assert not os.path.exists(f"/proc/{pid}")
+
+    restarted = time.time_ns()
+    d2 = make_daemon("rktlet", start=False, **d.kwargs)
+    d2.start()
+    try:
+        st = wait_state(d2, pb, cid, pb.CONTAINER_EXITED)
+        assert st.exit_code == 255 and st.reason == "Unknown", st
+        assert st.message, st
+        assert restarted <= st.finished_at <= time.time_ns()
+        remove(d2, pb, cid)
+        assert list_ids(d2, pb) == []
+        nothing_left_of(d2, cid)
+    finally:
+        cleanup(d2, pb)
+
+
+def test_status_while_systemd_cannot_say(cd, make_daemon, pb, user_manager_pid):
+    """CONTAINER_UNKNOWN is the CRI's answer when the runtime cannot tell (containerd gives it to a
+    container whose status it could not load at restart). A restarted rktlet knows a running
+    container only from its record until systemd says what became of the unit: with systemd frozen
+    and the unit gone behind rktlet's back, ContainerStatus and ListContainers must not claim
+    RUNNING, they answer UNKNOWN (within the call's deadline: rktlet may first wait a while for
+    systemd). Not sooner: kubelet kills and restarts an UNKNOWN container, so a restart with
+    systemd answering must show RUNNING at once (test_sigkill_and_restart_keep_containers). Once
+    systemd answers, the container is EXITED (unknown exit code 255) and is removed cleanly."""
+    d = cd
+    pod = make_pod(d, pb, name="unknown")
+    cfg = ctr_config(pb, "svc", d.ref(), command=SERVICE)
+    cid = run(d, pb, pod, cfg)
+    wait_log(pod, cfg, "ready")
+    unit = unit_of(cid)
+    assert d.stop() == 0
+    subprocess.run(["systemctl", "--user", "stop", unit], check=True, capture_output=True, timeout=30)
+    wait_until(lambda: unit not in units("rktlet-ctr-"), what=f"{unit} to be unloaded")
+    d2 = make_daemon("rktlet", start=False, **d.kwargs)
+    try:
+        os.kill(user_manager_pid, signal.SIGSTOP)
+        try:
+            d2.start()
+            st = cstatus(d2, pb, cid).status
+            assert st.state == pb.CONTAINER_UNKNOWN, pb.ContainerState.Name(st.state)
+            listed = d2.runtime().ListContainers(pb.ListContainersRequest(), timeout=30).containers
+            assert [(c.id, c.state) for c in listed] == [(cid, pb.CONTAINER_UNKNOWN)]
+        finally:
+            os.kill(user_manager_pid, signal.SIGCONT)
+        st = wait_state(d2, pb, cid, pb.CONTAINER_EXITED)
+        assert st.exit_code == 255, st
+        remove(d2, pb, cid)
+        nothing_left_of(d2, cid)
+    finally:
+        cleanup(d2, pb)
+
+
+def test_sigkill_during_create_leaves_nothing_half_made(cd, make_daemon, pb):
+    """The daemon dies in the middle of CreateContainer: its record says 'creating' and the overlay
+    rootfs is mounted, but there is no config.json yet. The call fails UNAVAILABLE; the restarted
+    daemon unmounts and deletes the half-made container, which no List ever showed, and the same
+    name and attempt can be created again."""
+    d = cd
+    pod = make_pod(d, pb, name="createcrash")
+    lib = os.path.join(d.dir, "lib", "containers")
+    # Create is quick (a mount child, then config.json): stop the daemon (SIGSTOP) as soon as the
+    # record is on disk, then look at what it had done. Stopped, it cannot change anything, so what
+    # is on disk is what it had when it died. Caught too late (created), the container is removed
+    # and the next attempt tries again.
+    for attempt in range(20):
+        cfg = ctr_config(pb, "half", d.ref(), command=["sleep", "1000"])
+        pending = d.runtime().CreateContainer.future(
+            pb.CreateContainerRequest(pod_sandbox_id=pod.id, config=cfg, sandbox_config=pod.config), timeout=T)
+        cid = wait_until(lambda: next((c for c in listdir(lib) if os.path.exists(os.path.join(lib, c, "state.json"))),
+                                      None), interval=0.0001, what="the container's record")
+        d.send_signal(signal.SIGSTOP)
+        # The mount child, if spawned, goes on while its parent is stopped: wait until it has ended.
+        wait_until(lambda: all(proc_status(p, "State") in (None, "Z (zombie)") for p in children(d.pid)),
+                   what="the daemon's children to end")
+        rootfs = os.path.join(d.dir, "run", "containers", cid, "rootfs")
+        if state_of(d, cid)["creating"] and os.path.ismount(rootfs):
+            break
+        d.send_signal(signal.SIGCONT)
+        remove(d, pb, pending.result().container_id)
+    else:
+        d.kill()
+        pytest.fail("never caught a CreateContainer between its record and its end in 20 attempts")
+    try:
+        assert state_of(d, cid)["state"] == "created" and state_of(d, cid)["rootfsMounted"] is True
+        assert not os.path.exists(os.path.join(d.dir, "run", "containers", cid, "config.json"))
+        assert not pending.done()
+    finally:
+        kill_with_call_pending(d, pending)
+
+    d2 = make_daemon("rktlet", start=False, **d.kwargs)
+    d2.start()
+    d2.ref = d.ref  # the image is in the store the daemons share
+    try:
+        wait_until(lambda: cid not in listdir(lib), what="the half-made container to be deleted")
+        nothing_left_of(d2, cid)
+        assert list_ids(d2, pb) == []
+        # Nothing holds its name: the same name and attempt are created and run.
+        st, out, _, again = run_to_exit(d2, pb, pod, "half", ["echo", "again"])
+        assert again != cid and st.exit_code == 0 and out == "again\n"
+        remove(d2, pb, again)
+        nothing_left_of(d2, again)
+    finally:
+        cleanup(d2, pb)
+
+
+def test_sigkill_during_start_before_systemd_has_the_unit(cd, make_daemon, pb, user_manager_pid):
+    """The daemon dies in StartContainer after its record says the unit is being started
+    (unitStarted) but before systemd made it: the record says started, systemd has no such unit.
+    The call fails UNAVAILABLE; the restarted daemon finds the start never happened: a StartError
+    (EXITED, exit code 128, never started), which is removed cleanly."""
+    d = cd
+    pod = make_pod(d, pb, name="startcrash")
+    cid = create(d, pb, pod, ctr_config(pb, "sleeper", d.ref(), command=["sleep", "1000"]))
+    unit = unit_of(cid)
+    os.kill(user_manager_pid, signal.SIGSTOP)
+    try:
+        pending = d.runtime().StartContainer.future(pb.StartContainerRequest(container_id=cid), timeout=T)
+        wait_until(lambda: state_of(d, cid).get("unitStarted"), what="the record to say unitStarted")
+        assert not pending.done()
+        kill_with_call_pending(d, pending)
+    finally:
+        os.kill(user_manager_pid, signal.SIGCONT)
+    # Whatever systemd makes of the request of a client that is gone, the unit is not there: the
+    # record says started, systemd has no such unit.
+    subprocess.run(["systemctl", "--user", "stop", unit], capture_output=True, timeout=30)
+    subprocess.run(["systemctl", "--user", "reset-failed", unit], capture_output=True, timeout=30)
+    wait_until(lambda: show(unit, "LoadState") == "not-found", what=f"{unit} to be gone")
+
+    d2 = make_daemon("rktlet", start=False, **d.kwargs)
+    d2.start()
+    try:
+        st = wait_state(d2, pb, cid, pb.CONTAINER_EXITED)
+        assert st.reason == "StartError" and st.exit_code == 128, st
+        assert st.started_at == 0 and st.message, st
+        assert list_ids(d2, pb) == [cid]
+        remove(d2, pb, cid)
+        nothing_left_of(d2, cid)
+    finally:
+        cleanup(d2, pb)
+
+
+def test_sigkill_during_start_after_systemd_started_it(cd, make_daemon, pb, user_manager_pid):
+    """The daemon dies in StartContainer after systemd started the unit but before the daemon heard
+    of it: the record still says created. The call fails UNAVAILABLE; the restarted daemon asks
+    systemd and finds the container running (its main process, its start time), and can stop and
+    remove it."""
+    d = cd
+    pod = make_pod(d, pb, name="startcrash2")
+    cid = create(d, pb, pod, ctr_config(pb, "sleeper", d.ref(), command=["sleep", "1000"]))
+    unit = unit_of(cid)
+    os.kill(user_manager_pid, signal.SIGSTOP)
+    frozen = True
+    try:
+        pending = d.runtime().StartContainer.future(pb.StartContainerRequest(container_id=cid), timeout=T)
+        wait_until(lambda: state_of(d, cid).get("unitStarted"), what="the record to say unitStarted")
+        # One more call answered: the start's handler has returned, its StartTransientUnit is sent.
+        d.runtime().Version(pb.VersionRequest(), timeout=10)
+        d.send_signal(signal.SIGSTOP)  # it does not hear what systemd does now
+        os.kill(user_manager_pid, signal.SIGCONT)
+        frozen = False
+        wait_until(lambda: show(unit, "ActiveState") == "active", timeout=30, what=f"{unit} to be active")
+        pid = main_pid(cid)
+        assert cmdline(pid) == ["sleep", "1000"]
+        assert state_of(d, cid)["state"] == "created" and not pending.done()
+        kill_with_call_pending(d, pending)
+    finally:
+        if frozen:
+            os.kill(user_manager_pid, signal.SIGCONT)
+        if not d.stopped:
+            d.kill()  # stopped (SIGSTOP), it would not answer SIGTERM
+
+    d2 = make_daemon("rktlet", start=False, **d.kwargs)
+    d2.start()
+    try:
+        st = wait_state(d2, pb, cid, pb.CONTAINER_RUNNING)
+        assert st.started_at == unit_usec(unit, "ExecMainStartTimestamp") * 1000
+        assert main_pid(cid) == pid and os.path.exists(f"/proc/{pid}")
+        stop(d2, pb, cid, timeout=0)
+        st = cstatus(d2, pb, cid).status
+        assert st.state == pb.CONTAINER_EXITED and st.exit_code == 137, st
+        assert not os.path.exists(f"/proc/{pid}")
+        remove(d2, pb, cid)
+        nothing_left_of(d2, cid)
     finally:
         cleanup(d2, pb)
 
