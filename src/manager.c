@@ -80,6 +80,8 @@ static void manager_drop_bus(Manager *m) {
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
+        if (m->containers)
+                m->containers->all_confirmed = NULL; /* freeing them is no recovery */
         m->server = grpc_server_free(m->server);
         cri_service_done();
         m->containers = ctr_table_free(m->containers);
@@ -100,6 +102,7 @@ Manager *manager_free(Manager *m) {
                 ev_signal_stop(m->loop, &m->sigint);
                 ev_signal_stop(m->loop, &m->sighup);
                 ev_timer_stop(m->loop, &m->shutdown_timer);
+                ev_timer_stop(m->loop, &m->recovery_timer);
                 ev_loop_destroy(m->loop);
         }
         free(m->bus_error);
@@ -431,6 +434,25 @@ static void sighup_cb(struct ev_loop *loop, ev_signal *w, int revents) {
         log_notice("Received SIGHUP: rktlet does not reload its configuration; restart it to apply changes.");
 }
 
+#define RECOVERY_TIMEOUT_USEC (5 * USEC_PER_SEC)
+
+static void manager_recovered(void *userdata) {
+        Manager *m = userdata;
+
+        ev_timer_stop(m->loop, &m->recovery_timer);
+        m->containers->all_confirmed = NULL;
+        grpc_server_pause(m->server, false);
+        (void) sd_notifyf(0, "READY=1\nSTATUS=Serving CRI on %s", m->socket_activated ? "passed socket" : m->config.listen);
+}
+
+static void recovery_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+        Manager *m = container_of(w, Manager, recovery_timer);
+
+        log_warning("systemd has not said what became of %u container(s) within %llus; serving, with them UNKNOWN.",
+                    m->containers->n_unconfirmed, (unsigned long long) (RECOVERY_TIMEOUT_USEC / USEC_PER_SEC));
+        manager_recovered(m);
+}
+
 int manager_start(Manager *m) {
         int r;
 
@@ -520,12 +542,24 @@ int manager_start(Manager *m) {
                 .userdata = m,
         };
         r = ctr_table_new(&cenv, &m->containers);
-        if (r >= 0)
+        if (r >= 0) {
+                /* Until systemd says what became of the containers that were running, their state
+                 * is not known: kubelet would kill and restart those it is told are UNKNOWN. So the
+                 * calls wait in the socket's backlog for that answer (milliseconds), for at most
+                 * RECOVERY_TIMEOUT_USEC; past it, what systemd has not answered for is UNKNOWN. */
+                grpc_server_pause(m->server, true);
+                m->containers->all_confirmed = manager_recovered;
                 r = ctr_table_load(m->containers);
+        }
         if (r < 0)
                 return log_error_errno(r, "Failed to read the containers in %s: %m", m->config.root_dir);
-
-        (void) sd_notifyf(0, "READY=1\nSTATUS=Serving CRI on %s", m->socket_activated ? "passed socket" : m->config.listen);
+        if (m->containers->n_unconfirmed == 0)
+                manager_recovered(m);
+        else {
+                log_debug("Waiting for systemd's word on %u container(s) before serving.", m->containers->n_unconfirmed);
+                ev_timer_init(&m->recovery_timer, recovery_timeout_cb, (double) RECOVERY_TIMEOUT_USEC / USEC_PER_SEC, 0.);
+                ev_timer_start(m->loop, &m->recovery_timer);
+        }
         return 0;
 }
 

@@ -47,6 +47,7 @@ typedef struct Manager {
         bool socket_activated;
 
         ev_signal sigterm, sigint, sighup;
+        ev_timer recovery_timer; /* serving waits for systemd's word on the running containers */
         ev_timer shutdown_timer;
         bool stopping;
 } Manager;

@@ -548,7 +548,7 @@ int cri_container_status(GrpcCall *call, const uint8_t *msg, size_t len, void *u
         image.image = c->image_ref;
         st.id = c->id;
         st.metadata = &md;
-        st.state = c->creating ? RUNTIME__V1__CONTAINER_STATE__CONTAINER_UNKNOWN : (Runtime__V1__ContainerState) c->state;
+        st.state = (Runtime__V1__ContainerState) ctr_reported_state(c);
         st.created_at = (int64_t) c->created_at_ns;
         st.started_at = (int64_t) c->started_at_ns;
         st.finished_at = (int64_t) c->finished_at_ns;
@@ -636,7 +636,7 @@ int cri_list_containers(GrpcCall *call, const uint8_t *msg, size_t len, void *us
                 goto out;
         }
         for (Container *c = m->containers->containers; c; c = c->next) {
-                Runtime__V1__ContainerState state = (Runtime__V1__ContainerState) c->state;
+                Runtime__V1__ContainerState state = (Runtime__V1__ContainerState) ctr_reported_state(c);
                 Runtime__V1__Container *it = &items[n];
 
                 if (c->creating)

@@ -43,3 +43,6 @@ int ctr_io_reopen(CtrIo *io);
 int ctr_io_adopt(struct ev_loop *loop, const char *container_id, const char *log_path, CtrIo **ret);
 /* Drops the container's fds from systemd's fd store. */
 void ctr_io_forget(const char *container_id);
+
+/* systemd has answered for c's unit since the start (ctr.c). */
+void ctr_confirmed(Container *c);

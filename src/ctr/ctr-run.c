@@ -311,9 +311,7 @@ static void start_decide(Container *c, const SystemdServiceInfo *info, CtrOp *op
         free(err);
 }
 
-static void unit_changed(SystemdWatch *w, const SystemdServiceInfo *info, void *userdata) {
-        Container *c = userdata;
-
+static void unit_decide(Container *c, const SystemdServiceInfo *info) {
         if (c->op && c->op->kind == OP_START) {
                 if (c->op->step == STEP_STARTED) {
                         CtrOp *op = c->op;
@@ -337,6 +335,15 @@ static void unit_changed(SystemdWatch *w, const SystemdServiceInfo *info, void *
         if (!info->gone && info->exec_main_start_usec != 0 && info->exec_main_exit_usec == 0)
                 return; /* between states */
         record_exit(c, info);
+}
+
+static void unit_changed(SystemdWatch *w, const SystemdServiceInfo *info, void *userdata) {
+        Container *c = userdata;
+
+        /* First: deciding may end an operation whose caller frees c. The state is decided before
+         * the loop serves anything again. */
+        ctr_confirmed(c);
+        unit_decide(c, info);
 }
 
 static int watch(Container *c) {
@@ -1157,6 +1164,10 @@ static void load_one(const char *id, void *userdata) {
                 return;
         if (c->state == CTR_RUNNING || c->state == CTR_CREATED)
                 (void) ctr_io_adopt(t->env.loop, c->id, c->log_path, &c->io);
+        if (c->state != CTR_EXITED) {
+                c->unconfirmed = true;
+                t->n_unconfirmed++;
+        }
         r = watch(c);
         if (r < 0)
                 log_warning_errno(r, "container %s: cannot watch its unit: %m", c->id);

@@ -156,9 +156,24 @@ char *ctr_path(const Container *c, bool run, const char *name) {
         return asprintf(&p, "%s/containers/%s/%s", base, c->id, name) < 0 ? NULL : p;
 }
 
+CtrState ctr_reported_state(const Container *c) {
+        return c->creating || c->unconfirmed ? CTR_UNKNOWN : c->state;
+}
+
+void ctr_confirmed(Container *c) {
+        CtrTable *t = c->table;
+
+        if (!c->unconfirmed)
+                return;
+        c->unconfirmed = false;
+        if (t && --t->n_unconfirmed == 0 && t->all_confirmed)
+                t->all_confirmed(t->env.userdata);
+}
+
 void ctr_free(Container *c) {
         CtrTable *t = c->table;
 
+        ctr_confirmed(c); /* nothing left to wait for */
         if (t) {
                 if (c->prev)
                         c->prev->next = c->next;

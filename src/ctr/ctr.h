@@ -107,6 +107,9 @@ typedef struct Container {
         bool rootfs_mounted, unit_started, runtime_created;
 
         SystemdWatch *watch;
+        /* Read back at start as running (or starting), and systemd has not said yet what became of
+         * it: reported CONTAINER_UNKNOWN until it does. */
+        bool unconfirmed;
         CtrIo *io;
         bool busy;
         CtrOp *op;
@@ -132,6 +135,8 @@ struct CtrTable {
         unsigned n_containers;
         bool can_lower_oom_score;
         int own_oom_score_adj;
+        unsigned n_unconfirmed; /* containers whose unit systemd has not answered for since the start */
+        void (*all_confirmed)(void *userdata); /* when that count drops to 0, with env.userdata */
 };
 
 typedef void (*CtrDone)(Container *c, int error, const char *message, void *userdata);
@@ -147,6 +152,8 @@ Container *ctr_find(CtrTable *t, const char *id);
 int ctr_find_prefix(CtrTable *t, const char *prefix, Container **ret);
 
 const char *ctr_state_to_string(CtrState s);
+/* The state as the CRI reports it: UNKNOWN while being created or not yet confirmed by systemd. */
+CtrState ctr_reported_state(const Container *c);
 char *ctr_unit_name(const Container *c);
 /* JSON for verbose status: unit, bundle, pid, runtime. */
 char *ctr_info_json(const Container *c);

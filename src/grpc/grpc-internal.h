@@ -29,6 +29,7 @@ struct GrpcServer {
         GrpcConn *conns;
         unsigned n_conns;
 
+        bool paused; /* listeners not accepting (connections wait in the backlog) */
         bool shutting_down;
         void (*shutdown_done)(void *userdata);
         void *shutdown_userdata;

@@ -78,6 +78,15 @@ unsigned grpc_server_n_connections(const GrpcServer *s) {
         return s->n_conns;
 }
 
+void grpc_server_pause(GrpcServer *s, bool pause) {
+        s->paused = pause;
+        for (size_t i = 0; i < s->n_listeners; i++)
+                if (pause)
+                        ev_io_stop(s->loop, &s->listeners[i]->io);
+                else
+                        ev_io_start(s->loop, &s->listeners[i]->io);
+}
+
 static void listener_cb(struct ev_loop *loop, ev_io *w, int revents) {
         GrpcListener *l = container_of(w, GrpcListener, io);
         GrpcServer *s = l->server;
@@ -122,7 +131,8 @@ int grpc_server_add_listener_fd(GrpcServer *s, int fd) {
         s->listeners = a;
         l->server = s;
         ev_io_init(&l->io, listener_cb, fd, EV_READ);
-        ev_io_start(s->loop, &l->io);
+        if (!s->paused)
+                ev_io_start(s->loop, &l->io);
         s->listeners[s->n_listeners++] = l;
         return 0;
 }

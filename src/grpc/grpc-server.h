@@ -57,6 +57,8 @@ void grpc_server_shutdown(GrpcServer *s, void (*done)(void *userdata), void *use
 /* Forced stop: cancels every call and closes every connection now. */
 void grpc_server_close_connections(GrpcServer *s);
 unsigned grpc_server_n_connections(const GrpcServer *s);
+/* Stops (or starts again) accepting new connections; clients wait in the listen backlog meanwhile. */
+void grpc_server_pause(GrpcServer *s, bool pause);
 
 GrpcCall *grpc_call_ref(GrpcCall *c);
 GrpcCall *grpc_call_unref(GrpcCall *c);

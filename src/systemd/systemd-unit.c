@@ -301,6 +301,15 @@ static int watch_got(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
         if (sd_bus_message_is_method_error(m, NULL)) {
                 const sd_bus_error *e = sd_bus_message_get_error(m);
                 log_debug("systemd: properties of %s: %s: %s", w->unit, e->name, e->message ?: "");
+                if (!sd_bus_error_has_names(e, "org.freedesktop.systemd1.NoSuchUnit",
+                                            "org.freedesktop.DBus.Error.UnknownObject",
+                                            "org.freedesktop.DBus.Error.UnknownInterface")) {
+                        /* No answer (a timeout, a busy manager), which says nothing of the unit: ask
+                         * again while the bus lasts; a new bus watches anew. */
+                        if (sd_bus_is_open(w->bus) > 0)
+                                watch_get(w);
+                        return 0;
+                }
                 info.gone = true;
         } else {
                 r = read_service_properties(m, &info);
