@@ -303,6 +303,7 @@ static void start_decide(Container *c, const SystemdServiceInfo *info, CtrOp *op
                 (void) free_and_strdup(&c->reason, "StartError");
                 (void) free_and_strdup(&c->message, err                   ? err
                                      : op && op->job_message ? op->job_message
+                                     : !op                   ? "rktlet stopped while starting it, and systemd never ran it"
                                                              : "the OCI runtime did not start it");
                 save(c);
                 if (op)

@@ -1505,7 +1505,7 @@ def test_sigkill_during_start_before_systemd_has_the_unit(cd, make_daemon, pb, u
     try:
         st = wait_state(d2, pb, cid, pb.CONTAINER_EXITED)
         assert st.reason == "StartError" and st.exit_code == 128, st
-        assert st.started_at == 0 and st.message, st
+        assert st.started_at == 0 and st.message == "rktlet stopped while starting it, and systemd never ran it", st
         assert list_ids(d2, pb) == [cid]
         remove(d2, pb, cid)
         nothing_left_of(d2, cid)
