@@ -502,6 +502,10 @@ int cri_reopen_container_log(GrpcCall *call, const uint8_t *msg, size_t len, voi
                         r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION,
                                              "container %s: its output was lost when rktlet restarted without systemd's "
                                              "fd store", c->id);
+                else if (r == -ELOOP || r == -EXDEV)
+                        r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION,
+                                             "container %s: log_path %.200s goes through a symlink or out of the "
+                                             "pod's log directory: rktlet follows none there", c->id, c->log_path);
                 else if (r < 0)
                         r = grpc_call_finish(call, GRPC_STATUS_INTERNAL, "container %s: reopen %s: %s", c->id,
                                              c->log_path, strerror(-r));

@@ -1,22 +1,31 @@
 /* The CRI container log format kubelet reads: "<RFC3339Nano time> <stdout|stderr> <P|F> <text>\n",
  * one record per line of output, a line longer than the maximum split into P(artial) records and
- * ended by an F(ull) one. A container's two pipes feed one file, reopened after kubelet rotates it. */
+ * ended by an F(ull) one. A container's two pipes feed one file, reopened after kubelet rotates it,
+ * always beneath the pod's log directory and through no symlink. */
 #include "cri-log.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "buffer.h"
+#include "fd-util.h"
 #include "macro.h"
 
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+
 struct CriLog {
-        char *path;
+        char *dir, *path; /* path: relative to dir */
         int fd;
         size_t max_line;
         Buffer pending[_CRI_STREAM_MAX]; /* the start of a line not ended yet */
@@ -48,24 +57,72 @@ size_t cri_log_timestamp(uint64_t ns, char *buf) {
         return n;
 }
 
-static int open_log(const char *path) {
-        int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
-        return fd < 0 ? -errno : fd;
+static int openat_beneath(int dfd, const char *name, uint64_t flags, uint64_t mode) {
+        struct open_how how = {
+                .flags = flags,
+                .mode = mode,
+                .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
+        };
+        int fd = (int) syscall(SYS_openat2, dfd, name, &how, sizeof how);
+
+        return fd < 0 ? -errno : fd; /* -ENOSYS before Linux 5.6: no unsafe fallback */
 }
 
-int cri_log_open(const char *path, size_t max_line, CriLog **ret) {
+/* dir is opened as any path is (the operator may have put /var/log behind a symlink); path is
+ * resolved beneath it, one directory at a time, missing ones made, a symlink anywhere refused. */
+static int open_log(const char *dir, const char *path) {
+        _cleanup_close_ int dfd = -1, fd = -1;
+        _cleanup_free_ char *copy = strdup(path);
+        struct stat st;
+        char *name, *slash;
+
+        if (!copy)
+                return -ENOMEM;
+        dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return -errno;
+        for (name = copy; (slash = strchr(name, '/')); name = slash + 1) {
+                int sub;
+
+                *slash = '\0';
+                if (name[0] == '\0' || strcmp(name, ".") == 0)
+                        continue;
+                /* mkdirat() does not follow a symlink either: it finds the name taken (EEXIST), and
+                 * the open below refuses it (ELOOP). */
+                if (mkdirat(dfd, name, 0755) < 0 && errno != EEXIST)
+                        return -errno;
+                sub = openat_beneath(dfd, name, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+                if (sub < 0)
+                        return sub;
+                close(dfd);
+                dfd = sub;
+        }
+        /* O_NONBLOCK: a FIFO put there must not block the daemon's loop in open(). */
+        fd = openat_beneath(dfd, name, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0640);
+        if (fd < 0)
+                return fd;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EINVAL;
+        (void) fd_nonblock(fd, false);
+        return TAKE_FD(fd);
+}
+
+int cri_log_open(const char *dir, const char *path, size_t max_line, CriLog **ret) {
         CriLog *l = calloc(1, sizeof *l);
         int fd;
 
         if (!l)
                 return -ENOMEM;
         l->fd = -1;
+        l->dir = strdup(dir);
         l->path = strdup(path);
-        if (!l->path) {
-                free(l);
+        if (!l->dir || !l->path) {
+                cri_log_free(l);
                 return -ENOMEM;
         }
-        fd = open_log(path);
+        fd = open_log(dir, path);
         if (fd < 0) {
                 cri_log_free(l);
                 return fd;
@@ -83,13 +140,14 @@ CriLog *cri_log_free(CriLog *l) {
                 buffer_free(&l->pending[s]);
         if (l->fd >= 0)
                 close(l->fd);
+        free(l->dir);
         free(l->path);
         free(l);
         return NULL;
 }
 
 int cri_log_reopen(CriLog *l) {
-        int fd = open_log(l->path);
+        int fd = open_log(l->dir, l->path);
 
         if (fd < 0)
                 return fd;

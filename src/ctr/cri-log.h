@@ -1,6 +1,7 @@
 /* The CRI container log format kubelet reads: "<RFC3339Nano time> <stdout|stderr> <P|F> <text>\n",
  * one record per line of output, a line longer than the maximum split into P(artial) records and
- * ended by an F(ull) one. A container's two pipes feed one file, reopened after kubelet rotates it. */
+ * ended by an F(ull) one. A container's two pipes feed one file, reopened after kubelet rotates it,
+ * always beneath the pod's log directory and through no symlink. */
 #pragma once
 
 #include <stddef.h>
@@ -14,10 +15,16 @@ typedef enum CriStream {
 
 typedef struct CriLog CriLog;
 
-/* max_line: the longest text in one record (0: 16 KiB, containerd's default). */
-int cri_log_open(const char *path, size_t max_line, CriLog **ret);
+/* The file path beneath the directory dir (the pod's log directory, which is opened as any path is,
+ * symlinks and all). path is relative to dir and resolved beneath it without following any
+ * symlink: the directories on the way are made where missing (0755), the file is created (0640)
+ * or appended to. -ELOOP when path holds a symlink anywhere, -EXDEV when it leads out of dir,
+ * -EINVAL when the file is not a regular one. max_line: the longest text in one record (0: 16 KiB,
+ * containerd's default). */
+int cri_log_open(const char *dir, const char *path, size_t max_line, CriLog **ret);
 CriLog *cri_log_free(CriLog *l);
-/* ReopenContainerLog: kubelet renamed the file; write to a new one at the same path. */
+/* ReopenContainerLog: kubelet renamed the file; write to a new one at the same path, opened as
+ * cri_log_open() opens it. On failure the old file is kept and written on. */
 int cri_log_reopen(CriLog *l);
 /* Bytes read from a stream's pipe: complete lines are written now, the rest waits for more. */
 int cri_log_feed(CriLog *l, CriStream s, const void *data, size_t len);

@@ -33,14 +33,21 @@ void ctr_rootfs_done(CtrRootfs *r);
 int ctr_rootfs_mount_child(void *userdata);
 int ctr_rootfs_umount_child(void *userdata); /* userdata: the target path */
 
+/* The container's log_path relative to its log_dir ("" when it has no log). */
+const char *ctr_log_relative(const Container *c);
+
 /* ctr-io.c: the container's stdio. Pipes (or a pseudo-terminal) whose far ends go to systemd; the
- * near ends are read in the loop into the CRI log. */
-int ctr_io_new(struct ev_loop *loop, const char *container_id, const char *log_path, bool tty, bool stdin_,
-               CtrIo **ret, int ret_fds[3]);
+ * near ends are read in the loop into the CRI log, log_path beneath log_dir (see cri_log_open();
+ * log_path "" or NULL: no log). */
+int ctr_io_new(struct ev_loop *loop, const char *container_id, const char *log_dir, const char *log_path, bool tty,
+               bool stdin_, CtrIo **ret, int ret_fds[3]);
 CtrIo *ctr_io_free(CtrIo *io);
+/* Reopens the log (or opens it, when it could not be opened before). */
 int ctr_io_reopen(CtrIo *io);
-/* Adopts the read ends a previous daemon kept in systemd's fd store, if any. */
-int ctr_io_adopt(struct ev_loop *loop, const char *container_id, const char *log_path, CtrIo **ret);
+/* Adopts the read ends a previous daemon kept in systemd's fd store, if any. A log that cannot be
+ * opened is no failure here: the output is dropped until a reopen succeeds. */
+int ctr_io_adopt(struct ev_loop *loop, const char *container_id, const char *log_dir, const char *log_path,
+                 CtrIo **ret);
 /* Drops the container's fds from systemd's fd store. */
 void ctr_io_forget(const char *container_id);
 

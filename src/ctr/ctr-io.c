@@ -27,7 +27,8 @@ typedef struct CtrStream {
 struct CtrIo {
         struct ev_loop *loop;
         char id[65];
-        CriLog *log; /* NULL: no log path, output is read and dropped */
+        char *log_dir, *log_path; /* NULL: no log, output is read and dropped; log_path beneath log_dir */
+        CriLog *log;              /* NULL while it cannot be opened: output is dropped, a reopen tries again */
         CtrStream out, err;
         int stdin_fd; /* the writable end of the container's stdin, kept for attach */
 };
@@ -116,7 +117,21 @@ static void stream_start(CtrIo *io, CtrStream *s, int fd, CriStream stream) {
         ev_io_start(io->loop, &s->w);
 }
 
-static int io_alloc(struct ev_loop *loop, const char *id, const char *log_path, CtrIo **ret) {
+static int io_log_open(CtrIo *io) {
+        int r;
+
+        /* The pod's log directory is made as any path is (it may lie behind the operator's
+         * symlinks); what kubelet's log_path adds beneath it cannot. */
+        r = mkdir_p(io->log_dir, 0755);
+        if (r >= 0)
+                r = cri_log_open(io->log_dir, io->log_path, 0, &io->log);
+        return r;
+}
+
+/* must_open: fail when the log cannot be opened; else read and drop the output until a reopen
+ * succeeds. */
+static int io_alloc(struct ev_loop *loop, const char *id, const char *log_dir, const char *log_path, bool must_open,
+                    CtrIo **ret) {
         CtrIo *io = calloc(1, sizeof *io);
         int r;
 
@@ -126,13 +141,16 @@ static int io_alloc(struct ev_loop *loop, const char *id, const char *log_path, 
         snprintf(io->id, sizeof io->id, "%s", id);
         io->out.fd = io->err.fd = io->stdin_fd = -1;
         if (log_path && log_path[0]) {
-                r = mkdir_parents(log_path, 0755);
-                if (r >= 0)
-                        r = cri_log_open(log_path, 0, &io->log);
-                if (r < 0) {
-                        free(io);
+                io->log_dir = strdup(log_dir ?: "");
+                io->log_path = strdup(log_path);
+                r = io->log_dir && io->log_path ? io_log_open(io) : -ENOMEM;
+                if (r < 0 && (must_open || r == -ENOMEM)) {
+                        ctr_io_free(io);
                         return r;
                 }
+                if (r < 0)
+                        log_warning_errno(r, "container %s: cannot open its log '%s' beneath %s, dropping its output "
+                                          "until ReopenContainerLog succeeds: %m", id, io->log_path, io->log_dir);
         }
         *ret = io;
         return 0;
@@ -161,12 +179,12 @@ static int open_pty(int *ret_master, int *ret_slave) {
         return 0;
 }
 
-int ctr_io_new(struct ev_loop *loop, const char *id, const char *log_path, bool tty, bool stdin_, CtrIo **ret,
-               int ret_fds[3]) {
+int ctr_io_new(struct ev_loop *loop, const char *id, const char *log_dir, const char *log_path, bool tty, bool stdin_,
+               CtrIo **ret, int ret_fds[3]) {
         int out[2] = { -1, -1 }, err[2] = { -1, -1 }, in[2] = { -1, -1 }, r;
         CtrIo *io;
 
-        r = io_alloc(loop, id, log_path, &io);
+        r = io_alloc(loop, id, log_dir, log_path, true, &io);
         if (r < 0)
                 return r;
         if (tty) {
@@ -208,7 +226,7 @@ fail:
         return r;
 }
 
-int ctr_io_adopt(struct ev_loop *loop, const char *id, const char *log_path, CtrIo **ret) {
+int ctr_io_adopt(struct ev_loop *loop, const char *id, const char *log_dir, const char *log_path, CtrIo **ret) {
         char name[128];
         int out, err, r;
         CtrIo *io;
@@ -219,7 +237,9 @@ int ctr_io_adopt(struct ev_loop *loop, const char *id, const char *log_path, Ctr
         err = take_stored(name);
         if (out < 0 && err < 0)
                 return -ENOENT;
-        r = io_alloc(loop, id, log_path, &io);
+        /* Whatever became of the log meanwhile, the pipes are kept: closing them would kill the
+         * container with SIGPIPE at its next write. */
+        r = io_alloc(loop, id, log_dir, log_path, false, &io);
         if (r < 0) {
                 safe_close(out);
                 safe_close(err);
@@ -243,12 +263,16 @@ CtrIo *ctr_io_free(CtrIo *io) {
         stream_close(&io->err);
         safe_close(io->stdin_fd);
         cri_log_free(io->log);
+        free(io->log_dir);
+        free(io->log_path);
         free(io);
         return NULL;
 }
 
 int ctr_io_reopen(CtrIo *io) {
-        if (!io || !io->log)
+        if (!io || !io->log_path)
                 return 0;
+        if (!io->log)
+                return io_log_open(io);
         return cri_log_reopen(io->log);
 }

@@ -449,6 +449,12 @@ int ctr_write_oci_config(Container *c, const Pod *pod, const Image *image, const
                 if (r >= 0)
                         r = push_all(&o.readonly_paths,
                                      s->has_readonly_paths ? s->readonly_paths : (char **) oci_default_readonly_paths);
+                /* The cgroup mount is "ro", but on cgroup v1 runc makes a tmpfs at /sys/fs/cgroup and
+                 * only the hierarchies in it read-only: the tmpfs itself takes a mkdir. A read-only
+                 * path is read-only whatever the runtime and the cgroup version, and whichever paths
+                 * kubelet lists for /proc. A mount the request puts there is the request's. */
+                if (r >= 0 && !has_cri_mount(s, "/sys/fs/cgroup") && !strv_contains(o.readonly_paths, "/sys/fs/cgroup"))
+                        r = strv_push(&o.readonly_paths, "/sys/fs/cgroup");
                 if (r < 0)
                         goto out;
         }

@@ -518,6 +518,34 @@ static void unit_started(int error, const char *message, void *userdata) {
                 op_next(op);
 }
 
+/* The log_path kubelet gave does not lead to a file rktlet may write: the file system is not as it
+ * must be for the request, so FAILED_PRECONDITION (-EPERM), naming the field. */
+static void log_open_failed(CtrOp *op, int r) {
+        Container *c = op->c;
+        const char *rel = ctr_log_relative(c);
+
+        switch (r) {
+        case -ELOOP:
+                op_fail(op, -EPERM,
+                        "container %s: log_path '%.200s' goes through a symlink beneath the pod's log directory "
+                        "%.200s: rktlet follows none there",
+                        c->id, rel, c->log_dir);
+                break;
+        case -EXDEV:
+                op_fail(op, -EPERM, "container %s: log_path '%.200s' leads out of the pod's log directory %.200s",
+                        c->id, rel, c->log_dir);
+                break;
+        case -EINVAL:
+        case -EISDIR:
+                op_fail(op, -EPERM, "container %s: log_path '%.200s' beneath %.200s is no regular file", c->id, rel,
+                        c->log_dir);
+                break;
+        default:
+                op_fail(op, r, "container %s: cannot open its log_path '%.200s' beneath %.200s: %s", c->id, rel,
+                        c->log_dir, strerror(-r));
+        }
+}
+
 static void step_unit(CtrOp *op) {
         Container *c = op->c;
         Pod *pod = pod_find(c->table->env.pods, c->pod_id);
@@ -544,9 +572,9 @@ static void step_unit(CtrOp *op) {
         (void) unlink(pidfile);
         (void) unlink(log);
         c->io = ctr_io_free(c->io);
-        r = ctr_io_new(c->table->env.loop, c->id, c->log_path, c->tty, c->stdin_, &c->io, a.fds);
+        r = ctr_io_new(c->table->env.loop, c->id, c->log_dir, ctr_log_relative(c), c->tty, c->stdin_, &c->io, a.fds);
         if (r < 0) {
-                op_fail(op, r, "container %s: cannot open its log %s: %s", c->id, c->log_path, strerror(-r));
+                log_open_failed(op, r);
                 goto out;
         }
         r = watch(c);
@@ -964,8 +992,11 @@ int ctr_create(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *c
         if (spec->log_path && spec->log_path[0] && pod->spec.log_directory && pod->spec.log_directory[0]) {
                 if (asprintf(&c->log_path, "%s/%s", pod->spec.log_directory, spec->log_path) < 0)
                         c->log_path = NULL;
-        } else
+                c->log_dir = strdup(pod->spec.log_directory);
+        } else {
                 c->log_path = strdup("");
+                c->log_dir = strdup("");
+        }
         c->config = config_len ? malloc(config_len) : NULL;
         if (c->config) {
                 memcpy(c->config, config, config_len);
@@ -986,7 +1017,7 @@ int ctr_create(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *c
         c->rootfs_mounted = true; /* about to be: a crash from here on unmounts */
         c->exit_code = 0;
         if (r < 0 || !c->name || !c->image_ref || !c->image_id || !c->labels || !c->annotations || !c->log_path ||
-            (config_len && !c->config)) {
+            !c->log_dir || (config_len && !c->config)) {
                 ctr_free(c);
                 ctr_spec_done(spec);
                 return r < 0 ? r : -ENOMEM;
@@ -1164,7 +1195,7 @@ static void load_one(const char *id, void *userdata) {
         if (!c->unit_started)
                 return;
         if (c->state == CTR_RUNNING || c->state == CTR_CREATED)
-                (void) ctr_io_adopt(t->env.loop, c->id, c->log_path, &c->io);
+                (void) ctr_io_adopt(t->env.loop, c->id, c->log_dir, ctr_log_relative(c), &c->io);
         if (c->state != CTR_EXITED) {
                 c->unconfirmed = true;
                 t->n_unconfirmed++;

@@ -191,6 +191,7 @@ void ctr_free(Container *c) {
         pairs_free(c->labels, c->n_labels);
         pairs_free(c->annotations, c->n_annotations);
         free(c->log_path);
+        free(c->log_dir);
         free(c->config);
         free(c->reason);
         free(c->message);
@@ -216,6 +217,7 @@ int ctr_save(const Container *c) {
         json_gen_key_pairs(g, "labels", c->labels, c->n_labels);
         json_gen_key_pairs(g, "annotations", c->annotations, c->n_annotations);
         json_gen_key_str(g, "logPath", c->log_path);
+        json_gen_key_str(g, "logDirectory", c->log_dir);
         json_gen_key_int(g, "stopSignal", c->stop_signal);
         json_gen_key_bool(g, "tty", c->tty);
         json_gen_key_bool(g, "stdin", c->stdin_);
@@ -256,6 +258,36 @@ static bool get_bool(yajl_val obj, const char *key) {
         return YAJL_IS_TRUE(json_get(obj, key));
 }
 
+/* Whether dir is where log_path begins: log_path is dir + "/" + something. */
+static bool log_path_beneath(const char *log_path, const char *dir) {
+        size_t n = dir ? strlen(dir) : 0;
+
+        return n > 0 && strncmp(log_path, dir, n) == 0 && log_path[n] == '/' && log_path[n + 1] != '\0';
+}
+
+const char *ctr_log_relative(const Container *c) {
+        if (!c->log_path || !c->log_path[0] || !log_path_beneath(c->log_path, c->log_dir))
+                return "";
+        return c->log_path + strlen(c->log_dir) + 1;
+}
+
+/* The directory a loaded record's log is opened beneath: the record's "logDirectory"; for a record
+ * written before there was one (it has the absolute path only), the pod's log directory, or at
+ * least the file's own directory, so that the file itself is still never a symlink followed. */
+static char *log_dir_of(CtrTable *t, const Container *c, const char *saved) {
+        Pod *pod = t->env.pods ? pod_find(t->env.pods, c->pod_id) : NULL;
+        const char *slash;
+
+        if (!c->log_path[0])
+                return strdup("");
+        if (log_path_beneath(c->log_path, saved))
+                return strdup(saved);
+        if (pod && log_path_beneath(c->log_path, pod->spec.log_directory))
+                return strdup(pod->spec.log_directory);
+        slash = strrchr(c->log_path, '/');
+        return slash && slash > c->log_path ? strndup(c->log_path, (size_t) (slash - c->log_path)) : strdup("");
+}
+
 int ctr_load(CtrTable *t, const char *id, Container **ret) {
         Container *c = calloc(1, sizeof *c);
         char *path = NULL, *text = NULL, err[256];
@@ -288,6 +320,8 @@ int ctr_load(CtrTable *t, const char *id, Container **ret) {
         c->labels = json_get_pairs(v, "labels", &c->n_labels);
         c->annotations = json_get_pairs(v, "annotations", &c->n_annotations);
         c->log_path = json_dup_str(v, "logPath");
+        if (c->log_path)
+                c->log_dir = log_dir_of(t, c, json_get_str(v, "logDirectory"));
         c->stop_signal = (int) get_int(v, "stopSignal");
         c->tty = get_bool(v, "tty");
         c->stdin_ = get_bool(v, "stdin");
@@ -310,7 +344,7 @@ int ctr_load(CtrTable *t, const char *id, Container **ret) {
         c->unit_started = get_bool(v, "unitStarted");
         c->runtime_created = get_bool(v, "runtimeCreated");
         if (!c->name || !c->image_ref || !c->image_id || !c->labels || !c->annotations || !c->log_path ||
-            c->state < 0) {
+            !c->log_dir || c->state < 0) {
                 r = -EBADMSG;
                 goto fail;
         }

@@ -88,7 +88,8 @@ typedef struct Container {
         char *image_ref, *image_id;
         StrPair *labels, *annotations;
         size_t n_labels, n_annotations;
-        char *log_path; /* absolute, "" none */
+        char *log_path; /* absolute, "" none: log_dir + "/" + the request's log_path */
+        char *log_dir;  /* the pod's log directory: the log is opened beneath it, through no symlink */
         char *config; /* the CRI's ContainerConfig as received, opaque here (for status) */
         size_t config_len;
         int stop_signal;

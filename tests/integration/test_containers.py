@@ -910,6 +910,156 @@ def test_reopen_container_log(cd, pb):
     remove(d, pb, cid)
 
 
+TICKER = ["sh", "-c", "i=0; while :; do echo line$i; i=$((i+1)); sleep 0.05; done"]
+
+
+def test_nested_log_path_and_a_log_directory_behind_a_symlink(cd, pb, tmp_path):
+    """kubelet's log_path is "<container>/<attempt>.log": the directory is made when missing (0755,
+    the file 0640), and used when kubelet made it. The pod's log_directory itself may lie behind a
+    symlink (an operator's /var/log elsewhere): it is opened as any path is."""
+    d = cd
+    pod = make_pod(d, pb, name="nested")
+    logs = pod.config.log_directory
+    os.makedirs(os.path.join(logs, "made-by-kubelet"))
+    for log_path in ("c/0.log", "made-by-kubelet/1.log", "a/b/c/2.log"):
+        name = log_path.split("/")[0]
+        st, out, _, cid = run_to_exit(d, pb, pod, name, ["echo", f"to {log_path}"], log_path=log_path)
+        assert st.exit_code == 0 and out == f"to {log_path}\n"
+        assert st.log_path == os.path.join(logs, log_path)
+        assert os.stat(os.path.join(logs, log_path)).st_mode & 0o777 == 0o640
+        assert os.stat(os.path.dirname(os.path.join(logs, log_path))).st_mode & 0o777 == 0o755
+        remove(d, pb, cid)
+
+    real = tmp_path / "real-logs"
+    real.mkdir()
+    cfg = pod_config(pb, name="linkeddir", host_network=True)
+    cfg.log_directory = os.path.join(d.dir, "logs-link")
+    os.symlink(real, cfg.log_directory)
+    linked = Pod(d.runtime().RunPodSandbox(pb.RunPodSandboxRequest(config=cfg), timeout=T).pod_sandbox_id, cfg)
+    st, out, _, cid = run_to_exit(d, pb, linked, "c", ["echo", "through the operator's link"], log_path="c/0.log")
+    assert st.exit_code == 0 and out == "through the operator's link\n"
+    assert text(records(str(real / "c" / "0.log"))) == "through the operator's link\n"
+    remove(d, pb, cid)
+
+
+def outside_dir(tmp_path):
+    """A directory outside every pod's log directory, holding one file that must stay as it is."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "existing.log").write_text("keep\n")
+    return outside
+
+
+def nothing_written_in(outside):
+    assert listdir(outside) == ["existing.log"], listdir(outside)
+    assert (outside / "existing.log").read_text() == "keep\n"
+
+
+def test_log_path_through_a_symlink_is_refused(cd, pb, tmp_path):
+    """The log is opened beneath the pod's log directory following no symlink, so that whoever can
+    write in that directory (a container with it mounted) cannot make rktlet create or fill files
+    elsewhere. A symlink anywhere in log_path, a directory or the file itself, dangling or not:
+    StartContainer, where the log is opened, is FAILED_PRECONDITION naming log_path; the container
+    stays CREATED with no unit, and nothing is written, nor made, where the symlink points."""
+    d = cd
+    pod = make_pod(d, pb, name="loglinks")
+    logs = pod.config.log_directory
+    outside = outside_dir(tmp_path)
+    os.symlink(outside, os.path.join(logs, "dirlink"))
+    os.symlink(outside / "existing.log", os.path.join(logs, "file.log"))
+    os.symlink(outside / "new.log", os.path.join(logs, "dangling.log"))
+    os.makedirs(os.path.join(logs, "c"))
+    os.symlink("../dirlink", os.path.join(logs, "c", "up"))  # relative, and through another symlink
+    for i, log_path in enumerate(("dirlink/x.log", "dirlink/new/x.log", "file.log", "dangling.log", "c/up/0.log")):
+        cfg = ctr_config(pb, f"link{i}", d.ref(), command=["echo", "leaked"], log_path=log_path)
+        cid = create(d, pb, pod, cfg)
+        with pytest.raises(grpc.RpcError) as e:
+            start(d, pb, cid)
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION, (log_path, e.value.code(), e.value.details())
+        for word in ("log_path", f"'{log_path}'", "symlink", logs):
+            assert word in e.value.details(), (word, e.value.details())
+        assert cstatus(d, pb, cid).status.state == pb.CONTAINER_CREATED
+        assert unit_of(cid) not in units("rktlet-ctr-")
+        nothing_written_in(outside)
+        remove(d, pb, cid)
+    nothing_written_in(outside)
+    assert not os.path.exists(outside / "new")
+
+
+def test_reopen_container_log_through_a_symlink_is_refused(cd, pb, tmp_path):
+    """ReopenContainerLog after the log file was renamed and a symlink put in its place: refused,
+    nothing written where it points, the output still going to the old file; once the symlink is
+    gone, a reopen succeeds and no line is lost or repeated across the three files."""
+    d = cd
+    pod = make_pod(d, pb, name="rotlink")
+    outside = outside_dir(tmp_path)
+    cfg = ctr_config(pb, "ticker", d.ref(), command=TICKER, log_path="ticker/0.log")
+    cid = run(d, pb, pod, cfg)
+    path = log_file(pod, cfg)
+    wait_log(pod, cfg, "line3\n")
+    os.rename(path, path + ".1")
+    os.symlink(outside / "stolen.log", path)
+    with pytest.raises(grpc.RpcError) as e:
+        d.runtime().ReopenContainerLog(pb.ReopenContainerLogRequest(container_id=cid), timeout=30)
+    # Not the daemon's fault: the caller's file is not one rktlet will write through.
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION, (e.value.code(), e.value.details())
+    assert path in e.value.details() and "goes through a symlink" in e.value.details(), e.value.details()
+    seen = len(text(records(path + ".1")).splitlines())
+    wait_until(lambda: len(text(records(path + ".1")).splitlines()) >= seen + 3, 10,
+               what="lines going on into the old file after the refused reopen")
+    nothing_written_in(outside)
+    assert os.path.islink(path)
+
+    os.unlink(path)
+    d.runtime().ReopenContainerLog(pb.ReopenContainerLogRequest(container_id=cid), timeout=30)
+    wait_until(lambda: len(text(records(path)).splitlines()) >= 3, 10, what="lines in the reopened log")
+    stop(d, pb, cid, timeout=0)
+    old = [int(l[4:]) for l in text(records(path + ".1")).splitlines()]
+    new = [int(l[4:]) for l in text(settled_log(pod, cfg)).splitlines()]
+    assert old and new and max(old) < min(new)
+    assert old + new == list(range(len(old) + len(new))), "lines lost or repeated across the reopens"
+    nothing_written_in(outside)
+    remove(d, pb, cid)
+
+
+def test_a_record_without_its_log_directory_still_opens_beneath_the_pods(cd, make_daemon, pb, tmp_path):
+    """Records written before rktlet kept the log directory apart hold the absolute log path only.
+    Read back, the log is opened beneath the pod's log directory all the same: a symlink in the
+    log_path kubelet gave is refused, not followed as part of a directory taken for the base."""
+    d = cd
+    pod = make_pod(d, pb, name="oldrec")
+    logs = pod.config.log_directory
+    outside = outside_dir(tmp_path)
+    linked = create(d, pb, pod, ctr_config(pb, "linked", d.ref(), command=["echo", "leaked"], log_path="dirlink/x.log"))
+    fine = create(d, pb, pod, ctr_config(pb, "fine", d.ref(), command=["echo", "old record"], log_path="fine/0.log"))
+    assert d.stop() == 0
+    for cid in (linked, fine):
+        record = os.path.join(d.dir, "lib", "containers", cid, "state.json")
+        with open(record) as f:
+            state = json.load(f)
+        assert state.pop("logDirectory") == logs
+        with open(record, "w") as f:
+            json.dump(state, f)
+    os.symlink(outside, os.path.join(logs, "dirlink"))
+
+    d2 = make_daemon("rktlet", start=False, **d.kwargs)
+    d2.start()
+    try:
+        with pytest.raises(grpc.RpcError) as e:
+            start(d2, pb, linked)
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION, (e.value.code(), e.value.details())
+        assert "'dirlink/x.log'" in e.value.details(), e.value.details()
+        nothing_written_in(outside)
+        start(d2, pb, fine)
+        assert wait_state(d2, pb, fine, pb.CONTAINER_EXITED).exit_code == 0
+        wait_until(lambda: text(records(os.path.join(logs, "fine", "0.log"))) == "old record\n", 10,
+                   what="the old record's container's output")
+        for cid in (linked, fine):
+            remove(d2, pb, cid)
+    finally:
+        cleanup(d2, pb)
+
+
 # --- stopping and removing -------------------------------------------------------------------------
 
 def test_stop_sends_the_image_stop_signal(cd, pb):
@@ -1233,6 +1383,60 @@ def test_readonly_rootfs(cd, pb):
     # A writable root keeps its changes in the container's overlay upper directory.
     with open(os.path.join(ctr_dirs(d, cid)[0], "upper", "x")) as f:
         assert f.read() == "written\n"
+
+
+def visible_mounts(mountinfo):
+    """{mount point: (options, fstype)} of what a path shows: of mounts stacked on one point, the top."""
+    entries = []
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        sep = fields.index("-")
+        entries.append((fields[0], fields[1], fields[4], fields[5], fields[sep + 1]))
+    covered = {(parent, point) for _, parent, point, _, _ in entries}
+    return {point: (opts.split(","), fstype) for mid, _, point, opts, fstype in entries if (mid, point) not in covered}
+
+
+def test_sys_and_cgroupfs_are_read_only_unless_privileged(cd, pb, tmp_path):
+    """As Docker and containerd have it: /sys and /sys/fs/cgroup are read-only in a container that
+    is not privileged (mkdir fails with EROFS at /sys/fs/cgroup itself, which on cgroup v1 is a
+    tmpfs of the runtime's, and in a hierarchy), read-write in a privileged one, where a child
+    cgroup of the container's own can be made (and is removed again at once). A mount the request
+    puts at /sys/fs/cgroup is the request's, writable."""
+    d = cd
+    pod = make_pod(d, pb, name="cgroupfs")
+    v1 = os.path.isdir("/sys/fs/cgroup/memory")  # a hybrid host: one mount per hierarchy below a tmpfs
+    tries = ["/sys/fs/cgroup/x", "/sys/x"] + (["/sys/fs/cgroup/memory/x"] if v1 else [])
+    # Pure cgroup v2 without a cgroup namespace shows the whole tree: a child only of the container's own.
+    priv_tries = ["/sys/fs/cgroup/x", "/sys/fs/cgroup/memory/x"] if v1 else ["/sys/fs/cgroup$own/x"]
+    script = ('own=$(sed -n "s/^0:://p" /proc/self/cgroup); cat /proc/self/mountinfo; echo ---; '
+              'for p in {}; do if mkdir "$p"; then echo "made $p"; rmdir "$p" && echo "removed $p"; fi; done')
+    checked = ["/sys", "/sys/fs/cgroup"] + (["/sys/fs/cgroup/memory"] if v1 else [])
+
+    st, out, err, _ = run_to_exit(d, pb, pod, "plain", ["sh", "-c", script.format(" ".join(tries))])
+    mountinfo, _, made = out.partition("---\n")
+    mounts = visible_mounts(mountinfo)
+    for point in checked:
+        assert mounts[point][0][0] == "ro", (point, mounts[point])
+    assert made == "", made
+    for p in tries:
+        assert f"can't create directory '{p}': Read-only file system" in err, (p, err)
+
+    st, out, err, _ = run_to_exit(d, pb, pod, "privileged", ["sh", "-c", script.format(" ".join(priv_tries))],
+                                  linux=security(pb, privileged=True))
+    mountinfo, _, made = out.partition("---\n")
+    mounts = visible_mounts(mountinfo)
+    for point in checked:
+        assert mounts[point][0][0] == "rw", (point, mounts[point])
+    want = [re.escape(f"{w} {p}").replace(re.escape("$own"), "/.*") for p in priv_tries for w in ("made", "removed")]
+    lines = made.splitlines()
+    assert len(lines) == len(want) and all(re.fullmatch(w, line) for w, line in zip(want, lines)), (made, err)
+
+    host = tmp_path / "cgroup-mount"
+    host.mkdir()
+    st, out, err, _ = run_to_exit(d, pb, pod, "mounted", ["sh", "-c", "echo mine > /sys/fs/cgroup/f"],
+                                  mounts=[{"container_path": "/sys/fs/cgroup", "host_path": str(host)}])
+    assert st.exit_code == 0, err
+    assert (host / "f").read_text() == "mine\n"
 
 
 def test_seccomp_runtime_default_and_unconfined(cd, pb):

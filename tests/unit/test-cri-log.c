@@ -1,5 +1,9 @@
-/* Unit tests of the CRI log writer (src/ctr/cri-log.c): records, partial lines, rotation. */
+/* Unit tests of the CRI log writer (src/ctr/cri-log.c): records, partial lines, rotation, and paths
+ * resolved beneath the log directory through no symlink. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -40,7 +45,7 @@ static void test_lines_and_streams(void **state) {
         CriLog *l;
 
         snprintf(path, sizeof path, "%s/a.log", dir);
-        assert_int_equal(cri_log_open(path, 0, &l), 0);
+        assert_int_equal(cri_log_open(dir, "a.log", 0, &l), 0);
         assert_int_equal(cri_log_feed(l, CRI_STDOUT, "one\ntw", 6), 0);
         assert_int_equal(cri_log_feed(l, CRI_STDERR, "err\n", 4), 0);
         assert_int_equal(cri_log_feed(l, CRI_STDOUT, "o\n\nthree", 8), 0);
@@ -58,7 +63,7 @@ static void test_long_lines_are_split(void **state) {
 
         snprintf(path, sizeof path, "%s/b.log", dir);
         memset(big, 'x', 25);
-        assert_int_equal(cri_log_open(path, 10, &l), 0);
+        assert_int_equal(cri_log_open(dir, "b.log", 10, &l), 0);
         assert_int_equal(cri_log_feed(l, CRI_STDOUT, big, 25), 0); /* 10 + 10 + 5 pending */
         assert_int_equal(cri_log_feed(l, CRI_STDOUT, "yy\n", 3), 0);
         assert_int_equal(cri_log_feed(l, CRI_STDOUT, "0123456789\n", 11), 0); /* exactly the maximum */
@@ -75,7 +80,7 @@ static void test_reopen_after_rotation(void **state) {
 
         snprintf(path, sizeof path, "%s/c.log", dir);
         snprintf(rotated, sizeof rotated, "%s/c.log.1", dir);
-        assert_int_equal(cri_log_open(path, 0, &l), 0);
+        assert_int_equal(cri_log_open(dir, "c.log", 0, &l), 0);
         assert_int_equal(cri_log_feed(l, CRI_STDOUT, "before\n", 7), 0);
         assert_int_equal(rename(path, rotated), 0);
         assert_int_equal(cri_log_reopen(l), 0);
@@ -108,7 +113,7 @@ static void test_last_line_without_newline_is_full(void **state) {
         CriLog *l;
 
         snprintf(path, sizeof path, "%s/d.log", dir);
-        assert_int_equal(cri_log_open(path, 0, &l), 0);
+        assert_int_equal(cri_log_open(dir, "d.log", 0, &l), 0);
         assert_int_equal(cri_log_feed(l, CRI_STDOUT, "done\nno newline", 15), 0);
         assert_int_equal(cri_log_feed(l, CRI_STDERR, "err", 3), 0);
         assert_int_equal(cri_log_flush(l, CRI_STDOUT), 0); /* the stream's end */
@@ -122,22 +127,152 @@ static void test_last_line_without_newline_is_full(void **state) {
 
 static void test_open_failure(void **state) {
         CriLog *l = NULL;
-        assert_int_equal(cri_log_open("/nonexistent-dir/x.log", 0, &l), -ENOENT);
+        assert_int_equal(cri_log_open("/nonexistent-dir", "x.log", 0, &l), -ENOENT);
         assert_null(l);
+}
+
+/* A path under dir (a new string). */
+static char *at(const char *name) {
+        char *p;
+        assert_true(asprintf(&p, "%s/%s", dir, name) >= 0);
+        return p;
+}
+
+static int entries(const char *path) {
+        DIR *d = opendir(path);
+        struct dirent *e;
+        int n = 0;
+
+        assert_non_null(d);
+        while ((e = readdir(d)))
+                n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+        closedir(d);
+        return n;
+}
+
+/* kubelet's "<container>/<attempt>.log": the directories on the way are made. */
+static void test_nested_path_makes_its_directories(void **state) {
+        char *logs = at("nested"), *file = at("nested/c/deeper/0.log"), *r;
+        struct stat st;
+        CriLog *l;
+
+        assert_int_equal(mkdir(logs, 0755), 0);
+        assert_int_equal(cri_log_open(logs, "c/deeper/0.log", 0, &l), 0);
+        assert_int_equal(cri_log_feed(l, CRI_STDOUT, "nested\n", 7), 0);
+        cri_log_free(l);
+        r = records(file);
+        assert_string_equal(r, "stdout F nested\n");
+        assert_int_equal(stat(file, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0640);
+        /* Again, with the directories there now, and with "." and empty components. */
+        assert_int_equal(cri_log_open(logs, "./c//deeper/0.log", 0, &l), 0);
+        cri_log_free(l);
+        free(r);
+        free(logs);
+        free(file);
+}
+
+/* The log directory itself may be a symlink (an operator's /var/log elsewhere): it is opened as any
+ * path is. */
+static void test_log_directory_may_be_a_symlink(void **state) {
+        char *real = at("real-logs"), *link = at("logs-link"), *file = at("real-logs/x.log");
+        CriLog *l;
+
+        assert_int_equal(mkdir(real, 0755), 0);
+        assert_int_equal(symlink("real-logs", link), 0);
+        assert_int_equal(cri_log_open(link, "x.log", 0, &l), 0);
+        cri_log_free(l);
+        assert_int_equal(access(file, F_OK), 0);
+        free(real);
+        free(link);
+        free(file);
+}
+
+/* A symlink anywhere beneath the log directory is refused, and nothing is made where it points. */
+static void test_symlinks_beneath_are_refused(void **state) {
+        char *logs = at("pod-logs"), *outside = at("outside"), *dirlink = at("pod-logs/dirlink"),
+             *filelink = at("pod-logs/file.log"), *dangling = at("pod-logs/dangling.log"),
+             *deep = at("pod-logs/c"), *deeplink = at("pod-logs/c/link");
+        CriLog *l = NULL;
+
+        assert_int_equal(mkdir(logs, 0755), 0);
+        assert_int_equal(mkdir(outside, 0755), 0);
+        assert_int_equal(mkdir(deep, 0755), 0);
+        assert_int_equal(symlink(outside, dirlink), 0);
+        assert_int_equal(symlink("../outside/target.log", filelink), 0);
+        assert_int_equal(symlink("/nonexistent-target.log", dangling), 0);
+        assert_int_equal(symlink("../../outside", deeplink), 0);
+
+        assert_int_equal(cri_log_open(logs, "dirlink/x.log", 0, &l), -ELOOP);
+        assert_int_equal(cri_log_open(logs, "dirlink/sub/x.log", 0, &l), -ELOOP);
+        assert_int_equal(cri_log_open(logs, "file.log", 0, &l), -ELOOP);
+        assert_int_equal(cri_log_open(logs, "dangling.log", 0, &l), -ELOOP);
+        assert_int_equal(cri_log_open(logs, "c/link/x.log", 0, &l), -ELOOP);
+        assert_int_equal(cri_log_open(logs, "../outside/x.log", 0, &l), -EXDEV);
+        assert_null(l);
+        assert_int_equal(entries(outside), 0);
+        assert_int_equal(access("/nonexistent-target.log", F_OK), -1);
+        free(logs);
+        free(outside);
+        free(dirlink);
+        free(filelink);
+        free(dangling);
+        free(deep);
+        free(deeplink);
+}
+
+/* What is no regular file is refused, without blocking on a FIFO that has no reader. */
+static void test_no_regular_file_is_refused(void **state) {
+        char *logs = at("odd-logs"), *fifo = at("odd-logs/fifo.log"), *sub = at("odd-logs/sub");
+        CriLog *l = NULL;
+
+        assert_int_equal(mkdir(logs, 0755), 0);
+        assert_int_equal(mkdir(sub, 0755), 0);
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        assert_true(cri_log_open(logs, "fifo.log", 0, &l) < 0);
+        assert_int_equal(cri_log_open(logs, "sub", 0, &l), -EISDIR);
+        assert_null(l);
+        free(logs);
+        free(fifo);
+        free(sub);
+}
+
+/* ReopenContainerLog after the file was replaced by a symlink: refused, the old file written on,
+ * nothing written where the symlink points. */
+static void test_reopen_through_a_symlink_is_refused(void **state) {
+        char *logs = at("reopen-logs"), *outside = at("reopen-outside"), *file = at("reopen-logs/r.log"),
+             *rotated = at("reopen-logs/r.log.1"), *r;
+        CriLog *l;
+
+        assert_int_equal(mkdir(logs, 0755), 0);
+        assert_int_equal(mkdir(outside, 0755), 0);
+        assert_int_equal(cri_log_open(logs, "r.log", 0, &l), 0);
+        assert_int_equal(cri_log_feed(l, CRI_STDOUT, "before\n", 7), 0);
+        assert_int_equal(rename(file, rotated), 0);
+        assert_int_equal(symlink("../reopen-outside/stolen.log", file), 0);
+        assert_int_equal(cri_log_reopen(l), -ELOOP);
+        assert_int_equal(cri_log_feed(l, CRI_STDOUT, "after\n", 6), 0);
+        cri_log_free(l);
+        r = records(rotated);
+        assert_string_equal(r, "stdout F before\nstdout F after\n");
+        assert_int_equal(entries(outside), 0);
+        free(r);
+        free(logs);
+        free(outside);
+        free(file);
+        free(rotated);
 }
 
 static int setup(void **state) {
         return mkdtemp(dir) ? 0 : -1;
 }
 
+static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+        return type == FTW_DP ? rmdir(path) : unlink(path);
+}
+
 static int teardown(void **state) {
-        const char *names[] = { "a.log", "b.log", "c.log", "c.log.1", "d.log" };
-        char p[64];
-        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-                snprintf(p, sizeof p, "%s/%s", dir, names[i]);
-                (void) unlink(p);
-        }
-        return rmdir(dir);
+        return nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 int main(void) {
@@ -148,6 +283,11 @@ int main(void) {
                 cmocka_unit_test(test_timestamp),
                 cmocka_unit_test(test_last_line_without_newline_is_full),
                 cmocka_unit_test(test_open_failure),
+                cmocka_unit_test(test_nested_path_makes_its_directories),
+                cmocka_unit_test(test_log_directory_may_be_a_symlink),
+                cmocka_unit_test(test_symlinks_beneath_are_refused),
+                cmocka_unit_test(test_no_regular_file_is_refused),
+                cmocka_unit_test(test_reopen_through_a_symlink_is_refused),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
