@@ -516,7 +516,15 @@ int manager_start(Manager *m) {
 
         r = image_store_new(m->loop, m->config.root_dir, &m->images);
         if (r >= 0)
-                r = puller_new(m->loop, m->images, m->config.registry_insecure, m->config.registry_mirrors, &m->puller);
+                r = puller_new(m->loop, m->images, m->config.registry_insecure, m->config.registry_mirrors,
+                               &(PullLimits) {
+                                       .max_layer_size = m->config.image_max_layer_size,
+                                       .max_image_size = m->config.image_max_size,
+                                       .max_ratio = m->config.image_max_ratio,
+                                       .min_free_bytes = m->config.image_min_free.bytes,
+                                       .min_free_percent = m->config.image_min_free.percent,
+                               },
+                               &m->puller);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the image store in %s: %m", m->config.root_dir);
 

@@ -154,6 +154,44 @@ static int parse_count(const char *value, void *field, char **ret_error) {
         return 0;
 }
 
+/* Sizes beyond 4G: an image's layers, a file system's reserve. */
+static int parse_big_size(const char *value, void *field, char **ret_error) {
+        uint64_t v;
+
+        if (parse_size(value, &v) < 0 || v < 1024 * 1024) {
+                *ret_error = strdup("must be a size of at least 1M, such as 32G");
+                return -EINVAL;
+        }
+        *(uint64_t *) field = v;
+        return 0;
+}
+
+/* MinFreeSpace=: a size ("1G", "0" for none) or a percentage of the file system ("5%"). */
+static int parse_min_free(const char *value, void *field, char **ret_error) {
+        SpaceReserve *reserve = field;
+        size_t n = strlen(value);
+        uint64_t v;
+
+        if (n > 1 && value[n - 1] == '%') {
+                char number[32];
+                if (n - 1 >= sizeof number)
+                        goto bad;
+                memcpy(number, value, n - 1);
+                number[n - 1] = '\0';
+                if (parse_uint64(number, &v) < 0 || v > 99)
+                        goto bad;
+                *reserve = (SpaceReserve) { .percent = (uint32_t) v };
+                return 0;
+        }
+        if (parse_size(value, &v) < 0)
+                goto bad;
+        *reserve = (SpaceReserve) { .bytes = v };
+        return 0;
+bad:
+        *ret_error = strdup("must be a size such as 1G, or a percentage from 0% to 99% of the file system");
+        return -EINVAL;
+}
+
 static const ConfigItem items[] = {
         { "Daemon", "Listen", parse_path, offsetof(Config, listen) },
         { "Daemon", "StateDirectory", parse_path, offsetof(Config, state_dir) },
@@ -171,6 +209,10 @@ static const ConfigItem items[] = {
         { "Registries", "Insecure", parse_string, offsetof(Config, registry_insecure) },
         { "Registries", "Mirrors", parse_mirrors, offsetof(Config, registry_mirrors) },
         { "Containers", "Runtime", parse_string, offsetof(Config, oci_runtime) },
+        { "Images", "MaxLayerSize", parse_big_size, offsetof(Config, image_max_layer_size) },
+        { "Images", "MaxImageSize", parse_big_size, offsetof(Config, image_max_size) },
+        { "Images", "MaxExpansionRatio", parse_count, offsetof(Config, image_max_ratio) },
+        { "Images", "MinFreeSpace", parse_min_free, offsetof(Config, image_min_free) },
 };
 
 int config_init(Config *c) {
@@ -190,6 +232,10 @@ int config_init(Config *c) {
                 .registry_insecure = strdup(""),
                 .registry_mirrors = strdup(""),
                 .oci_runtime = strdup(""),
+                .image_max_layer_size = 32ULL << 30,
+                .image_max_size = 64ULL << 30,
+                .image_max_ratio = 100,
+                .image_min_free = { .percent = 5 },
         };
         if (!c->listen || !c->state_dir || !c->root_dir || !c->cni_conf_dir || !c->cni_bin_dirs ||
             !c->cni_conf_template || !c->registry_insecure || !c->registry_mirrors || !c->oci_runtime) {
@@ -368,6 +414,11 @@ int config_to_json(const Config *c, char **ret) {
         gen_str(g, "registryInsecure", c->registry_insecure);
         gen_str(g, "registryMirrors", c->registry_mirrors);
         gen_str(g, "ociRuntime", c->oci_runtime);
+        gen_int(g, "imageMaxLayerSize", (long long) c->image_max_layer_size);
+        gen_int(g, "imageMaxSize", (long long) c->image_max_size);
+        gen_int(g, "imageMaxExpansionRatio", c->image_max_ratio);
+        gen_int(g, "imageMinFreeBytes", (long long) c->image_min_free.bytes);
+        gen_int(g, "imageMinFreePercent", c->image_min_free.percent);
         yajl_gen_map_close(g);
 
         yajl_gen_get_buf(g, &buf, &len);

@@ -4,6 +4,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* A reserve given as bytes or as a percentage of a file system's size (the other is 0). */
+typedef struct SpaceReserve {
+        uint64_t bytes;
+        uint32_t percent;
+} SpaceReserve;
+
 typedef struct Config {
         char *listen;
         char *state_dir;
@@ -21,6 +27,11 @@ typedef struct Config {
         char *registry_insecure; /* comma-separated hosts spoken to over plain HTTP */
         char *registry_mirrors;  /* comma-separated "registry=mirror|mirror" */
         char *oci_runtime;       /* runc, crun or a path; "" to detect */
+        /* [Images]: what one pull may unpack, and the free space it must leave. */
+        uint64_t image_max_layer_size;  /* uncompressed bytes of one layer */
+        uint64_t image_max_size;        /* uncompressed bytes of an image's layers together */
+        uint32_t image_max_ratio;       /* uncompressed / compressed size of a layer */
+        SpaceReserve image_min_free;    /* what unpacking leaves free on the store's file system */
 } Config;
 
 /* Told about an unknown section or key; origin is "file:line". */

@@ -67,6 +67,10 @@ static GrpcStatus pull_status(int error) {
                 return GRPC_STATUS_FAILED_PRECONDITION;
         case EHOSTUNREACH:
                 return GRPC_STATUS_UNAVAILABLE;
+        case EFBIG: /* a layer or image past [Images] MaxLayerSize=, MaxImageSize=, MaxExpansionRatio= */
+        case ENOSPC: /* MinFreeSpace=, or the file system full */
+        case EDQUOT:
+                return GRPC_STATUS_RESOURCE_EXHAUSTED;
         default:
                 return grpc_status_from_errno(error);
         }

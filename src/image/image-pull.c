@@ -7,10 +7,12 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/statvfs.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -51,7 +53,9 @@ struct Puller {
         CurlEv *curl;
         char **insecure;
         char **mirrors; /* "registry=m1|m2" */
+        PullLimits limits;
         Pull *pulls;
+        bool closing; /* puller_free(): what pulls leave is for the next start's collection */
 };
 
 typedef struct Req Req;
@@ -69,14 +73,26 @@ struct Req {
         int fd; /* >= 0: write the body here */
         EVP_MD_CTX *sha;
         uint64_t received, expected;
+        int write_errno; /* writing the body to fd failed: ENOSPC, EDQUOT, EIO… */
         uint64_t last_progress_usec;
         long status;
         char *content_type, *docker_digest, *www_auth;
         bool retried_auth;
         bool for_token;
+        Req *token; /* the token request this one waits for: it goes with it */
         ReqDone done;
-        void *userdata; /* the layer */
+        void *userdata; /* the layer, the token's request or the manifest's reference */
+        void (*free_userdata)(void *); /* userdata that is the request's own */
 };
+
+/* One layer's unpacking child. A pull that ends first lets go of it (pull = NULL): the child is
+ * killed, and its partial directory goes once it has exited (before, it could still write there). */
+typedef struct UnpackRun {
+        Pull *pull;
+        ImageStore *store;
+        Child *child;
+        char *tmp; /* layers/<hex>.tmp-<random> */
+} UnpackRun;
 
 typedef struct LayerDl {
         char *digest, *media_type;
@@ -111,10 +127,11 @@ struct Pull {
         LayerDl *layers;
         size_t n_layers, layers_left, unpack_index;
         char **chain_ids;
-        Child *child;
-        UnpackJob job;
-        char *unpack_tmp, *unpack_final;
+        UnpackRun *run;
+        char *unpack_final;
+        uint64_t unpacked; /* uncompressed bytes of the layers below the one being unpacked */
         bool failed;
+        bool finished; /* pull_finish() is calling back the waiters */
         bool chains_held;
         unsigned busy; /* inside a function that goes on using pl after a callback may finish it */
         bool dead;
@@ -166,6 +183,9 @@ static const char *host_arch(void) {
 static void req_free(Req *q) {
         if (!q)
                 return;
+        req_free(q->token);
+        if (q->free_userdata)
+                q->free_userdata(q->userdata);
         if (q->easy) {
                 curl_ev_remove(q->pull->p->curl, q->easy);
                 curl_easy_cleanup(q->easy);
@@ -194,8 +214,10 @@ static size_t req_write(char *data, size_t size, size_t n, void *userdata) {
                         return 0;
                 for (size_t off = 0; off < len;) {
                         ssize_t k = write(q->fd, data + off, len - off);
-                        if (k < 0)
+                        if (k < 0) {
+                                q->write_errno = errno;
                                 return 0;
+                        }
                         off += (size_t) k;
                 }
                 uint64_t now = now_usec(CLOCK_MONOTONIC);
@@ -336,6 +358,7 @@ static bool req_handle_auth(Req *q) {
         t->userdata = q;
         free(pl->bearer);
         pl->bearer = NULL;
+        q->token = t;
         req_start(t);
         return true;
 }
@@ -354,6 +377,7 @@ static void token_done(Req *t, int error, const char *message) {
                         pl->bearer = strdup(token);
         }
         yajl_tree_free(v);
+        q->token = NULL;
         req_free(t);
         if (!pl->bearer) {
                 /* Let the original request fail with its 401. */
@@ -369,6 +393,13 @@ static void req_finished(CURL *easy, CURLcode result, void *userdata) {
 
         curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &q->status);
         if (result != CURLE_OK) {
+                if (result == CURLE_WRITE_ERROR && q->write_errno > 0) {
+                        /* The store's file system, not the network: ENOSPC is RESOURCE_EXHAUSTED. */
+                        snprintf(message, sizeof message, "cannot write the download to the image store: %s",
+                                 strerror(q->write_errno));
+                        q->done(q, q->write_errno == ENOSPC || q->write_errno == EDQUOT ? -ENOSPC : -EIO, message);
+                        return;
+                }
                 if (result == CURLE_WRITE_ERROR && q->fd < 0 && buffer_len(&q->body) >= q->max_body / 2)
                         snprintf(message, sizeof message, "response too large");
                 else if (result == CURLE_WRITE_ERROR && q->expected > 0 && q->received > q->expected)
@@ -412,6 +443,7 @@ static void req_start(Req *q) {
         buffer_free(&q->body);
         q->body = (Buffer) {};
         q->received = 0;
+        q->write_errno = 0;
         if (q->fd >= 0) {
                 /* Starting over (after auth): the file and the hash too. */
                 if (ftruncate(q->fd, 0) < 0 || lseek(q->fd, 0, SEEK_SET) < 0 ||
@@ -481,8 +513,16 @@ static Req *req_new(Pull *pl, const char *url, const char *accept, size_t max_bo
 
 /* --- the pull ------------------------------------------------------------------------------------ */
 
+static void unpack_run_free(UnpackRun *run) {
+        if (!run)
+                return;
+        free(run->tmp);
+        free(run);
+}
+
 static void pull_free(Pull *pl) {
         Puller *p = pl->p;
+        char **digests = NULL;
 
         image_store_release(p->store, pl->config_digest);
         for (size_t i = 0; i < pl->n_layers; i++)
@@ -501,12 +541,32 @@ static void pull_free(Pull *pl) {
                 if (pl->layers[i].tmp)
                         (void) unlink(pl->layers[i].tmp);
                 free(pl->layers[i].tmp);
+        }
+        if (pl->run) {
+                if (p->closing) {
+                        child_abandon(pl->run->child);
+                        unpack_run_free(pl->run);
+                } else {
+                        pl->run->pull = NULL; /* unpack_done() deletes its directory once it has exited */
+                        (void) child_kill(pl->run->child, SIGKILL);
+                }
+        }
+        if (!p->closing) {
+                /* What this pull brought that nothing uses: all of it when it failed or was
+                 * cancelled, none when it recorded its image. Not left for the next start. */
+                if (pl->config_digest)
+                        (void) strv_push(&digests, pl->config_digest);
+                for (size_t i = 0; i < pl->n_layers; i++)
+                        if (pl->layers[i].digest)
+                                (void) strv_push(&digests, pl->layers[i].digest);
+                image_store_discard_unused(p->store, digests, pl->chain_ids);
+                strv_free(digests);
+        }
+        for (size_t i = 0; i < pl->n_layers; i++) {
                 free(pl->layers[i].digest);
                 free(pl->layers[i].media_type);
         }
         free(pl->layers);
-        if (pl->child)
-                child_abandon(pl->child);
         while (pl->waiters) {
                 PullWaiter *w = pl->waiters;
                 pl->waiters = w->next;
@@ -525,31 +585,34 @@ static void pull_free(Pull *pl) {
         free(pl->manifest_digest);
         free(pl->config_digest);
         free(pl->config_text);
-        free(pl->unpack_tmp);
         free(pl->unpack_final);
         free(pl);
 }
 
-static void pull_finish(Pull *pl, int error, const char *message, Image *img) {
-        PullWaiter *w = pl->waiters;
-
-        pl->waiters = NULL;
-        /* Out of the table first: a waiter's callback may start the same pull again. */
+static void pull_unlink(Pull *pl) {
         for (Pull **pp = &pl->p->pulls; *pp; pp = &(*pp)->next)
                 if (*pp == pl) {
                         *pp = pl->next;
                         break;
                 }
         pl->next = NULL;
+}
+
+static void pull_finish(Pull *pl, int error, const char *message, Image *img) {
+        PullWaiter *w;
+
+        pl->finished = true;
+        /* Out of the table first: a waiter's callback may start the same pull again. */
+        pull_unlink(pl);
         if (error < 0)
                 log_warning("pull %s failed: %s", pl->name, message);
         else
                 log_info("pull %s: done, image %s.", pl->name, img->id);
-        while (w) {
-                PullWaiter *next = w->next;
+        /* One at a time off the list: a callback may cancel a waiter further down it. */
+        while ((w = pl->waiters)) {
+                pl->waiters = w->next;
                 w->done(error, message, img, w->userdata);
                 free(w);
-                w = next;
         }
         if (pl->busy > 0)
                 pl->dead = true;
@@ -630,76 +693,121 @@ fail:
 }
 
 static void unpack_done(Child *child, const ChildResult *res, void *userdata) {
-        Pull *pl = userdata;
-        unsigned long long bytes = 0, inodes = 0;
+        UnpackRun *run = userdata;
+        Pull *pl = run->pull;
+        ImageStore *s = run->store;
+        unsigned long long bytes = 0, inodes = 0, size = 0;
         char *usage = NULL, *data = NULL;
+        int error = 0;
 
-        pl->child = NULL;
+        if (!pl) {
+                /* Its pull ended first; now that nothing writes there, the partial layer goes. */
+                image_store_discard_path(s, run->tmp);
+                unpack_run_free(run);
+                return;
+        }
+        pl->run = NULL;
+        const char *digest = pl->layers[pl->unpack_index].digest, *chain = pl->chain_ids[pl->unpack_index];
         if (res->exit_code != 0) {
-                int n = (int) strcspn(res->err ?: "", "\n");
-                (void) rm_rf(pl->unpack_tmp); /* small or empty: the layer was refused early or is partial */
-                pull_fail(pl, -EPERM, "layer %s: %.*s", pl->layers[pl->unpack_index].digest, n,
-                          res->timed_out ? "timed out" : res->err ?: "unpacking failed");
+                const char *why = res->timed_out ? "timed out" : res->err && res->err[0] ? res->err : "unpacking failed";
+                /* A limit (EFBIG) or the free space (ENOSPC) is RESOURCE_EXHAUSTED; a refused or
+                 * unreadable layer FAILED_PRECONDITION. */
+                if (res->timed_out || sscanf(res->out ?: "", "error %d", &error) != 1 ||
+                    (error != EFBIG && error != ENOSPC))
+                        error = EPERM;
+                image_store_discard_path(s, run->tmp);
+                unpack_run_free(run);
+                pull_fail(pl, -error, "layer %s: %.*s", digest, (int) strcspn(why, "\n"), why);
                 return;
         }
-        if (sscanf(res->out ?: "", "%llu %llu", &bytes, &inodes) != 2 || rename(pl->unpack_tmp, pl->unpack_final) < 0) {
-                pull_fail(pl, -EIO, "layer %s: cannot finish unpacking: %s", pl->layers[pl->unpack_index].digest,
-                          strerror(errno));
+        if (sscanf(res->out ?: "", "%llu %llu %llu", &bytes, &inodes, &size) != 3) {
+                image_store_discard_path(s, run->tmp);
+                unpack_run_free(run);
+                pull_fail(pl, -EIO, "layer %s: cannot finish unpacking: the child reported no usage", digest);
                 return;
         }
+        if (rename(run->tmp, pl->unpack_final) < 0) {
+                int e = errno;
+                image_store_discard_path(s, run->tmp);
+                unpack_run_free(run);
+                if (!image_store_has_layer(s, chain)) {
+                        pull_fail(pl, -EIO, "layer %s: cannot finish unpacking: %s", digest, strerror(e));
+                        return;
+                }
+                /* Another pull unpacked the same layer meanwhile: its copy serves. */
+                pl->unpacked += image_store_layer_size(s, chain);
+                pl->unpack_index++;
+                unpack_next(pl);
+                return;
+        }
+        unpack_run_free(run);
         if (asprintf(&usage, "%s.json", pl->unpack_final) >= 0 &&
-            asprintf(&data, "{\"bytes\":%llu,\"inodes\":%llu}", bytes, inodes) >= 0)
+            asprintf(&data, "{\"bytes\":%llu,\"inodes\":%llu,\"size\":%llu}", bytes, inodes, size) >= 0)
                 (void) write_file_atomic(usage, data, strlen(data), 0600);
         free(usage);
         free(data);
+        pl->unpacked += size;
         pl->unpack_index++;
         unpack_next(pl);
 }
 
-typedef struct UnpackCtx {
-        UnpackJob job;
-        const char *stale;
-} UnpackCtx;
-
-static int unpack_child(void *userdata) {
-        UnpackCtx *u = userdata;
-        /* A directory left by a crash between unpacking and recording: start over. */
-        (void) rm_rf(u->stale);
-        (void) rm_rf(u->job.dir);
-        return image_unpack_child(&u->job);
-}
-
 static void unpack_next(Pull *pl) {
         ImageStore *s = pl->p->store;
+        const PullLimits *lim = &pl->p->limits;
+        UnpackRun *run = NULL;
+        char *blob = NULL;
         uint32_t rnd = 0;
-        int r;
+        int r = -ENOMEM;
 
-        while (pl->unpack_index < pl->n_layers && image_store_has_layer(s, pl->chain_ids[pl->unpack_index]))
+        while (pl->unpack_index < pl->n_layers && image_store_has_layer(s, pl->chain_ids[pl->unpack_index])) {
+                pl->unpacked += image_store_layer_size(s, pl->chain_ids[pl->unpack_index]);
                 pl->unpack_index++;
+        }
         if (pl->unpack_index >= pl->n_layers) {
                 pull_record(pl);
                 return;
         }
-        free(pl->unpack_tmp);
         free(pl->unpack_final);
         pl->unpack_final = image_store_layer_path(s, pl->chain_ids[pl->unpack_index]);
         (void) getrandom(&rnd, sizeof rnd, 0);
-        if (!pl->unpack_final || asprintf(&pl->unpack_tmp, "%s.tmp-%08x", pl->unpack_final, rnd) < 0) {
-                pull_fail(pl, -ENOMEM, "out of memory");
-                return;
-        }
-        char *blob = image_store_blob_path(s, pl->layers[pl->unpack_index].digest);
-        UnpackCtx ctx = { .job = { .blob = blob, .dir = pl->unpack_tmp }, .stale = pl->unpack_final };
+        run = calloc(1, sizeof *run);
+        blob = image_store_blob_path(s, pl->layers[pl->unpack_index].digest);
+        if (!pl->unpack_final || !run || !blob || asprintf(&run->tmp, "%s.tmp-%08x", pl->unpack_final, rnd) < 0)
+                goto fail;
+        run->pull = pl;
+        run->store = s;
+        /* A directory without its usage file was left by a crash between unpacking and recording:
+         * out of the way (at once, here: a pull that finished the same layer renamed it and wrote
+         * the usage file in one callback, so this is never one in use). */
+        if (access(pl->unpack_final, F_OK) == 0)
+                image_store_discard_path(s, pl->unpack_final);
+
+        UnpackJob job = {
+                .blob = blob,
+                .dir = run->tmp,
+                .max_layer = lim->max_layer_size,
+                .max_image = lim->max_image_size,
+                .image_below = pl->unpacked,
+                .max_ratio = lim->max_ratio,
+                .min_free_bytes = lim->min_free_bytes,
+                .min_free_percent = lim->min_free_percent,
+        };
         ChildSpec spec = {
-                .setup = unpack_child,
-                .setup_userdata = &ctx,
+                .setup = image_unpack_child,
+                .setup_userdata = &job,
                 .timeout_usec = 3600ULL * 1000 * 1000,
                 .max_output = 64 * 1024,
         };
-        r = child_spawn(pl->p->loop, &spec, unpack_done, pl, &pl->child);
-        free(blob);
+        r = child_spawn(pl->p->loop, &spec, unpack_done, run, &run->child);
         if (r < 0)
-                pull_fail(pl, r, "cannot start unpacking: %s", strerror(-r));
+                goto fail;
+        pl->run = run;
+        free(blob);
+        return;
+fail:
+        unpack_run_free(run);
+        free(blob);
+        pull_fail(pl, r, "cannot start unpacking: %s", strerror(-r));
 }
 
 static void layers_all_done(Pull *pl) {
@@ -776,6 +884,50 @@ static void layer_done(Req *q, int error, const char *message) {
                 layers_all_done(pl);
 }
 
+/* The limits the manifest alone shows to be passed, before anything is downloaded: a layer's
+ * blob is about as large as its tar or larger, and the blobs to fetch must leave MinFreeSpace=. */
+static bool layers_fit(Pull *pl) {
+        const PullLimits *lim = &pl->p->limits;
+        uint64_t total = 0, missing = 0;
+        struct statvfs st;
+        char a[32];
+
+        for (size_t i = 0; i < pl->n_layers; i++) {
+                LayerDl *l = &pl->layers[i];
+                bool dup = false;
+                if (lim->max_layer_size > 0 && l->size > lim->max_layer_size) {
+                        format_size(lim->max_layer_size, a);
+                        pull_fail(pl, -EFBIG, "layer %s: its blob of %llu bytes exceeds MaxLayerSize=%s", l->digest,
+                                  (unsigned long long) l->size, a);
+                        return false;
+                }
+                total += l->size;
+                for (size_t k = 0; k < i; k++)
+                        dup = dup || strcmp(pl->layers[k].digest, l->digest) == 0;
+                if (!dup && !image_store_has_blob(pl->p->store, l->digest))
+                        missing += l->size;
+        }
+        if (lim->max_image_size > 0 && total > lim->max_image_size) {
+                format_size(lim->max_image_size, a);
+                pull_fail(pl, -EFBIG, "manifest %s: its layer blobs of %llu bytes exceed MaxImageSize=%s",
+                          pl->manifest_digest, (unsigned long long) total, a);
+                return false;
+        }
+        bool reserve = lim->min_free_bytes > 0 || lim->min_free_percent > 0;
+        if (missing > 0 && reserve && statvfs(pl->p->store->dir, &st) == 0) {
+                uint64_t avail = (uint64_t) st.f_bavail * st.f_frsize;
+                if (avail < missing || avail - missing < reserve_bytes(&st, lim->min_free_bytes, lim->min_free_percent)) {
+                        format_reserve(lim->min_free_bytes, lim->min_free_percent, a);
+                        pull_fail(pl, -ENOSPC,
+                                  "manifest %s: downloading its %llu bytes of layers would leave less than MinFreeSpace=%s "
+                                  "free on the image store (%llu bytes free)",
+                                  pl->manifest_digest, (unsigned long long) missing, a, (unsigned long long) avail);
+                        return false;
+                }
+        }
+        return true;
+}
+
 static void download_layers(Pull *pl) {
         yajl_val layers = json_get(pl->manifest, "layers");
         ImageStore *s = pl->p->store;
@@ -807,6 +959,8 @@ static void download_layers(Pull *pl) {
                 pl->layers[i] = (LayerDl) { .digest = strdup(d), .media_type = mt ? strdup(mt) : NULL, .size = (uint64_t) size };
                 image_store_hold(s, pl->layers[i].digest);
         }
+        if (!layers_fit(pl))
+                return;
         pl->layers_left = pl->n_layers;
         pl->busy++;
         for (size_t i = 0; i < pl->n_layers && !pl->failed; i++) {
@@ -915,6 +1069,8 @@ static void manifest_done(Req *q, int error, const char *message) {
         yajl_val v = NULL;
         const char *mt;
 
+        q->userdata = NULL; /* ours now */
+        q->free_userdata = NULL;
         pl->req = NULL;
         if (error < 0) {
                 char *errors = NULL;
@@ -1023,6 +1179,7 @@ static void pull_manifest(Pull *pl, const char *reference) {
                 pull_fail(pl, -ENOMEM, "out of memory");
                 return;
         }
+        pl->req->free_userdata = free;
         req_start(pl->req);
 }
 
@@ -1051,7 +1208,8 @@ static char **endpoints_for(Puller *p, const ImageRef *ref) {
         return l;
 }
 
-int puller_new(struct ev_loop *loop, ImageStore *store, const char *insecure, const char *mirrors, Puller **ret) {
+int puller_new(struct ev_loop *loop, ImageStore *store, const char *insecure, const char *mirrors,
+               const PullLimits *limits, Puller **ret) {
         Puller *p = calloc(1, sizeof *p);
         int r;
 
@@ -1061,6 +1219,8 @@ int puller_new(struct ev_loop *loop, ImageStore *store, const char *insecure, co
         p->store = store;
         p->insecure = strv_split(insecure, ",");
         p->mirrors = strv_split(mirrors, ",");
+        if (limits)
+                p->limits = *limits;
         r = curl_ev_new(loop, &p->curl);
         if (r < 0 || !p->insecure || !p->mirrors) {
                 puller_free(p);
@@ -1073,6 +1233,7 @@ int puller_new(struct ev_loop *loop, ImageStore *store, const char *insecure, co
 Puller *puller_free(Puller *p) {
         if (!p)
                 return NULL;
+        p->closing = true;
         while (p->pulls)
                 pull_free(p->pulls);
         curl_ev_free(p->curl);
@@ -1083,14 +1244,28 @@ Puller *puller_free(Puller *p) {
 }
 
 void pull_waiter_cancel(PullWaiter *w) {
+        Pull *pl;
+
         if (!w)
                 return;
-        for (PullWaiter **pw = &w->pull->waiters; *pw; pw = &(*pw)->next)
+        pl = w->pull;
+        for (PullWaiter **pw = &pl->waiters; *pw; pw = &(*pw)->next)
                 if (*pw == w) {
                         *pw = w->next;
                         break;
                 }
         free(w);
+        if (pl->waiters || pl->finished)
+                return;
+        /* Nobody waits any more: stop, and take away what the pull left half done. A later pull
+         * of the same image starts afresh. */
+        log_info("pull %s: cancelled by its last caller, stopping.", pl->name);
+        pl->failed = pl->finished = true;
+        pull_unlink(pl);
+        if (pl->busy > 0)
+                pl->dead = true;
+        else
+                pull_free(pl);
 }
 
 int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done, void *userdata,

@@ -17,16 +17,29 @@ typedef struct PullAuth {
         const char *identity_token; /* an OAuth2 refresh token */
 } PullAuth;
 
+/* What one pull may unpack and the free space it must leave ([Images] in rktlet.conf(5)); a 0
+ * field is no limit. */
+typedef struct PullLimits {
+        uint64_t max_layer_size;   /* uncompressed bytes of one layer (its tar stream) */
+        uint64_t max_image_size;   /* uncompressed bytes of all of an image's layers */
+        uint32_t max_ratio;        /* uncompressed / compressed size of a layer, past 16M */
+        uint64_t min_free_bytes;   /* left free on the store's file system, as bytes… */
+        uint32_t min_free_percent; /* …or as a percentage of its size */
+} PullLimits;
+
 /* error < 0 with a message that says why (never with credentials); img on success. */
 typedef void (*PullDone)(int error, const char *message, Image *img, void *userdata);
 
 /* insecure: comma-separated hosts spoken to over plain HTTP; mirrors: comma-separated
  * "registry=mirror|mirror" entries, tried in order before the registry itself. */
-int puller_new(struct ev_loop *loop, ImageStore *store, const char *insecure, const char *mirrors, Puller **ret);
+int puller_new(struct ev_loop *loop, ImageStore *store, const char *insecure, const char *mirrors,
+               const PullLimits *limits, Puller **ret);
 Puller *puller_free(Puller *p);
 
 /* done() is never called from inside image_pull(). -EINVAL with ret_error for a bad reference. */
 int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done, void *userdata,
                PullWaiter **ret, const char **ret_error);
-/* The caller lost interest; the pull goes on for the others (and for the store). */
+/* The caller lost interest. The pull goes on for the other waiters; without any, it stops (as
+ * containerd's does with its context): transfers and the unpacking child end, and its partial
+ * downloads and whatever it brought that nothing else uses are deleted. */
 void pull_waiter_cancel(PullWaiter *w);

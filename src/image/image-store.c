@@ -1,5 +1,6 @@
 /* The image store under <root>/images: blobs by digest, layers unpacked once per chain ID, and
- * image records (JSON, written atomically). */
+ * image records (JSON, written atomically). What goes is first renamed into trash/ (at once, on
+ * the loop: no pull can find it any more) and then deleted there by a child. */
 #include "image-store.h"
 
 #include <dirent.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -202,7 +204,7 @@ int image_store_new(struct ev_loop *loop, const char *root, ImageStore **ret) {
                 free(s);
                 return -ENOMEM;
         }
-        const char *subdirs[] = { "blobs/sha256", "blobs/tmp", "layers", "records" };
+        const char *subdirs[] = { "blobs/sha256", "blobs/tmp", "layers", "records", "trash" };
         for (size_t i = 0; i < ELEMENTSOF(subdirs); i++) {
                 if (asprintf(&p, "%s/%s", s->dir, subdirs[i]) < 0) {
                         image_store_free(s);
@@ -458,6 +460,20 @@ void image_store_collect(ImageStore *s) {
                 closedir(d);
         }
         free(dir);
+        /* What a deletion cut short by the crash left in the trash. */
+        _cleanup_free_ char *bin = NULL;
+        if (asprintf(&bin, "%s/trash", s->dir) < 0)
+                bin = NULL;
+        if (bin && (d = opendir(bin))) {
+                while ((de = readdir(d))) {
+                        char *p = NULL;
+                        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
+                            asprintf(&p, "%s/%s", bin, de->d_name) >= 0)
+                                (void) strv_push(&g.paths, p);
+                        free(p);
+                }
+                closedir(d);
+        }
         if (g.paths)
                 log_info("Image store: removing %zu unused or partial blob(s) and layer(s).", strv_length(g.paths));
         /* Before the daemon serves: no pull can race with it. */
@@ -465,9 +481,61 @@ void image_store_collect(ImageStore *s) {
         strv_free(g.paths);
 }
 
-int image_store_remove(ImageStore *s, Image *img) {
+/* Out of the store's names at once, into the trash for the child to delete; when it cannot be
+ * renamed (EXDEV: something mounted there), the child deletes it where it is. */
+static void trash(ImageStore *s, GcPaths *g, const char *path) {
+        _cleanup_free_ char *t = NULL;
+        const char *base = strrchr(path, '/');
+        uint32_t rnd = 0;
+
+        (void) getrandom(&rnd, sizeof rnd, 0);
+        if (asprintf(&t, "%s/trash/%s.%08x", s->dir, base ? base + 1 : path, rnd) < 0)
+                t = NULL;
+        if (t && rename(path, t) >= 0) {
+                (void) strv_push(&g->paths, t);
+                return;
+        }
+        if (t && errno == ENOENT)
+                return; /* not there (a layer never finished, a blob never fetched) */
+        (void) strv_push(&g->paths, path);
+}
+
+static void trash_layer(ImageStore *s, GcPaths *g, const char *chain_id) {
+        _cleanup_free_ char *l = image_store_layer_path(s, chain_id), *u = NULL;
+
+        if (!l || asprintf(&u, "%s.json", l) < 0)
+                return;
+        /* The usage file first: without it the layer no longer counts as there. */
+        (void) unlink(u);
+        trash(s, g, l);
+}
+
+void image_store_discard_path(ImageStore *s, const char *path) {
         GcPaths g = {};
-        char *path = record_path(s, img->id);
+
+        trash(s, &g, path);
+        gc_spawn(s, &g);
+        strv_free(g.paths);
+}
+
+void image_store_discard_unused(ImageStore *s, char *const *digests, char *const *chain_ids) {
+        GcPaths g = {};
+
+        for (char *const *d = digests; d && *d; d++)
+                if (!blob_used(s, *d)) {
+                        _cleanup_free_ char *b = image_store_blob_path(s, *d);
+                        if (b)
+                                trash(s, &g, b);
+                }
+        for (char *const *c = chain_ids; c && *c; c++)
+                if (!layer_used(s, *c))
+                        trash_layer(s, &g, *c);
+        gc_spawn(s, &g);
+        strv_free(g.paths);
+}
+
+int image_store_remove(ImageStore *s, Image *img) {
+        char *path = record_path(s, img->id), **digests = NULL, **chains = NULL;
         int r;
 
         if (!path)
@@ -480,35 +548,31 @@ int image_store_remove(ImageStore *s, Image *img) {
         free(path);
         unlink_image(s, img);
 
-        /* What no remaining image uses goes, in a child: a layer can hold many files. */
-        if (!blob_used(s, img->id)) {
-                char *c = image_store_blob_path(s, img->id);
-                if (c)
-                        (void) strv_push(&g.paths, c);
-                free(c);
-        }
+        /* What no remaining image uses goes. */
+        (void) strv_push(&digests, img->id);
         for (size_t k = 0; k < img->n_layers; k++) {
-                if (!blob_used(s, img->layers[k].digest)) {
-                        char *b = image_store_blob_path(s, img->layers[k].digest);
-                        if (b && !strv_contains(g.paths, b))
-                                (void) strv_push(&g.paths, b);
-                        free(b);
-                }
-                if (!layer_used(s, img->layers[k].chain_id)) {
-                        char *l = image_store_layer_path(s, img->layers[k].chain_id), *u = NULL;
-                        if (l && asprintf(&u, "%s.json", l) >= 0) {
-                                /* The usage file first: without it the layer no longer counts as there. */
-                                (void) unlink(u);
-                                (void) strv_push(&g.paths, l);
-                        }
-                        free(l);
-                        free(u);
-                }
+                (void) strv_push(&digests, img->layers[k].digest);
+                (void) strv_push(&chains, img->layers[k].chain_id);
         }
+        image_store_discard_unused(s, digests, chains);
+        strv_free(digests);
+        strv_free(chains);
         image_free(img);
-        gc_spawn(s, &g);
-        strv_free(g.paths);
         return 0;
+}
+
+uint64_t image_store_layer_size(ImageStore *s, const char *chain_id) {
+        _cleanup_free_ char *l = image_store_layer_path(s, chain_id), *u = NULL, *text = NULL;
+        long long v = 0;
+        yajl_val j;
+
+        if (!l || asprintf(&u, "%s.json", l) < 0 || read_file(u, 4096, &text, NULL) < 0 ||
+            !(j = json_parse(text, NULL, 0)))
+                return 0;
+        if (!json_get_int(j, "size", &v))
+                (void) json_get_int(j, "bytes", &v);
+        yajl_tree_free(j);
+        return v > 0 ? (uint64_t) v : 0;
 }
 
 int image_store_usage(ImageStore *s, uint64_t *ret_bytes, uint64_t *ret_inodes) {

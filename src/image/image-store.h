@@ -1,5 +1,6 @@
 /* The image store under <root>/images: blobs by digest, layers unpacked once per chain ID, and
- * image records (JSON, written atomically). */
+ * image records (JSON, written atomically). What goes is first renamed into trash/ (at once, on
+ * the loop: no pull can find it any more) and then deleted there by a child. */
 #pragma once
 
 #include <ev.h>
@@ -23,7 +24,7 @@ typedef struct Image {
         uint64_t size;                    /* config and layer blobs */
         ImageLayer *layers;
         size_t n_layers;
-        unsigned users; /* containers holding it (later) */
+        unsigned users; /* containers made from it: RemoveImage refuses while there are any */
 } Image;
 
 typedef struct ImageStore {
@@ -51,7 +52,16 @@ Image *image_store_find(ImageStore *s, const char *ref);
 int image_store_add(ImageStore *s, Image *img, Image **ret);
 /* Removes the record; blobs and layers no other image uses are deleted in a child. */
 int image_store_remove(ImageStore *s, Image *img);
-/* Deletes blobs and layers no record uses (what a crash left); at start, before serving. */
+/* Moves path (a blob, a layer directory, a partial one) into the trash and deletes it in a child. */
+void image_store_discard_path(ImageStore *s, const char *path);
+/* Those of these blobs (by digest) and layers (by chain ID) that no record uses and no pull holds
+ * go the same way: what a failed or cancelled pull brought. Either list may be NULL. */
+void image_store_discard_unused(ImageStore *s, char *const *digests, char *const *chain_ids);
+/* What unpacking counted for a layer: its uncompressed size (the tar stream; the files' bytes for
+ * layers unpacked before that was recorded). 0 when unknown. */
+uint64_t image_store_layer_size(ImageStore *s, const char *chain_id);
+/* Deletes blobs and layers no record uses and the trash (what a crash left); at start, before
+ * serving. */
 void image_store_collect(ImageStore *s);
 /* A pull relies on a blob or layer (by digest or chain ID): removals leave it alone until released. */
 void image_store_hold(ImageStore *s, const char *id);

@@ -4,7 +4,11 @@
  * Nothing is written outside the directory, whatever the tar says: the child's root is the layer
  * directory (the kernel resolves every path, "..", absolute names and symlinks inside it), and
  * libarchive's secure flags refuse "..", absolute paths and writing through symlinks on top. A
- * layer that tries is refused as a whole with a message naming the entry. */
+ * layer that tries is refused as a whole with a message naming the entry.
+ *
+ * Nor more than the limits allow: the child counts the uncompressed stream as it unpacks and checks
+ * the file system's free space every few megabytes, so a layer bomb stops early, with the limit it
+ * hit. What it wrote by then is the caller's to delete. */
 #include "image-unpack.h"
 
 #include <archive.h>
@@ -16,11 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include "fd-util.h"
+#include "macro.h"
 
 static int bad(const char *entry, const char *why) {
         fprintf(stderr, "layer entry '%s': %s\n", entry, why);
@@ -82,52 +88,147 @@ out:
         return r;
 }
 
-int image_unpack_child(void *userdata) {
-        const UnpackJob *job = userdata;
-        struct archive *in = NULL, *out = NULL;
+void format_size(uint64_t v, char buf[static 32]) {
+        static const char units[] = "KMGT";
+        int u = -1;
+
+        while (u < 3 && v > 0 && v % 1024 == 0) {
+                v /= 1024;
+                u++;
+        }
+        if (u < 0)
+                snprintf(buf, 32, "%llu", (unsigned long long) v);
+        else
+                snprintf(buf, 32, "%llu%c", (unsigned long long) v, units[u]);
+}
+
+void format_reserve(uint64_t bytes, uint32_t percent, char buf[static 32]) {
+        if (bytes > 0)
+                format_size(bytes, buf);
+        else
+                snprintf(buf, 32, "%u%%", percent);
+}
+
+uint64_t reserve_bytes(const struct statvfs *st, uint64_t bytes, uint32_t percent) {
+        return bytes > 0 ? bytes : (uint64_t) st->f_blocks * st->f_frsize / 100 * percent;
+}
+
+#define STATVFS_EVERY (4ULL * 1024 * 1024)
+
+typedef struct Unpack {
+        const UnpackJob *job;
+        struct archive *in, *out;
+        uint64_t compressed;
+        uint64_t ratio_max; /* 0: none */
+        uint64_t next_statvfs;
+} Unpack;
+
+/* Past a limit: EFBIG (or ENOSPC for free space), with the setting that says so. */
+static int check_limits(Unpack *u) {
+        const UnpackJob *job = u->job;
+        la_int64_t pos = archive_filter_bytes(u->in, 0);
+        uint64_t size = pos > 0 ? (uint64_t) pos : 0;
+        char a[32];
+
+        if (job->max_layer > 0 && size > job->max_layer) {
+                format_size(job->max_layer, a);
+                fprintf(stderr, "uncompressed, it exceeds MaxLayerSize=%s\n", a);
+                return -EFBIG;
+        }
+        if (job->max_image > 0 && size > job->max_image - MIN(job->image_below, job->max_image)) {
+                format_size(job->max_image, a);
+                fprintf(stderr, "with the %llu bytes of the layers below it, the image exceeds MaxImageSize=%s "
+                        "uncompressed\n", (unsigned long long) job->image_below, a);
+                return -EFBIG;
+        }
+        if (u->ratio_max > 0 && size > u->ratio_max) {
+                fprintf(stderr, "it expands to more than %u times its %llu compressed bytes (MaxExpansionRatio=%u)\n",
+                        job->max_ratio, (unsigned long long) u->compressed, job->max_ratio);
+                return -EFBIG;
+        }
+        if ((job->min_free_bytes > 0 || job->min_free_percent > 0) && size >= u->next_statvfs) {
+                struct statvfs st;
+                u->next_statvfs = size + STATVFS_EVERY;
+                /* Our root is the layer directory: "/" is the store's file system. */
+                if (statvfs("/", &st) == 0) {
+                        uint64_t avail = (uint64_t) st.f_bavail * st.f_frsize;
+                        if (avail < reserve_bytes(&st, job->min_free_bytes, job->min_free_percent)) {
+                                format_reserve(job->min_free_bytes, job->min_free_percent, a);
+                                fprintf(stderr, "unpacking it leaves less than MinFreeSpace=%s free on the image store "
+                                        "(%llu bytes free)\n", a, (unsigned long long) avail);
+                                return -ENOSPC;
+                        }
+                }
+        }
+        return 0;
+}
+
+/* A write that failed: a full file system is said as such, anything else refuses the entry. */
+static int write_failed(const char *path, struct archive *out) {
+        int e = archive_errno(out);
+
+        if (e == ENOSPC || e == EDQUOT) {
+                fprintf(stderr, "layer entry '%s': the image store's file system is full: %s\n", path, strerror(e));
+                return -ENOSPC;
+        }
+        return bad(path, archive_error_string(out));
+}
+
+static int unpack(const UnpackJob *job) {
+        Unpack u = { .job = job };
         struct archive_entry *e;
+        struct stat st;
         uint64_t bytes = 0, inodes = 0;
         int fd, r = 0, flags;
 
         fd = open(job->blob, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
+        if (fd < 0 || fstat(fd, &st) < 0) {
                 fprintf(stderr, "open %s: %s\n", job->blob, strerror(errno));
-                return -errno;
+                return -EIO;
         }
+        u.compressed = (uint64_t) st.st_size;
+        if (job->max_ratio > 0 && u.compressed <= UINT64_MAX / job->max_ratio)
+                u.ratio_max = MAX(u.compressed * job->max_ratio, UNPACK_RATIO_FLOOR);
         if (mkdir(job->dir, 0755) < 0 || chroot(job->dir) < 0 || chdir("/") < 0) {
                 fprintf(stderr, "enter %s: %s\n", job->dir, strerror(errno));
-                return -errno;
+                return errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -EIO;
         }
         umask(0);
 
-        in = archive_read_new();
-        out = archive_write_disk_new();
-        if (!in || !out)
+        u.in = archive_read_new();
+        u.out = archive_write_disk_new();
+        if (!u.in || !u.out)
                 return -ENOMEM;
-        archive_read_support_filter_all(in);
-        archive_read_support_format_tar(in);
-        archive_read_support_format_gnutar(in);
+        archive_read_support_filter_all(u.in);
+        archive_read_support_format_tar(u.in);
+        archive_read_support_format_gnutar(u.in);
         flags = ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_XATTR |
                 ARCHIVE_EXTRACT_ACL | ARCHIVE_EXTRACT_FFLAGS | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
                 ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS;
-        archive_write_disk_set_options(out, flags);
+        archive_write_disk_set_options(u.out, flags);
         /* Owners by number only: a name lookup would read the image's own /etc/passwd. */
-        if (archive_read_open_fd(in, fd, 128 * 1024) != ARCHIVE_OK) {
-                fprintf(stderr, "layer: %s\n", archive_error_string(in));
+        if (archive_read_open_fd(u.in, fd, 128 * 1024) != ARCHIVE_OK) {
+                fprintf(stderr, "layer: %s\n", archive_error_string(u.in));
                 return -EIO;
         }
+        r = check_limits(&u); /* the free space, before anything is written */
+        if (r < 0)
+                return r;
         for (;;) {
                 const char *path, *link, *base;
 
-                r = archive_read_next_header(in, &e);
+                r = archive_read_next_header(u.in, &e);
                 if (r == ARCHIVE_EOF) {
                         r = 0;
                         break;
                 }
                 if (r < ARCHIVE_WARN) {
-                        fprintf(stderr, "layer: %s\n", archive_error_string(in));
+                        fprintf(stderr, "layer: %s\n", archive_error_string(u.in));
                         return -EIO;
                 }
+                r = check_limits(&u);
+                if (r < 0)
+                        return r;
                 path = archive_entry_pathname(e);
                 if (!path)
                         return bad("?", "no name");
@@ -151,29 +252,45 @@ int image_unpack_child(void *userdata) {
                         inodes++;
                         continue;
                 }
-                r = archive_write_header(out, e);
+                r = archive_write_header(u.out, e);
                 if (r < ARCHIVE_WARN)
-                        return bad(path, archive_error_string(out));
+                        return write_failed(path, u.out);
                 if (archive_entry_size(e) > 0) {
                         const void *buf;
                         size_t size;
                         la_int64_t offset;
-                        while ((r = archive_read_data_block(in, &buf, &size, &offset)) == ARCHIVE_OK)
-                                if (archive_write_data_block(out, buf, size, offset) < ARCHIVE_WARN)
-                                        return bad(path, archive_error_string(out));
+                        while ((r = archive_read_data_block(u.in, &buf, &size, &offset)) == ARCHIVE_OK) {
+                                if (archive_write_data_block(u.out, buf, size, offset) < ARCHIVE_WARN)
+                                        return write_failed(path, u.out);
+                                r = check_limits(&u);
+                                if (r < 0)
+                                        return r;
+                        }
                         if (r != ARCHIVE_EOF)
-                                return bad(path, archive_error_string(in));
+                                return bad(path, archive_error_string(u.in));
                         bytes += (uint64_t) archive_entry_size(e);
                 }
-                if (archive_write_finish_entry(out) < ARCHIVE_WARN)
-                        return bad(path, archive_error_string(out));
+                if (archive_write_finish_entry(u.out) < ARCHIVE_WARN)
+                        return write_failed(path, u.out);
                 inodes++;
         }
-        if (archive_write_close(out) < ARCHIVE_WARN) {
-                fprintf(stderr, "layer: %s\n", archive_error_string(out));
-                return -EIO;
+        if (archive_write_close(u.out) < ARCHIVE_WARN) {
+                fprintf(stderr, "layer: %s\n", archive_error_string(u.out));
+                return archive_errno(u.out) == ENOSPC || archive_errno(u.out) == EDQUOT ? -ENOSPC : -EIO;
         }
-        printf("%llu %llu\n", (unsigned long long) bytes, (unsigned long long) inodes);
+        la_int64_t size = archive_filter_bytes(u.in, 0);
+        printf("%llu %llu %llu\n", (unsigned long long) bytes, (unsigned long long) inodes,
+               (unsigned long long) (size > 0 ? size : 0));
         fflush(stdout);
         return 0;
+}
+
+int image_unpack_child(void *userdata) {
+        int r = unpack(userdata);
+
+        if (r < 0) {
+                printf("error %d\n", -r);
+                fflush(stdout);
+        }
+        return r;
 }

@@ -27,6 +27,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+import zlib
 
 DOCKER_REGISTRY = "/usr/bin/docker-registry"
 BUSYBOX = "/bin/busybox"
@@ -199,7 +200,12 @@ def compress(data, compression, level=None):
 class Layer:
     """A layer blob: the tar, its compressed form, digest, diff ID and media types."""
 
-    def __init__(self, tar, compression="gzip", level=None):
+    def __init__(self, tar, compression="gzip", level=None, blob=None, diff_id=None):
+        if blob is not None:  # made elsewhere (zero_layer): the tar is not kept
+            self.tar, self.compression, self.blob = None, compression, blob
+            self.digest, self.diff_id, self.size = sha256(blob), diff_id, len(blob)
+            self.media_type = {"gzip": OCI_LAYER_GZIP, "zstd": OCI_LAYER_ZSTD, "none": OCI_LAYER}[compression]
+            return
         if not isinstance(tar, (bytes, bytearray)):
             tar = make_tar(tar)
         self.tar = bytes(tar)
@@ -425,6 +431,41 @@ def docker_image():
                  docker=True, user="app", labels={"kind": "docker"})
 
 
+def zero_layer(size, name="zeros"):
+    """A gzip layer whose tar holds one file `name` of `size` zero bytes, compressed as it is made
+    (the tar is never whole in memory): a layer bomb, gzip packs zeros about 1000:1. .tar_size is
+    the tar's length (its uncompressed size)."""
+    ti = tarfile.TarInfo(name)
+    ti.size, ti.mode, ti.mtime = size, 0o644, DEFAULT_MTIME
+    header = ti.tobuf(format=tarfile.PAX_FORMAT)
+    tail = b"\0" * (-size % 512) + b"\0" * 1024  # the file's padding, then two zero blocks
+    tail += b"\0" * (-(len(header) + size + len(tail)) % tarfile.RECORDSIZE)
+    z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip framing
+    h = hashlib.sha256()
+    out = []
+
+    def put(data):
+        h.update(data)
+        out.append(z.compress(data))
+    put(header)
+    chunk = b"\0" * (1 << 20)
+    left = size
+    while left:
+        n = min(left, len(chunk))
+        put(chunk[:n])
+        left -= n
+    put(tail)
+    out.append(z.flush())
+    layer = Layer(None, "gzip", blob=b"".join(out), diff_id="sha256:" + h.hexdigest())
+    layer.tar_size = len(header) + size + len(tail)
+    return layer
+
+
+def random_layer(size, name="random"):
+    """A gzip layer holding one file of `size` random bytes: it does not compress."""
+    return Layer([File(name, os.urandom(size))], "gzip", level=1)
+
+
 def big_image(megabytes=50):
     """busybox and a layer holding `megabytes` MB of random bytes in /big (gzip level 1); returns
     (image, sha256 hex of /big)."""
@@ -598,7 +639,10 @@ class TokenServer:
 
     users: {username: password}; a request with credentials must match one (else 401) and gets the
     actions it asks for. Anonymous requests get anonymous_actions (e.g. ["pull"]; [] gives a token
-    without access, as Docker Hub does, which the registry then refuses)."""
+    without access, as Docker Hub does, which the registry then refuses).
+
+    .stall: None, or a threading.Event that GET /token waits for before answering; .waiting counts
+    the requests waiting on it now."""
 
     def __init__(self, directory, users=None, anonymous_actions=("pull",), service="rktlet-test-registry",
                  issuer="rktlet-test-token-issuer"):
@@ -619,6 +663,8 @@ class TokenServer:
         self.x5c = base64.b64encode(der).decode()
         self.lock = threading.Lock()
         self.requests = []  # (account or None, scopes, granted)
+        self.stall = None
+        self.waiting = 0
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -628,13 +674,16 @@ class TokenServer:
                 pass
 
             def _answer(self, status, body, headers=()):
-                self.send_response(status)
-                for k, v in headers:
-                    self.send_header(k, v)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(status)
+                    for k, v in headers:
+                        self.send_header(k, v)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client went away (a cancelled pull)
 
             def _handle(self, params, creds):
                 scopes = params.get("scope", [])
@@ -673,6 +722,15 @@ class TokenServer:
                 u = urllib.parse.urlsplit(self.path)
                 if u.path != "/token":
                     return self._answer(404, b"{}")
+                stall = server.stall
+                if stall is not None:
+                    with server.lock:
+                        server.waiting += 1
+                    try:
+                        stall.wait(120)
+                    finally:
+                        with server.lock:
+                            server.waiting -= 1
                 self._handle(urllib.parse.parse_qs(u.query), self._creds())
 
             def do_POST(self):  # OAuth2: grant_type=password|refresh_token
@@ -828,14 +886,17 @@ class Proxy:
 
     .requests: (method, path, status) of every request; .sent: path -> body bytes sent;
     .corrupt: digests whose blobs (or manifests fetched by digest) get one byte flipped;
-    .rate: bytes/s for blob bodies (None: as fast as possible);
-    .fail: path substring -> HTTP status answered instead of forwarding."""
+    .rate: bytes/s for blob bodies (None: as fast as possible; read again before each chunk);
+    .fail: path substring -> HTTP status answered instead of forwarding;
+    .sending: path -> bodies being sent now (a body ends when it is sent whole or the client
+    goes away, which the proxy sees at its next write)."""
 
     def __init__(self, upstream):
         self.upstream = upstream
         self.lock = threading.Lock()
         self.requests = []
         self.sent = collections.Counter()
+        self.sending = collections.Counter()
         self.corrupt = set()
         self.rate = None
         self.fail = {}
@@ -849,6 +910,7 @@ class Proxy:
 
             def _forward(self):
                 path = urllib.parse.urlsplit(self.path).path
+                sending = None
                 body = None
                 if "Content-Length" in self.headers:
                     body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -888,6 +950,9 @@ class Proxy:
                     total = int(length) if length is not None else len(chunks[0])
                     target = min(100, total - 1)  # the byte flipped in a corrupted blob
                     offset = 0
+                    with proxy.lock:
+                        proxy.sending[path] += 1
+                    sending = path
                     while True:
                         if chunks is not None:
                             chunk = chunks.pop(0) if chunks else b""
@@ -902,11 +967,15 @@ class Proxy:
                         offset += len(chunk)
                         with proxy.lock:
                             proxy.sent[path] += len(chunk)
-                        if blob and proxy.rate:
-                            time.sleep(len(chunk) / proxy.rate)
+                        rate = proxy.rate
+                        if blob and rate:
+                            time.sleep(len(chunk) / rate)
                 except (BrokenPipeError, ConnectionResetError, socket.timeout):
                     self.close_connection = True
                 finally:
+                    if sending is not None:
+                        with proxy.lock:
+                            proxy.sending[sending] -= 1
                     conn.close()
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward

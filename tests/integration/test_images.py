@@ -11,10 +11,12 @@ told the registries are plain HTTP in rktlet.conf:
 
 The store, as the tests read it: <root>/images/blobs/sha256/<hex> (verified blobs),
 <root>/images/blobs/tmp/ (downloads in progress), <root>/images/layers/<chain id hex>/ (each layer's
-files directly inside, whiteouts in overlayfs form) and <root>/images/records/<image id hex>.json.
+files directly inside, whiteouts in overlayfs form), <root>/images/records/<image id hex>.json and
+<root>/images/trash/ (what is being deleted).
 """
 
 import base64
+import errno
 import gzip
 import hashlib
 import io
@@ -32,7 +34,7 @@ import pytest
 
 import registry as reg
 from registry import Proxy, Registry, TokenServer, hex_of, sha256
-from rktlet_test import machine_skip, wait_until
+from rktlet_test import machine_skip, wait_journal, wait_until
 
 PULL_TIMEOUT = 120
 
@@ -51,11 +53,14 @@ pytestmark = [
 
 # --- fixtures and helpers --------------------------------------------------------------------------
 
-def registries_config(insecure=(), mirrors=None):
-    """rktlet.conf declaring plain-HTTP registries and mirrors ({registry: [mirror, ...]})."""
+def registries_config(insecure=(), mirrors=None, images=None):
+    """rktlet.conf declaring plain-HTTP registries and mirrors ({registry: [mirror, ...]}), and
+    [Images] keys ({"MaxLayerSize": "8M", ...})."""
     lines = ["[Registries]", "Insecure=" + ",".join(insecure)]
     if mirrors:
         lines.append("Mirrors=" + ",".join(f"{r}={'|'.join(m)}" for r, m in mirrors.items()))
+    if images:
+        lines += ["[Images]", *(f"{k}={v}" for k, v in images.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -1222,3 +1227,370 @@ def test_sigkill_during_a_pull_then_pull_again(idaemon, make_daemon, registry, p
     assert_stored(d2, image)
     assert file_sha(os.path.join(layer_dir(d2, image.chain_ids[1]), "big")) == big_sha
     wait_until(lambda: listdir(store(d2, "blobs", "tmp")) == [], timeout=10, what="no partial download left")
+
+
+# --- limits: layer bombs, sizes, free space ---------------------------------------------------------
+#
+# A layer's uncompressed size is its tar stream (what its diff ID hashes). [Images] limits it per
+# layer (MaxLayerSize=, 32G by default), per image (MaxImageSize=, 64G), by expansion
+# (MaxExpansionRatio=, 100: a layer past 16M uncompressed may be at most 100 times its blob) and
+# by the free space it must leave (MinFreeSpace=, 5% of the store's file system). Unpacking stops as
+# soon as one is passed; the pull fails RESOURCE_EXHAUSTED naming the layer and the setting, and
+# what it brought (blobs, unpacked layers, the partial one) is deleted at once, not at the next
+# start.
+
+STORE_PARTS = ("records", "blobs/sha256", "blobs/tmp", "layers", "trash")
+
+
+def store_contents(d):
+    return {part: listdir(store(d, *part.split("/"))) for part in STORE_PARTS}
+
+
+def wait_store_empty(d, what, timeout=30):
+    """Nothing in the store: no record, blob, partial download, layer (whole or partial) or trash."""
+    try:
+        wait_until(lambda: not any(store_contents(d).values()), timeout, what=what)
+    except TimeoutError as e:
+        raise AssertionError(f"{e}: the store still holds {store_contents(d)}") from None
+
+
+@pytest.fixture
+def tmpfs_daemon(make_daemon, registry):
+    """make(size, images): a daemon whose --root is a tmpfs of that size (mounted in the harness's
+    mount namespace, unmounted after the daemon stops), the registry a plain-HTTP one."""
+    made = []
+
+    def make(size, images=None):
+        d = make_daemon(start=False, config=registries_config([registry.url], images=images))
+        lib = os.path.join(d.dir, "lib")
+        os.makedirs(lib)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", lib], check=True)
+        made.append((d, lib))
+        return d.start()
+
+    yield make
+    for d, lib in made:
+        rc = d.stop()
+        subprocess.run(["umount", lib], check=True)
+        assert rc == 0, f"rktlet exited with {rc}:\n{d.log()}"
+
+
+def test_images_settings_are_reported_and_checked(make_daemon, pb):
+    def config_of(d):
+        return json.loads(d.runtime().Status(pb.StatusRequest(verbose=True), timeout=10).info["config"])
+    d = make_daemon("defaults")
+    c = config_of(d)
+    assert (c["imageMaxLayerSize"], c["imageMaxSize"], c["imageMaxExpansionRatio"]) == (32 << 30, 64 << 30, 100)
+    assert (c["imageMinFreeBytes"], c["imageMinFreePercent"]) == (0, 5)
+    d = make_daemon("set", config="[Images]\nMaxLayerSize=1T\nMaxImageSize=3G\nMaxExpansionRatio=7\n"
+                                  "MinFreeSpace=2G\n")
+    c = config_of(d)
+    assert (c["imageMaxLayerSize"], c["imageMaxSize"], c["imageMaxExpansionRatio"]) == (1 << 40, 3 << 30, 7)
+    assert (c["imageMinFreeBytes"], c["imageMinFreePercent"]) == (2 << 30, 0)
+    d = make_daemon("none", config="[Images]\nMinFreeSpace=0\n")
+    assert (config_of(d)["imageMinFreeBytes"], config_of(d)["imageMinFreePercent"]) == (0, 0)
+    for i, (line, expected) in enumerate([("MaxLayerSize=100K", "must be a size of at least 1M"),
+                                          ("MaxImageSize=lots", "must be a size of at least 1M"),
+                                          ("MaxExpansionRatio=0", "must be a whole number"),
+                                          ("MinFreeSpace=100%", "must be a size such as 1G, or a percentage"),
+                                          ("MinFreeSpace=-1", "must be a size such as 1G, or a percentage")]):
+        d = make_daemon(f"bad{i}", start=False, config=f"[Images]\n{line}\n")
+        d.expect_exit = True
+        d.start(wait=False)
+        assert d.wait() != 0
+        key, value = line.split("=")
+        assert f"{d.config}:2: invalid value '{value}' for {key}: {expected}" in d.log(), d.log()
+
+
+def free_bytes(path):
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def test_a_layer_bomb_stops_at_the_expansion_ratio_and_leaves_nothing(tmpfs_daemon, registry, pb):
+    # 256 MiB of zeros in about 256 KB of gzip (1000:1, where ordinary layers are 2-10:1), on a
+    # 96 MiB file system: unpacked whole it would fill it, so the error naming the ratio (rather
+    # than a full file system) shows the limit stopped the unpacking as it wrote, at 100 times the
+    # blob (about 26 MB). Defaults only.
+    d = tmpfs_daemon("96m")
+    lib = os.path.join(d.dir, "lib")
+    bomb = reg.zero_layer(256 << 20)
+    assert bomb.tar_size > 900 * bomb.size, (bomb.tar_size, bomb.size)
+    image = reg.Image([reg.base_layer(), bomb])  # a whole layer below it goes too
+    image.push(registry, "bomb", "v1")
+    before = free_bytes(lib)
+    e = pull_error(d, pb, f"{registry.url}/bomb:v1", grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert bomb.digest in e.details() and "MaxExpansionRatio=100" in e.details(), e.details()
+    wait_store_empty(d, "the bomb's pull to leave nothing")
+    assert list_images(d, pb) == []
+    assert free_bytes(lib) >= before - (1 << 20)
+    # The next pull works, without a restart.
+    ok = reg.single_layer_image()
+    ok.push(registry, "busybox", "v1")
+    assert pull(d, pb, f"{registry.url}/busybox:v1") == ok.id
+    assert_stored(d, ok)
+
+
+def test_layer_and_image_size_limits(make_daemon, registry, proxy, pb):
+    d = make_daemon(config=registries_config([registry.url, proxy.url], images={
+        "MaxLayerSize": "8M", "MaxImageSize": "12M", "MaxExpansionRatio": "1000000"}))
+    # One layer that expands past MaxLayerSize: stopped while unpacking.
+    big = reg.zero_layer(10 << 20)
+    one = reg.Image([big])
+    one.push(registry, "one", "v1")
+    e = pull_error(d, pb, f"{proxy.url}/one:v1", grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert big.digest in e.details() and "MaxLayerSize=8M" in e.details(), e.details()
+    wait_store_empty(d, "the pull past MaxLayerSize to leave nothing")
+
+    # Two layers each within MaxLayerSize, together past MaxImageSize: the second one is stopped.
+    a, b = reg.zero_layer(7 << 20, "a"), reg.zero_layer(7 << 20, "b")
+    two = reg.Image([a, b])
+    two.push(registry, "two", "v1")
+    e = pull_error(d, pb, f"{proxy.url}/two:v1", grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert b.digest in e.details() and "MaxImageSize=12M" in e.details(), e.details()
+    wait_store_empty(d, "the pull past MaxImageSize to leave nothing (its first layer, whole, too)")
+
+    # A blob larger than MaxLayerSize (random bytes do not compress): refused before its download.
+    noise = reg.random_layer(10 << 20)
+    three = reg.Image([noise])
+    three.push(registry, "three", "v1")
+    e = pull_error(d, pb, f"{proxy.url}/three:v1", grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert noise.digest in e.details() and "MaxLayerSize=8M" in e.details(), e.details()
+    assert proxy.blob_gets("three", noise.digest) == 0
+    wait_store_empty(d, "the refused pull to leave nothing")
+
+    ok = reg.single_layer_image()
+    ok.push(registry, "busybox", "v1")
+    assert pull(d, pb, f"{proxy.url}/busybox:v1") == ok.id
+    assert_stored(d, ok)
+
+
+def test_unpacking_leaves_the_free_space_reserve(tmpfs_daemon, registry, pb):
+    d = tmpfs_daemon("32m", images={"MinFreeSpace": "8M", "MaxExpansionRatio": "1000000"})
+    lib = os.path.join(d.dir, "lib")
+    before = free_bytes(lib)
+    # 28 MiB would fit in the 32 MiB, but not with 8M left free: stopped while unpacking, with the
+    # reserve named (not a full file system).
+    zeros = reg.zero_layer(28 << 20)
+    image = reg.Image([zeros])
+    image.push(registry, "zeros", "v1")
+    e = pull_error(d, pb, f"{registry.url}/zeros:v1", grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert zeros.digest in e.details() and "MinFreeSpace=8M" in e.details(), e.details()
+    assert "full" not in e.details(), e.details()
+    wait_store_empty(d, "the pull stopped by the reserve to leave nothing")
+    assert free_bytes(lib) >= before - (1 << 20)
+
+    # Blobs that would not leave the reserve: refused before they are downloaded.
+    noise = reg.random_layer(26 << 20)
+    big = reg.Image([noise])
+    big.push(registry, "noise", "v1")
+    e = pull_error(d, pb, f"{registry.url}/noise:v1", grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert "MinFreeSpace=8M" in e.details(), e.details()
+    wait_store_empty(d, "the refused pull to leave nothing")
+
+    ok = reg.single_layer_image()
+    ok.push(registry, "busybox", "v1")
+    assert pull(d, pb, f"{registry.url}/busybox:v1") == ok.id
+    assert_stored(d, ok)
+
+
+def test_a_full_file_system_fails_the_download_and_leaves_nothing(tmpfs_daemon, registry, pb):
+    # Without a reserve, a blob larger than the file system: the write fails with ENOSPC, the pull
+    # with RESOURCE_EXHAUSTED (not as a network error), and the partial download goes.
+    d = tmpfs_daemon("16m", images={"MinFreeSpace": "0"})
+    noise = reg.random_layer(20 << 20)
+    image = reg.Image([noise])
+    image.push(registry, "noise", "v1")
+    e = pull_error(d, pb, f"{registry.url}/noise:v1", grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert noise.digest in e.details() and os.strerror(errno.ENOSPC) in e.details(), e.details()
+    wait_store_empty(d, "the failed download to leave nothing")
+    ok = reg.single_layer_image()
+    ok.push(registry, "busybox", "v1")
+    assert pull(d, pb, f"{registry.url}/busybox:v1") == ok.id
+
+
+def test_the_trash_is_emptied_at_start(make_daemon, pb):
+    # A deletion cut short (the daemon killed while its child deleted) leaves things in the trash.
+    d = make_daemon(start=False)
+    left = store(d, "trash", "0" * 64 + ".0badf00d")
+    os.makedirs(os.path.join(left, "usr", "bin"))
+    with open(os.path.join(left, "usr", "bin", "tool"), "w") as f:
+        f.write("x\n")
+    d.start()
+    assert listdir(store(d, "trash")) == []
+    assert list_images(d, pb) == []
+
+
+# --- cancelled pulls -------------------------------------------------------------------------------
+#
+# A pull whose every caller went away (its deadline passed, its stream was reset) stops, as
+# containerd's stops with its context: its downloads end and their partial files go, and so does
+# whatever it brought that nothing else uses. While another caller still waits for it, it goes on.
+
+def test_a_cancelled_pull_leaves_no_partial_download(idaemon, registry, proxy, pb):
+    d = idaemon
+    image = reg.Image([reg.base_layer(), reg.random_layer(4 << 20)])
+    image.push(registry, "slow", "v1")
+    big = image.layers[1]
+    path = f"/v2/slow/blobs/{big.digest}"
+    proxy.rate = 64 * 1024  # about a minute for the big layer: the caller's deadline comes first
+    ref = f"{proxy.url}/slow:v1"
+    future = d.images().PullImage.future(pb.PullImageRequest(image=pb.ImageSpec(image=ref)), timeout=10)
+
+    def partly_downloaded():
+        assert not future.done(), "the pull ended before its download was seen"
+        return proxy.sent[path] > 0 and listdir(store(d, "blobs", "tmp"))
+    wait_until(partly_downloaded, timeout=30, what="the big layer to be partly downloaded")
+    assert future.exception(timeout=60).code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    wait_until(lambda: proxy.sending[path] == 0, timeout=30, what="the daemon to stop the download")
+    wait_store_empty(d, "the cancelled pull to leave nothing")
+    assert list_images(d, pb) == []
+
+    proxy.rate = None
+    assert pull(d, pb, ref) == image.id
+    assert_stored(d, image)
+    assert listdir(store(d, "blobs", "tmp")) == []
+
+
+def test_a_pull_cancelled_while_unpacking_leaves_no_partial_layer(tmpfs_daemon, registry, pb):
+    # 1 GiB of zeros (allowed here: no ratio limit) takes the unpacking child seconds; the caller
+    # resets its stream as soon as the child's directory appears. The child is killed, and its
+    # partial directory goes once it has exited.
+    d = tmpfs_daemon("2g", images={"MaxExpansionRatio": "1000000"})
+    zeros = reg.zero_layer(1 << 30)
+    image = reg.Image([reg.base_layer(), zeros])
+    image.push(registry, "zeros", "v1")
+    req = pb.PullImageRequest(image=pb.ImageSpec(image=f"{registry.url}/zeros:v1"))
+    future = d.images().PullImage.future(req, timeout=PULL_TIMEOUT)
+    partial = f"{hex_of(image.chain_ids[1])}.tmp-"
+
+    def unpacking():
+        assert not future.done(), "the pull ended before its unpacking was seen"
+        return any(n.startswith(partial) for n in listdir(store(d, "layers")))
+    wait_until(unpacking, timeout=PULL_TIMEOUT, interval=0.005, what="the big layer's unpacking to start")
+    assert future.cancel()
+    wait_journal(f"_PID={d.pid}", f"MESSAGE=pull {registry.url}/zeros:v1: cancelled by its last caller, stopping.")
+    wait_store_empty(d, "the cancelled pull to leave nothing, its partial layer included")
+    assert list_images(d, pb) == []
+
+
+@needs_openssl
+def test_a_pull_cancelled_while_it_waits_for_a_token(make_daemon, tmp_path, pb):
+    # The token request goes with the request that waits for it: answered after the pull is gone,
+    # it reaches nothing (it used to call back into the freed pull).
+    ts = TokenServer(tmp_path / "token", users={"pusher": PASSWORD}, anonymous_actions=["pull"])
+    r = Registry(tmp_path / "token-registry", auth="token", token_server=ts)
+    try:
+        image = reg.single_layer_image()
+        image.push(r, "public/busybox", "v1")
+        d = make_daemon(config=registries_config([r.url]))
+        ref = f"{r.url}/public/busybox:v1"
+        ts.stall = threading.Event()
+        future = d.images().PullImage.future(pb.PullImageRequest(image=pb.ImageSpec(image=ref)), timeout=PULL_TIMEOUT)
+        wait_until(lambda: ts.waiting == 1, timeout=30, what="the daemon to ask for a token")
+        assert future.cancel()
+        wait_journal(f"_PID={d.pid}", f"MESSAGE=pull {ref}: cancelled by its last caller, stopping.")
+        ts.stall.set()  # the answer comes now, to a daemon that dropped the request
+        wait_until(lambda: ts.waiting == 0, timeout=30, what="the token server to answer")
+        ts.stall = None
+        assert pull(d, pb, ref) == image.id
+        assert d.alive()
+        assert_stored(d, image)
+    finally:
+        r.stop()
+        ts.stop()
+
+
+def test_a_download_shared_by_two_pulls_goes_on_when_one_is_cancelled(idaemon, registry, proxy, pb):
+    d = idaemon
+    image = reg.Image([reg.random_layer(2 << 20)])
+    image.push(registry, "shared", "v1")
+    layer = image.layers[0]
+    path = f"/v2/shared/blobs/{layer.digest}"
+    proxy.rate = 32 * 1024  # about a minute
+    req = pb.PullImageRequest(image=pb.ImageSpec(image=f"{proxy.url}/shared:v1"))
+    stub = d.images()
+    first = stub.PullImage.future(req, timeout=10)
+
+    def on_its_way():
+        assert not first.done(), "the first pull ended before its download was seen"
+        return proxy.sent[path] > 0
+    wait_until(on_its_way, timeout=30, what="the layer to be on its way")
+    second = stub.PullImage.future(req, timeout=PULL_TIMEOUT)  # joins the first one's pull
+    assert first.exception(timeout=60).code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert not second.done()
+    proxy.rate = None
+    assert second.result().image_ref == image.id
+    assert proxy.blob_gets("shared", layer.digest) == 1  # the one download went on, not a new one
+    assert_stored(d, image)
+    assert listdir(store(d, "blobs", "tmp")) == []
+
+
+# --- RemoveImage of an image in use ----------------------------------------------------------------
+#
+# rktlet refuses, as CRI-O does ("image used by <container>"), with FAILED_PRECONDITION, while a
+# container made from the image exists, created, running or exited: the container's root file
+# system is an overlay of the image's layers, and the record is what keeps them. containerd instead
+# drops the image's name and keeps the content for the container; kubelet never asks either way
+# (its image GC spares every image a container, even an exited one, uses). Once the containers are
+# removed, RemoveImage removes it and its layers go.
+
+def test_remove_image_in_use_is_refused_until_its_containers_are_gone(make_daemon, registry, pb):
+    if shutil.which("runc") is None:
+        pytest.skip("runc (Debian package runc) is not installed")
+    import test_containers as tc  # here: it imports this module
+    used = reg.full_busybox_image(cmd=["sleep", "1000"])
+    other = reg.full_busybox_image(labels={"other": "yes"})  # the same layer, another config
+    assert used.chain_ids == other.chain_ids and used.id != other.id
+    used.push(registry, "inuse/app", "v1")
+    other.push(registry, "inuse/other", "v1")
+    ref = f"{registry.url}/inuse/app:v1"
+    refs = (ref, used.id, f"{registry.url}/inuse/app@{used.digest}")
+    config = registries_config([registry.url])
+    d = make_daemon(config=config)
+    assert pull(d, pb, ref) == used.id
+    assert pull(d, pb, f"{registry.url}/inuse/other:v1") == other.id
+    layer = layer_dir(d, used.chain_ids[0])
+
+    def refused():
+        for r in refs:
+            with pytest.raises(grpc.RpcError) as e:
+                remove_image(d, pb, r)
+            assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION, (r, e.value.details())
+            assert used.id in e.value.details() and "1 container" in e.value.details(), e.value.details()
+        assert [i.id for i in list_images(d, pb, ref)] == [used.id]
+        assert_stored(d, used)
+
+    try:
+        pod = tc.make_pod(d, pb, name="inuse")
+        cfg = tc.ctr_config(pb, "app", ref)
+        cid = tc.create(d, pb, pod, cfg)
+        refused()  # created
+        # The other image goes, its own config blob with it; the layer the container uses stays.
+        remove_image(d, pb, other.id)
+        wait_until(lambda: not os.path.exists(blob_file(d, other.config_digest)) and listdir(store(d, "trash")) == [],
+                   timeout=30, what="the other image's config blob to go")
+        assert os.path.isdir(layer)
+        tc.start(d, pb, cid)
+        refused()  # running
+        pid = tc.main_pid(cid)
+        assert pid > 0 and tc.cmdline(pid) == ["sleep", "1000"]
+        assert file_sha(f"/proc/{pid}/root/bin/busybox") == file_sha(reg.BUSYBOX)
+        with open(f"/proc/{pid}/root/etc/passwd") as f:
+            assert f.read() == reg.PASSWD
+
+        # After a restart the daemon still knows the container uses it.
+        assert d.stop() == 0
+        d = make_daemon(config=config)
+        refused()
+        assert tc.cstatus(d, pb, cid).status.state == pb.CONTAINER_RUNNING
+        assert file_sha(f"/proc/{pid}/root/bin/busybox") == file_sha(reg.BUSYBOX)
+
+        tc.stop(d, pb, cid, timeout=1)
+        refused()  # exited, not yet removed
+        tc.remove(d, pb, cid)
+        remove_image(d, pb, ref)
+        assert list_images(d, pb) == []
+        wait_store_empty(d, "the image's blobs and layers to go once no container uses them")
+    finally:
+        tc.cleanup(d, pb)
