@@ -244,8 +244,15 @@ def text(recs, stream="stdout"):
 
 
 def wait_log(pod, cfg, needle, stream="stdout", timeout=EXIT_WAIT):
-    return wait_until(lambda: needle in text(records(log_file(pod, cfg)), stream), timeout, interval=0.05,
-                      what=f"{needle!r} in {log_file(pod, cfg)}")
+    try:
+        return wait_until(lambda: needle in text(records(log_file(pod, cfg)), stream), timeout, interval=0.05,
+                          what=f"{needle!r} in {log_file(pod, cfg)}")
+    except TimeoutError as e:
+        try:
+            with open(log_file(pod, cfg), errors="replace") as f:
+                raise TimeoutError(f"{e}; the log holds:\n{f.read()[-2000:]}") from None
+        except FileNotFoundError:
+            raise TimeoutError(f"{e}; there is no log file") from None
 
 
 def settled_log(pod, cfg):
