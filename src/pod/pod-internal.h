@@ -24,6 +24,17 @@ bool pod_runtime_present(const Pod *pod);
 /* pod-files.c: hostname, hosts and resolv.conf under the pod's run directory. */
 int pod_write_files(const Pod *pod);
 
-/* pod-ns.c: children that create the pod's namespaces (and pin them) or take them down. */
+/* pod-ns.c: children that create the pod's namespaces (and pin them) or take them down. They die
+ * with the daemon: what a dead daemon's child would do next, nobody would undo. */
 int pod_ns_setup_child(void *userdata);
 int pod_ns_teardown_child(void *userdata);
+/* In a child of the daemon: SIGKILL when the daemon dies; -ESRCH when it already has. */
+int pod_child_die_with_daemon(const Pod *pod);
+
+/* pod-gc.c: what a killed daemon left. A child that waits for the CNI plugins it had started for
+ * the pod (processes with CNI_CONTAINERID=<id>) to end, and kills them past a bound; the deletion
+ * of a pod's directories that have no record (at start: those of the root directory, then those of
+ * the state directory that have none in the root directory). */
+int pod_cni_leftovers_child(void *userdata);
+void pod_gc_orphan(PodTable *t, const char *id);
+int pod_gc_run_orphans(PodTable *t);

@@ -6,11 +6,13 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,6 +30,16 @@ static int fail(int error, const char *format, ...) {
         va_end(ap);
         fprintf(stderr, ": %s\n", strerror(error));
         return -error;
+}
+
+int pod_child_die_with_daemon(const Pod *pod) {
+        /* Killed, the daemon leaves its children running: one that went on pinning namespaces or
+         * mounting after the next daemon undid the pod would leave mounts nobody knows of. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                return fail(errno, "prctl(PR_SET_PDEATHSIG)");
+        if (getppid() != pod->table->pid) /* it died before the line above */
+                return fail(ESRCH, "rktlet is gone");
+        return 0;
 }
 
 static int pin(const Pod *pod, const char *ns) {
@@ -96,6 +108,8 @@ int pod_ns_setup_child(void *userdata) {
         char *dir, *run = pod_run_dir(pod);
         int flags = 0, r;
 
+        if ((r = pod_child_die_with_daemon(pod)) < 0)
+                return r;
         if (!run || asprintf(&dir, "%s/ns", run) < 0)
                 return -ENOMEM;
         r = mkdir_p(dir, 0755);
@@ -136,8 +150,10 @@ int pod_ns_teardown_child(void *userdata) {
         const Pod *pod = userdata;
         static const char *const names[] = { "net", "uts", "ipc", "pid" };
         char *run = pod_run_dir(pod), *dir = NULL;
-        int r = 0;
+        int r = pod_child_die_with_daemon(pod);
 
+        if (r < 0)
+                return r;
         if (!run)
                 return -ENOMEM;
         for (size_t i = 0; i < 4; i++) {

@@ -32,6 +32,7 @@ typedef enum Step {
         STEP_FILES,
         STEP_READY,
         /* teardown */
+        STEP_LEFTOVERS, /* only for a pod a killed daemon was making: its CNI plugins still running */
         STEP_STOP_INIT,
         STEP_STOP_SLICE,
         STEP_CNI_DEL,
@@ -85,12 +86,6 @@ static void op_finish(PodOp *op) {
                 pod->busy = false;
                 pod->op = NULL;
         }
-        if (pod && op->kind != OP_RUN && error < 0 && pod->state == POD_READY) {
-                /* A teardown that failed half way (a CNI DEL past its timeout, say) has already
-                 * stopped some of the pod: it is not ready, and kubelet's retry finishes the job. */
-                pod->state = POD_NOTREADY;
-                (void) pod_save(pod);
-        }
         char id_field[sizeof("POD_SANDBOX_ID=") + 64];
         const char *fields[] = { id_field, NULL };
         snprintf(id_field, sizeof id_field, "POD_SANDBOX_ID=%s", op->id);
@@ -132,6 +127,38 @@ static void save(PodOp *op) {
                 log_warning_errno(r, "pod %s: cannot save its state: %m", op->pod->id);
 }
 
+/* Refusals systemd makes of a stop, and would make again however often asked: a unit nobody may
+ * stop by request (the root slice, a perpetual unit; RefuseManualStop=), or a name systemd does not
+ * take (a record of an older rktlet). What systemd refuses to stop is not rktlet's to stop: the
+ * teardown forgets it and goes on, or the pod could never be removed. message is the one of
+ * systemd_stop_unit(), "<unit>: <D-Bus error name>: <text>". */
+static bool stop_refused_for_good(int error, const char *message) {
+        static const char *const names[] = {
+                "org.freedesktop.systemd1.JobTypeNotApplicable",
+                "org.freedesktop.systemd1.OnlyByDependency",
+                "org.freedesktop.DBus.Error.InvalidArgs",
+        };
+
+        if (error != -EIO || !message)
+                return false;
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                const char *p = strstr(message, names[i]);
+                if (p && p > message && p[-1] == ' ' && p[strlen(names[i])] == ':')
+                        return true;
+        }
+        return false;
+}
+
+static void log_forgotten(const PodOp *op, const char *unit, const char *message) {
+        char id_field[sizeof("POD_SANDBOX_ID=") + 64], unit_field[sizeof("RKTLET_UNIT=") + 256];
+        const char *fields[] = { id_field, unit_field, NULL };
+
+        snprintf(id_field, sizeof id_field, "POD_SANDBOX_ID=%s", op->id);
+        snprintf(unit_field, sizeof unit_field, "RKTLET_UNIT=%s", unit);
+        log_fields(LOG_WARNING, fields, "pod %s: systemd refuses to stop %s, so it is not rktlet's to stop: forgetting it (%s)",
+                   op->id, unit, message);
+}
+
 /* --- steps --------------------------------------------------------------------------------------- */
 
 static int slice_properties(sd_bus_message *m, void *userdata) {
@@ -149,16 +176,24 @@ static void slice_started(int error, const char *message, void *userdata) {
 
         op->sd = NULL;
         if (error == -EEXIST) {
-                /* kubelet made the pod's slice itself: use it, leave it to kubelet. This must be on
-                 * disk before anything else, or a rollback after a crash would stop kubelet's slice. */
-                pod->slice_owned = false;
+                /* kubelet made the pod's slice itself: use it, leave it to kubelet. The record said
+                 * so from the first save (a slice rktlet did not name could be kubelet's). */
                 pod->slice_started = true;
-                save(op);
+                if (pod->slice_owned) {
+                        pod->slice_owned = false;
+                        save(op);
+                }
         } else if (error < 0) {
                 pod->slice_started = false;
                 op_fail(op, error, "start slice %s: %s", pod->slice, message);
-        } else
+        } else {
                 pod->slice_started = true;
+                if (!pod->slice_owned) {
+                        /* The slice the request named did not exist: rktlet made it, and stops it. */
+                        pod->slice_owned = true;
+                        save(op);
+                }
+        }
         op_next(op);
 }
 
@@ -224,10 +259,18 @@ static void init_stopped(int error, const char *message, void *userdata) {
 
         op->sd = NULL;
         if (error < 0 && error != -ENOENT) {
-                op_fail(op, error, "stop the pod's init service: %s", message);
-                op->step = STEP_END;
-        } else
-                op->pod->init_started = false;
+                _cleanup_free_ char *unit = NULL;
+
+                if (!stop_refused_for_good(error, message)) {
+                        op_fail(op, error, "stop the pod's init service: %s", message);
+                        op->step = STEP_END;
+                        op_next(op);
+                        return;
+                }
+                unit = pod_init_unit(op->pod);
+                log_forgotten(op, unit ?: "the pod's init service", message);
+        }
+        op->pod->init_started = false;
         op_next(op);
 }
 
@@ -236,10 +279,15 @@ static void slice_stopped(int error, const char *message, void *userdata) {
 
         op->sd = NULL;
         if (error < 0 && error != -ENOENT) {
-                op_fail(op, error, "stop slice %s: %s", op->pod->slice, message);
-                op->step = STEP_END; /* keep what is left for a retry */
-        } else
-                op->pod->slice_started = false;
+                if (!stop_refused_for_good(error, message)) {
+                        op_fail(op, error, "stop slice %s: %s", op->pod->slice, message);
+                        op->step = STEP_END; /* keep what is left for a retry */
+                        op_next(op);
+                        return;
+                }
+                log_forgotten(op, op->pod->slice, message);
+        }
+        op->pod->slice_started = false;
         op_next(op);
 }
 
@@ -281,6 +329,19 @@ static void ns_removed(Child *child, const ChildResult *res, void *userdata) {
                 op->step = STEP_END;
         } else
                 op->pod->ns_created = false;
+        op_next(op);
+}
+
+static void leftovers_done(Child *child, const ChildResult *res, void *userdata) {
+        PodOp *op = userdata;
+
+        op->child = NULL;
+        if (res->exit_code != 0) {
+                /* Undo what can be undone all the same: the removal must finish. */
+                _cleanup_free_ char *m = child_message(res);
+                log_warning("pod %s: the CNI plugins rktlet had started for it before it stopped: %s", op->id,
+                            m ?: "failed");
+        }
         op_next(op);
 }
 
@@ -435,6 +496,21 @@ static void step_child(PodOp *op, int (*setup)(void *), ChildDone done) {
         }
 }
 
+static void step_leftovers(PodOp *op) {
+        ChildSpec spec = {
+                .setup = pod_cni_leftovers_child,
+                .setup_userdata = op->pod,
+                .timeout_usec = CHILD_TIMEOUT_USEC,
+                .max_output = 64 * 1024,
+        };
+        int r = child_spawn(op->pod->table->env.loop, &spec, leftovers_done, op, &op->child);
+
+        if (r < 0) {
+                log_warning_errno(r, "pod %s: cannot fork to wait for the CNI plugins it had running: %m", op->id);
+                op_next(op);
+        }
+}
+
 static void step_cni(PodOp *op, bool add) {
         Pod *pod = op->pod;
         CniPortMapping ports[pod->spec.n_ports + 1];
@@ -539,6 +615,9 @@ static void op_next(PodOp *op) {
                 save(op);
                 op->step = STEP_END - 1;
                 op_next(op);
+                return;
+        case STEP_LEFTOVERS:
+                step_leftovers(op);
                 return;
         case STEP_STOP_INIT:
                 if (pod->init_started) {
@@ -651,15 +730,20 @@ int pod_run(PodTable *t, PodSpec *spec, PodDone done, void *userdata, char **ret
         /* Everything the run may create is recorded as existing in the first save, before any of
          * it exists: a crash at any point then undoes all of it (each undo step copes with what is
          * not there), and the run itself saves only once more, when the pod is ready. On a real
-         * disk every save is an fsync. */
-        pod->slice_started = pod->slice_owned = true;
+         * disk every save is an fsync. The one exception is a slice the request names: it may be
+         * kubelet's (which makes the pod's slice before it asks), and a crash before systemd said
+         * whose it is must not stop it; rktlet owns it once systemd says it made it (a save more). */
+        pod->slice_started = true;
         pod->ns_created = true;
         pod->init_started = pod->spec.pid == POD_NS_POD;
         pod->cni_added = pod->spec.network == POD_NS_POD;
         if (pod->spec.cgroup_parent && pod->spec.cgroup_parent[0])
                 pod->slice = strdup(pod->spec.cgroup_parent);
-        else if (asprintf(&pod->slice, "rktlet-pod%s.slice", pod->id) < 0)
-                pod->slice = NULL;
+        else {
+                pod->slice_owned = true;
+                if (asprintf(&pod->slice, "rktlet-pod%s.slice", pod->id) < 0)
+                        pod->slice = NULL;
+        }
         if (!pod->slice) {
                 pod_free(pod);
                 return -ENOMEM;
@@ -707,7 +791,8 @@ fail:
         return r;
 }
 
-static int pod_teardown(Pod *pod, PodOpKind kind, PodDone done, void *userdata, PodOp **ret_op) {
+/* first: STEP_LEFTOVERS for a pod a killed daemon was making, else STEP_STOP_INIT. */
+static int pod_teardown(Pod *pod, PodOpKind kind, Step first, PodDone done, void *userdata, PodOp **ret_op) {
         PodOp *op;
 
         if (pod->busy)
@@ -715,42 +800,27 @@ static int pod_teardown(Pod *pod, PodOpKind kind, PodDone done, void *userdata, 
         op = op_new(pod, kind, done, userdata);
         if (!op)
                 return -ENOMEM;
+        if (pod->state == POD_READY) {
+                /* The first step stops what the pod runs (its slice, and every container in it): a
+                 * teardown that fails half way (a CNI DEL past its timeout, say), or a daemon killed
+                 * in the middle, must not leave a record that says READY, the namespaces and files
+                 * still there and the slice gone. kubelet's retry finishes the job. */
+                pod->state = POD_NOTREADY;
+                save(op);
+        }
         if (ret_op)
                 *ret_op = op;
-        op->step = STEP_STOP_INIT - 1;
+        op->step = first - 1;
         op_next(op);
         return 0;
 }
 
 int pod_stop(Pod *pod, PodDone done, void *userdata, PodOp **ret_op) {
-        return pod_teardown(pod, OP_STOP, done, userdata, ret_op);
+        return pod_teardown(pod, OP_STOP, STEP_STOP_INIT, done, userdata, ret_op);
 }
 
 int pod_remove(Pod *pod, PodDone done, void *userdata, PodOp **ret_op) {
-        return pod_teardown(pod, OP_REMOVE, done, userdata, ret_op);
-}
-
-/* A directory of <root>/pods without a record: the record is written (atomically) right after the
- * directories are made, before anything is mounted or started, so this is a run killed before its
- * first save, or a removal that failed half way through deleting the directory. Nothing refers to
- * it and nothing else would ever delete it. */
-static void gc_orphan(PodTable *t, const char *id) {
-        _cleanup_free_ char *root = NULL, *run = NULL;
-        int r = -ENOMEM;
-
-        if (asprintf(&root, "%s/pods/%s", t->env.root_dir, id) < 0)
-                root = NULL; /* undefined after a failure */
-        if (asprintf(&run, "%s/pods/%s", t->env.state_dir, id) < 0)
-                run = NULL;
-        if (root && run) {
-                r = rm_rf(root);
-                if (r >= 0)
-                        r = rm_rf(run);
-        }
-        if (r < 0)
-                log_warning_errno(r, "pod %s: cannot delete its directory, which has no record: %m", id);
-        else
-                log_notice("pod %s: deleted its directory, which had no record.", id);
+        return pod_teardown(pod, OP_REMOVE, STEP_STOP_INIT, done, userdata, ret_op);
 }
 
 static void load_one(const char *id, void *userdata) {
@@ -760,13 +830,15 @@ static void load_one(const char *id, void *userdata) {
 
         r = pod_load(t, id, &pod);
         if (r == -ENOENT)
-                gc_orphan(t, id);
+                pod_gc_orphan(t, id);
         else if (r < 0)
                 log_warning_errno(r, "pod %s: cannot read %s/pods/%s/state.json, ignoring it: %m", id, t->env.root_dir, id);
         else if (pod->state == POD_CREATING) {
-                /* Killed while it was being made: undo what exists. */
+                /* Killed while it was being made: undo what exists, once the CNI plugins it had
+                 * running (which outlive it) are done, or DEL could run before their ADD ends. */
                 log_notice("pod %s: was being created when rktlet stopped; cleaning it up.", pod->id);
-                (void) pod_remove(pod, NULL, NULL, NULL);
+                (void) pod_teardown(pod, OP_REMOVE, pod->cni_added ? STEP_LEFTOVERS : STEP_STOP_INIT, NULL, NULL,
+                                    NULL);
         } else if (pod->state == POD_READY && !pod_runtime_present(pod)) {
                 /* The node rebooted (the state directory is on tmpfs): the record survived, the
                  * slice, namespaces, files and processes did not. As containerd does, the pod stays,
@@ -790,5 +862,9 @@ int pod_table_load(PodTable *t) {
                 return -ENOMEM;
         r = dir_for_each_id(dir, load_one, t);
         free(dir);
-        return r;
+        if (r < 0)
+                return r;
+        /* A run killed between making its directory in the state directory and the one in the
+         * root directory left the first only. */
+        return pod_gc_run_orphans(t);
 }

@@ -65,6 +65,7 @@ int pod_table_new(const PodEnv *env, PodTable **ret) {
         if (!t)
                 return -ENOMEM;
         t->env = *env;
+        t->pid = getpid();
         *ret = t;
         return 0;
 }
@@ -237,6 +238,40 @@ static bool sysctl_namespaced(const char *key, PodNsMode network, PodNsMode ipc,
         return false;
 }
 
+/* The pod's slice is the cgroup parent itself, as kubelet's systemd driver means it: rktlet starts it
+ * when it is not there, and then stops it with the pod. So only a slice of kubelet's kind will do:
+ * never the root slice (which systemd cannot stop, so that the pod could never be removed), nor one
+ * of systemd's own, which hold the node's services, sessions and machines. */
+static int check_cgroup_parent(const char *parent, char **ret_message) {
+        static const char *const system_slices[] = { "system", "user", "machine", "app", "background", "session" };
+
+        if (parent[0] == '/')
+                return error_message(ret_message, -EINVAL,
+                                     "config.linux.cgroup_parent '%.200s' is a cgroupfs path: rktlet uses the systemd "
+                                     "cgroup driver; run kubelet with cgroupDriver: systemd, which passes a slice name "
+                                     "such as kubepods-besteffort-pod<uid>.slice",
+                                     parent);
+        if (!systemd_unit_name_valid(parent, ".slice"))
+                return error_message(ret_message, -EINVAL,
+                                     "config.linux.cgroup_parent '%.200s' is not a systemd slice name "
+                                     "(such as kubepods-besteffort-pod<uid>.slice): rktlet runs each pod as a slice",
+                                     parent);
+        if (strcmp(parent, "-.slice") == 0)
+                return error_message(ret_message, -EINVAL,
+                                     "config.linux.cgroup_parent '-.slice' is the root slice, which rktlet must not own "
+                                     "or stop");
+        for (size_t i = 0; i < ELEMENTSOF(system_slices); i++) {
+                size_t n = strlen(system_slices[i]);
+                /* "system.slice" itself, or "system-foo.slice" within it. */
+                if (strncmp(parent, system_slices[i], n) == 0 && (parent[n] == '.' || parent[n] == '-'))
+                        return error_message(ret_message, -EINVAL,
+                                             "config.linux.cgroup_parent '%.200s' is %ssystemd's %s.slice, which "
+                                             "rktlet must not own or stop",
+                                             parent, parent[n] == '.' ? "" : "within ", system_slices[i]);
+        }
+        return 0;
+}
+
 static bool path_has_dotdot(const char *path) {
         for (const char *p = path; (p = strstr(p, "..")); p += 2)
                 if ((p == path || p[-1] == '/') && (p[2] == '\0' || p[2] == '/'))
@@ -270,10 +305,8 @@ int pod_spec_validate(const PodSpec *s, char **ret_message) {
                 return error_message(ret_message, -EINVAL, "IPC namespace mode %d is not supported for pods (POD or NODE)", s->ipc);
         if (s->pid != POD_NS_POD && s->pid != POD_NS_CONTAINER && s->pid != POD_NS_NODE)
                 return error_message(ret_message, -EINVAL, "PID namespace mode %d is not supported for pods", s->pid);
-        if (s->cgroup_parent && s->cgroup_parent[0] && !systemd_unit_name_valid(s->cgroup_parent, ".slice"))
-                return error_message(ret_message, -EINVAL,
-                               "cgroup_parent '%s' is not a systemd slice name (rktlet uses the systemd cgroup driver)",
-                               s->cgroup_parent);
+        if (s->cgroup_parent && s->cgroup_parent[0] && (r = check_cgroup_parent(s->cgroup_parent, ret_message)) < 0)
+                return r;
         if (s->runtime_handler && s->runtime_handler[0])
                 return error_message(ret_message, -EINVAL, "unknown runtime handler '%s' (rktlet has only the default handler \"\")",
                                s->runtime_handler);

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "cni.h"
 #include "strv.h"
@@ -85,6 +86,7 @@ typedef struct PodEnv {
 
 struct PodTable {
         PodEnv env;
+        pid_t pid; /* the daemon's, for its children to die with it */
         Pod *pods;
         unsigned n_pods;
 };

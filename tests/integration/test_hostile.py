@@ -4,7 +4,9 @@ INVALID_ARGUMENT naming the field, nothing acted on, nothing half-made.
 protobuf strings may hold NUL bytes; every C string ends at the first one, so "<id>\\0garbage" would
 otherwise stop the pod <id>, and a pod named "a\\0b" would be named "a"."""
 
+import json
 import os
+import subprocess
 
 import grpc
 import pytest
@@ -162,3 +164,66 @@ def test_update_runtime_config_takes_dual_stack_cidrs(daemon, pb):
     daemon.runtime().UpdateRuntimeConfig(pb.UpdateRuntimeConfigRequest(
         runtime_config=pb.RuntimeConfig(network_config=pb.NetworkConfig(pod_cidr="10.244.1.0/24,fd00:10::/64"))),
         timeout=T)
+
+
+# --- cgroup_parent: only a slice rktlet may own and stop (issue 15, item 2) ------------------------
+
+def unit_props(unit):
+    """(LoadState, ActiveState, Description) of a unit of the harness's user manager."""
+    return tuple(subprocess.run(["systemctl", "--user", "show", "-P", p, "--", unit], capture_output=True,
+                                text=True).stdout.strip() for p in ("LoadState", "ActiveState", "Description"))
+
+
+@pytest.mark.parametrize("parent,words", [
+    # The root slice: an rktlet that took it renamed it (Description) and could never stop it.
+    ("-.slice", ["the root slice"]),
+    # Not slices: a service, a scope, containerd's "slice:prefix:name" form for containers, names
+    # systemd would not take as a slice.
+    ("foo.service", ["not a systemd slice name"]),
+    ("init.scope", ["not a systemd slice name"]),
+    ("kubepods-besteffort-pod1.slice:cri-containerd:abc", ["not a systemd slice name"]),
+    ("kubepods--pod1.slice", ["not a systemd slice name"]),
+    ("-kubepods.slice", ["not a systemd slice name"]),
+    (".slice", ["not a systemd slice name"]),
+    # cgroupfs paths: what kubelet sends with its cgroupfs driver, and a path under the mount.
+    ("/kubepods/besteffort/pod1234", ["cgroupfs path", "systemd cgroup driver", "cgroupDriver: systemd"]),
+    ("/sys/fs/cgroup/kubepods.slice", ["cgroupfs path"]),
+    # systemd's own slices and what is in them: the node's services, sessions, machines.
+    ("system.slice", ["systemd's system.slice", "must not own or stop"]),
+    ("system-getty.slice", ["within systemd's system.slice"]),
+    ("user.slice", ["systemd's user.slice"]),
+    ("user-1000.slice", ["within systemd's user.slice"]),
+    ("machine.slice", ["systemd's machine.slice"]),
+    ("app.slice", ["systemd's app.slice"]),
+    ("background.slice", ["systemd's background.slice"]),
+    ("session.slice", ["systemd's session.slice"]),
+])
+def test_cgroup_parent_rktlet_must_not_own_is_refused(daemon, pb, parent, words):
+    before = unit_props(parent) if parent.endswith((".slice", ".service", ".scope")) else None
+    bad_pod(daemon, pb, lambda c: setattr(c.linux, "cgroup_parent", parent),
+            ["config.linux.cgroup_parent", f"'{parent}'", *words])
+    # Nothing was asked of systemd: the unit is as it was (machine.slice not made, the root slice
+    # not renamed after the pod).
+    if before is not None:
+        assert unit_props(parent) == before
+
+
+@pytest.mark.parametrize("parent", [
+    "kubepods-besteffort-pod12345678_1234_1234_1234_123456789abc.slice",  # kubelet, systemd driver, dashes escaped
+    "kubepods-pod0a1b.slice",                                              # a Guaranteed pod
+    "systemic.slice",                                                      # starts like system, is not in it
+])
+def test_cgroup_parent_slices_of_kubelets_kind_are_taken(daemon, pb, parent):
+    rt = daemon.runtime()
+    cfg = pod_config(pb, name="qos", host_network=True, cgroup_parent=parent)
+    pod_id = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg), timeout=T).pod_sandbox_id
+    try:
+        assert unit_props(parent)[:2] == ("loaded", "active")
+        info = json.loads(rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=pod_id, verbose=True),
+                                              timeout=T).info["info"])
+        assert info["unit"] == parent and info["unitOwned"] is True  # rktlet made it: it stops it
+        rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=T)
+        assert unit_props(parent)[1] == "inactive"
+    finally:
+        cleanup(daemon, pb)
+        subprocess.run(["systemctl", "--user", "stop", "kubepods.slice"], capture_output=True)

@@ -418,6 +418,103 @@ def test_cgroup_parent_slice(pod_daemon, pb):
     subprocess.run(["systemctl", "--user", "stop", "kubepods.slice"], check=True)
 
 
+# --- what systemd refuses to stop is not rktlet's to stop (issue 15, item 2) ------------------------
+
+def refuse_manual_stop(unit):
+    """RefuseManualStop=yes for unit, in a drop-in of the user manager's runtime directory (as an
+    administrator would add one): every StopUnit of it then fails with OnlyByDependency ("Operation
+    refused"), however often asked. Returns the drop-in directory."""
+    dropin = os.path.join(os.environ["XDG_RUNTIME_DIR"], "systemd", "user", unit + ".d")
+    os.makedirs(dropin, exist_ok=True)
+    with open(os.path.join(dropin, "50-refuse-stop.conf"), "w") as f:
+        f.write("[Unit]\nRefuseManualStop=yes\n")
+    subprocess.run(["systemctl", "--user", "daemon-reload"], check=True)
+    return dropin
+
+
+def allow_stop(dropin, unit):
+    import shutil
+    shutil.rmtree(dropin, ignore_errors=True)
+    subprocess.run(["systemctl", "--user", "daemon-reload"], check=True)
+    subprocess.run(["systemctl", "--user", "stop", unit], capture_output=True)
+
+
+def forgotten_warnings(pod_id, unit):
+    """The daemon's warnings, in the journal, that it left unit to systemd for the pod."""
+    entries = rktlet_test.wait_journal(f"POD_SANDBOX_ID={pod_id}", f"RKTLET_UNIT={unit}", "PRIORITY=4")
+    return [e["MESSAGE"] for e in entries]
+
+
+def pod_gone(d, pb, pod_id, cni=None):
+    assert [i.id for i in d.runtime().ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10).items] == []
+    with pytest.raises(grpc.RpcError) as e:
+        status(d, pb, pod_id)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    assert not os.path.exists(os.path.join(d.dir, "run", "pods", pod_id))
+    assert not os.path.exists(os.path.join(d.dir, "lib", "pods", pod_id))
+    assert mounts_under(os.path.join(d.dir, "run")) == []
+    if cni:
+        assert ipam_ips(cni) == []
+
+
+@needs_cni
+def test_a_slice_systemd_refuses_to_stop_is_forgotten_and_the_removal_finishes(pod_daemon, pb):
+    d = pod_daemon
+    pod_id = run_pod(d, pb, name="unstoppable")
+    slice_ = f"rktlet-pod{pod_id}.slice"
+    dropin = refuse_manual_stop(slice_)
+    try:
+        assert systemctl_show(slice_, "RefuseManualStop") == "yes"
+        r = subprocess.run(["systemctl", "--user", "stop", slice_], capture_output=True, text=True)
+        assert r.returncode != 0 and "refused" in r.stderr, r  # systemd refuses anyone, not just rktlet
+        # The removal finishes: the network, the namespaces, the files and the record go; the slice
+        # is systemd's to keep, and the warning says so.
+        d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+        pod_gone(d, pb, pod_id, d.cni)
+        messages = forgotten_warnings(pod_id, slice_)
+        assert len(messages) == 1, messages
+        assert f"systemd refuses to stop {slice_}, so it is not rktlet's to stop: forgetting it" in messages[0]
+        assert "org.freedesktop.systemd1.OnlyByDependency" in messages[0]
+        assert systemctl_show(slice_, "ActiveState") == "active"
+        # Removing it again is the success of a pod that is gone.
+        d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    finally:
+        allow_stop(dropin, slice_)
+    assert units() == []
+
+
+def test_a_pod_an_older_rktlet_put_in_the_root_slice_stops_and_is_removed(make_daemon, pb):
+    # An rktlet that took cgroup_parent "-.slice" (issue 15) started the root slice (systemd took the
+    # transient unit's description) and recorded it as its own; systemd never stops the root slice
+    # (JobTypeNotApplicable), and every Stop/RemovePodSandbox failed with INTERNAL. A record that
+    # such an rktlet left is made here from a real pod's, as it wrote it.
+    d = make_daemon()
+    pod_id = run_pod(d, pb, name="rooted", host_network=True)
+    assert d.stop() == 0
+    subprocess.run(["systemctl", "--user", "stop", f"rktlet-pod{pod_id}.slice"], check=True)
+    path = os.path.join(d.dir, "lib", "pods", pod_id, "state.json")
+    with open(path) as f:
+        record = json.load(f)
+    record.update(slice="-.slice", sliceOwned=True, sliceStarted=True)
+    record["spec"]["cgroupParent"] = "-.slice"
+    with open(path, "w") as f:
+        json.dump(record, f)
+
+    d2 = make_daemon("rktlet", start=False)
+    d2.start()
+    assert json.loads(status(d2, pb, pod_id, verbose=True).info["info"])["unit"] == "-.slice"
+    d2.runtime().StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    assert status(d2, pb, pod_id).status.state == pb.SANDBOX_NOTREADY
+    assert pod_records(d2)[pod_id]["sliceStarted"] is False  # forgotten: a retry does not ask again
+    d2.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    pod_gone(d2, pb, pod_id)
+    messages = forgotten_warnings(pod_id, "-.slice")
+    assert len(messages) == 1, messages
+    assert "org.freedesktop.systemd1.JobTypeNotApplicable" in messages[0]
+    assert subprocess.run(["systemctl", "--user", "show", "-P", "ActiveState", "--", "-.slice"], capture_output=True,
+                          text=True).stdout.strip() == "active"
+
+
 def systemctl_show(unit, prop):
     return subprocess.run(["systemctl", "--user", "show", "-P", prop, unit], capture_output=True, text=True).stdout.strip()
 
@@ -909,7 +1006,7 @@ def test_ipv6_only_pod_ip_is_the_ipv6_address(make_daemon, pb, tmp_path):
     (lambda c: c.linux.sysctls.__setitem__("../../etc/passwd", "1"), "contains '/'"),
     (lambda c: c.linux.sysctls.__setitem__("kernel.shm_rmid_forced", "1") or
      setattr(c.linux.security_context.namespace_options, "ipc", 2), "IPC namespace"),
-    (lambda c: setattr(c.linux, "cgroup_parent", "/kubepods/besteffort"), "not a systemd slice name"),
+    (lambda c: setattr(c.linux, "cgroup_parent", "/kubepods/besteffort"), "config.linux.cgroup_parent"),
     (lambda c: c.port_mappings.add(container_port=0, host_port=80), "ports must be within"),
 ])
 def test_bad_input_is_invalid_argument_and_creates_nothing(make_daemon, pb, tmp_path, mutate, needle):
