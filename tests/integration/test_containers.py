@@ -33,6 +33,7 @@ from rktlet_test import machine_skip, wait_journal, wait_until
 from test_images import pull, registries_config
 # cni and no_leftovers (autouse: no pod slice left after a test) are fixtures used here too.
 from test_pods import CNI_BIN, cni, mounts_under, needs_cni, no_leftovers, ns_path, pod_config, units  # noqa: F401
+from test_crash import shim  # noqa: F401
 
 RUNC = shutil.which("runc")
 
@@ -1635,7 +1636,7 @@ def test_status_while_systemd_cannot_say(cd, make_daemon, pb, user_manager_pid):
         cleanup(d2, pb)
 
 
-def test_sigkill_during_create_leaves_nothing_half_made(cd, make_daemon, pb):
+def test_sigkill_during_create_leaves_nothing_half_made(cd, make_daemon, pb, shim):
     """The daemon dies in the middle of CreateContainer: its record says 'creating' and the overlay
     rootfs is mounted, but there is no config.json yet. The call fails UNAVAILABLE; the restarted
     daemon unmounts and deletes the half-made container, which no List ever showed, and the same
@@ -1643,28 +1644,27 @@ def test_sigkill_during_create_leaves_nothing_half_made(cd, make_daemon, pb):
     d = cd
     pod = make_pod(d, pb, name="createcrash")
     lib = os.path.join(d.dir, "lib", "containers")
-    # Create is quick (a mount child, then config.json): stop the daemon (SIGSTOP) as soon as the
-    # record is on disk, then look at what it had done. Stopped, it cannot change anything, so what
-    # is on disk is what it had when it died. Caught too late (created), the container is removed
-    # and the next attempt tries again.
-    for attempt in range(20):
-        cfg = ctr_config(pb, "half", d.ref(), command=["sleep", "1000"])
-        pending = d.runtime().CreateContainer.future(
-            pb.CreateContainerRequest(pod_sandbox_id=pod.id, config=cfg, sandbox_config=pod.config), timeout=T)
-        cid = wait_until(lambda: next((c for c in listdir(lib) if os.path.exists(os.path.join(lib, c, "state.json"))),
-                                      None), interval=0.0001, what="the container's record")
-        d.send_signal(signal.SIGSTOP)
-        # The mount child, if spawned, goes on while its parent is stopped: wait until it has ended.
-        wait_until(lambda: all(proc_status(p, "State") in (None, "Z (zombie)") for p in children(d.pid)),
-                   what="the daemon's children to end")
-        rootfs = os.path.join(d.dir, "run", "containers", cid, "rootfs")
-        if state_of(d, cid)["creating"] and os.path.ismount(rootfs):
-            break
-        d.send_signal(signal.SIGCONT)
-        remove(d, pb, pending.result().container_id)
-    else:
-        d.kill()
-        pytest.fail("never caught a CreateContainer between its record and its end in 20 attempts")
+    # The same daemon again (its directories, its pod, its image), with test_crash.py's shim
+    # preloaded: it stops the daemon (SIGSTOP) just before the rename that would save the
+    # container's config.json, after the mount child mounted the rootfs. Stopped, it cannot change
+    # anything: what is on disk is what it had when it died.
+    d.stop()
+    pidfile = os.path.join(d.dir, "stopped.pid")
+    run = os.path.join(d.dir, "run", "containers") + "/"
+    env = dict(os.environ, LD_PRELOAD=shim, STOP_AT=f"rename:before:main:1:{run}:/config.json:64",
+               STOP_AT_PIDFILE=pidfile,
+               ASAN_OPTIONS=(os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":"))
+    ds = make_daemon("rktlet", start=False, env=env, **d.kwargs)
+    ds.kwargs, ds.ref = d.kwargs, d.ref
+    ds.start()
+    cfg = ctr_config(pb, "half", d.ref(), command=["sleep", "1000"])
+    pending = ds.runtime().CreateContainer.future(
+        pb.CreateContainerRequest(pod_sandbox_id=pod.id, config=cfg, sandbox_config=pod.config), timeout=T)
+    wait_until(lambda: os.path.exists(pidfile) and proc_status(ds.pid, "State") == "T (stopped)",
+               what="the shim to stop the daemon before it saves config.json")
+    cid = next(c for c in listdir(lib) if os.path.exists(os.path.join(lib, c, "state.json")))
+    d = ds
+    assert state_of(d, cid)["creating"] and os.path.ismount(os.path.join(d.dir, "run", "containers", cid, "rootfs"))
     try:
         assert state_of(d, cid)["state"] == "created" and state_of(d, cid)["rootfsMounted"] is True
         assert not os.path.exists(os.path.join(d.dir, "run", "containers", cid, "config.json"))
