@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <systemd/sd-daemon.h>
 
+#include "child.h"
 #include "cri-service.h"
 #include "fd-util.h"
 #include "json-util.h"
@@ -90,6 +91,7 @@ Manager *manager_free(Manager *m) {
         m->images = image_store_free(m->images);
         manager_drop_bus(m);
         m->cni = cni_free(m->cni);
+        child_free_abandoned(); /* what the tables above gave up (a CNI plugin still running) */
         free(m->pod_cidr);
         free(m->pod_init);
         free(m->oci_runtime);

@@ -42,9 +42,13 @@ struct Child {
         bool timed_out;
         ChildDone done;
         void *userdata;
+        struct Child *abandoned_prev, *abandoned_next; /* in the abandoned list, once abandoned */
+        bool abandoned;
 };
 
 static unsigned n_children = 0;
+/* Children nobody waits for any more: freed when reaped, or by child_free_abandoned() at exit. */
+static Child *abandoned = NULL;
 
 unsigned child_count(void) {
         return n_children;
@@ -83,6 +87,14 @@ static void stdin_close(Child *c) {
 }
 
 static void child_free(Child *c) {
+        if (c->abandoned) {
+                if (c->abandoned_prev)
+                        c->abandoned_prev->abandoned_next = c->abandoned_next;
+                else
+                        abandoned = c->abandoned_next;
+                if (c->abandoned_next)
+                        c->abandoned_next->abandoned_prev = c->abandoned_prev;
+        }
         ev_io_stop(c->loop, &c->pidfd_io);
         ev_timer_stop(c->loop, &c->timeout);
         stream_close(c, &c->out);
@@ -193,6 +205,18 @@ void child_abandon(Child *c) {
         c->done = NULL;
         c->userdata = NULL;
         (void) child_kill(c, SIGKILL);
+        if (!c->abandoned) {
+                c->abandoned = true;
+                c->abandoned_next = abandoned;
+                if (abandoned)
+                        abandoned->abandoned_prev = c;
+                abandoned = c;
+        }
+}
+
+void child_free_abandoned(void) {
+        while (abandoned)
+                child_free(abandoned); /* killed already; the kernel reaps it with the daemon's exit */
 }
 
 _noreturn_ static void child_exec(const ChildSpec *spec, int in_fd, int out_fd, int err_fd) {

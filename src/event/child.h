@@ -43,5 +43,7 @@ pid_t child_pid(const Child *c);
 int child_kill(Child *c, int sig);
 /* The caller loses interest: no callback; the child is killed and reaped in the background. */
 void child_abandon(Child *c);
+/* At exit, before the loop goes: frees the abandoned children not reaped yet. */
+void child_free_abandoned(void);
 /* Children still running (abandoned ones included). */
 unsigned child_count(void);

@@ -702,7 +702,7 @@ fi
 exec /usr/bin/python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1])).get("prevResult", {})))' "$0.$CNI_COMMAND.json"
 """
 
-PLUGIN_TIMEOUT = 2  # seconds, PluginTimeoutSec= of these tests
+PLUGIN_TIMEOUT = 4  # seconds, PluginTimeoutSec= of these tests (the test must see the hang before it ends)
 
 
 def hanging_network(tmp_path, cni, hang=()):
