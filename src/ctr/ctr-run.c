@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -141,6 +142,8 @@ static void op_finish(CtrOp *op) {
                 c->op = NULL;
                 if (c->exit_waiter == op)
                         c->exit_waiter = NULL;
+                if (op->kind == OP_REMOVE && !c->watch)
+                        ctr_confirmed(c); /* a removal finished at start failed: its state is known */
         }
         snprintf(id_field, sizeof id_field, "CONTAINER_ID=%s", op->id);
         if (error < 0)
@@ -283,6 +286,25 @@ static char *runtime_error(Container *c) {
         return out;
 }
 
+/* Why a start job failed when the OCI runtime could not say (its --log file is in the state
+ * directory: a full disk loses it, the runtime then writing only to the container's stderr). */
+static char *start_failure(Container *c, const char *job_message) {
+        const char *runtime = strrchr(c->table->env.runtime, '/');
+        struct statvfs st;
+        char *out, space[256] = "";
+
+        runtime = runtime ? runtime + 1 : c->table->env.runtime;
+        /* Less than a megabyte left: the runtime's state and log writes are what fail first. */
+        if (statvfs(c->table->env.state_dir, &st) >= 0 && (uint64_t) st.f_bavail * st.f_frsize < 1024 * 1024)
+                snprintf(space, sizeof space, "; the state directory %s has %llu KiB free (%s?)",
+                         c->table->env.state_dir, (unsigned long long) st.f_bavail * st.f_frsize / 1024,
+                         strerror(ENOSPC));
+        if (asprintf(&out, "%s create failed (%s)%s; its own words are in the container's log, on stderr", runtime,
+                     job_message ?: "the unit did not start", space) < 0)
+                return NULL;
+        return out;
+}
+
 /* What a started unit says: running, already exited, or never started. */
 static void start_decide(Container *c, const SystemdServiceInfo *info, CtrOp *op) {
         char *err = runtime_error(c);
@@ -297,6 +319,8 @@ static void start_decide(Container *c, const SystemdServiceInfo *info, CtrOp *op
                 if (info->main_pid == 0)
                         record_exit(c, info);
         } else {
+                if (!err && op && op->job_failed)
+                        err = start_failure(c, op->job_message);
                 c->state = CTR_EXITED;
                 c->exit_code = 128;
                 c->finished_at_ns = now_ns();
@@ -323,7 +347,15 @@ static void unit_decide(Container *c, const SystemdServiceInfo *info) {
                 return;
         }
         if (c->state == CTR_CREATED && c->unit_started) {
-                /* A daemon stopped while starting it: decide from what systemd knows. */
+                /* A daemon stopped while starting it: decide from what systemd knows, once systemd
+                 * knows it. While the OCI runtime's create (ExecStart=, the control process of a
+                 * forking service) still runs, the unit is activating and has no main process yet:
+                 * the container stays CREATED until the next change of the unit says how it went. */
+                if (!info->gone && info->exec_main_start_usec == 0 && info->control_pid != 0) {
+                        log_debug("container %s: systemd is still starting it (create as pid %" PRIu32 ").", c->id,
+                                  info->control_pid);
+                        return;
+                }
                 start_decide(c, info, NULL);
                 return;
         }
@@ -1075,6 +1107,11 @@ int ctr_start(Container *c, CtrDone done, void *userdata, char **ret_message, Ct
 
         if (c->busy)
                 return -EBUSY;
+        if (c->removing) {
+                if (asprintf(ret_message, "container %s is being removed: it cannot start", c->id) < 0)
+                        *ret_message = NULL;
+                return -EPERM;
+        }
         if (c->state != CTR_CREATED || c->unit_started) {
                 if (asprintf(ret_message, "container %s is %s, not created: it can start only once", c->id,
                              ctr_state_to_string(c->state)) < 0)
@@ -1119,6 +1156,13 @@ int ctr_remove(Container *c, CtrDone done, void *userdata, CtrOp **ret_op) {
                 return -ENOMEM;
         if (ret_op)
                 *ret_op = op;
+        /* Saved before the first step undoes anything: a removal cut short by a crash is finished
+         * at the next start, and never taken for a container that may still start (its rootfs may
+         * be unmounted already). */
+        if (!c->removing) {
+                c->removing = true;
+                save(c);
+        }
         op->step = STEP_RM_KILL - 1;
         op_next(op);
         return 0;
@@ -1192,20 +1236,37 @@ static void load_one(const char *id, void *userdata) {
                 (void) ctr_remove(c, NULL, NULL, NULL);
                 return;
         }
-        if (!c->unit_started)
-                return;
-        if (c->state == CTR_RUNNING || c->state == CTR_CREATED)
-                (void) ctr_io_adopt(t->env.loop, c->id, c->log_dir, ctr_log_relative(c), &c->io);
-        if (c->state != CTR_EXITED) {
-                c->unconfirmed = true;
-                t->n_unconfirmed++;
+        if (c->unit_started) {
+                if (c->state == CTR_RUNNING || c->state == CTR_CREATED)
+                        (void) ctr_io_adopt(t->env.loop, c->id, c->log_dir, ctr_log_relative(c), &c->io);
+                if (c->state != CTR_EXITED) {
+                        c->unconfirmed = true;
+                        t->n_unconfirmed++;
+                }
+                r = watch(c);
+                if (r < 0)
+                        log_warning_errno(r, "container %s: cannot watch its unit: %m", c->id);
+                else if (c->state != CTR_EXITED)
+                        systemd_watch_refresh(c->watch);
         }
-        r = watch(c);
-        if (r < 0)
-                log_warning_errno(r, "container %s: cannot watch its unit: %m", c->id);
-        else if (c->state != CTR_EXITED)
-                systemd_watch_refresh(c->watch);
-        log_debug("container %s: recovered (%s).", c->id, ctr_state_to_string(c->state));
+        log_debug("container %s: recovered (%s%s).", c->id, ctr_state_to_string(c->state),
+                  c->removing ? ", being removed" : "");
+        if (c->removing) {
+                /* The watch is in place: the removal's kill and wait see the unit as any other.
+                 * Unconfirmed until it ends (at most the manager's recovery wait): clients are
+                 * served once it is gone, or (if it failed) see it UNKNOWN, never as a container
+                 * that may start. */
+                log_notice("container %s: was being removed when rktlet stopped; finishing the removal.", c->id);
+                if (!c->unconfirmed) {
+                        c->unconfirmed = true;
+                        t->n_unconfirmed++;
+                }
+                r = ctr_remove(c, NULL, NULL, NULL);
+                if (r < 0) {
+                        log_warning_errno(r, "container %s: cannot finish its removal: %m", c->id);
+                        ctr_confirmed(c);
+                }
+        }
 }
 
 int ctr_table_load(CtrTable *t) {

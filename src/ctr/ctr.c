@@ -228,6 +228,7 @@ int ctr_save(const Container *c) {
         json_gen_key_int(g, "memoryLimit", c->memory_limit);
         json_gen_key_str(g, "state", ctr_state_to_string(c->state));
         json_gen_key_bool(g, "creating", c->creating);
+        json_gen_key_bool(g, "removing", c->removing);
         json_gen_key_int(g, "createdAt", (long long) c->created_at_ns);
         json_gen_key_int(g, "startedAt", (long long) c->started_at_ns);
         json_gen_key_int(g, "finishedAt", (long long) c->finished_at_ns);
@@ -332,6 +333,7 @@ int ctr_load(CtrTable *t, const char *id, Container **ret) {
         c->memory_limit = get_int(v, "memoryLimit");
         c->state = ctr_state_from_string(json_get_str(v, "state"));
         c->creating = get_bool(v, "creating");
+        c->removing = get_bool(v, "removing");
         c->created_at_ns = (uint64_t) get_int(v, "createdAt");
         c->started_at_ns = (uint64_t) get_int(v, "startedAt");
         c->finished_at_ns = (uint64_t) get_int(v, "finishedAt");

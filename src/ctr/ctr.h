@@ -98,6 +98,7 @@ typedef struct Container {
 
         CtrState state;
         bool creating; /* being made: recovery undoes it */
+        bool removing; /* a removal began (saved before its first step): recovery finishes it */
         uint64_t created_at_ns, started_at_ns, finished_at_ns;
         int exit_code;
         char *reason, *message;

@@ -267,6 +267,8 @@ static int read_service_properties(sd_bus_message *m, SystemdServiceInfo *info) 
                         r = sd_bus_message_read(m, "v", "i", &info->exec_main_code);
                 else if (strcmp(name, "ExecMainStatus") == 0 && strcmp(contents, "i") == 0)
                         r = sd_bus_message_read(m, "v", "i", &info->exec_main_status);
+                else if (strcmp(name, "ControlPID") == 0 && strcmp(contents, "u") == 0)
+                        r = sd_bus_message_read(m, "v", "u", &info->control_pid);
                 else if (strcmp(name, "ExecMainPID") == 0 && strcmp(contents, "u") == 0)
                         r = sd_bus_message_read(m, "v", "u", &info->exec_main_pid);
                 else if (strcmp(name, "ExecMainStartTimestamp") == 0 && strcmp(contents, "t") == 0)

@@ -38,6 +38,7 @@ int systemd_reset_failed_unit(SystemdClient *c, const char *name, uint64_t timeo
 typedef struct SystemdServiceInfo {
         bool gone; /* the properties could not be read */
         uint32_t main_pid, exec_main_pid;
+        uint32_t control_pid; /* ExecStart= of a Type=forking service while it runs: still starting */
         int32_t exec_main_code, exec_main_status; /* CLD_EXITED/CLD_KILLED/CLD_DUMPED and status */
         uint64_t exec_main_start_usec, exec_main_exit_usec; /* CLOCK_REALTIME, 0 when not yet */
         char result[32];                                    /* "success", "exit-code", "oom-kill"… */
