@@ -24,6 +24,7 @@
 #include "log.h"
 #include "macro.h"
 #include "time-util.h"
+#include "trash.h"
 
 typedef enum CtrOpKind { OP_CREATE, OP_START, OP_STOP, OP_REMOVE } CtrOpKind;
 static const char *const op_names[] = { "create", "start", "stop", "remove" };
@@ -798,6 +799,22 @@ static void step_umount(CtrOp *op) {
         }
 }
 
+/* A container's root directory, off the loop (see trash.h); where it cannot be renamed, deleted
+ * here. */
+static int trash_ctr(CtrTable *t, const char *root, const char *id) {
+        _cleanup_free_ char *bin = NULL, *name = NULL;
+        int r;
+
+        if (asprintf(&bin, "%s/trash", t->env.root_dir) < 0 || asprintf(&name, "container-%s", id) < 0)
+                return -ENOMEM;
+        r = trash_tree(t->env.loop, bin, root, name);
+        if (r < 0) {
+                log_debug_errno(r, "container %s: cannot move %s to the trash, deleting it in place: %m", id, root);
+                r = rm_rf(root);
+        }
+        return r;
+}
+
 static void step_delete(CtrOp *op) {
         Container *c = op->c;
         char *run = ctr_run_dir(c), *root = ctr_root_dir(c);
@@ -805,9 +822,12 @@ static void step_delete(CtrOp *op) {
         int r = -ENOMEM;
 
         if (run && root) {
+                /* The state directory's part is small (an empty mount point, the bundle); the
+                 * root's holds the writable layer, which may be gigabytes: out of its place at once
+                 * (the record with it), deleted by a child. */
                 r = rm_rf(run);
                 if (r >= 0)
-                        r = rm_rf(root);
+                        r = trash_ctr(c->table, root, c->id);
         }
         if (r < 0)
                 op_fail(op, r, "delete %s: %s", run ?: "the container's state", strerror(-r));
@@ -1201,7 +1221,7 @@ static void gc_orphan(CtrTable *t, const char *id) {
         if (asprintf(&run, "%s/containers/%s", t->env.state_dir, id) < 0)
                 run = NULL;
         if (root && run) {
-                r = rm_rf(root);
+                r = trash_ctr(t, root, id);
                 if (r >= 0)
                         r = rm_rf(run);
         }
@@ -1270,8 +1290,13 @@ static void load_one(const char *id, void *userdata) {
 }
 
 int ctr_table_load(CtrTable *t) {
+        _cleanup_free_ char *bin = NULL;
         char *dir;
         int r;
+
+        /* What removals cut short by a crash left to delete. */
+        if (asprintf(&bin, "%s/trash", t->env.root_dir) >= 0)
+                trash_empty(t->env.loop, bin);
 
         if (asprintf(&dir, "%s/containers", t->env.root_dir) < 0)
                 return -ENOMEM;
