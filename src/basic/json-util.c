@@ -156,6 +156,15 @@ int json_gen_write_file(yajl_gen g, const char *path, unsigned mode) {
         return write_file_atomic(path, (const char *) buf, len, mode);
 }
 
+int json_gen_save(yajl_gen g, const char *path, unsigned mode) {
+        const unsigned char *buf;
+        size_t len;
+
+        if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok)
+                return -ENOMEM;
+        return write_file_replace(path, (const char *) buf, len, mode);
+}
+
 bool json_get_int(yajl_val obj, const char *key, long long *ret) {
         yajl_val v = json_get(obj, key);
 
@@ -180,7 +189,7 @@ char **json_get_strv(yajl_val obj, const char *key) {
         return l;
 }
 
-int write_file_atomic(const char *path, const char *data, size_t len, unsigned mode) {
+static int write_file_rename(const char *path, const char *data, size_t len, unsigned mode, bool durable) {
         char *tmp = NULL, *dir = NULL;
         int fd = -1, dfd = -1, r = 0;
 
@@ -201,7 +210,7 @@ int write_file_atomic(const char *path, const char *data, size_t len, unsigned m
                 }
                 off += (size_t) k;
         }
-        if (fsync(fd) < 0 || close(fd) < 0) {
+        if ((durable && fsync(fd) < 0) || close(fd) < 0) {
                 fd = -1;
                 r = -errno;
                 goto out;
@@ -211,7 +220,7 @@ int write_file_atomic(const char *path, const char *data, size_t len, unsigned m
                 r = -errno;
                 goto out;
         }
-        dir = strdup(path);
+        dir = durable ? strdup(path) : NULL;
         if (dir) {
                 dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
                 if (dfd >= 0)
@@ -225,6 +234,14 @@ out:
         free(tmp);
         free(dir);
         return r;
+}
+
+int write_file_atomic(const char *path, const char *data, size_t len, unsigned mode) {
+        return write_file_rename(path, data, len, mode, true);
+}
+
+int write_file_replace(const char *path, const char *data, size_t len, unsigned mode) {
+        return write_file_rename(path, data, len, mode, false);
 }
 
 int read_file(const char *path, size_t max, char **ret, size_t *ret_len) {

@@ -187,6 +187,7 @@ CtrTable *ctr_table_free(CtrTable *t) {
                         op_abort(c->op);
                 ctr_free(c);
         }
+        fs_sync_free(t->sync);
         free(t);
         return NULL;
 }
@@ -836,6 +837,7 @@ static void step_delete(CtrOp *op) {
                 if (img && img->users > 0)
                         img->users--;
                 ctr_io_forget(c->id);
+                fs_sync_request(c->table->sync);
                 ctr_free(c);
                 op->c = NULL;
         }
@@ -1084,7 +1086,7 @@ int ctr_create(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *c
                 goto fail;
         }
         if ((r = mkdir_p(run, 0700)) < 0 || (r = mkdir_p(root, 0700)) < 0 ||
-            (r = write_file_atomic(cfg, c->config ?: "", c->config_len, 0600)) < 0 || (r = ctr_save(c)) < 0) {
+            (r = write_file_replace(cfg, c->config ?: "", c->config_len, 0600)) < 0 || (r = ctr_save(c)) < 0) {
                 if (asprintf(ret_message, "container %s: cannot create its state in %s or %s: %s", c->id, run, root,
                              strerror(-r)) < 0)
                         *ret_message = NULL;

@@ -86,6 +86,10 @@ int ctr_table_new(const CtrEnv *env, CtrTable **ret) {
         if (!t)
                 return -ENOMEM;
         t->env = *env;
+        if (fs_sync_new(env->loop, env->root_dir, &t->sync) < 0) {
+                free(t);
+                return -ENOMEM;
+        }
         /* Without CAP_SYS_RESOURCE nobody below us may get a lower OOM score than ours: the OCI
          * runtime would fail writing it. Clamp, as containerd's restrict_oom_score_adj does. */
         t->can_lower_oom_score = can_lower_oom_score();
@@ -241,7 +245,9 @@ int ctr_save(const Container *c) {
         json_gen_key_bool(g, "unitStarted", c->unit_started);
         json_gen_key_bool(g, "runtimeCreated", c->runtime_created);
         yajl_gen_map_close(g);
-        r = json_gen_write_file(g, path, 0600);
+        r = json_gen_save(g, path, 0600);
+        if (r >= 0)
+                fs_sync_request(c->table->sync);
 out:
         if (g)
                 yajl_gen_free(g);

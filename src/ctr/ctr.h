@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "cri-log.h"
+#include "fs-sync.h"
 #include "image-store.h"
 #include "oci-spec.h"
 #include "pod.h"
@@ -137,6 +138,7 @@ struct CtrTable {
         unsigned n_containers;
         bool can_lower_oom_score;
         int own_oom_score_adj;
+        FsSync *sync; /* records are saved on the loop and made durable off it */
         unsigned n_unconfirmed; /* containers whose unit systemd has not answered for since the start */
         void (*all_confirmed)(void *userdata); /* when that count drops to 0, with env.userdata */
 };
