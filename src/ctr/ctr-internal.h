@@ -2,6 +2,7 @@
 #pragma once
 
 #include "ctr.h"
+#include "json-util.h"
 #include "strv.h"
 
 #define CTR_SYSTEMD_TIMEOUT_USEC (90ULL * 1000 * 1000)
@@ -19,9 +20,14 @@ int ctr_load(CtrTable *t, const char *id, Container **ret);
 CtrState ctr_state_from_string(const char *s);
 
 /* ctr-oci.c: config.json for a container whose rootfs is mounted. */
-int ctr_write_oci_config(Container *c, const Pod *pod, const Image *image, const CtrSpec *spec, char **ret_message);
+/* image_config: the image's config, parsed (NULL: it could not be read, an error). */
+int ctr_write_oci_config(Container *c, const Pod *pod, const Image *image, yajl_val image_config, const CtrSpec *spec,
+                         char **ret_message);
 /* The image's config: its stop signal ("SIGTERM" when none). */
-int ctr_image_stop_signal(ImageStore *s, const Image *image);
+/* The image config's StopSignal, else SIGTERM. */
+int ctr_image_stop_signal(yajl_val image_config);
+/* The image's config, parsed once per CreateContainer (up to 4 MiB), or NULL. */
+yajl_val ctr_image_config(ImageStore *s, const Image *image);
 
 /* ctr-rootfs.c: children that mount the overlay rootfs or unmount it. */
 typedef struct CtrRootfs {

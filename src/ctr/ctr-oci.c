@@ -360,20 +360,20 @@ out:
         return r;
 }
 
-int ctr_write_oci_config(Container *c, const Pod *pod, const Image *image, const CtrSpec *s, char **ret_message) {
+int ctr_write_oci_config(Container *c, const Pod *pod, const Image *image, yajl_val image_config, const CtrSpec *s,
+                         char **ret_message) {
         CtrTable *t = c->table;
-        char *config_path = image_config_path(t->env.images, image), *text = NULL, *out = NULL;
-        yajl_val v = NULL, config;
+        char *out = NULL;
+        yajl_val config;
         OciSpec o = {};
         struct rlimit nofile;
         int r;
 
-        if (!config_path || (r = read_file(config_path, 4 * 1024 * 1024, &text, NULL)) < 0 ||
-            !(v = json_parse(text, NULL, 0))) {
+        if (!image_config) {
                 r = error_message(ret_message, -EIO, "cannot read the config of image %s", image->id);
                 goto out;
         }
-        config = json_get(v, "config");
+        config = json_get(image_config, "config");
 
         o.rootfs = ctr_path(c, true, "rootfs");
         out = ctr_path(c, true, "config.json");
@@ -514,9 +514,6 @@ int ctr_write_oci_config(Container *c, const Pod *pod, const Image *image, const
         r = oci_spec_write(&o, out, ret_message);
 out:
         oci_spec_done(&o);
-        yajl_tree_free(v);
-        free(text);
-        free(config_path);
         free(out);
         return r;
 }

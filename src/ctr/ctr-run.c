@@ -74,6 +74,7 @@ struct CtrOp {
         /* create */
         CtrSpec spec;
         Image *image;
+        yajl_val image_config; /* parsed once (NULL: unreadable, STEP_CONFIG fails) */
         CtrRootfs rootfs;
         char *target; /* umount */
 };
@@ -121,6 +122,7 @@ static void timer_stop(CtrOp *op) {
 static void op_free(CtrOp *op) {
         timer_stop(op);
         ctr_spec_done(&op->spec);
+        yajl_tree_free(op->image_config);
         ctr_rootfs_done(&op->rootfs);
         free(op->target);
         free(op->job_message);
@@ -443,7 +445,7 @@ static void step_config(CtrOp *op) {
                 op_next(op);
                 return;
         }
-        r = ctr_write_oci_config(c, pod, op->image, &op->spec, &message);
+        r = ctr_write_oci_config(c, pod, op->image, op->image_config, &op->spec, &message);
         if (r < 0)
                 op_fail(op, r, "container %s: %s", c->id, message ?: strerror(-r));
         free(message);
@@ -997,19 +999,20 @@ int ctr_signal_from_string(const char *s) {
         return -EINVAL;
 }
 
-int ctr_image_stop_signal(ImageStore *s, const Image *image) {
-        char *path = image_config_path(s, image), *text = NULL;
-        yajl_val v = NULL;
+yajl_val ctr_image_config(ImageStore *s, const Image *image) {
+        _cleanup_free_ char *path = image_config_path(s, image), *text = NULL;
+
+        if (!path || read_file(path, 4 * 1024 * 1024, &text, NULL) < 0)
+                return NULL;
+        return json_parse(text, NULL, 0);
+}
+
+int ctr_image_stop_signal(yajl_val image_config) {
         int sig = SIGTERM;
 
-        if (path && read_file(path, 4 * 1024 * 1024, &text, NULL) >= 0 && (v = json_parse(text, NULL, 0)))
-                sig = ctr_signal_from_string(json_get_str(json_get(v, "config"), "StopSignal"));
-        if (sig <= 0)
-                sig = SIGTERM;
-        yajl_tree_free(v);
-        free(text);
-        free(path);
-        return sig;
+        if (image_config)
+                sig = ctr_signal_from_string(json_get_str(json_get(image_config, "config"), "StopSignal"));
+        return sig > 0 ? sig : SIGTERM;
 }
 
 int ctr_create(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *config, size_t config_len,
@@ -1017,6 +1020,7 @@ int ctr_create(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *c
         Container *c;
         CtrOp *op;
         char *run = NULL, *root = NULL, *cfg = NULL;
+        yajl_val image_config = NULL;
         int r;
 
         for (Container *o = t->containers; o; o = o->next)
@@ -1033,6 +1037,8 @@ int ctr_create(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *c
                 ctr_spec_done(spec);
                 return -ENOMEM;
         }
+        /* Read and parsed once: for the stop signal here, for the OCI config at STEP_CONFIG. */
+        image_config = ctr_image_config(t->env.images, image);
         r = random_id(c->id);
         memcpy(c->pod_id, pod->id, sizeof c->pod_id);
         c->name = strdup(spec->name);
@@ -1057,7 +1063,7 @@ int ctr_create(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *c
                 c->config_len = config_len;
         }
         /* kubelet's (the pod's lifecycle.stopSignal), else the image's StopSignal, else SIGTERM. */
-        c->stop_signal = spec->stop_signal > 0 ? spec->stop_signal : ctr_image_stop_signal(t->env.images, image);
+        c->stop_signal = spec->stop_signal > 0 ? spec->stop_signal : ctr_image_stop_signal(image_config);
         c->tty = spec->tty;
         c->stdin_ = spec->stdin_;
         c->stdin_once = spec->stdin_once;
@@ -1074,6 +1080,7 @@ int ctr_create(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *c
             !c->log_dir || (config_len && !c->config)) {
                 ctr_free(c);
                 ctr_spec_done(spec);
+                yajl_tree_free(image_config);
                 return r < 0 ? r : -ENOMEM;
         }
         ctr_link(t, c);
@@ -1100,6 +1107,7 @@ int ctr_create(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *c
         op->spec = *spec;
         *spec = (CtrSpec) {};
         op->image = image;
+        op->image_config = TAKE_PTR(image_config);
         image->users++;
         free(run);
         free(root);
@@ -1120,6 +1128,7 @@ fail:
         free(root);
         free(cfg);
         ctr_spec_done(spec);
+        yajl_tree_free(image_config);
         ctr_free(c);
         return r;
 }
