@@ -3,12 +3,13 @@
  * whose main process is the container itself. */
 #pragma once
 
+#include <errno.h>
 #include <ev.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cri-log.h"
+#include "ctr-log.h"
 #include "fs-sync.h"
 #include "image-store.h"
 #include "oci-spec.h"
@@ -21,7 +22,7 @@ typedef enum CtrState { /* the CRI's ContainerState values */
         CTR_EXITED = 2,
         CTR_UNKNOWN = 3,
         _CTR_STATE_MAX,
-        _CTR_STATE_INVALID = -22,
+        _CTR_STATE_INVALID = -EINVAL,
 } CtrState;
 
 typedef struct CtrMount {

@@ -1,6 +1,7 @@
 /* gRPC status codes, their names, and the percent-encoding of grpc-message. */
 #pragma once
 
+#include <errno.h>
 #include <stddef.h>
 
 typedef enum GrpcStatus {
@@ -22,7 +23,7 @@ typedef enum GrpcStatus {
         GRPC_STATUS_DATA_LOSS = 15,
         GRPC_STATUS_UNAUTHENTICATED = 16,
         _GRPC_STATUS_MAX,
-        _GRPC_STATUS_INVALID = -22, /* -EINVAL */
+        _GRPC_STATUS_INVALID = -EINVAL,
 } GrpcStatus;
 
 const char *grpc_status_to_string(GrpcStatus s);

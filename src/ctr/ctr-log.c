@@ -2,7 +2,7 @@
  * one record per line of output, a line longer than the maximum split into P(artial) records and
  * ended by an F(ull) one. A container's two pipes feed one file, reopened after kubelet rotates it,
  * always beneath the pod's log directory and through no symlink. */
-#include "cri-log.h"
+#include "ctr-log.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-/* Unit tests of the CRI log writer (src/ctr/cri-log.c): records, partial lines, rotation, and paths
+/* Unit tests of the CRI log writer (src/ctr/ctr-log.c): records, partial lines, rotation, and paths
  * resolved beneath the log directory through no symlink. */
 #include <dirent.h>
 #include <errno.h>
@@ -15,9 +15,9 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "cri-log.h"
+#include "ctr-log.h"
 
-static char dir[] = "/tmp/test-cri-log.XXXXXX";
+static char dir[] = "/tmp/test-ctr-log.XXXXXX";
 
 /* The file's records as "stream tag text" lines, timestamps checked and cut off. */
 static char *records(const char *path) {
