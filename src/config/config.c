@@ -14,6 +14,7 @@
 #include "log.h"
 #include "macro.h"
 #include "parse-util.h"
+#include "quote.h"
 #include "time-util.h"
 
 typedef int (*ConfigParser)(const char *value, void *field, char **ret_error);
@@ -302,14 +303,14 @@ static int config_ini_handler(void *user, const char *section, const char *name,
         r = config_set(st->config, section, name, value, &why);
         if (r == -ENOENT) {
                 char msg[512];
-                snprintf(msg, sizeof msg, "unknown key '%s' in section [%s], ignoring", name, section);
+                snprintf(msg, sizeof msg, "unknown key %s in section [%s], ignoring", QUOTE(name), section);
                 if (st->warn)
                         st->warn(origin, msg, st->userdata);
                 return 1;
         }
         if (r < 0) {
                 st->error = r;
-                if (asprintf(&st->error_message, "%s: invalid value '%s' for %s: %s", origin, value, name,
+                if (asprintf(&st->error_message, "%s: invalid value %s for %s: %s", origin, QUOTE(value), name,
                              why ? why : strerror(-r)) < 0)
                         st->error_message = NULL;
                 return 0;

@@ -13,6 +13,7 @@
 #include "json-util.h"
 #include "log.h"
 #include "manager.h"
+#include "quote.h"
 #include "strv.h"
 
 /* A call waiting for a container operation. */
@@ -143,8 +144,8 @@ static int seccomp_from(const Runtime__V1__LinuxContainerSecurityContext *sc, Ct
                 return 0;
         case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost:
                 if (!path_ok(sc->seccomp->localhost_ref))
-                        return error_message(ret_message, -EINVAL, "seccomp profile '%s' is no absolute path",
-                                       sc->seccomp->localhost_ref ?: "");
+                        return error_message(ret_message, -EINVAL, "seccomp profile %s is no absolute path",
+                                             QUOTE(sc->seccomp->localhost_ref));
                 s->seccomp = OCI_SECCOMP_LOCALHOST;
                 s->seccomp_profile = strdup(sc->seccomp->localhost_ref);
                 return s->seccomp_profile ? 0 : -ENOMEM;
@@ -233,7 +234,8 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
                 if (!s->envs[i].key || !s->envs[i].value)
                         return -ENOMEM;
                 if (v->len && memchr(v->data, 0, v->len))
-                        return error_message(ret_message, -EINVAL, "envs: environment variable '%s' holds a NUL byte", s->envs[i].key);
+                        return error_message(ret_message, -EINVAL, "envs: environment variable %s holds a NUL byte",
+                                             QUOTE(s->envs[i].key));
         }
         if (sc && sc->n_supplemental_groups) {
                 s->supplemental_groups = calloc(sc->n_supplemental_groups, sizeof(int64_t));
@@ -246,22 +248,26 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
         if (!s->name[0])
                 return error_message(ret_message, -EINVAL, "config.metadata.name is empty");
         if (strlen(s->name) > 253 || strchr(s->name, '/'))
-                return error_message(ret_message, -EINVAL, "container name '%s' is invalid", s->name);
+                return error_message(ret_message, -EINVAL,
+                                     "config.metadata.name %s is invalid: longer than 253 bytes or with '/'",
+                                     QUOTE(s->name));
         if (!s->image_ref[0])
                 return error_message(ret_message, -EINVAL, "config.image.image is empty");
         if (s->log_path[0] && !relative_path_ok(s->log_path))
-                return error_message(ret_message, -EINVAL, "log_path '%s' must be relative to the pod's log directory, without '..'",
-                               s->log_path);
+                return error_message(ret_message, -EINVAL,
+                                     "log_path %s must be relative to the pod's log directory, without '..'",
+                                     QUOTE(s->log_path));
         if (s->working_dir[0] && s->working_dir[0] != '/')
-                return error_message(ret_message, -EINVAL, "working_dir '%s' is not absolute", s->working_dir);
+                return error_message(ret_message, -EINVAL, "working_dir %s is not absolute", QUOTE(s->working_dir));
         if (s->has_run_as_user && s->run_as_user < 0)
                 return error_message(ret_message, -EINVAL, "run_as_user %lld is negative", (long long) s->run_as_user);
         if (s->has_run_as_group && s->run_as_group < 0)
                 return error_message(ret_message, -EINVAL, "run_as_group %lld is negative", (long long) s->run_as_group);
         for (size_t i = 0; i < s->n_envs; i++)
                 if (!s->envs[i].key[0] || strchr(s->envs[i].key, '='))
-                        return error_message(ret_message, -EINVAL, "envs: environment variable name '%s' is invalid: empty or with '='",
-                                             s->envs[i].key);
+                        return error_message(ret_message, -EINVAL,
+                                             "envs: environment variable name %s is invalid: empty or with '='",
+                                             QUOTE(s->envs[i].key));
 
         s->mounts = calloc(c->n_mounts + 1, sizeof *s->mounts);
         if (!s->mounts)
@@ -269,14 +275,15 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
         for (size_t i = 0; i < c->n_mounts; i++) {
                 const Runtime__V1__Mount *m = c->mounts[i];
                 if (m->image && m->image->image && m->image->image[0])
-                        return error_message(ret_message, -EINVAL, "mount %s: image volumes are not supported",
-                                       m->container_path ?: "");
+                        return error_message(ret_message, -EINVAL, "mounts: %s: image volumes are not supported",
+                                             QUOTE(m->container_path));
                 if (!path_ok(m->container_path))
-                        return error_message(ret_message, -EINVAL, "mount container_path '%s' must be absolute, without '..'",
-                                       m->container_path ?: "");
+                        return error_message(ret_message, -EINVAL,
+                                             "mounts: container_path %s must be absolute, without '..'",
+                                             QUOTE(m->container_path));
                 if (!path_ok(m->host_path))
-                        return error_message(ret_message, -EINVAL, "mount host_path '%s' must be absolute, without '..'",
-                                       m->host_path ?: "");
+                        return error_message(ret_message, -EINVAL, "mounts: host_path %s must be absolute, without '..'",
+                                             QUOTE(m->host_path));
                 s->mounts[i] = (CtrMount) {
                         .container_path = strdup(m->container_path),
                         .host_path = strdup(m->host_path),
@@ -293,12 +300,13 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
         for (size_t i = 0; i < c->n_devices; i++) {
                 const Runtime__V1__Device *d = c->devices[i];
                 if (!path_ok(d->container_path) || !path_ok(d->host_path))
-                        return error_message(ret_message, -EINVAL, "devices: '%s' → '%s': paths must be absolute, without '..'",
-                                       d->host_path ?: "", d->container_path ?: "");
+                        return error_message(ret_message, -EINVAL,
+                                             "devices: %s → %s: paths must be absolute, without '..'",
+                                             QUOTE(d->host_path), QUOTE(d->container_path));
                 if (!device_permissions_ok(d->permissions))
                         return error_message(ret_message, -EINVAL,
-                                             "devices: '%s': permissions '%s' are not r, w and m, each at most once",
-                                             d->host_path, d->permissions);
+                                             "devices: %s: permissions %s are not r, w and m, each at most once",
+                                             QUOTE(d->host_path), QUOTE(d->permissions));
                 s->devices[i] = (CtrDevice) {
                         .container_path = strdup(d->container_path),
                         .host_path = strdup(d->host_path),
@@ -346,7 +354,7 @@ int cri_create_container(GrpcCall *call, const uint8_t *msg, size_t len, void *u
         r = pod_find_prefix(m->pods, req->pod_sandbox_id, &pod);
         if (r < 0) {
                 r = grpc_call_finish(call, r == -ENOTUNIQ ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_NOT_FOUND,
-                                     "pod sandbox '%s' %s", req->pod_sandbox_id,
+                                     "pod_sandbox_id %s %s", QUOTE(req->pod_sandbox_id),
                                      r == -ENOTUNIQ ? "is an ambiguous prefix" : "does not exist");
                 goto out;
         }
@@ -363,8 +371,8 @@ int cri_create_container(GrpcCall *call, const uint8_t *msg, size_t len, void *u
         }
         image = image_store_find(m->images, spec.image_ref);
         if (!image) {
-                r = grpc_call_finish(call, GRPC_STATUS_NOT_FOUND, "image '%s' is not present: pull it first",
-                                     spec.image_ref);
+                r = grpc_call_finish(call, GRPC_STATUS_NOT_FOUND, "config.image.image %s is not present: pull it first",
+                                     QUOTE(spec.image_ref));
                 goto out;
         }
         if (spec.pid == _POD_NS_UNSET) /* no namespace options: the pod's */
@@ -412,12 +420,14 @@ static Container *lookup(GrpcCall *call, Manager *m, const char *id, bool missin
         }
         r = ctr_find_prefix(m->containers, id, &c);
         if (r == -ENOTUNIQ) {
-                *ret_r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "container id prefix '%s' is ambiguous", id);
+                *ret_r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "container_id prefix %s is ambiguous",
+                                          QUOTE(id));
                 return NULL;
         }
         if (r < 0) {
                 *ret_r = missing_is_ok ? empty_reply(call, kind)
-                                       : grpc_call_finish(call, GRPC_STATUS_NOT_FOUND, "container '%s' does not exist", id);
+                                       : grpc_call_finish(call, GRPC_STATUS_NOT_FOUND, "container_id %s does not exist",
+                                                          QUOTE(id));
                 return NULL;
         }
         return c;
@@ -504,11 +514,11 @@ int cri_reopen_container_log(GrpcCall *call, const uint8_t *msg, size_t len, voi
                                              "fd store", c->id);
                 else if (r == -ELOOP || r == -EXDEV)
                         r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION,
-                                             "container %s: log_path %.200s goes through a symlink or out of the "
-                                             "pod's log directory: rktlet follows none there", c->id, c->log_path);
+                                             "container %s: log_path %s goes through a symlink or out of the "
+                                             "pod's log directory: rktlet follows none there", c->id, QUOTE(c->log_path));
                 else if (r < 0)
                         r = grpc_call_finish(call, GRPC_STATUS_INTERNAL, "container %s: reopen %s: %s", c->id,
-                                             c->log_path, strerror(-r));
+                                             QUOTE(c->log_path), strerror(-r));
                 else
                         r = cri_reply(call, &resp.base);
         }

@@ -10,6 +10,7 @@
 #include "json-util.h"
 #include "log.h"
 #include "manager.h"
+#include "quote.h"
 #include "strv.h"
 
 typedef char UserName[256];
@@ -138,7 +139,7 @@ int cri_pull_image(GrpcCall *call, const uint8_t *msg, size_t len, void *userdat
                 grpc_call_unref(pc->call);
                 free(pc);
                 r = grpc_call_finish(call, r == -EINVAL ? GRPC_STATUS_INVALID_ARGUMENT : grpc_status_from_errno(r),
-                                     "image '%s': %s", req->image->image, error ?: strerror(-r));
+                                     "image.image %s: %s", QUOTE(req->image->image), error ?: strerror(-r));
                 runtime__v1__pull_image_request__free_unpacked(req, NULL);
                 return r;
         }
@@ -284,11 +285,11 @@ int cri_remove_image(GrpcCall *call, const uint8_t *msg, size_t len, void *userd
                 return r;
         }
         if (img) {
-                log_info("Removing image %s (%s).", img->id, req->image->image);
+                log_info("Removing image %s (%s).", img->id, QUOTE(req->image->image));
                 r = image_store_remove(m->images, img);
                 if (r < 0) {
-                        r = grpc_call_finish(call, grpc_status_from_errno(r), "remove image '%s': %s", req->image->image,
-                                             strerror(-r));
+                        r = grpc_call_finish(call, grpc_status_from_errno(r), "remove image %s: %s",
+                                             QUOTE(req->image->image), strerror(-r));
                         runtime__v1__remove_image_request__free_unpacked(req, NULL);
                         return r;
                 }

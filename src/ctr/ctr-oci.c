@@ -16,6 +16,7 @@
 #include "fd-util.h"
 #include "json-util.h"
 #include "log.h"
+#include "quote.h"
 #include "macro.h"
 #include "systemd-manager.h"
 
@@ -150,12 +151,12 @@ static int add_device(OciSpec *o, const char *host, const char *container_path, 
 
         if (stat(host, &st) < 0) {
                 int r = -errno;
-                if (asprintf(ret_message, "devices: host_path '%s': %s", host, strerror(-r)) < 0)
+                if (asprintf(ret_message, "devices: host_path %s: %s", QUOTE(host), strerror(-r)) < 0)
                         *ret_message = NULL;
                 return r;
         }
         if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) {
-                if (asprintf(ret_message, "devices: host_path '%s' is no character or block device", host) < 0)
+                if (asprintf(ret_message, "devices: host_path %s is no character or block device", QUOTE(host)) < 0)
                         *ret_message = NULL;
                 return -EINVAL;
         }
@@ -296,8 +297,8 @@ static int make_mounts(const CtrSpec *s, const Pod *pod, OciSpec *o, char **ret_
                 if (stat(m->host_path, &st) < 0) {
                         r = errno == ENOENT ? mkdir_p(m->host_path, 0755) : -errno;
                         if (r < 0) {
-                                r = error_message(ret_message, r, "mount %s: host path %s: %s", m->container_path,
-                                            m->host_path, strerror(-r));
+                                r = error_message(ret_message, r, "mounts: %s: host_path %s: %s", QUOTE(m->container_path),
+                                            QUOTE(m->host_path), strerror(-r));
                                 goto out;
                         }
                 }
@@ -338,8 +339,8 @@ static int make_namespaces(const CtrSpec *s, const Pod *pod, OciSpec *o, CtrTabl
                 Container *target = NULL;
                 if (!s->pid_target || ctr_find_prefix(t, s->pid_target, &target) < 0 || target->state != CTR_RUNNING ||
                     !target->pid) {
-                        r = error_message(ret_message, -ENOENT, "the target container '%s' of the PID namespace is not running",
-                                    s->pid_target ?: "");
+                        r = error_message(ret_message, -ENOENT, "the target container %s of the PID namespace is not running",
+                                    QUOTE(s->pid_target));
                         break;
                 }
                 if (asprintf(&pid, "/proc/%u/ns/pid", target->pid) < 0) {
@@ -400,7 +401,7 @@ int ctr_write_oci_config(Container *c, const Pod *pod, const Image *image, yajl_
                 goto out;
         }
         if (o.cwd[0] != '/') {
-                r = error_message(ret_message, -EINVAL, "working directory '%s' is not absolute", o.cwd);
+                r = error_message(ret_message, -EINVAL, "working directory %s is not absolute", QUOTE(o.cwd));
                 goto out;
         }
         r = resolve_user(s, config, o.rootfs, &o, ret_message);

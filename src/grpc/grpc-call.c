@@ -10,6 +10,7 @@
 #include "grpc-internal.h"
 #include "grpc-timeout.h"
 #include "log.h"
+#include "quote.h"
 #include "time-util.h"
 
 #define MAKE_NV(n, v, vlen)                                                                        \
@@ -188,18 +189,18 @@ void grpc_call_on_header(GrpcCall *c, const char *name, size_t namelen, const ch
         if (namelen > 0 && name[0] == ':') {
                 unsigned bit = pseudo_header_bit(name, namelen);
                 if (c->regular_seen)
-                        return call_malformed(c, "pseudo-header '%.*s' after a regular header", (int) namelen, name);
+                        return call_malformed(c, "pseudo-header '%.*s' after a regular header", (int) MIN(namelen, 64u), name);
                 if (bit == 0)
                         return call_malformed(c, "unknown pseudo-header '%.*s'", (int) MIN(namelen, 64u), name);
                 if (c->pseudo_seen & bit)
-                        return call_malformed(c, "pseudo-header '%.*s' appears twice", (int) namelen, name);
+                        return call_malformed(c, "pseudo-header '%.*s' appears twice", (int) MIN(namelen, 64u), name);
                 c->pseudo_seen |= bit;
                 if (bit == PSEUDO_AUTHORITY)
                         return;
                 if (valuelen == 0)
-                        return call_malformed(c, "pseudo-header '%.*s' is empty", (int) namelen, name);
+                        return call_malformed(c, "pseudo-header '%.*s' is empty", (int) MIN(namelen, 64u), name);
                 if (!nghttp2_check_header_value(v, valuelen))
-                        return call_malformed(c, "pseudo-header '%.*s' has a forbidden character", (int) namelen, name);
+                        return call_malformed(c, "pseudo-header '%.*s' has a forbidden character", (int) MIN(namelen, 64u), name);
                 if (bit == PSEUDO_METHOD)
                         c->method_post = header_is(value, valuelen, "POST");
                 else if (bit == PSEUDO_PATH) {
@@ -215,12 +216,12 @@ void grpc_call_on_header(GrpcCall *c, const char *name, size_t namelen, const ch
         if (header_is(name, namelen, "host"))
                 return;
         if (!nghttp2_check_header_value(v, valuelen))
-                return call_malformed(c, "header '%.*s' has a forbidden character", (int) namelen, name);
+                return call_malformed(c, "header '%.*s' has a forbidden character", (int) MIN(namelen, 64u), name);
         if (header_is(name, namelen, "connection") || header_is(name, namelen, "keep-alive") ||
             header_is(name, namelen, "proxy-connection") || header_is(name, namelen, "transfer-encoding") ||
             header_is(name, namelen, "upgrade"))
                 return call_malformed(c, "connection-specific header '%.*s' is not allowed in HTTP/2",
-                                      (int) namelen, name);
+                                      (int) MIN(namelen, 64u), name);
 
         if (header_is(name, namelen, "te")) {
                 c->te_trailers = valuelen == 8 && strncasecmp(value, "trailers", 8) == 0;
@@ -304,7 +305,7 @@ void grpc_call_on_headers_end(GrpcCall *c) {
 
         c->method = s->lookup(c->path, s->userdata);
         if (!c->method) {
-                grpc_call_finish(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method '%s'", grpc_call_path(c));
+                grpc_call_finish(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method %s", QUOTE(grpc_call_path(c)));
                 return;
         }
 
@@ -355,7 +356,7 @@ void grpc_call_on_data(GrpcCall *c, const uint8_t *data, size_t len) {
                                          "compressed message without a supported grpc-encoding (supported: identity)");
                 else
                         grpc_call_finish(c, GRPC_STATUS_UNIMPLEMENTED,
-                                         "grpc-encoding '%s' is not supported (supported: identity)", c->encoding);
+                                         "grpc-encoding %s is not supported (supported: identity)", QUOTE(c->encoding));
                 buffer_free(&c->body);
         }
 }

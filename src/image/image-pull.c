@@ -26,6 +26,7 @@
 #include "json-util.h"
 #include "log.h"
 #include "macro.h"
+#include "quote.h"
 #include "strv.h"
 #include "time-util.h"
 
@@ -953,7 +954,8 @@ static void download_layers(Pull *pl) {
                         return;
                 }
                 if (mt && strstr(mt, "foreign") == NULL && strstr(mt, "tar") == NULL) {
-                        pull_fail(pl, -EBADMSG, "manifest %s: layer %zu has media type '%s'", pl->manifest_digest, i, mt);
+                        pull_fail(pl, -EBADMSG, "manifest %s: layer %zu has media type %s", pl->manifest_digest, i,
+                                  QUOTE(mt));
                         return;
                 }
                 pl->layers[i] = (LayerDl) { .digest = strdup(d), .media_type = mt ? strdup(mt) : NULL, .size = (uint64_t) size };
@@ -1075,8 +1077,9 @@ static void manifest_done(Req *q, int error, const char *message) {
         if (error < 0) {
                 char *errors = NULL;
                 bool last = pl->endpoint + 1 >= strv_length(pl->endpoints);
+                /* The endpoint holds the registry's name as the client wrote it: bounded. */
                 if (asprintf(&errors, "%s%s%s: %s", pl->endpoint_errors ?: "", pl->endpoint_errors ? "; " : "",
-                             pl->endpoints[pl->endpoint], message) >= 0) {
+                             QUOTE(pl->endpoints[pl->endpoint]), message) >= 0) {
                         free(pl->endpoint_errors);
                         pl->endpoint_errors = errors;
                 }

@@ -27,9 +27,11 @@
 
 #include "fd-util.h"
 #include "macro.h"
+#include "quote.h"
 
 static int bad(const char *entry, const char *why) {
-        fprintf(stderr, "layer entry '%s': %s\n", entry, why);
+        /* A tar's names are the registry's to choose: a bounded line, newlines and all escaped. */
+        fprintf(stderr, "layer entry %s: %s\n", QUOTE(entry), why);
         return -EPERM;
 }
 
@@ -168,7 +170,8 @@ static int write_failed(const char *path, struct archive *out) {
         int e = archive_errno(out);
 
         if (e == ENOSPC || e == EDQUOT) {
-                fprintf(stderr, "layer entry '%s': the image store's file system is full: %s\n", path, strerror(e));
+                fprintf(stderr, "layer entry %s: the image store's file system is full: %s\n", QUOTE(path),
+                        strerror(e));
                 return -ENOSPC;
         }
         return bad(path, archive_error_string(out));

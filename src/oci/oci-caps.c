@@ -9,6 +9,7 @@
 
 #include "macro.h"
 #include "oci-spec.h"
+#include "quote.h"
 #include "strv.h"
 
 /* Indexed by the capability's number (linux/capability.h). */
@@ -128,7 +129,7 @@ static int names_to_mask(const char *const *l, uint64_t *ret, char **ret_message
                         continue;
                 c = cap_from_name(*p);
                 if (c < 0) {
-                        if (ret_message && asprintf(ret_message, "unknown capability '%s'", *p) < 0)
+                        if (ret_message && asprintf(ret_message, "unknown capability %s", QUOTE(*p)) < 0)
                                 *ret_message = NULL;
                         return c;
                 }

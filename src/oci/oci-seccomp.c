@@ -10,6 +10,7 @@
 #include "json-util.h"
 #include "macro.h"
 #include "oci-spec.h"
+#include "quote.h"
 #include "strv.h"
 
 #define NAMES(...) ((const char *const[]){ __VA_ARGS__, NULL })
@@ -249,7 +250,7 @@ static bool docker_filters_match(yajl_val call, char **capabilities) {
 }
 
 static int profile_error(char **ret_message, const char *path, const char *what) {
-        if (ret_message && asprintf(ret_message, "seccomp profile '%s': %s", path, what) < 0)
+        if (ret_message && asprintf(ret_message, "seccomp profile %s: %s", QUOTE(path), what) < 0)
                 *ret_message = NULL;
         return -EINVAL;
 }

@@ -14,6 +14,7 @@
 
 #include "macro.h"
 #include "oci-spec.h"
+#include "quote.h"
 
 #ifndef SYS_openat2
 #define SYS_openat2 437
@@ -199,16 +200,17 @@ static int lookup_group_in(const char *rootfs, const char *group, gid_t *ret_gid
         }
         r = open_in_root(rootfs, "etc/group", &f);
         if (r == -ENOENT) {
-                set_message(ret_message, "group '%s': the image has no /etc/group", group);
+                set_message(ret_message, "group %s: the image has no /etc/group", QUOTE(group));
                 return r;
         }
         if (r < 0) {
-                set_message(ret_message, "group '%s': cannot open the image's /etc/group: %s", group, strerror(-r));
+                set_message(ret_message, "group %s: cannot open the image's /etc/group: %s", QUOTE(group),
+                            strerror(-r));
                 return r;
         }
         r = group_find(f, group, ret_gid);
         if (r == 0) {
-                set_message(ret_message, "group '%s' not found in the image's /etc/group", group);
+                set_message(ret_message, "group %s not found in the image's /etc/group", QUOTE(group));
                 return -ENOENT;
         }
         return r < 0 ? r : 0;
@@ -254,9 +256,9 @@ int oci_lookup_user(const char *rootfs, const char *user, uid_t *ret_uid, gid_t 
         r = open_in_root(rootfs, "etc/passwd", &passwd);
         if (r < 0 && (r != -ENOENT || !numeric)) {
                 if (r == -ENOENT)
-                        set_message(ret_message, "user '%s': the image has no /etc/passwd", u);
+                        set_message(ret_message, "user %s: the image has no /etc/passwd", QUOTE(u));
                 else
-                        set_message(ret_message, "user '%s': cannot open the image's /etc/passwd: %s", u,
+                        set_message(ret_message, "user %s: cannot open the image's /etc/passwd: %s", QUOTE(u),
                                     strerror(-r));
                 return r;
         }
@@ -265,7 +267,7 @@ int oci_lookup_user(const char *rootfs, const char *user, uid_t *ret_uid, gid_t 
                 return r;
         if (r == 0) {
                 if (!numeric) {
-                        set_message(ret_message, "user '%s' not found in the image's /etc/passwd", u);
+                        set_message(ret_message, "user %s not found in the image's /etc/passwd", QUOTE(u));
                         return -ENOENT;
                 }
                 pw.uid = id;
@@ -286,7 +288,7 @@ int oci_lookup_user(const char *rootfs, const char *user, uid_t *ret_uid, gid_t 
                 else if (r == -ENOENT)
                         r = 0;
                 else
-                        set_message(ret_message, "user '%s': cannot open the image's /etc/group: %s", u,
+                        set_message(ret_message, "user %s: cannot open the image's /etc/group: %s", QUOTE(u),
                                     strerror(-r));
                 if (r < 0)
                         goto finish;

@@ -6,6 +6,7 @@ otherwise stop the pod <id>, and a pod named "a\\0b" would be named "a"."""
 
 import json
 import os
+import re
 import subprocess
 
 import grpc
@@ -227,3 +228,182 @@ def test_cgroup_parent_slices_of_kubelets_kind_are_taken(daemon, pb, parent):
     finally:
         cleanup(daemon, pb)
         subprocess.run(["systemctl", "--user", "stop", "kubepods.slice"], capture_output=True)
+
+
+
+# --- input echoed into errors: bounded and escaped (issue 15, item 8) -------------------------------
+
+LONG = "x" * 10240                      # for a name, an id or a path (control characters are refused there)
+LONG_TEXT = "\n\x1b[31m" + "x" * 10240  # for free text: control characters pass, and must come back escaped
+SHORT_DETAILS = 600                     # ~200 bytes of the input, the field's name and the sentence around them
+IMAGE_METHODS = {"PullImage", "ImageStatus", "RemoveImage"}
+
+
+def sec(pb, **kw):
+    linux = pb.LinuxContainerConfig()
+    linux.security_context.MergeFrom(pb.LinuxContainerSecurityContext(**kw))
+    return linux
+
+
+def pod_req(pb, edit=None, **kw):
+    cfg = pod_config(pb, name="long", host_network=True)
+    if edit:
+        edit(cfg)
+    return pb.RunPodSandboxRequest(config=cfg, **kw)
+
+
+def ctr_req(pb, pod, image, name="long", **kw):
+    return pb.CreateContainerRequest(pod_sandbox_id=pod.id, sandbox_config=pod.config,
+                                     config=ctr_config(pb, name, image, command=["true"], **kw))
+
+
+def localhost(ref):
+    return dict(seccomp=dict(profile_type=2, localhost_ref=ref))  # SecurityProfile.Localhost
+
+
+# id: (what the call needs: a "daemon", a ready "pod", or a pod and a pulled "image"; the method;
+# the request from (pb, pod, image reference); words of the message that name the field). Each value
+# is ~10 KB, but for names that have a shorter limit of their own (then at that limit).
+LONG_INPUT_CASES = {
+    # pods
+    "PodSandboxStatus.pod_sandbox_id": ("daemon", "PodSandboxStatus", lambda pb, pod, ref: pb.PodSandboxStatusRequest(
+        pod_sandbox_id=LONG), ["pod_sandbox_id"]),
+    # An unknown id is success for these two: a control character makes them fail.
+    "StopPodSandbox.pod_sandbox_id": ("daemon", "StopPodSandbox", lambda pb, pod, ref: pb.StopPodSandboxRequest(
+        pod_sandbox_id=LONG + "\n"), ["pod_sandbox_id"]),
+    "RemovePodSandbox.pod_sandbox_id": ("daemon", "RemovePodSandbox", lambda pb, pod, ref: pb.RemovePodSandboxRequest(
+        pod_sandbox_id=LONG + "\n"), ["pod_sandbox_id"]),
+    "RunPodSandbox.metadata.name": ("daemon", "RunPodSandbox", lambda pb, pod, ref: pod_req(
+        pb, lambda c: setattr(c.metadata, "name", LONG)), ["metadata.name"]),
+    "RunPodSandbox.metadata.name with a slash": ("daemon", "RunPodSandbox", lambda pb, pod, ref: pod_req(
+        pb, lambda c: setattr(c.metadata, "name", "a/" + "x" * 250)), ["metadata.name"]),
+    "RunPodSandbox.metadata.namespace": ("daemon", "RunPodSandbox", lambda pb, pod, ref: pod_req(
+        pb, lambda c: setattr(c.metadata, "namespace", LONG)), ["metadata.namespace"]),
+    "RunPodSandbox.metadata.uid": ("daemon", "RunPodSandbox", lambda pb, pod, ref: pod_req(
+        pb, lambda c: setattr(c.metadata, "uid", LONG)), ["metadata.uid"]),
+    "RunPodSandbox.hostname": ("daemon", "RunPodSandbox", lambda pb, pod, ref: pod_req(
+        pb, lambda c: setattr(c, "hostname", LONG)), ["hostname"]),
+    "RunPodSandbox.log_directory": ("daemon", "RunPodSandbox", lambda pb, pod, ref: pod_req(
+        pb, lambda c: setattr(c, "log_directory", LONG)), ["log_directory"]),
+    "RunPodSandbox.linux.cgroup_parent": ("daemon", "RunPodSandbox", lambda pb, pod, ref: pod_req(
+        pb, lambda c: setattr(c.linux, "cgroup_parent", "/" + LONG)), ["cgroup_parent"]),
+    "RunPodSandbox.runtime_handler": ("daemon", "RunPodSandbox", lambda pb, pod, ref: pod_req(
+        pb, runtime_handler=LONG), ["runtime_handler"]),
+    "RunPodSandbox.linux.sysctls name": ("daemon", "RunPodSandbox", lambda pb, pod, ref: pod_req(
+        pb, lambda c: c.linux.sysctls.update({LONG: "1"})), ["sysctl"]),
+    "RunPodSandbox.linux.sysctls name with a control character": ("daemon", "RunPodSandbox", lambda pb, pod, ref: pod_req(
+        pb, lambda c: c.linux.sysctls.update({"net." + "x" * 240 + "\x1b": "1"})), ["sysctl"]),
+    "RunPodSandbox.linux.sysctls value": ("daemon", "RunPodSandbox", lambda pb, pod, ref: pod_req(
+        pb, lambda c: c.linux.sysctls.update({"net.core.somaxconn": LONG})), ["sysctl"]),
+    "RunPodSandbox.dns_config.servers": ("daemon", "RunPodSandbox", lambda pb, pod, ref: pod_req(
+        pb, lambda c: c.dns_config.servers.append(LONG_TEXT)), ["dns_config.servers"]),
+    "RunPodSandbox.dns_config.searches": ("daemon", "RunPodSandbox", lambda pb, pod, ref: pod_req(
+        pb, lambda c: c.dns_config.searches.append(LONG_TEXT)), ["search"]),
+    "RunPodSandbox.dns_config.options": ("daemon", "RunPodSandbox", lambda pb, pod, ref: pod_req(
+        pb, lambda c: c.dns_config.options.append(LONG_TEXT)), ["option"]),
+    "RunPodSandbox.port_mappings.host_ip": ("daemon", "RunPodSandbox", lambda pb, pod, ref: pod_req(
+        pb, lambda c: c.port_mappings.add(container_port=80, host_port=8080, host_ip=LONG_TEXT)), ["host_ip"]),
+    "RunPodSandbox.labels": ("daemon", "RunPodSandbox", lambda pb, pod, ref: pod_req(
+        pb, lambda c: c.labels.update({LONG: LONG + "\0"})), ["labels.value"]),
+    "RunPodSandbox.annotations": ("daemon", "RunPodSandbox", lambda pb, pod, ref: pod_req(
+        pb, lambda c: c.annotations.update({LONG + "\0": LONG})), ["annotations.key"]),
+    # The second of two pods with the same metadata, each name at its limit of 253.
+    "RunPodSandbox twice with the longest names": ("daemon", "RunPodSandbox twice", lambda pb, pod, ref: pb.RunPodSandboxRequest(
+        config=pod_config(pb, name="n" * 253, namespace="s" * 253, uid="u" * 253, hostname="long",
+                          host_network=True)), ["exists already"]),
+    "UpdateRuntimeConfig.pod_cidr": ("daemon", "UpdateRuntimeConfig", lambda pb, pod, ref: pb.UpdateRuntimeConfigRequest(
+        runtime_config=pb.RuntimeConfig(network_config=pb.NetworkConfig(pod_cidr=LONG_TEXT))), ["pod_cidr"]),
+    # containers, refused before their image is looked at
+    "CreateContainer.pod_sandbox_id": ("pod", "CreateContainer", lambda pb, pod, ref: ctr_req(
+        pb, pod._replace(id=LONG), "busybox"), ["pod_sandbox_id"]),
+    "CreateContainer.metadata.name": ("pod", "CreateContainer", lambda pb, pod, ref: ctr_req(
+        pb, pod, "busybox", name=LONG, log_path="c.log"), ["metadata.name"]),
+    "CreateContainer.image": ("pod", "CreateContainer", lambda pb, pod, ref: ctr_req(pb, pod, LONG), ["image"]),
+    "CreateContainer.log_path": ("pod", "CreateContainer", lambda pb, pod, ref: ctr_req(
+        pb, pod, "busybox", log_path="/" + LONG), ["log_path"]),
+    "CreateContainer.working_dir": ("pod", "CreateContainer", lambda pb, pod, ref: ctr_req(
+        pb, pod, "busybox", working_dir=LONG), ["working_dir"]),
+    "CreateContainer.envs.key": ("pod", "CreateContainer", lambda pb, pod, ref: ctr_req(
+        pb, pod, "busybox", envs={LONG_TEXT + "=": "v"}), ["envs"]),
+    "CreateContainer.mounts.container_path": ("pod", "CreateContainer", lambda pb, pod, ref: ctr_req(
+        pb, pod, "busybox", mounts=[dict(container_path=LONG, host_path="/tmp")]), ["container_path"]),
+    "CreateContainer.mounts.host_path": ("pod", "CreateContainer", lambda pb, pod, ref: ctr_req(
+        pb, pod, "busybox", mounts=[dict(container_path="/mnt", host_path=LONG)]), ["host_path"]),
+    "CreateContainer.devices.host_path": ("pod", "CreateContainer", lambda pb, pod, ref: ctr_req(
+        pb, pod, "busybox", devices=[pb.Device(container_path="/dev/x", host_path=LONG)]), ["devices"]),
+    "CreateContainer.devices.permissions": ("pod", "CreateContainer", lambda pb, pod, ref: ctr_req(
+        pb, pod, "busybox", devices=[pb.Device(container_path="/dev/x", host_path="/dev/null",
+                                               permissions=LONG_TEXT)]), ["permissions"]),
+    "CreateContainer.seccomp.localhost_ref": ("pod", "CreateContainer", lambda pb, pod, ref: ctr_req(
+        pb, pod, "busybox", linux=sec(pb, **localhost(LONG_TEXT))), ["seccomp profile"]),
+    "ContainerStatus.container_id": ("daemon", "ContainerStatus", lambda pb, pod, ref: pb.ContainerStatusRequest(
+        container_id=LONG), ["container_id"]),
+    "StartContainer.container_id": ("daemon", "StartContainer", lambda pb, pod, ref: pb.StartContainerRequest(
+        container_id=LONG), ["container_id"]),
+    "StopContainer.container_id": ("daemon", "StopContainer", lambda pb, pod, ref: pb.StopContainerRequest(
+        container_id=LONG + "\n"), ["container_id"]),
+    "RemoveContainer.container_id": ("daemon", "RemoveContainer", lambda pb, pod, ref: pb.RemoveContainerRequest(
+        container_id=LONG + "\n"), ["container_id"]),
+    "ReopenContainerLog.container_id": ("daemon", "ReopenContainerLog", lambda pb, pod, ref: pb.ReopenContainerLogRequest(
+        container_id=LONG), ["container_id"]),
+    # containers, refused once their image is there
+    "CreateContainer.capabilities.add_capabilities": ("image", "CreateContainer", lambda pb, pod, ref: ctr_req(
+        pb, pod, ref, linux=sec(pb, capabilities=dict(add_capabilities=[LONG_TEXT]))), ["capability"]),
+    "CreateContainer.run_as_username": ("image", "CreateContainer", lambda pb, pod, ref: ctr_req(
+        pb, pod, ref, linux=sec(pb, run_as_username=LONG_TEXT)), ["user"]),
+    "CreateContainer.seccomp.localhost_ref absolute": ("image", "CreateContainer", lambda pb, pod, ref: ctr_req(
+        pb, pod, ref, linux=sec(pb, **localhost("/" + LONG_TEXT))), ["seccomp profile"]),
+    "CreateContainer.namespace_options.target_id": ("image", "CreateContainer", lambda pb, pod, ref: ctr_req(
+        pb, pod, ref, linux=sec(pb, namespace_options=dict(pid=pb.TARGET, target_id=LONG))), ["target"]),
+    "CreateContainer.mounts.host_path absolute": ("image", "CreateContainer", lambda pb, pod, ref: ctr_req(
+        pb, pod, ref, mounts=[dict(container_path="/mnt", host_path="/" + LONG)]), ["host_path"]),
+    "CreateContainer.devices.host_path absolute": ("image", "CreateContainer", lambda pb, pod, ref: ctr_req(
+        pb, pod, ref, devices=[pb.Device(container_path="/dev/x", host_path="/" + LONG)]), ["host_path"]),
+    # images
+    "PullImage.image": ("daemon", "PullImage", lambda pb, pod, ref: pb.PullImageRequest(
+        image=pb.ImageSpec(image=LONG)), ["image.image"]),
+    "PullImage.image with a long registry name": ("daemon", "PullImage", lambda pb, pod, ref: pb.PullImageRequest(
+        image=pb.ImageSpec(image="x" * 3000 + ".invalid/x:1")), ["manifest"]),
+    # An unknown image is success for these two: a control character makes them fail.
+    "ImageStatus.image": ("daemon", "ImageStatus", lambda pb, pod, ref: pb.ImageStatusRequest(
+        image=pb.ImageSpec(image=LONG + "\n")), ["image.image"]),
+    "RemoveImage.image": ("daemon", "RemoveImage", lambda pb, pod, ref: pb.RemoveImageRequest(
+        image=pb.ImageSpec(image=LONG + "\n")), ["image.image"]),
+    # the method's own name (the :path)
+    "an unknown method": ("daemon", "/runtime.v1.RuntimeService/" + LONG, None, ["method"]),
+}
+
+
+def echoes(details):
+    """Whether details quotes one of the long values (a run of 50 of one character)."""
+    return re.search(r"(.)\1{49}", details) is not None
+
+
+@pytest.mark.parametrize("case", list(LONG_INPUT_CASES))
+def test_long_input_comes_back_short_and_escaped(request, pb, case):
+    """A long value in a field that makes the call fail: the error names the field and quotes at
+    most ~200 bytes of the value, visibly cut ("…" and the whole length), no control character raw."""
+    needs, method, make, words = LONG_INPUT_CASES[case]
+    d = request.getfixturevalue("cd" if needs == "image" else "daemon")
+    pod = make_pod(d, pb, name="quoting") if needs in ("pod", "image") else None
+    ref = d.ref() if needs == "image" else None
+    rt, im = d.runtime(), d.images()
+    try:
+        with pytest.raises(grpc.RpcError) as e:
+            if method.startswith("/"):
+                d.channel().unary_unary(method)(b"", timeout=T)
+            elif method == "RunPodSandbox twice":
+                rt.RunPodSandbox(make(pb, pod, ref), timeout=T)
+                rt.RunPodSandbox(make(pb, pod, ref), timeout=T)
+            else:
+                getattr(im if method in IMAGE_METHODS else rt, method)(make(pb, pod, ref), timeout=T)
+        code, details = e.value.code(), e.value.details() or ""
+        assert code not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL), (code, details[:1000])
+        assert len(details) < SHORT_DETAILS, f"{len(details)} bytes: {details[:1000]!r}"
+        for w in words:
+            assert w in details, (w, details)
+        assert not re.search(r"[\x00-\x1f\x7f]", details), f"a raw control character: {details!r}"
+        if echoes(details):
+            assert "…" in details and re.search(r"\(\d+ bytes\)", details), details
+    finally:
+        cleanup(d, pb)
