@@ -2,6 +2,7 @@
 #include "build-config.h"
 #include "manager.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
 #include <stddef.h>
@@ -23,6 +24,10 @@
 #include "time-util.h"
 
 #define SYSTEMD_CALL_TIMEOUT_USEC (10 * USEC_PER_SEC)
+#define BUS_RECONNECT_MIN_USEC (50 * USEC_PER_MSEC)
+#define BUS_RECONNECT_MAX_USEC (2 * USEC_PER_SEC)
+
+static void reconnect_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 int manager_new(Config *config, Manager **ret) {
         Manager *m = calloc(1, sizeof *m);
@@ -40,6 +45,7 @@ int manager_new(Config *config, Manager **ret) {
                 manager_free(m);
                 return -ENOMEM;
         }
+        ev_timer_init(&m->reconnect_timer, reconnect_cb, 0., 0.);
 
         r = config_to_json(&m->config, &m->config_json);
         if (r < 0) {
@@ -64,8 +70,8 @@ int manager_new(Config *config, Manager **ret) {
         return 0;
 }
 
-static void manager_drop_bus(Manager *m) {
-        m->systemd = systemd_client_free(m->systemd); /* fails the jobs in flight */
+/* Lets go of the bus (not of the client). */
+static void manager_close_bus(Manager *m) {
         m->version_slot = sd_bus_slot_unref(m->version_slot);
         m->cgroup_slot = sd_bus_slot_unref(m->cgroup_slot);
         bus_ev_detach(&m->bus_ev);
@@ -76,6 +82,13 @@ static void manager_drop_bus(Manager *m) {
                 sd_bus_close_unref(m->bus);
                 m->bus = NULL;
         }
+}
+
+static void manager_drop_bus(Manager *m) {
+        if (m->loop)
+                ev_timer_stop(m->loop, &m->reconnect_timer);
+        m->systemd = systemd_client_free(m->systemd); /* fails the jobs in flight */
+        manager_close_bus(m);
 }
 
 Manager *manager_free(Manager *m) {
@@ -95,10 +108,10 @@ Manager *manager_free(Manager *m) {
         free(m->pod_cidr);
         free(m->pod_init);
         free(m->oci_runtime);
-        for (size_t i = 0; i < m->n_stored; i++)
-                safe_close(m->stored_fds[i]);
-        free(m->stored_fds);
-        strv_free(m->stored_names);
+        for (size_t i = 0; i < m->stored.n; i++)
+                safe_close(m->stored.fds[i]);
+        free(m->stored.fds);
+        strv_free(m->stored.names);
         if (m->loop) {
                 ev_signal_stop(m->loop, &m->sigterm);
                 ev_signal_stop(m->loop, &m->sigint);
@@ -116,21 +129,48 @@ Manager *manager_free(Manager *m) {
         return NULL;
 }
 
+static const char *bus_kind(Manager *m) {
+        return m->config.user_bus ? "user" : "system";
+}
+
+/* The next connection attempt, after the current delay; the one after waits twice as long. */
+static void manager_schedule_reconnect(Manager *m) {
+        uint64_t delay = m->reconnect_usec ?: BUS_RECONNECT_MIN_USEC;
+
+        /* Also while stopping: the calls still in flight may need the bus to finish. */
+        m->reconnect_usec = MIN(delay * 2, BUS_RECONNECT_MAX_USEC);
+        ev_timer_stop(m->loop, &m->reconnect_timer);
+        ev_timer_set(&m->reconnect_timer, (double) delay / USEC_PER_SEC, 0.);
+        ev_timer_start(m->loop, &m->reconnect_timer);
+}
+
 static void bus_disconnected(BusEv *b, int error) {
         Manager *m = container_of(b, Manager, bus_ev);
         char msg[256];
 
-        snprintf(msg, sizeof msg, "systemd is unreachable: connection to the %s bus lost: %s",
-                 m->config.user_bus ? "user" : "system", strerror(-error));
-        log_warning("%s", msg);
+        snprintf(msg, sizeof msg, "the bus to systemd dropped: connection to the %s bus lost: %s", bus_kind(m),
+                 strerror(-error));
+        log_warning("%s; connecting again.", msg);
         (void) free_and_strdup(&m->bus_error, msg);
-        manager_drop_bus(m);
+        /* m->bus first: what the client's callbacks ask for now finds no bus ("systemd is
+         * unreachable"), not the dead one. The client keeps its jobs and watches for the next bus. */
+        manager_close_bus(m);
+        systemd_client_detach(m->systemd, msg);
+        manager_schedule_reconnect(m);
+}
+
+/* A call failed because the connection closed under it: bus_disconnected() says so, and the next
+ * bus asks again. */
+static bool manager_bus_closing(Manager *m) {
+        return !m->bus || sd_bus_is_open(m->bus) <= 0;
 }
 
 static void initial_version_done(int error, const char *version, const char *message, void *userdata) {
         Manager *m = userdata;
 
         m->version_slot = sd_bus_slot_unref(m->version_slot);
+        if (error < 0 && manager_bus_closing(m))
+                return;
         if (error < 0) {
                 log_warning("systemd on the %s bus did not answer: %s", m->config.user_bus ? "user" : "system",
                             message);
@@ -145,6 +185,8 @@ static void cgroup_done(int error, const char *cgroup, const char *message, void
         Manager *m = userdata;
 
         m->cgroup_slot = sd_bus_slot_unref(m->cgroup_slot);
+        if (error < 0 && manager_bus_closing(m))
+                return;
         if (error < 0) {
                 log_warning("systemd did not tell its ControlGroup: %s", message);
                 return;
@@ -157,47 +199,91 @@ static const char *ctr_env_cgroup_root(void *userdata) {
         return m->systemd_cgroup;
 }
 
-sd_bus *manager_get_bus(Manager *m) {
+/* systemd owns its name on the bus, the first time or again (a new bus, or a daemon-reexec): the
+ * client has subscribed, re-read the watched units and checked its jobs. */
+static void systemd_ready(SystemdClient *c, unsigned generation, void *userdata) {
+        Manager *m = userdata;
+        int r;
+
+        m->reconnect_usec = 0; /* this bus works: the next drop reconnects at once again */
+        if (m->containers)
+                ctr_table_watch_missing(m->containers);
+        if (generation == 1)
+                return; /* manager_start() asked for the version and the control group */
+        log_info("systemd is on the %s bus again: its units are watched and its jobs checked again.", bus_kind(m));
+        if (!m->version_slot) {
+                r = systemd_get_version(m->bus, SYSTEMD_CALL_TIMEOUT_USEC, initial_version_done, m, &m->version_slot);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to ask systemd for its version: %m");
+        }
+        if (!m->systemd_cgroup && !m->cgroup_slot) {
+                r = systemd_get_manager_string(m->bus, "ControlGroup", SYSTEMD_CALL_TIMEOUT_USEC, cgroup_done, m,
+                                               &m->cgroup_slot);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to ask systemd for its control group: %m");
+        }
+}
+
+/* Opens the bus (never blocks: sd-bus connects a non-blocking socket and authenticates from the
+ * loop) and hands it to the client. */
+static int manager_connect(Manager *m) {
         sd_bus *bus = NULL;
         char msg[256];
         int r;
 
-        if (m->bus)
-                return m->bus;
-
+        assert(!m->bus);
         r = m->config.user_bus ? sd_bus_open_user(&bus) : sd_bus_open_system(&bus);
         if (r < 0) {
-                snprintf(msg, sizeof msg, "systemd is unreachable: cannot connect to the %s bus: %s",
-                         m->config.user_bus ? "user" : "system", strerror(-r));
+                snprintf(msg, sizeof msg, "systemd is unreachable: cannot connect to the %s bus: %s", bus_kind(m),
+                         strerror(-r));
                 (void) free_and_strdup(&m->bus_error, msg);
-                return NULL;
+                return r;
         }
         (void) sd_bus_set_description(bus, "rktlet");
+        if (!m->systemd) {
+                r = systemd_client_new(m->loop, &m->systemd);
+                if (r >= 0)
+                        systemd_client_set_ready(m->systemd, systemd_ready, m);
+        }
+        if (r >= 0)
+                r = systemd_client_attach(m->systemd, bus);
+        if (r < 0) {
+                snprintf(msg, sizeof msg, "systemd is unreachable: cannot watch systemd on the %s bus: %s",
+                         bus_kind(m), strerror(-r));
+                (void) free_and_strdup(&m->bus_error, msg);
+                sd_bus_close_unref(bus);
+                return r;
+        }
         m->bus = bus;
+        m->bus_connections++;
         m->bus_ev.on_disconnect = bus_disconnected;
         bus_ev_attach(&m->bus_ev, m->loop, bus);
         (void) free_and_strdup(&m->bus_error, NULL);
-        return bus;
+        return 0;
+}
+
+static void reconnect_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+        Manager *m = container_of(w, Manager, reconnect_timer);
+        int r;
+
+        if (m->bus)
+                return;
+        r = manager_connect(m);
+        if (r < 0) {
+                log_debug("%s; again in %.2f s.", m->bus_error,
+                          (double) (m->reconnect_usec ?: BUS_RECONNECT_MIN_USEC) / USEC_PER_SEC);
+                manager_schedule_reconnect(m);
+                return;
+        }
+        log_info("Connected to the %s bus again (connection %u).", bus_kind(m), m->bus_connections);
+}
+
+sd_bus *manager_get_bus(Manager *m) {
+        return m->bus;
 }
 
 SystemdClient *manager_get_systemd(Manager *m) {
-        sd_bus *bus;
-        int r;
-
-        if (m->systemd)
-                return m->systemd;
-        bus = manager_get_bus(m);
-        if (!bus)
-                return NULL;
-        r = systemd_client_new(m->loop, bus, &m->systemd);
-        if (r < 0) {
-                log_warning_errno(r, "Failed to subscribe to systemd's job signals: %m");
-                return NULL;
-        }
-        /* A bus made anew: the containers' units are watched on the old one. */
-        if (m->systemd_clients++ > 0 && m->containers)
-                ctr_table_rewatch(m->containers);
-        return m->systemd;
+        return m->bus ? m->systemd : NULL;
 }
 
 void manager_save_runtime_state(Manager *m) {
@@ -391,15 +477,15 @@ static int manager_listen(Manager *m) {
 
                 if (name && strncmp(name, "ctr-", 4) == 0) {
                         /* A container's log pipe, kept in the fd store by an earlier rktlet. */
-                        int *fds = realloc(m->stored_fds, (m->n_stored + 1) * sizeof(int));
-                        if (!fds || strv_push(&m->stored_names, name) < 0) {
-                                free(fds ?: m->stored_fds);
-                                m->stored_fds = NULL;
+                        int *fds = realloc(m->stored.fds, (m->stored.n + 1) * sizeof(int));
+                        if (!fds || strv_push(&m->stored.names, name) < 0) {
+                                free(fds ?: m->stored.fds);
+                                m->stored.fds = NULL;
                                 strv_free(names);
                                 return log_error_errno(-ENOMEM, "Out of memory.");
                         }
-                        m->stored_fds = fds;
-                        m->stored_fds[m->n_stored++] = fd;
+                        m->stored.fds = fds;
+                        m->stored.fds[m->stored.n++] = fd;
                         (void) fd_cloexec(fd, true);
                         continue;
                 }
@@ -418,7 +504,6 @@ static int manager_listen(Manager *m) {
                 log_listening(sa.sun_path, " (socket passed by systemd)");
         }
         strv_free(names);
-        ctr_io_set_stored(m->stored_fds, m->stored_names, m->n_stored);
         if (m->socket_activated)
                 return 0;
 
@@ -467,11 +552,13 @@ int manager_start(Manager *m) {
         ev_signal_start(m->loop, &m->sighup);
         ev_timer_init(&m->shutdown_timer, shutdown_timeout_cb, 0., 0.);
 
-        /* No bus is not fatal: we serve anyway and Status says why the runtime is not ready. */
-        sd_bus *bus = manager_get_bus(m);
-        if (!bus)
+        /* No bus is not fatal: we serve anyway, Status says why the runtime is not ready, and a timer
+         * tries again. */
+        if (manager_connect(m) < 0) {
                 log_warning("%s; serving anyway, Status reports RuntimeReady=false.", m->bus_error);
-        else {
+                manager_schedule_reconnect(m);
+        } else {
+                sd_bus *bus = m->bus;
                 r = systemd_get_version(bus, SYSTEMD_CALL_TIMEOUT_USEC, initial_version_done, m, &m->version_slot);
                 if (r < 0)
                         log_warning_errno(r, "Failed to ask systemd for its version: %m");
@@ -542,6 +629,7 @@ int manager_start(Manager *m) {
                 return r;
         CtrEnv cenv = {
                 .loop = m->loop,
+                .stored = &m->stored,
                 .state_dir = m->config.state_dir,
                 .root_dir = m->config.root_dir,
                 .runtime = m->oci_runtime ?: "runc",

@@ -21,15 +21,19 @@ typedef struct Manager {
         Config config;
         char *config_json;
 
-        sd_bus *bus;
+        sd_bus *bus; /* NULL while there is none: reconnect_timer is then running */
         BusEv bus_ev;
         char *bus_error;       /* why there is no bus, for Status */
         char *systemd_version; /* last Version the manager answered */
         sd_bus_slot *version_slot;
         sd_bus_slot *cgroup_slot;
         char *systemd_cgroup; /* the manager's ControlGroup: where its units' cgroups are */
-        SystemdClient *systemd; /* unit jobs; made with the bus */
-        unsigned systemd_clients; /* how many were made: more than one means the bus came back */
+        /* Unit jobs and watches; made with the first bus, it lives on across the next ones: what was
+         * in flight when a bus dropped is checked on the next (see systemd-unit.h). */
+        SystemdClient *systemd;
+        unsigned bus_connections; /* how many buses were opened */
+        ev_timer reconnect_timer;
+        uint64_t reconnect_usec; /* the next delay: doubles from 50 ms to 2 s, 0 again once systemd answers */
 
         Cni *cni;
         PodTable *pods;
@@ -39,9 +43,7 @@ typedef struct Manager {
         char *pod_init; /* path of rktlet-pod-init */
         CtrTable *containers;
         char *oci_runtime; /* absolute path of runc or crun */
-        int *stored_fds;   /* what systemd's fd store gave back at start (log pipes) */
-        char **stored_names;
-        size_t n_stored;
+        CtrStoredFds stored; /* what systemd's fd store gave back at start (log pipes) */
 
         GrpcServer *server;
         bool socket_activated;
@@ -59,12 +61,12 @@ Manager *manager_free(Manager *m);
 int manager_start(Manager *m);
 int manager_run(Manager *m);
 
-/* The bus, connecting again if the connection was lost; NULL with m->bus_error set if impossible. */
+/* The bus; NULL with m->bus_error set while there is none (a timer connects again). */
 sd_bus *manager_get_bus(Manager *m);
 /* Persists what UpdateRuntimeConfig set (<root>/runtime.json). */
 void manager_save_runtime_state(Manager *m);
 /* With [CNI] ConfTemplate= and a pod CIDR: writes <ConfDir>/10-rktlet.conflist from the template,
  * {{.PodCIDR}} replaced. 0 when there is nothing to do. */
 int manager_render_cni_template(Manager *m, char **ret_message);
-/* The unit-job client on that bus; NULL likewise. */
+/* The unit-job client, while it has a bus; NULL likewise. */
 SystemdClient *manager_get_systemd(Manager *m);

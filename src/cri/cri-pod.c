@@ -12,10 +12,12 @@
 #include "fd-util.h"
 #include "json-util.h"
 #include "log.h"
+#include "quote.h"
 #include "manager.h"
 
 /* A call waiting for a pod operation. */
 typedef struct PodCall {
+        unsigned n_ref; /* 1, the operation's; stop and remove hold one more while they start */
         GrpcCall *call;
         Manager *manager;
         PodOp *op;
@@ -23,6 +25,7 @@ typedef struct PodCall {
         char *id;
         bool finished;
         bool remove; /* for stop/remove: which answer */
+        bool killed; /* for stop/remove: pod_kill() is done */
         unsigned sweeping; /* containers still being stopped or removed before the pod */
         char *sweep_error;
         bool cancelled;
@@ -33,12 +36,20 @@ static PodCall *pod_call_new(GrpcCall *call, Manager *m) {
 
         if (!pc)
                 return NULL;
+        pc->n_ref = 1;
         pc->call = grpc_call_ref(call);
         pc->manager = m;
         return pc;
 }
 
-static void pod_call_free(PodCall *pc) {
+static PodCall *pod_call_ref(PodCall *pc) {
+        pc->n_ref++;
+        return pc;
+}
+
+static void pod_call_unref(PodCall *pc) {
+        if (--pc->n_ref > 0)
+                return;
         grpc_call_unref(pc->call);
         free(pc->id);
         free(pc->sweep_error);
@@ -51,13 +62,13 @@ static void pod_call_cancel(GrpcCall *call, void *userdata) {
         /* The operation completes anyway (a pod is never left half-made); nobody hears of it. */
         pod_op_detach(pc->op);
         cni_op_cancel(pc->cni);
-        pod_call_free(pc);
+        pod_call_unref(pc);
 }
 
 /* After starting an operation that may already have finished (done() ran inside). */
 static int pod_call_wait(PodCall *pc) {
         if (pc->finished) {
-                pod_call_free(pc);
+                pod_call_unref(pc);
                 return 0;
         }
         grpc_call_set_cancel(pc->call, pod_call_cancel, pc);
@@ -150,7 +161,7 @@ static void run_done(Pod *pod, int error, const char *message, void *userdata) {
                 (void) cri_reply(pc->call, &resp.base);
         }
         if (waiting)
-                pod_call_free(pc);
+                pod_call_unref(pc);
 }
 
 int cri_run_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
@@ -195,7 +206,7 @@ int cri_run_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *us
         PodOp *op = NULL;
         r = pod_run(m->pods, &spec, run_done, pc, &message, &op);
         if (r < 0) {
-                pod_call_free(pc);
+                pod_call_unref(pc);
                 r = grpc_call_finish(call, status_for(r), "%s", message ?: strerror(-r));
                 free(message);
                 return r;
@@ -206,6 +217,13 @@ int cri_run_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *us
 }
 
 /* --- StopPodSandbox / RemovePodSandbox ----------------------------------------------------------- */
+
+/* Three steps, as the CRI has it (stop and remove forcibly terminate what runs in the pod):
+ * pod_kill() (NOTREADY, then SIGKILL to every process still in the pod), the pod's containers
+ * stopped (those running) or removed, then pod_stop() or pod_remove(). The kill comes first so that
+ * no container's stop or removal waits on a process that ignores SIGTERM (a container rktlet
+ * believes has exited, a process it never knew of) for its unit's TimeoutStopSec=; the containers
+ * would get SIGKILL from their stop anyway (no grace period here). */
 
 /* Stop and remove both answer with an empty message. */
 static int empty_reply(GrpcCall *call, bool remove) {
@@ -226,7 +244,7 @@ static void teardown_done(Pod *pod, int error, const char *message, void *userda
         else
                 (void) empty_reply(pc->call, pc->remove);
         if (waiting)
-                pod_call_free(pc);
+                pod_call_unref(pc);
 }
 
 /* The pod's own teardown, once its containers are stopped or removed. */
@@ -243,37 +261,43 @@ static int pod_teardown_start(PodCall *pc, Pod *pod) {
         return 0;
 }
 
-static void containers_swept(Container *c, int error, const char *message, void *userdata) {
-        PodCall *pc = userdata;
-        Pod *pod;
+static void sweep_end(PodCall *pc) {
+        Pod *pod = pod_find(pc->manager->pods, pc->id);
         int r;
 
-        if (error < 0 && !pc->sweep_error)
-                pc->sweep_error = strdup(message ?: strerror(-error));
-        if (--pc->sweeping > 0)
-                return;
-        pod = pod_find(pc->manager->pods, pc->id);
         if (pc->sweep_error) {
                 (void) grpc_call_finish(pc->call, GRPC_STATUS_INTERNAL, "%s", pc->sweep_error);
-                pod_call_free(pc);
+                pod_call_unref(pc);
                 return;
         }
         if (!pod) {
                 /* Gone meanwhile (another call removed it): nothing left to reclaim, as at the start. */
                 (void) empty_reply(pc->call, pc->remove);
-                pod_call_free(pc);
+                pod_call_unref(pc);
                 return;
         }
         r = pod_teardown_start(pc, pod);
         if (r < 0) {
                 (void) grpc_call_finish(pc->call, status_for(r), "pod sandbox %s is busy with another operation; try again",
                                         pc->id);
-                pod_call_free(pc);
+                pod_call_unref(pc);
                 return;
         }
-        if (pc->finished)
-                pod_call_free(pc);
-        /* else teardown_done() frees it */
+        if (pc->finished) {
+                pod_call_unref(pc);
+                return;
+        }
+        /* teardown_done() drops pc; a cancelled call leaves the teardown to complete on its own. */
+        grpc_call_set_cancel(pc->call, pod_call_cancel, pc);
+}
+
+static void containers_swept(Container *c, int error, const char *message, void *userdata) {
+        PodCall *pc = userdata;
+
+        if (error < 0 && !pc->sweep_error)
+                pc->sweep_error = strdup(message ?: strerror(-error));
+        if (--pc->sweeping == 0)
+                sweep_end(pc);
 }
 
 static void sweep_cancel(GrpcCall *call, void *userdata) {
@@ -282,8 +306,37 @@ static void sweep_cancel(GrpcCall *call, void *userdata) {
         pc->cancelled = true;
 }
 
+static void pod_killed(Pod *pod, int error, const char *message, void *userdata) {
+        PodCall *pc = userdata;
+        Manager *m = pc->manager;
+        int r;
+
+        pc->op = NULL;
+        pc->killed = true;
+        if (error < 0) {
+                (void) grpc_call_finish(pc->call, status_for(error), "%s", message ?: strerror(-error));
+                pod_call_unref(pc);
+                return;
+        }
+        /* The pod's containers: stopped (killed, as containerd does) or removed. The loop holds a
+         * count of its own, for a container whose done() runs before its stop or remove returns. */
+        grpc_call_set_cancel(pc->call, sweep_cancel, pc);
+        pc->sweeping = 1;
+        for (Container *c = m->containers->containers, *next; c; c = next) {
+                next = c->next;
+                if (strcmp(c->pod_id, pod->id) != 0 || (!pc->remove && c->state != CTR_RUNNING))
+                        continue;
+                pc->sweeping++;
+                r = pc->remove ? ctr_remove(c, containers_swept, pc, NULL) : ctr_stop(c, 0, containers_swept, pc, NULL);
+                if (r < 0)
+                        containers_swept(NULL, r, "a container of the pod is busy", pc);
+        }
+        containers_swept(NULL, 0, NULL, pc);
+}
+
 static int stop_or_remove(GrpcCall *call, Manager *m, const char *id, bool remove) {
         PodCall *pc;
+        PodOp *op = NULL;
         Pod *pod;
         int r;
 
@@ -291,7 +344,7 @@ static int stop_or_remove(GrpcCall *call, Manager *m, const char *id, bool remov
                 return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "pod_sandbox_id is empty");
         r = pod_find_prefix(m->pods, id, &pod);
         if (r == -ENOTUNIQ)
-                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "pod sandbox id prefix '%s' is ambiguous", id);
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "pod_sandbox_id prefix %s is ambiguous", QUOTE(id));
         if (r < 0)
                 return empty_reply(call, remove); /* nothing left to reclaim: the CRI asks for success */
         for (Container *c = m->containers->containers; c; c = c->next)
@@ -302,35 +355,27 @@ static int stop_or_remove(GrpcCall *call, Manager *m, const char *id, bool remov
         pc = pod_call_new(call, m);
         if (!pc || !(pc->id = strdup(pod->id))) {
                 if (pc)
-                        pod_call_free(pc);
+                        pod_call_unref(pc);
                 return -ENOMEM;
         }
         pc->remove = remove;
 
-        /* The pod's containers first: stopped (killed, as containerd does) or removed. */
-        pc->sweeping = 1;
-        for (Container *c = m->containers->containers, *next; c; c = next) {
-                next = c->next;
-                if (strcmp(c->pod_id, pod->id) != 0 || (!remove && c->state != CTR_RUNNING))
-                        continue;
-                pc->sweeping++;
-                r = remove ? ctr_remove(c, containers_swept, pc, NULL) : ctr_stop(c, 0, containers_swept, pc, NULL);
-                if (r < 0)
-                        containers_swept(NULL, r, "a container of the pod is busy", pc);
-        }
-        if (pc->sweeping > 1) {
-                pc->sweeping--;
-                grpc_call_set_cancel(pc->call, sweep_cancel, pc);
-                return 0;
-        }
-        pc->sweeping = 0;
-        r = pod_teardown_start(pc, pod);
+        /* pod_killed(), and with it all that follows to the answer, may run inside pod_kill(): hold
+         * pc until it returned. */
+        pod_call_ref(pc);
+        r = pod_kill(pod, pod_killed, pc, &op);
         if (r < 0) {
-                pod_call_free(pc);
-                return grpc_call_finish(call, status_for(r), "pod sandbox %s is busy with another operation; try again",
-                                        id);
+                r = grpc_call_finish(call, status_for(r), "pod sandbox %s is busy with another operation; try again",
+                                     id);
+                pc->n_ref--; /* done() will not run: the operation's reference, the handler's is dropped below */
+        } else if (!pc->killed) {
+                pc->op = op;
+                /* Cancelled now, the kill completes and the rest is not done: the pod is NOTREADY,
+                 * kubelet stops it again. */
+                grpc_call_set_cancel(call, pod_call_cancel, pc);
         }
-        return pod_call_wait(pc);
+        pod_call_unref(pc);
+        return r;
 }
 
 int cri_stop_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
@@ -465,7 +510,7 @@ static void status_check_done(int error, const char *message, const char *result
                                         sc->base.id);
         else
                 (void) status_reply(sc->base.call, sc->base.manager, pod, true, error < 0 ? message : "ok");
-        pod_call_free(&sc->base);
+        pod_call_unref(&sc->base);
 }
 
 int cri_pod_sandbox_status(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
@@ -483,9 +528,9 @@ int cri_pod_sandbox_status(GrpcCall *call, const uint8_t *msg, size_t len, void 
         r = pod_find_prefix(m->pods, req->pod_sandbox_id, &pod);
         if (r < 0) {
                 r = grpc_call_finish(call, r == -ENOTUNIQ ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_NOT_FOUND,
-                                     r == -ENOTUNIQ ? "pod sandbox id prefix '%s' is ambiguous"
-                                                    : "pod sandbox '%s' not found",
-                                     req->pod_sandbox_id);
+                                     r == -ENOTUNIQ ? "pod_sandbox_id prefix %s is ambiguous"
+                                                    : "pod_sandbox_id %s not found",
+                                     QUOTE(req->pod_sandbox_id));
                 runtime__v1__pod_sandbox_status_request__free_unpacked(req, NULL);
                 return r;
         }
@@ -504,6 +549,7 @@ int cri_pod_sandbox_status(GrpcCall *call, const uint8_t *msg, size_t len, void 
                 free(netns);
                 return -ENOMEM;
         }
+        sc->base.n_ref = 1;
         sc->base.call = grpc_call_ref(call);
         sc->base.manager = m;
         CniPod cp = {
@@ -515,7 +561,7 @@ int cri_pod_sandbox_status(GrpcCall *call, const uint8_t *msg, size_t len, void 
         free(netns);
         if (r < 0) {
                 grpc_call_set_cancel(call, NULL, NULL);
-                pod_call_free(&sc->base);
+                pod_call_unref(&sc->base);
                 return status_reply(call, m, pod, true, strerror(-r));
         }
         return 0;
@@ -625,9 +671,9 @@ int cri_update_runtime_config(GrpcCall *call, const uint8_t *msg, size_t len, vo
                 }
                 if (bad) {
                         int r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
-                                                 "runtime_config.network_config.pod_cidr: '%.200s' is not a CIDR, or two "
+                                                 "runtime_config.network_config.pod_cidr: %s is not a CIDR, or two "
                                                  "comma-separated (an IPv4 or IPv6 address, '/', a prefix length within its size)",
-                                                 cidr);
+                                                 QUOTE(cidr));
                         runtime__v1__update_runtime_config_request__free_unpacked(req, NULL);
                         return r;
                 }

@@ -141,19 +141,3 @@ const GrpcMethod *cri_service_lookup(const char *path, void *userdata) {
         return bsearch(&key, methods, n_methods, sizeof *methods, method_cmp);
 }
 
-char **cri_strv_dup(char **l, size_t n) {
-        char **out = calloc(n + 1, sizeof(char *));
-
-        for (size_t i = 0; out && i < n; i++)
-                if (!(out[i] = strdup(l[i] ?: ""))) {
-                        strv_free(out);
-                        return NULL;
-                }
-        return out;
-}
-
-void cri_pairs_out_free(void *pe) {
-        if (pe)
-                free(((void **) pe)[0]);
-        free(pe);
-}

@@ -52,7 +52,7 @@ CtrIo *ctr_io_free(CtrIo *io);
 int ctr_io_reopen(CtrIo *io);
 /* Adopts the read ends a previous daemon kept in systemd's fd store, if any. A log that cannot be
  * opened is no failure here: the output is dropped until a reopen succeeds. */
-int ctr_io_adopt(struct ev_loop *loop, const char *container_id, const char *log_dir, const char *log_path,
+int ctr_io_adopt(struct ev_loop *loop, CtrStoredFds *stored, const char *container_id, const char *log_dir, const char *log_path,
                  CtrIo **ret);
 /* Drops the container's fds from systemd's fd store. */
 void ctr_io_forget(const char *container_id);

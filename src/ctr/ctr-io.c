@@ -33,21 +33,10 @@ struct CtrIo {
         int stdin_fd; /* the writable end of the container's stdin, kept for attach */
 };
 
-/* What a previous daemon left in systemd's fd store, by name: "ctr-<id>-out", "ctr-<id>-err". */
-static int *stored_fds;
-static char **stored_names;
-static size_t n_stored;
-
-void ctr_io_set_stored(int *fds, char **names, size_t n) {
-        stored_fds = fds;
-        stored_names = names;
-        n_stored = n;
-}
-
-static int take_stored(const char *name) {
-        for (size_t i = 0; i < n_stored; i++)
-                if (stored_fds[i] >= 0 && stored_names[i] && strcmp(stored_names[i], name) == 0)
-                        return TAKE_FD(stored_fds[i]);
+static int take_stored(CtrStoredFds *s, const char *name) {
+        for (size_t i = 0; s && i < s->n; i++)
+                if (s->fds[i] >= 0 && s->names[i] && strcmp(s->names[i], name) == 0)
+                        return TAKE_FD(s->fds[i]);
         return -1;
 }
 
@@ -226,15 +215,16 @@ fail:
         return r;
 }
 
-int ctr_io_adopt(struct ev_loop *loop, const char *id, const char *log_dir, const char *log_path, CtrIo **ret) {
+int ctr_io_adopt(struct ev_loop *loop, CtrStoredFds *stored, const char *id, const char *log_dir, const char *log_path,
+                 CtrIo **ret) {
         char name[128];
         int out, err, r;
         CtrIo *io;
 
         snprintf(name, sizeof name, "ctr-%s-out", id);
-        out = take_stored(name);
+        out = take_stored(stored, name);
         snprintf(name, sizeof name, "ctr-%s-err", id);
-        err = take_stored(name);
+        err = take_stored(stored, name);
         if (out < 0 && err < 0)
                 return -ENOENT;
         /* Whatever became of the log meanwhile, the pipes are kept: closing them would kill the

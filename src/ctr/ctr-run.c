@@ -23,6 +23,7 @@
 #include "json-util.h"
 #include "log.h"
 #include "macro.h"
+#include "quote.h"
 #include "time-util.h"
 #include "trash.h"
 
@@ -70,6 +71,7 @@ struct CtrOp {
         bool timer_armed;
         double timeout;
         bool job_failed;
+        int job_error; /* -ECONNRESET: the bus dropped before systemd took the job */
         char *job_message;
         /* create */
         CtrSpec spec;
@@ -145,7 +147,7 @@ static void op_finish(CtrOp *op) {
                 c->op = NULL;
                 if (c->exit_waiter == op)
                         c->exit_waiter = NULL;
-                if (op->kind == OP_REMOVE && !c->watch)
+                if (op->kind == OP_REMOVE)
                         ctr_confirmed(c); /* a removal finished at start failed: its state is known */
         }
         snprintf(id_field, sizeof id_field, "CONTAINER_ID=%s", op->id);
@@ -290,9 +292,11 @@ static char *runtime_error(Container *c) {
         return out;
 }
 
-/* Why a start job failed when the OCI runtime could not say (its --log file is in the state
- * directory: a full disk loses it, the runtime then writing only to the container's stderr). */
-static char *start_failure(Container *c, const char *job_message) {
+/* Why a start job failed: the OCI runtime's last error, else systemd's word for the job; and a
+ * full state directory, which holds the runtime's --log file and state (a full disk loses the real
+ * error, the runtime then writing it only to the container's stderr, and leaves a later one such
+ * as "Failed to remove cgroup" as the last). */
+static char *start_failure(Container *c, const char *runtime_err, const char *job_message) {
         const char *runtime = strrchr(c->table->env.runtime, '/');
         struct statvfs st;
         char *out, space[256] = "";
@@ -303,8 +307,9 @@ static char *start_failure(Container *c, const char *job_message) {
                 snprintf(space, sizeof space, "; the state directory %s has %llu KiB free (%s?)",
                          c->table->env.state_dir, (unsigned long long) st.f_bavail * st.f_frsize / 1024,
                          strerror(ENOSPC));
-        if (asprintf(&out, "%s create failed (%s)%s; its own words are in the container's log, on stderr", runtime,
-                     job_message ?: "the unit did not start", space) < 0)
+        if (runtime_err ? asprintf(&out, "%s create failed: %s%s", runtime, runtime_err, space)
+                        : asprintf(&out, "%s create failed (%s)%s; its own words are in the container's log, on stderr",
+                                   runtime, job_message ?: "the unit did not start", space) < 0)
                 return NULL;
         return out;
 }
@@ -323,8 +328,15 @@ static void start_decide(Container *c, const SystemdServiceInfo *info, CtrOp *op
                 if (info->main_pid == 0)
                         record_exit(c, info);
         } else {
-                if (!err && op && op->job_failed)
-                        err = start_failure(c, op->job_message);
+                /* A job systemd never took: the runtime never ran, its message is the bus's. */
+                bool lost = op && op->job_failed && op->job_error == -ECONNRESET;
+                if (op && !lost) {
+                        char *why = start_failure(c, err, op->job_message);
+                        if (why) {
+                                free(err);
+                                err = why;
+                        }
+                }
                 c->state = CTR_EXITED;
                 c->exit_code = 128;
                 c->finished_at_ns = now_ns();
@@ -335,7 +347,7 @@ static void start_decide(Container *c, const SystemdServiceInfo *info, CtrOp *op
                                                              : "the OCI runtime did not start it");
                 save(c);
                 if (op)
-                        op_fail(op, -EIO, "start %s: %s", c->id, c->message);
+                        op_fail(op, lost && !err ? -ECONNRESET : -EIO, "start %s: %s", c->id, c->message);
         }
         free(err);
 }
@@ -379,7 +391,8 @@ static void unit_changed(SystemdWatch *w, const SystemdServiceInfo *info, void *
 
         /* First: deciding may end an operation whose caller frees c. The state is decided before
          * the loop serves anything again. */
-        ctr_confirmed(c);
+        if (!c->removing)
+                ctr_confirmed(c); /* one being removed is, once the removal ends */
         unit_decide(c, info);
 }
 
@@ -544,6 +557,7 @@ static void unit_started(int error, const char *message, void *userdata) {
         op->sd = NULL;
         if (error < 0) {
                 op->job_failed = true;
+                op->job_error = error;
                 op->job_message = strdup(message ?: "the unit did not start");
         }
         /* Whatever the job's result: the unit's properties tell whether the container runs. */
@@ -563,22 +577,22 @@ static void log_open_failed(CtrOp *op, int r) {
         switch (r) {
         case -ELOOP:
                 op_fail(op, -EPERM,
-                        "container %s: log_path '%.200s' goes through a symlink beneath the pod's log directory "
-                        "%.200s: rktlet follows none there",
-                        c->id, rel, c->log_dir);
+                        "container %s: log_path %s goes through a symlink beneath the pod's log directory "
+                        "%s: rktlet follows none there",
+                        c->id, QUOTE(rel), QUOTE(c->log_dir));
                 break;
         case -EXDEV:
-                op_fail(op, -EPERM, "container %s: log_path '%.200s' leads out of the pod's log directory %.200s",
-                        c->id, rel, c->log_dir);
+                op_fail(op, -EPERM, "container %s: log_path %s leads out of the pod's log directory %s",
+                        c->id, QUOTE(rel), QUOTE(c->log_dir));
                 break;
         case -EINVAL:
         case -EISDIR:
-                op_fail(op, -EPERM, "container %s: log_path '%.200s' beneath %.200s is no regular file", c->id, rel,
-                        c->log_dir);
+                op_fail(op, -EPERM, "container %s: log_path %s beneath %s is no regular file", c->id, QUOTE(rel),
+                        QUOTE(c->log_dir));
                 break;
         default:
-                op_fail(op, r, "container %s: cannot open its log_path '%.200s' beneath %.200s: %s", c->id, rel,
-                        c->log_dir, strerror(-r));
+                op_fail(op, r, "container %s: cannot open its log_path %s beneath %s: %s", c->id, QUOTE(rel),
+                        QUOTE(c->log_dir), strerror(-r));
         }
 }
 
@@ -687,7 +701,10 @@ static void step_kill(CtrOp *op, const char *who, int sig) {
         char *unit = ctr_unit_name(op->c);
         int r = -ENOMEM;
 
-        if (op->c->state != CTR_RUNNING) {
+        /* A stop signals a running container only. A removal kills whatever the unit still runs,
+         * whatever rktlet thinks of it (a process that ignores SIGTERM would hold the unit's stop
+         * for systemd's 90 s): a unit that runs nothing just says so. */
+        if (op->kind == OP_REMOVE ? !op->c->unit_started : op->c->state != CTR_RUNNING) {
                 free(unit);
                 op_next(op);
                 return;
@@ -1025,8 +1042,8 @@ int ctr_create(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *c
 
         for (Container *o = t->containers; o; o = o->next)
                 if (strcmp(o->pod_id, pod->id) == 0 && strcmp(o->name, spec->name) == 0 && o->attempt == spec->attempt) {
-                        if (asprintf(ret_message, "container '%s' (attempt %u) exists already in pod sandbox %s: %s",
-                                     spec->name, spec->attempt, pod->id, o->id) < 0)
+                        if (asprintf(ret_message, "container %s (attempt %u) exists already in pod sandbox %s: %s",
+                                     QUOTE(spec->name), spec->attempt, pod->id, o->id) < 0)
                                 *ret_message = NULL;
                         ctr_spec_done(spec);
                         return -EEXIST;
@@ -1207,15 +1224,15 @@ int ctr_reopen_log(Container *c) {
         return ctr_io_reopen(c->io);
 }
 
-void ctr_table_rewatch(CtrTable *t) {
+void ctr_table_watch_missing(CtrTable *t) {
+        /* Containers loaded while systemd was unreachable have no watch yet. */
         for (Container *c = t->containers; c; c = c->next) {
-                if (!c->watch)
+                if (c->watch || !c->unit_started)
                         continue;
-                c->watch = systemd_watch_free(c->watch);
                 if (watch(c) >= 0)
                         systemd_watch_refresh(c->watch);
                 else
-                        log_warning("container %s: cannot watch its unit again after the bus came back.", c->id);
+                        log_warning("container %s: cannot watch its unit yet.", c->id);
         }
 }
 
@@ -1269,7 +1286,7 @@ static void load_one(const char *id, void *userdata) {
         }
         if (c->unit_started) {
                 if (c->state == CTR_RUNNING || c->state == CTR_CREATED)
-                        (void) ctr_io_adopt(t->env.loop, c->id, c->log_dir, ctr_log_relative(c), &c->io);
+                        (void) ctr_io_adopt(t->env.loop, t->env.stored, c->id, c->log_dir, ctr_log_relative(c), &c->io);
                 if (c->state != CTR_EXITED) {
                         c->unconfirmed = true;
                         t->n_unconfirmed++;

@@ -121,8 +121,17 @@ typedef struct Container {
 } Container;
 
 /* What containers need from the daemon. */
+/* What systemd's fd store gave back at start: containers' log pipes, by name ("ctr-<id>-out",
+ * "ctr-<id>-err"). The Manager's; an adopted fd is taken out of it (-1 left in its place). */
+typedef struct CtrStoredFds {
+        int *fds;
+        char **names;
+        size_t n;
+} CtrStoredFds;
+
 typedef struct CtrEnv {
         struct ev_loop *loop;
+        CtrStoredFds *stored;
         const char *state_dir, *root_dir;
         const char *runtime; /* absolute path of runc or crun */
         PodTable *pods;
@@ -150,8 +159,9 @@ int ctr_table_new(const CtrEnv *env, CtrTable **ret);
 CtrTable *ctr_table_free(CtrTable *t);
 /* Reads the persisted containers; watches their units; half-made ones are removed. */
 int ctr_table_load(CtrTable *t);
-/* The bus to systemd was lost and made again: watch every unit anew and ask what changed. */
-void ctr_table_rewatch(CtrTable *t);
+/* systemd is reachable again: watch the units of containers loaded while it was not (the
+ * watches made before move to the new bus by themselves). */
+void ctr_table_watch_missing(CtrTable *t);
 
 Container *ctr_find(CtrTable *t, const char *id);
 int ctr_find_prefix(CtrTable *t, const char *prefix, Container **ret);
@@ -178,7 +188,6 @@ int ctr_remove(Container *c, CtrDone done, void *userdata, CtrOp **ret_op);
 int ctr_reopen_log(Container *c);
 /* The fds (and names) systemd passed back at start: log pipes a previous daemon stored. The arrays
  * stay the caller's; adopted fds are set to -1 in them. */
-void ctr_io_set_stored(int *fds, char **names, size_t n);
 void ctr_op_detach(CtrOp *op);
 /* "SIGTERM", "TERM", "15", "RTMIN+3", "SIGRTMINPLUS3"… → the signal number, or -EINVAL. */
 int ctr_signal_from_string(const char *s);

@@ -20,6 +20,9 @@ char *pod_run_dir(const Pod *pod);
  * everything a ready pod has in the state directory is (false after a reboot). */
 bool pod_ns_alive(const Pod *pod, const char *ns);
 bool pod_runtime_present(const Pod *pod);
+/* pod.c: whether slice is of a kind a pod may own, as a cgroup_parent must be: neither the root
+ * slice nor one of systemd's own (a record of an older rktlet may say otherwise). */
+bool pod_slice_may_be_owned(const char *slice);
 
 /* pod-files.c: hostname, hosts and resolv.conf under the pod's run directory. */
 int pod_write_files(const Pod *pod);

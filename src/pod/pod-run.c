@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,13 +17,14 @@
 #include "fd-util.h"
 #include "log.h"
 #include "macro.h"
+#include "quote.h"
 #include "pod-internal.h"
 
 #define SYSTEMD_TIMEOUT_USEC (90ULL * 1000 * 1000)
 #define CHILD_TIMEOUT_USEC (30ULL * 1000 * 1000)
 
-typedef enum PodOpKind { OP_RUN, OP_STOP, OP_REMOVE } PodOpKind;
-static const char *const op_names[] = { "run", "stop", "remove" };
+typedef enum PodOpKind { OP_RUN, OP_STOP, OP_REMOVE, OP_KILL } PodOpKind;
+static const char *const op_names[] = { "run", "stop", "remove", "kill" };
 
 typedef enum Step {
         STEP_SLICE,
@@ -33,6 +35,7 @@ typedef enum Step {
         STEP_READY,
         /* teardown */
         STEP_LEFTOVERS, /* only for a pod a killed daemon was making: its CNI plugins still running */
+        STEP_KILL,      /* SIGKILL to what still runs in the pod; all a pod_kill() does */
         STEP_STOP_INIT,
         STEP_STOP_SLICE,
         STEP_CNI_DEL,
@@ -91,8 +94,9 @@ static void op_finish(PodOp *op) {
         snprintf(id_field, sizeof id_field, "POD_SANDBOX_ID=%s", op->id);
         if (error < 0)
                 log_fields(LOG_WARNING, fields, "pod %s: %s failed: %s", op->id, op_names[op->kind], message ?: "?");
-        else
-                log_fields(LOG_INFO, fields, "pod %s: %s done.", op->id, op_names[op->kind]);
+        else /* a kill is the first step of a stop or a removal, which says when it is done */
+                log_fields(op->kind == OP_KILL ? LOG_DEBUG : LOG_INFO, fields, "pod %s: %s done.", op->id,
+                           op_names[op->kind]);
         free(op);
         if (done)
                 done(pod, error, message, userdata);
@@ -127,11 +131,23 @@ static void save(PodOp *op) {
                 log_warning_errno(r, "pod %s: cannot save its state: %m", op->pod->id);
 }
 
+/* Whether a systemd op failed with one of the D-Bus errors names: its message is "<unit>: <D-Bus
+ * error name>: <text>" (see call_reply() in systemd-unit.c). */
+static bool systemd_error_is_one_of(int error, const char *message, const char *const *names, size_t n) {
+        if (error != -EIO || !message)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                const char *p = strstr(message, names[i]);
+                if (p && p > message && p[-1] == ' ' && p[strlen(names[i])] == ':')
+                        return true;
+        }
+        return false;
+}
+
 /* Refusals systemd makes of a stop, and would make again however often asked: a unit nobody may
  * stop by request (the root slice, a perpetual unit; RefuseManualStop=), or a name systemd does not
  * take (a record of an older rktlet). What systemd refuses to stop is not rktlet's to stop: the
- * teardown forgets it and goes on, or the pod could never be removed. message is the one of
- * systemd_stop_unit(), "<unit>: <D-Bus error name>: <text>". */
+ * teardown forgets it and goes on, or the pod could never be removed. */
 static bool stop_refused_for_good(int error, const char *message) {
         static const char *const names[] = {
                 "org.freedesktop.systemd1.JobTypeNotApplicable",
@@ -139,14 +155,7 @@ static bool stop_refused_for_good(int error, const char *message) {
                 "org.freedesktop.DBus.Error.InvalidArgs",
         };
 
-        if (error != -EIO || !message)
-                return false;
-        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
-                const char *p = strstr(message, names[i]);
-                if (p && p > message && p[-1] == ' ' && p[strlen(names[i])] == ':')
-                        return true;
-        }
-        return false;
+        return systemd_error_is_one_of(error, message, names, ELEMENTSOF(names));
 }
 
 static void log_forgotten(const PodOp *op, const char *unit, const char *message) {
@@ -271,6 +280,24 @@ static void init_stopped(int error, const char *message, void *userdata) {
                 log_forgotten(op, unit ?: "the pod's init service", message);
         }
         op->pod->init_started = false;
+        op_next(op);
+}
+
+static void killed(int error, const char *message, void *userdata) {
+        static const char *const nothing_to_kill[] = {
+                "org.freedesktop.systemd1.NoSuchProcess",   /* no process left (newer systemd says so) */
+                "org.freedesktop.DBus.Error.InvalidArgs",  /* a name systemd does not take: the stop forgets it */
+        };
+        PodOp *op = userdata;
+
+        op->sd = NULL;
+        if (error < 0 && error != -ENOENT && !systemd_error_is_one_of(error, message, nothing_to_kill,
+                                                                      ELEMENTSOF(nothing_to_kill))) {
+                /* Stopping what may still run could wait out its TimeoutStopSec=: leave it to a
+                 * retry (kubelet's), which kills first again. */
+                op_fail(op, error, "kill what runs in the pod: %s", message);
+                op->step = STEP_END;
+        }
         op_next(op);
 }
 
@@ -479,6 +506,54 @@ static void step_stop_slice(PodOp *op) {
         }
 }
 
+/* What a teardown SIGKILLs: the pod's slice when it is rktlet's (and of a kind a pod may have: a
+ * record of an older rktlet may name the root slice its own), else the pod's init service; NULL
+ * when nothing of the pod runs. A kubelet's slice is not the pod's alone (kubelet runs the next
+ * sandbox of the same pod in it while the last one waits for removal): there rktlet's own units are
+ * what rktlet stops, the init service here and the containers by the ctr module. */
+static int kill_target(const Pod *pod, char **ret) {
+        if (pod->slice_started && pod->slice_owned && pod_slice_may_be_owned(pod->slice))
+                *ret = strdup(pod->slice);
+        else if (pod->init_started)
+                *ret = pod_init_unit(pod);
+        else {
+                *ret = NULL;
+                return 0;
+        }
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* The first step of every teardown: SIGKILL to every process still in the pod, before any unit of
+ * it is stopped. A stop sends SIGTERM and waits the unit's TimeoutStopSec= (90 s by default) for
+ * what ignores it: a container rktlet believes has exited, a process it never knew of. The stop or
+ * removal would outlive kubelet's deadline, and every start in the pod meanwhile fail ("Requested
+ * transaction contradicts existing jobs"). The CRI asks stop and remove to terminate forcibly what
+ * runs in the pod; containers stopped by StopPodSandbox get SIGKILL anyway (no grace period). The
+ * stops then find nothing left to wait for. */
+static void step_kill(PodOp *op) {
+        PodEnv *env = &op->pod->table->env;
+        _cleanup_free_ char *unit = NULL;
+        SystemdClient *sd;
+        int r;
+
+        r = kill_target(op->pod, &unit);
+        if (r >= 0 && !unit) {
+                op_next(op);
+                return;
+        }
+        sd = env->systemd(env->userdata);
+        if (r >= 0 && !sd)
+                r = -ENOTCONN;
+        if (r >= 0)
+                r = systemd_kill_unit(sd, unit, "all", SIGKILL, SYSTEMD_TIMEOUT_USEC, killed, op, &op->sd);
+        if (r < 0) {
+                op_fail(op, r, "kill what runs in %s: %s", unit ?: "the pod",
+                        r == -ENOTCONN ? "systemd is unreachable" : strerror(-r));
+                op->step = STEP_END;
+                op_next(op);
+        }
+}
+
 static void step_child(PodOp *op, int (*setup)(void *), ChildDone done) {
         ChildSpec spec = {
                 .setup = setup,
@@ -577,9 +652,9 @@ static void op_next(PodOp *op) {
         Pod *pod = op->pod;
 
         /* A failed run turns into a rollback: tear down what exists, delete, report the error. */
-        if (op->kind == OP_RUN && op->error < 0 && !op->rollback && op->step < STEP_STOP_INIT) {
+        if (op->kind == OP_RUN && op->error < 0 && !op->rollback && op->step < STEP_LEFTOVERS) {
                 op->rollback = true;
-                op->step = STEP_STOP_INIT;
+                op->step = STEP_KILL;
                 pod->state = POD_NOTREADY;
                 log_debug("pod %s: run failed (%s); rolling back.", pod->id, op->message);
         } else
@@ -619,7 +694,15 @@ static void op_next(PodOp *op) {
         case STEP_LEFTOVERS:
                 step_leftovers(op);
                 return;
+        case STEP_KILL:
+                step_kill(op);
+                return;
         case STEP_STOP_INIT:
+                if (op->kind == OP_KILL) {
+                        op->step = STEP_END - 1;
+                        op_next(op);
+                        return;
+                }
                 if (pod->init_started) {
                         step_init(op, false);
                         return;
@@ -702,8 +785,8 @@ int pod_run(PodTable *t, PodSpec *spec, PodDone done, void *userdata, char **ret
         for (Pod *p = t->pods; p; p = p->next)
                 if (strcmp(p->spec.name, spec->name) == 0 && strcmp(p->spec.namespace, spec->namespace) == 0 &&
                     strcmp(p->spec.uid, spec->uid) == 0 && p->spec.attempt == spec->attempt) {
-                        r = asprintf(ret_message, "pod sandbox %s/%s (uid %s, attempt %u) exists already: %s",
-                                     spec->namespace, spec->name, spec->uid, spec->attempt, p->id);
+                        r = asprintf(ret_message, "pod sandbox %s exists already with this metadata (name %s, attempt %u)", p->id,
+                                     QUOTE(spec->name), spec->attempt);
                         if (r < 0)
                                 *ret_message = NULL;
                         pod_spec_done(spec);
@@ -791,7 +874,7 @@ fail:
         return r;
 }
 
-/* first: STEP_LEFTOVERS for a pod a killed daemon was making, else STEP_STOP_INIT. */
+/* first: STEP_LEFTOVERS for a pod a killed daemon was making, else STEP_KILL. */
 static int pod_teardown(Pod *pod, PodOpKind kind, Step first, PodDone done, void *userdata, PodOp **ret_op) {
         PodOp *op;
 
@@ -801,10 +884,10 @@ static int pod_teardown(Pod *pod, PodOpKind kind, Step first, PodDone done, void
         if (!op)
                 return -ENOMEM;
         if (pod->state == POD_READY) {
-                /* The first step stops what the pod runs (its slice, and every container in it): a
+                /* The first step kills what the pod runs (its slice, and every container in it): a
                  * teardown that fails half way (a CNI DEL past its timeout, say), or a daemon killed
                  * in the middle, must not leave a record that says READY, the namespaces and files
-                 * still there and the slice gone. kubelet's retry finishes the job. */
+                 * still there and the processes gone. kubelet's retry finishes the job. */
                 pod->state = POD_NOTREADY;
                 save(op);
         }
@@ -815,12 +898,16 @@ static int pod_teardown(Pod *pod, PodOpKind kind, Step first, PodDone done, void
         return 0;
 }
 
+int pod_kill(Pod *pod, PodDone done, void *userdata, PodOp **ret_op) {
+        return pod_teardown(pod, OP_KILL, STEP_KILL, done, userdata, ret_op);
+}
+
 int pod_stop(Pod *pod, PodDone done, void *userdata, PodOp **ret_op) {
-        return pod_teardown(pod, OP_STOP, STEP_STOP_INIT, done, userdata, ret_op);
+        return pod_teardown(pod, OP_STOP, STEP_KILL, done, userdata, ret_op);
 }
 
 int pod_remove(Pod *pod, PodDone done, void *userdata, PodOp **ret_op) {
-        return pod_teardown(pod, OP_REMOVE, STEP_STOP_INIT, done, userdata, ret_op);
+        return pod_teardown(pod, OP_REMOVE, STEP_KILL, done, userdata, ret_op);
 }
 
 static void load_one(const char *id, void *userdata) {
@@ -837,8 +924,7 @@ static void load_one(const char *id, void *userdata) {
                 /* Killed while it was being made: undo what exists, once the CNI plugins it had
                  * running (which outlive it) are done, or DEL could run before their ADD ends. */
                 log_notice("pod %s: was being created when rktlet stopped; cleaning it up.", pod->id);
-                (void) pod_teardown(pod, OP_REMOVE, pod->cni_added ? STEP_LEFTOVERS : STEP_STOP_INIT, NULL, NULL,
-                                    NULL);
+                (void) pod_teardown(pod, OP_REMOVE, pod->cni_added ? STEP_LEFTOVERS : STEP_KILL, NULL, NULL, NULL);
         } else if (pod->state == POD_READY && !pod_runtime_present(pod)) {
                 /* The node rebooted (the state directory is on tmpfs): the record survived, the
                  * slice, namespaces, files and processes did not. As containerd does, the pod stays,

@@ -13,6 +13,7 @@
 #include "macro.h"
 #include "parse-util.h"
 #include "pod-internal.h"
+#include "quote.h"
 #include "strv.h"
 
 #ifndef NSFS_MAGIC
@@ -209,7 +210,7 @@ static int check_name(const char *what, const char *s, size_t max, char **ret_me
         if (strlen(s) > max)
                 return error_message(ret_message, -EINVAL, "metadata.%s is longer than %zu characters", what, max);
         if (strcmp(s, ".") == 0 || strstr(s, "..") || strchr(s, '/'))
-                return error_message(ret_message, -EINVAL, "metadata.%s '%s' contains '/' or '..'", what, s);
+                return error_message(ret_message, -EINVAL, "metadata.%s %s contains '/' or '..'", what, QUOTE(s));
         for (const char *p = s; *p; p++)
                 if ((unsigned char) *p < 0x20 || *p == 0x7f || *p == ';' || *p == '=' || *p == '\\')
                         return error_message(ret_message, -EINVAL, "metadata.%s contains a control character, ';', '=' or '\\'", what);
@@ -247,15 +248,15 @@ static int check_cgroup_parent(const char *parent, char **ret_message) {
 
         if (parent[0] == '/')
                 return error_message(ret_message, -EINVAL,
-                                     "config.linux.cgroup_parent '%.200s' is a cgroupfs path: rktlet uses the systemd "
+                                     "config.linux.cgroup_parent %s is a cgroupfs path: rktlet uses the systemd "
                                      "cgroup driver; run kubelet with cgroupDriver: systemd, which passes a slice name "
                                      "such as kubepods-besteffort-pod<uid>.slice",
-                                     parent);
+                                     QUOTE(parent));
         if (!systemd_unit_name_valid(parent, ".slice"))
                 return error_message(ret_message, -EINVAL,
-                                     "config.linux.cgroup_parent '%.200s' is not a systemd slice name "
+                                     "config.linux.cgroup_parent %s is not a systemd slice name "
                                      "(such as kubepods-besteffort-pod<uid>.slice): rktlet runs each pod as a slice",
-                                     parent);
+                                     QUOTE(parent));
         if (strcmp(parent, "-.slice") == 0)
                 return error_message(ret_message, -EINVAL,
                                      "config.linux.cgroup_parent '-.slice' is the root slice, which rktlet must not own "
@@ -265,11 +266,17 @@ static int check_cgroup_parent(const char *parent, char **ret_message) {
                 /* "system.slice" itself, or "system-foo.slice" within it. */
                 if (strncmp(parent, system_slices[i], n) == 0 && (parent[n] == '.' || parent[n] == '-'))
                         return error_message(ret_message, -EINVAL,
-                                             "config.linux.cgroup_parent '%.200s' is %ssystemd's %s.slice, which "
+                                             "config.linux.cgroup_parent %s is %ssystemd's %s.slice, which "
                                              "rktlet must not own or stop",
-                                             parent, parent[n] == '.' ? "" : "within ", system_slices[i]);
+                                             QUOTE(parent), parent[n] == '.' ? "" : "within ", system_slices[i]);
         }
         return 0;
+}
+
+bool pod_slice_may_be_owned(const char *slice) {
+        _cleanup_free_ char *message = NULL;
+
+        return check_cgroup_parent(slice, &message) >= 0;
 }
 
 static bool path_has_dotdot(const char *path) {
@@ -289,14 +296,14 @@ int pod_spec_validate(const PodSpec *s, char **ret_message) {
         /* kubelet's /var/log/pods/<ns>_<name>_<uid>: rktlet creates it and the containers' logs in it. */
         if (s->log_directory && s->log_directory[0] &&
             (s->log_directory[0] != '/' || path_has_dotdot(s->log_directory)))
-                return error_message(ret_message, -EINVAL, "log_directory '%.200s' must be an absolute path without '..'",
-                                     s->log_directory);
+                return error_message(ret_message, -EINVAL, "log_directory %s must be an absolute path without '..'",
+                                     QUOTE(s->log_directory));
         if (s->hostname && s->hostname[0]) {
                 if (strlen(s->hostname) > 64)
-                        return error_message(ret_message, -EINVAL, "hostname '%s' is longer than 64 characters", s->hostname);
+                        return error_message(ret_message, -EINVAL, "hostname %s is longer than 64 characters", QUOTE(s->hostname));
                 for (const char *p = s->hostname; *p; p++)
                         if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.", *p))
-                                return error_message(ret_message, -EINVAL, "hostname '%s' is not a valid host name", s->hostname);
+                                return error_message(ret_message, -EINVAL, "hostname %s is not a valid host name", QUOTE(s->hostname));
         }
         if (s->network != POD_NS_POD && s->network != POD_NS_NODE)
                 return error_message(ret_message, -EINVAL, "network namespace mode %d is not supported for pods (POD or NODE)",
@@ -308,8 +315,8 @@ int pod_spec_validate(const PodSpec *s, char **ret_message) {
         if (s->cgroup_parent && s->cgroup_parent[0] && (r = check_cgroup_parent(s->cgroup_parent, ret_message)) < 0)
                 return r;
         if (s->runtime_handler && s->runtime_handler[0])
-                return error_message(ret_message, -EINVAL, "unknown runtime handler '%s' (rktlet has only the default handler \"\")",
-                               s->runtime_handler);
+                return error_message(ret_message, -EINVAL, "unknown runtime_handler %s (rktlet has only the default handler \"\")",
+                               QUOTE(s->runtime_handler));
         for (size_t i = 0; i < s->n_sysctls; i++) {
                 const char *k = s->sysctls[i].key, *v = s->sysctls[i].value, *why;
 
@@ -317,17 +324,17 @@ int pod_spec_validate(const PodSpec *s, char **ret_message) {
                         return error_message(ret_message, -EINVAL, "sysctl name is empty or too long");
                 for (const char *p = k; *p; p++)
                         if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-", *p))
-                                return error_message(ret_message, -EINVAL, "sysctl name '%s' contains '%c'", k, *p);
+                                return error_message(ret_message, -EINVAL, "sysctl name %s contains %s", QUOTE(k), QUOTE(((char[]) { *p, '\0' })));
                 if (strstr(k, "..") || k[0] == '.' || k[strlen(k) - 1] == '.')
-                        return error_message(ret_message, -EINVAL, "sysctl name '%s' is malformed", k);
+                        return error_message(ret_message, -EINVAL, "sysctl name %s is malformed", QUOTE(k));
                 /* CVE-2022-0811: a value with '+' or '=' or a newline could smuggle a second setting. */
                 if (!v || strlen(v) > 4096)
-                        return error_message(ret_message, -EINVAL, "sysctl '%s' has no value or one that is too long", k);
+                        return error_message(ret_message, -EINVAL, "sysctl %s has no value or one that is too long", QUOTE(k));
                 for (const char *p = v; *p; p++)
                         if (*p == '+' || *p == '=' || *p == '\n' || *p == '\r' || (unsigned char) *p < 0x20)
-                                return error_message(ret_message, -EINVAL, "sysctl '%s' value contains a forbidden character", k);
+                                return error_message(ret_message, -EINVAL, "sysctl %s value contains a forbidden character", QUOTE(k));
                 if (!sysctl_namespaced(k, s->network, s->ipc, &why))
-                        return error_message(ret_message, -EINVAL, "sysctl '%s' is not allowed: %s", k, why);
+                        return error_message(ret_message, -EINVAL, "sysctl %s is not allowed: %s", QUOTE(k), why);
         }
         for (size_t i = 0; i < s->n_ports; i++) {
                 const PodPort *p = &s->ports[i];
@@ -336,18 +343,18 @@ int pod_spec_validate(const PodSpec *s, char **ret_message) {
                 if (!strv_contains((char *[]) { (char *) "tcp", (char *) "udp", (char *) "sctp", NULL }, p->protocol))
                         return error_message(ret_message, -EINVAL, "port_mappings[%zu].protocol: not TCP, UDP or SCTP", i);
                 if (p->host_ip[0] && parse_ip(p->host_ip) < 0)
-                        return error_message(ret_message, -EINVAL, "port_mappings[%zu].host_ip: '%.200s' is not an IP address",
-                                             i, p->host_ip);
+                        return error_message(ret_message, -EINVAL, "port_mappings[%zu].host_ip: %s is not an IP address",
+                                             i, QUOTE(p->host_ip));
         }
         for (char **d = s->dns_servers; d && *d; d++)
                 if (parse_ip(*d) < 0)
-                        return error_message(ret_message, -EINVAL, "dns_config.servers: '%.200s' is not an IP address", *d);
+                        return error_message(ret_message, -EINVAL, "dns_config.servers: %s is not an IP address", QUOTE(*d));
         for (char **d = s->dns_searches; d && *d; d++)
                 if (strpbrk(*d, " \t\n"))
-                        return error_message(ret_message, -EINVAL, "DNS search domain '%s' contains white space", *d);
+                        return error_message(ret_message, -EINVAL, "dns_config.searches: %s contains white space", QUOTE(*d));
         for (char **d = s->dns_options; d && *d; d++)
                 if (strpbrk(*d, " \t\n"))
-                        return error_message(ret_message, -EINVAL, "DNS option '%s' contains white space", *d);
+                        return error_message(ret_message, -EINVAL, "dns_config.options: %s contains white space", QUOTE(*d));
         return 0;
 }
 

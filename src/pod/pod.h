@@ -120,6 +120,11 @@ char *pod_init_unit(const Pod *pod);
 /* Creates the pod from spec (taken over, also on failure). -EEXIST with a message when a pod with
  * the same metadata exists. done() is called once the pod is ready, or was rolled back. */
 int pod_run(PodTable *t, PodSpec *spec, PodDone done, void *userdata, char **ret_message, PodOp **ret_op);
+/* The first step of StopPodSandbox and RemovePodSandbox, before the pod's containers are stopped or
+ * removed: the pod is NOTREADY from now on, and every process still in it is SIGKILLed (its slice
+ * when rktlet made it, else its init service), so that no stop that follows waits on one ignoring
+ * SIGTERM. pod_stop() and pod_remove() do it again first. Idempotent. */
+int pod_kill(Pod *pod, PodDone done, void *userdata, PodOp **ret_op);
 /* Idempotent: a stopped pod stops again at once. */
 int pod_stop(Pod *pod, PodDone done, void *userdata, PodOp **ret_op);
 /* Stops if needed, then deletes every trace; pod is freed before done() (which gets NULL). */

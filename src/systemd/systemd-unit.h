@@ -1,5 +1,7 @@
 /* Asynchronous unit jobs on systemd: StartTransientUnit and StopUnit, each finished by its
- * JobRemoved signal, with a deadline. */
+ * JobRemoved signal, with a deadline; services watched through their PropertiesChanged signals. The
+ * client outlives its bus: when the connection drops and another one is attached, or when systemd
+ * leaves the bus and comes back (daemon-reexec), its jobs are checked again and its watches re-read. */
 #pragma once
 
 #include <ev.h>
@@ -11,15 +13,34 @@ typedef struct SystemdClient SystemdClient;
 typedef struct SystemdOp SystemdOp;
 
 /* error: 0 when the job ended with result "done"; -EEXIST (StartTransientUnit: the unit exists
- * already), -ENOENT (StopUnit: no such unit loaded), -ETIMEDOUT, -ECONNRESET (bus lost), or -EIO with
+ * already), -ENOENT (StopUnit: no such unit loaded), -ETIMEDOUT, -ECONNRESET (the bus dropped before
+ * systemd took the job, a KillUnit whose answer the bus lost, or the client freed), or -EIO with
  * message naming the D-Bus error or the job result ("failed", "dependency", "canceled"…). The op is
- * freed right after. */
+ * freed right after.
+ *
+ * A job whose JobRemoved the bus may have lost is checked once systemd is back: still queued, it is
+ * waited for; gone, the unit's ActiveState says how it ended (0, or -EIO naming the state). A
+ * StopUnit or ResetFailedUnit whose reply was lost is sent again (both are idempotent); a
+ * StartTransientUnit whose reply was lost is looked for by its unit (its job waited for, or its
+ * state taken); a KillUnit whose reply was lost fails with -ECONNRESET (sending a signal twice is
+ * not harmless). Until then the op's deadline runs. */
 typedef void (*SystemdOpDone)(int error, const char *message, void *userdata);
 /* Appends the properties of a transient unit: entries of an a(sv) already opened. */
 typedef int (*SystemdAppendProperties)(sd_bus_message *m, void *userdata);
+/* systemd is on the bus (again): generation counts its appearances, 1 the first time. */
+typedef void (*SystemdReady)(SystemdClient *c, unsigned generation, void *userdata);
 
-/* Subscribes to the manager's signals; ops fail with -ECONNRESET when the client is freed. */
-int systemd_client_new(struct ev_loop *loop, sd_bus *bus, SystemdClient **ret);
+/* A client with no bus yet: ops cannot be submitted until systemd_client_attach(). */
+int systemd_client_new(struct ev_loop *loop, SystemdClient **ret);
+void systemd_client_set_ready(SystemdClient *c, SystemdReady ready, void *userdata);
+/* Makes bus the client's: matches JobRemoved, the watched units' PropertiesChanged and systemd's
+ * name on the bus; once systemd owns it, Subscribe, the jobs checked again and every watch re-read.
+ * Takes a reference on bus. */
+int systemd_client_attach(SystemdClient *c, sd_bus *bus);
+/* The bus dropped: its slots go; ops and watches wait for the next attach (a lost KillUnit fails
+ * now, with why in its message). May call ops' done callbacks. */
+void systemd_client_detach(SystemdClient *c, const char *why);
+/* Ops fail with -ECONNRESET; watches stay (inert) until freed. */
 SystemdClient *systemd_client_free(SystemdClient *c);
 
 int systemd_start_transient_unit(SystemdClient *c, const char *name, SystemdAppendProperties append,
@@ -45,10 +66,11 @@ typedef struct SystemdServiceInfo {
 } SystemdServiceInfo;
 
 typedef struct SystemdWatch SystemdWatch;
-/* Called with the service's properties after each PropertiesChanged signal of the unit (and after
- * systemd_watch_refresh()). */
+/* Called with the service's properties after each PropertiesChanged signal of the unit, after
+ * systemd_watch_refresh(), and each time systemd is (back) on the bus. */
 typedef void (*SystemdUnitChanged)(SystemdWatch *w, const SystemdServiceInfo *info, void *userdata);
-/* Watches a service (loaded or not yet): its PropertiesChanged signals trigger a GetAll. */
+/* Watches a service (loaded or not yet): its PropertiesChanged signals trigger a GetAll. The watch
+ * moves with the client to each new bus. */
 int systemd_watch_service(SystemdClient *c, const char *name, SystemdUnitChanged changed, void *userdata,
                           SystemdWatch **ret);
 void systemd_watch_refresh(SystemdWatch *w);
