@@ -21,6 +21,7 @@ import platform
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import tarfile
 import threading
@@ -889,7 +890,10 @@ class Proxy:
     .rate: bytes/s for blob bodies (None: as fast as possible; read again before each chunk);
     .fail: path substring -> HTTP status answered instead of forwarding;
     .sending: path -> bodies being sent now (a body ends when it is sent whole or the client
-    goes away, which the proxy sees at its next write)."""
+    goes away, which the proxy sees at its next write);
+    .drop_after: None, or a byte count: a blob body is cut after that many bytes and its connection
+    reset (RST, no orderly close), as a registry or a load balancer dying mid-transfer does; .dropped
+    counts the bodies cut so."""
 
     def __init__(self, upstream):
         self.upstream = upstream
@@ -900,6 +904,8 @@ class Proxy:
         self.corrupt = set()
         self.rate = None
         self.fail = {}
+        self.drop_after = None
+        self.dropped = 0
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -963,6 +969,18 @@ class Proxy:
                         if flip and offset <= target < offset + len(chunk):
                             i = target - offset
                             chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1:]
+                        drop = proxy.drop_after
+                        if blob and drop is not None and offset + len(chunk) > drop:
+                            self.wfile.write(chunk[:max(0, drop - offset)])
+                            self.wfile.flush()
+                            with proxy.lock:
+                                proxy.sent[path] += max(0, drop - offset)
+                                proxy.dropped += 1
+                            # SO_LINGER 0: close() sends RST, the transfer ends mid-body.
+                            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                            self.connection.close()
+                            self.close_connection = True
+                            return
                         self.wfile.write(chunk)
                         offset += len(chunk)
                         with proxy.lock:
