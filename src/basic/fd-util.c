@@ -72,6 +72,19 @@ int rm_rf(const char *path) {
         return r < 0 ? -errno : r;
 }
 
+int rm_rf_all(char *const *paths) {
+        int r = 0;
+
+        for (char *const *p = paths; p && *p; p++) {
+                int k = rm_rf(*p);
+                if (k < 0) {
+                        fprintf(stderr, "remove %s: %s\n", *p, strerror(-k));
+                        r = k;
+                }
+        }
+        return r;
+}
+
 int dir_for_each_id(const char *dir, void (*fn)(const char *id, void *userdata), void *userdata) {
         struct dirent **entries = NULL;
         int n = scandir(dir, &entries, NULL, alphasort);

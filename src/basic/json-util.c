@@ -147,22 +147,23 @@ char *json_dup_str(yajl_val obj, const char *key) {
         return s ? strdup(s) : NULL;
 }
 
-int json_gen_write_file(yajl_gen g, const char *path, unsigned mode) {
+static int write_file_rename(const char *path, const char *data, size_t len, unsigned mode, bool durable);
+
+static int json_gen_write(yajl_gen g, const char *path, unsigned mode, bool durable) {
         const unsigned char *buf;
         size_t len;
 
         if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok)
                 return -ENOMEM;
-        return write_file_atomic(path, (const char *) buf, len, mode);
+        return write_file_rename(path, (const char *) buf, len, mode, durable);
+}
+
+int json_gen_write_file(yajl_gen g, const char *path, unsigned mode) {
+        return json_gen_write(g, path, mode, true);
 }
 
 int json_gen_save(yajl_gen g, const char *path, unsigned mode) {
-        const unsigned char *buf;
-        size_t len;
-
-        if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok)
-                return -ENOMEM;
-        return write_file_replace(path, (const char *) buf, len, mode);
+        return json_gen_write(g, path, mode, false);
 }
 
 bool json_get_int(yajl_val obj, const char *key, long long *ret) {

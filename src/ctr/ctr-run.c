@@ -307,9 +307,10 @@ static char *start_failure(Container *c, const char *runtime_err, const char *jo
                 snprintf(space, sizeof space, "; the state directory %s has %llu KiB free (%s?)",
                          c->table->env.state_dir, (unsigned long long) st.f_bavail * st.f_frsize / 1024,
                          strerror(ENOSPC));
-        if (runtime_err ? asprintf(&out, "%s create failed: %s%s", runtime, runtime_err, space)
-                        : asprintf(&out, "%s create failed (%s)%s; its own words are in the container's log, on stderr",
-                                   runtime, job_message ?: "the unit did not start", space) < 0)
+        int r = runtime_err ? asprintf(&out, "%s create failed: %s%s", runtime, runtime_err, space)
+                            : asprintf(&out, "%s create failed (%s)%s; its own words are in the container's log, on "
+                                       "stderr", runtime, job_message ?: "the unit did not start", space);
+        if (r < 0)
                 return NULL;
         return out;
 }
@@ -1007,7 +1008,7 @@ int ctr_signal_from_string(const char *s) {
                         else
                                 return -EINVAL;
                         k = strtol(rest, &end, 10);
-                        if (*end || k < 0)
+                        if (*end || k < 0 || k > SIGRTMAX - SIGRTMIN) /* no overflow below */
                                 return -EINVAL;
                 }
                 n = max ? SIGRTMAX - k : SIGRTMIN + k;

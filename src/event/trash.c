@@ -22,17 +22,7 @@
 #define TRASH_CHILD_TIMEOUT_USEC (3600ULL * 1000 * 1000)
 
 static int delete_child(void *userdata) {
-        char **paths = userdata;
-        int r = 0;
-
-        for (char **p = paths; p && *p; p++) {
-                int k = rm_rf(*p);
-                if (k < 0) {
-                        fprintf(stderr, "remove %s: %s\n", *p, strerror(-k));
-                        r = k;
-                }
-        }
-        return r;
+        return rm_rf_all(userdata);
 }
 
 static void deleted(Child *child, const ChildResult *res, void *userdata) {

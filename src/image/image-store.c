@@ -387,15 +387,7 @@ typedef struct GcPaths {
 
 static int gc_child(void *userdata) {
         GcPaths *g = userdata;
-        int r = 0;
-        for (char **p = g->paths; p && *p; p++) {
-                int k = rm_rf(*p);
-                if (k < 0) {
-                        fprintf(stderr, "remove %s: %s\n", *p, strerror(-k));
-                        r = k;
-                }
-        }
-        return r;
+        return rm_rf_all(g->paths);
 }
 
 static void gc_done(Child *child, const ChildResult *res, void *userdata) {

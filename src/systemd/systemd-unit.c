@@ -5,6 +5,7 @@
 #include "systemd-unit.h"
 
 #include <assert.h>
+#include <stddef.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -339,31 +340,24 @@ typedef struct UnitState {
         char active_state[32], load_state[32];
 } UnitState;
 
-static int read_unit_state(sd_bus_message *m, UnitState *s) {
+/* Reads an a{sv} of properties: one(m, name, contents, userdata) reads the variant of each
+ * property it knows and returns 1, or 0 to have it skipped. */
+static int read_properties(sd_bus_message *m, int (*one)(sd_bus_message *m, const char *name, const char *contents,
+                                                         void *userdata),
+                           void *userdata) {
         int r;
 
         r = sd_bus_message_enter_container(m, 'a', "{sv}");
         if (r < 0)
                 return r;
         while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
-                const char *name, *contents, *str;
+                const char *name, *contents;
                 char type;
 
                 if ((r = sd_bus_message_read(m, "s", &name)) < 0 || (r = sd_bus_message_peek_type(m, &type, &contents)) < 0)
                         return r;
-                if (strcmp(name, "Job") == 0 && strcmp(contents, "(uo)") == 0) {
-                        r = sd_bus_message_read(m, "v", "(uo)", &s->job_id, &str);
-                        if (r >= 0)
-                                snprintf(s->job, sizeof s->job, "%s", str);
-                } else if (strcmp(name, "ActiveState") == 0 && strcmp(contents, "s") == 0) {
-                        r = sd_bus_message_read(m, "v", "s", &str);
-                        if (r >= 0)
-                                snprintf(s->active_state, sizeof s->active_state, "%s", str);
-                } else if (strcmp(name, "LoadState") == 0 && strcmp(contents, "s") == 0) {
-                        r = sd_bus_message_read(m, "v", "s", &str);
-                        if (r >= 0)
-                                snprintf(s->load_state, sizeof s->load_state, "%s", str);
-                } else
+                r = one(m, name, contents, userdata);
+                if (r == 0)
                         r = sd_bus_message_skip(m, "v");
                 if (r < 0)
                         return r;
@@ -373,6 +367,37 @@ static int read_unit_state(sd_bus_message *m, UnitState *s) {
         if (r < 0)
                 return r;
         return sd_bus_message_exit_container(m);
+}
+
+static int read_str(sd_bus_message *m, char *buf, size_t size) {
+        const char *str;
+        int r = sd_bus_message_read(m, "v", "s", &str);
+
+        if (r >= 0)
+                snprintf(buf, size, "%s", str);
+        return r < 0 ? r : 1;
+}
+
+static int unit_state_one(sd_bus_message *m, const char *name, const char *contents, void *userdata) {
+        UnitState *s = userdata;
+        const char *str;
+        int r;
+
+        if (strcmp(name, "Job") == 0 && strcmp(contents, "(uo)") == 0) {
+                r = sd_bus_message_read(m, "v", "(uo)", &s->job_id, &str);
+                if (r >= 0)
+                        snprintf(s->job, sizeof s->job, "%s", str);
+                return r < 0 ? r : 1;
+        }
+        if (strcmp(name, "ActiveState") == 0 && strcmp(contents, "s") == 0)
+                return read_str(m, s->active_state, sizeof s->active_state);
+        if (strcmp(name, "LoadState") == 0 && strcmp(contents, "s") == 0)
+                return read_str(m, s->load_state, sizeof s->load_state);
+        return 0;
+}
+
+static int read_unit_state(sd_bus_message *m, UnitState *s) {
+        return read_properties(m, unit_state_one, s);
 }
 
 /* The truth about an OP_START whose answer may have been lost: its job still queued (waited for),
@@ -679,47 +704,33 @@ SystemdClient *systemd_client_free(SystemdClient *c) {
 
 /* --- watching a service ---------------------------------------------------------------------------- */
 
+static int service_one(sd_bus_message *m, const char *name, const char *contents, void *userdata) {
+        SystemdServiceInfo *info = userdata;
+        static const struct {
+                const char *name, *type;
+                size_t offset;
+        } fields[] = {
+                { "MainPID", "u", offsetof(SystemdServiceInfo, main_pid) },
+                { "ExecMainCode", "i", offsetof(SystemdServiceInfo, exec_main_code) },
+                { "ExecMainStatus", "i", offsetof(SystemdServiceInfo, exec_main_status) },
+                { "ControlPID", "u", offsetof(SystemdServiceInfo, control_pid) },
+                { "ExecMainPID", "u", offsetof(SystemdServiceInfo, exec_main_pid) },
+                { "ExecMainStartTimestamp", "t", offsetof(SystemdServiceInfo, exec_main_start_usec) },
+                { "ExecMainExitTimestamp", "t", offsetof(SystemdServiceInfo, exec_main_exit_usec) },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(fields); i++)
+                if (strcmp(name, fields[i].name) == 0 && strcmp(contents, fields[i].type) == 0) {
+                        int r = sd_bus_message_read(m, "v", fields[i].type, (uint8_t *) info + fields[i].offset);
+                        return r < 0 ? r : 1;
+                }
+        if (strcmp(name, "Result") == 0 && strcmp(contents, "s") == 0)
+                return read_str(m, info->result, sizeof info->result);
+        return 0;
+}
+
 static int read_service_properties(sd_bus_message *m, SystemdServiceInfo *info) {
-        int r;
-
-        r = sd_bus_message_enter_container(m, 'a', "{sv}");
-        if (r < 0)
-                return r;
-        while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
-                const char *name, *contents;
-                char type;
-
-                if ((r = sd_bus_message_read(m, "s", &name)) < 0 || (r = sd_bus_message_peek_type(m, &type, &contents)) < 0)
-                        return r;
-                if (strcmp(name, "MainPID") == 0 && strcmp(contents, "u") == 0)
-                        r = sd_bus_message_read(m, "v", "u", &info->main_pid);
-                else if (strcmp(name, "ExecMainCode") == 0 && strcmp(contents, "i") == 0)
-                        r = sd_bus_message_read(m, "v", "i", &info->exec_main_code);
-                else if (strcmp(name, "ExecMainStatus") == 0 && strcmp(contents, "i") == 0)
-                        r = sd_bus_message_read(m, "v", "i", &info->exec_main_status);
-                else if (strcmp(name, "ControlPID") == 0 && strcmp(contents, "u") == 0)
-                        r = sd_bus_message_read(m, "v", "u", &info->control_pid);
-                else if (strcmp(name, "ExecMainPID") == 0 && strcmp(contents, "u") == 0)
-                        r = sd_bus_message_read(m, "v", "u", &info->exec_main_pid);
-                else if (strcmp(name, "ExecMainStartTimestamp") == 0 && strcmp(contents, "t") == 0)
-                        r = sd_bus_message_read(m, "v", "t", &info->exec_main_start_usec);
-                else if (strcmp(name, "ExecMainExitTimestamp") == 0 && strcmp(contents, "t") == 0)
-                        r = sd_bus_message_read(m, "v", "t", &info->exec_main_exit_usec);
-                else if (strcmp(name, "Result") == 0 && strcmp(contents, "s") == 0) {
-                        const char *s;
-                        r = sd_bus_message_read(m, "v", "s", &s);
-                        if (r >= 0)
-                                snprintf(info->result, sizeof info->result, "%s", s);
-                } else
-                        r = sd_bus_message_skip(m, "v");
-                if (r < 0)
-                        return r;
-                if ((r = sd_bus_message_exit_container(m)) < 0)
-                        return r;
-        }
-        if (r < 0)
-                return r;
-        return sd_bus_message_exit_container(m);
+        return read_properties(m, service_one, info);
 }
 
 static int watch_got(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
