@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/capability.h>
 #include <unistd.h>
 
 #include "ctr-internal.h"
@@ -69,14 +70,15 @@ void ctr_spec_done(CtrSpec *s) {
 }
 
 static bool can_lower_oom_score(void) {
-        char *text = NULL, *p;
-        bool ok = false;
+        cap_t caps = cap_get_proc();
+        cap_flag_value_t v = CAP_CLEAR;
 
-        /* CAP_SYS_RESOURCE (24) in the effective set. */
-        if (read_file("/proc/self/status", 64 * 1024, &text, NULL) >= 0 && (p = strstr(text, "\nCapEff:")))
-                ok = (strtoull(p + strlen("\nCapEff:"), NULL, 16) >> 24) & 1;
-        free(text);
-        return ok;
+        if (!caps)
+                return false;
+        if (cap_get_flag(caps, CAP_SYS_RESOURCE, CAP_EFFECTIVE, &v) < 0)
+                v = CAP_CLEAR;
+        cap_free(caps);
+        return v == CAP_SET;
 }
 
 int ctr_table_new(const CtrEnv *env, CtrTable **ret) {

@@ -6,26 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/capability.h>
 
 #include "macro.h"
 #include "oci-spec.h"
 #include "quote.h"
 #include "strv.h"
-
-/* Indexed by the capability's number (linux/capability.h). */
-static const char *const cap_names[] = {
-        "CAP_CHOWN",           "CAP_DAC_OVERRIDE",   "CAP_DAC_READ_SEARCH", "CAP_FOWNER",
-        "CAP_FSETID",          "CAP_KILL",           "CAP_SETGID",          "CAP_SETUID",
-        "CAP_SETPCAP",         "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST",
-        "CAP_NET_ADMIN",       "CAP_NET_RAW",        "CAP_IPC_LOCK",        "CAP_IPC_OWNER",
-        "CAP_SYS_MODULE",      "CAP_SYS_RAWIO",      "CAP_SYS_CHROOT",      "CAP_SYS_PTRACE",
-        "CAP_SYS_PACCT",       "CAP_SYS_ADMIN",      "CAP_SYS_BOOT",        "CAP_SYS_NICE",
-        "CAP_SYS_RESOURCE",    "CAP_SYS_TIME",       "CAP_SYS_TTY_CONFIG",  "CAP_MKNOD",
-        "CAP_LEASE",           "CAP_AUDIT_WRITE",    "CAP_AUDIT_CONTROL",   "CAP_SETFCAP",
-        "CAP_MAC_OVERRIDE",    "CAP_MAC_ADMIN",      "CAP_SYSLOG",          "CAP_WAKE_ALARM",
-        "CAP_BLOCK_SUSPEND",   "CAP_AUDIT_READ",     "CAP_PERFMON",         "CAP_BPF",
-        "CAP_CHECKPOINT_RESTORE",
-};
 
 const char *const oci_default_capabilities[] = {
         "CAP_CHOWN",  "CAP_DAC_OVERRIDE", "CAP_FSETID",     "CAP_FOWNER",           "CAP_MKNOD",
@@ -34,69 +20,92 @@ const char *const oci_default_capabilities[] = {
         NULL,
 };
 
-/* "net_admin", "CAP_NET_ADMIN" → 12; -EINVAL when unknown. */
-static int cap_from_name(const char *name) {
-        const char *n = strncasecmp(name, "CAP_", 4) == 0 ? name + 4 : name;
+/* "net_admin", "CAP_NET_ADMIN" → 12; -EINVAL when unknown. libcap's cap_from_name() wants the
+ * "cap_" prefix, takes numbers too and stops at the first character that cannot be in a name
+ * ("cap_kill,x" is CAP_KILL): only a name that comes back from cap_to_name() counts. */
+static int cap_number(const char *name) {
+        char n[64], *back;
+        cap_value_t c;
+        bool same;
 
-        for (size_t i = 0; i < ELEMENTSOF(cap_names); i++)
-                if (strcasecmp(cap_names[i] + 4, n) == 0)
-                        return (int) i;
-        return -EINVAL;
+        if (strncasecmp(name, "CAP_", 4) == 0)
+                name += 4;
+        if ((size_t) snprintf(n, sizeof n, "cap_%s", name) >= sizeof n) /* longer than any name */
+                return -EINVAL;
+        if (cap_from_name(n, &c) < 0 || c < 0 || c >= 64)
+                return -EINVAL;
+        back = cap_to_name(c);
+        if (!back)
+                return -ENOMEM;
+        same = strcasecmp(back, n) == 0;
+        cap_free(back);
+        return same ? (int) c : -EINVAL;
 }
 
-static int read_cap_last_cap(unsigned *ret) {
-        FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
-        unsigned v;
-        int r;
+/* What this kernel knows: cap_max_bits() asks it, so a newer kernel's capabilities count as soon as
+ * libcap has their names. */
+static unsigned kernel_caps(void) {
+        int n = cap_max_bits();
 
-        if (!f)
-                return negative_errno();
-        r = fscanf(f, "%u", &v);
-        fclose(f);
-        if (r != 1)
-                return -EIO;
-        *ret = v;
-        return 0;
+        return n < 0 ? 0 : (unsigned) MIN(n, 64);
 }
 
-/* The bits of what this kernel knows, this process's bounding set holds and we have a name for. */
+/* The bits of what this kernel knows and this process's bounding set holds. */
 static int bounding_mask(uint64_t *ret) {
-        FILE *f = fopen("/proc/self/status", "re");
-        char *line = NULL;
-        size_t n = 0;
         uint64_t mask = 0;
-        unsigned last = ELEMENTSOF(cap_names) - 1;
-        bool found = false;
+        unsigned n = kernel_caps();
 
-        if (!f)
-                return negative_errno();
-        while (getline(&line, &n, f) > 0)
-                if (strncmp(line, "CapBnd:", 7) == 0) {
-                        found = sscanf(line + 7, "%" SCNx64, &mask) == 1;
-                        break;
-                }
-        free(line);
-        fclose(f);
-        if (!found)
-                return -EIO;
+        for (unsigned i = 0; i < n; i++) {
+                int r = cap_get_bound((cap_value_t) i);
 
-        /* Without cap_last_cap (old kernels), CapBnd alone decides. */
-        (void) read_cap_last_cap(&last);
-        last = MIN(last, (unsigned) ELEMENTSOF(cap_names) - 1);
-        if (last < 63)
-                mask &= (UINT64_C(1) << (last + 1)) - 1;
+                if (r < 0)
+                        return errno > 0 ? -errno : -EIO;
+                if (r > 0)
+                        mask |= UINT64_C(1) << i;
+        }
         *ret = mask;
         return 0;
 }
 
+/* *ret = "CAP_NET_ADMIN" for 12; -ENOENT when libcap has no name for it (it gives the number). */
+static int cap_name(unsigned c, char **ret) {
+        char *n = cap_to_name((cap_value_t) c), *r = NULL;
+        int k;
+
+        if (!n)
+                return -ENOMEM;
+        if (strncasecmp(n, "cap_", 4) != 0) {
+                cap_free(n);
+                return -ENOENT;
+        }
+        k = asprintf(&r, "CAP_%s", n + 4);
+        cap_free(n);
+        if (k < 0)
+                return -ENOMEM;
+        for (char *p = r + 4; *p; p++)
+                *p = (char) toupper((unsigned char) *p);
+        *ret = r;
+        return 0;
+}
+
+/* The names of mask's bits, in capability order; a capability libcap cannot name is left out. */
 static char **mask_to_strv(uint64_t mask) {
         char **l = calloc(1, sizeof(char *));
 
-        for (size_t i = 0; l && i < ELEMENTSOF(cap_names); i++)
-                if ((mask & (UINT64_C(1) << i)) && strv_push(&l, cap_names[i]) < 0) {
+        for (unsigned i = 0; l && i < 64; i++) {
+                _cleanup_free_ char *n = NULL;
+                int r;
+
+                if (!(mask & (UINT64_C(1) << i)))
+                        continue;
+                r = cap_name(i, &n);
+                if (r == -ENOENT)
+                        continue;
+                if (r < 0 || strv_push(&l, n) < 0) {
                         strv_free(l);
                         return NULL;
                 }
+        }
         return l;
 }
 
@@ -118,7 +127,7 @@ static bool strv_has_all(char **l) {
         return false;
 }
 
-/* The bits of l's names ("ALL" skipped); -EINVAL with the message for an unknown one. */
+/* The bits of l's names ("ALL" skipped); -EINVAL with the message for an unknown one, -ENOMEM. */
 static int names_to_mask(const char *const *l, uint64_t *ret, char **ret_message) {
         uint64_t mask = 0;
 
@@ -127,9 +136,10 @@ static int names_to_mask(const char *const *l, uint64_t *ret, char **ret_message
 
                 if (strcasecmp(*p, "ALL") == 0)
                         continue;
-                c = cap_from_name(*p);
+                c = cap_number(*p);
                 if (c < 0) {
-                        if (ret_message && asprintf(ret_message, "unknown capability %s", QUOTE(*p)) < 0)
+                        if (c == -EINVAL && ret_message &&
+                            asprintf(ret_message, "unknown capability %s", QUOTE(*p)) < 0)
                                 *ret_message = NULL;
                         return c;
                 }

@@ -342,6 +342,66 @@ static void test_capabilities(void **state) {
         strv_free(bad);
 }
 
+/* The spellings the CRI's add/drop lists may use: with or without "CAP_", in any case; nothing else
+ * (no capability numbers, no text after the name, no "CAP_" twice), each refused with its name. */
+static void test_capability_names(void **state) {
+        static const char *const good[] = {
+                "net_admin", "NET_ADMIN", "CAP_NET_ADMIN", "cap_net_admin", "Cap_Net_Admin", "cAP_nEt_aDmIn",
+        };
+        static const char *const bad[] = {
+                "", "CAP_", "cap_", "12", "CAP_12", "0x0c", "NET_ADMIN!", "CAP_NET_ADMIN ", " CAP_NET_ADMIN",
+                "CAP_NET_ADMIN,CAP_KILL", "CAP_NET_ADMIN=ep", "CAP_CAP_NET_ADMIN", "NET", "NET_ADMINX",
+                "CAP_NET-ADMIN", "ALL_", "CAP_ALL",
+        };
+        uint64_t bnd = kernel_bounding(), defaults = caps_mask(oci_default_capabilities);
+        char *msg = NULL, **l;
+
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                char **add = strv_of(PATH(good[i])), **drop = strv_of(PATH(good[i]));
+
+                l = oci_capabilities_resolve(oci_default_capabilities, add, NULL, &msg);
+                assert_null(msg);
+                assert_caps(l, (defaults | cap_bit("CAP_NET_ADMIN")) & bnd);
+                strv_free(l);
+                /* base and drop take the same spellings */
+                l = oci_capabilities_resolve((const char *const *) add, NULL, drop, &msg);
+                assert_null(msg);
+                assert_caps(l, 0);
+                strv_free(l);
+                strv_free(add);
+                strv_free(drop);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                char **add = strv_of(PATH(bad[i])), *expected = NULL;
+
+                for (int in_drop = 0; in_drop < 2; in_drop++) {
+                        l = oci_capabilities_resolve(oci_default_capabilities, in_drop ? NULL : add,
+                                                     in_drop ? add : NULL, &msg);
+                        if (l)
+                                fail_msg("'%s' accepted", bad[i]);
+                        assert_int_equal(errno, EINVAL);
+                        assert_true(asprintf(&expected, "unknown capability '%s'", bad[i]) >= 0);
+                        assert_string_equal(msg, expected);
+                        free(expected);
+                        free(msg);
+                        msg = NULL;
+                }
+                strv_free(add);
+        }
+        /* "ALL" in any case is the keyword, in the base list too (where it stands for nothing). */
+        {
+                char **all = strv_of(PATH("aLl"));
+                l = oci_capabilities_resolve((const char *const *) all, NULL, NULL, &msg);
+                assert_null(msg);
+                assert_caps(l, 0);
+                strv_free(l);
+                l = oci_capabilities_resolve(oci_default_capabilities, all, NULL, &msg);
+                assert_caps(l, bnd);
+                strv_free(l);
+                strv_free(all);
+        }
+}
+
 static yajl_val default_profile(char **caps) {
         yajl_gen g = yajl_gen_alloc(NULL);
         char *json, err[256];
@@ -645,6 +705,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_spec_json),
                 cmocka_unit_test(test_capabilities),
+                cmocka_unit_test(test_capability_names),
                 cmocka_unit_test(test_seccomp_default),
                 cmocka_unit_test(test_seccomp_localhost),
                 cmocka_unit_test(test_users),
