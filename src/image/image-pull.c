@@ -77,7 +77,7 @@ struct Req {
         int write_errno; /* writing the body to fd failed: ENOSPC, EDQUOT, EIO… */
         uint64_t last_progress_usec;
         long status;
-        char *content_type, *docker_digest, *www_auth;
+        char *content_type, *www_auth; /* of the last response, read when it has finished */
         bool retried_auth;
         bool for_token;
         Req *token; /* the token request this one waits for: it goes with it */
@@ -198,7 +198,6 @@ static void req_free(Req *q) {
         safe_close(q->fd);
         free(q->url);
         free(q->content_type);
-        free(q->docker_digest);
         free(q->www_auth);
         free(q);
 }
@@ -235,43 +234,28 @@ static size_t req_write(char *data, size_t size, size_t n, void *userdata) {
         return buffer_append(&q->body, data, len) < 0 ? 0 : len;
 }
 
-static char *header_value(const char *line, size_t len, const char *name) {
-        size_t n = strlen(name);
-        if (len <= n + 1 || strncasecmp(line, name, n) != 0 || line[n] != ':')
+/* The value of the last name: header of the transfer's last response (after redirects, and not
+ * of a 1xx or a proxy's CONNECT reply), trailers included; NULL when it has none. */
+static char *last_header(CURL *easy, const char *name) {
+        const unsigned origin = CURLH_HEADER | CURLH_TRAILER;
+        struct curl_header *h;
+
+        if (curl_easy_header(easy, name, 0, origin, -1, &h) != CURLHE_OK)
                 return NULL;
-        const char *v = line + n + 1;
-        while (v < line + len && (*v == ' ' || *v == '\t'))
-                v++;
-        size_t k = (size_t) (line + len - v);
-        while (k > 0 && (v[k - 1] == '\r' || v[k - 1] == '\n' || v[k - 1] == ' '))
-                k--;
-        return strndup(v, k);
+        if (h->amount > 1 && curl_easy_header(easy, name, h->amount - 1, origin, -1, &h) != CURLHE_OK)
+                return NULL;
+        return strdup(h->value);
 }
 
-static size_t req_header(char *data, size_t size, size_t n, void *userdata) {
-        Req *q = userdata;
-        size_t len = size * n;
-        char *v;
-
-        /* A redirect starts a new response: forget the old one's headers. */
-        if (len > 5 && strncmp(data, "HTTP/", 5) == 0) {
-                free(q->content_type);
-                free(q->docker_digest);
-                free(q->www_auth);
-                q->content_type = q->docker_digest = q->www_auth = NULL;
-        }
-        if ((v = header_value(data, len, "Content-Type"))) {
-                free(q->content_type);
-                v[strcspn(v, ";")] = '\0';
-                q->content_type = v;
-        } else if ((v = header_value(data, len, "Docker-Content-Digest"))) {
-                free(q->docker_digest);
-                q->docker_digest = v;
-        } else if ((v = header_value(data, len, "WWW-Authenticate"))) {
-                free(q->www_auth);
-                q->www_auth = v;
-        }
-        return len;
+/* What the finished transfer's response says that is used once the request is done: the manifest's
+ * Content-Type, and the 401's challenge (read again by req_start() when it repeats the request). */
+static void req_read_headers(Req *q) {
+        free(q->content_type);
+        q->content_type = last_header(q->easy, "Content-Type");
+        if (q->content_type)
+                q->content_type[strcspn(q->content_type, ";")] = '\0';
+        free(q->www_auth);
+        q->www_auth = last_header(q->easy, "WWW-Authenticate");
 }
 
 static void req_start(Req *q);
@@ -393,6 +377,7 @@ static void req_finished(CURL *easy, CURLcode result, void *userdata) {
         char message[512];
 
         curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &q->status);
+        req_read_headers(q);
         if (result != CURLE_OK) {
                 if (result == CURLE_WRITE_ERROR && q->write_errno > 0) {
                         /* The store's file system, not the network: ENOSPC is RESOURCE_EXHAUSTED. */
@@ -471,8 +456,6 @@ static void req_start(Req *q) {
         curl_easy_setopt(q->easy, CURLOPT_HTTPHEADER, q->headers);
         curl_easy_setopt(q->easy, CURLOPT_WRITEFUNCTION, req_write);
         curl_easy_setopt(q->easy, CURLOPT_WRITEDATA, q);
-        curl_easy_setopt(q->easy, CURLOPT_HEADERFUNCTION, req_header);
-        curl_easy_setopt(q->easy, CURLOPT_HEADERDATA, q);
         curl_easy_setopt(q->easy, CURLOPT_FOLLOWLOCATION, 1L);
         curl_easy_setopt(q->easy, CURLOPT_MAXREDIRS, 5L);
         curl_easy_setopt(q->easy, CURLOPT_NOSIGNAL, 1L);
@@ -1359,4 +1342,10 @@ int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done
         if (pl->dead)
                 pull_free(pl); /* failed at once; done() already ran */
         return 0;
+}
+
+/* --- for tests ----------------------------------------------------------------------------------- */
+
+char *image_pull_auth_param(const char *challenge, const char *key) {
+        return auth_param(challenge, key);
 }

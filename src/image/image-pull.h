@@ -43,3 +43,7 @@ int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done
  * containerd's does with its context): transfers and the unpacking child end, and its partial
  * downloads and whatever it brought that nothing else uses are deleted. */
 void pull_waiter_cancel(PullWaiter *w);
+
+/* A parameter ("realm", "service", "scope") of a WWW-Authenticate challenge as a 401's handling
+ * reads it: a new string, or NULL when it is not there. Public for tests/fuzz/fuzz-www-authenticate. */
+char *image_pull_auth_param(const char *challenge, const char *key);
