@@ -255,9 +255,10 @@ static void record_exit(Container *c, const SystemdServiceInfo *info) {
                 else
                         c->exit_code = 128 + info->exec_main_status;
                 c->finished_at_ns = info->exec_main_exit_usec ? info->exec_main_exit_usec * 1000ULL : now_ns();
+                /* 137 however it came: a SIGKILL, or an exit with 128 + 9 from a main process that
+                 * saw its child killed (what systemd takes for the main process may be a parent). */
                 oom = strcmp(info->result, "oom-kill") == 0 ||
-                      (info->exec_main_code != CLD_EXITED && info->exec_main_status == SIGKILL &&
-                       memcg_oom_killed(c->memcg));
+                      (c->exit_code == 128 + SIGKILL && memcg_oom_killed(c->memcg));
                 (void) free_and_strdup(&c->reason, oom ? "OOMKilled" : c->exit_code == 0 ? "Completed" : "Error");
         }
         c->state = CTR_EXITED;

@@ -15,6 +15,15 @@ def pytest_configure(config):
     if not os.access(rktlet_test.RKTLET, os.X_OK):
         pytest.exit(f"no rktlet binary at {rktlet_test.RKTLET}", returncode=4)
     rktlet_test.stubs()
+    config.addinivalue_line("markers", "disturbs_systemd: re-executes the harness's user manager or restarts its "
+                            "bus; run after every other test")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Tests that re-execute the harness's one user manager or restart its bus run last: every
+    test shares that manager, and one known bug (an OOM kill reported Error after it, see
+    test_containers.py::test_oom_killed) shows it is not quite the same manager afterwards."""
+    items.sort(key=lambda item: item.get_closest_marker("disturbs_systemd") is not None)
 
 
 def skip_reason(report):

@@ -407,6 +407,7 @@ def a_fault_under_a_start(d, pb, gate, ref, fault, name):
     return problems
 
 
+@pytest.mark.disturbs_systemd
 def test_the_systemd_manager_reexecuted_underneath(ctr_registry, cni, make_daemon, pb, tmp_path,  # noqa: F811
                                                    user_manager_pid):
     """`systemctl --user daemon-reexec` with pods and containers running and a start in flight: the
@@ -430,6 +431,7 @@ def test_the_systemd_manager_reexecuted_underneath(ctr_registry, cni, make_daemo
         pytest.fail("after daemon-reexec:\n" + "\n".join(problems))
 
 
+@pytest.mark.disturbs_systemd
 def test_the_bus_to_systemd_dropped(ctr_registry, cni, make_daemon, pb, tmp_path):  # noqa: F811
     """The bus daemon restarted (`systemctl --user restart dbus.service`: the user manager's bus,
     which the harness's session bus is) with pods and containers running and a start in flight:
