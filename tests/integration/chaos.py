@@ -257,18 +257,8 @@ def counted_lines(paths):
 
 # --- rktlet as a service --------------------------------------------------------------------------
 
-def _substitute(text, key, value):
-    import re
-    new, n = re.subn(rf"^{key}=.*$", f"{key}={value}", text, flags=re.M)
-    assert n == 1, f"the packaged unit has {n} {key}= lines"
-    return new
-
-
-def _has_cap(n):
-    import re
-    with open("/proc/self/status") as f:
-        bnd = int(re.search(r"^CapBnd:\s*([0-9a-f]+)$", f.read(), re.M).group(1), 16)
-    return bool(bnd >> n & 1)
+_substitute = rktlet_test.unit_substitute
+_has_cap = rktlet_test.has_cap
 
 
 class Service:

@@ -6,6 +6,7 @@ session bus, systemd-journald and a systemd user manager.
 
 import importlib
 import os
+import re
 import signal
 import socket
 import struct
@@ -309,3 +310,17 @@ class RawH2:
 
     def close(self):
         self.sock.close()
+
+
+def unit_substitute(text, key, value):
+    """Replaces the one `key=...` line of a unit; the packaged unit must have it."""
+    new, n = re.subn(rf"^{key}=.*$", f"{key}={value}", text, flags=re.M)
+    assert n == 1, f"the packaged unit has {n} {key}= lines"
+    return new
+
+
+def has_cap(n):
+    """Whether capability n is in this process's bounding set."""
+    with open("/proc/self/status") as f:
+        bnd = int(re.search(r"^CapBnd:\s*([0-9a-f]+)$", f.read(), re.M).group(1), 16)
+    return bool(bnd >> n & 1)

@@ -9,13 +9,13 @@ the part a user manager can run: socket activation, Type=notify, the fd store ac
 Restart=, KillMode=mixed, the socket outliving rktlet and RemoveOnStop=."""
 
 import os
-import re
 import shlex
 import signal
 import subprocess
 
 import pytest
 
+import rktlet_test
 from rktlet_test import BUILD_DIR, Daemon, can_connect, wait_until
 from test_containers import (RUNC, T, cleanup, ctr_config, cstatus, log_file, main_pid, make_pod,  # noqa: F401
                              no_container_leftovers, records, remove, run, show, text, wait_log)
@@ -39,17 +39,8 @@ def unit_text(name):
         return f.read()
 
 
-def substitute(text, key, value):
-    """Replaces the one `key=...` line of a unit; the packaged unit must have it."""
-    new, n = re.subn(rf"^{key}=.*$", f"{key}={value}", text, flags=re.M)
-    assert n == 1, f"the packaged unit has {n} {key}= lines"
-    return new
-
-
-def has_cap(n):
-    with open("/proc/self/status") as f:
-        bnd = int(re.search(r"^CapBnd:\s*([0-9a-f]+)$", f.read(), re.M).group(1), 16)
-    return bool(bnd >> n & 1)
+substitute = rktlet_test.unit_substitute
+has_cap = rktlet_test.has_cap
 
 
 @pytest.fixture
