@@ -407,6 +407,18 @@ def a_fault_under_a_start(d, pb, gate, ref, fault, name):
     return problems
 
 
+def survives_a_fault_under_a_start(d, pb, gate, ref, fault, name, what):
+    """a_fault_under_a_start(), then everything removed whatever it found; fails listing its problems."""
+    try:
+        problems = a_fault_under_a_start(d, pb, gate, ref, fault, name)
+    finally:
+        if gate.exists():
+            gate.unlink()
+        cleanup(d, pb)
+    if problems:
+        pytest.fail(f"after {what}:\n" + "\n".join(problems))
+
+
 @pytest.mark.disturbs_systemd
 def test_the_systemd_manager_reexecuted_underneath(ctr_registry, cni, make_daemon, pb, tmp_path,  # noqa: F811
                                                    user_manager_pid):
@@ -421,14 +433,7 @@ def test_the_systemd_manager_reexecuted_underneath(ctr_registry, cni, make_daemo
         subprocess.run(["systemctl", "--user", "daemon-reexec"], check=True, capture_output=True, timeout=60)
         assert user_manager_pid == int(subprocess.run(["systemctl", "--user", "show", "-P", "MainPID"],
                                                       capture_output=True, text=True).stdout or user_manager_pid)
-    try:
-        problems = a_fault_under_a_start(d, pb, gate, ref, reexec, "reexec")
-    finally:
-        if gate.exists():
-            gate.unlink()
-        cleanup(d, pb)
-    if problems:
-        pytest.fail("after daemon-reexec:\n" + "\n".join(problems))
+    survives_a_fault_under_a_start(d, pb, gate, ref, reexec, "reexec", "daemon-reexec")
 
 
 @pytest.mark.disturbs_systemd
@@ -447,14 +452,7 @@ def test_the_bus_to_systemd_dropped(ctr_registry, cni, make_daemon, pb, tmp_path
         wait_until(lambda: subprocess.run(["busctl", "--user", "--timeout=2", "call", "org.freedesktop.systemd1",
                                            "/org/freedesktop/systemd1", "org.freedesktop.DBus.Peer", "Ping"],
                                           capture_output=True).returncode == 0, 30, what="systemd back on the bus")
-    try:
-        problems = a_fault_under_a_start(d, pb, gate, ref, drop_the_bus, "busdrop")
-    finally:
-        if gate.exists():
-            gate.unlink()
-        cleanup(d, pb)
-    if problems:
-        pytest.fail("after the bus dropped:\n" + "\n".join(problems))
+    survives_a_fault_under_a_start(d, pb, gate, ref, drop_the_bus, "busdrop", "the bus dropped")
 
 
 # --- the registry drops the connection mid-blob --------------------------------------------------
