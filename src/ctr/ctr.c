@@ -88,7 +88,7 @@ int ctr_table_new(const CtrEnv *env, CtrTable **ret) {
         if (!t)
                 return -ENOMEM;
         t->env = *env;
-        if (fs_sync_new(env->loop, env->root_dir, &t->sync) < 0) {
+        if (fs_sync_new(env->root_dir, &t->sync) < 0) {
                 free(t);
                 return -ENOMEM;
         }

@@ -46,11 +46,11 @@ static void *sync_thread(void *userdata) {
         return NULL;
 }
 
-int fs_sync_new(struct ev_loop *loop, const char *path, FsSync **ret) {
+int fs_sync_new(const char *path, FsSync **ret) {
         FsSync *s = calloc(1, sizeof *s);
         int r;
 
-        assert(loop && path && ret);
+        assert(path && ret);
         if (!s)
                 return -ENOMEM;
         s->path = strdup(path);

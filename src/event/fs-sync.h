@@ -5,12 +5,11 @@
  * more when saves came meanwhile, however many. */
 #pragma once
 
-#include <ev.h>
 
 typedef struct FsSync FsSync;
 
 /* For the file system that holds path. */
-int fs_sync_new(struct ev_loop *loop, const char *path, FsSync **ret);
+int fs_sync_new(const char *path, FsSync **ret);
 /* Something was saved: sync the file system soon. */
 void fs_sync_request(FsSync *s);
 /* At exit: a sync still owed is done before the thread ends. */
