@@ -175,6 +175,16 @@ bool json_get_int(yajl_val obj, const char *key, long long *ret) {
         return true;
 }
 
+long long json_get_int_or_zero(yajl_val obj, const char *key) {
+        long long v = 0;
+        (void) json_get_int(obj, key, &v);
+        return v;
+}
+
+bool json_get_true(yajl_val obj, const char *key) {
+        return YAJL_IS_TRUE(json_get(obj, key));
+}
+
 char **json_get_strv(yajl_val obj, const char *key) {
         yajl_val a = json_get(obj, key);
         size_t n = YAJL_IS_ARRAY(a) ? a->u.array.len : 0, k = 0;

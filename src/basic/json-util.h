@@ -27,6 +27,9 @@ yajl_val json_get(yajl_val obj, const char *key);
 const char *json_get_str(yajl_val obj, const char *key); /* NULL unless a string */
 char *json_dup_str(yajl_val obj, const char *key);       /* a copy of that, or NULL */
 bool json_get_int(yajl_val obj, const char *key, long long *ret);
+/* obj[key] as an integer, 0 when it is none; whether obj[key] is true (false when absent). */
+long long json_get_int_or_zero(yajl_val obj, const char *key);
+bool json_get_true(yajl_val obj, const char *key);
 /* obj[key]'s strings as a new NULL-terminated array (empty when absent); NULL on OOM. */
 char **json_get_strv(yajl_val obj, const char *key);
 /* obj[key]'s string members as pairs (n + 1 entries; empty when absent); NULL on OOM. */
