@@ -4,6 +4,7 @@
  * becomes the unit's main process) and `<runtime> start` as ExecStartPost, so systemd knows the
  * main process before it runs and records its exit however quick. RemainAfterExit keeps the unit,
  * its exit status and its times until the container is removed. */
+#include <assert.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -23,12 +24,13 @@
 #include "json-util.h"
 #include "log.h"
 #include "macro.h"
+#include "op.h"
 #include "quote.h"
+#include "record.h"
 #include "time-util.h"
 #include "trash.h"
 
-typedef enum CtrOpKind { OP_CREATE, OP_START, OP_STOP, OP_REMOVE } CtrOpKind;
-static const char *const op_names[] = { "create", "start", "stop", "remove" };
+typedef enum CtrOpKind { OP_CREATE, OP_START, OP_STOP, OP_REMOVE, _OP_KIND_MAX } CtrOpKind;
 
 typedef enum Step {
         /* create */
@@ -55,18 +57,13 @@ typedef enum Step {
         STEP_END,
 } Step;
 
+/* The generic machine (op.h) and what a container's operations need beside it. */
 struct CtrOp {
-        Container *c;
-        char id[65];
-        CtrOpKind kind;
-        Step step;
-        bool rollback;
-        int error;
-        char *message;
+        Op op;
+        Container *c; /* NULL once a removal freed it */
         CtrDone done;
         void *userdata;
         SystemdOp *sd;
-        Child *child;
         ev_timer timer;
         bool timer_armed;
         double timeout;
@@ -81,22 +78,14 @@ struct CtrOp {
         char *target; /* umount */
 };
 
-static void op_next(CtrOp *op);
+static const OpKind kinds[_OP_KIND_MAX];
 
-static void op_fail(CtrOp *op, int error, const char *format, ...) _printf_(3, 4);
-static void op_fail(CtrOp *op, int error, const char *format, ...) {
-        va_list ap;
-        char *m = NULL;
+static CtrOp *ctr_op(Op *o) {
+        return container_of(o, CtrOp, op);
+}
 
-        va_start(ap, format);
-        if (vasprintf(&m, format, ap) < 0)
-                m = NULL;
-        va_end(ap);
-        if (!op->message) {
-                op->error = error < 0 ? error : -EIO;
-                op->message = m;
-        } else
-                free(m);
+static bool op_is(const CtrOp *op, CtrOpKind kind) {
+        return op->op.kind == &kinds[kind];
 }
 
 static SystemdClient *systemd_of(Container *c) {
@@ -104,6 +93,7 @@ static SystemdClient *systemd_of(Container *c) {
         return env->systemd(env->userdata);
 }
 
+/* A save outside an operation's steps (an exit, a start decided at recovery). */
 static void save(Container *c) {
         int r = ctr_save(c);
         if (r < 0)
@@ -121,65 +111,69 @@ static void timer_stop(CtrOp *op) {
         }
 }
 
-static void op_free(CtrOp *op) {
+/* --- the operation's class (op.h) ------------------------------------------------------------------ */
+
+static void op_unlink(Op *o, bool aborted) {
+        CtrOp *op = ctr_op(o);
+        Container *c = op->c;
+
+        timer_stop(op);
+        if (!c)
+                return;
+        c->busy = false;
+        c->op = NULL;
+        if (aborted || c->exit_waiter == op)
+                c->exit_waiter = NULL;
+        if (!aborted && op_is(op, OP_REMOVE))
+                ctr_confirmed(c); /* a removal finished at start failed: its state is known */
+}
+
+static void op_notify(Op *o, int error, const char *message) {
+        CtrOp *op = ctr_op(o);
+
+        if (op->done)
+                op->done(op->c, error, message, op->userdata);
+}
+
+static void op_cancel(Op *o) {
+        systemd_op_cancel(TAKE_PTR(ctr_op(o)->sd));
+}
+
+static int op_save_record(Op *o) {
+        CtrOp *op = ctr_op(o);
+        return op->c ? ctr_save(op->c) : 0;
+}
+
+static void op_free(Op *o) {
+        CtrOp *op = ctr_op(o);
+
         timer_stop(op);
         ctr_spec_done(&op->spec);
         yajl_tree_free(op->image_config);
         ctr_rootfs_done(&op->rootfs);
         free(op->target);
         free(op->job_message);
-        free(op->message);
         free(op);
 }
 
-static void op_finish(CtrOp *op) {
-        Container *c = op->c;
-        CtrDone done = op->done;
-        void *userdata = op->userdata;
-        char *message = TAKE_PTR(op->message);
-        int error = op->error;
-        char id_field[sizeof("CONTAINER_ID=") + 64];
-        const char *fields[] = { id_field, NULL };
-
-        timer_stop(op);
-        if (c) {
-                c->busy = false;
-                c->op = NULL;
-                if (c->exit_waiter == op)
-                        c->exit_waiter = NULL;
-                if (op->kind == OP_REMOVE)
-                        ctr_confirmed(c); /* a removal finished at start failed: its state is known */
-        }
-        snprintf(id_field, sizeof id_field, "CONTAINER_ID=%s", op->id);
-        if (error < 0)
-                log_fields(LOG_WARNING, fields, "container %s: %s failed: %s", op->id, op_names[op->kind],
-                           message ?: "?");
-        else
-                log_fields(LOG_INFO, fields, "container %s: %s done.", op->id, op_names[op->kind]);
-        op_free(op);
-        if (done)
-                done(c, error, message, userdata);
-        free(message);
+static void op_rolling_back(Op *o) {
+        log_debug("container %s: create failed (%s); rolling back.", o->id, o->message);
 }
+
+static const OpClass ctr_op_class = {
+        .noun = "container",
+        .id_field = "CONTAINER_ID",
+        .unlink = op_unlink,
+        .notify = op_notify,
+        .cancel = op_cancel,
+        .save = op_save_record,
+        .free = op_free,
+        .rolling_back = op_rolling_back,
+};
 
 void ctr_op_detach(CtrOp *op) {
-        if (op) {
-                op->done = NULL;
-                op->userdata = NULL;
-        }
-}
-
-/* Drops an operation without callbacks (daemon shutdown): what was done is on disk. */
-static void op_abort(CtrOp *op) {
-        systemd_op_cancel(op->sd);
-        if (op->child)
-                child_abandon(op->child);
-        if (op->c) {
-                op->c->busy = false;
-                op->c->op = NULL;
-                op->c->exit_waiter = NULL;
-        }
-        op_free(op);
+        if (op)
+                op_detach(&op->op);
 }
 
 CtrTable *ctr_table_free(CtrTable *t) {
@@ -188,7 +182,7 @@ CtrTable *ctr_table_free(CtrTable *t) {
         while (t->containers) {
                 Container *c = t->containers;
                 if (c->op)
-                        op_abort(c->op);
+                        op_abort(&c->op->op);
                 ctr_free(c);
         }
         fs_sync_free(t->sync);
@@ -269,7 +263,7 @@ static void record_exit(Container *c, const SystemdServiceInfo *info) {
                 CtrOp *op = c->exit_waiter;
                 c->exit_waiter = NULL;
                 timer_stop(op);
-                op_next(op);
+                op_next(&op->op);
         }
 }
 
@@ -349,18 +343,17 @@ static void start_decide(Container *c, const SystemdServiceInfo *info, CtrOp *op
                                                              : "the OCI runtime did not start it");
                 save(c);
                 if (op)
-                        op_fail(op, lost && !err ? -ECONNRESET : -EIO, "start %s: %s", c->id, c->message);
+                        op_fail(&op->op, lost && !err ? -ECONNRESET : -EIO, "start %s: %s", c->id, c->message);
         }
         free(err);
 }
 
 static void unit_decide(Container *c, const SystemdServiceInfo *info) {
-        if (c->op && c->op->kind == OP_START) {
-                if (c->op->step == STEP_STARTED) {
+        if (c->op && op_is(c->op, OP_START)) {
+                if (c->op->op.step == STEP_STARTED) {
                         CtrOp *op = c->op;
                         start_decide(c, info, op);
-                        op->step = STEP_END - 1;
-                        op_next(op);
+                        op_goto(&op->op, STEP_END);
                 }
                 return;
         }
@@ -421,16 +414,17 @@ static int watch(Container *c) {
 static void mounted(Child *child, const ChildResult *res, void *userdata) {
         CtrOp *op = userdata;
 
-        op->child = NULL;
+        op->op.child = NULL;
         if (res->exit_code != 0) {
                 op->c->rootfs_mounted = false;
-                op_fail(op, -EIO, "mount the rootfs of container %s: %.*s", op->id, (int) res->err_len,
+                op_fail(&op->op, -EIO, "mount the rootfs of container %s: %.*s", op->op.id, (int) res->err_len,
                         res->err_len ? res->err : "failed");
         }
-        op_next(op);
+        op_next(&op->op);
 }
 
-static void step_mount(CtrOp *op) {
+static void step_mount(Op *o) {
+        CtrOp *op = ctr_op(o);
         ChildSpec spec = {
                 .setup = ctr_rootfs_mount_child,
                 .setup_userdata = &op->rootfs,
@@ -440,31 +434,32 @@ static void step_mount(CtrOp *op) {
         int r = ctr_rootfs_prepare(op->c, op->c->table->env.images, op->image, &op->rootfs);
 
         if (r >= 0)
-                r = child_spawn(op->c->table->env.loop, &spec, mounted, op, &op->child);
+                r = child_spawn(op->c->table->env.loop, &spec, mounted, op, &op->op.child);
         if (r < 0) {
                 op->c->rootfs_mounted = false;
-                op_fail(op, r, "mount the rootfs of container %s: %s", op->id, strerror(-r));
-                op_next(op);
+                op_fail(&op->op, r, "mount the rootfs of container %s: %s", op->op.id, strerror(-r));
+                op_next(&op->op);
         }
 }
 
-static void step_config(CtrOp *op) {
+static void step_config(Op *o) {
+        CtrOp *op = ctr_op(o);
         Container *c = op->c;
         Pod *pod = pod_find(c->table->env.pods, c->pod_id);
         char *message = NULL;
         int r;
 
         if (!pod) {
-                op_fail(op, -ENOENT, "pod sandbox %s was removed while container %s was being created", c->pod_id,
+                op_fail(&op->op, -ENOENT, "pod sandbox %s was removed while container %s was being created", c->pod_id,
                         c->id);
-                op_next(op);
+                op_next(&op->op);
                 return;
         }
         r = ctr_write_oci_config(c, pod, op->image, op->image_config, &op->spec, &message);
         if (r < 0)
-                op_fail(op, r, "container %s: %s", c->id, message ?: strerror(-r));
+                op_fail(&op->op, r, "container %s: %s", c->id, message ?: strerror(-r));
         free(message);
-        op_next(op);
+        op_next(&op->op);
 }
 
 /* --- start --------------------------------------------------------------------------------------- */
@@ -563,11 +558,17 @@ static void unit_started(int error, const char *message, void *userdata) {
                 op->job_message = strdup(message ?: "the unit did not start");
         }
         /* Whatever the job's result: the unit's properties tell whether the container runs. */
-        op->step = STEP_STARTED;
+        op_next(&op->op);
+}
+
+/* Waits for the unit's properties (unit_decide()); without a watch, decides from nothing. */
+static void step_started(Op *o) {
+        CtrOp *op = ctr_op(o);
+
         if (op->c->watch)
                 systemd_watch_refresh(op->c->watch);
         else
-                op_next(op);
+                op_next(o);
 }
 
 /* The log_path kubelet gave does not lead to a file rktlet may write: the file system is not as it
@@ -578,27 +579,28 @@ static void log_open_failed(CtrOp *op, int r) {
 
         switch (r) {
         case -ELOOP:
-                op_fail(op, -EPERM,
+                op_fail(&op->op, -EPERM,
                         "container %s: log_path %s goes through a symlink beneath the pod's log directory "
                         "%s: rktlet follows none there",
                         c->id, QUOTE(rel), QUOTE(c->log_dir));
                 break;
         case -EXDEV:
-                op_fail(op, -EPERM, "container %s: log_path %s leads out of the pod's log directory %s",
+                op_fail(&op->op, -EPERM, "container %s: log_path %s leads out of the pod's log directory %s",
                         c->id, QUOTE(rel), QUOTE(c->log_dir));
                 break;
         case -EINVAL:
         case -EISDIR:
-                op_fail(op, -EPERM, "container %s: log_path %s beneath %s is no regular file", c->id, QUOTE(rel),
+                op_fail(&op->op, -EPERM, "container %s: log_path %s beneath %s is no regular file", c->id, QUOTE(rel),
                         QUOTE(c->log_dir));
                 break;
         default:
-                op_fail(op, r, "container %s: cannot open its log_path %s beneath %s: %s", c->id, QUOTE(rel),
+                op_fail(&op->op, r, "container %s: cannot open its log_path %s beneath %s: %s", c->id, QUOTE(rel),
                         QUOTE(c->log_dir), strerror(-r));
         }
 }
 
-static void step_unit(CtrOp *op) {
+static void step_unit(Op *o) {
+        CtrOp *op = ctr_op(o);
         Container *c = op->c;
         Pod *pod = pod_find(c->table->env.pods, c->pod_id);
         SystemdClient *sd = systemd_of(c);
@@ -608,17 +610,17 @@ static void step_unit(CtrOp *op) {
 
         if (!unit || !pidfile || !log) {
                 r = -ENOMEM;
-                op_fail(op, r, "start %s: out of memory", c->id);
+                op_fail(&op->op, r, "start %s: out of memory", c->id);
                 goto out;
         }
         if (!pod || pod_state(pod) != POD_READY) {
                 r = -EPIPE;
-                op_fail(op, -EPIPE, "pod sandbox %s of container %s is not ready", c->pod_id, c->id);
+                op_fail(&op->op, -EPIPE, "pod sandbox %s of container %s is not ready", c->pod_id, c->id);
                 goto out;
         }
         if (!sd) {
                 r = -ENOTCONN;
-                op_fail(op, r, "start %s: systemd is unreachable", c->id);
+                op_fail(&op->op, r, "start %s: systemd is unreachable", c->id);
                 goto out;
         }
         (void) unlink(pidfile);
@@ -631,17 +633,17 @@ static void step_unit(CtrOp *op) {
         }
         r = watch(c);
         if (r < 0) {
-                op_fail(op, r, "container %s: cannot watch its unit: %s", c->id, strerror(-r));
+                op_fail(&op->op, r, "container %s: cannot watch its unit: %s", c->id, strerror(-r));
                 goto out;
         }
         /* On disk before systemd hears of it: a crash from here on finds the unit to undo. */
         c->unit_started = c->runtime_created = true;
-        save(c);
+        op_save(o);
         a.slice = pod->slice;
         r = systemd_start_transient_unit(sd, unit, unit_properties, &a, CTR_SYSTEMD_TIMEOUT_USEC, unit_started, op,
                                          &op->sd);
         if (r < 0)
-                op_fail(op, r, "start %s: %s", unit, strerror(-r));
+                op_fail(&op->op, r, "start %s: %s", unit, strerror(-r));
 out:
         /* systemd holds its own copies of the fds now. */
         for (int i = 0; i < 3; i++)
@@ -650,8 +652,7 @@ out:
         free(pidfile);
         free(log);
         if (r < 0) {
-                op->step = STEP_END - 1;
-                op_next(op);
+                op_goto(&op->op, STEP_END);
         }
 }
 
@@ -663,21 +664,19 @@ static void op_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
         op->timer_armed = false;
         if (op->c && op->c->exit_waiter == op)
                 op->c->exit_waiter = NULL;
-        if (op->step == STEP_WAIT_EXIT) {
-                op->step = STEP_KILL - 1; /* the grace period is over */
-                op_next(op);
+        if (op->op.step == STEP_WAIT_EXIT) {
+                op_goto(&op->op, STEP_KILL); /* the grace period is over */
                 return;
         }
-        op_fail(op, -ETIMEDOUT, "container %s did not exit after SIGKILL", op->id);
-        op->step = op->kind == OP_REMOVE ? STEP_RM_WAIT : STEP_END - 1;
-        op_next(op);
+        op_fail(&op->op, -ETIMEDOUT, "container %s did not exit after SIGKILL", op->op.id);
+        op_goto(&op->op, op_is(op, OP_REMOVE) ? STEP_RM_STOP_UNIT : STEP_END);
 }
 
 static void wait_exit(CtrOp *op, double seconds) {
         Container *c = op->c;
 
         if (c->state != CTR_RUNNING) {
-                op_next(op);
+                op_next(&op->op);
                 return;
         }
         c->exit_waiter = op;
@@ -694,8 +693,8 @@ static void killed(int error, const char *message, void *userdata) {
         op->sd = NULL;
         /* "No main process" and the like: it exited meanwhile, the properties will say. */
         if (error < 0)
-                log_debug("container %s: KillUnit: %s", op->id, message ?: strerror(-error));
-        op_next(op);
+                log_debug("container %s: KillUnit: %s", op->op.id, message ?: strerror(-error));
+        op_next(&op->op);
 }
 
 static void step_kill(CtrOp *op, const char *who, int sig) {
@@ -706,9 +705,9 @@ static void step_kill(CtrOp *op, const char *who, int sig) {
         /* A stop signals a running container only. A removal kills whatever the unit still runs,
          * whatever rktlet thinks of it (a process that ignores SIGTERM would hold the unit's stop
          * for systemd's 90 s): a unit that runs nothing just says so. */
-        if (op->kind == OP_REMOVE ? !op->c->unit_started : op->c->state != CTR_RUNNING) {
+        if (op_is(op, OP_REMOVE) ? !op->c->unit_started : op->c->state != CTR_RUNNING) {
                 free(unit);
-                op_next(op);
+                op_next(&op->op);
                 return;
         }
         if (!sd)
@@ -717,10 +716,9 @@ static void step_kill(CtrOp *op, const char *who, int sig) {
                 r = systemd_kill_unit(sd, unit, who, sig, CTR_SYSTEMD_TIMEOUT_USEC, killed, op, &op->sd);
         free(unit);
         if (r < 0) {
-                op_fail(op, r, "signal container %s: %s", op->id,
+                op_fail(&op->op, r, "signal container %s: %s", op->op.id,
                         r == -ENOTCONN ? "systemd is unreachable" : strerror(-r));
-                op->step = STEP_END - 1;
-                op_next(op);
+                op_goto(&op->op, STEP_END);
         }
 }
 
@@ -730,12 +728,13 @@ static void unit_gone(int error, const char *message, void *userdata) {
         CtrOp *op = userdata;
 
         op->sd = NULL;
-        if (error < 0 && error != -ENOENT && op->step == STEP_RM_STOP_UNIT) {
-                op_fail(op, error, "stop the unit of container %s: %s", op->id, message ?: strerror(-error));
-                op->step = STEP_END - 1;
+        if (error < 0 && error != -ENOENT && op->op.step == STEP_RM_STOP_UNIT) {
+                op_fail(&op->op, error, "stop the unit of container %s: %s", op->op.id, message ?: strerror(-error));
+                op_goto(&op->op, STEP_END);
+                return;
         }
         /* ResetFailedUnit fails for units that are not failed, or gone: fine. */
-        op_next(op);
+        op_next(&op->op);
 }
 
 static void step_unit_down(CtrOp *op, bool reset) {
@@ -750,24 +749,23 @@ static void step_unit_down(CtrOp *op, bool reset) {
                           : systemd_stop_unit(sd, unit, CTR_SYSTEMD_TIMEOUT_USEC, unit_gone, op, &op->sd);
         free(unit);
         if (r < 0) {
-                op_fail(op, r, "remove the unit of container %s: %s", op->id,
+                op_fail(&op->op, r, "remove the unit of container %s: %s", op->op.id,
                         r == -ENOTCONN ? "systemd is unreachable" : strerror(-r));
-                op->step = STEP_END - 1;
-                op_next(op);
+                op_goto(&op->op, STEP_END);
         }
 }
 
 static void runtime_deleted(Child *child, const ChildResult *res, void *userdata) {
         CtrOp *op = userdata;
 
-        op->child = NULL;
+        op->op.child = NULL;
         /* "container does not exist" is what a container that never ran says: fine too. */
         if (res->exit_code != 0 && !(res->err && strstr(res->err, "does not exist")) &&
             !(res->out && strstr(res->out, "does not exist")))
-                log_warning("container %s: %s delete: %.*s", op->id, op->c->table->env.runtime, (int) res->err_len,
+                log_warning("container %s: %s delete: %.*s", op->op.id, op->c->table->env.runtime, (int) res->err_len,
                             res->err ?: "");
         op->c->runtime_created = false;
-        op_next(op);
+        op_next(&op->op);
 }
 
 static void step_runtime_delete(CtrOp *op) {
@@ -778,27 +776,27 @@ static void step_runtime_delete(CtrOp *op) {
         if (asprintf(&root, "%s/runc", c->table->env.state_dir) >= 0) {
                 char *argv[] = { (char *) c->table->env.runtime, "--root", root, "delete", "--force", c->id, NULL };
                 ChildSpec spec = { .argv = argv, .timeout_usec = CTR_CHILD_TIMEOUT_USEC, .max_output = 16 * 1024 };
-                r = child_spawn(c->table->env.loop, &spec, runtime_deleted, op, &op->child);
+                r = child_spawn(c->table->env.loop, &spec, runtime_deleted, op, &op->op.child);
         }
         free(root);
         if (r < 0) {
-                op_fail(op, r, "delete container %s in the OCI runtime: %s", op->id, strerror(-r));
-                op->step = STEP_END - 1;
-                op_next(op);
+                op_fail(&op->op, r, "delete container %s in the OCI runtime: %s", op->op.id, strerror(-r));
+                op_goto(&op->op, STEP_END);
         }
 }
 
 static void unmounted(Child *child, const ChildResult *res, void *userdata) {
         CtrOp *op = userdata;
 
-        op->child = NULL;
+        op->op.child = NULL;
         if (res->exit_code != 0) {
-                op_fail(op, -EIO, "unmount the rootfs of container %s: %.*s", op->id, (int) res->err_len,
+                op_fail(&op->op, -EIO, "unmount the rootfs of container %s: %.*s", op->op.id, (int) res->err_len,
                         res->err ?: "");
-                op->step = STEP_END - 1;
-        } else
-                op->c->rootfs_mounted = false;
-        op_next(op);
+                op_goto(&op->op, STEP_END);
+                return;
+        }
+        op->c->rootfs_mounted = false;
+        op_next(&op->op);
 }
 
 static void step_umount(CtrOp *op) {
@@ -812,12 +810,11 @@ static void step_umount(CtrOp *op) {
         op->target = ctr_path(op->c, true, "rootfs");
         if (op->target) {
                 spec.setup_userdata = op->target;
-                r = child_spawn(op->c->table->env.loop, &spec, unmounted, op, &op->child);
+                r = child_spawn(op->c->table->env.loop, &spec, unmounted, op, &op->op.child);
         }
         if (r < 0) {
-                op_fail(op, r, "unmount the rootfs of container %s: %s", op->id, strerror(-r));
-                op->step = STEP_END - 1;
-                op_next(op);
+                op_fail(&op->op, r, "unmount the rootfs of container %s: %s", op->op.id, strerror(-r));
+                op_goto(&op->op, STEP_END);
         }
 }
 
@@ -837,7 +834,8 @@ static int trash_ctr(CtrTable *t, const char *root, const char *id) {
         return r;
 }
 
-static void step_delete(CtrOp *op) {
+static void step_delete(Op *o) {
+        CtrOp *op = ctr_op(o);
         Container *c = op->c;
         char *run = ctr_run_dir(c), *root = ctr_root_dir(c);
         Image *img;
@@ -852,7 +850,7 @@ static void step_delete(CtrOp *op) {
                         r = trash_ctr(c->table, root, c->id);
         }
         if (r < 0)
-                op_fail(op, r, "delete %s: %s", run ?: "the container's state", strerror(-r));
+                op_fail(&op->op, r, "delete %s: %s", run ?: "the container's state", strerror(-r));
         else {
                 img = image_store_find(c->table->env.images, c->image_id);
                 if (img && img->users > 0)
@@ -864,109 +862,135 @@ static void step_delete(CtrOp *op) {
         }
         free(run);
         free(root);
-        op->step = STEP_END - 1;
-        op_next(op);
+        op_goto(&op->op, STEP_END);
 }
 
 /* --- the machine --------------------------------------------------------------------------------- */
 
-static void op_next(CtrOp *op) {
-        Container *c = op->c;
+static void step_created(Op *o) {
+        Container *c = ctr_op(o)->c;
 
-        if (op->kind == OP_CREATE && op->error < 0 && !op->rollback && op->step < STEP_RM_KILL) {
-                op->rollback = true;
-                op->step = STEP_RM_UMOUNT;
-                log_debug("container %s: create failed (%s); rolling back.", op->id, op->message);
-        } else
-                op->step++;
+        c->state = CTR_CREATED;
+        c->creating = false;
+        op_dirty(o);
+        op_goto(o, STEP_END);
+}
 
-        switch (op->step) {
-        case STEP_CONFIG:
-                step_config(op);
-                return;
-        case STEP_CREATED:
-                c->state = CTR_CREATED;
-                c->creating = false;
-                save(c);
-                op->step = STEP_END - 1;
-                op_next(op);
-                return;
-        case STEP_STARTED:
-                /* unit_started() moves on through the watch. */
-                return;
-        case STEP_SIGNAL:
-                if (op->timeout <= 0) {
-                        op->step = STEP_KILL - 1;
-                        op_next(op);
-                        return;
-                }
-                step_kill(op, "main", c->stop_signal);
-                return;
-        case STEP_WAIT_EXIT:
-                wait_exit(op, op->timeout);
-                return;
-        case STEP_KILL:
-                step_kill(op, "all", SIGKILL);
-                return;
-        case STEP_WAIT_KILLED:
-                wait_exit(op, 30.);
-                return;
-        case STEP_STOPPED:
-                op->step = STEP_END - 1;
-                op_next(op);
-                return;
-        case STEP_RM_KILL:
-                step_kill(op, "all", SIGKILL);
-                return;
-        case STEP_RM_WAIT:
-                wait_exit(op, 30.);
-                return;
-        case STEP_RM_STOP_UNIT:
-                if (c->unit_started) {
-                        step_unit_down(op, false);
-                        return;
-                }
-                op->step = STEP_RM_RESET;
-                op_next(op);
-                return;
-        case STEP_RM_RESET:
-                c->unit_started = false;
-                step_unit_down(op, true);
-                return;
-        case STEP_RM_RUNTIME:
-                if (c->runtime_created) {
-                        step_runtime_delete(op);
-                        return;
-                }
-                op_next(op);
-                return;
-        case STEP_RM_UMOUNT:
-                if (c->rootfs_mounted) {
-                        step_umount(op);
-                        return;
-                }
-                op_next(op);
-                return;
-        case STEP_RM_DELETE:
-                step_delete(op);
-                return;
-        case STEP_END:
-        default:
-                op_finish(op);
+static void step_signal(Op *o) {
+        CtrOp *op = ctr_op(o);
+
+        if (op->timeout <= 0) {
+                op_goto(o, STEP_KILL);
                 return;
         }
+        step_kill(op, "main", op->c->stop_signal);
 }
+
+static void step_wait_exit(Op *o) {
+        CtrOp *op = ctr_op(o);
+        wait_exit(op, op->timeout);
+}
+
+static void step_kill_all(Op *o) {
+        step_kill(ctr_op(o), "all", SIGKILL);
+}
+
+static void step_wait_killed(Op *o) {
+        wait_exit(ctr_op(o), 30.);
+}
+
+static void step_stopped(Op *o) {
+        op_goto(o, STEP_END);
+}
+
+static void step_stop_unit(Op *o) {
+        CtrOp *op = ctr_op(o);
+
+        if (!op->c->unit_started) {
+                op_goto(o, STEP_RM_RUNTIME);
+                return;
+        }
+        step_unit_down(op, false);
+}
+
+static void step_reset_unit(Op *o) {
+        CtrOp *op = ctr_op(o);
+
+        op->c->unit_started = false;
+        step_unit_down(op, true);
+}
+
+static void step_rm_runtime(Op *o) {
+        CtrOp *op = ctr_op(o);
+
+        if (!op->c->runtime_created) {
+                op_next(o);
+                return;
+        }
+        step_runtime_delete(op);
+}
+
+static void step_rm_umount(Op *o) {
+        CtrOp *op = ctr_op(o);
+
+        if (!op->c->rootfs_mounted) {
+                op_next(o);
+                return;
+        }
+        step_umount(op);
+}
+
+static const OpStep create_steps[STEP_END] = {
+        [STEP_MOUNT] = { "mount", step_mount },
+        [STEP_CONFIG] = { "config", step_config },
+        [STEP_CREATED] = { "created", step_created },
+        /* the rollback of a failed create */
+        [STEP_RM_UMOUNT] = { "umount", step_rm_umount },
+        [STEP_RM_DELETE] = { "delete", step_delete },
+};
+
+static const OpStep start_steps[STEP_END] = {
+        [STEP_UNIT] = { "unit", step_unit },
+        [STEP_STARTED] = { "started", step_started },
+};
+
+static const OpStep stop_steps[STEP_END] = {
+        [STEP_SIGNAL] = { "signal", step_signal },
+        [STEP_WAIT_EXIT] = { "wait-exit", step_wait_exit },
+        [STEP_KILL] = { "kill", step_kill_all },
+        [STEP_WAIT_KILLED] = { "wait-killed", step_wait_killed },
+        [STEP_STOPPED] = { "stopped", step_stopped },
+};
+
+static const OpStep remove_steps[STEP_END] = {
+        [STEP_RM_KILL] = { "kill", step_kill_all },
+        [STEP_RM_WAIT] = { "wait-killed", step_wait_killed },
+        [STEP_RM_STOP_UNIT] = { "stop-unit", step_stop_unit },
+        [STEP_RM_RESET] = { "reset-unit", step_reset_unit },
+        [STEP_RM_RUNTIME] = { "runtime-delete", step_rm_runtime },
+        [STEP_RM_UMOUNT] = { "umount", step_rm_umount },
+        [STEP_RM_DELETE] = { "delete", step_delete },
+};
+
+static const OpKind kinds[_OP_KIND_MAX] = {
+        [OP_CREATE] = { .name = "create", .steps = create_steps, .n_steps = STEP_END,
+                        .has_rollback = true, .rollback_step = STEP_RM_UMOUNT },
+        [OP_START] = { .name = "start", .steps = start_steps, .n_steps = STEP_END },
+        [OP_STOP] = { .name = "stop", .steps = stop_steps, .n_steps = STEP_END },
+        [OP_REMOVE] = { .name = "remove", .steps = remove_steps, .n_steps = STEP_END },
+};
 
 /* --- entry points -------------------------------------------------------------------------------- */
 
 static CtrOp *op_new(Container *c, CtrOpKind kind, CtrDone done, void *userdata) {
-        CtrOp *op = calloc(1, sizeof *op);
+        CtrOp *op;
 
+        assert(c);
+        op = calloc(1, sizeof *op);
         if (!op)
                 return NULL;
+        op_init(&op->op, &ctr_op_class, &kinds[kind], c->id);
         op->c = c;
-        memcpy(op->id, c->id, sizeof op->id);
-        op->kind = kind;
         op->done = done;
         op->userdata = userdata;
         c->busy = true;
@@ -1034,31 +1058,27 @@ int ctr_image_stop_signal(yajl_val image_config) {
         return sig > 0 ? sig : SIGTERM;
 }
 
-int ctr_create(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *config, size_t config_len,
-               CtrDone done, void *userdata, char **ret_message, CtrOp **ret_op) {
-        Container *c;
-        CtrOp *op;
-        char *run = NULL, *root = NULL, *cfg = NULL;
-        yajl_val image_config = NULL;
+static Container *container_free(Container *c) {
+        if (c)
+                ctr_free(c);
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(Container *, container_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(yajl_val, yajl_tree_free);
+
+/* The container spec asks for, in pod, not linked yet. */
+static int container_new(const CtrTable *t, const Pod *pod, const Image *image, const CtrSpec *spec,
+                         yajl_val image_config, const void *config, size_t config_len, Container **ret) {
+        _cleanup_(container_freep) Container *c = NULL;
         int r;
 
-        for (Container *o = t->containers; o; o = o->next)
-                if (strcmp(o->pod_id, pod->id) == 0 && strcmp(o->name, spec->name) == 0 && o->attempt == spec->attempt) {
-                        if (asprintf(ret_message, "container %s (attempt %u) exists already in pod sandbox %s: %s",
-                                     QUOTE(spec->name), spec->attempt, pod->id, o->id) < 0)
-                                *ret_message = NULL;
-                        ctr_spec_done(spec);
-                        return -EEXIST;
-                }
-
+        assert(t && pod && image && spec && ret);
         c = calloc(1, sizeof *c);
-        if (!c) {
-                ctr_spec_done(spec);
+        if (!c)
                 return -ENOMEM;
-        }
-        /* Read and parsed once: for the stop signal here, for the OCI config at STEP_CONFIG. */
-        image_config = ctr_image_config(t->env.images, image);
         r = random_id(c->id);
+        if (r < 0)
+                return r;
         memcpy(c->pod_id, pod->id, sizeof c->pod_id);
         c->name = strdup(spec->name);
         c->attempt = spec->attempt;
@@ -1095,66 +1115,91 @@ int ctr_create(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *c
         c->creating = true;
         c->rootfs_mounted = true; /* about to be: a crash from here on unmounts */
         c->exit_code = 0;
-        if (r < 0 || !c->name || !c->image_ref || !c->image_id || !c->labels || !c->annotations || !c->log_path ||
-            !c->log_dir || (config_len && !c->config)) {
-                ctr_free(c);
-                ctr_spec_done(spec);
-                yajl_tree_free(image_config);
-                return r < 0 ? r : -ENOMEM;
-        }
-        ctr_link(t, c);
-
-        run = ctr_run_dir(c);
-        root = ctr_root_dir(c);
-        cfg = ctr_path(c, false, "config.pb");
-        if (!run || !root || !cfg) {
-                r = -ENOMEM;
-                goto fail;
-        }
-        if ((r = mkdir_p(run, 0700)) < 0 || (r = mkdir_p(root, 0700)) < 0 ||
-            (r = write_file_replace(cfg, c->config ?: "", c->config_len, 0600)) < 0 || (r = ctr_save(c)) < 0) {
-                if (asprintf(ret_message, "container %s: cannot create its state in %s or %s: %s", c->id, run, root,
-                             strerror(-r)) < 0)
-                        *ret_message = NULL;
-                goto fail;
-        }
-        op = op_new(c, OP_CREATE, done, userdata);
-        if (!op) {
-                r = -ENOMEM;
-                goto fail;
-        }
-        op->spec = *spec;
-        *spec = (CtrSpec) {};
-        op->image = image;
-        op->image_config = TAKE_PTR(image_config);
-        image->users++;
-        free(run);
-        free(root);
-        free(cfg);
-        log_info("container %s: creating '%s' of pod %s from %s.", c->id, c->name, c->pod_id, c->image_ref);
-        if (ret_op)
-                *ret_op = op;
-        op->step = STEP_MOUNT;
-        step_mount(op);
+        if (!c->name || !c->image_ref || !c->image_id || !c->labels || !c->annotations || !c->log_path ||
+            !c->log_dir || (config_len && !c->config))
+                return -ENOMEM;
+        *ret = TAKE_PTR(c);
         return 0;
+}
 
-fail:
+static void remove_dirs(const Container *c) {
+        _cleanup_free_ char *run = ctr_run_dir(c), *root = ctr_root_dir(c);
+
         if (run)
                 (void) rm_rf(run);
         if (root)
                 (void) rm_rf(root);
-        free(run);
-        free(root);
-        free(cfg);
-        ctr_spec_done(spec);
-        yajl_tree_free(image_config);
-        ctr_free(c);
+}
+
+/* Its directories, its config and its first record; on failure, none of them. */
+static int container_make_state(Container *c, char **ret_message) {
+        _cleanup_free_ char *run = ctr_run_dir(c), *root = ctr_root_dir(c), *cfg = ctr_path(c, false, "config.pb");
+        int r;
+
+        assert(c);
+        if (!run || !root || !cfg)
+                r = -ENOMEM;
+        else if ((r = mkdir_p(run, 0700)) < 0 || (r = mkdir_p(root, 0700)) < 0 ||
+                 (r = write_file_replace(cfg, c->config ?: "", c->config_len, 0600)) < 0 || (r = ctr_save(c)) < 0) {
+                if (asprintf(ret_message, "container %s: cannot create its state in %s or %s: %s", c->id, run, root,
+                             strerror(-r)) < 0)
+                        *ret_message = NULL;
+        }
+        if (r < 0)
+                remove_dirs(c);
         return r;
+}
+
+int ctr_create(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *config, size_t config_len,
+               CtrDone done, void *userdata, char **ret_message, CtrOp **ret_op) {
+        _cleanup_(ctr_spec_done) CtrSpec owned = *spec;
+        _cleanup_(yajl_tree_freep) yajl_val image_config = NULL;
+        _cleanup_(container_freep) Container *c = NULL;
+        CtrOp *op;
+        int r;
+
+        assert(t && pod && image && spec && ret_message);
+        *spec = (CtrSpec) {}; /* taken over, also on failure */
+        for (Container *o = t->containers; o; o = o->next)
+                if (strcmp(o->pod_id, pod->id) == 0 && strcmp(o->name, owned.name) == 0 && o->attempt == owned.attempt) {
+                        if (asprintf(ret_message, "container %s (attempt %u) exists already in pod sandbox %s: %s",
+                                     QUOTE(owned.name), owned.attempt, pod->id, o->id) < 0)
+                                *ret_message = NULL;
+                        return -EEXIST;
+                }
+
+        /* Read and parsed once: for the stop signal here, for the OCI config at STEP_CONFIG. */
+        image_config = ctr_image_config(t->env.images, image);
+        r = container_new(t, pod, image, &owned, image_config, config, config_len, &c);
+        if (r < 0)
+                return r;
+        ctr_link(t, c);
+        r = container_make_state(c, ret_message);
+        if (r < 0)
+                return r;
+        op = op_new(c, OP_CREATE, done, userdata);
+        if (!op) {
+                remove_dirs(c);
+                return -ENOMEM;
+        }
+        op->spec = owned;
+        owned = (CtrSpec) {};
+        op->image = image;
+        op->image_config = TAKE_PTR(image_config);
+        image->users++;
+        log_info("container %s: creating '%s' of pod %s from %s.", c->id, c->name, c->pod_id, c->image_ref);
+        if (ret_op)
+                *ret_op = op;
+        c = NULL; /* the operation's now */
+        op_start(&op->op, STEP_MOUNT);
+        return 0;
 }
 
 int ctr_start(Container *c, CtrDone done, void *userdata, char **ret_message, CtrOp **ret_op) {
         CtrOp *op;
 
+        assert(c);
+        assert(ret_message);
         if (c->busy)
                 return -EBUSY;
         if (c->removing) {
@@ -1173,14 +1218,14 @@ int ctr_start(Container *c, CtrDone done, void *userdata, char **ret_message, Ct
                 return -ENOMEM;
         if (ret_op)
                 *ret_op = op;
-        op->step = STEP_UNIT;
-        step_unit(op);
+        op_start(&op->op, STEP_UNIT);
         return 0;
 }
 
 int ctr_stop(Container *c, int64_t timeout_sec, CtrDone done, void *userdata, CtrOp **ret_op) {
         CtrOp *op;
 
+        assert(c);
         if (c->busy)
                 return -EBUSY;
         op = op_new(c, OP_STOP, done, userdata);
@@ -1189,16 +1234,14 @@ int ctr_stop(Container *c, int64_t timeout_sec, CtrDone done, void *userdata, Ct
         if (ret_op)
                 *ret_op = op;
         op->timeout = (double) timeout_sec;
-        op->step = STEP_SIGNAL - 1;
-        if (c->state != CTR_RUNNING)
-                op->step = STEP_END - 1; /* idempotent */
-        op_next(op);
+        op_start(&op->op, c->state == CTR_RUNNING ? STEP_SIGNAL : STEP_END); /* idempotent */
         return 0;
 }
 
 int ctr_remove(Container *c, CtrDone done, void *userdata, CtrOp **ret_op) {
         CtrOp *op;
 
+        assert(c);
         if (c->busy)
                 return -EBUSY;
         op = op_new(c, OP_REMOVE, done, userdata);
@@ -1211,10 +1254,9 @@ int ctr_remove(Container *c, CtrDone done, void *userdata, CtrOp **ret_op) {
          * be unmounted already). */
         if (!c->removing) {
                 c->removing = true;
-                save(c);
+                op_dirty(&op->op);
         }
-        op->step = STEP_RM_KILL - 1;
-        op_next(op);
+        op_start(&op->op, STEP_RM_KILL);
         return 0;
 }
 
@@ -1242,7 +1284,8 @@ void ctr_table_watch_missing(CtrTable *t) {
  * after the directories are made, before the overlay is mounted, so this is a create killed before
  * its first save, or a removal that failed half way through deleting the directory (after the
  * unmount). Nothing refers to its upper directory and nothing else would ever delete it. */
-static void gc_orphan(CtrTable *t, const char *id) {
+static void gc_orphan(const char *id, void *userdata) {
+        CtrTable *t = userdata;
         _cleanup_free_ char *root = NULL, *run = NULL;
         int r = -ENOMEM;
 
@@ -1261,22 +1304,22 @@ static void gc_orphan(CtrTable *t, const char *id) {
                 log_notice("container %s: deleted its directory, which had no record.", id);
 }
 
-static void load_one(const char *id, void *userdata) {
+static int load_record(const char *id, void *userdata, void **ret) {
+        Container *c = NULL;
+        int r = ctr_load(userdata, id, &c);
+
+        if (r >= 0)
+                *ret = c;
+        return r;
+}
+
+/* A container read back: linked, its image held, its unit watched; what it was doing finished. */
+static void recovered(void *record, void *userdata) {
         CtrTable *t = userdata;
-        Container *c;
+        Container *c = record;
         Image *img;
         int r;
 
-        r = ctr_load(t, id, &c);
-        if (r == -ENOENT) {
-                gc_orphan(t, id);
-                return;
-        }
-        if (r < 0) {
-                log_warning_errno(r, "container %s: cannot read %s/containers/%s/state.json, ignoring it: %m", id,
-                                  t->env.root_dir, id);
-                return;
-        }
         ctr_link(t, c);
         img = image_store_find(t->env.images, c->image_id);
         if (img)
@@ -1319,18 +1362,26 @@ static void load_one(const char *id, void *userdata) {
         }
 }
 
-int ctr_table_load(CtrTable *t) {
-        _cleanup_free_ char *bin = NULL;
-        char *dir;
-        int r;
+static const RecordType container_records = {
+        .noun = "container",
+        .load = load_record,
+        .orphan = gc_orphan,
+        .recovered = recovered,
+};
 
+int ctr_table_load(CtrTable *t) {
+        _cleanup_free_ char *bin = NULL, *dir = NULL;
+
+        assert(t);
         /* What removals cut short by a crash left to delete. */
         if (asprintf(&bin, "%s/trash", t->env.root_dir) >= 0)
                 trash_empty(t->env.loop, bin);
+        else
+                bin = NULL;
 
-        if (asprintf(&dir, "%s/containers", t->env.root_dir) < 0)
+        if (asprintf(&dir, "%s/containers", t->env.root_dir) < 0) {
+                dir = NULL;
                 return -ENOMEM;
-        r = dir_for_each_id(dir, load_one, t);
-        free(dir);
-        return r;
+        }
+        return record_load_all(dir, &container_records, t);
 }
