@@ -1,5 +1,6 @@
 /* The container table, paths and persistent state: <root>/containers/<id>/state.json (written
  * atomically) and config.pb (the CRI config as received, for status). */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -13,8 +14,7 @@
 #include "json-util.h"
 #include "log.h"
 #include "macro.h"
-
-#define MAX_STATE_SIZE (4 * 1024 * 1024)
+#include "record.h"
 
 static const char *const state_names[_CTR_STATE_MAX] = {
         [CTR_CREATED] = "created",
@@ -119,26 +119,8 @@ Container *ctr_find(CtrTable *t, const char *id) {
 }
 
 int ctr_find_prefix(CtrTable *t, const char *prefix, Container **ret) {
-        size_t n = strlen(prefix);
-        Container *found = NULL;
-
-        if (n == 0)
-                return -ENOENT;
-        for (Container *c = t->containers; c; c = c->next) {
-                if (strncmp(c->id, prefix, n) != 0)
-                        continue;
-                if (strlen(c->id) == n) {
-                        *ret = c;
-                        return 0;
-                }
-                if (found)
-                        return -ENOTUNIQ;
-                found = c;
-        }
-        if (!found)
-                return -ENOENT;
-        *ret = found;
-        return 0;
+        assert(t);
+        return record_find_prefix(t->containers, Container, prefix, ret);
 }
 
 char *ctr_unit_name(const Container *c) {
@@ -205,13 +187,24 @@ void ctr_free(Container *c) {
         free(c);
 }
 
-int ctr_save(const Container *c) {
-        char *path = ctr_path(c, false, "state.json");
-        yajl_gen g = yajl_gen_alloc(NULL);
-        int r = -ENOMEM;
+DEFINE_TRIVIAL_CLEANUP_FUNC(yajl_gen, yajl_gen_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(yajl_val, yajl_tree_free);
 
-        if (!path || !g)
-                goto out;
+static char *records_dir(const CtrTable *t) {
+        char *p;
+        return asprintf(&p, "%s/containers", t->env.root_dir) < 0 ? NULL : p;
+}
+
+int ctr_save(const Container *c) {
+        _cleanup_(yajl_gen_freep) yajl_gen g = NULL;
+        _cleanup_free_ char *dir = NULL;
+        int r;
+
+        assert(c && c->table);
+        dir = records_dir(c->table);
+        g = yajl_gen_alloc(NULL);
+        if (!dir || !g)
+                return -ENOMEM;
         yajl_gen_config(g, yajl_gen_beautify, 1);
         yajl_gen_map_open(g);
         json_gen_key_str(g, "id", c->id);
@@ -247,24 +240,10 @@ int ctr_save(const Container *c) {
         json_gen_key_bool(g, "unitStarted", c->unit_started);
         json_gen_key_bool(g, "runtimeCreated", c->runtime_created);
         yajl_gen_map_close(g);
-        r = json_gen_save(g, path, 0600);
+        r = record_write(dir, c->id, g, false);
         if (r >= 0)
                 fs_sync_request(c->table->sync);
-out:
-        if (g)
-                yajl_gen_free(g);
-        free(path);
         return r;
-}
-
-static long long get_int(yajl_val obj, const char *key) {
-        long long v = 0;
-        (void) json_get_int(obj, key, &v);
-        return v;
-}
-
-static bool get_bool(yajl_val obj, const char *key) {
-        return YAJL_IS_TRUE(json_get(obj, key));
 }
 
 /* Whether dir is where log_path begins: log_path is dir + "/" + something. */
@@ -297,33 +276,38 @@ static char *log_dir_of(CtrTable *t, const Container *c, const char *saved) {
         return slash && slash > c->log_path ? strndup(c->log_path, (size_t) (slash - c->log_path)) : strdup("");
 }
 
+static Container *container_free(Container *c) {
+        if (c) {
+                c->table = NULL; /* not linked */
+                ctr_free(c);
+        }
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(Container *, container_free);
+
 int ctr_load(CtrTable *t, const char *id, Container **ret) {
-        Container *c = calloc(1, sizeof *c);
-        char *path = NULL, *text = NULL, err[256];
-        yajl_val v = NULL;
+        _cleanup_(container_freep) Container *c = NULL;
+        _cleanup_(yajl_tree_freep) yajl_val v = NULL;
+        _cleanup_free_ char *dir = NULL, *path = NULL;
         const char *s;
         int r;
 
-        if (!c)
+        assert(t && id && ret);
+        dir = records_dir(t);
+        c = calloc(1, sizeof *c);
+        if (!dir || !c)
                 return -ENOMEM;
         c->table = t;
         snprintf(c->id, sizeof c->id, "%s", id);
-        path = ctr_path(c, false, "state.json");
-        if (!path) {
-                r = -ENOMEM;
-                goto fail;
-        }
-        r = read_file(path, MAX_STATE_SIZE, &text, NULL);
+        r = record_read(dir, id, &v);
         if (r < 0)
-                goto fail;
-        v = json_parse(text, err, sizeof err);
-        if (!v || !(s = json_get_str(v, "podId")) || strlen(s) != 64) {
-                r = -EBADMSG;
-                goto fail;
-        }
+                return r;
+        s = json_get_str(v, "podId");
+        if (!s || strlen(s) != 64)
+                return -EBADMSG;
         memcpy(c->pod_id, s, 65);
         c->name = json_dup_str(v, "name");
-        c->attempt = (uint32_t) get_int(v, "attempt");
+        c->attempt = (uint32_t) json_get_int_or_zero(v, "attempt");
         c->image_ref = json_dup_str(v, "imageRef");
         c->image_id = json_dup_str(v, "imageId");
         c->labels = json_get_pairs(v, "labels", &c->n_labels);
@@ -331,49 +315,36 @@ int ctr_load(CtrTable *t, const char *id, Container **ret) {
         c->log_path = json_dup_str(v, "logPath");
         if (c->log_path)
                 c->log_dir = log_dir_of(t, c, json_get_str(v, "logDirectory"));
-        c->stop_signal = (int) get_int(v, "stopSignal");
-        c->tty = get_bool(v, "tty");
-        c->stdin_ = get_bool(v, "stdin");
-        c->stdin_once = get_bool(v, "stdinOnce");
-        c->cpu_shares = get_int(v, "cpuShares");
-        c->cpu_quota = get_int(v, "cpuQuota");
-        c->cpu_period = get_int(v, "cpuPeriod");
-        c->memory_limit = get_int(v, "memoryLimit");
+        c->stop_signal = (int) json_get_int_or_zero(v, "stopSignal");
+        c->tty = json_get_true(v, "tty");
+        c->stdin_ = json_get_true(v, "stdin");
+        c->stdin_once = json_get_true(v, "stdinOnce");
+        c->cpu_shares = json_get_int_or_zero(v, "cpuShares");
+        c->cpu_quota = json_get_int_or_zero(v, "cpuQuota");
+        c->cpu_period = json_get_int_or_zero(v, "cpuPeriod");
+        c->memory_limit = json_get_int_or_zero(v, "memoryLimit");
         c->state = ctr_state_from_string(json_get_str(v, "state"));
-        c->creating = get_bool(v, "creating");
-        c->removing = get_bool(v, "removing");
-        c->created_at_ns = (uint64_t) get_int(v, "createdAt");
-        c->started_at_ns = (uint64_t) get_int(v, "startedAt");
-        c->finished_at_ns = (uint64_t) get_int(v, "finishedAt");
-        c->exit_code = (int) get_int(v, "exitCode");
+        c->creating = json_get_true(v, "creating");
+        c->removing = json_get_true(v, "removing");
+        c->created_at_ns = (uint64_t) json_get_int_or_zero(v, "createdAt");
+        c->started_at_ns = (uint64_t) json_get_int_or_zero(v, "startedAt");
+        c->finished_at_ns = (uint64_t) json_get_int_or_zero(v, "finishedAt");
+        c->exit_code = (int) json_get_int_or_zero(v, "exitCode");
         c->reason = json_dup_str(v, "reason");
         c->message = json_dup_str(v, "message");
-        c->pid = (uint32_t) get_int(v, "pid");
+        c->pid = (uint32_t) json_get_int_or_zero(v, "pid");
         c->memcg = json_dup_str(v, "memcg");
-        c->rootfs_mounted = get_bool(v, "rootfsMounted");
-        c->unit_started = get_bool(v, "unitStarted");
-        c->runtime_created = get_bool(v, "runtimeCreated");
+        c->rootfs_mounted = json_get_true(v, "rootfsMounted");
+        c->unit_started = json_get_true(v, "unitStarted");
+        c->runtime_created = json_get_true(v, "runtimeCreated");
         if (!c->name || !c->image_ref || !c->image_id || !c->labels || !c->annotations || !c->log_path ||
-            !c->log_dir || c->state < 0) {
-                r = -EBADMSG;
-                goto fail;
-        }
-        free(path);
+            !c->log_dir || c->state < 0)
+                return -EBADMSG;
         path = ctr_path(c, false, "config.pb");
-        if (path && read_file(path, MAX_STATE_SIZE, &c->config, &c->config_len) < 0)
+        if (path && read_file(path, RECORD_MAX_SIZE, &c->config, &c->config_len) < 0)
                 c->config_len = 0;
-        yajl_tree_free(v);
-        free(text);
-        free(path);
-        *ret = c;
+        *ret = TAKE_PTR(c);
         return 0;
-fail:
-        c->table = NULL;
-        ctr_free(c);
-        yajl_tree_free(v);
-        free(text);
-        free(path);
-        return r;
 }
 
 char *ctr_info_json(const Container *c) {

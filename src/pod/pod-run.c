@@ -1,6 +1,7 @@
 /* Running, stopping and removing pods: asynchronous step machines over systemd jobs, namespace
  * children and CNI chains. A step's completion persists what now exists, so that stop, remove
  * and a restarted daemon always know what to undo. */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -17,14 +18,15 @@
 #include "fd-util.h"
 #include "log.h"
 #include "macro.h"
+#include "op.h"
 #include "quote.h"
+#include "record.h"
 #include "pod-internal.h"
 
 #define SYSTEMD_TIMEOUT_USEC (90ULL * 1000 * 1000)
 #define CHILD_TIMEOUT_USEC (30ULL * 1000 * 1000)
 
-typedef enum PodOpKind { OP_RUN, OP_STOP, OP_REMOVE, OP_KILL } PodOpKind;
-static const char *const op_names[] = { "run", "stop", "remove", "kill" };
+typedef enum PodOpKind { OP_RUN, OP_STOP, OP_REMOVE, OP_KILL, _OP_KIND_MAX } PodOpKind;
 
 typedef enum Step {
         STEP_SLICE,
@@ -45,90 +47,92 @@ typedef enum Step {
         STEP_END,
 } Step;
 
+/* The generic machine (op.h) and what a pod's operations need beside it. A failed run rolls back:
+ * tears down and deletes, then reports the run's error. */
 struct PodOp {
-        Pod *pod;
-        char id[65]; /* the pod's, also once it is freed */
-        PodOpKind kind;
-        Step step;
-        bool rollback; /* a run failed: tear down and delete, then report the run's error */
-        int error;
-        char *message;
+        Op op;
+        Pod *pod; /* NULL once a removal freed it */
         PodDone done;
         void *userdata;
         SystemdOp *sd;
         CniOp *cni;
-        Child *child;
 };
 
-static void op_next(PodOp *op);
+static const OpKind kinds[_OP_KIND_MAX];
 
-static void op_fail(PodOp *op, int error, const char *format, ...) _printf_(3, 4);
-static void op_fail(PodOp *op, int error, const char *format, ...) {
-        va_list ap;
-        char *m = NULL;
-
-        va_start(ap, format);
-        if (vasprintf(&m, format, ap) < 0)
-                m = NULL;
-        va_end(ap);
-        if (!op->message) {
-                op->error = error < 0 ? error : -EIO;
-                op->message = m;
-        } else
-                free(m);
+/* A failed teardown step ends the operation (what is left stays for a retry); a failed run step
+ * goes on, into the rollback. */
+static void op_goto_or_next(PodOp *op, bool end) {
+        if (end)
+                op_goto(&op->op, STEP_END);
+        else
+                op_next(&op->op);
 }
 
-static void op_finish(PodOp *op) {
-        Pod *pod = op->pod;
-        PodDone done = op->done;
-        void *userdata = op->userdata;
-        char *message = op->message;
-        int error = op->error;
+static PodOp *pod_op(Op *o) {
+        return container_of(o, PodOp, op);
+}
+
+/* --- the operation's class (op.h) ------------------------------------------------------------------ */
+
+static void op_unlink(Op *o, bool aborted) {
+        Pod *pod = pod_op(o)->pod;
 
         if (pod) {
                 pod->busy = false;
                 pod->op = NULL;
         }
-        char id_field[sizeof("POD_SANDBOX_ID=") + 64];
-        const char *fields[] = { id_field, NULL };
-        snprintf(id_field, sizeof id_field, "POD_SANDBOX_ID=%s", op->id);
-        if (error < 0)
-                log_fields(LOG_WARNING, fields, "pod %s: %s failed: %s", op->id, op_names[op->kind], message ?: "?");
-        else /* a kill is the first step of a stop or a removal, which says when it is done */
-                log_fields(op->kind == OP_KILL ? LOG_DEBUG : LOG_INFO, fields, "pod %s: %s done.", op->id,
-                           op_names[op->kind]);
-        free(op);
-        if (done)
-                done(pod, error, message, userdata);
-        free(message);
 }
 
+static void op_notify(Op *o, int error, const char *message) {
+        PodOp *op = pod_op(o);
+
+        if (op->done)
+                op->done(op->pod, error, message, op->userdata);
+}
+
+static void op_cancel(Op *o) {
+        PodOp *op = pod_op(o);
+
+        systemd_op_cancel(TAKE_PTR(op->sd));
+        cni_op_cancel(TAKE_PTR(op->cni));
+}
+
+static int op_save_record(Op *o) {
+        PodOp *op = pod_op(o);
+        return op->pod ? pod_save(op->pod) : 0;
+}
+
+static void op_free(Op *o) {
+        free(pod_op(o));
+}
+
+static void op_rolling_back(Op *o) {
+        pod_op(o)->pod->state = POD_NOTREADY;
+        log_debug("pod %s: run failed (%s); rolling back.", o->id, o->message);
+}
+
+static const OpClass pod_op_class = {
+        .noun = "pod",
+        .id_field = "POD_SANDBOX_ID",
+        .unlink = op_unlink,
+        .notify = op_notify,
+        .cancel = op_cancel,
+        .save = op_save_record,
+        .free = op_free,
+        .rolling_back = op_rolling_back,
+};
+
+/* The daemon is going away: drop everything in flight without callbacks. What was done is on disk;
+ * the next start finishes or undoes it. */
 void pod_op_abort(PodOp *op) {
-        /* The daemon is going away: drop everything in flight without callbacks. What was done
-         * is on disk; the next start finishes or undoes it. */
-        systemd_op_cancel(op->sd);
-        cni_op_cancel(op->cni);
-        if (op->child)
-                child_abandon(op->child);
-        if (op->pod) {
-                op->pod->busy = false;
-                op->pod->op = NULL;
-        }
-        free(op->message);
-        free(op);
+        assert(op);
+        op_abort(&op->op);
 }
 
 void pod_op_detach(PodOp *op) {
-        if (op) {
-                op->done = NULL;
-                op->userdata = NULL;
-        }
-}
-
-static void save(PodOp *op) {
-        int r = pod_save(op->pod);
-        if (r < 0)
-                log_warning_errno(r, "pod %s: cannot save its state: %m", op->pod->id);
+        if (op)
+                op_detach(&op->op);
 }
 
 /* Whether a systemd op failed with one of the D-Bus errors names: its message is "<unit>: <D-Bus
@@ -162,10 +166,10 @@ static void log_forgotten(const PodOp *op, const char *unit, const char *message
         char id_field[sizeof("POD_SANDBOX_ID=") + 64], unit_field[sizeof("RKTLET_UNIT=") + 256];
         const char *fields[] = { id_field, unit_field, NULL };
 
-        snprintf(id_field, sizeof id_field, "POD_SANDBOX_ID=%s", op->id);
+        snprintf(id_field, sizeof id_field, "POD_SANDBOX_ID=%s", op->op.id);
         snprintf(unit_field, sizeof unit_field, "RKTLET_UNIT=%s", unit);
         log_fields(LOG_WARNING, fields, "pod %s: systemd refuses to stop %s, so it is not rktlet's to stop: forgetting it (%s)",
-                   op->id, unit, message);
+                   op->op.id, unit, message);
 }
 
 /* --- steps --------------------------------------------------------------------------------------- */
@@ -190,20 +194,20 @@ static void slice_started(int error, const char *message, void *userdata) {
                 pod->slice_started = true;
                 if (pod->slice_owned) {
                         pod->slice_owned = false;
-                        save(op);
+                        op_dirty(&op->op);
                 }
         } else if (error < 0) {
                 pod->slice_started = false;
-                op_fail(op, error, "start slice %s: %s", pod->slice, message);
+                op_fail(&op->op, error, "start slice %s: %s", pod->slice, message);
         } else {
                 pod->slice_started = true;
                 if (!pod->slice_owned) {
                         /* The slice the request named did not exist: rktlet made it, and stops it. */
                         pod->slice_owned = true;
-                        save(op);
+                        op_dirty(&op->op);
                 }
         }
-        op_next(op);
+        op_next(&op->op);
 }
 
 static int init_properties(sd_bus_message *m, void *userdata) {
@@ -259,8 +263,8 @@ static void init_started(int error, const char *message, void *userdata) {
 
         op->sd = NULL;
         if (error < 0)
-                op_fail(op, error, "start the pod's init service: %s", message);
-        op_next(op);
+                op_fail(&op->op, error, "start the pod's init service: %s", message);
+        op_next(&op->op);
 }
 
 static void init_stopped(int error, const char *message, void *userdata) {
@@ -271,16 +275,15 @@ static void init_stopped(int error, const char *message, void *userdata) {
                 _cleanup_free_ char *unit = NULL;
 
                 if (!stop_refused_for_good(error, message)) {
-                        op_fail(op, error, "stop the pod's init service: %s", message);
-                        op->step = STEP_END;
-                        op_next(op);
+                        op_fail(&op->op, error, "stop the pod's init service: %s", message);
+                        op_goto(&op->op, STEP_END);
                         return;
                 }
                 unit = pod_init_unit(op->pod);
                 log_forgotten(op, unit ?: "the pod's init service", message);
         }
         op->pod->init_started = false;
-        op_next(op);
+        op_next(&op->op);
 }
 
 static void killed(int error, const char *message, void *userdata) {
@@ -295,10 +298,11 @@ static void killed(int error, const char *message, void *userdata) {
                                                                       ELEMENTSOF(nothing_to_kill))) {
                 /* Stopping what may still run could wait out its TimeoutStopSec=: leave it to a
                  * retry (kubelet's), which kills first again. */
-                op_fail(op, error, "kill what runs in the pod: %s", message);
-                op->step = STEP_END;
+                op_fail(&op->op, error, "kill what runs in the pod: %s", message);
+                op_goto(&op->op, STEP_END);
+                return;
         }
-        op_next(op);
+        op_next(&op->op);
 }
 
 static void slice_stopped(int error, const char *message, void *userdata) {
@@ -307,15 +311,14 @@ static void slice_stopped(int error, const char *message, void *userdata) {
         op->sd = NULL;
         if (error < 0 && error != -ENOENT) {
                 if (!stop_refused_for_good(error, message)) {
-                        op_fail(op, error, "stop slice %s: %s", op->pod->slice, message);
-                        op->step = STEP_END; /* keep what is left for a retry */
-                        op_next(op);
+                        op_fail(&op->op, error, "stop slice %s: %s", op->pod->slice, message);
+                        op_goto(&op->op, STEP_END); /* keep what is left for a retry */
                         return;
                 }
                 log_forgotten(op, op->pod->slice, message);
         }
         op->pod->slice_started = false;
-        op_next(op);
+        op_next(&op->op);
 }
 
 static char *child_message(const ChildResult *res) {
@@ -336,40 +339,41 @@ static char *child_message(const ChildResult *res) {
 static void ns_created(Child *child, const ChildResult *res, void *userdata) {
         PodOp *op = userdata;
 
-        op->child = NULL;
+        op->op.child = NULL;
         if (res->exit_code != 0) {
                 char *m = child_message(res);
-                op_fail(op, -EIO, "create namespaces: %s", m ?: "failed");
+                op_fail(&op->op, -EIO, "create namespaces: %s", m ?: "failed");
                 free(m);
         }
-        op_next(op);
+        op_next(&op->op);
 }
 
 static void ns_removed(Child *child, const ChildResult *res, void *userdata) {
         PodOp *op = userdata;
 
-        op->child = NULL;
+        op->op.child = NULL;
         if (res->exit_code != 0) {
                 char *m = child_message(res);
-                op_fail(op, -EIO, "remove namespaces: %s", m ?: "failed");
+                op_fail(&op->op, -EIO, "remove namespaces: %s", m ?: "failed");
                 free(m);
-                op->step = STEP_END;
-        } else
-                op->pod->ns_created = false;
-        op_next(op);
+                op_goto(&op->op, STEP_END);
+                return;
+        }
+        op->pod->ns_created = false;
+        op_next(&op->op);
 }
 
 static void leftovers_done(Child *child, const ChildResult *res, void *userdata) {
         PodOp *op = userdata;
 
-        op->child = NULL;
+        op->op.child = NULL;
         if (res->exit_code != 0) {
                 /* Undo what can be undone all the same: the removal must finish. */
                 _cleanup_free_ char *m = child_message(res);
-                log_warning("pod %s: the CNI plugins rktlet had started for it before it stopped: %s", op->id,
+                log_warning("pod %s: the CNI plugins rktlet had started for it before it stopped: %s", op->op.id,
                             m ?: "failed");
         }
-        op_next(op);
+        op_next(&op->op);
 }
 
 static void cni_pod(const Pod *pod, CniPod *ret, CniPortMapping *ports, char *netns) {
@@ -404,7 +408,7 @@ static void cni_added(int error, const char *message, const char *result, const 
         free(pod->cni_network);
         pod->cni_network = network ? strdup(network) : NULL;
         if (error < 0) {
-                op_fail(op, error, "%s", message ?: "CNI ADD failed");
+                op_fail(&op->op, error, "%s", message ?: "CNI ADD failed");
         } else {
                 free(pod->cni_result);
                 pod->cni_result = result ? strdup(result) : NULL;
@@ -414,7 +418,7 @@ static void cni_added(int error, const char *message, const char *result, const 
                 if (result && cni_result_ips(result, &pod->ips, &pod->n_ips) < 0)
                         log_warning("pod %s: cannot read the IPs of the CNI result", pod->id);
         }
-        op_next(op);
+        op_next(&op->op);
 }
 
 static void cni_deleted(int error, const char *message, const char *result, const char *network, void *userdata) {
@@ -423,15 +427,16 @@ static void cni_deleted(int error, const char *message, const char *result, cons
 
         op->cni = NULL;
         if (error < 0) {
-                op_fail(op, error, "%s", message ?: "CNI DEL failed");
-                op->step = STEP_END;
+                op_fail(&op->op, error, "%s", message ?: "CNI DEL failed");
+                op_goto(&op->op, STEP_END);
+                return;
         } else {
                 pod->cni_added = false;
                 strv_free(pod->ips);
                 pod->ips = NULL;
                 pod->n_ips = 0;
         }
-        op_next(op);
+        op_next(&op->op);
 }
 
 static void step_slice(PodOp *op) {
@@ -440,16 +445,16 @@ static void step_slice(PodOp *op) {
         int r;
 
         if (!sd) {
-                op_fail(op, -ENOTCONN, "start slice %s: systemd is unreachable", op->pod->slice);
-                op_next(op);
+                op_fail(&op->op, -ENOTCONN, "start slice %s: systemd is unreachable", op->pod->slice);
+                op_next(&op->op);
                 return;
         }
         r = systemd_start_transient_unit(sd, op->pod->slice, slice_properties, op->pod, SYSTEMD_TIMEOUT_USEC,
                                          slice_started, op, &op->sd);
         if (r < 0) {
                 op->pod->slice_started = false;
-                op_fail(op, r, "start slice %s: %s", op->pod->slice, strerror(-r));
-                op_next(op);
+                op_fail(&op->op, r, "start slice %s: %s", op->pod->slice, strerror(-r));
+                op_next(&op->op);
         }
 }
 
@@ -460,11 +465,9 @@ static void step_init(PodOp *op, bool start) {
         int r;
 
         if (!sd || !unit) {
-                op_fail(op, -ENOTCONN, "%s the pod's init service: systemd is unreachable", start ? "start" : "stop");
-                if (!start)
-                        op->step = STEP_END;
+                op_fail(&op->op, -ENOTCONN, "%s the pod's init service: systemd is unreachable", start ? "start" : "stop");
                 free(unit);
-                op_next(op);
+                op_goto_or_next(op, !start);
                 return;
         }
         if (start) {
@@ -474,10 +477,8 @@ static void step_init(PodOp *op, bool start) {
                 r = systemd_stop_unit(sd, unit, SYSTEMD_TIMEOUT_USEC, init_stopped, op, &op->sd);
         free(unit);
         if (r < 0) {
-                op_fail(op, r, "%s the pod's init service: %s", start ? "start" : "stop", strerror(-r));
-                if (!start)
-                        op->step = STEP_END;
-                op_next(op);
+                op_fail(&op->op, r, "%s the pod's init service: %s", start ? "start" : "stop", strerror(-r));
+                op_goto_or_next(op, !start);
         }
 }
 
@@ -488,21 +489,19 @@ static void step_stop_slice(PodOp *op) {
 
         if (!op->pod->slice_started || !op->pod->slice_owned) {
                 op->pod->slice_started = false;
-                op_next(op);
+                op_next(&op->op);
                 return;
         }
         sd = env->systemd(env->userdata);
         if (!sd) {
-                op_fail(op, -ENOTCONN, "stop slice %s: systemd is unreachable", op->pod->slice);
-                op->step = STEP_END;
-                op_next(op);
+                op_fail(&op->op, -ENOTCONN, "stop slice %s: systemd is unreachable", op->pod->slice);
+                op_goto(&op->op, STEP_END);
                 return;
         }
         r = systemd_stop_unit(sd, op->pod->slice, SYSTEMD_TIMEOUT_USEC, slice_stopped, op, &op->sd);
         if (r < 0) {
-                op_fail(op, r, "stop slice %s: %s", op->pod->slice, strerror(-r));
-                op->step = STEP_END;
-                op_next(op);
+                op_fail(&op->op, r, "stop slice %s: %s", op->pod->slice, strerror(-r));
+                op_goto(&op->op, STEP_END);
         }
 }
 
@@ -538,7 +537,7 @@ static void step_kill(PodOp *op) {
 
         r = kill_target(op->pod, &unit);
         if (r >= 0 && !unit) {
-                op_next(op);
+                op_next(&op->op);
                 return;
         }
         sd = env->systemd(env->userdata);
@@ -547,10 +546,9 @@ static void step_kill(PodOp *op) {
         if (r >= 0)
                 r = systemd_kill_unit(sd, unit, "all", SIGKILL, SYSTEMD_TIMEOUT_USEC, killed, op, &op->sd);
         if (r < 0) {
-                op_fail(op, r, "kill what runs in %s: %s", unit ?: "the pod",
+                op_fail(&op->op, r, "kill what runs in %s: %s", unit ?: "the pod",
                         r == -ENOTCONN ? "systemd is unreachable" : strerror(-r));
-                op->step = STEP_END;
-                op_next(op);
+                op_goto(&op->op, STEP_END);
         }
 }
 
@@ -561,13 +559,11 @@ static void step_child(PodOp *op, int (*setup)(void *), ChildDone done) {
                 .timeout_usec = CHILD_TIMEOUT_USEC,
                 .max_output = 64 * 1024,
         };
-        int r = child_spawn(op->pod->table->env.loop, &spec, done, op, &op->child);
+        int r = child_spawn(op->pod->table->env.loop, &spec, done, op, &op->op.child);
 
         if (r < 0) {
-                op_fail(op, r, "fork: %s", strerror(-r));
-                if (op->step >= STEP_STOP_INIT)
-                        op->step = STEP_END;
-                op_next(op);
+                op_fail(&op->op, r, "fork: %s", strerror(-r));
+                op_goto_or_next(op, op->op.step >= STEP_STOP_INIT);
         }
 }
 
@@ -578,11 +574,11 @@ static void step_leftovers(PodOp *op) {
                 .timeout_usec = CHILD_TIMEOUT_USEC,
                 .max_output = 64 * 1024,
         };
-        int r = child_spawn(op->pod->table->env.loop, &spec, leftovers_done, op, &op->child);
+        int r = child_spawn(op->pod->table->env.loop, &spec, leftovers_done, op, &op->op.child);
 
         if (r < 0) {
-                log_warning_errno(r, "pod %s: cannot fork to wait for the CNI plugins it had running: %m", op->id);
-                op_next(op);
+                log_warning_errno(r, "pod %s: cannot fork to wait for the CNI plugins it had running: %m", op->op.id);
+                op_next(&op->op);
         }
 }
 
@@ -612,17 +608,16 @@ static void step_cni(PodOp *op, bool add) {
                 /* ADD never ran (its network would be recorded) and no network is configured now:
                  * there is nothing to delete. */
                 pod->cni_added = false;
-                op_next(op);
+                op_next(&op->op);
                 return;
         }
         if (r < 0) {
                 if (add)
-                        op_fail(op, r, "CNI ADD: %s", r == -ENETDOWN ? "no CNI network configured" : strerror(-r));
+                        op_fail(&op->op, r, "CNI ADD: %s", r == -ENETDOWN ? "no CNI network configured" : strerror(-r));
                 else {
-                        op_fail(op, r, "CNI DEL: %s", r == -ENETDOWN ? "no CNI network configured" : strerror(-r));
-                        op->step = STEP_END;
+                        op_fail(&op->op, r, "CNI DEL: %s", r == -ENETDOWN ? "no CNI network configured" : strerror(-r));
                 }
-                op_next(op);
+                op_goto_or_next(op, !add);
         }
 }
 
@@ -636,126 +631,167 @@ static void step_delete(PodOp *op) {
                         r = rm_rf(root);
         }
         if (r < 0)
-                op_fail(op, r, "delete %s: %s", run ?: "state", strerror(-r));
+                op_fail(&op->op, r, "delete %s: %s", run ?: "state", strerror(-r));
         else {
                 pod_free(op->pod);
                 op->pod = NULL;
         }
         free(run);
         free(root);
-        op->step = STEP_END;
-        op_next(op);
+        op_goto(&op->op, STEP_END);
 }
 
-/* Runs the step op->step points at, after moving past the one that just ended. */
-static void op_next(PodOp *op) {
-        Pod *pod = op->pod;
+/* --- the machine --------------------------------------------------------------------------------- */
 
-        /* A failed run turns into a rollback: tear down what exists, delete, report the error. */
-        if (op->kind == OP_RUN && op->error < 0 && !op->rollback && op->step < STEP_LEFTOVERS) {
-                op->rollback = true;
-                op->step = STEP_KILL;
-                pod->state = POD_NOTREADY;
-                log_debug("pod %s: run failed (%s); rolling back.", pod->id, op->message);
-        } else
-                op->step++;
-
-        switch (op->step) {
-        case STEP_NS:
-                step_child(op, pod_ns_setup_child, ns_created);
-                return;
-        case STEP_INIT:
-                if (pod->spec.pid == POD_NS_POD) {
-                        step_init(op, true);
-                        return;
-                }
-                op_next(op);
-                return;
-        case STEP_CNI:
-                if (pod->spec.network == POD_NS_POD) {
-                        step_cni(op, true);
-                        return;
-                }
-                op_next(op);
-                return;
-        case STEP_FILES: {
-                int r = pod_write_files(pod);
-                if (r < 0)
-                        op_fail(op, r, "write hostname, hosts and resolv.conf: %s", strerror(-r));
-                op_next(op);
-                return;
-        }
-        case STEP_READY:
-                pod->state = POD_READY;
-                save(op);
-                op->step = STEP_END - 1;
-                op_next(op);
-                return;
-        case STEP_LEFTOVERS:
-                step_leftovers(op);
-                return;
-        case STEP_KILL:
-                step_kill(op);
-                return;
-        case STEP_STOP_INIT:
-                if (op->kind == OP_KILL) {
-                        op->step = STEP_END - 1;
-                        op_next(op);
-                        return;
-                }
-                if (pod->init_started) {
-                        step_init(op, false);
-                        return;
-                }
-                op_next(op);
-                return;
-        case STEP_STOP_SLICE:
-                step_stop_slice(op);
-                return;
-        case STEP_CNI_DEL:
-                if (pod->cni_added) {
-                        step_cni(op, false);
-                        return;
-                }
-                op_next(op);
-                return;
-        case STEP_NS_DOWN:
-                if (pod->ns_created) {
-                        step_child(op, pod_ns_teardown_child, ns_removed);
-                        return;
-                }
-                op_next(op);
-                return;
-        case STEP_STOPPED:
-                pod->state = POD_NOTREADY;
-                save(op);
-                if (op->kind == OP_STOP) {
-                        op->step = STEP_END - 1;
-                        op_next(op);
-                        return;
-                }
-                op_next(op);
-                return;
-        case STEP_DELETE:
-                step_delete(op);
-                return;
-        case STEP_END:
-        default:
-                op_finish(op);
-                return;
-        }
+static void run_slice(Op *o) {
+        step_slice(pod_op(o));
 }
+
+static void run_ns(Op *o) {
+        step_child(pod_op(o), pod_ns_setup_child, ns_created);
+}
+
+static void run_init(Op *o) {
+        PodOp *op = pod_op(o);
+
+        if (op->pod->spec.pid != POD_NS_POD) {
+                op_next(o);
+                return;
+        }
+        step_init(op, true);
+}
+
+static void run_cni(Op *o) {
+        PodOp *op = pod_op(o);
+
+        if (op->pod->spec.network != POD_NS_POD) {
+                op_next(o);
+                return;
+        }
+        step_cni(op, true);
+}
+
+static void run_files(Op *o) {
+        int r = pod_write_files(pod_op(o)->pod);
+
+        if (r < 0)
+                op_fail(o, r, "write hostname, hosts and resolv.conf: %s", strerror(-r));
+        op_next(o);
+}
+
+static void run_ready(Op *o) {
+        pod_op(o)->pod->state = POD_READY;
+        op_dirty(o);
+        op_goto(o, STEP_END);
+}
+
+static void run_leftovers(Op *o) {
+        step_leftovers(pod_op(o));
+}
+
+static void run_kill(Op *o) {
+        step_kill(pod_op(o));
+}
+
+static void run_stop_init(Op *o) {
+        PodOp *op = pod_op(o);
+
+        if (!op->pod->init_started) {
+                op_next(o);
+                return;
+        }
+        step_init(op, false);
+}
+
+static void run_stop_slice(Op *o) {
+        step_stop_slice(pod_op(o));
+}
+
+static void run_cni_del(Op *o) {
+        PodOp *op = pod_op(o);
+
+        if (!op->pod->cni_added) {
+                op_next(o);
+                return;
+        }
+        step_cni(op, false);
+}
+
+static void run_ns_down(Op *o) {
+        PodOp *op = pod_op(o);
+
+        if (!op->pod->ns_created) {
+                op_next(o);
+                return;
+        }
+        step_child(op, pod_ns_teardown_child, ns_removed);
+}
+
+/* A stop ends here; a removal (and a failed run) goes on to delete. */
+static void run_stopped(Op *o) {
+        pod_op(o)->pod->state = POD_NOTREADY;
+        op_dirty(o);
+        op_next(o);
+}
+
+static void run_delete(Op *o) {
+        step_delete(pod_op(o));
+}
+
+#define TEARDOWN_STEPS                                                  \
+        [STEP_KILL] = { "kill", run_kill },                             \
+        [STEP_STOP_INIT] = { "stop-init", run_stop_init },              \
+        [STEP_STOP_SLICE] = { "stop-slice", run_stop_slice },           \
+        [STEP_CNI_DEL] = { "cni-del", run_cni_del },                    \
+        [STEP_NS_DOWN] = { "ns-down", run_ns_down },                    \
+        [STEP_STOPPED] = { "stopped", run_stopped }
+
+static const OpStep run_steps[STEP_END] = {
+        [STEP_SLICE] = { "slice", run_slice },
+        [STEP_NS] = { "ns", run_ns },
+        [STEP_INIT] = { "init", run_init },
+        [STEP_CNI] = { "cni", run_cni },
+        [STEP_FILES] = { "files", run_files },
+        [STEP_READY] = { "ready", run_ready },
+        /* the rollback of a failed run */
+        TEARDOWN_STEPS,
+        [STEP_DELETE] = { "delete", run_delete },
+};
+
+static const OpStep stop_steps[STEP_END] = {
+        TEARDOWN_STEPS,
+};
+
+static const OpStep remove_steps[STEP_END] = {
+        [STEP_LEFTOVERS] = { "leftovers", run_leftovers },
+        TEARDOWN_STEPS,
+        [STEP_DELETE] = { "delete", run_delete },
+};
+
+static const OpStep kill_steps[STEP_END] = {
+        [STEP_KILL] = { "kill", run_kill },
+};
+
+static const OpKind kinds[_OP_KIND_MAX] = {
+        [OP_RUN] = { .name = "run", .steps = run_steps, .n_steps = STEP_END,
+                     .has_rollback = true, .rollback_step = STEP_KILL },
+        [OP_STOP] = { .name = "stop", .steps = stop_steps, .n_steps = STEP_END },
+        [OP_REMOVE] = { .name = "remove", .steps = remove_steps, .n_steps = STEP_END },
+        /* the first step of a stop or a removal, which says when it is done */
+        [OP_KILL] = { .name = "kill", .steps = kill_steps, .n_steps = STEP_END, .quiet = true },
+};
 
 /* --- entry points -------------------------------------------------------------------------------- */
 
 static PodOp *op_new(Pod *pod, PodOpKind kind, PodDone done, void *userdata) {
-        PodOp *op = calloc(1, sizeof *op);
+        PodOp *op;
 
+        assert(pod);
+        op = calloc(1, sizeof *op);
         if (!op)
                 return NULL;
+        op_init(&op->op, &pod_op_class, &kinds[kind], pod->id);
         op->pod = pod;
-        memcpy(op->id, pod->id, sizeof op->id);
-        op->kind = kind;
         op->done = done;
         op->userdata = userdata;
         pod->busy = true;
@@ -859,8 +895,7 @@ int pod_run(PodTable *t, PodSpec *spec, PodDone done, void *userdata, char **ret
         log_info("pod %s: running %s/%s in %s.", pod->id, pod->spec.namespace, pod->spec.name, pod->slice);
         if (ret_op)
                 *ret_op = op;
-        op->step = STEP_SLICE;
-        step_slice(op);
+        op_start(&op->op, STEP_SLICE);
         return 0;
 
 fail:
@@ -889,12 +924,11 @@ static int pod_teardown(Pod *pod, PodOpKind kind, Step first, PodDone done, void
                  * in the middle, must not leave a record that says READY, the namespaces and files
                  * still there and the processes gone. kubelet's retry finishes the job. */
                 pod->state = POD_NOTREADY;
-                save(op);
+                op_dirty(&op->op);
         }
         if (ret_op)
                 *ret_op = op;
-        op->step = first - 1;
-        op_next(op);
+        op_start(&op->op, first);
         return 0;
 }
 
@@ -910,17 +944,25 @@ int pod_remove(Pod *pod, PodDone done, void *userdata, PodOp **ret_op) {
         return pod_teardown(pod, OP_REMOVE, STEP_KILL, done, userdata, ret_op);
 }
 
-static void load_one(const char *id, void *userdata) {
-        PodTable *t = userdata;
-        Pod *pod;
+static int load_record(const char *id, void *userdata, void **ret) {
+        Pod *pod = NULL;
+        int r = pod_load(userdata, id, &pod);
+
+        if (r >= 0)
+                *ret = pod;
+        return r;
+}
+
+static void orphan(const char *id, void *userdata) {
+        pod_gc_orphan(userdata, id);
+}
+
+/* A pod read back: what it was doing is finished or undone. */
+static void recovered(void *record, void *userdata) {
+        Pod *pod = record;
         int r;
 
-        r = pod_load(t, id, &pod);
-        if (r == -ENOENT)
-                pod_gc_orphan(t, id);
-        else if (r < 0)
-                log_warning_errno(r, "pod %s: cannot read %s/pods/%s/state.json, ignoring it: %m", id, t->env.root_dir, id);
-        else if (pod->state == POD_CREATING) {
+        if (pod->state == POD_CREATING) {
                 /* Killed while it was being made: undo what exists, once the CNI plugins it had
                  * running (which outlive it) are done, or DEL could run before their ADD ends. */
                 log_notice("pod %s: was being created when rktlet stopped; cleaning it up.", pod->id);
@@ -940,14 +982,23 @@ static void load_one(const char *id, void *userdata) {
                 log_debug("pod %s: recovered (%s).", pod->id, pod_state_to_string(pod_state(pod)));
 }
 
+static const RecordType pod_records = {
+        .noun = "pod",
+        .load = load_record,
+        .orphan = orphan,
+        .recovered = recovered,
+};
+
 int pod_table_load(PodTable *t) {
-        char *dir;
+        _cleanup_free_ char *dir = NULL;
         int r;
 
-        if (asprintf(&dir, "%s/pods", t->env.root_dir) < 0)
+        assert(t);
+        if (asprintf(&dir, "%s/pods", t->env.root_dir) < 0) {
+                dir = NULL;
                 return -ENOMEM;
-        r = dir_for_each_id(dir, load_one, t);
-        free(dir);
+        }
+        r = record_load_all(dir, &pod_records, t);
         if (r < 0)
                 return r;
         /* A run killed between making its directory in the state directory and the one in the

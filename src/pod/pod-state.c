@@ -1,4 +1,5 @@
 /* A pod's persistent state: <root>/pods/<id>/state.json, written atomically, read back at start. */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,8 +8,7 @@
 #include "json-util.h"
 #include "macro.h"
 #include "pod-internal.h"
-
-#define MAX_STATE_SIZE (4 * 1024 * 1024)
+#include "record.h"
 
 char *pod_root_dir(const Pod *pod) {
         char *p;
@@ -27,14 +27,25 @@ static void gen_raw(yajl_gen g, const char *key, const char *json) {
         yajl_tree_free(v);
 }
 
-int pod_save(const Pod *pod) {
-        const PodSpec *s = &pod->spec;
-        char *dir = pod_root_dir(pod), *path = NULL;
-        yajl_gen g = yajl_gen_alloc(NULL);
-        int r = -ENOMEM;
+DEFINE_TRIVIAL_CLEANUP_FUNC(yajl_gen, yajl_gen_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(yajl_val, yajl_tree_free);
 
-        if (!dir || !g || asprintf(&path, "%s/state.json", dir) < 0)
-                goto out;
+static char *records_dir(const PodTable *t) {
+        char *p;
+        return asprintf(&p, "%s/pods", t->env.root_dir) < 0 ? NULL : p;
+}
+
+int pod_save(const Pod *pod) {
+        _cleanup_(yajl_gen_freep) yajl_gen g = NULL;
+        _cleanup_free_ char *dir = NULL;
+        const PodSpec *s;
+
+        assert(pod && pod->table);
+        s = &pod->spec;
+        dir = records_dir(pod->table);
+        g = yajl_gen_alloc(NULL);
+        if (!dir || !g)
+                return -ENOMEM;
         yajl_gen_config(g, yajl_gen_beautify, 1);
         yajl_gen_map_open(g);
         json_gen_key_str(g, "id", pod->id);
@@ -84,13 +95,7 @@ int pod_save(const Pod *pod) {
         yajl_gen_map_close(g);
         yajl_gen_map_close(g);
 
-        r = json_gen_write_file(g, path, 0600);
-out:
-        if (g)
-                yajl_gen_free(g);
-        free(path);
-        free(dir);
-        return r;
+        return record_write(dir, pod->id, g, true);
 }
 
 static char *dup_raw(yajl_val obj, const char *key) {
@@ -109,38 +114,33 @@ static char *dup_raw(yajl_val obj, const char *key) {
         return s;
 }
 
-static int get_int(yajl_val obj, const char *key) {
-        long long v = 0;
-        (void) json_get_int(obj, key, &v);
-        return (int) v;
+static Pod *pod_unlinked_free(Pod *pod) {
+        if (pod)
+                pod_free(pod);
+        return NULL;
 }
-
-static bool get_bool(yajl_val obj, const char *key) {
-        return YAJL_IS_TRUE(json_get(obj, key));
-}
+DEFINE_TRIVIAL_CLEANUP_FUNC(Pod *, pod_unlinked_free);
 
 int pod_load(PodTable *t, const char *id, Pod **ret) {
-        char *path = NULL, *text = NULL, err[256];
-        yajl_val v = NULL, spec, ports;
-        Pod *pod = NULL;
+        _cleanup_(pod_unlinked_freep) Pod *pod = NULL;
+        _cleanup_(yajl_tree_freep) yajl_val v = NULL;
+        _cleanup_free_ char *dir = NULL;
+        yajl_val spec, ports;
         long long created = 0;
         int r;
 
-        if (asprintf(&path, "%s/pods/%s/state.json", t->env.root_dir, id) < 0)
+        assert(t && id && ret);
+        dir = records_dir(t);
+        if (!dir)
                 return -ENOMEM;
-        r = read_file(path, MAX_STATE_SIZE, &text, NULL);
+        r = record_read(dir, id, &v);
         if (r < 0)
-                goto out;
-        v = json_parse(text, err, sizeof err);
-        if (!v || !json_get_str(v, "id") || strcmp(json_get_str(v, "id"), id) != 0 || !YAJL_IS_OBJECT(json_get(v, "spec"))) {
-                r = -EBADMSG;
-                goto out;
-        }
+                return r;
+        if (!json_get_str(v, "id") || strcmp(json_get_str(v, "id"), id) != 0 || !YAJL_IS_OBJECT(json_get(v, "spec")))
+                return -EBADMSG;
         pod = calloc(1, sizeof *pod);
-        if (!pod) {
-                r = -ENOMEM;
-                goto out;
-        }
+        if (!pod)
+                return -ENOMEM;
         snprintf(pod->id, sizeof pod->id, "%s", id);
         pod->state = pod_state_from_string(json_get_str(v, "state"));
         if (pod->state < 0)
@@ -148,11 +148,11 @@ int pod_load(PodTable *t, const char *id, Pod **ret) {
         (void) json_get_int(v, "createdAt", &created);
         pod->created_at_ns = (uint64_t) created;
         pod->slice = json_dup_str(v, "slice");
-        pod->slice_owned = get_bool(v, "sliceOwned");
-        pod->slice_started = get_bool(v, "sliceStarted");
-        pod->ns_created = get_bool(v, "nsCreated");
-        pod->cni_added = get_bool(v, "cniAdded");
-        pod->init_started = get_bool(v, "initStarted");
+        pod->slice_owned = json_get_true(v, "sliceOwned");
+        pod->slice_started = json_get_true(v, "sliceStarted");
+        pod->ns_created = json_get_true(v, "nsCreated");
+        pod->cni_added = json_get_true(v, "cniAdded");
+        pod->init_started = json_get_true(v, "initStarted");
         pod->cni_network = dup_raw(v, "cniNetwork");
         pod->cni_result = dup_raw(v, "cniResult");
         pod->ips = json_get_strv(v, "ips");
@@ -163,7 +163,7 @@ int pod_load(PodTable *t, const char *id, Pod **ret) {
         s->name = json_dup_str(spec, "name");
         s->uid = json_dup_str(spec, "uid");
         s->namespace = json_dup_str(spec, "namespace");
-        s->attempt = (uint32_t) get_int(spec, "attempt");
+        s->attempt = (uint32_t) (int) json_get_int_or_zero(spec, "attempt");
         s->hostname = json_dup_str(spec, "hostname");
         s->log_directory = json_dup_str(spec, "logDirectory");
         s->runtime_handler = json_dup_str(spec, "runtimeHandler");
@@ -178,8 +178,8 @@ int pod_load(PodTable *t, const char *id, Pod **ret) {
                         yajl_val p = ports->u.array.values[i];
                         s->ports[i] = (PodPort) {
                                 .protocol = json_dup_str(p, "protocol"),
-                                .container_port = get_int(p, "containerPort"),
-                                .host_port = get_int(p, "hostPort"),
+                                .container_port = (int) json_get_int_or_zero(p, "containerPort"),
+                                .host_port = (int) json_get_int_or_zero(p, "hostPort"),
                                 .host_ip = json_dup_str(p, "hostIP"),
                         };
                         s->n_ports++;
@@ -188,25 +188,16 @@ int pod_load(PodTable *t, const char *id, Pod **ret) {
         s->labels = json_get_pairs(spec, "labels", &s->n_labels);
         s->annotations = json_get_pairs(spec, "annotations", &s->n_annotations);
         s->sysctls = json_get_pairs(spec, "sysctls", &s->n_sysctls);
-        s->network = (PodNsMode) get_int(spec, "network");
-        s->pid = (PodNsMode) get_int(spec, "pid");
-        s->ipc = (PodNsMode) get_int(spec, "ipc");
+        s->network = (PodNsMode) (int) json_get_int_or_zero(spec, "network");
+        s->pid = (PodNsMode) (int) json_get_int_or_zero(spec, "pid");
+        s->ipc = (PodNsMode) (int) json_get_int_or_zero(spec, "ipc");
         pod->hostname = json_dup_str(v, "hostname");
         if (!pod->hostname && s->name)
                 /* A record from before the host name was saved: what that daemon gave the pod. */
                 pod->hostname = strdup(s->hostname && s->hostname[0] ? s->hostname : s->name);
-        if (!s->name || !s->uid || !s->namespace || !pod->slice || !pod->hostname) {
-                r = -EBADMSG;
-                goto out;
-        }
+        if (!s->name || !s->uid || !s->namespace || !pod->slice || !pod->hostname)
+                return -EBADMSG;
         pod_link(t, pod);
         *ret = TAKE_PTR(pod);
-        r = 0;
-out:
-        if (pod)
-                pod_free(pod);
-        yajl_tree_free(v);
-        free(text);
-        free(path);
-        return r;
+        return 0;
 }

@@ -1,6 +1,7 @@
 /* Pod sandboxes: the table, lookups, input validation and reported state. */
 #include "pod.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "parse-util.h"
 #include "pod-internal.h"
 #include "quote.h"
+#include "record.h"
 #include "strv.h"
 
 #ifndef NSFS_MAGIC
@@ -121,26 +123,8 @@ Pod *pod_find(PodTable *t, const char *id) {
 }
 
 int pod_find_prefix(PodTable *t, const char *prefix, Pod **ret) {
-        size_t n = strlen(prefix);
-        Pod *found = NULL;
-
-        if (n == 0)
-                return -ENOENT;
-        for (Pod *p = t->pods; p; p = p->next) {
-                if (strncmp(p->id, prefix, n) != 0)
-                        continue;
-                if (strlen(p->id) == n) {
-                        *ret = p;
-                        return 0;
-                }
-                if (found)
-                        return -ENOTUNIQ;
-                found = p;
-        }
-        if (!found)
-                return -ENOENT;
-        *ret = found;
-        return 0;
+        assert(t);
+        return record_find_prefix(t->pods, Pod, prefix, ret);
 }
 
 char *pod_ns_path(const Pod *pod, const char *ns) {
