@@ -3,6 +3,7 @@
 
 #include "ctr.h"
 #include "json-util.h"
+#include "op.h"
 #include "strv.h"
 
 #define CTR_SYSTEMD_TIMEOUT_USEC (90ULL * 1000 * 1000)
@@ -59,3 +60,7 @@ void ctr_io_forget(const char *container_id);
 
 /* systemd has answered for c's unit since the start (ctr.c). */
 void ctr_confirmed(Container *c);
+
+/* ctr-run.c: the step table of each kind of operation (0 create, 1 start, 2 stop, 3 remove), for
+ * tests; NULL past the last. */
+const OpKind *ctr_op_kind(unsigned kind);

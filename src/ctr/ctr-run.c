@@ -980,6 +980,10 @@ static const OpKind kinds[_OP_KIND_MAX] = {
         [OP_REMOVE] = { .name = "remove", .steps = remove_steps, .n_steps = STEP_END },
 };
 
+const OpKind *ctr_op_kind(unsigned kind) {
+        return kind < _OP_KIND_MAX ? &kinds[kind] : NULL;
+}
+
 /* --- entry points -------------------------------------------------------------------------------- */
 
 static CtrOp *op_new(Container *c, CtrOpKind kind, CtrDone done, void *userdata) {

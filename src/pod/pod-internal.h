@@ -1,6 +1,7 @@
 /* What the pod module's files share. */
 #pragma once
 
+#include "op.h"
 #include "pod.h"
 #include "strv.h"
 
@@ -41,3 +42,7 @@ int pod_child_die_with_daemon(const Pod *pod);
 int pod_cni_leftovers_child(void *userdata);
 void pod_gc_orphan(PodTable *t, const char *id);
 int pod_gc_run_orphans(PodTable *t);
+
+/* pod-run.c: the step table of each kind of operation (0 run, 1 stop, 2 remove, 3 kill), for
+ * tests; NULL past the last. */
+const OpKind *pod_op_kind(unsigned kind);

@@ -781,6 +781,10 @@ static const OpKind kinds[_OP_KIND_MAX] = {
         [OP_KILL] = { .name = "kill", .steps = kill_steps, .n_steps = STEP_END, .quiet = true },
 };
 
+const OpKind *pod_op_kind(unsigned kind) {
+        return kind < _OP_KIND_MAX ? &kinds[kind] : NULL;
+}
+
 /* --- entry points -------------------------------------------------------------------------------- */
 
 static PodOp *op_new(Pod *pod, PodOpKind kind, PodDone done, void *userdata) {
