@@ -7,7 +7,11 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
+#include "macro.h"
 #include "strv.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(yajl_gen, yajl_gen_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(yajl_val, yajl_tree_free);
 
 void json_gen_str(yajl_gen g, const char *s);
 void json_gen_key_str(yajl_gen g, const char *key, const char *value); /* value NULL: null */

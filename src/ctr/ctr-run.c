@@ -986,14 +986,13 @@ const OpKind *ctr_op_kind(unsigned kind) {
 
 /* --- entry points -------------------------------------------------------------------------------- */
 
-static CtrOp *op_new(Container *c, CtrOpKind kind, CtrDone done, void *userdata) {
+static CtrOp *ctr_op_new(Container *c, CtrOpKind kind, CtrDone done, void *userdata) {
         CtrOp *op;
 
         assert(c);
-        op = calloc(1, sizeof *op);
+        op = op_new(sizeof *op, &ctr_op_class, &kinds[kind], c->id);
         if (!op)
                 return NULL;
-        op_init(&op->op, &ctr_op_class, &kinds[kind], c->id);
         op->c = c;
         op->done = done;
         op->userdata = userdata;
@@ -1068,7 +1067,6 @@ static Container *container_free(Container *c) {
         return NULL;
 }
 DEFINE_TRIVIAL_CLEANUP_FUNC(Container *, container_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(yajl_val, yajl_tree_free);
 
 /* The container spec asks for, in pod, not linked yet. */
 static int container_new(const CtrTable *t, const Pod *pod, const Image *image, const CtrSpec *spec,
@@ -1181,7 +1179,7 @@ int ctr_create(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *c
         r = container_make_state(c, ret_message);
         if (r < 0)
                 return r;
-        op = op_new(c, OP_CREATE, done, userdata);
+        op = ctr_op_new(c, OP_CREATE, done, userdata);
         if (!op) {
                 remove_dirs(c);
                 return -ENOMEM;
@@ -1217,7 +1215,7 @@ int ctr_start(Container *c, CtrDone done, void *userdata, char **ret_message, Ct
                         *ret_message = NULL;
                 return -EPERM;
         }
-        op = op_new(c, OP_START, done, userdata);
+        op = ctr_op_new(c, OP_START, done, userdata);
         if (!op)
                 return -ENOMEM;
         if (ret_op)
@@ -1232,7 +1230,7 @@ int ctr_stop(Container *c, int64_t timeout_sec, CtrDone done, void *userdata, Ct
         assert(c);
         if (c->busy)
                 return -EBUSY;
-        op = op_new(c, OP_STOP, done, userdata);
+        op = ctr_op_new(c, OP_STOP, done, userdata);
         if (!op)
                 return -ENOMEM;
         if (ret_op)
@@ -1248,7 +1246,7 @@ int ctr_remove(Container *c, CtrDone done, void *userdata, CtrOp **ret_op) {
         assert(c);
         if (c->busy)
                 return -EBUSY;
-        op = op_new(c, OP_REMOVE, done, userdata);
+        op = ctr_op_new(c, OP_REMOVE, done, userdata);
         if (!op)
                 return -ENOMEM;
         if (ret_op)

@@ -187,8 +187,6 @@ void ctr_free(Container *c) {
         free(c);
 }
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(yajl_gen, yajl_gen_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(yajl_val, yajl_tree_free);
 
 static char *records_dir(const CtrTable *t) {
         char *p;

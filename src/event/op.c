@@ -22,6 +22,16 @@ void op_init(Op *op, const OpClass *class, const OpKind *kind, const char *id) {
         op->step = 0;
 }
 
+void *op_new(size_t size, const OpClass *class, const OpKind *kind, const char *id) {
+        Op *op;
+
+        assert(size >= sizeof(Op));
+        op = calloc(1, size);
+        if (op)
+                op_init(op, class, kind, id);
+        return op;
+}
+
 /* The first step of the kind at or after step; n_steps when there is none. */
 static unsigned first_from(const Op *op, unsigned step) {
         while (step < op->kind->n_steps && !op->kind->steps[step].run)

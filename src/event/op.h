@@ -79,6 +79,8 @@ struct Op {
 /* Sets up op (embedded in the owner's structure, zeroed) for a run of kind; it starts with
  * op_start(). */
 void op_init(Op *op, const OpClass *class, const OpKind *kind, const char *id);
+/* A zeroed structure of size bytes that begins with an Op, set up by op_init(); NULL on OOM. */
+void *op_new(size_t size, const OpClass *class, const OpKind *kind, const char *id);
 /* Runs step (or the first of the kind's steps after it). */
 void op_start(Op *op, unsigned step);
 /* The current step is done: the next step of the kind (or its rollback) runs. */

@@ -787,14 +787,13 @@ const OpKind *pod_op_kind(unsigned kind) {
 
 /* --- entry points -------------------------------------------------------------------------------- */
 
-static PodOp *op_new(Pod *pod, PodOpKind kind, PodDone done, void *userdata) {
+static PodOp *pod_op_new(Pod *pod, PodOpKind kind, PodDone done, void *userdata) {
         PodOp *op;
 
         assert(pod);
-        op = calloc(1, sizeof *op);
+        op = op_new(sizeof *op, &pod_op_class, &kinds[kind], pod->id);
         if (!op)
                 return NULL;
-        op_init(&op->op, &pod_op_class, &kinds[kind], pod->id);
         op->pod = pod;
         op->done = done;
         op->userdata = userdata;
@@ -889,7 +888,7 @@ int pod_run(PodTable *t, PodSpec *spec, PodDone done, void *userdata, char **ret
         free(run);
         free(root);
 
-        op = op_new(pod, OP_RUN, done, userdata);
+        op = pod_op_new(pod, OP_RUN, done, userdata);
         if (!op) {
                 r = -ENOMEM;
                 run = pod_run_dir(pod);
@@ -919,7 +918,7 @@ static int pod_teardown(Pod *pod, PodOpKind kind, Step first, PodDone done, void
 
         if (pod->busy)
                 return -EBUSY;
-        op = op_new(pod, kind, done, userdata);
+        op = pod_op_new(pod, kind, done, userdata);
         if (!op)
                 return -ENOMEM;
         if (pod->state == POD_READY) {

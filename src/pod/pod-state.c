@@ -27,8 +27,6 @@ static void gen_raw(yajl_gen g, const char *key, const char *json) {
         yajl_tree_free(v);
 }
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(yajl_gen, yajl_gen_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(yajl_val, yajl_tree_free);
 
 static char *records_dir(const PodTable *t) {
         char *p;
