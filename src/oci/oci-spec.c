@@ -390,7 +390,6 @@ static int spec_gen(yajl_gen g, const OciSpec *s, char **ret_message) {
         return 0;
 }
 
-
 static int spec_generate(const OciSpec *s, yajl_gen *ret, char **ret_message) {
         yajl_gen g;
         int r;
