@@ -156,10 +156,6 @@ static void op_free(Op *o) {
         free(op);
 }
 
-static void op_rolling_back(Op *o) {
-        log_debug("container %s: create failed (%s); rolling back.", o->id, o->message);
-}
-
 static const OpClass ctr_op_class = {
         .noun = "container",
         .id_field = "CONTAINER_ID",
@@ -168,7 +164,6 @@ static const OpClass ctr_op_class = {
         .cancel = op_cancel,
         .save = op_save_record,
         .free = op_free,
-        .rolling_back = op_rolling_back,
 };
 
 void ctr_op_detach(CtrOp *op) {

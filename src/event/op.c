@@ -62,6 +62,7 @@ void op_next(Op *op) {
         k = op->kind;
         if (op->error < 0 && k->has_rollback && !op->rollback && op->step < k->rollback_step) {
                 op->rollback = true;
+                log_debug("%s %s: %s failed (%s); rolling back.", op->class->noun, op->id, k->name, op->message);
                 if (op->class->rolling_back)
                         op->class->rolling_back(op);
                 run(op, k->rollback_step);

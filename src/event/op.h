@@ -59,7 +59,7 @@ typedef struct OpClass {
         int (*save)(Op *op);
         /* Frees the structure that embeds op, and what it owns. */
         void (*free)(Op *op);
-        /* A kind with a rollback turns to it (op->message says why). */
+        /* A kind with a rollback turns to it (op->message says why); optional. */
         void (*rolling_back)(Op *op);
 } OpClass;
 

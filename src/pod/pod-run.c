@@ -107,9 +107,9 @@ static void op_free(Op *o) {
         free(pod_op(o));
 }
 
+/* A failed run is no longer on its way to ready. */
 static void op_rolling_back(Op *o) {
         pod_op(o)->pod->state = POD_NOTREADY;
-        log_debug("pod %s: run failed (%s); rolling back.", o->id, o->message);
 }
 
 static const OpClass pod_op_class = {
