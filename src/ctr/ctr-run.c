@@ -451,7 +451,7 @@ static void step_mount(CtrOp *op) {
 static void step_config(CtrOp *op) {
         Container *c = op->c;
         Pod *pod = pod_find(c->table->env.pods, c->pod_id);
-        char *message = NULL;
+        Error error = ERROR_INIT;
         int r;
 
         if (!pod) {
@@ -460,10 +460,10 @@ static void step_config(CtrOp *op) {
                 op_next(op);
                 return;
         }
-        r = ctr_write_oci_config(c, pod, op->image, op->image_config, &op->spec, &message);
+        r = ctr_write_oci_config(c, pod, op->image, op->image_config, &op->spec, &error);
         if (r < 0)
-                op_fail(op, r, "container %s: %s", c->id, message ?: strerror(-r));
-        free(message);
+                op_fail(op, r, "container %s: %s", c->id, error_text(&error));
+        error_done(&error);
         op_next(op);
 }
 
