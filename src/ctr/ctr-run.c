@@ -1278,6 +1278,7 @@ static void load_one(const char *id, void *userdata) {
                 return;
         }
         ctr_link(t, c);
+        ctr_exec_cleanup(c);
         img = image_store_find(t->env.images, c->image_id);
         if (img)
                 img->users++;
