@@ -35,6 +35,9 @@ int cri_container_status(GrpcCall *call, const uint8_t *msg, size_t len, void *u
 int cri_list_containers(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_reopen_container_log(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 
+/* Handlers (cri-exec.c). */
+int cri_exec_sync(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+
 /* Handlers (cri-image.c). */
 int cri_pull_image(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_list_images(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);

@@ -23,7 +23,7 @@ CtrState ctr_state_from_string(const char *s);
 /* ctr-oci.c: config.json for a container whose rootfs is mounted. */
 /* image_config: the image's config, parsed (NULL: it could not be read, an error). */
 int ctr_write_oci_config(Container *c, const Pod *pod, const Image *image, yajl_val image_config, const CtrSpec *spec,
-                         char **ret_message);
+                         Error *error);
 /* The image's config: its stop signal ("SIGTERM" when none). */
 /* The image config's StopSignal, else SIGTERM. */
 int ctr_image_stop_signal(yajl_val image_config);

@@ -1,6 +1,7 @@
 /* A container's OCI config.json: the CRI request resolved against its image's config (Entrypoint,
  * Cmd, Env, WorkingDir, User), its pod (namespaces, hosts, resolv.conf, hostname, /dev/shm) and
  * its mounted rootfs (users and groups looked up in the image's /etc/passwd and /etc/group). */
+#include <assert.h>
 #include <dirent.h>
 #include <stdarg.h>
 #include <errno.h>
@@ -144,22 +145,15 @@ static int add_namespace(OciSpec *o, const char *type, const char *path) {
         return 0;
 }
 
-static int add_device(OciSpec *o, const char *host, const char *container_path, const char *perms,
-                      char **ret_message) {
+static int add_device(OciSpec *o, const char *host, const char *container_path, const char *perms, Error *error) {
         struct stat st;
         OciDevice *d;
 
-        if (stat(host, &st) < 0) {
-                int r = -errno;
-                if (asprintf(ret_message, "devices: host_path %s: %s", QUOTE(host), strerror(-r)) < 0)
-                        *ret_message = NULL;
-                return r;
-        }
-        if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) {
-                if (asprintf(ret_message, "devices: host_path %s is no character or block device", QUOTE(host)) < 0)
-                        *ret_message = NULL;
-                return -EINVAL;
-        }
+        if (stat(host, &st) < 0)
+                return error_errno(error, errno, "devices: host_path %s", QUOTE(host));
+        if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode))
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                 "devices: host_path %s is no character or block device", QUOTE(host));
         d = realloc(o->devices, (o->n_devices + 1) * sizeof *d);
         if (!d)
                 return -ENOMEM;
@@ -199,19 +193,18 @@ static int add_host_devices(OciSpec *o, const char *dir) {
                         (void) add_host_devices(o, path);
                 else if ((S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) && strcmp(path, "/dev/console") != 0 &&
                          strcmp(path, "/dev/ptmx") != 0) {
-                        char *ignored = NULL;
-                        if (add_device(o, path, path, "rwm", &ignored) == -ENOMEM) {
+                        /* A device that went away meanwhile is skipped. */
+                        if (add_device(o, path, path, "rwm", NULL) == -ENOMEM) {
                                 closedir(d);
                                 return -ENOMEM;
                         }
-                        free(ignored);
                 }
         }
         closedir(d);
         return 0;
 }
 
-static int resolve_user(const CtrSpec *s, yajl_val config, const char *rootfs, OciSpec *o, char **ret_message) {
+static int resolve_user(const CtrSpec *s, yajl_val config, const char *rootfs, OciSpec *o, Error *error) {
         const char *image_user = json_get_str(config, "User");
         char buf[64];
         gid_t *gids = NULL;
@@ -220,13 +213,13 @@ static int resolve_user(const CtrSpec *s, yajl_val config, const char *rootfs, O
 
         if (s->has_run_as_user) {
                 snprintf(buf, sizeof buf, "%lld", (long long) s->run_as_user);
-                r = oci_lookup_user(rootfs, buf, &o->uid, &o->gid, &gids, &n_gids, ret_message);
+                r = oci_lookup_user(rootfs, buf, &o->uid, &o->gid, &gids, &n_gids, error);
         } else if (s->run_as_username && s->run_as_username[0])
-                r = oci_lookup_user(rootfs, s->run_as_username, &o->uid, &o->gid, &gids, &n_gids, ret_message);
+                r = oci_lookup_user(rootfs, s->run_as_username, &o->uid, &o->gid, &gids, &n_gids, error);
         else if (image_user && image_user[0])
-                r = oci_lookup_user(rootfs, image_user, &o->uid, &o->gid, &gids, &n_gids, ret_message);
+                r = oci_lookup_user(rootfs, image_user, &o->uid, &o->gid, &gids, &n_gids, error);
         else
-                r = oci_lookup_user(rootfs, "0", &o->uid, &o->gid, &gids, &n_gids, ret_message);
+                r = oci_lookup_user(rootfs, "0", &o->uid, &o->gid, &gids, &n_gids, error);
         if (r < 0)
                 return r;
         if (s->has_run_as_group)
@@ -242,7 +235,7 @@ static int resolve_user(const CtrSpec *s, yajl_val config, const char *rootfs, O
         return 0;
 }
 
-static int make_mounts(const CtrSpec *s, const Pod *pod, OciSpec *o, char **ret_message) {
+static int make_mounts(const CtrSpec *s, const Pod *pod, OciSpec *o, Error *error) {
         static const char *const shm_opts[] = { "nosuid", "noexec", "nodev", "mode=1777", "size=65536k", NULL };
         char *run = NULL;
         int r;
@@ -297,8 +290,8 @@ static int make_mounts(const CtrSpec *s, const Pod *pod, OciSpec *o, char **ret_
                 if (stat(m->host_path, &st) < 0) {
                         r = errno == ENOENT ? mkdir_p(m->host_path, 0755) : -errno;
                         if (r < 0) {
-                                r = error_message(ret_message, r, "mounts: %s: host_path %s: %s", QUOTE(m->container_path),
-                                            QUOTE(m->host_path), strerror(-r));
+                                r = error_errno(error, r, "mounts: %s: host_path %s", QUOTE(m->container_path),
+                                                QUOTE(m->host_path));
                                 goto out;
                         }
                 }
@@ -312,7 +305,7 @@ out:
         return r;
 }
 
-static int make_namespaces(const CtrSpec *s, const Pod *pod, OciSpec *o, CtrTable *t, char **ret_message) {
+static int make_namespaces(const CtrSpec *s, const Pod *pod, OciSpec *o, CtrTable *t, Error *error) {
         char *net = pod_ns_path(pod, "net"), *ipc = pod_ns_path(pod, "ipc"), *uts = pod_ns_path(pod, "uts");
         char *pid = NULL;
         int r;
@@ -339,8 +332,8 @@ static int make_namespaces(const CtrSpec *s, const Pod *pod, OciSpec *o, CtrTabl
                 Container *target = NULL;
                 if (!s->pid_target || ctr_find_prefix(t, s->pid_target, &target) < 0 || target->state != CTR_RUNNING ||
                     !target->pid) {
-                        r = error_message(ret_message, -ENOENT, "the target container %s of the PID namespace is not running",
-                                    QUOTE(s->pid_target));
+                        r = error_set(error, ERROR_NOT_FOUND, ENOENT,
+                                      "the target container %s of the PID namespace is not running", QUOTE(s->pid_target));
                         break;
                 }
                 if (asprintf(&pid, "/proc/%u/ns/pid", target->pid) < 0) {
@@ -361,160 +354,168 @@ out:
         return r;
 }
 
-int ctr_write_oci_config(Container *c, const Pod *pod, const Image *image, yajl_val image_config, const CtrSpec *s,
-                         char **ret_message) {
+/* The process: arguments, environment, working directory, user, capabilities, rlimits. */
+static int make_process(Container *c, const Pod *pod, const Image *image, yajl_val config, const CtrSpec *s,
+                        OciSpec *o, Error *error) {
         CtrTable *t = c->table;
-        char *out = NULL;
-        yajl_val config;
-        OciSpec o = {};
         struct rlimit nofile;
         int r;
 
-        if (!image_config) {
-                r = error_message(ret_message, -EIO, "cannot read the config of image %s", image->id);
-                goto out;
-        }
-        config = json_get(image_config, "config");
+        r = make_args(s, config, &o->args);
+        if (r < 0)
+                return error_errno(error, r, "command");
+        if (!o->args || !o->args[0])
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                 "no command: neither the request nor image %s gives one", image->id);
+        r = make_env(s, config, pod, &o->env);
+        if (r < 0)
+                return error_errno(error, r, "environment");
+        o->cwd = strdup(s->working_dir && s->working_dir[0]           ? s->working_dir
+                        : json_get_str(config, "WorkingDir") && json_get_str(config, "WorkingDir")[0]
+                                ? json_get_str(config, "WorkingDir")
+                                : "/");
+        if (!o->cwd)
+                return -ENOMEM;
+        if (o->cwd[0] != '/')
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "working directory %s is not absolute",
+                                 QUOTE(o->cwd));
+        r = resolve_user(s, config, o->rootfs, o, error);
+        if (r < 0)
+                return r;
 
-        o.rootfs = ctr_path(c, true, "rootfs");
-        out = ctr_path(c, true, "config.json");
-        if (!o.rootfs || !out) {
-                r = -ENOMEM;
-                goto out;
-        }
-        r = make_args(s, config, &o.args);
-        if (r < 0)
-                goto out;
-        if (!o.args || !o.args[0]) {
-                r = error_message(ret_message, -EINVAL, "no command: neither the request nor image %s gives one", image->id);
-                goto out;
-        }
-        r = make_env(s, config, pod, &o.env);
-        if (r < 0)
-                goto out;
-        o.cwd = strdup(s->working_dir && s->working_dir[0]           ? s->working_dir
-                       : json_get_str(config, "WorkingDir") && json_get_str(config, "WorkingDir")[0]
-                               ? json_get_str(config, "WorkingDir")
-                               : "/");
-        if (!o.cwd) {
-                r = -ENOMEM;
-                goto out;
-        }
-        if (o.cwd[0] != '/') {
-                r = error_message(ret_message, -EINVAL, "working directory %s is not absolute", QUOTE(o.cwd));
-                goto out;
-        }
-        r = resolve_user(s, config, o.rootfs, &o, ret_message);
-        if (r < 0)
-                goto out;
-
-        o.no_new_privileges = s->no_new_privs;
+        o->no_new_privileges = s->no_new_privs;
         if (s->privileged)
-                o.capabilities = oci_bounding_capabilities();
+                o->capabilities = oci_bounding_capabilities();
         else
-                o.capabilities = oci_capabilities_resolve(oci_default_capabilities, s->cap_add, s->cap_drop, ret_message);
-        if (!o.capabilities) {
-                r = *ret_message ? -EINVAL : -ENOMEM;
-                goto out;
-        }
+                o->capabilities = oci_capabilities_resolve(oci_default_capabilities, s->cap_add, s->cap_drop, error);
+        if (!o->capabilities)
+                return error_is_set(error) ? error_to_errno(error) : -ENOMEM;
 
         /* The daemon's own hard limit: raising it needs CAP_SYS_RESOURCE. */
         if (getrlimit(RLIMIT_NOFILE, &nofile) >= 0) {
-                o.rlimits = calloc(1, sizeof *o.rlimits);
-                if (!o.rlimits || !(o.rlimits[0].type = strdup("RLIMIT_NOFILE"))) {
-                        r = -ENOMEM;
-                        goto out;
-                }
+                o->rlimits = calloc(1, sizeof *o->rlimits);
+                if (!o->rlimits || !(o->rlimits[0].type = strdup("RLIMIT_NOFILE")))
+                        return -ENOMEM;
                 uint64_t n = nofile.rlim_max == RLIM_INFINITY ? 1048576 : MIN((uint64_t) nofile.rlim_max, 1048576);
-                o.rlimits[0].soft = o.rlimits[0].hard = n;
-                o.n_rlimits = 1;
+                o->rlimits[0].soft = o->rlimits[0].hard = n;
+                o->n_rlimits = 1;
         }
-        o.has_oom_score_adj = true;
-        o.oom_score_adj = (int) MAX(MIN(s->oom_score_adj, 1000), -1000);
-        if (!t->can_lower_oom_score && o.oom_score_adj < t->own_oom_score_adj)
-                o.oom_score_adj = t->own_oom_score_adj;
-        if (s->apparmor_profile && s->apparmor_profile[0] && !(o.apparmor_profile = strdup(s->apparmor_profile))) {
-                r = -ENOMEM;
-                goto out;
-        }
+        o->has_oom_score_adj = true;
+        o->oom_score_adj = (int) MAX(MIN(s->oom_score_adj, 1000), -1000);
+        if (!t->can_lower_oom_score && o->oom_score_adj < t->own_oom_score_adj)
+                o->oom_score_adj = t->own_oom_score_adj;
+        if (s->apparmor_profile && s->apparmor_profile[0] && !(o->apparmor_profile = strdup(s->apparmor_profile)))
+                return -ENOMEM;
+        return 0;
+}
 
-        o.readonly_rootfs = s->readonly_rootfs;
-        r = make_mounts(s, pod, &o, ret_message);
-        if (r < 0)
-                goto out;
-        r = make_namespaces(s, pod, &o, t, ret_message);
-        if (r < 0)
-                goto out;
+/* Masked and read-only paths, devices, seccomp. */
+static int make_confinement(const CtrSpec *s, OciSpec *o, Error *error) {
+        int r;
+
         if (!s->privileged) {
-                r = push_all(&o.masked_paths, s->has_masked_paths ? s->masked_paths : (char **) oci_default_masked_paths);
+                r = push_all(&o->masked_paths, s->has_masked_paths ? s->masked_paths : (char **) oci_default_masked_paths);
                 if (r >= 0)
-                        r = push_all(&o.readonly_paths,
+                        r = push_all(&o->readonly_paths,
                                      s->has_readonly_paths ? s->readonly_paths : (char **) oci_default_readonly_paths);
                 /* The cgroup mount is "ro", but on cgroup v1 runc makes a tmpfs at /sys/fs/cgroup and
                  * only the hierarchies in it read-only: the tmpfs itself takes a mkdir. A read-only
                  * path is read-only whatever the runtime and the cgroup version, and whichever paths
                  * kubelet lists for /proc. A mount the request puts there is the request's. */
-                if (r >= 0 && !has_cri_mount(s, "/sys/fs/cgroup") && !strv_contains(o.readonly_paths, "/sys/fs/cgroup"))
-                        r = strv_push(&o.readonly_paths, "/sys/fs/cgroup");
+                if (r >= 0 && !has_cri_mount(s, "/sys/fs/cgroup") && !strv_contains(o->readonly_paths, "/sys/fs/cgroup"))
+                        r = strv_push(&o->readonly_paths, "/sys/fs/cgroup");
                 if (r < 0)
-                        goto out;
+                        return r;
         }
         for (size_t i = 0; i < s->n_devices; i++) {
-                r = add_device(&o, s->devices[i].host_path, s->devices[i].container_path, s->devices[i].permissions,
-                               ret_message);
+                r = add_device(o, s->devices[i].host_path, s->devices[i].container_path, s->devices[i].permissions,
+                               error);
                 if (r < 0)
-                        goto out;
+                        return r;
         }
         if (s->privileged) {
-                o.allow_all_devices = true;
-                r = add_host_devices(&o, "/dev");
+                o->allow_all_devices = true;
+                r = add_host_devices(o, "/dev");
                 if (r < 0)
-                        goto out;
+                        return error_errno(error, r, "the host's devices");
         }
-        o.seccomp = s->privileged ? OCI_SECCOMP_UNCONFINED : s->seccomp;
-        if (o.seccomp == OCI_SECCOMP_LOCALHOST && !(o.seccomp_profile_path = strdup(s->seccomp_profile ?: ""))) {
-                r = -ENOMEM;
-                goto out;
-        }
-        o.cpu_shares = (uint64_t) MAX(s->cpu_shares, 0);
-        o.cpu_quota = (uint64_t) MAX(s->cpu_quota, 0);
-        o.cpu_period = (uint64_t) MAX(s->cpu_period, 0);
-        o.memory_limit = (uint64_t) MAX(s->memory_limit, 0);
-        o.memory_swap_limit = (uint64_t) MAX(s->memory_swap_limit, 0);
-        if ((s->cpuset_cpus && s->cpuset_cpus[0] && !(o.cpuset_cpus = strdup(s->cpuset_cpus))) ||
-            (s->cpuset_mems && s->cpuset_mems[0] && !(o.cpuset_mems = strdup(s->cpuset_mems)))) {
-                r = -ENOMEM;
-                goto out;
-        }
+        o->seccomp = s->privileged ? OCI_SECCOMP_UNCONFINED : s->seccomp;
+        if (o->seccomp == OCI_SECCOMP_LOCALHOST && !(o->seccomp_profile_path = strdup(s->seccomp_profile ?: "")))
+                return -ENOMEM;
+        return 0;
+}
+
+/* Resources, annotations and the cgroup. */
+static int make_resources(Container *c, const Pod *pod, const CtrSpec *s, OciSpec *o) {
+        CtrTable *t = c->table;
+
+        o->cpu_shares = (uint64_t) MAX(s->cpu_shares, 0);
+        o->cpu_quota = (uint64_t) MAX(s->cpu_quota, 0);
+        o->cpu_period = (uint64_t) MAX(s->cpu_period, 0);
+        o->memory_limit = (uint64_t) MAX(s->memory_limit, 0);
+        o->memory_swap_limit = (uint64_t) MAX(s->memory_swap_limit, 0);
+        if ((s->cpuset_cpus && s->cpuset_cpus[0] && !(o->cpuset_cpus = strdup(s->cpuset_cpus))) ||
+            (s->cpuset_mems && s->cpuset_mems[0] && !(o->cpuset_mems = strdup(s->cpuset_mems))))
+                return -ENOMEM;
         for (size_t i = 0; i < s->n_annotations; i++) {
-                char *kv;
-                if (asprintf(&kv, "%s=%s", s->annotations[i].key, s->annotations[i].value) < 0 ||
-                    strv_push(&o.annotations, kv) < 0) {
-                        r = -ENOMEM;
-                        goto out;
+                _cleanup_free_ char *kv = NULL;
+                if (asprintf(&kv, "%s=%s", s->annotations[i].key, s->annotations[i].value) < 0) {
+                        kv = NULL;
+                        return -ENOMEM;
                 }
-                free(kv);
+                if (strv_push(&o->annotations, kv) < 0)
+                        return -ENOMEM;
         }
         /* The container's processes live in its unit's own cgroup (the OCI runtime joins it, and
          * creates it in the v1 hierarchies systemd does not manage): systemd tracks them and
          * applies the unit's limits. */
-        {
-                const char *root = t->env.cgroup_root(t->env.userdata);
-                char *slice = root ? systemd_slice_path(pod->slice) : NULL, *unit = ctr_unit_name(c);
-                if (slice && unit && asprintf(&o.cgroups_path, "%s%s/%s", root, slice, unit) < 0)
-                        o.cgroups_path = NULL;
-                /* Where a cgroup v1 memory controller counts the OOM kills systemd cannot see. */
-                free(c->memcg);
+        const char *root = t->env.cgroup_root(t->env.userdata);
+        _cleanup_free_ char *slice = root ? systemd_slice_path(pod->slice) : NULL, *unit = ctr_unit_name(c);
+        if (slice && unit && asprintf(&o->cgroups_path, "%s%s/%s", root, slice, unit) < 0)
+                o->cgroups_path = NULL;
+        /* Where a cgroup v1 memory controller counts the OOM kills systemd cannot see. */
+        free(c->memcg);
+        c->memcg = NULL;
+        if (o->cgroups_path && access("/sys/fs/cgroup/memory/memory.oom_control", F_OK) == 0 &&
+            asprintf(&c->memcg, "/sys/fs/cgroup/memory%s", o->cgroups_path) < 0)
                 c->memcg = NULL;
-                if (o.cgroups_path && access("/sys/fs/cgroup/memory/memory.oom_control", F_OK) == 0 &&
-                    asprintf(&c->memcg, "/sys/fs/cgroup/memory%s", o.cgroups_path) < 0)
-                        c->memcg = NULL;
-                free(slice);
-                free(unit);
+        return 0;
+}
+
+int ctr_write_oci_config(Container *c, const Pod *pod, const Image *image, yajl_val image_config, const CtrSpec *s,
+                         Error *error) {
+        _cleanup_(oci_spec_done) OciSpec o = {};
+        _cleanup_free_ char *out = NULL;
+        yajl_val config;
+        int r;
+
+        assert(c);
+        assert(pod);
+        assert(image);
+        assert(s);
+
+        if (!image_config)
+                return error_set(error, ERROR_INTERNAL, EIO, "cannot read the config of image %s", image->id);
+        config = json_get(image_config, "config");
+
+        o.rootfs = ctr_path(c, true, "rootfs");
+        out = ctr_path(c, true, "config.json");
+        if (!o.rootfs || !out)
+                return error_errno(error, ENOMEM, "the OCI spec");
+        r = make_process(c, pod, image, config, s, &o, error);
+        if (r >= 0) {
+                o.readonly_rootfs = s->readonly_rootfs;
+                r = make_mounts(s, pod, &o, error);
         }
-        r = oci_spec_write(&o, out, ret_message);
-out:
-        oci_spec_done(&o);
-        free(out);
+        if (r >= 0)
+                r = make_namespaces(s, pod, &o, c->table, error);
+        if (r >= 0)
+                r = make_confinement(s, &o, error);
+        if (r >= 0)
+                r = make_resources(c, pod, s, &o);
+        if (r >= 0)
+                r = oci_spec_write(&o, out, error);
+        if (r < 0 && !error_is_set(error))
+                return error_errno(error, r, "the OCI spec");
         return r;
 }

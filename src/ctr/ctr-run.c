@@ -441,7 +441,7 @@ static void step_config(Op *o) {
         CtrOp *op = ctr_op(o);
         Container *c = op->c;
         Pod *pod = pod_find(c->table->env.pods, c->pod_id);
-        char *message = NULL;
+        Error error = ERROR_INIT;
         int r;
 
         if (!pod) {
@@ -450,10 +450,10 @@ static void step_config(Op *o) {
                 op_next(&op->op);
                 return;
         }
-        r = ctr_write_oci_config(c, pod, op->image, op->image_config, &op->spec, &message);
+        r = ctr_write_oci_config(c, pod, op->image, op->image_config, &op->spec, &error);
         if (r < 0)
-                op_fail(&op->op, r, "container %s: %s", c->id, message ?: strerror(-r));
-        free(message);
+                op_fail(&op->op, r, "container %s: %s", c->id, error_text(&error));
+        error_done(&error);
         op_next(&op->op);
 }
 
@@ -1318,6 +1318,7 @@ static void recovered(void *record, void *userdata) {
         int r;
 
         ctr_link(t, c);
+        ctr_exec_cleanup(c);
         img = image_store_find(t->env.images, c->image_id);
         if (img)
                 img->users++;

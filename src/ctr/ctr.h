@@ -189,5 +189,28 @@ int ctr_reopen_log(Container *c);
 /* The fds (and names) systemd passed back at start: log pipes a previous daemon stored. The arrays
  * stay the caller's; adopted fds are set to -1 in them. */
 void ctr_op_detach(CtrOp *op);
+/* ExecSync: cmd run in the running container c with its process settings (ctr-exec.c). done()
+ * gets the exit code and output (valid during the call only), or an error: ERROR_TIMEOUT when
+ * timeout_usec (0: none) passed and the command was killed, ERROR_START when the runtime could not
+ * start it. At most max_output bytes of stdout and stderr together are kept; the command goes on
+ * past them. */
+typedef struct CtrExec CtrExec;
+typedef struct CtrExecResult {
+        int exit_code; /* 128 + the signal when killed */
+        const char *out, *err;
+        size_t out_len, err_len;
+        bool truncated;
+} CtrExecResult;
+typedef void (*CtrExecDone)(const Error *error, const CtrExecResult *result, void *userdata);
+int ctr_exec_sync(Container *c, char *const *cmd, uint64_t timeout_usec, size_t max_output, CtrExecDone done,
+                  void *userdata, CtrExec **ret, Error *error);
+/* The caller went away: the command is killed, done() is not called. */
+void ctr_exec_cancel(CtrExec *e);
+/* Daemon shutdown: every command is killed. */
+void ctr_exec_abort_all(void);
+unsigned ctr_exec_count(void);
+/* At load: kills what execs a killed daemon left in c, and forgets them. */
+void ctr_exec_cleanup(Container *c);
+
 /* "SIGTERM", "TERM", "15", "RTMIN+3", "SIGRTMINPLUS3"… → the signal number, or -EINVAL. */
 int ctr_signal_from_string(const char *s);

@@ -1,18 +1,21 @@
 /* Child processes watched through pidfds in the loop: output captured, optional stdin, timeout. */
 #include "child.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "buffer.h"
 #include "fd-util.h"
+#include "json-util.h"
 #include "log.h"
 #include "macro.h"
 #include "time-util.h"
@@ -40,13 +43,16 @@ struct Child {
         size_t in_left;
         size_t max_output;
         bool timed_out;
+        size_t max_total; /* of both streams together; 0: none */
         ChildDone done;
         void *userdata;
         struct Child *abandoned_prev, *abandoned_next; /* in the abandoned list, once abandoned */
         bool abandoned;
+        struct Child *prev, *next; /* every child */
 };
 
 static unsigned n_children = 0;
+static Child *children = NULL;
 /* Children nobody waits for any more: freed when reaped, or by child_free_abandoned() at exit. */
 static Child *abandoned = NULL;
 
@@ -104,6 +110,12 @@ static void child_free(Child *c) {
         buffer_free(&c->err.buf);
         safe_close(c->pidfd);
         free(c->in_copy);
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                children = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
         free(c);
         n_children--;
 }
@@ -119,6 +131,10 @@ static bool stream_drain(Child *c, ChildStream *s) {
                 if (n == 0)
                         return true;
                 size_t room = c->max_output - MIN(buffer_len(&s->buf), c->max_output);
+                if (c->max_total > 0) {
+                        size_t both = buffer_len(&c->out.buf) + buffer_len(&c->err.buf);
+                        room = MIN(room, c->max_total - MIN(both, c->max_total));
+                }
                 if ((size_t) n > room)
                         s->truncated = true;
                 if (room > 0 && buffer_append(&s->buf, tmp, MIN((size_t) n, room)) < 0)
@@ -229,7 +245,16 @@ _noreturn_ static void child_exec(const ChildSpec *spec, int in_fd, int out_fd, 
                 if (sig != SIGKILL && sig != SIGSTOP)
                         (void) signal(sig, SIG_DFL);
 
-        if (dup2(in_fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
+        if (spec->stdio) {
+                in_fd = spec->stdio[0];
+                out_fd = spec->stdio[1];
+                err_fd = spec->stdio[2];
+        }
+        /* Each fd is moved above 2 first: dup2() onto 0..2 must not clobber another of them. */
+        in_fd = fcntl(in_fd, F_DUPFD_CLOEXEC, 3);
+        out_fd = fcntl(out_fd, F_DUPFD_CLOEXEC, 3);
+        err_fd = fcntl(err_fd, F_DUPFD_CLOEXEC, 3);
+        if (in_fd < 0 || out_fd < 0 || err_fd < 0 || dup2(in_fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
             dup2(err_fd, STDERR_FILENO) < 0)
                 _exit(127);
         (void) syscall(SYS_close_range, 3U, ~0U, 0U);
@@ -255,6 +280,45 @@ _noreturn_ static void child_exec(const ChildSpec *spec, int in_fd, int out_fd, 
         _exit(127);
 }
 
+static Child *child_alloc(struct ev_loop *loop, size_t max_output, ChildDone done, void *userdata) {
+        Child *c = calloc(1, sizeof *c);
+        if (!c)
+                return NULL;
+        c->loop = loop;
+        c->pidfd = -1;
+        c->max_output = max_output ? max_output : 1024 * 1024;
+        c->done = done;
+        c->userdata = userdata;
+        ev_io_init(&c->out.io, stream_cb, -1, EV_READ);
+        ev_io_init(&c->err.io, stream_cb, -1, EV_READ);
+        ev_io_init(&c->in_io, stdin_cb, -1, EV_WRITE);
+        ev_io_init(&c->pidfd_io, pidfd_cb, -1, EV_READ);
+        ev_timer_init(&c->timeout, timeout_cb, 0., 0.);
+        c->out.io.data = c->err.io.data = c;
+        c->next = children;
+        if (children)
+                children->prev = c;
+        children = c;
+        n_children++;
+        return c;
+}
+
+/* Starts reading the output streams (fds taken over, -1: none) and watching the pidfd. */
+static void child_watch(Child *c, int out_fd, int err_fd) {
+        if (out_fd >= 0) {
+                (void) fd_nonblock(out_fd, true);
+                ev_io_set(&c->out.io, out_fd, EV_READ);
+                ev_io_start(c->loop, &c->out.io);
+        }
+        if (err_fd >= 0) {
+                (void) fd_nonblock(err_fd, true);
+                ev_io_set(&c->err.io, err_fd, EV_READ);
+                ev_io_start(c->loop, &c->err.io);
+        }
+        ev_io_set(&c->pidfd_io, c->pidfd, EV_READ);
+        ev_io_start(c->loop, &c->pidfd_io);
+}
+
 int child_spawn(struct ev_loop *loop, const ChildSpec *spec, ChildDone done, void *userdata, Child **ret) {
         int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, inp[2] = { -1, -1 };
         Child *c;
@@ -263,21 +327,13 @@ int child_spawn(struct ev_loop *loop, const ChildSpec *spec, ChildDone done, voi
         if (spec->argv ? !spec->argv[0] : !spec->setup)
                 return -EINVAL;
 
-        c = calloc(1, sizeof *c);
+        c = child_alloc(loop, spec->max_output, done, userdata);
         if (!c)
                 return -ENOMEM;
-        c->loop = loop;
-        c->pidfd = -1;
-        c->max_output = spec->max_output ? spec->max_output : 1024 * 1024;
-        c->done = done;
-        c->userdata = userdata;
-        ev_io_init(&c->out.io, stream_cb, -1, EV_READ);
-        ev_io_init(&c->err.io, stream_cb, -1, EV_READ);
-        ev_io_init(&c->in_io, stdin_cb, -1, EV_WRITE);
-        c->out.io.data = c->err.io.data = c;
-        n_children++;
 
-        if (spec->stdin_data) {
+        if (spec->stdio)
+                ; /* the caller's fds: nothing to make */
+        else if (spec->stdin_data) {
                 c->in_copy = malloc(spec->stdin_len ? spec->stdin_len : 1);
                 if (!c->in_copy) {
                         r = -ENOMEM;
@@ -293,7 +349,7 @@ int child_spawn(struct ev_loop *loop, const ChildSpec *spec, ChildDone done, voi
                 if (inp[0] < 0)
                         goto fail_errno;
         }
-        if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0)
+        if (!spec->stdio && (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0))
                 goto fail_errno;
 
         pid_t pid = fork();
@@ -320,16 +376,8 @@ int child_spawn(struct ev_loop *loop, const ChildSpec *spec, ChildDone done, voi
                 ev_io_set(&c->in_io, inp[1], EV_WRITE);
                 ev_io_start(loop, &c->in_io);
         }
-        (void) fd_nonblock(outp[0], true);
-        (void) fd_nonblock(errp[0], true);
-        ev_io_set(&c->out.io, outp[0], EV_READ);
-        ev_io_set(&c->err.io, errp[0], EV_READ);
-        ev_io_start(loop, &c->out.io);
-        ev_io_start(loop, &c->err.io);
-
-        ev_io_init(&c->pidfd_io, pidfd_cb, c->pidfd, EV_READ);
-        ev_io_start(loop, &c->pidfd_io);
-        ev_timer_init(&c->timeout, timeout_cb, (double) spec->timeout_usec / USEC_PER_SEC, 0.);
+        child_watch(c, outp[0], errp[0]);
+        ev_timer_set(&c->timeout, (double) spec->timeout_usec / USEC_PER_SEC, 0.);
         if (spec->timeout_usec > 0)
                 ev_timer_start(loop, &c->timeout);
 
@@ -348,4 +396,119 @@ fail:
         safe_close(errp[1]);
         child_free(c);
         return r;
+}
+
+int child_adopt(struct ev_loop *loop, pid_t pid, int out_fd, int err_fd, size_t max_total, ChildDone done,
+                void *userdata, Child **ret) {
+        siginfo_t si = {};
+        Child *c;
+        int pidfd;
+
+        pidfd = pidfd_open_(pid);
+        if (pidfd < 0) {
+                int r = -errno;
+                safe_close(out_fd);
+                safe_close(err_fd);
+                return r;
+        }
+        /* Only a child can be waited for: anything else (the pid of a process some other parent
+         * owns, or one already reaped and reused) is refused. */
+        if (waitid((idtype_t) P_PIDFD, (id_t) pidfd, &si, WEXITED | WNOHANG | WNOWAIT) < 0) {
+                int r = -errno;
+                safe_close(pidfd);
+                safe_close(out_fd);
+                safe_close(err_fd);
+                return r;
+        }
+        c = child_alloc(loop, max_total, done, userdata);
+        if (!c) {
+                safe_close(pidfd);
+                safe_close(out_fd);
+                safe_close(err_fd);
+                return -ENOMEM;
+        }
+        c->pid = pid;
+        c->pidfd = pidfd;
+        c->max_total = max_total;
+        child_watch(c, out_fd, err_fd);
+        if (ret)
+                *ret = c;
+        return 0;
+}
+
+/* --- orphans ------------------------------------------------------------------------------------ */
+
+static ev_signal orphan_signal;
+static struct ev_loop *orphan_loop = NULL;
+static unsigned orphan_holds = 0;
+
+static bool is_watched(pid_t pid) {
+        for (Child *c = children; c; c = c->next)
+                if (c->pid == pid)
+                        return true;
+        return false;
+}
+
+/* Reaps every child of any of the daemon's threads that no Child watches and that has exited. */
+static void orphans_reap(void) {
+        DIR *d;
+        struct dirent *e;
+
+        if (orphan_holds > 0)
+                return;
+        d = opendir("/proc/self/task");
+        if (!d)
+                return;
+        while ((e = readdir(d))) {
+                char path[300], *text = NULL;
+                if (e->d_name[0] == '.')
+                        continue;
+                snprintf(path, sizeof path, "/proc/self/task/%s/children", e->d_name);
+                if (read_file(path, 1024 * 1024, &text, NULL) < 0)
+                        continue;
+                for (char *p = text, *end; *p; p = end) {
+                        long pid = strtol(p, &end, 10);
+                        if (end == p)
+                                break;
+                        siginfo_t si = {};
+                        if (pid > 0 && !is_watched((pid_t) pid) &&
+                            waitid(P_PID, (id_t) pid, &si, WEXITED | WNOHANG) >= 0 && si.si_pid > 0)
+                                log_debug("Reaped orphan %li (%s %i).", pid,
+                                          si.si_code == CLD_EXITED ? "exit status" : "signal", si.si_status);
+                }
+                free(text);
+        }
+        closedir(d);
+}
+
+static void orphan_cb(struct ev_loop *loop, ev_signal *w, int revents) {
+        orphans_reap();
+}
+
+int child_orphans_watch(struct ev_loop *loop) {
+        if (orphan_loop)
+                return 0;
+        if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+                return -errno;
+        ev_signal_init(&orphan_signal, orphan_cb, SIGCHLD);
+        ev_signal_start(loop, &orphan_signal);
+        orphan_loop = loop;
+        orphans_reap();
+        return 0;
+}
+
+void child_orphans_unwatch(void) {
+        if (!orphan_loop)
+                return;
+        ev_signal_stop(orphan_loop, &orphan_signal);
+        orphan_loop = NULL;
+}
+
+void child_orphans_hold(void) {
+        orphan_holds++;
+}
+
+void child_orphans_release(void) {
+        if (orphan_holds > 0 && --orphan_holds == 0 && orphan_loop)
+                orphans_reap();
 }

@@ -33,6 +33,9 @@ typedef struct ChildSpec {
         size_t stdin_len;
         uint64_t timeout_usec;  /* 0: none; past it the child gets SIGKILL */
         size_t max_output;      /* per stream; 0: 1 MiB */
+        /* NULL: stdin as above, stdout and stderr captured. Else the three fds the child gets as
+         * its stdin, stdout and stderr (the caller keeps them; nothing is captured). */
+        const int *stdio;
         /* Runs in the child just before exec (namespaces, mounts…); a negative errno aborts with 127. */
         int (*setup)(void *userdata);
         void *setup_userdata;
@@ -47,3 +50,18 @@ void child_abandon(Child *c);
 void child_free_abandoned(void);
 /* Children still running (abandoned ones included). */
 unsigned child_count(void);
+
+/* Orphans. With child_orphans_watch() the daemon is the child subreaper: a process whose parent,
+ * a child of the daemon, exits before it (a detached `runc exec`'s process) becomes the daemon's
+ * child. child_adopt() watches one like a spawned child; on SIGCHLD the others are reaped, unless
+ * held: between a detached runtime's exit and the adoption of what it started, nothing may reap
+ * it. */
+int child_orphans_watch(struct ev_loop *loop);
+void child_orphans_unwatch(void);
+void child_orphans_hold(void);
+void child_orphans_release(void);
+/* Watches pid, which must be the daemon's child, through a pidfd, reading out_fd and err_fd
+ * (taken over; -1: none) as a spawned child's output, at most max_total bytes of both together
+ * (0: max per stream as child_spawn()'s default). -ECHILD when pid is not the daemon's child. */
+int child_adopt(struct ev_loop *loop, pid_t pid, int out_fd, int err_fd, size_t max_total, ChildDone done,
+                void *userdata, Child **ret);

@@ -33,51 +33,39 @@ const char *grpc_status_to_string(GrpcStatus s) {
         return status_names[s];
 }
 
-GrpcStatus grpc_status_from_errno(int error) {
-        switch (abs(error)) {
-        case 0:
-                return GRPC_STATUS_OK;
-        case EINVAL:
-        case EBADMSG:
-        case ENAMETOOLONG:
-                return GRPC_STATUS_INVALID_ARGUMENT;
-        case ENOENT:
-        case ESRCH:
-        case ENXIO:
-                return GRPC_STATUS_NOT_FOUND;
-        case EEXIST:
-                return GRPC_STATUS_ALREADY_EXISTS;
-        case EPERM:
-        case EACCES:
-                return GRPC_STATUS_PERMISSION_DENIED;
-        case ENOMEM:
-        case ENOSPC:
-        case EMFILE:
-        case ENFILE:
-        case E2BIG:
-        case EMSGSIZE:
-                return GRPC_STATUS_RESOURCE_EXHAUSTED;
-        case ETIMEDOUT:
-        case ETIME:
-                return GRPC_STATUS_DEADLINE_EXCEEDED;
-        case ECANCELED:
-                return GRPC_STATUS_CANCELLED;
-        case EOPNOTSUPP:
-        case ENOSYS:
-                return GRPC_STATUS_UNIMPLEMENTED;
-        case EBUSY:
-        case EAGAIN:
-        case ECONNREFUSED:
-        case ECONNRESET:
-        case ENOTCONN:
-        case EHOSTUNREACH:
-                return GRPC_STATUS_UNAVAILABLE;
-        case ESTALE:
-        case ENOTEMPTY:
-                return GRPC_STATUS_FAILED_PRECONDITION;
-        default:
+static const GrpcStatus kind_status[_ERROR_KIND_MAX] = {
+        [ERROR_NONE] = GRPC_STATUS_OK,
+        [ERROR_SYSTEM] = GRPC_STATUS_INTERNAL, /* never looked up: error_kind() resolves it */
+        [ERROR_INVALID_ARGUMENT] = GRPC_STATUS_INVALID_ARGUMENT,
+        [ERROR_NOT_FOUND] = GRPC_STATUS_NOT_FOUND,
+        [ERROR_EXISTS] = GRPC_STATUS_ALREADY_EXISTS,
+        [ERROR_WRONG_STATE] = GRPC_STATUS_FAILED_PRECONDITION,
+        [ERROR_CONFLICT] = GRPC_STATUS_ABORTED,
+        [ERROR_UNAVAILABLE] = GRPC_STATUS_UNAVAILABLE,
+        [ERROR_EXHAUSTED] = GRPC_STATUS_RESOURCE_EXHAUSTED,
+        [ERROR_TIMEOUT] = GRPC_STATUS_DEADLINE_EXCEEDED,
+        [ERROR_CANCELLED] = GRPC_STATUS_CANCELLED,
+        [ERROR_UNSUPPORTED] = GRPC_STATUS_UNIMPLEMENTED,
+        [ERROR_DENIED] = GRPC_STATUS_PERMISSION_DENIED,
+        [ERROR_UNAUTHENTICATED] = GRPC_STATUS_UNAUTHENTICATED,
+        [ERROR_CORRUPT] = GRPC_STATUS_DATA_LOSS,
+        [ERROR_START] = GRPC_STATUS_UNKNOWN, /* as containerd and CRI-O answer a StartError */
+        [ERROR_INTERNAL] = GRPC_STATUS_INTERNAL,
+};
+
+GrpcStatus grpc_status_from_error_kind(ErrorKind kind) {
+        if (kind < 0 || kind >= _ERROR_KIND_MAX || kind == ERROR_SYSTEM)
                 return GRPC_STATUS_INTERNAL;
-        }
+        return kind_status[kind];
+}
+
+GrpcStatus grpc_status_from_error(const Error *error) {
+        return grpc_status_from_error_kind(error_kind(error));
+}
+
+GrpcStatus grpc_status_from_errno(int error) {
+        ErrorKind k = error_kind_from_errno(error);
+        return grpc_status_from_error_kind(k == ERROR_NONE && error != 0 ? ERROR_INTERNAL : k);
 }
 
 static int needs_escape(unsigned char c) {

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <stddef.h>
 
+#include "error-chain.h"
+
 typedef enum GrpcStatus {
         GRPC_STATUS_OK = 0,
         GRPC_STATUS_CANCELLED = 1,
@@ -27,7 +29,11 @@ typedef enum GrpcStatus {
 } GrpcStatus;
 
 const char *grpc_status_to_string(GrpcStatus s);
-/* Maps a negative errno from internal code to the status an RPC reply should carry. */
+/* The one map from what went wrong to the status a reply carries: by the error's kind (for
+ * ERROR_SYSTEM, the kind its errno implies, error_kind_from_errno()). */
+GrpcStatus grpc_status_from_error_kind(ErrorKind kind);
+GrpcStatus grpc_status_from_error(const Error *error);
+/* A bare negative errno, through the same map. */
 GrpcStatus grpc_status_from_errno(int error);
 
 /* Percent-encodes s as the gRPC spec asks of grpc-message: bytes outside 0x20..0x7E and '%' become

@@ -128,7 +128,7 @@ static bool strv_has_all(char **l) {
 }
 
 /* The bits of l's names ("ALL" skipped); -EINVAL with the message for an unknown one, -ENOMEM. */
-static int names_to_mask(const char *const *l, uint64_t *ret, char **ret_message) {
+static int names_to_mask(const char *const *l, uint64_t *ret, Error *error) {
         uint64_t mask = 0;
 
         for (const char *const *p = l; p && *p; p++) {
@@ -137,37 +137,30 @@ static int names_to_mask(const char *const *l, uint64_t *ret, char **ret_message
                 if (strcasecmp(*p, "ALL") == 0)
                         continue;
                 c = cap_number(*p);
-                if (c < 0) {
-                        if (c == -EINVAL && ret_message &&
-                            asprintf(ret_message, "unknown capability %s", QUOTE(*p)) < 0)
-                                *ret_message = NULL;
-                        return c;
-                }
+                if (c == -EINVAL)
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "unknown capability %s", QUOTE(*p));
+                if (c < 0)
+                        return error_errno(error, c, "capability %s", QUOTE(*p));
                 mask |= UINT64_C(1) << c;
         }
         *ret = mask;
         return 0;
 }
 
-char **oci_capabilities_resolve(const char *const *base, char **add, char **drop, char **ret_message) {
+char **oci_capabilities_resolve(const char *const *base, char **add, char **drop, Error *error) {
         uint64_t bounding, set, add_mask, drop_mask;
         char **l;
         int r;
 
-        if (ret_message)
-                *ret_message = NULL;
-
-        if ((r = names_to_mask(base, &set, ret_message)) < 0 ||
-            (r = names_to_mask((const char *const *) add, &add_mask, ret_message)) < 0 ||
-            (r = names_to_mask((const char *const *) drop, &drop_mask, ret_message)) < 0) {
+        if ((r = names_to_mask(base, &set, error)) < 0 ||
+            (r = names_to_mask((const char *const *) add, &add_mask, error)) < 0 ||
+            (r = names_to_mask((const char *const *) drop, &drop_mask, error)) < 0) {
                 errno = -r;
                 return NULL;
         }
         r = bounding_mask(&bounding);
         if (r < 0) {
-                if (ret_message && asprintf(ret_message, "cannot read the capability bounding set: %s",
-                                            strerror(-r)) < 0)
-                        *ret_message = NULL;
+                (void) error_errno(error, r, "cannot read the capability bounding set");
                 errno = -r;
                 return NULL;
         }

@@ -249,42 +249,40 @@ static bool docker_filters_match(yajl_val call, char **capabilities) {
         return true;
 }
 
-static int profile_error(char **ret_message, const char *path, const char *what) {
-        if (ret_message && asprintf(ret_message, "seccomp profile %s: %s", QUOTE(path), what) < 0)
-                *ret_message = NULL;
-        return -EINVAL;
+static int profile_error(Error *error, const char *path, const char *what) {
+        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "seccomp profile %s: %s", QUOTE(path), what);
 }
 
 /* Everything generation relies on, checked before anything is generated. */
-static int profile_check(yajl_val p, const char *path, char **ret_message) {
+static int profile_check(yajl_val p, const char *path, Error *error) {
         yajl_val calls = json_get(p, "syscalls"), a;
 
         if (!YAJL_IS_OBJECT(p))
-                return profile_error(ret_message, path, "not a JSON object");
+                return profile_error(error, path, "not a JSON object");
         if (!json_get_str(p, "defaultAction"))
-                return profile_error(ret_message, path, "no \"defaultAction\"");
+                return profile_error(error, path, "no \"defaultAction\"");
         a = json_get(p, "architectures");
         if (a && !YAJL_IS_ARRAY(a))
-                return profile_error(ret_message, path, "\"architectures\" is no array");
+                return profile_error(error, path, "\"architectures\" is no array");
         a = json_get(p, "archMap");
         if (a && !YAJL_IS_ARRAY(a))
-                return profile_error(ret_message, path, "\"archMap\" is no array");
+                return profile_error(error, path, "\"archMap\" is no array");
         if (calls && !YAJL_IS_ARRAY(calls))
-                return profile_error(ret_message, path, "\"syscalls\" is no array");
+                return profile_error(error, path, "\"syscalls\" is no array");
 
         for (size_t i = 0; calls && i < calls->u.array.len; i++) {
                 yajl_val c = calls->u.array.values[i], names = json_get(c, "names"), args = json_get(c, "args");
 
                 if (!YAJL_IS_OBJECT(c) || !json_get_str(c, "action"))
-                        return profile_error(ret_message, path, "a syscall rule without \"action\"");
+                        return profile_error(error, path, "a syscall rule without \"action\"");
                 if (!json_get_str(c, "name") && !(YAJL_IS_ARRAY(names) && names->u.array.len > 0))
-                        return profile_error(ret_message, path, "a syscall rule without \"names\"");
+                        return profile_error(error, path, "a syscall rule without \"names\"");
                 if (args && !YAJL_IS_ARRAY(args) && !YAJL_IS_NULL(args))
-                        return profile_error(ret_message, path, "a syscall rule whose \"args\" is no array");
+                        return profile_error(error, path, "a syscall rule whose \"args\" is no array");
                 for (size_t j = 0; YAJL_IS_ARRAY(args) && j < args->u.array.len; j++) {
                         yajl_val arg = args->u.array.values[j];
                         if (!YAJL_IS_INTEGER(json_get(arg, "index")) || !json_get_str(arg, "op"))
-                                return profile_error(ret_message, path, "a syscall argument without index or op");
+                                return profile_error(error, path, "a syscall argument without index or op");
                 }
         }
         return 0;
@@ -361,24 +359,24 @@ static void gen_syscall(yajl_gen g, yajl_val c) {
         yajl_gen_map_close(g);
 }
 
-int oci_seccomp_profile_gen(struct yajl_gen_t *g, const char *path, char **capabilities, char **ret_message) {
+int oci_seccomp_profile_gen(struct yajl_gen_t *g, const char *path, char **capabilities, Error *error) {
         _cleanup_free_ char *text = NULL;
         char err[256];
         yajl_val p, calls;
         int r;
 
         if (!path)
-                return profile_error(ret_message, "", "no path given");
+                return profile_error(error, "", "no path given");
         r = read_file(path, 4 * 1024 * 1024, &text, NULL);
         if (r < 0) {
                 char what[128];
                 snprintf(what, sizeof what, "cannot read: %s", strerror(-r));
-                return profile_error(ret_message, path, what);
+                return profile_error(error, path, what);
         }
         p = json_parse(text, err, sizeof err);
         if (!p)
-                return profile_error(ret_message, path, err);
-        r = profile_check(p, path, ret_message);
+                return profile_error(error, path, err);
+        r = profile_check(p, path, error);
         if (r < 0) {
                 yajl_tree_free(p);
                 return r;

@@ -301,7 +301,7 @@ static void gen_resources(yajl_gen g, const OciSpec *s) {
         yajl_gen_map_close(g);
 }
 
-static int gen_linux(yajl_gen g, const OciSpec *s, char **ret_message) {
+static int gen_linux(yajl_gen g, const OciSpec *s, Error *error) {
         int r;
 
         json_gen_str(g, "linux");
@@ -353,7 +353,7 @@ static int gen_linux(yajl_gen g, const OciSpec *s, char **ret_message) {
                 break;
         case OCI_SECCOMP_LOCALHOST:
                 json_gen_str(g, "seccomp");
-                r = oci_seccomp_profile_gen(g, s->seccomp_profile_path, s->capabilities, ret_message);
+                r = oci_seccomp_profile_gen(g, s->seccomp_profile_path, s->capabilities, error);
                 break;
         default:
                 r = 0;
@@ -365,7 +365,7 @@ static int gen_linux(yajl_gen g, const OciSpec *s, char **ret_message) {
         return 0;
 }
 
-static int spec_gen(yajl_gen g, const OciSpec *s, char **ret_message) {
+static int spec_gen(yajl_gen g, const OciSpec *s, Error *error) {
         int r;
 
         yajl_gen_map_open(g);
@@ -383,28 +383,23 @@ static int spec_gen(yajl_gen g, const OciSpec *s, char **ret_message) {
         gen_mounts(g, s);
         if (s->annotations)
                 gen_key_map(g, "annotations", s->annotations);
-        r = gen_linux(g, s, ret_message);
+        r = gen_linux(g, s, error);
         if (r < 0)
                 return r;
         yajl_gen_map_close(g);
         return 0;
 }
 
-static int spec_generate(const OciSpec *s, yajl_gen *ret, char **ret_message) {
+static int spec_generate(const OciSpec *s, yajl_gen *ret, Error *error) {
         yajl_gen g;
         int r;
 
-        if (ret_message)
-                *ret_message = NULL;
-        if (!s->rootfs) {
-                if (ret_message)
-                        *ret_message = strdup("no root file system");
-                return -EINVAL;
-        }
+        if (!s->rootfs)
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "no root file system");
         g = yajl_gen_alloc(NULL);
         if (!g)
                 return -ENOMEM;
-        r = spec_gen(g, s, ret_message);
+        r = spec_gen(g, s, error);
         if (r < 0) {
                 yajl_gen_free(g);
                 return r;
@@ -413,27 +408,30 @@ static int spec_generate(const OciSpec *s, yajl_gen *ret, char **ret_message) {
         return 0;
 }
 
-int oci_spec_write(const OciSpec *s, const char *path, char **ret_message) {
+int oci_spec_write(const OciSpec *s, const char *path, Error *error) {
         _cleanup_(yajl_gen_freep) yajl_gen g = NULL;
         int r;
 
-        r = spec_generate(s, &g, ret_message);
+        r = spec_generate(s, &g, error);
         if (r < 0)
                 return r;
-        return json_gen_write_file(g, path, 0600);
+        r = json_gen_write_file(g, path, 0600);
+        if (r < 0)
+                return error_errno(error, r, "write %s", path);
+        return 0;
 }
 
-int oci_spec_to_json(const OciSpec *s, char **ret, char **ret_message) {
+int oci_spec_to_json(const OciSpec *s, char **ret, Error *error) {
         _cleanup_(yajl_gen_freep) yajl_gen g = NULL;
         char *j;
         int r;
 
-        r = spec_generate(s, &g, ret_message);
+        r = spec_generate(s, &g, error);
         if (r < 0)
                 return r;
         j = json_gen_steal(g);
         if (!j)
-                return -ENOMEM;
+                return error_errno(error, ENOMEM, "OCI spec");
         *ret = j;
         return 0;
 }

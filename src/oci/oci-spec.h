@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "error-chain.h"
+
 typedef struct OciMount {
         char *destination, *source, *type;
         char **options; /* NULL-terminated */
@@ -88,11 +90,11 @@ void oci_spec_done(OciSpec *s);
 void oci_mounts_free(OciMount *m, size_t n);
 
 /* Writes path (atomically, 0600) with the spec as config.json (ociVersion 1.0.2). Returns
- * -errno; on -EINVAL (a Localhost seccomp profile that cannot be read or parsed) *ret_message says
- * why. */
-int oci_spec_write(const OciSpec *s, const char *path, char **ret_message);
+ * -errno with *error filled; ERROR_INVALID_ARGUMENT for a Localhost seccomp profile that cannot be
+ * read or parsed. */
+int oci_spec_write(const OciSpec *s, const char *path, Error *error);
 /* The same JSON as a string (for tests and verbose status). */
-int oci_spec_to_json(const OciSpec *s, char **ret, char **ret_message);
+int oci_spec_to_json(const OciSpec *s, char **ret, Error *error);
 
 /* The capabilities containerd and Docker give a container by default (NULL-terminated, static). */
 extern const char *const oci_default_capabilities[];
@@ -101,9 +103,8 @@ extern const char *const oci_default_capabilities[];
 char **oci_bounding_capabilities(void);
 /* Applies add/drop ("ALL" allowed in either, names with or without "CAP_", any case) to base,
  * then keeps only what the bounding set holds; a new list of "CAP_…" names in capability order, or
- * NULL with errno EINVAL and a message in *ret_message (set to NULL first; NULL on ENOMEM) for an
- * unknown name. */
-char **oci_capabilities_resolve(const char *const *base, char **add, char **drop, char **ret_message);
+ * NULL with errno set and *error filled (ERROR_INVALID_ARGUMENT for an unknown name). */
+char **oci_capabilities_resolve(const char *const *base, char **add, char **drop, Error *error);
 
 /* The default mounts (proc, /dev tmpfs, devpts, mqueue, sysfs, cgroup), appended to *mounts.
  * readonly_sys: sysfs and cgroup read-only (unprivileged containers). */
@@ -117,15 +118,16 @@ struct yajl_gen_t;
 int oci_seccomp_default_gen(struct yajl_gen_t *g, char **capabilities);
 /* A Localhost profile (OCI linux.seccomp, or Docker's format: "archMap", "name", "includes" and
  * "excludes" decided by capabilities, architecture and kernel) read from path and written as the
- * "seccomp" value. -EINVAL with *ret_message when it cannot be read or is invalid (nothing is
- * generated then). */
-int oci_seccomp_profile_gen(struct yajl_gen_t *g, const char *path, char **capabilities, char **ret_message);
+ * "seccomp" value. -EINVAL with *error (ERROR_INVALID_ARGUMENT) when it cannot be read or is invalid
+ * (nothing is generated then). */
+int oci_seccomp_profile_gen(struct yajl_gen_t *g, const char *path, char **capabilities, Error *error);
 
 /* Looks a user up in <rootfs>/etc/passwd (name or decimal uid) and its groups in <rootfs>/etc/group,
  * resolving paths inside rootfs (openat2 RESOLVE_IN_ROOT: the image's symlinks cannot lead out).
- * A numeric uid missing from passwd is fine (gid 0 then, unless given). -ENOENT with a message for a
- * name that is not there. ret_gids: the supplementary groups the user is a member of. */
+ * A numeric uid missing from passwd is fine (gid 0 then, unless given). -ENOENT with *error
+ * (ERROR_NOT_FOUND) for a name that is not there. ret_gids: the supplementary groups the user is a
+ * member of. */
 int oci_lookup_user(const char *rootfs, const char *user, uid_t *ret_uid, gid_t *ret_gid, gid_t **ret_gids,
-                    size_t *ret_n_gids, char **ret_message);
+                    size_t *ret_n_gids, Error *error);
 /* Looks a group up (name or decimal gid) likewise. */
-int oci_lookup_group(const char *rootfs, const char *group, gid_t *ret_gid, char **ret_message);
+int oci_lookup_group(const char *rootfs, const char *group, gid_t *ret_gid, Error *error);

@@ -1,5 +1,6 @@
 /* Users and groups of an image: <rootfs>/etc/passwd and /etc/group, opened with openat2()
  * RESOLVE_IN_ROOT so that the image's symlinks cannot point the look-up outside the rootfs. */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -27,17 +28,6 @@ static void fclosep(FILE **f) {
                 fclose(*f);
 }
 #define _cleanup_fclose_ _cleanup_(fclosep)
-
-_printf_(2, 3) static void set_message(char **ret_message, const char *format, ...) {
-        va_list ap;
-
-        if (!ret_message)
-                return;
-        va_start(ap, format);
-        if (vasprintf(ret_message, format, ap) < 0)
-                *ret_message = NULL;
-        va_end(ap);
-}
 
 /* path (relative, "etc/passwd") inside rootfs as a stream; -ENOENT when it is not there. */
 static int open_in_root(const char *rootfs, const char *path, FILE **ret) {
@@ -189,7 +179,7 @@ static int group_memberships(FILE *f, const char *user, gid_t primary, gid_t **r
         return 0;
 }
 
-static int lookup_group_in(const char *rootfs, const char *group, gid_t *ret_gid, char **ret_message) {
+static int lookup_group_in(const char *rootfs, const char *group, gid_t *ret_gid, Error *error) {
         _cleanup_fclose_ FILE *f = NULL;
         uint32_t g;
         int r;
@@ -199,35 +189,27 @@ static int lookup_group_in(const char *rootfs, const char *group, gid_t *ret_gid
                 return 0;
         }
         r = open_in_root(rootfs, "etc/group", &f);
-        if (r == -ENOENT) {
-                set_message(ret_message, "group %s: the image has no /etc/group", QUOTE(group));
-                return r;
-        }
-        if (r < 0) {
-                set_message(ret_message, "group %s: cannot open the image's /etc/group: %s", QUOTE(group),
-                            strerror(-r));
-                return r;
-        }
+        if (r == -ENOENT)
+                return error_set(error, ERROR_NOT_FOUND, ENOENT, "group %s: the image has no /etc/group", QUOTE(group));
+        if (r < 0)
+                return error_errno(error, r, "group %s: cannot open the image's /etc/group", QUOTE(group));
         r = group_find(f, group, ret_gid);
-        if (r == 0) {
-                set_message(ret_message, "group %s not found in the image's /etc/group", QUOTE(group));
-                return -ENOENT;
-        }
+        if (r == 0)
+                return error_set(error, ERROR_NOT_FOUND, ENOENT, "group %s not found in the image's /etc/group",
+                                 QUOTE(group));
         return r < 0 ? r : 0;
 }
 
-int oci_lookup_group(const char *rootfs, const char *group, gid_t *ret_gid, char **ret_message) {
-        if (ret_message)
-                *ret_message = NULL;
-        if (!group || !*group) {
-                set_message(ret_message, "empty group name");
-                return -EINVAL;
-        }
-        return lookup_group_in(rootfs, group, ret_gid, ret_message);
+int oci_lookup_group(const char *rootfs, const char *group, gid_t *ret_gid, Error *error) {
+        assert(rootfs);
+        assert(ret_gid);
+        if (!group || !*group)
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "empty group name");
+        return lookup_group_in(rootfs, group, ret_gid, error);
 }
 
 int oci_lookup_user(const char *rootfs, const char *user, uid_t *ret_uid, gid_t *ret_gid, gid_t **ret_gids,
-                    size_t *ret_n_gids, char **ret_message) {
+                    size_t *ret_n_gids, Error *error) {
         _cleanup_free_ char *spec = NULL;
         _cleanup_fclose_ FILE *passwd = NULL, *group = NULL;
         Passwd pw = {};
@@ -239,8 +221,9 @@ int oci_lookup_user(const char *rootfs, const char *user, uid_t *ret_uid, gid_t 
         bool numeric;
         int r;
 
-        if (ret_message)
-                *ret_message = NULL;
+        assert(rootfs);
+        assert(ret_uid);
+        assert(ret_gid);
 
         /* Docker's User syntax: user, uid, user:group, uid:gid; empty means root. */
         spec = strdup(user ?: "");
@@ -256,27 +239,24 @@ int oci_lookup_user(const char *rootfs, const char *user, uid_t *ret_uid, gid_t 
         r = open_in_root(rootfs, "etc/passwd", &passwd);
         if (r < 0 && (r != -ENOENT || !numeric)) {
                 if (r == -ENOENT)
-                        set_message(ret_message, "user %s: the image has no /etc/passwd", QUOTE(u));
-                else
-                        set_message(ret_message, "user %s: cannot open the image's /etc/passwd: %s", QUOTE(u),
-                                    strerror(-r));
-                return r;
+                        return error_set(error, ERROR_NOT_FOUND, ENOENT, "user %s: the image has no /etc/passwd",
+                                         QUOTE(u));
+                return error_errno(error, r, "user %s: cannot open the image's /etc/passwd", QUOTE(u));
         }
         r = passwd ? passwd_find(passwd, numeric ? NULL : u, id, &pw) : 0;
         if (r < 0)
-                return r;
+                return error_errno(error, r, "user %s: cannot read the image's /etc/passwd", QUOTE(u));
         if (r == 0) {
-                if (!numeric) {
-                        set_message(ret_message, "user %s not found in the image's /etc/passwd", QUOTE(u));
-                        return -ENOENT;
-                }
+                if (!numeric)
+                        return error_set(error, ERROR_NOT_FOUND, ENOENT, "user %s not found in the image's /etc/passwd",
+                                         QUOTE(u));
                 pw.uid = id;
                 pw.gid = 0;
         }
 
         gid = pw.gid;
         if (g) {
-                r = lookup_group_in(rootfs, g, &gid, ret_message);
+                r = lookup_group_in(rootfs, g, &gid, error);
                 if (r < 0)
                         goto finish;
         }
@@ -288,8 +268,7 @@ int oci_lookup_user(const char *rootfs, const char *user, uid_t *ret_uid, gid_t 
                 else if (r == -ENOENT)
                         r = 0;
                 else
-                        set_message(ret_message, "user %s: cannot open the image's /etc/group: %s", QUOTE(u),
-                                    strerror(-r));
+                        (void) error_errno(error, r, "user %s: cannot open the image's /etc/group", QUOTE(u));
                 if (r < 0)
                         goto finish;
         }

@@ -54,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         uid_t uid = 0;
         gid_t gid = 0, *gids = NULL, g2;
         size_t n_gids = 0;
-        char *message = NULL;
+        Error message = ERROR_INIT;
         int r;
 
         if (!root[0]) {
@@ -82,16 +82,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         /* The string as a group first (a Docker User's group part is looked up the same way). */
         r = oci_lookup_group(root, user, &g2, &message);
-        if (r < 0 && !message && r != -ENOMEM)
+        if (r < 0 && !error_is_set(&message) && r != -ENOMEM)
                 abort();
         if (r >= 0 && linked && !is_decimal(user))
                 abort();
-        free(message);
-        message = NULL;
+        error_done(&message);
 
         r = oci_lookup_user(root, user, &uid, &gid, &gids, &n_gids, &message);
         if (r < 0) {
-                if (r != -ENOMEM && !message)
+                if (r != -ENOMEM && !error_is_set(&message))
                         abort(); /* a refusal says why */
         } else {
                 char *colon = strchr(user, ':');
@@ -119,7 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         abort();
         }
         free(gids);
-        free(message);
+        error_done(&message);
         free(user);
         return 0;
 }

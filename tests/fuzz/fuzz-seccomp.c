@@ -43,7 +43,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 { (char *) "CAP_CHOWN", (char *) "CAP_KILL", (char *) "CAP_NET_BIND_SERVICE", NULL },
                 { (char *) "CAP_CHOWN", (char *) "CAP_SYS_ADMIN", (char *) "CAP_SYS_PTRACE", NULL },
         };
-        char *message = NULL, *json = NULL;
+        Error message = ERROR_INIT;
+        char *json = NULL;
         const unsigned char *buf;
         yajl_gen g;
         size_t len;
@@ -60,18 +61,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 abort();
         r = oci_seccomp_profile_gen(g, path, caps[size & 1], &message);
         if (r < 0) {
-                if (!message || !message[0])
+                if (!error_is_set(&message) || !message.message || !message.message[0])
                         abort(); /* a refusal says why */
                 if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok || len != 0)
                         abort(); /* and generates nothing */
         } else {
-                if (message)
+                if (error_is_set(&message))
                         abort();
                 json = json_gen_steal(g);
                 check_generated(json);
         }
         free(json);
-        free(message);
+        error_done(&message);
         yajl_gen_free(g);
         return 0;
 }

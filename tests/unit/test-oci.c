@@ -131,7 +131,7 @@ static bool in_bounding(const char *cap) {
 }
 
 static void fill_spec(OciSpec *s) {
-        char *msg = NULL;
+        Error msg = ERROR_INIT;
 
         *s = (OciSpec) {
                 .args = strv_of(PATH("/bin/sh", "-c", "echo hi")),
@@ -176,12 +176,13 @@ static void fill_spec(OciSpec *s) {
 
 static void test_spec_json(void **state) {
         OciSpec s;
-        char *json = NULL, *msg = NULL, err[256], path[128], *text = NULL;
+        Error msg = ERROR_INIT;
+        char *json = NULL, err[256], path[128], *text = NULL;
         yajl_val v, a;
 
         fill_spec(&s);
         assert_int_equal(oci_spec_to_json(&s, &json, &msg), 0);
-        assert_null(msg);
+        assert_false(error_is_set(&msg));
         v = json_parse(json, err, sizeof err);
         assert_non_null(v);
 
@@ -285,7 +286,8 @@ static void test_spec_json(void **state) {
 }
 
 static void test_capabilities(void **state) {
-        char **l, **b, *msg = NULL;
+        Error msg = ERROR_INIT;
+        char **l, **b;
         char **add = strv_of(PATH("ALL")), **drop = strv_of(PATH("all"));
         char **add2 = strv_of(PATH("net_admin", "CAP_SYS_TIME")), **drop2 = strv_of(PATH("chown", "Cap_Kill"));
         char **bad = strv_of(PATH("NET_ADMIN", "FOO"));
@@ -296,7 +298,7 @@ static void test_capabilities(void **state) {
         assert_true(defaults & cap_bit("CAP_NET_BIND_SERVICE"));
         assert_true(defaults & cap_bit("CAP_AUDIT_WRITE"));
         l = oci_capabilities_resolve(oci_default_capabilities, NULL, NULL, &msg);
-        assert_null(msg);
+        assert_false(error_is_set(&msg));
         assert_caps(l, defaults & bnd);
         strv_free(l);
 
@@ -321,9 +323,8 @@ static void test_capabilities(void **state) {
         l = oci_capabilities_resolve(oci_default_capabilities, bad, NULL, &msg);
         assert_null(l);
         assert_int_equal(errno, EINVAL);
-        assert_string_equal(msg, "unknown capability 'FOO'");
-        free(msg);
-        msg = NULL;
+        assert_string_equal(error_text(&msg), "unknown capability 'FOO'");
+        error_done(&msg);
 
         /* What the bounding set lacks cannot be granted (CAP_SYS_RESOURCE is missing from some). */
         {
@@ -354,18 +355,19 @@ static void test_capability_names(void **state) {
                 "CAP_NET-ADMIN", "ALL_", "CAP_ALL",
         };
         uint64_t bnd = kernel_bounding(), defaults = caps_mask(oci_default_capabilities);
-        char *msg = NULL, **l;
+        Error msg = ERROR_INIT;
+        char **l;
 
         for (size_t i = 0; i < ELEMENTSOF(good); i++) {
                 char **add = strv_of(PATH(good[i])), **drop = strv_of(PATH(good[i]));
 
                 l = oci_capabilities_resolve(oci_default_capabilities, add, NULL, &msg);
-                assert_null(msg);
+                assert_false(error_is_set(&msg));
                 assert_caps(l, (defaults | cap_bit("CAP_NET_ADMIN")) & bnd);
                 strv_free(l);
                 /* base and drop take the same spellings */
                 l = oci_capabilities_resolve((const char *const *) add, NULL, drop, &msg);
-                assert_null(msg);
+                assert_false(error_is_set(&msg));
                 assert_caps(l, 0);
                 strv_free(l);
                 strv_free(add);
@@ -381,10 +383,9 @@ static void test_capability_names(void **state) {
                                 fail_msg("'%s' accepted", bad[i]);
                         assert_int_equal(errno, EINVAL);
                         assert_true(asprintf(&expected, "unknown capability '%s'", bad[i]) >= 0);
-                        assert_string_equal(msg, expected);
+                        assert_string_equal(error_text(&msg), expected);
                         free(expected);
-                        free(msg);
-                        msg = NULL;
+                        error_done(&msg);
                 }
                 strv_free(add);
         }
@@ -392,7 +393,7 @@ static void test_capability_names(void **state) {
         {
                 char **all = strv_of(PATH("aLl"));
                 l = oci_capabilities_resolve((const char *const *) all, NULL, NULL, &msg);
-                assert_null(msg);
+                assert_false(error_is_set(&msg));
                 assert_caps(l, 0);
                 strv_free(l);
                 l = oci_capabilities_resolve(oci_default_capabilities, all, NULL, &msg);
@@ -443,7 +444,8 @@ static yajl_val rule_for(yajl_val profile, const char *name, const char *action)
 }
 
 static void test_seccomp_default(void **state) {
-        char *msg = NULL, **caps = oci_capabilities_resolve(oci_default_capabilities, NULL, NULL, &msg);
+        Error msg = ERROR_INIT;
+        char **caps = oci_capabilities_resolve(oci_default_capabilities, NULL, NULL, &msg);
         char **admin = strv_of(PATH("CAP_SYS_ADMIN"));
         yajl_val v = default_profile(caps), c, arg;
 
@@ -486,7 +488,8 @@ static void test_seccomp_default(void **state) {
 
 static void test_seccomp_localhost(void **state) {
         OciSpec s;
-        char path[128], *json = NULL, *msg = NULL, err[256];
+        Error msg = ERROR_INIT;
+        char path[128], *json = NULL, err[256];
         yajl_val v, calls, a;
 
         snprintf(path, sizeof path, "%s/docker.json", dir);
@@ -544,18 +547,18 @@ static void test_seccomp_localhost(void **state) {
         /* Invalid and missing files. */
         write_text(path, "{\"defaultAction\": ");
         assert_int_equal(oci_spec_to_json(&s, &json, &msg), -EINVAL);
-        assert_non_null(msg);
-        assert_non_null(strstr(msg, path));
+        assert_true(error_is_set(&msg));
+        assert_non_null(strstr(error_text(&msg), path));
         assert_null(json);
-        free(msg);
+        error_done(&msg);
         write_text(path, "{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"syscalls\":[{\"action\":\"SCMP_ACT_ALLOW\"}]}");
         assert_int_equal(oci_spec_write(&s, path, &msg), -EINVAL);
-        assert_non_null(strstr(msg, "names"));
-        free(msg);
+        assert_non_null(strstr(error_text(&msg), "names"));
+        error_done(&msg);
         unlink(path);
         assert_int_equal(oci_spec_to_json(&s, &json, &msg), -EINVAL);
-        assert_non_null(strstr(msg, path));
-        free(msg);
+        assert_non_null(strstr(error_text(&msg), path));
+        error_done(&msg);
         oci_spec_done(&s);
 }
 
@@ -575,7 +578,8 @@ static void make_rootfs(const char *root, const char *passwd, const char *group)
 }
 
 static void test_users(void **state) {
-        char root[128], *msg = NULL;
+        Error msg = ERROR_INIT;
+        char root[128];
         uid_t uid;
         gid_t gid, *gids = NULL;
         size_t n = 0;
@@ -621,18 +625,18 @@ static void test_users(void **state) {
         free(gids);
 
         assert_int_equal(oci_lookup_user(root, "nobody", &uid, &gid, &gids, &n, &msg), -ENOENT);
-        assert_non_null(strstr(msg, "'nobody'"));
-        free(msg);
+        assert_non_null(strstr(error_text(&msg), "'nobody'"));
+        error_done(&msg);
         assert_int_equal(oci_lookup_user(root, "alice:nogroup", &uid, &gid, &gids, &n, &msg), -ENOENT);
-        assert_non_null(strstr(msg, "'nogroup'"));
-        free(msg);
+        assert_non_null(strstr(error_text(&msg), "'nogroup'"));
+        error_done(&msg);
 
         assert_int_equal(oci_lookup_group(root, "audio", &gid, &msg), 0);
         assert_int_equal(gid, 29);
         assert_int_equal(oci_lookup_group(root, "77", &gid, &msg), 0);
         assert_int_equal(gid, 77);
         assert_int_equal(oci_lookup_group(root, "staff", &gid, &msg), -ENOENT);
-        free(msg);
+        error_done(&msg);
 
         /* No passwd at all: numeric users only. */
         snprintf(root, sizeof root, "%s/r2", dir);
@@ -643,11 +647,12 @@ static void test_users(void **state) {
         assert_int_equal(n, 0);
         free(gids);
         assert_int_equal(oci_lookup_user(root, "alice", &uid, &gid, &gids, &n, &msg), -ENOENT);
-        free(msg);
+        error_done(&msg);
 }
 
 static void test_users_symlink_escape(void **state) {
-        char root[128], p[256], outside[256], *msg = NULL;
+        Error msg = ERROR_INIT;
+        char root[128], p[256], outside[256];
         uid_t uid;
         gid_t gid, *gids = NULL;
         size_t n = 0;
@@ -675,14 +680,14 @@ static void test_users_symlink_escape(void **state) {
         if (r == -ENOSYS)
                 skip();
         assert_int_equal(r, -ENOENT);
-        free(msg);
+        error_done(&msg);
         assert_int_equal(oci_lookup_user(root, "inside", &uid, &gid, &gids, &n, &msg), 0);
         assert_int_equal(uid, 5);
         assert_int_equal(n, 1);
         assert_int_equal(gids[0], 55);
         free(gids);
         assert_int_equal(oci_lookup_group(root, "evil", &gid, &msg), -ENOENT);
-        free(msg);
+        error_done(&msg);
 
         /* A FIFO as /etc/passwd is refused, not waited on. */
         snprintf(root, sizeof root, "%s/r4", dir);
@@ -690,7 +695,7 @@ static void test_users_symlink_escape(void **state) {
         snprintf(p, sizeof p, "%s/etc/passwd", root);
         assert_int_equal(mkfifo(p, 0644), 0);
         assert_true(oci_lookup_user(root, "0", &uid, &gid, &gids, &n, &msg) < 0);
-        free(msg);
+        error_done(&msg);
 }
 
 static int setup(void **state) {
