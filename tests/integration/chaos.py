@@ -12,8 +12,8 @@ Five workers (threads, each with its own gRPC channel) each own the pods and con
 and the image they pull and remove, and interleave RunPodSandbox (CNI bridge network), Create,
 Start, Stop and RemoveContainer, Stop and RemovePodSandbox, PullImage (several images from a local
 docker-registry, some through a throttled proxy so that a kill finds a pull in flight), RemoveImage
-and ReopenContainerLog (after renaming the log, as kubelet rotates it). ExecSync is not implemented
-by rktlet yet (UNIMPLEMENTED): it is not part of the workload. Every call's outcome is recorded: ok
+and ReopenContainerLog (after renaming the log, as kubelet rotates it). ExecSync is not part of the
+workload yet (test_exec.py kills a daemon during one). Every call's outcome is recorded: ok
 (with the id it reported), died (UNAVAILABLE or CANCELLED across a kill: the daemon went away under
 it; what it did is then uncertain and the next check finds out), or an error, which is a finding.
 

@@ -56,7 +56,6 @@ README_SUBCOMMANDS = {"version", "info", "pull", "images", "inspecti", "runp", "
 # test what it does). POD and CONTAINER stand for a ready pod and a running container.
 EXPECTED_UNIMPLEMENTED = [
     ("exec CONTAINER true", "Exec"),
-    ("exec -s CONTAINER true", "ExecSync"),
     ("attach CONTAINER", "Attach"),
     ("port-forward POD 18080:80", "PortForward"),
     ("stats", "ListContainerStats"),
@@ -514,6 +513,39 @@ def test_run_follow_logs_and_a_graceful_stop(crictl_daemon):
     assert r.stdout.split("\n")[:2] == [f"Stopped sandbox {pod_id}", f"Removed sandbox {pod_id}"], r.stdout
     assert c.json("ps", "-a", "-o", "json")["containers"] == []
     assert c.json("pods", "-o", "json")["items"] == []
+
+
+# --- exec ------------------------------------------------------------------------------------------
+
+def test_exec_sync(crictl_daemon):
+    """`crictl exec -s`: ExecSync through grpc-go, as kubelet's exec probes call it."""
+    d, c = crictl_daemon, crictl_daemon.crictl
+    write_readme_files(c, os.path.join(d.dir, "pod-logs"))
+    c("pull", "busybox")
+    pod_id = c("runp", "pod.json").stdout.strip()
+    cid = c("create", pod_id, "ctr.json", "pod.json").stdout.strip()
+    c("start", cid)
+    wait_container_state(c, cid, "CONTAINER_RUNNING")
+
+    r = c("exec", "-s", cid, "sh", "-c", "echo out; echo err >&2", check=False)
+    assert r.returncode == 0 and r.stdout.split() == ["out", "err"], r  # crictl prints both streams on stdout
+    # crictl v1.26 turns a non-zero exit code into its own failure, naming the code and the stderr.
+    r = c("exec", "-s", cid, "sh", "-c", "echo err >&2; exit 3", check=False)
+    assert r.returncode != 0 and "exited with 3: err" in r.stderr, r
+    r = c("exec", "-s", cid[:12], "cat", "/etc/hostname")
+    assert r.stdout.strip(), r
+    began = time.monotonic()
+    r = c("exec", "-s", "--timeout", "1", cid, "sleep", "60", check=False, timeout=TIMEOUT)
+    assert r.returncode != 0 and "DeadlineExceeded" in r.stderr, r
+    assert time.monotonic() - began < 20
+    r = c("exec", "-s", cid, "/no/such/binary", check=False)
+    assert r.returncode != 0 and "exec failed" in r.stderr, r
+    c("stop", cid)
+    r = c("exec", "-s", cid, "true", check=False)
+    assert r.returncode != 0 and "FailedPrecondition" in r.stderr and "not running" in r.stderr, r
+    c("rm", cid)
+    c("stopp", pod_id)
+    c("rmp", pod_id)
 
 
 # --- what is not there yet -------------------------------------------------------------------------

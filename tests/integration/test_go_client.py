@@ -629,8 +629,11 @@ def test_bad_input_answers_the_status_codes_the_cri_means(gd):
         for path in ("/runtime.v1alpha2.RuntimeService/Version", "/runtime.v1alpha2.ImageService/ListImages",
                      "/runtime.v1.RuntimeService/NoSuchMethod", "/nonsense"):
             expect(path, {}, "Unimplemented")
-        a = expect("ExecSync", {"container_id": first, "cmd": ["true"], "timeout": 1}, "Unimplemented")
-        assert "ExecSync" in a.get("message", ""), a
+        a = expect("Exec", {"container_id": first, "cmd": ["true"], "stdout": True}, "Unimplemented")
+        assert "Exec" in a.get("message", ""), a
+        # ExecSync judges its request before it runs anything.
+        expect("ExecSync", {"container_id": first, "cmd": [], "timeout": 1}, "InvalidArgument")
+        expect("ExecSync", {"container_id": "f" * 64, "cmd": ["true"], "timeout": 1}, "NotFound")
 
         # Still serving, on the same connection, and nothing was made by the refused calls.
         assert s.call("Version")["runtime_name"] == "rktlet"
