@@ -40,7 +40,10 @@ static void config_warning(const char *origin, const char *message, void *userda
         log_warning("%s: %s", origin, message);
 }
 
-int main(int argc, char *argv[]) {
+/* The command line: the config file and what overrides it. 1 to go on, 0 to exit with success
+ * (--help, --version), < 0 to fail (said on stderr). */
+static int parse_argv(int argc, char *argv[], const char **ret_config_path, Override overrides[], size_t max_overrides,
+                      size_t *ret_n_overrides) {
         enum {
                 ARG_USER = 0x100,
                 ARG_STATE_DIR,
@@ -66,20 +69,14 @@ int main(int argc, char *argv[]) {
                 { "version", no_argument, NULL, 'V' },
                 {},
         };
-        Override overrides[16];
         size_t n_overrides = 0;
-        const char *config_path = DEFAULT_CONFIG;
-        Config config;
-        Manager *m = NULL;
-        int c, r;
-
-        log_setup();
+        int c;
 
         while ((c = getopt_long(argc, argv, "c:l:hV", options, NULL)) >= 0) {
                 Override o = { .value = optarg };
                 switch (c) {
                 case 'c':
-                        config_path = optarg;
+                        *ret_config_path = optarg;
                         continue;
                 case 'l':
                         o = (Override) { "Daemon", "Listen", optarg, "--listen" };
@@ -110,49 +107,72 @@ int main(int argc, char *argv[]) {
                         break;
                 case 'h':
                         help();
-                        return EXIT_SUCCESS;
+                        return 0;
                 case 'V':
                         printf("%s %s\n", PROJECT_NAME, PROJECT_VERSION);
-                        return EXIT_SUCCESS;
+                        return 0;
                 default:
                         fprintf(stderr, "Try 'rktlet --help'.\n");
-                        return EXIT_FAILURE;
+                        return -EINVAL;
                 }
-                if (n_overrides >= ELEMENTSOF(overrides)) {
+                if (n_overrides >= max_overrides) {
                         fprintf(stderr, "rktlet: too many options\n");
-                        return EXIT_FAILURE;
+                        return -E2BIG;
                 }
                 overrides[n_overrides++] = o;
         }
         if (optind < argc) {
                 fprintf(stderr, "rktlet: unexpected argument '%s'. Try 'rktlet --help'.\n", argv[optind]);
-                return EXIT_FAILURE;
+                return -EINVAL;
         }
+        *ret_n_overrides = n_overrides;
+        return 1;
+}
 
-        r = config_init(&config);
-        if (r < 0) {
-                log_error_errno(r, "Failed to set up the configuration: %m");
-                return EXIT_FAILURE;
-        }
-
+/* The config files, then the flags over them; failures are logged. */
+static int load_config(Config *config, const char *config_path, const Override overrides[], size_t n_overrides) {
         _cleanup_free_ char *error = NULL;
-        r = config_load(&config, config_path, config_warning, NULL, &error);
+        int r;
+
+        r = config_init(config);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the configuration: %m");
+        r = config_load(config, config_path, config_warning, NULL, &error);
         if (r < 0) {
                 log_error("Bad configuration: %s", error ? error : strerror(-r));
-                config_done(&config);
-                return EXIT_FAILURE;
+                config_done(config);
+                return r;
         }
         /* Flags override the files. */
         for (size_t i = 0; i < n_overrides; i++) {
                 _cleanup_free_ char *why = NULL;
-                r = config_set(&config, overrides[i].section, overrides[i].key, overrides[i].value, &why);
+                r = config_set(config, overrides[i].section, overrides[i].key, overrides[i].value, &why);
                 if (r < 0) {
                         log_error("Bad option %s='%s': %s", overrides[i].flag, overrides[i].value,
                                   why ? why : strerror(-r));
-                        config_done(&config);
-                        return EXIT_FAILURE;
+                        config_done(config);
+                        return r;
                 }
         }
+        return 0;
+}
+
+int main(int argc, char *argv[]) {
+        Override overrides[16];
+        size_t n_overrides = 0;
+        const char *config_path = DEFAULT_CONFIG;
+        Config config;
+        Manager *m = NULL;
+        int r;
+
+        log_setup();
+
+        r = parse_argv(argc, argv, &config_path, overrides, ELEMENTSOF(overrides), &n_overrides);
+        if (r <= 0)
+                return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        r = load_config(&config, config_path, overrides, n_overrides);
+        if (r < 0)
+                return EXIT_FAILURE;
         log_set_max_level(config.log_level);
 
         /* Writes to a peer that went away must fail with EPIPE, not kill us. */

@@ -20,6 +20,7 @@
 #include "json-util.h"
 #include "log.h"
 #include "macro.h"
+#include "sandbox.h"
 #include "strv.h"
 #include "time-util.h"
 
@@ -199,18 +200,10 @@ static const char *ctr_env_cgroup_root(void *userdata) {
         return m->systemd_cgroup;
 }
 
-/* systemd owns its name on the bus, the first time or again (a new bus, or a daemon-reexec): the
- * client has subscribed, re-read the watched units and checked its jobs. */
-static void systemd_ready(SystemdClient *c, unsigned generation, void *userdata) {
-        Manager *m = userdata;
+/* Asks systemd for what is not known yet and not asked for: its version, its control group. */
+static void manager_ask_systemd(Manager *m) {
         int r;
 
-        m->reconnect_usec = 0; /* this bus works: the next drop reconnects at once again */
-        if (m->containers)
-                ctr_table_watch_missing(m->containers);
-        if (generation == 1)
-                return; /* manager_start() asked for the version and the control group */
-        log_info("systemd is on the %s bus again: its units are watched and its jobs checked again.", bus_kind(m));
         if (!m->version_slot) {
                 r = systemd_get_version(m->bus, SYSTEMD_CALL_TIMEOUT_USEC, initial_version_done, m, &m->version_slot);
                 if (r < 0)
@@ -222,6 +215,20 @@ static void systemd_ready(SystemdClient *c, unsigned generation, void *userdata)
                 if (r < 0)
                         log_warning_errno(r, "Failed to ask systemd for its control group: %m");
         }
+}
+
+/* systemd owns its name on the bus, the first time or again (a new bus, or a daemon-reexec): the
+ * client has subscribed, re-read the watched units and checked its jobs. */
+static void systemd_ready(SystemdClient *c, unsigned generation, void *userdata) {
+        Manager *m = userdata;
+
+        m->reconnect_usec = 0; /* this bus works: the next drop reconnects at once again */
+        if (m->containers)
+                ctr_table_watch_missing(m->containers);
+        if (generation == 1)
+                return; /* manager_start() asked for the version and the control group */
+        log_info("systemd is on the %s bus again: its units are watched and its jobs checked again.", bus_kind(m));
+        manager_ask_systemd(m);
 }
 
 /* Opens the bus (never blocks: sd-bus connects a non-blocking socket and authenticates from the
@@ -307,56 +314,6 @@ void manager_save_runtime_state(Manager *m) {
         free(data);
 }
 
-int manager_render_cni_template(Manager *m, char **ret_message) {
-        char *text = NULL, *out = NULL, *path = NULL;
-        const char *var = "{{.PodCIDR}}";
-        size_t len, n = 0;
-        FILE *f;
-        int r;
-
-        if (!m->config.cni_conf_template[0] || !m->pod_cidr)
-                return 0;
-        r = read_file(m->config.cni_conf_template, 1024 * 1024, &text, &len);
-        if (r < 0) {
-                if (asprintf(ret_message, "cannot read the CNI config template %s: %s", m->config.cni_conf_template,
-                             strerror(-r)) < 0)
-                        *ret_message = NULL;
-                return r;
-        }
-        f = open_memstream(&out, &n);
-        if (!f) {
-                free(text);
-                return -ENOMEM;
-        }
-        for (const char *p = text, *q; *p; p = q + strlen(var)) {
-                q = strstr(p, var);
-                if (!q) {
-                        fputs(p, f);
-                        break;
-                }
-                fwrite(p, 1, (size_t) (q - p), f);
-                fputs(m->pod_cidr, f);
-        }
-        fclose(f);
-        free(text);
-        if (!out)
-                return -ENOMEM;
-        /* First by name, so that it is the network rktlet uses; inotify picks it up. */
-        r = mkdir_p(m->config.cni_conf_dir, 0755);
-        if (r >= 0 && asprintf(&path, "%s/10-rktlet.conflist", m->config.cni_conf_dir) < 0)
-                r = -ENOMEM;
-        if (r >= 0)
-                r = write_file_atomic(path, out, strlen(out), 0644);
-        if (r < 0 && asprintf(ret_message, "cannot write the CNI config %s: %s", path ?: m->config.cni_conf_dir,
-                              strerror(-r)) < 0)
-                *ret_message = NULL;
-        if (r >= 0)
-                log_info("CNI: wrote %s from %s for pod CIDR %s.", path, m->config.cni_conf_template, m->pod_cidr);
-        free(path);
-        free(out);
-        return r;
-}
-
 static void manager_load_runtime_state(Manager *m) {
         char *path = NULL, *text = NULL;
         yajl_val v;
@@ -371,45 +328,6 @@ static void manager_load_runtime_state(Manager *m) {
         }
         free(text);
         free(path);
-}
-
-/* rktlet-pod-init next to our own binary (a build tree), else where meson installs it. */
-static char *find_pod_init(void) {
-        char self[4096], *p;
-        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-
-        if (n > 0) {
-                self[n] = '\0';
-                *strrchr(self, '/') = '\0';
-                if (asprintf(&p, "%s/rktlet-pod-init", self) >= 0) {
-                        if (access(p, X_OK) == 0)
-                                return p;
-                        free(p);
-                }
-        }
-        return strdup(LIBEXECDIR "/rktlet/rktlet-pod-init");
-}
-
-/* The OCI runtime: [Containers] Runtime= (a name looked up in $PATH, or a path), else runc, else
- * crun. */
-static char *find_oci_runtime(const char *configured) {
-        const char *const candidates[] = { configured, "runc", "crun" };
-        const char *path = getenv("PATH") ?: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-        for (size_t i = configured && configured[0] ? 0 : 1; i < ELEMENTSOF(candidates); i++) {
-                char **dirs;
-
-                if (strchr(candidates[i], '/'))
-                        return access(candidates[i], X_OK) == 0 ? strdup(candidates[i]) : NULL;
-                dirs = strv_split(path, ":");
-                char *found = find_executable(dirs, candidates[i]);
-                strv_free(dirs);
-                if (found)
-                        return found;
-                if (i == 0)
-                        return NULL; /* what was configured is not there: no guessing */
-        }
-        return NULL;
 }
 
 static SystemdClient *pod_env_systemd(void *userdata) {
@@ -540,9 +458,7 @@ static void recovery_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents) 
         manager_recovered(m);
 }
 
-int manager_start(Manager *m) {
-        int r;
-
+static void manager_start_signals(Manager *m) {
         ev_signal_init(&m->sigterm, signal_cb, SIGTERM);
         ev_signal_init(&m->sigint, signal_cb, SIGINT);
         ev_signal_init(&m->sighup, sighup_cb, SIGHUP);
@@ -551,22 +467,22 @@ int manager_start(Manager *m) {
         ev_signal_start(m->loop, &m->sigint);
         ev_signal_start(m->loop, &m->sighup);
         ev_timer_init(&m->shutdown_timer, shutdown_timeout_cb, 0., 0.);
+}
 
+static void manager_start_bus(Manager *m) {
         /* No bus is not fatal: we serve anyway, Status says why the runtime is not ready, and a timer
          * tries again. */
         if (manager_connect(m) < 0) {
                 log_warning("%s; serving anyway, Status reports RuntimeReady=false.", m->bus_error);
                 manager_schedule_reconnect(m);
-        } else {
-                sd_bus *bus = m->bus;
-                r = systemd_get_version(bus, SYSTEMD_CALL_TIMEOUT_USEC, initial_version_done, m, &m->version_slot);
-                if (r < 0)
-                        log_warning_errno(r, "Failed to ask systemd for its version: %m");
-                r = systemd_get_manager_string(bus, "ControlGroup", SYSTEMD_CALL_TIMEOUT_USEC, cgroup_done, m,
-                                               &m->cgroup_slot);
-                if (r < 0)
-                        log_warning_errno(r, "Failed to ask systemd for its control group: %m");
-        }
+        } else
+                manager_ask_systemd(m);
+}
+
+/* The directories, what UpdateRuntimeConfig said before, CNI and the pods. */
+static int manager_start_pods(Manager *m) {
+        _cleanup_free_ char *message = NULL;
+        int r;
 
         r = mkdir_p(m->config.root_dir, 0700);
         if (r >= 0)
@@ -574,14 +490,10 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to create %s or %s: %m", m->config.root_dir, m->config.state_dir);
         manager_load_runtime_state(m);
-        {
-                /* The template may have changed while we were down. */
-                char *message = NULL;
-                if (manager_render_cni_template(m, &message) < 0)
-                        log_warning("CNI: %s", message ?: "cannot render the config template");
-                free(message);
-        }
-        m->pod_init = find_pod_init();
+        /* The template may have changed while we were down. */
+        if (cni_render_template(m->config.cni_conf_template, m->config.cni_conf_dir, m->pod_cidr, &message) < 0)
+                log_warning("CNI: %s", message ?: "cannot render the config template");
+        m->pod_init = sandbox_find_pod_init();
         if (!m->pod_init)
                 return log_error_errno(-ENOMEM, "Out of memory.");
 
@@ -602,6 +514,11 @@ int manager_start(Manager *m) {
                 r = pod_table_load(m->pods);
         if (r < 0)
                 return log_error_errno(r, "Failed to read the pods in %s: %m", m->config.root_dir);
+        return 0;
+}
+
+static int manager_start_images(Manager *m) {
+        int r;
 
         r = image_store_new(m->loop, m->config.root_dir, &m->images);
         if (r >= 0)
@@ -616,17 +533,14 @@ int manager_start(Manager *m) {
                                &m->puller);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the image store in %s: %m", m->config.root_dir);
+        return 0;
+}
 
-        m->oci_runtime = find_oci_runtime(m->config.oci_runtime);
-        if (!m->oci_runtime)
-                log_warning("No OCI runtime: %s; containers cannot start.",
-                            m->config.oci_runtime[0] ? m->config.oci_runtime : "neither runc nor crun is in $PATH");
-        else
-                log_info("OCI runtime: %s.", m->oci_runtime);
-        /* The log pipes systemd kept for us come with the sockets. */
-        r = manager_listen(m);
-        if (r < 0)
-                return r;
+/* The containers, once the sockets (and with them the log pipes systemd kept) are there. Serving
+ * waits for systemd's word on those that were running. */
+static int manager_start_containers(Manager *m) {
+        int r;
+
         CtrEnv cenv = {
                 .loop = m->loop,
                 .stored = &m->stored,
@@ -659,6 +573,30 @@ int manager_start(Manager *m) {
                 ev_timer_start(m->loop, &m->recovery_timer);
         }
         return 0;
+}
+
+int manager_start(Manager *m) {
+        int r;
+
+        manager_start_signals(m);
+        manager_start_bus(m);
+        r = manager_start_pods(m);
+        if (r >= 0)
+                r = manager_start_images(m);
+        if (r < 0)
+                return r;
+
+        m->oci_runtime = sandbox_find_oci_runtime(m->config.oci_runtime);
+        if (!m->oci_runtime)
+                log_warning("No OCI runtime: %s; containers cannot start.",
+                            m->config.oci_runtime[0] ? m->config.oci_runtime : "neither runc nor crun is in $PATH");
+        else
+                log_info("OCI runtime: %s.", m->oci_runtime);
+        /* The log pipes systemd kept for us come with the sockets. */
+        r = manager_listen(m);
+        if (r < 0)
+                return r;
+        return manager_start_containers(m);
 }
 
 int manager_run(Manager *m) {

@@ -65,8 +65,5 @@ int manager_run(Manager *m);
 sd_bus *manager_get_bus(Manager *m);
 /* Persists what UpdateRuntimeConfig set (<root>/runtime.json). */
 void manager_save_runtime_state(Manager *m);
-/* With [CNI] ConfTemplate= and a pod CIDR: writes <ConfDir>/10-rktlet.conflist from the template,
- * {{.PodCIDR}} replaced. 0 when there is nothing to do. */
-int manager_render_cni_template(Manager *m, char **ret_message);
 /* The unit-job client, while it has a bus; NULL likewise. */
 SystemdClient *manager_get_systemd(Manager *m);

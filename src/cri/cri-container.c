@@ -1,4 +1,4 @@
-/* CRI container methods: translation between runtime.v1 messages and the container module. */
+/* CRI container methods: translation between runtime.v1 messages and the container and sandbox modules. */
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api.pb-c.h"
+#include "cri-call.h"
 #include "cri-service.h"
 #include "cri-util.h"
 #include "ctr.h"
@@ -14,50 +15,19 @@
 #include "log.h"
 #include "manager.h"
 #include "quote.h"
+#include "sandbox.h"
 #include "strv.h"
 
-/* A call waiting for a container operation. */
-typedef struct CtrCall {
-        GrpcCall *call;
-        Manager *manager;
-        CtrOp *op;
-        bool finished;
-        int kind; /* which answer: 0 create, 1 start, 2 stop, 3 remove */
-} CtrCall;
+/* Which answer a container call waits for. */
+typedef enum CtrCallKind {
+        CTR_CALL_CREATE,
+        CTR_CALL_START,
+        CTR_CALL_STOP,
+        CTR_CALL_REMOVE,
+} CtrCallKind;
 
-static CtrCall *ctr_call_new(GrpcCall *call, Manager *m, int kind) {
-        CtrCall *cc = calloc(1, sizeof *cc);
-
-        if (!cc)
-                return NULL;
-        cc->call = grpc_call_ref(call);
-        cc->manager = m;
-        cc->kind = kind;
-        return cc;
-}
-
-static void ctr_call_free(CtrCall *cc) {
-        grpc_call_unref(cc->call);
-        free(cc);
-}
-
-static void ctr_call_cancel(GrpcCall *call, void *userdata) {
-        CtrCall *cc = userdata;
-
-        /* The operation completes anyway; nobody hears of it. */
-        ctr_op_detach(cc->op);
-        ctr_call_free(cc);
-}
-
-/* After starting an operation that may already have finished (done() ran inside). */
-static int ctr_call_wait(CtrCall *cc, CtrOp *op) {
-        if (cc->finished) {
-                ctr_call_free(cc);
-                return 0;
-        }
-        cc->op = op;
-        grpc_call_set_cancel(cc->call, ctr_call_cancel, cc);
-        return 0;
+static void detach_ctr_op(void *op) {
+        ctr_op_detach(op);
 }
 
 static GrpcStatus status_for(int error) {
@@ -74,34 +44,22 @@ static GrpcStatus status_for(int error) {
         }
 }
 
-static int empty_reply(GrpcCall *call, int kind) {
-        Runtime__V1__StartContainerResponse start = RUNTIME__V1__START_CONTAINER_RESPONSE__INIT;
-        Runtime__V1__StopContainerResponse stop = RUNTIME__V1__STOP_CONTAINER_RESPONSE__INIT;
-        Runtime__V1__RemoveContainerResponse rm = RUNTIME__V1__REMOVE_CONTAINER_RESPONSE__INIT;
-
-        return cri_reply(call, kind == 1 ? &start.base : kind == 2 ? &stop.base : &rm.base);
-}
-
 static void op_done(Container *c, int error, const char *message, void *userdata) {
-        CtrCall *cc = userdata;
-        bool waiting = cc->op != NULL; /* set once the entry point returned without finishing */
+        CriCall *cc = userdata;
 
-        cc->op = NULL;
-        cc->finished = true;
-        if (error == -EIO && cc->kind == 1)
+        if (error == -EIO && cc->kind == CTR_CALL_START)
                 /* The OCI runtime did not start it (a StartError): no code says more, so UNKNOWN, as
                  * containerd and CRI-O answer. */
                 (void) grpc_call_finish(cc->call, GRPC_STATUS_UNKNOWN, "%s", message ?: strerror(-error));
         else if (error < 0)
                 (void) grpc_call_finish(cc->call, status_for(error), "%s", message ?: strerror(-error));
-        else if (cc->kind == 0) {
+        else if (cc->kind == CTR_CALL_CREATE) {
                 Runtime__V1__CreateContainerResponse resp = RUNTIME__V1__CREATE_CONTAINER_RESPONSE__INIT;
                 resp.container_id = c->id;
                 (void) cri_reply(cc->call, &resp.base);
         } else
-                (void) empty_reply(cc->call, cc->kind);
-        if (waiting)
-                ctr_call_free(cc);
+                (void) cri_reply_empty(cc->call);
+        cri_call_done(cc);
 }
 
 /* --- CreateContainer ----------------------------------------------------------------------------- */
@@ -171,12 +129,12 @@ static int apparmor_from(const Runtime__V1__LinuxContainerSecurityContext *sc, C
         return s->apparmor_profile ? 0 : -ENOMEM;
 }
 
-static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, char **ret_message) {
+/* The fields that are copied as they are; -ENOMEM only. */
+static int spec_copy(const Runtime__V1__ContainerConfig *c, CtrSpec *s) {
         const Runtime__V1__LinuxContainerConfig *lx = c->linux;
         const Runtime__V1__LinuxContainerSecurityContext *sc = lx ? lx->security_context : NULL;
         const Runtime__V1__LinuxContainerResources *res = lx ? lx->resources : NULL;
         const Runtime__V1__NamespaceOption *ns = sc ? sc->namespace_options : NULL;
-        int r;
 
         *s = (CtrSpec) {
                 .name = strdup(c->metadata->name ?: ""),
@@ -222,6 +180,17 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
             !CRI_PAIRS_DUP(c->labels, c->n_labels, &s->labels, &s->n_labels) ||
             !CRI_PAIRS_DUP(c->annotations, c->n_annotations, &s->annotations, &s->n_annotations))
                 return -ENOMEM;
+        if (sc && sc->n_supplemental_groups) {
+                s->supplemental_groups = calloc(sc->n_supplemental_groups, sizeof(int64_t));
+                if (!s->supplemental_groups)
+                        return -ENOMEM;
+                memcpy(s->supplemental_groups, sc->supplemental_groups, sc->n_supplemental_groups * sizeof(int64_t));
+                s->n_supplemental_groups = sc->n_supplemental_groups;
+        }
+        return 0;
+}
+
+static int envs_from(const Runtime__V1__ContainerConfig *c, CtrSpec *s, char **ret_message) {
         /* KeyValue's value is bytes in runtime.v1. */
         s->envs = calloc(c->n_envs + 1, sizeof *s->envs);
         if (!s->envs)
@@ -237,14 +206,11 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
                         return error_message(ret_message, -EINVAL, "envs: environment variable %s holds a NUL byte",
                                              QUOTE(s->envs[i].key));
         }
-        if (sc && sc->n_supplemental_groups) {
-                s->supplemental_groups = calloc(sc->n_supplemental_groups, sizeof(int64_t));
-                if (!s->supplemental_groups)
-                        return -ENOMEM;
-                memcpy(s->supplemental_groups, sc->supplemental_groups, sc->n_supplemental_groups * sizeof(int64_t));
-                s->n_supplemental_groups = sc->n_supplemental_groups;
-        }
+        return 0;
+}
 
+/* What the copied fields must be. */
+static int spec_check(const CtrSpec *s, char **ret_message) {
         if (!s->name[0])
                 return error_message(ret_message, -EINVAL, "config.metadata.name is empty");
         if (strlen(s->name) > 253 || strchr(s->name, '/'))
@@ -268,7 +234,10 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
                         return error_message(ret_message, -EINVAL,
                                              "envs: environment variable name %s is invalid: empty or with '='",
                                              QUOTE(s->envs[i].key));
+        return 0;
+}
 
+static int mounts_from(const Runtime__V1__ContainerConfig *c, CtrSpec *s, char **ret_message) {
         s->mounts = calloc(c->n_mounts + 1, sizeof *s->mounts);
         if (!s->mounts)
                 return -ENOMEM;
@@ -294,6 +263,10 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
                 if (!s->mounts[i].container_path || !s->mounts[i].host_path)
                         return -ENOMEM;
         }
+        return 0;
+}
+
+static int devices_from(const Runtime__V1__ContainerConfig *c, CtrSpec *s, char **ret_message) {
         s->devices = calloc(c->n_devices + 1, sizeof *s->devices);
         if (!s->devices)
                 return -ENOMEM;
@@ -316,6 +289,10 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
                 if (!s->devices[i].container_path || !s->devices[i].host_path || !s->devices[i].permissions)
                         return -ENOMEM;
         }
+        return 0;
+}
+
+static int stop_signal_from(const Runtime__V1__ContainerConfig *c, CtrSpec *s, char **ret_message) {
         if (c->stop_signal != RUNTIME__V1__SIGNAL__RUNTIME_DEFAULT) {
                 const ProtobufCEnumValue *v =
                         protobuf_c_enum_descriptor_get_value(&runtime__v1__signal__descriptor, (int) c->stop_signal);
@@ -323,7 +300,26 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
                 if (s->stop_signal <= 0)
                         return error_message(ret_message, -EINVAL, "stop_signal %d is not a signal rktlet knows", (int) c->stop_signal);
         }
-        r = seccomp_from(sc, s, ret_message);
+        return 0;
+}
+
+static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, char **ret_message) {
+        const Runtime__V1__LinuxContainerSecurityContext *sc = c->linux ? c->linux->security_context : NULL;
+        int r;
+
+        r = spec_copy(c, s);
+        if (r >= 0)
+                r = envs_from(c, s, ret_message);
+        if (r >= 0)
+                r = spec_check(s, ret_message);
+        if (r >= 0)
+                r = mounts_from(c, s, ret_message);
+        if (r >= 0)
+                r = devices_from(c, s, ret_message);
+        if (r >= 0)
+                r = stop_signal_from(c, s, ret_message);
+        if (r >= 0)
+                r = seccomp_from(sc, s, ret_message);
         if (r >= 0)
                 r = apparmor_from(sc, s);
         return r;
@@ -335,7 +331,7 @@ int cri_create_container(GrpcCall *call, const uint8_t *msg, size_t len, void *u
         CtrSpec spec = {};
         char *message = NULL, *packed = NULL;
         size_t packed_len = 0;
-        CtrCall *cc = NULL;
+        CriCall *cc = NULL;
         CtrOp *op = NULL;
         Image *image;
         Pod *pod;
@@ -358,7 +354,7 @@ int cri_create_container(GrpcCall *call, const uint8_t *msg, size_t len, void *u
                                      r == -ENOTUNIQ ? "is an ambiguous prefix" : "does not exist");
                 goto out;
         }
-        if (pod_state(pod) != POD_READY) {
+        if (!sandbox_takes_containers(pod)) {
                 r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION, "pod sandbox %s is not ready", pod->id);
                 goto out;
         }
@@ -375,31 +371,25 @@ int cri_create_container(GrpcCall *call, const uint8_t *msg, size_t len, void *u
                                      QUOTE(spec.image_ref));
                 goto out;
         }
-        if (spec.pid == _POD_NS_UNSET) /* no namespace options: the pod's */
-                spec.pid = pod->spec.pid == POD_NS_POD ? POD_NS_POD : pod->spec.pid == POD_NS_NODE ? POD_NS_NODE : POD_NS_CONTAINER;
-        if (spec.pid == POD_NS_POD && pod->spec.pid != POD_NS_POD)
-                spec.pid = POD_NS_CONTAINER; /* the pod has no PID namespace to share */
 
         packed_len = protobuf_c_message_get_packed_size(&req->config->base);
         packed = malloc(packed_len ?: 1);
-        cc = ctr_call_new(call, m, 0);
+        cc = cri_call_new(call, m, CTR_CALL_CREATE, detach_ctr_op);
         if (!packed || !cc) {
                 r = -ENOMEM;
                 goto out;
         }
         protobuf_c_message_pack(&req->config->base, (uint8_t *) packed);
-        r = ctr_create(m->containers, pod, image, &spec, packed, packed_len, op_done, cc, &message, &op);
+        r = sandbox_create_container(m->containers, pod, image, &spec, packed, packed_len, op_done, cc, &message, &op);
         if (r < 0) {
-                ctr_call_free(cc);
-                cc = NULL;
+                cc = cri_call_free(cc);
                 r = grpc_call_finish(call, r == -EEXIST ? GRPC_STATUS_ALREADY_EXISTS : status_for(r), "%s",
                                      message ?: strerror(-r));
                 goto out;
         }
-        r = ctr_call_wait(TAKE_PTR(cc), op);
+        r = cri_call_wait(TAKE_PTR(cc), op);
 out:
-        if (cc)
-                ctr_call_free(cc);
+        cri_call_free(cc);
         ctr_spec_done(&spec);
         free(packed);
         free(message);
@@ -410,7 +400,7 @@ out:
 /* --- StartContainer / StopContainer / RemoveContainer -------------------------------------------- */
 
 /* The container by id or unique prefix; NULL after answering the call (ret_r says how). */
-static Container *lookup(GrpcCall *call, Manager *m, const char *id, bool missing_is_ok, int kind, int *ret_r) {
+static Container *lookup(GrpcCall *call, Manager *m, const char *id, bool missing_is_ok, int *ret_r) {
         Container *c;
         int r;
 
@@ -425,7 +415,7 @@ static Container *lookup(GrpcCall *call, Manager *m, const char *id, bool missin
                 return NULL;
         }
         if (r < 0) {
-                *ret_r = missing_is_ok ? empty_reply(call, kind)
+                *ret_r = missing_is_ok ? cri_reply_empty(call)
                                        : grpc_call_finish(call, GRPC_STATUS_NOT_FOUND, "container_id %s does not exist",
                                                           QUOTE(id));
                 return NULL;
@@ -433,24 +423,24 @@ static Container *lookup(GrpcCall *call, Manager *m, const char *id, bool missin
         return c;
 }
 
-static int run_op(GrpcCall *call, Manager *m, const char *id, int kind, int64_t timeout) {
+static int run_op(GrpcCall *call, Manager *m, const char *id, CtrCallKind kind, int64_t timeout) {
         char *message = NULL;
         CtrOp *op = NULL;
-        CtrCall *cc;
+        CriCall *cc;
         Container *c;
         int r;
 
-        c = lookup(call, m, id, kind != 1, kind, &r);
+        c = lookup(call, m, id, kind != CTR_CALL_START, &r);
         if (!c)
                 return r;
-        cc = ctr_call_new(call, m, kind);
+        cc = cri_call_new(call, m, kind, detach_ctr_op);
         if (!cc)
                 return -ENOMEM;
-        r = kind == 1   ? ctr_start(c, op_done, cc, &message, &op)
-            : kind == 2 ? ctr_stop(c, timeout, op_done, cc, &op)
-                        : ctr_remove(c, op_done, cc, &op);
+        r = kind == CTR_CALL_START  ? ctr_start(c, op_done, cc, &message, &op)
+            : kind == CTR_CALL_STOP ? ctr_stop(c, timeout, op_done, cc, &op)
+                                    : ctr_remove(c, op_done, cc, &op);
         if (r < 0) {
-                ctr_call_free(cc);
+                cri_call_free(cc);
                 if (r == -EBUSY)
                         r = grpc_call_finish(call, GRPC_STATUS_ABORTED,
                                              "container %s is busy with another operation; try again", c->id);
@@ -459,7 +449,7 @@ static int run_op(GrpcCall *call, Manager *m, const char *id, int kind, int64_t 
                 free(message);
                 return r;
         }
-        return ctr_call_wait(cc, op);
+        return cri_call_wait(cc, op);
 }
 
 int cri_start_container(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
@@ -468,7 +458,7 @@ int cri_start_container(GrpcCall *call, const uint8_t *msg, size_t len, void *us
 
         if (!req)
                 return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "StartContainerRequest does not decode");
-        r = run_op(call, userdata, req->container_id, 1, 0);
+        r = run_op(call, userdata, req->container_id, CTR_CALL_START, 0);
         runtime__v1__start_container_request__free_unpacked(req, NULL);
         return r;
 }
@@ -479,7 +469,7 @@ int cri_stop_container(GrpcCall *call, const uint8_t *msg, size_t len, void *use
 
         if (!req)
                 return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "StopContainerRequest does not decode");
-        r = run_op(call, userdata, req->container_id, 2, req->timeout);
+        r = run_op(call, userdata, req->container_id, CTR_CALL_STOP, req->timeout);
         runtime__v1__stop_container_request__free_unpacked(req, NULL);
         return r;
 }
@@ -490,7 +480,7 @@ int cri_remove_container(GrpcCall *call, const uint8_t *msg, size_t len, void *u
 
         if (!req)
                 return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "RemoveContainerRequest does not decode");
-        r = run_op(call, userdata, req->container_id, 3, 0);
+        r = run_op(call, userdata, req->container_id, CTR_CALL_REMOVE, 0);
         runtime__v1__remove_container_request__free_unpacked(req, NULL);
         return r;
 }
@@ -503,7 +493,7 @@ int cri_reopen_container_log(GrpcCall *call, const uint8_t *msg, size_t len, voi
 
         if (!req)
                 return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "ReopenContainerLogRequest does not decode");
-        c = lookup(call, userdata, req->container_id, false, 0, &r);
+        c = lookup(call, userdata, req->container_id, false, &r);
         if (c) {
                 r = ctr_reopen_log(c);
                 if (r == -ESRCH)
@@ -552,7 +542,7 @@ int cri_container_status(GrpcCall *call, const uint8_t *msg, size_t len, void *u
 
         if (!req)
                 return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "ContainerStatusRequest does not decode");
-        c = lookup(call, m, req->container_id, false, 0, &r);
+        c = lookup(call, m, req->container_id, false, &r);
         if (!c)
                 goto out;
         if (c->config_len)
@@ -614,18 +604,6 @@ out:
         return r;
 }
 
-static bool labels_match(const Container *c, Runtime__V1__ContainerFilter__LabelSelectorEntry **sel, size_t n) {
-        for (size_t i = 0; i < n; i++) {
-                bool found = false;
-                for (size_t k = 0; k < c->n_labels && !found; k++)
-                        found = strcmp(c->labels[k].key, sel[i]->key ?: "") == 0 &&
-                                strcmp(c->labels[k].value, sel[i]->value ?: "") == 0;
-                if (!found)
-                        return false;
-        }
-        return true;
-}
-
 int cri_list_containers(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
         Manager *m = userdata;
         Runtime__V1__ListContainersRequest *req = runtime__v1__list_containers_request__unpack(NULL, len, msg);
@@ -662,7 +640,7 @@ int cri_list_containers(GrpcCall *call, const uint8_t *msg, size_t len, void *us
                         continue;
                 if (f && f->state && f->state->state != state)
                         continue;
-                if (f && !labels_match(c, f->label_selector, f->n_label_selector))
+                if (f && !CRI_LABELS_MATCH(c->labels, c->n_labels, f->label_selector, f->n_label_selector))
                         continue;
                 *it = (Runtime__V1__Container) RUNTIME__V1__CONTAINER__INIT;
                 mds[n] = (Runtime__V1__ContainerMetadata) RUNTIME__V1__CONTAINER_METADATA__INIT;

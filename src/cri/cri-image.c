@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "api.pb-c.h"
+#include "cri-call.h"
 #include "cri-service.h"
 #include "json-util.h"
 #include "log.h"
@@ -50,11 +51,9 @@ static Image *find(Manager *m, const Runtime__V1__ImageSpec *spec) {
 
 /* --- PullImage ----------------------------------------------------------------------------------- */
 
-typedef struct PullCall {
-        GrpcCall *call;
-        PullWaiter *waiter;
-        bool finished;
-} PullCall;
+static void detach_pull(void *waiter) {
+        pull_waiter_cancel(waiter);
+}
 
 static GrpcStatus pull_status(int error) {
         switch (-error) {
@@ -78,31 +77,16 @@ static GrpcStatus pull_status(int error) {
 }
 
 static void pull_done(int error, const char *message, Image *img, void *userdata) {
-        PullCall *pc = userdata;
+        CriCall *cc = userdata;
         Runtime__V1__PullImageResponse resp = RUNTIME__V1__PULL_IMAGE_RESPONSE__INIT;
-        bool waiting = pc->waiter != NULL;
 
-        pc->waiter = NULL;
-        pc->finished = true;
-        grpc_call_set_cancel(pc->call, NULL, NULL);
         if (error < 0)
-                (void) grpc_call_finish(pc->call, pull_status(error), "%s", message ?: strerror(-error));
+                (void) grpc_call_finish(cc->call, pull_status(error), "%s", message ?: strerror(-error));
         else {
                 resp.image_ref = img->id;
-                (void) cri_reply(pc->call, &resp.base);
+                (void) cri_reply(cc->call, &resp.base);
         }
-        if (waiting) {
-                grpc_call_unref(pc->call);
-                free(pc);
-        }
-}
-
-static void pull_cancel(GrpcCall *call, void *userdata) {
-        PullCall *pc = userdata;
-
-        pull_waiter_cancel(pc->waiter);
-        grpc_call_unref(pc->call);
-        free(pc);
+        cri_call_done(cc);
 }
 
 int cri_pull_image(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
@@ -111,7 +95,7 @@ int cri_pull_image(GrpcCall *call, const uint8_t *msg, size_t len, void *userdat
         const Runtime__V1__AuthConfig *a;
         const char *error = NULL;
         PullWaiter *w = NULL;
-        PullCall *pc;
+        CriCall *cc;
         int r;
 
         if (!req)
@@ -128,30 +112,21 @@ int cri_pull_image(GrpcCall *call, const uint8_t *msg, size_t len, void *userdat
                 .registry_token = a ? a->registry_token : NULL,
                 .identity_token = a ? a->identity_token : NULL,
         };
-        pc = calloc(1, sizeof *pc);
-        if (!pc) {
+        cc = cri_call_new(call, m, 0, detach_pull);
+        if (!cc) {
                 runtime__v1__pull_image_request__free_unpacked(req, NULL);
                 return -ENOMEM;
         }
-        pc->call = grpc_call_ref(call);
-        r = image_pull(m->puller, req->image->image, &auth, pull_done, pc, &w, &error);
+        r = image_pull(m->puller, req->image->image, &auth, pull_done, cc, &w, &error);
         if (r < 0) {
-                grpc_call_unref(pc->call);
-                free(pc);
+                cri_call_free(cc);
                 r = grpc_call_finish(call, r == -EINVAL ? GRPC_STATUS_INVALID_ARGUMENT : grpc_status_from_errno(r),
                                      "image.image %s: %s", QUOTE(req->image->image), error ?: strerror(-r));
                 runtime__v1__pull_image_request__free_unpacked(req, NULL);
                 return r;
         }
         runtime__v1__pull_image_request__free_unpacked(req, NULL);
-        if (pc->finished) {
-                grpc_call_unref(pc->call);
-                free(pc);
-                return 0;
-        }
-        pc->waiter = w;
-        grpc_call_set_cancel(call, pull_cancel, pc);
-        return 0;
+        return cri_call_wait(cc, w);
 }
 
 /* --- ListImages / ImageStatus / RemoveImage / ImageFsInfo ---------------------------------------- */
@@ -267,7 +242,6 @@ int cri_image_status(GrpcCall *call, const uint8_t *msg, size_t len, void *userd
 int cri_remove_image(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
         Manager *m = userdata;
         Runtime__V1__RemoveImageRequest *req = runtime__v1__remove_image_request__unpack(NULL, len, msg);
-        Runtime__V1__RemoveImageResponse resp = RUNTIME__V1__REMOVE_IMAGE_RESPONSE__INIT;
         Image *img;
         int r;
 
@@ -296,7 +270,7 @@ int cri_remove_image(GrpcCall *call, const uint8_t *msg, size_t len, void *userd
         }
         /* Removing what is not there is fine: the CRI asks for idempotence. */
         runtime__v1__remove_image_request__free_unpacked(req, NULL);
-        return cri_reply(call, &resp.base);
+        return cri_reply_empty(call);
 }
 
 int cri_image_fs_info(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {

@@ -1,4 +1,4 @@
-/* CRI pod sandbox methods: translation between runtime.v1 messages and the pod module. */
+/* CRI pod sandbox methods: translation between runtime.v1 messages and the pod and sandbox modules. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "api.pb-c.h"
+#include "cri-call.h"
 #include "cri-service.h"
 #include "cri-util.h"
 #include "parse-util.h"
@@ -13,66 +14,20 @@
 #include "json-util.h"
 #include "log.h"
 #include "quote.h"
+#include "macro.h"
 #include "manager.h"
+#include "sandbox.h"
 
-/* A call waiting for a pod operation. */
-typedef struct PodCall {
-        unsigned n_ref; /* 1, the operation's; stop and remove hold one more while they start */
-        GrpcCall *call;
-        Manager *manager;
-        PodOp *op;
-        CniOp *cni;
-        char *id;
-        bool finished;
-        bool remove; /* for stop/remove: which answer */
-        bool killed; /* for stop/remove: pod_kill() is done */
-        unsigned sweeping; /* containers still being stopped or removed before the pod */
-        char *sweep_error;
-        bool cancelled;
-} PodCall;
-
-static PodCall *pod_call_new(GrpcCall *call, Manager *m) {
-        PodCall *pc = calloc(1, sizeof *pc);
-
-        if (!pc)
-                return NULL;
-        pc->n_ref = 1;
-        pc->call = grpc_call_ref(call);
-        pc->manager = m;
-        return pc;
+static void detach_pod_op(void *op) {
+        pod_op_detach(op);
 }
 
-static PodCall *pod_call_ref(PodCall *pc) {
-        pc->n_ref++;
-        return pc;
+static void detach_sandbox_op(void *op) {
+        sandbox_op_detach(op);
 }
 
-static void pod_call_unref(PodCall *pc) {
-        if (--pc->n_ref > 0)
-                return;
-        grpc_call_unref(pc->call);
-        free(pc->id);
-        free(pc->sweep_error);
-        free(pc);
-}
-
-static void pod_call_cancel(GrpcCall *call, void *userdata) {
-        PodCall *pc = userdata;
-
-        /* The operation completes anyway (a pod is never left half-made); nobody hears of it. */
-        pod_op_detach(pc->op);
-        cni_op_cancel(pc->cni);
-        pod_call_unref(pc);
-}
-
-/* After starting an operation that may already have finished (done() ran inside). */
-static int pod_call_wait(PodCall *pc) {
-        if (pc->finished) {
-                pod_call_unref(pc);
-                return 0;
-        }
-        grpc_call_set_cancel(pc->call, pod_call_cancel, pc);
-        return 0;
+static void detach_cni_op(void *op) {
+        cni_op_cancel(op);
 }
 
 static GrpcStatus status_for(int error) {
@@ -148,20 +103,16 @@ static int spec_from_config(const Runtime__V1__PodSandboxConfig *c, const char *
 /* --- RunPodSandbox ------------------------------------------------------------------------------- */
 
 static void run_done(Pod *pod, int error, const char *message, void *userdata) {
-        PodCall *pc = userdata;
-        bool waiting = pc->op != NULL; /* set once pod_run() returned without finishing */
+        CriCall *cc = userdata;
         Runtime__V1__RunPodSandboxResponse resp = RUNTIME__V1__RUN_POD_SANDBOX_RESPONSE__INIT;
 
-        pc->op = NULL;
-        pc->finished = true;
         if (error < 0)
-                (void) grpc_call_finish(pc->call, status_for(error), "%s", message ?: strerror(-error));
+                (void) grpc_call_finish(cc->call, status_for(error), "%s", message ?: strerror(-error));
         else {
                 resp.pod_sandbox_id = pod->id;
-                (void) cri_reply(pc->call, &resp.base);
+                (void) cri_reply(cc->call, &resp.base);
         }
-        if (waiting)
-                pod_call_unref(pc);
+        cri_call_done(cc);
 }
 
 int cri_run_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
@@ -170,7 +121,8 @@ int cri_run_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *us
         PodSpec spec;
         char *message = NULL;
         const char *net_message;
-        PodCall *pc;
+        PodOp *op = NULL;
+        CriCall *cc;
         int r;
 
         if (!req)
@@ -192,151 +144,46 @@ int cri_run_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *us
                 free(message);
                 return r;
         }
-        if (spec.network == POD_NS_POD && !cni_ready(m->cni, NULL, &net_message)) {
+        if (!sandbox_network_ready(m->pods, &spec, &net_message)) {
                 r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION, "network is not ready: %s", net_message);
                 pod_spec_done(&spec);
                 return r;
         }
 
-        pc = pod_call_new(call, m);
-        if (!pc) {
+        cc = cri_call_new(call, m, 0, detach_pod_op);
+        if (!cc) {
                 pod_spec_done(&spec);
                 return -ENOMEM;
         }
-        PodOp *op = NULL;
-        r = pod_run(m->pods, &spec, run_done, pc, &message, &op);
+        r = pod_run(m->pods, &spec, run_done, cc, &message, &op);
         if (r < 0) {
-                pod_call_unref(pc);
+                cri_call_free(cc);
                 r = grpc_call_finish(call, status_for(r), "%s", message ?: strerror(-r));
                 free(message);
                 return r;
         }
-        if (!pc->finished)
-                pc->op = op;
-        return pod_call_wait(pc);
+        return cri_call_wait(cc, op);
 }
 
 /* --- StopPodSandbox / RemovePodSandbox ----------------------------------------------------------- */
 
-/* Three steps, as the CRI has it (stop and remove forcibly terminate what runs in the pod):
- * pod_kill() (NOTREADY, then SIGKILL to every process still in the pod), the pod's containers
- * stopped (those running) or removed, then pod_stop() or pod_remove(). The kill comes first so that
- * no container's stop or removal waits on a process that ignores SIGTERM (a container rktlet
- * believes has exited, a process it never knew of) for its unit's TimeoutStopSec=; the containers
- * would get SIGKILL from their stop anyway (no grace period here). */
+/* The pod's containers go first, then the pod: sandbox_stop() and sandbox_remove(). */
 
-/* Stop and remove both answer with an empty message. */
-static int empty_reply(GrpcCall *call, bool remove) {
-        Runtime__V1__StopPodSandboxResponse stop = RUNTIME__V1__STOP_POD_SANDBOX_RESPONSE__INIT;
-        Runtime__V1__RemovePodSandboxResponse rm = RUNTIME__V1__REMOVE_POD_SANDBOX_RESPONSE__INIT;
+static void teardown_done(int error, SandboxStep step, const char *message, void *userdata) {
+        CriCall *cc = userdata;
 
-        return cri_reply(call, remove ? &rm.base : &stop.base);
-}
-
-static void teardown_done(Pod *pod, int error, const char *message, void *userdata) {
-        PodCall *pc = userdata;
-        bool waiting = pc->op != NULL;
-
-        pc->op = NULL;
-        pc->finished = true;
         if (error < 0)
-                (void) grpc_call_finish(pc->call, status_for(error), "%s", message ?: strerror(-error));
+                (void) grpc_call_finish(cc->call, step == SANDBOX_STEP_CONTAINERS ? GRPC_STATUS_INTERNAL : status_for(error),
+                                        "%s", message ?: strerror(-error));
         else
-                (void) empty_reply(pc->call, pc->remove);
-        if (waiting)
-                pod_call_unref(pc);
-}
-
-/* The pod's own teardown, once its containers are stopped or removed. */
-static int pod_teardown_start(PodCall *pc, Pod *pod) {
-        PodOp *op = NULL;
-        int r;
-
-        /* done() may run before the call returns: then pc->finished is set and pc->op stays NULL. */
-        r = pc->remove ? pod_remove(pod, teardown_done, pc, &op) : pod_stop(pod, teardown_done, pc, &op);
-        if (r < 0)
-                return r;
-        if (!pc->finished)
-                pc->op = op;
-        return 0;
-}
-
-static void sweep_end(PodCall *pc) {
-        Pod *pod = pod_find(pc->manager->pods, pc->id);
-        int r;
-
-        if (pc->sweep_error) {
-                (void) grpc_call_finish(pc->call, GRPC_STATUS_INTERNAL, "%s", pc->sweep_error);
-                pod_call_unref(pc);
-                return;
-        }
-        if (!pod) {
-                /* Gone meanwhile (another call removed it): nothing left to reclaim, as at the start. */
-                (void) empty_reply(pc->call, pc->remove);
-                pod_call_unref(pc);
-                return;
-        }
-        r = pod_teardown_start(pc, pod);
-        if (r < 0) {
-                (void) grpc_call_finish(pc->call, status_for(r), "pod sandbox %s is busy with another operation; try again",
-                                        pc->id);
-                pod_call_unref(pc);
-                return;
-        }
-        if (pc->finished) {
-                pod_call_unref(pc);
-                return;
-        }
-        /* teardown_done() drops pc; a cancelled call leaves the teardown to complete on its own. */
-        grpc_call_set_cancel(pc->call, pod_call_cancel, pc);
-}
-
-static void containers_swept(Container *c, int error, const char *message, void *userdata) {
-        PodCall *pc = userdata;
-
-        if (error < 0 && !pc->sweep_error)
-                pc->sweep_error = strdup(message ?: strerror(-error));
-        if (--pc->sweeping == 0)
-                sweep_end(pc);
-}
-
-static void sweep_cancel(GrpcCall *call, void *userdata) {
-        PodCall *pc = userdata;
-        /* The containers' operations go on; the last one to end still needs pc: keep it, answerless. */
-        pc->cancelled = true;
-}
-
-static void pod_killed(Pod *pod, int error, const char *message, void *userdata) {
-        PodCall *pc = userdata;
-        Manager *m = pc->manager;
-        int r;
-
-        pc->op = NULL;
-        pc->killed = true;
-        if (error < 0) {
-                (void) grpc_call_finish(pc->call, status_for(error), "%s", message ?: strerror(-error));
-                pod_call_unref(pc);
-                return;
-        }
-        /* The pod's containers: stopped (killed, as containerd does) or removed. The loop holds a
-         * count of its own, for a container whose done() runs before its stop or remove returns. */
-        grpc_call_set_cancel(pc->call, sweep_cancel, pc);
-        pc->sweeping = 1;
-        for (Container *c = m->containers->containers, *next; c; c = next) {
-                next = c->next;
-                if (strcmp(c->pod_id, pod->id) != 0 || (!pc->remove && c->state != CTR_RUNNING))
-                        continue;
-                pc->sweeping++;
-                r = pc->remove ? ctr_remove(c, containers_swept, pc, NULL) : ctr_stop(c, 0, containers_swept, pc, NULL);
-                if (r < 0)
-                        containers_swept(NULL, r, "a container of the pod is busy", pc);
-        }
-        containers_swept(NULL, 0, NULL, pc);
+                (void) cri_reply_empty(cc->call);
+        cri_call_done(cc);
 }
 
 static int stop_or_remove(GrpcCall *call, Manager *m, const char *id, bool remove) {
-        PodCall *pc;
-        PodOp *op = NULL;
+        char *message = NULL;
+        SandboxOp *op = NULL;
+        CriCall *cc;
         Pod *pod;
         int r;
 
@@ -346,36 +193,23 @@ static int stop_or_remove(GrpcCall *call, Manager *m, const char *id, bool remov
         if (r == -ENOTUNIQ)
                 return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "pod_sandbox_id prefix %s is ambiguous", QUOTE(id));
         if (r < 0)
-                return empty_reply(call, remove); /* nothing left to reclaim: the CRI asks for success */
-        for (Container *c = m->containers->containers; c; c = c->next)
-                if (strcmp(c->pod_id, pod->id) == 0 && c->busy)
-                        return grpc_call_finish(call, GRPC_STATUS_ABORTED,
-                                                "container %s of pod sandbox %s is busy with another operation; try again",
-                                                c->id, pod->id);
-        pc = pod_call_new(call, m);
-        if (!pc || !(pc->id = strdup(pod->id))) {
-                if (pc)
-                        pod_call_unref(pc);
+                return cri_reply_empty(call); /* nothing left to reclaim: the CRI asks for success */
+        cc = cri_call_new(call, m, 0, detach_sandbox_op);
+        if (!cc)
                 return -ENOMEM;
-        }
-        pc->remove = remove;
-
-        /* pod_killed(), and with it all that follows to the answer, may run inside pod_kill(): hold
-         * pc until it returned. */
-        pod_call_ref(pc);
-        r = pod_kill(pod, pod_killed, pc, &op);
+        r = remove ? sandbox_remove(m->containers, pod, teardown_done, cc, &message, &op)
+                   : sandbox_stop(m->containers, pod, teardown_done, cc, &message, &op);
         if (r < 0) {
-                r = grpc_call_finish(call, status_for(r), "pod sandbox %s is busy with another operation; try again",
-                                     id);
-                pc->n_ref--; /* done() will not run: the operation's reference, the handler's is dropped below */
-        } else if (!pc->killed) {
-                pc->op = op;
-                /* Cancelled now, the kill completes and the rest is not done: the pod is NOTREADY,
-                 * kubelet stops it again. */
-                grpc_call_set_cancel(call, pod_call_cancel, pc);
+                cri_call_free(cc);
+                if (r == -ENOMEM)
+                        return r;
+                r = message ? grpc_call_finish(call, status_for(r), "%s", message)
+                            : grpc_call_finish(call, status_for(r),
+                                               "pod sandbox %s is busy with another operation; try again", id);
+                free(message);
+                return r;
         }
-        pod_call_unref(pc);
-        return r;
+        return cri_call_wait(cc, op);
 }
 
 int cri_stop_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
@@ -407,12 +241,6 @@ static Runtime__V1__PodSandboxState cri_state(const Pod *pod) {
                                            : RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
 }
 
-
-typedef struct StatusCall {
-        PodCall base;
-        bool verbose;
-        char *check; /* CNI CHECK outcome for verbose */
-} StatusCall;
 
 static int status_reply(GrpcCall *call, Manager *m, Pod *pod, bool verbose, const char *check) {
         Runtime__V1__PodSandboxStatusResponse resp = RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INIT;
@@ -500,17 +328,14 @@ static int status_reply(GrpcCall *call, Manager *m, Pod *pod, bool verbose, cons
 }
 
 static void status_check_done(int error, const char *message, const char *result, const char *network, void *userdata) {
-        StatusCall *sc = userdata;
-        Pod *pod = pod_find(sc->base.manager->pods, sc->base.id);
+        CriCall *cc = userdata;
+        Pod *pod = pod_find(cc->manager->pods, cc->id);
 
-        sc->base.cni = NULL;
-        grpc_call_set_cancel(sc->base.call, NULL, NULL);
         if (!pod)
-                (void) grpc_call_finish(sc->base.call, GRPC_STATUS_NOT_FOUND, "pod sandbox %s was removed meanwhile",
-                                        sc->base.id);
+                (void) grpc_call_finish(cc->call, GRPC_STATUS_NOT_FOUND, "pod sandbox %s was removed meanwhile", cc->id);
         else
-                (void) status_reply(sc->base.call, sc->base.manager, pod, true, error < 0 ? message : "ok");
-        pod_call_unref(&sc->base);
+                (void) status_reply(cc->call, cc->manager, pod, true, error < 0 ? message : "ok");
+        cri_call_done(cc);
 }
 
 int cri_pod_sandbox_status(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
@@ -541,42 +366,24 @@ int cri_pod_sandbox_status(GrpcCall *call, const uint8_t *msg, size_t len, void 
                 return status_reply(call, m, pod, verbose, NULL);
 
         /* verbose on a networked pod: CNI CHECK first, its outcome goes into the info. */
-        StatusCall *sc = calloc(1, sizeof *sc);
-        char *netns = pod_ns_path(pod, "net");
+        _cleanup_free_ char *netns = pod_ns_path(pod, "net");
         CniPortMapping none[1];
-        if (!sc || !(sc->base.id = strdup(pod->id))) {
-                free(sc);
-                free(netns);
+        CniOp *op = NULL;
+        CriCall *cc = cri_call_new(call, m, 0, detach_cni_op);
+        if (!cc || !(cc->id = strdup(pod->id))) {
+                cri_call_free(cc);
                 return -ENOMEM;
         }
-        sc->base.n_ref = 1;
-        sc->base.call = grpc_call_ref(call);
-        sc->base.manager = m;
         CniPod cp = {
                 .id = pod->id, .netns = netns, .name = pod->spec.name, .namespace = pod->spec.namespace,
                 .uid = pod->spec.uid, .ports = none, .n_ports = 0,
         };
-        grpc_call_set_cancel(call, pod_call_cancel, &sc->base);
-        r = cni_check(m->cni, &cp, pod->cni_network, pod->cni_result, status_check_done, sc, &sc->base.cni);
-        free(netns);
+        r = cni_check(m->cni, &cp, pod->cni_network, pod->cni_result, status_check_done, cc, &op);
         if (r < 0) {
-                grpc_call_set_cancel(call, NULL, NULL);
-                pod_call_unref(&sc->base);
+                cri_call_free(cc);
                 return status_reply(call, m, pod, true, strerror(-r));
         }
-        return 0;
-}
-
-static bool labels_match(const Pod *pod, Runtime__V1__PodSandboxFilter__LabelSelectorEntry **sel, size_t n) {
-        for (size_t i = 0; i < n; i++) {
-                bool found = false;
-                for (size_t k = 0; k < pod->spec.n_labels && !found; k++)
-                        found = strcmp(pod->spec.labels[k].key, sel[i]->key ?: "") == 0 &&
-                                strcmp(pod->spec.labels[k].value, sel[i]->value ?: "") == 0;
-                if (!found)
-                        return false;
-        }
-        return true;
+        return cri_call_wait(cc, op);
 }
 
 int cri_list_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
@@ -602,7 +409,7 @@ int cri_list_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *u
                         continue;
                 if (f && f->state && f->state->state != cri_state(p))
                         continue;
-                if (f && !labels_match(p, f->label_selector, f->n_label_selector))
+                if (f && !CRI_LABELS_MATCH(p->spec.labels, p->spec.n_labels, f->label_selector, f->n_label_selector))
                         continue;
                 Runtime__V1__PodSandbox *it = &items[n];
                 *it = (Runtime__V1__PodSandbox) RUNTIME__V1__POD_SANDBOX__INIT;
@@ -683,7 +490,8 @@ int cri_update_runtime_config(GrpcCall *call, const uint8_t *msg, size_t len, vo
                         free(m->pod_cidr);
                         m->pod_cidr = strdup(cidr);
                         manager_save_runtime_state(m);
-                        if (manager_render_cni_template(m, &message) < 0) {
+                        if (cni_render_template(m->config.cni_conf_template, m->config.cni_conf_dir, m->pod_cidr,
+                                                &message) < 0) {
                                 int r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION, "%s",
                                                          message ?: "cannot render the CNI config template");
                                 free(message);

@@ -82,6 +82,13 @@ int cri_reply(GrpcCall *call, const ProtobufCMessage *msg) {
         return grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 }
 
+int cri_reply_empty(GrpcCall *call) {
+        /* An empty message packs to no bytes, whatever its type. */
+        if (!grpc_call_reserve_message(call, 0))
+                return -errno;
+        return grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+}
+
 int cri_service_init(Manager *m) {
         const ProtobufCServiceDescriptor *services[] = {
                 &runtime__v1__runtime_service__descriptor,

@@ -12,6 +12,8 @@ const GrpcMethod *cri_service_lookup(const char *path, void *userdata);
 /* Packs a protobuf-c message as the call's single reply and ends it with OK. */
 struct ProtobufCMessage;
 int cri_reply(GrpcCall *call, const struct ProtobufCMessage *msg);
+/* Ends the call with OK and an empty message (StopPodSandboxResponse, RemoveContainerResponse…). */
+int cri_reply_empty(GrpcCall *call);
 
 /* Handlers (cri-runtime.c). */
 int cri_version(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);

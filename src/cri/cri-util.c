@@ -17,3 +17,10 @@ void cri_pairs_out_free(void *pe) {
                 free(((void **) pe)[0]);
         free(pe);
 }
+
+bool cri_pairs_has(const StrPair *pairs, size_t n, const char *key, const char *value) {
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(pairs[i].key, key ?: "") == 0 && strcmp(pairs[i].value, value ?: "") == 0)
+                        return true;
+        return false;
+}

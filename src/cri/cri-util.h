@@ -49,3 +49,15 @@ char **cri_strv_dup(char **l, size_t n);
         })
 
 void cri_pairs_out_free(void *pe);
+
+/* Whether pairs hold key with value (NULL is ""). */
+bool cri_pairs_has(const StrPair *pairs, size_t n, const char *key, const char *value);
+
+/* Whether labels hold every entry of a filter's label selector (key/value strings). */
+#define CRI_LABELS_MATCH(labels, n_labels, sel, n_sel)                                               \
+        ({                                                                                        \
+                bool _m = true;                                                                   \
+                for (size_t _i = 0; _m && _i < (n_sel); _i++)                                     \
+                        _m = cri_pairs_has((labels), (n_labels), (sel)[_i]->key, (sel)[_i]->value); \
+                _m;                                                                               \
+        })

@@ -49,3 +49,8 @@ void cni_op_cancel(CniOp *op);
 /* The addresses (without prefix length) of a CNI result's "ips": the first IPv4 one first (the
  * pod's IP, as containerd picks it), then the others in the result's order. */
 int cni_result_ips(const char *result, char ***ret_ips, size_t *ret_n);
+
+/* With a template ([CNI] ConfTemplate=, "" none) and a pod CIDR (NULL none): writes
+ * <conf_dir>/10-rktlet.conflist from the template, {{.PodCIDR}} replaced (cni-template.c). 0 when
+ * there is nothing to do; an error with a message naming the file otherwise. */
+int cni_render_template(const char *template_path, const char *conf_dir, const char *pod_cidr, char **ret_message);

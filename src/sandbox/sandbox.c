@@ -1,0 +1,275 @@
+/* Sandboxes: a pod and its containers, above pod/ and ctr/. */
+#include "sandbox.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "build-config.h"
+#include "cni.h"
+#include "fd-util.h"
+#include "macro.h"
+#include "strv.h"
+
+bool sandbox_network_ready(PodTable *pods, const PodSpec *spec, const char **ret_message) {
+        assert(pods);
+        assert(spec);
+        return spec->network != POD_NS_POD || cni_ready(pods->env.cni, NULL, ret_message);
+}
+
+bool sandbox_takes_containers(const Pod *pod) {
+        assert(pod);
+        return pod_state(pod) == POD_READY;
+}
+
+PodNsMode sandbox_container_pid(const Pod *pod, PodNsMode pid) {
+        assert(pod);
+        if (pid == _POD_NS_UNSET) /* no namespace options: the pod's */
+                pid = pod->spec.pid == POD_NS_POD    ? POD_NS_POD
+                      : pod->spec.pid == POD_NS_NODE ? POD_NS_NODE
+                                                     : POD_NS_CONTAINER;
+        if (pid == POD_NS_POD && pod->spec.pid != POD_NS_POD)
+                pid = POD_NS_CONTAINER; /* the pod has no PID namespace to share */
+        return pid;
+}
+
+int sandbox_create_container(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *config,
+                             size_t config_len, CtrDone done, void *userdata, char **ret_message, CtrOp **ret_op) {
+        assert(t);
+        assert(pod);
+        assert(spec);
+        if (!sandbox_takes_containers(pod)) {
+                ctr_spec_done(spec); /* taken over, as ctr_create() does */
+                return error_message(ret_message, -EPIPE, "pod sandbox %s is not ready", pod->id);
+        }
+        spec->pid = sandbox_container_pid(pod, spec->pid);
+        return ctr_create(t, pod, image, spec, config, config_len, done, userdata, ret_message, ret_op);
+}
+
+Container *sandbox_busy_container(CtrTable *t, const Pod *pod) {
+        assert(t);
+        assert(pod);
+        for (Container *c = t->containers; c; c = c->next)
+                if (strcmp(c->pod_id, pod->id) == 0 && c->busy)
+                        return c;
+        return NULL;
+}
+
+/* --- Stop and remove ------------------------------------------------------------------------------ */
+
+/* The kill comes first so that no container's stop or removal waits on a process that ignores
+ * SIGTERM (a container rktlet believes has exited, a process it never knew of) for its unit's
+ * TimeoutStopSec=; the containers would get SIGKILL from their stop anyway (no grace period here). */
+
+struct SandboxOp {
+        unsigned n_ref; /* the operation's while it runs; entry points hold one more while they call down */
+        CtrTable *containers;
+        PodTable *pods;
+        char id[65];
+        bool remove;
+        SandboxStep step;
+        PodOp *pod_op;      /* the kill or the teardown in flight, once its entry point returned */
+        unsigned sweeping;  /* containers still being stopped or removed, plus one while starting them */
+        int sweep_error;    /* the first container's failure */
+        char *sweep_message;
+        bool finished;
+        SandboxDone done; /* NULL once detached */
+        void *userdata;
+};
+
+static SandboxOp *op_ref(SandboxOp *op) {
+        op->n_ref++;
+        return op;
+}
+
+static void op_unref(SandboxOp *op) {
+        if (--op->n_ref > 0)
+                return;
+        free(op->sweep_message);
+        free(op);
+}
+
+/* Answers (unless detached) and drops the operation's reference. */
+static void op_finish(SandboxOp *op, SandboxStep step, int error, const char *message) {
+        SandboxDone done = op->done;
+
+        op->finished = true;
+        op->pod_op = NULL;
+        op->done = NULL;
+        if (done)
+                done(error, step, message, op->userdata);
+        op_unref(op);
+}
+
+static void teardown_done(Pod *pod, int error, const char *message, void *userdata) {
+        op_finish(userdata, SANDBOX_STEP_POD, error, message);
+}
+
+/* The pod's own teardown, once its containers are stopped or removed. */
+static void sweep_end(SandboxOp *op) {
+        PodOp *pod_op = NULL;
+        Pod *pod;
+        int r;
+
+        if (op->sweep_error < 0) {
+                op_finish(op, SANDBOX_STEP_CONTAINERS, op->sweep_error, op->sweep_message);
+                return;
+        }
+        pod = pod_find(op->pods, op->id);
+        if (!pod) {
+                /* Gone meanwhile (another call removed it): nothing left to reclaim, as at the start. */
+                op_finish(op, SANDBOX_STEP_POD, 0, NULL);
+                return;
+        }
+        op->step = SANDBOX_STEP_POD;
+        /* teardown_done() may run before the call returns, and drop the operation's reference. */
+        op_ref(op);
+        r = op->remove ? pod_remove(pod, teardown_done, op, &pod_op) : pod_stop(pod, teardown_done, op, &pod_op);
+        if (r < 0) {
+                char message[160];
+                snprintf(message, sizeof message, "pod sandbox %s is busy with another operation; try again", op->id);
+                op_finish(op, SANDBOX_STEP_POD, r, message);
+        } else if (!op->finished)
+                op->pod_op = pod_op;
+        op_unref(op);
+}
+
+static void container_swept(Container *c, int error, const char *message, void *userdata) {
+        SandboxOp *op = userdata;
+
+        if (error < 0 && op->sweep_error >= 0) {
+                op->sweep_error = error;
+                op->sweep_message = strdup(message ?: strerror(-error));
+        }
+        if (--op->sweeping == 0)
+                sweep_end(op);
+}
+
+static void pod_killed(Pod *pod, int error, const char *message, void *userdata) {
+        SandboxOp *op = userdata;
+        int r;
+
+        op->pod_op = NULL;
+        if (error < 0) {
+                op_finish(op, SANDBOX_STEP_KILL, error, message);
+                return;
+        }
+        /* The pod's containers: stopped (killed, as containerd does) or removed. The loop holds a
+         * count of its own, for a container whose done() runs before its stop or remove returns. */
+        op->step = SANDBOX_STEP_CONTAINERS;
+        op->sweeping = 1;
+        for (Container *c = op->containers->containers, *next; c; c = next) {
+                next = c->next;
+                if (strcmp(c->pod_id, pod->id) != 0 || (!op->remove && c->state != CTR_RUNNING))
+                        continue;
+                op->sweeping++;
+                r = op->remove ? ctr_remove(c, container_swept, op, NULL) : ctr_stop(c, 0, container_swept, op, NULL);
+                if (r < 0)
+                        container_swept(NULL, r, "a container of the pod is busy", op);
+        }
+        container_swept(NULL, 0, NULL, op);
+}
+
+static int stop_or_remove(CtrTable *t, Pod *pod, bool remove, SandboxDone done, void *userdata,
+                          char **ret_message, SandboxOp **ret_op) {
+        PodOp *pod_op = NULL;
+        SandboxOp *op;
+        Container *busy;
+        int r;
+
+        assert(t);
+        assert(pod);
+        assert(ret_op);
+        busy = sandbox_busy_container(t, pod);
+        if (busy)
+                return error_message(ret_message, -EBUSY,
+                                     "container %s of pod sandbox %s is busy with another operation; try again",
+                                     busy->id, pod->id);
+        op = calloc(1, sizeof *op);
+        if (!op)
+                return -ENOMEM;
+        *op = (SandboxOp) {
+                .n_ref = 2, /* the operation's, and ours until pod_kill() returned */
+                .containers = t,
+                .pods = pod->table,
+                .remove = remove,
+                .step = SANDBOX_STEP_KILL,
+                .done = done,
+                .userdata = userdata,
+        };
+        strcpy(op->id, pod->id);
+
+        /* pod_killed(), and with it all that follows to done(), may run inside pod_kill(). */
+        r = pod_kill(pod, pod_killed, op, &pod_op);
+        if (r < 0) {
+                free(op);
+                return r; /* the pod is busy: no message, the caller names the pod as it was asked */
+        }
+        if (op->step == SANDBOX_STEP_KILL)
+                op->pod_op = pod_op;
+        *ret_op = op->finished ? NULL : op;
+        op_unref(op);
+        return 0;
+}
+
+int sandbox_stop(CtrTable *t, Pod *pod, SandboxDone done, void *userdata, char **ret_message, SandboxOp **ret_op) {
+        return stop_or_remove(t, pod, false, done, userdata, ret_message, ret_op);
+}
+
+int sandbox_remove(CtrTable *t, Pod *pod, SandboxDone done, void *userdata, char **ret_message, SandboxOp **ret_op) {
+        return stop_or_remove(t, pod, true, done, userdata, ret_message, ret_op);
+}
+
+void sandbox_op_detach(SandboxOp *op) {
+        if (!op || op->finished)
+                return;
+        op->done = NULL;
+        if (op->step == SANDBOX_STEP_CONTAINERS)
+                return; /* the last container's done() goes on to the pod's teardown */
+        /* The kill or the teardown completes on its own; after a kill nothing follows. */
+        pod_op_detach(op->pod_op);
+        op->pod_op = NULL;
+        op->finished = true;
+        op_unref(op);
+}
+
+/* --- The binaries pods and containers run ----------------------------------------------------------- */
+
+char *sandbox_find_pod_init(void) {
+        char self[4096], *p;
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+
+        if (n > 0) {
+                self[n] = '\0';
+                *strrchr(self, '/') = '\0';
+                if (asprintf(&p, "%s/rktlet-pod-init", self) >= 0) {
+                        if (access(p, X_OK) == 0)
+                                return p;
+                        free(p);
+                }
+        }
+        return strdup(LIBEXECDIR "/rktlet/rktlet-pod-init");
+}
+
+char *sandbox_find_oci_runtime(const char *configured) {
+        const char *const candidates[] = { configured, "runc", "crun" };
+        const char *path = getenv("PATH") ?: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+        for (size_t i = configured && configured[0] ? 0 : 1; i < ELEMENTSOF(candidates); i++) {
+                char **dirs;
+
+                if (strchr(candidates[i], '/'))
+                        return access(candidates[i], X_OK) == 0 ? strdup(candidates[i]) : NULL;
+                dirs = strv_split(path, ":");
+                char *found = find_executable(dirs, candidates[i]);
+                strv_free(dirs);
+                if (found)
+                        return found;
+                if (i == 0)
+                        return NULL; /* what was configured is not there: no guessing */
+        }
+        return NULL;
+}
