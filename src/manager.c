@@ -99,6 +99,8 @@ Manager *manager_free(Manager *m) {
                 m->containers->all_confirmed = NULL; /* freeing them is no recovery */
         m->server = grpc_server_free(m->server);
         cri_service_done();
+        ctr_exec_abort_all(); /* commands run by ExecSync: killed, not left to the containers */
+        child_orphans_unwatch();
         m->containers = ctr_table_free(m->containers);
         m->pods = pod_table_free(m->pods);
         m->puller = puller_free(m->puller);
@@ -553,6 +555,11 @@ static int manager_start_containers(Manager *m) {
                 .cgroup_root = ctr_env_cgroup_root,
                 .userdata = m,
         };
+        /* The daemon is the child subreaper: what a detached `runc exec` starts becomes its child,
+         * watched through a pidfd (ExecSync); other orphans are reaped. */
+        r = child_orphans_watch(m->loop);
+        if (r < 0)
+                return log_error_errno(r, "Failed to become the child subreaper: %m");
         r = ctr_table_new(&cenv, &m->containers);
         if (r >= 0) {
                 /* Until systemd says what became of the containers that were running, their state
