@@ -646,8 +646,10 @@ static int on_reply_or_headers(SpdySession *s, const uint8_t *p, uint32_t len) {
                 /* Frames may still be in flight for a stream that ended; only a stream that never
                  * existed is the peer's mistake. */
                 return stream_was_opened(s, id) ? 0 : stream_error(s, id, SPDY_RST_INVALID_STREAM);
-        if (reply && (!is_ours(s, id) || st->replied))
-                return stream_error(s, id, st->replied ? SPDY_RST_STREAM_IN_USE : SPDY_RST_PROTOCOL_ERROR);
+        if (reply && !is_ours(s, id))
+                return stream_error(s, id, SPDY_RST_PROTOCOL_ERROR);
+        if (reply && st->replied)
+                return stream_error(s, id, SPDY_RST_STREAM_IN_USE);
         if (st->remote_closed)
                 return stream_error(s, id, SPDY_RST_STREAM_ALREADY_CLOSED);
         if (r > 0)
