@@ -1034,8 +1034,8 @@ SpdySession *spdy_session_free(SpdySession *s) {
 bool spdy_session_want_read(const SpdySession *s) {
         if (s->error < 0)
                 return false;
-        if (s->goaway_sent && s->goaway_received)
-                return false;
+        /* After GOAWAY either way, the open streams still finish: spdystream's Close() sends GOAWAY
+         * and then waits for the FIN of each of its streams. */
         return !((s->goaway_sent || s->goaway_received) && s->n_streams == 0);
 }
 
@@ -1165,11 +1165,12 @@ int spdy_session_submit_data(SpdySession *s, uint32_t stream_id, const void *dat
                 bool last = i == frames - 1;
                 p = put32(p, stream_id);
                 p = put32(p, (uint32_t) (last && fin ? SPDY_FLAG_FIN : 0) << 24 | (uint32_t) n);
-                if (n > 0)
+                if (n > 0) { /* data may be NULL for an empty FIN */
                         memcpy(p, d, n);
-                p += n;
-                d += n;
-                len -= n;
+                        p += n;
+                        d += n;
+                        len -= n;
+                }
         }
         buffer_commit(&s->out, total);
         if (fin) {

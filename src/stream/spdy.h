@@ -183,8 +183,8 @@ static inline bool spdy_session_want_write(const SpdySession *s) {
         return spdy_session_queued(s) > 0;
 }
 
-/* Whether it makes sense to go on: false once the session failed, or once GOAWAY went both ways or
- * one way with no stream left open. The caller closes after draining the output. */
+/* Whether it makes sense to go on: false once the session failed, or once a GOAWAY went either way
+ * and no stream is left open. The caller closes after draining the output. */
 bool spdy_session_want_read(const SpdySession *s);
 size_t spdy_session_n_streams(const SpdySession *s);
 
