@@ -543,10 +543,10 @@ static void test_truncated(void **state) {
 
         /* Control frames shorter than their fixed fields. */
         for (uint16_t type = 1; type <= 9; type++) {
-                RawPeer *r = raw_new();
-                uint8_t zero[8] = {};
+                uint8_t zero[16] = {};
                 if (type == 5)
                         continue;
+                RawPeer *r = raw_new();
                 peer_free(srv);
                 srv = peer_new(true, NULL);
                 raw_control(r, 3, type, 0, zero, type == SPDY_SYN_STREAM ? 9 : 3);
