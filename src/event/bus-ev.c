@@ -1,6 +1,7 @@
 /* Drives an sd-bus connection from a libev loop: its fd, its events and its timeout. */
 #include "bus-ev.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 
@@ -66,6 +67,9 @@ static void bus_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents) {
 }
 
 int bus_ev_attach(BusEv *b, struct ev_loop *loop, sd_bus *bus) {
+        assert(b);
+        assert(loop);
+        assert(bus);
         b->loop = loop;
         b->bus = sd_bus_ref(bus);
         ev_io_init(&b->io, bus_io_cb, -1, 0);
@@ -76,6 +80,7 @@ int bus_ev_attach(BusEv *b, struct ev_loop *loop, sd_bus *bus) {
 }
 
 void bus_ev_detach(BusEv *b) {
+        assert(b);
         if (!b->bus)
                 return;
         ev_io_stop(b->loop, &b->io);

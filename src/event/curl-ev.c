@@ -2,6 +2,7 @@
  * timeout an ev_timer. No thread, no blocking call. */
 #include "curl-ev.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -105,6 +106,8 @@ int curl_ev_new(struct ev_loop *loop, CurlEv **ret) {
         static bool initialized = false;
         CurlEv *c;
 
+        assert(loop);
+        assert(ret);
         if (!initialized) {
                 if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
                         return -EIO;
@@ -141,6 +144,9 @@ CurlEv *curl_ev_free(CurlEv *c) {
 int curl_ev_add(CurlEv *c, CURL *easy, CurlDone done, void *userdata) {
         Transfer *t = calloc(1, sizeof *t);
 
+        assert(c);
+        assert(easy);
+        assert(done);
         if (!t)
                 return -ENOMEM;
         t->done = done;
@@ -157,6 +163,8 @@ int curl_ev_add(CurlEv *c, CURL *easy, CurlDone done, void *userdata) {
 void curl_ev_remove(CurlEv *c, CURL *easy) {
         Transfer *t = NULL;
 
+        assert(c);
+        assert(easy);
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &t);
         curl_multi_remove_handle(c->multi, easy);
         curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
