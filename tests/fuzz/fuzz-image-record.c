@@ -75,7 +75,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 atexit(cleanup);
         }
         (void) rm_rf(root);
-        snprintf(path, sizeof path, "%s/images/records/%s.json", root, ID + 7);
+        snprintf(path, sizeof path, "%s/images/records/%s.json", root, &ID[7]);
         if (mkdir_parents(path, 0700) < 0 || write_file_replace(path, (const char *) data, size, 0600) < 0)
                 abort();
         if (image_store_new(loop, root, &s) < 0)
