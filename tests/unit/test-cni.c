@@ -19,6 +19,7 @@
 #include "fd-util.h"
 #include "json-util.h"
 #include "strv.h"
+#include "test-loop.h"
 
 static char dir[] = "/tmp/test-cni-XXXXXX";
 static char conf[512], bin[512], other_bin[512];
@@ -348,28 +349,12 @@ static void outcome_done(Outcome *o) {
         free(o->network);
 }
 
-static void safety_cb(struct ev_loop *l, ev_timer *w, int revents) {
-        ev_break(l, EVBREAK_ALL);
-}
-
-static void check_cb(struct ev_loop *l, ev_prepare *w, int revents) {
-        Outcome *o = w->data;
-        if (o->done)
-                ev_break(l, EVBREAK_ALL);
+static bool outcome_in(void *userdata) {
+        return ((Outcome *) userdata)->done;
 }
 
 static void run_until(Outcome *o) {
-        ev_timer safety;
-        ev_prepare check;
-
-        ev_timer_init(&safety, safety_cb, 10., 0.);
-        ev_timer_start(loop, &safety);
-        ev_prepare_init(&check, check_cb);
-        check.data = o;
-        ev_prepare_start(loop, &check);
-        ev_run(loop, 0);
-        ev_prepare_stop(loop, &check);
-        ev_timer_stop(loop, &safety);
+        loop_run_until(loop, outcome_in, o, 10.);
         assert_true(o->done);
 }
 

@@ -19,6 +19,7 @@
 #include "image-store.h"
 #include "json-util.h"
 #include "strv.h"
+#include "test-loop.h"
 
 static char root[] = "/tmp/test-image-gc-XXXXXX";
 static struct ev_loop *loop;
@@ -146,27 +147,13 @@ static int fresh(void **state) {
         return rm_rf(path) < 0 && errno != ENOENT ? -1 : 0;
 }
 
-static void safety_cb(struct ev_loop *l, ev_timer *w, int revents) {
-        ev_break(l, EVBREAK_ALL);
-}
-
-static void check_cb(struct ev_loop *l, ev_prepare *w, int revents) {
-        if (child_count() == 0)
-                ev_break(l, EVBREAK_ALL);
+static bool no_children(void *userdata) {
+        return child_count() == 0;
 }
 
 /* Until the store's deletion children are done, at most 10 s. */
 static void run_children(void) {
-        ev_timer safety;
-        ev_prepare check;
-
-        ev_timer_init(&safety, safety_cb, 10., 0.);
-        ev_timer_start(loop, &safety);
-        ev_prepare_init(&check, check_cb);
-        ev_prepare_start(loop, &check);
-        ev_run(loop, 0);
-        ev_prepare_stop(loop, &check);
-        ev_timer_stop(loop, &safety);
+        loop_run_until(loop, no_children, NULL, 10.);
         assert_int_equal(child_count(), 0);
 }
 
