@@ -1048,6 +1048,63 @@ static void fetch_config(Pull *pl) {
         req_start(pl->req);
 }
 
+/* A manifest request failed: the next mirror, or the registry itself, or the pull fails with what
+ * each endpoint said. Takes q and reference. */
+static void manifest_failed(Pull *pl, Req *q, char *reference, int error, const char *message) {
+        char *errors = NULL;
+        bool last = pl->endpoint + 1 >= strv_length(pl->endpoints);
+
+        /* The endpoint holds the registry's name as the client wrote it: bounded. */
+        if (asprintf(&errors, "%s%s%s: %s", pl->endpoint_errors ?: "", pl->endpoint_errors ? "; " : "",
+                     QUOTE(pl->endpoints[pl->endpoint]), message) >= 0) {
+                free(pl->endpoint_errors);
+                pl->endpoint_errors = errors;
+        }
+        req_free(q);
+        if (!last && !pl->manifest_digest) {
+                /* A mirror failed: the next one, or the registry itself. */
+                pl->endpoint++;
+                pull_manifest(pl, reference);
+                free(reference);
+                return;
+        }
+        free(reference);
+        pull_fail(pl, error, "manifest: %s", pl->endpoint_errors ?: message);
+}
+
+/* The digest of an index's linux/<arch> manifest, or NULL. */
+static const char *index_pick(yajl_val v) {
+        yajl_val list = json_get(v, "manifests");
+
+        for (size_t i = 0; YAJL_IS_ARRAY(list) && i < list->u.array.len; i++) {
+                yajl_val m = list->u.array.values[i], pf = json_get(m, "platform");
+                const char *os = json_get_str(pf, "os"), *arch = json_get_str(pf, "architecture");
+                if (os && arch && strcmp(os, "linux") == 0 && strcmp(arch, host_arch()) == 0 &&
+                    digest_valid(json_get_str(m, "digest")))
+                        return json_get_str(m, "digest");
+        }
+        return NULL;
+}
+
+/* An index (digest: its own) fetched: *ret_next is its platform's manifest to fetch next. Otherwise
+ * the pull has failed, and the error is returned. */
+static int index_next(Pull *pl, yajl_val v, const char *digest, char **ret_next) {
+        const char *chosen = index_pick(v);
+
+        if (!chosen) {
+                pull_fail(pl, -ENOENT, "manifest list %s has no image for linux/%s", digest, host_arch());
+                return -ENOENT;
+        }
+        if (pl->manifest_digest) {
+                pull_fail(pl, -EBADMSG, "manifest list %s points at another list", digest);
+                return -EBADMSG;
+        }
+        /* The platform's manifest; repo digests name the list, as docker and containerd do. */
+        pl->manifest_digest = strdup(digest);
+        *ret_next = strdup(chosen);
+        return 0;
+}
+
 static void manifest_done(Req *q, int error, const char *message) {
         Pull *pl = q->pull;
         char *digest = NULL, *reference = q->userdata;
@@ -1058,24 +1115,7 @@ static void manifest_done(Req *q, int error, const char *message) {
         q->free_userdata = NULL;
         pl->req = NULL;
         if (error < 0) {
-                char *errors = NULL;
-                bool last = pl->endpoint + 1 >= strv_length(pl->endpoints);
-                /* The endpoint holds the registry's name as the client wrote it: bounded. */
-                if (asprintf(&errors, "%s%s%s: %s", pl->endpoint_errors ?: "", pl->endpoint_errors ? "; " : "",
-                             QUOTE(pl->endpoints[pl->endpoint]), message) >= 0) {
-                        free(pl->endpoint_errors);
-                        pl->endpoint_errors = errors;
-                }
-                req_free(q);
-                if (!last && !pl->manifest_digest) {
-                        /* A mirror failed: the next one, or the registry itself. */
-                        pl->endpoint++;
-                        pull_manifest(pl, reference);
-                        free(reference);
-                        return;
-                }
-                free(reference);
-                pull_fail(pl, error, "manifest: %s", pl->endpoint_errors ?: message);
+                manifest_failed(pl, q, reference, error, message);
                 return;
         }
         digest = sha256_hex(buffer_peek(&q->body), buffer_len(&q->body));
@@ -1101,31 +1141,11 @@ static void manifest_done(Req *q, int error, const char *message) {
         }
         mt = json_get_str(v, "mediaType") ?: q->content_type ?: "";
         if (json_get(v, "manifests") || strcmp(mt, MT_OCI_INDEX) == 0 || strcmp(mt, MT_DOCKER_LIST) == 0) {
-                yajl_val list = json_get(v, "manifests");
-                const char *chosen = NULL;
-                for (size_t i = 0; YAJL_IS_ARRAY(list) && i < list->u.array.len && !chosen; i++) {
-                        yajl_val m = list->u.array.values[i], pf = json_get(m, "platform");
-                        const char *os = json_get_str(pf, "os"), *arch = json_get_str(pf, "architecture");
-                        if (os && arch && strcmp(os, "linux") == 0 && strcmp(arch, host_arch()) == 0 &&
-                            digest_valid(json_get_str(m, "digest")))
-                                chosen = json_get_str(m, "digest");
-                }
-                if (!chosen) {
-                        req_free(q);
-                        q = NULL;
-                        pull_fail(pl, -ENOENT, "manifest list %s has no image for linux/%s", digest, host_arch());
-                        goto out;
-                }
-                if (pl->manifest_digest) {
-                        req_free(q);
-                        q = NULL;
-                        pull_fail(pl, -EBADMSG, "manifest list %s points at another list", digest);
-                        goto out;
-                }
-                /* The platform's manifest; repo digests name the list, as docker and containerd do. */
-                pl->manifest_digest = strdup(digest);
-                char *next = strdup(chosen);
+                char *next = NULL;
                 req_free(q);
+                q = NULL;
+                if (index_next(pl, v, digest, &next) < 0)
+                        goto out;
                 yajl_tree_free(v);
                 free(digest);
                 free(reference);

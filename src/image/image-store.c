@@ -3,6 +3,7 @@
  * the loop: no pull can find it any more) and then deleted there by a child. */
 #include "image-store.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -151,6 +152,9 @@ static int record_load(ImageStore *s, const char *file, Image **ret) {
                 for (size_t i = 0; img->layers && i < layers->u.array.len; i++) {
                         yajl_val l = layers->u.array.values[i];
                         long long ls = 0;
+                        /* Both name files of the store: a layer without them is no image's. */
+                        if (!digest_valid(json_get_str(l, "digest")) || !digest_valid(json_get_str(l, "chainId")))
+                                goto out;
                         (void) json_get_int(l, "size", &ls);
                         img->layers[i] = (ImageLayer) {
                                 .digest = json_dup_str(l, "digest"),
@@ -161,6 +165,10 @@ static int record_load(ImageStore *s, const char *file, Image **ret) {
                         };
                         img->n_layers++;
                 }
+        }
+        if (YAJL_IS_ARRAY(layers) && !img->layers) {
+                r = -ENOMEM;
+                goto out;
         }
         *ret = TAKE_PTR(img);
         r = 0;
@@ -358,7 +366,9 @@ void image_store_release(ImageStore *s, const char *id) {
                 }
 }
 
-static bool blob_used(ImageStore *s, const char *digest) {
+bool image_store_blob_used(ImageStore *s, const char *digest) {
+        assert(s);
+        assert(digest);
         if (strv_contains(s->busy, digest))
                 return true;
         for (Image *i = s->images; i; i = i->next) {
@@ -371,7 +381,9 @@ static bool blob_used(ImageStore *s, const char *digest) {
         return false;
 }
 
-static bool layer_used(ImageStore *s, const char *chain_id) {
+bool image_store_layer_used(ImageStore *s, const char *chain_id) {
+        assert(s);
+        assert(chain_id);
         if (strv_contains(s->busy, chain_id))
                 return true;
         for (Image *i = s->images; i; i = i->next)
@@ -379,6 +391,23 @@ static bool layer_used(ImageStore *s, const char *chain_id) {
                         if (strcmp(i->layers[k].chain_id, chain_id) == 0)
                                 return true;
         return false;
+}
+
+bool image_store_gc_keep(ImageStore *s, ImageGcArea area, const char *name) {
+        _cleanup_free_ char *id = NULL;
+        size_t n = strlen(name);
+
+        if (name[0] == '.')
+                return true;
+        if (area == IMAGE_GC_LAYERS) {
+                if (n == 64 + 5 && strcmp(name + 64, ".json") == 0)
+                        return true; /* goes with its directory */
+                if (n != 64)
+                        return false; /* a partial unpack ("<hex>.tmp-…") or a stranger */
+        }
+        if (asprintf(&id, "sha256:%s", name) < 0)
+                return true; /* out of memory: nothing is lost by waiting */
+        return area == IMAGE_GC_LAYERS ? image_store_layer_used(s, id) : image_store_blob_used(s, id);
 }
 
 typedef struct GcPaths {
@@ -416,38 +445,28 @@ void image_store_collect(ImageStore *s) {
          * or unused layers: a crash leaves such things; nothing trusts them, they only take room. */
         if (asprintf(&dir, "%s/blobs/sha256", s->dir) >= 0 && (d = opendir(dir))) {
                 while ((de = readdir(d))) {
-                        char *digest = NULL, *p = NULL;
-                        if (de->d_name[0] == '.' || asprintf(&digest, "sha256:%s", de->d_name) < 0)
-                                continue;
-                        if (!blob_used(s, digest) && asprintf(&p, "%s/%s", dir, de->d_name) >= 0)
+                        char *p = NULL;
+                        if (!image_store_gc_keep(s, IMAGE_GC_BLOBS, de->d_name) &&
+                            asprintf(&p, "%s/%s", dir, de->d_name) >= 0)
                                 (void) strv_push(&g.paths, p);
                         free(p);
-                        free(digest);
                 }
                 closedir(d);
         }
         free(dir);
         if (asprintf(&dir, "%s/layers", s->dir) >= 0 && (d = opendir(dir))) {
                 while ((de = readdir(d))) {
-                        char *chain = NULL, *p = NULL;
-                        size_t n = strlen(de->d_name);
-                        if (de->d_name[0] == '.')
+                        char *p = NULL;
+                        if (image_store_gc_keep(s, IMAGE_GC_LAYERS, de->d_name))
                                 continue;
-                        if (n == 64 + 5 && strcmp(de->d_name + 64, ".json") == 0)
-                                continue; /* goes with its directory */
-                        if (n == 64 && asprintf(&chain, "sha256:%s", de->d_name) >= 0 && layer_used(s, chain)) {
-                                free(chain);
-                                continue;
-                        }
                         if (asprintf(&p, "%s/%s", dir, de->d_name) >= 0) {
                                 char *u = NULL;
-                                if (n == 64 && asprintf(&u, "%s.json", p) >= 0)
+                                if (strlen(de->d_name) == 64 && asprintf(&u, "%s.json", p) >= 0)
                                         (void) unlink(u);
                                 free(u);
                                 (void) strv_push(&g.paths, p);
                         }
                         free(p);
-                        free(chain);
                 }
                 closedir(d);
         }
@@ -514,13 +533,13 @@ void image_store_discard_unused(ImageStore *s, char *const *digests, char *const
         GcPaths g = {};
 
         for (char *const *d = digests; d && *d; d++)
-                if (!blob_used(s, *d)) {
+                if (!image_store_blob_used(s, *d)) {
                         _cleanup_free_ char *b = image_store_blob_path(s, *d);
                         if (b)
                                 trash(s, &g, b);
                 }
         for (char *const *c = chain_ids; c && *c; c++)
-                if (!layer_used(s, *c))
+                if (!image_store_layer_used(s, *c))
                         trash_layer(s, &g, *c);
         gc_spawn(s, &g);
         strv_free(g.paths);

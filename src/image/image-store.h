@@ -63,6 +63,18 @@ uint64_t image_store_layer_size(ImageStore *s, const char *chain_id);
 /* Deletes blobs and layers no record uses and the trash (what a crash left); at start, before
  * serving. */
 void image_store_collect(ImageStore *s);
+/* The collector's decisions, from the records and the holds alone. A blob (by digest: an image's
+ * config or one of its layers) or a layer (by chain ID) is used while a record names it or a pull
+ * holds it. Containers hold their image's record (Image.users), not its blobs. */
+bool image_store_blob_used(ImageStore *s, const char *digest);
+bool image_store_layer_used(ImageStore *s, const char *chain_id);
+typedef enum ImageGcArea {
+        IMAGE_GC_BLOBS,  /* blobs/sha256/<hex> */
+        IMAGE_GC_LAYERS, /* layers/<hex> (a directory) and layers/<hex>.json (its usage) */
+} ImageGcArea;
+/* Whether image_store_collect() keeps this entry of that directory: what is used, dot files, and a
+ * layer's usage file (it goes with its directory). Partial unpacks and unknown names go. */
+bool image_store_gc_keep(ImageStore *s, ImageGcArea area, const char *name);
 /* A pull relies on a blob or layer (by digest or chain ID): removals leave it alone until released. */
 void image_store_hold(ImageStore *s, const char *id);
 void image_store_release(ImageStore *s, const char *id);

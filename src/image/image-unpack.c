@@ -13,6 +13,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -59,7 +60,7 @@ static char *parent_of(const char *p) {
         return r;
 }
 
-static int whiteout(const char *path) {
+static int whiteout(const char *path, bool opaque) {
         char *dir = parent_of(path), *base = strrchr(path, '/'), *target = NULL;
         int r = 0;
 
@@ -70,7 +71,7 @@ static int whiteout(const char *path) {
                 r = bad(path, "cannot create its directory");
                 goto out;
         }
-        if (strcmp(base, ".wh..wh..opq") == 0) {
+        if (opaque) {
                 /* An opaque directory: nothing from lower layers shows through. */
                 if (lsetxattr(dir, "trusted.overlay.opaque", "y", 1, 0) < 0)
                         r = bad(path, strerror(errno));
@@ -88,6 +89,38 @@ out:
         free(dir);
         free(target);
         return r;
+}
+
+int unpack_entry_classify(const char *path, const char *hardlink, const char **ret_path, const char **ret_why) {
+        const char *base;
+
+        assert(ret_path);
+        assert(ret_why);
+        *ret_path = path;
+        if (!path) {
+                *ret_why = "no name";
+                return -EPERM;
+        }
+        while (path[0] == '.' && path[1] == '/')
+                path += 2;
+        *ret_path = path;
+        if (!path[0] || strcmp(path, ".") == 0)
+                return UNPACK_ENTRY_ROOT;
+        if (path_escapes(path)) {
+                *ret_why = "its path leaves the layer";
+                return -EPERM;
+        }
+        if (hardlink && path_escapes(hardlink)) {
+                *ret_why = "it is a hard link to outside the layer";
+                return -EPERM;
+        }
+        base = strrchr(path, '/');
+        base = base ? base + 1 : path;
+        if (strcmp(base, ".wh..wh..opq") == 0)
+                return UNPACK_ENTRY_OPAQUE;
+        if (strncmp(base, ".wh.", 4) == 0)
+                return UNPACK_ENTRY_WHITEOUT;
+        return UNPACK_ENTRY_WRITE;
 }
 
 void format_size(uint64_t v, char buf[static 32]) {
@@ -123,6 +156,7 @@ typedef struct Unpack {
         uint64_t compressed;
         uint64_t ratio_max; /* 0: none */
         uint64_t next_statvfs;
+        UnpackStats stats;
 } Unpack;
 
 /* Past a limit: EFBIG (or ENOSPC for free space), with the setting that says so. */
@@ -177,49 +211,77 @@ static int write_failed(const char *path, struct archive *out) {
         return bad(path, archive_error_string(out));
 }
 
-static int unpack(const UnpackJob *job) {
-        Unpack u = { .job = job };
-        struct archive_entry *e;
-        struct stat st;
-        uint64_t bytes = 0, inodes = 0;
-        int fd, r = 0, flags;
+/* One file's data, counted against the limits as it is written. */
+static int copy_data(Unpack *u, struct archive_entry *e, const char *path) {
+        const void *buf;
+        size_t size;
+        la_int64_t offset;
+        int r;
 
-        fd = open(job->blob, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || fstat(fd, &st) < 0) {
-                fprintf(stderr, "open %s: %s\n", job->blob, strerror(errno));
-                return -EIO;
+        while ((r = archive_read_data_block(u->in, &buf, &size, &offset)) == ARCHIVE_OK) {
+                if (archive_write_data_block(u->out, buf, size, offset) < ARCHIVE_WARN)
+                        return write_failed(path, u->out);
+                r = check_limits(u);
+                if (r < 0)
+                        return r;
         }
-        u.compressed = (uint64_t) st.st_size;
+        if (r != ARCHIVE_EOF)
+                return bad(path, archive_error_string(u->in));
+        u->stats.bytes += (uint64_t) archive_entry_size(e);
+        return 0;
+}
+
+static int unpack_entry(Unpack *u, struct archive_entry *e) {
+        const char *path, *why;
+        int kind, r;
+
+        kind = unpack_entry_classify(archive_entry_pathname(e), archive_entry_hardlink(e), &path, &why);
+        if (kind < 0)
+                return bad(path ?: "?", why);
+        if (kind == UNPACK_ENTRY_ROOT)
+                return 0;
+        archive_entry_set_pathname(e, path);
+        if (kind == UNPACK_ENTRY_WHITEOUT || kind == UNPACK_ENTRY_OPAQUE) {
+                r = whiteout(path, kind == UNPACK_ENTRY_OPAQUE);
+                if (r < 0)
+                        return r;
+                u->stats.inodes++;
+                return 0;
+        }
+        r = archive_write_header(u->out, e);
+        if (r < ARCHIVE_WARN)
+                return write_failed(path, u->out);
+        if (archive_entry_size(e) > 0) {
+                r = copy_data(u, e, path);
+                if (r < 0)
+                        return r;
+        }
+        if (archive_write_finish_entry(u->out) < ARCHIVE_WARN)
+                return write_failed(path, u->out);
+        u->stats.inodes++;
+        return 0;
+}
+
+int image_unpack_stream(struct archive *in, uint64_t compressed, const UnpackJob *job, UnpackStats *ret) {
+        Unpack u = { .job = job, .in = in, .compressed = compressed };
+        struct archive_entry *e;
+        int r, flags;
+
+        assert(in);
+        assert(job);
+        assert(ret);
         if (job->max_ratio > 0 && u.compressed <= UINT64_MAX / job->max_ratio)
                 u.ratio_max = MAX(u.compressed * job->max_ratio, UNPACK_RATIO_FLOOR);
-        if (mkdir(job->dir, 0755) < 0 || chroot(job->dir) < 0 || chdir("/") < 0) {
-                fprintf(stderr, "enter %s: %s\n", job->dir, strerror(errno));
-                return errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -EIO;
-        }
-        umask(0);
-
-        u.in = archive_read_new();
         u.out = archive_write_disk_new();
-        if (!u.in || !u.out)
+        if (!u.out)
                 return -ENOMEM;
-        archive_read_support_filter_all(u.in);
-        archive_read_support_format_tar(u.in);
-        archive_read_support_format_gnutar(u.in);
         flags = ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_XATTR |
                 ARCHIVE_EXTRACT_ACL | ARCHIVE_EXTRACT_FFLAGS | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
                 ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS;
         archive_write_disk_set_options(u.out, flags);
         /* Owners by number only: a name lookup would read the image's own /etc/passwd. */
-        if (archive_read_open_fd(u.in, fd, 128 * 1024) != ARCHIVE_OK) {
-                fprintf(stderr, "layer: %s\n", archive_error_string(u.in));
-                return -EIO;
-        }
         r = check_limits(&u); /* the free space, before anything is written */
-        if (r < 0)
-                return r;
-        for (;;) {
-                const char *path, *link, *base;
-
+        while (r >= 0) {
                 r = archive_read_next_header(u.in, &e);
                 if (r == ARCHIVE_EOF) {
                         r = 0;
@@ -227,63 +289,61 @@ static int unpack(const UnpackJob *job) {
                 }
                 if (r < ARCHIVE_WARN) {
                         fprintf(stderr, "layer: %s\n", archive_error_string(u.in));
-                        return -EIO;
+                        r = -EIO;
+                        break;
                 }
                 r = check_limits(&u);
-                if (r < 0)
-                        return r;
-                path = archive_entry_pathname(e);
-                if (!path)
-                        return bad("?", "no name");
-                while (path[0] == '.' && path[1] == '/')
-                        path += 2;
-                if (!path[0] || strcmp(path, ".") == 0)
-                        continue; /* the root itself */
-                if (path_escapes(path))
-                        return bad(path, "its path leaves the layer");
-                link = archive_entry_hardlink(e);
-                if (link && path_escapes(link))
-                        return bad(path, "it is a hard link to outside the layer");
-                archive_entry_set_pathname(e, path);
-
-                base = strrchr(path, '/');
-                base = base ? base + 1 : path;
-                if (strncmp(base, ".wh.", 4) == 0) {
-                        r = whiteout(path);
-                        if (r < 0)
-                                return r;
-                        inodes++;
-                        continue;
-                }
-                r = archive_write_header(u.out, e);
-                if (r < ARCHIVE_WARN)
-                        return write_failed(path, u.out);
-                if (archive_entry_size(e) > 0) {
-                        const void *buf;
-                        size_t size;
-                        la_int64_t offset;
-                        while ((r = archive_read_data_block(u.in, &buf, &size, &offset)) == ARCHIVE_OK) {
-                                if (archive_write_data_block(u.out, buf, size, offset) < ARCHIVE_WARN)
-                                        return write_failed(path, u.out);
-                                r = check_limits(&u);
-                                if (r < 0)
-                                        return r;
-                        }
-                        if (r != ARCHIVE_EOF)
-                                return bad(path, archive_error_string(u.in));
-                        bytes += (uint64_t) archive_entry_size(e);
-                }
-                if (archive_write_finish_entry(u.out) < ARCHIVE_WARN)
-                        return write_failed(path, u.out);
-                inodes++;
+                if (r >= 0)
+                        r = unpack_entry(&u, e);
         }
-        if (archive_write_close(u.out) < ARCHIVE_WARN) {
+        if (r >= 0 && archive_write_close(u.out) < ARCHIVE_WARN) {
                 fprintf(stderr, "layer: %s\n", archive_error_string(u.out));
-                return archive_errno(u.out) == ENOSPC || archive_errno(u.out) == EDQUOT ? -ENOSPC : -EIO;
+                r = archive_errno(u.out) == ENOSPC || archive_errno(u.out) == EDQUOT ? -ENOSPC : -EIO;
         }
+        if (r < 0)
+                /* As the child's exit leaves it: no fix-ups of what was written before the refusal. */
+                (void) archive_write_fail(u.out);
+        archive_write_free(u.out);
+        if (r < 0)
+                return r;
         la_int64_t size = archive_filter_bytes(u.in, 0);
-        printf("%llu %llu %llu\n", (unsigned long long) bytes, (unsigned long long) inodes,
-               (unsigned long long) (size > 0 ? size : 0));
+        u.stats.size = size > 0 ? (uint64_t) size : 0;
+        *ret = u.stats;
+        return 0;
+}
+
+static int unpack(const UnpackJob *job) {
+        UnpackStats stats;
+        struct archive *in;
+        struct stat st;
+        int fd, r;
+
+        fd = open(job->blob, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                fprintf(stderr, "open %s: %s\n", job->blob, strerror(errno));
+                return -EIO;
+        }
+        if (mkdir(job->dir, 0755) < 0 || chroot(job->dir) < 0 || chdir("/") < 0) {
+                fprintf(stderr, "enter %s: %s\n", job->dir, strerror(errno));
+                return errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -EIO;
+        }
+        umask(0);
+
+        in = archive_read_new();
+        if (!in)
+                return -ENOMEM;
+        archive_read_support_filter_all(in);
+        archive_read_support_format_tar(in);
+        archive_read_support_format_gnutar(in);
+        if (archive_read_open_fd(in, fd, 128 * 1024) != ARCHIVE_OK) {
+                fprintf(stderr, "layer: %s\n", archive_error_string(in));
+                return -EIO;
+        }
+        r = image_unpack_stream(in, (uint64_t) st.st_size, job, &stats);
+        if (r < 0)
+                return r;
+        printf("%llu %llu %llu\n", (unsigned long long) stats.bytes, (unsigned long long) stats.inodes,
+               (unsigned long long) stats.size);
         fflush(stdout);
         return 0;
 }

@@ -285,7 +285,7 @@ static void setup(void) {
         socklen_t len = sizeof a;
 
         log_set_max_level(LOG_CRIT); /* the pulls' failures are the point, not news */
-        loop = ev_default_loop(0);
+        loop = ev_loop_new(EVBACKEND_EPOLL); /* not the default loop: its SIGCHLD watcher would reap the unpack children */
         listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *) &a, sizeof a) < 0 || listen(listen_fd, 64) < 0 ||
             getsockname(listen_fd, (struct sockaddr *) &a, &len) < 0)

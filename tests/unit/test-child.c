@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "child.h"
+#include "test-loop.h"
 #include "time-util.h"
 
 typedef struct Outcome {
@@ -37,29 +38,14 @@ static void on_done(Child *c, const ChildResult *r, void *userdata) {
         snprintf(o->err, sizeof o->err, "%s", r->err);
 }
 
-static void safety_cb(struct ev_loop *loop, ev_timer *w, int revents) {
-        ev_break(loop, EVBREAK_ALL);
-}
-
-static void check_cb(struct ev_loop *loop, ev_prepare *w, int revents) {
-        Outcome *o = w->data;
-        if (o ? o->done : child_count() == 0)
-                ev_break(loop, EVBREAK_ALL);
+static bool outcome_in(void *userdata) {
+        Outcome *o = userdata;
+        return o ? o->done : child_count() == 0;
 }
 
 /* Runs the loop until the outcome is in (or no children are left), at most 10 s. */
 static void run_until(struct ev_loop *loop, Outcome *o) {
-        ev_timer safety;
-        ev_prepare check; /* runs before each poll, after the previous round of callbacks */
-
-        ev_timer_init(&safety, safety_cb, 10., 0.);
-        ev_timer_start(loop, &safety);
-        ev_prepare_init(&check, check_cb);
-        check.data = o;
-        ev_prepare_start(loop, &check);
-        ev_run(loop, 0);
-        ev_prepare_stop(loop, &check);
-        ev_timer_stop(loop, &safety);
+        loop_run_until(loop, outcome_in, o, 10.);
 }
 
 static void assert_reaped(pid_t pid) {

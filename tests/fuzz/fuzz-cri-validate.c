@@ -1,0 +1,187 @@
+/* Fuzzes the CRI request validators a RunPodSandbox and a CreateContainer go through: the wire
+ * check of strings (cri_check_strings(), as cri-service.c runs it before any handler), protobuf-c's
+ * unpacking, and for pods pod_spec_validate() on the PodSpec the request makes. The first byte picks
+ * the request; the rest is its bytes.
+ *
+ * The container checks (cri-container.c's spec_from_config()) are static to cri/: only the wire
+ * check and the unpacking are fuzzed for CreateContainer. The PodSpec is made here field by field
+ * as cri-pod.c does (its spec_from_config() is static too).
+ *
+ * A refusal says why (-EINVAL and a message, user strings quoted and bounded); what passes obeys
+ * the rules written out here: names that are path components, an absolute log directory without
+ * "..", a valid host name, supported namespace modes, sysctls that cannot smuggle a second setting,
+ * ports in range and addresses that parse. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.pb-c.h"
+#include "cri-strings.h"
+#include "cri-util.h"
+#include "fuzz.h"
+#include "pod.h"
+
+static const char *protocol_name(Runtime__V1__Protocol p) {
+        switch (p) {
+        case RUNTIME__V1__PROTOCOL__TCP:
+                return "tcp";
+        case RUNTIME__V1__PROTOCOL__UDP:
+                return "udp";
+        case RUNTIME__V1__PROTOCOL__SCTP:
+                return "sctp";
+        default:
+                return "";
+        }
+}
+
+static int spec_from(const Runtime__V1__PodSandboxConfig *c, const char *handler, PodSpec *s) {
+        const Runtime__V1__DNSConfig *dns = c->dns_config;
+        const Runtime__V1__LinuxPodSandboxConfig *lx = c->linux;
+        const Runtime__V1__NamespaceOption *ns = lx && lx->security_context ? lx->security_context->namespace_options
+                                                                             : NULL;
+
+        *s = (PodSpec) {
+                .name = strdup(c->metadata->name ?: ""),
+                .uid = strdup(c->metadata->uid ?: ""),
+                .namespace = strdup(c->metadata->namespace_ ?: ""),
+                .attempt = c->metadata->attempt,
+                .hostname = strdup(c->hostname ?: ""),
+                .log_directory = strdup(c->log_directory ?: ""),
+                .runtime_handler = strdup(handler ?: ""),
+                .cgroup_parent = strdup(lx && lx->cgroup_parent ? lx->cgroup_parent : ""),
+                .dns_servers = cri_strv_dup(dns ? dns->servers : NULL, dns ? dns->n_servers : 0),
+                .dns_searches = cri_strv_dup(dns ? dns->searches : NULL, dns ? dns->n_searches : 0),
+                .dns_options = cri_strv_dup(dns ? dns->options : NULL, dns ? dns->n_options : 0),
+                .network = ns ? (PodNsMode) ns->network : POD_NS_POD,
+                .pid = ns ? (PodNsMode) ns->pid : POD_NS_CONTAINER,
+                .ipc = ns ? (PodNsMode) ns->ipc : POD_NS_POD,
+        };
+        s->ports = calloc(c->n_port_mappings + 1, sizeof *s->ports);
+        for (size_t i = 0; s->ports && i < c->n_port_mappings; i++) {
+                const Runtime__V1__PortMapping *p = c->port_mappings[i];
+                s->ports[i] = (PodPort) {
+                        .protocol = strdup(protocol_name(p->protocol)),
+                        .container_port = p->container_port,
+                        .host_port = p->host_port,
+                        .host_ip = strdup(p->host_ip ?: ""),
+                };
+                s->n_ports++;
+        }
+        if (!s->name || !s->uid || !s->namespace || !s->hostname || !s->log_directory || !s->runtime_handler ||
+            !s->cgroup_parent || !s->dns_servers || !s->dns_searches || !s->dns_options || !s->ports ||
+            !CRI_PAIRS_DUP(c->labels, c->n_labels, &s->labels, &s->n_labels) ||
+            !CRI_PAIRS_DUP(c->annotations, c->n_annotations, &s->annotations, &s->n_annotations) ||
+            !CRI_PAIRS_DUP(lx ? lx->sysctls : NULL, lx ? lx->n_sysctls : 0, &s->sysctls, &s->n_sysctls))
+                return -ENOMEM;
+        return 0;
+}
+
+static bool is_ip(const char *s) {
+        unsigned char buf[16];
+        return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+static bool name_ok(const char *s) {
+        if (!s[0] || strlen(s) > 253 || strchr(s, '/') || strstr(s, "..") || strcmp(s, ".") == 0)
+                return false;
+        for (const char *p = s; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                        return false;
+        return true;
+}
+
+/* What a pod spec that passed must be. */
+static void check_valid(const PodSpec *s) {
+        if (!name_ok(s->name) || !name_ok(s->namespace) || !name_ok(s->uid))
+                abort();
+        if (s->log_directory[0] && (s->log_directory[0] != '/' || strstr(s->log_directory, "/../") ||
+                                    (strlen(s->log_directory) >= 3 &&
+                                     strcmp(s->log_directory + strlen(s->log_directory) - 3, "/..") == 0)))
+                abort();
+        if (strlen(s->hostname) > 64 || strspn(s->hostname, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") !=
+                                                strlen(s->hostname))
+                abort();
+        if ((s->network != POD_NS_POD && s->network != POD_NS_NODE) || (s->ipc != POD_NS_POD && s->ipc != POD_NS_NODE) ||
+            (s->pid != POD_NS_POD && s->pid != POD_NS_CONTAINER && s->pid != POD_NS_NODE))
+                abort();
+        if (s->runtime_handler[0])
+                abort();
+        for (size_t i = 0; i < s->n_sysctls; i++) {
+                const char *k = s->sysctls[i].key, *v = s->sysctls[i].value;
+                if (!k[0] || strpbrk(k, "/= \n") || strpbrk(v, "+=\n\r"))
+                        abort();
+        }
+        for (size_t i = 0; i < s->n_ports; i++)
+                if (s->ports[i].container_port < 1 || s->ports[i].container_port > 65535 || s->ports[i].host_port < 0 ||
+                    s->ports[i].host_port > 65535 || !s->ports[i].protocol[0] ||
+                    (s->ports[i].host_ip[0] && !is_ip(s->ports[i].host_ip)))
+                        abort();
+        for (char **d = s->dns_servers; *d; d++)
+                if (!is_ip(*d))
+                        abort();
+        for (char **d = s->dns_searches; *d; d++)
+                if (strpbrk(*d, " \t\n"))
+                        abort();
+}
+
+static void run_pod_sandbox(const uint8_t *data, size_t size) {
+        Runtime__V1__RunPodSandboxRequest *req = runtime__v1__run_pod_sandbox_request__unpack(NULL, size, data);
+        PodSpec spec;
+        char *message = NULL;
+        int r;
+
+        if (!req)
+                return;
+        if (!req->config || !req->config->metadata) {
+                runtime__v1__run_pod_sandbox_request__free_unpacked(req, NULL);
+                return;
+        }
+        r = spec_from(req->config, req->runtime_handler, &spec);
+        runtime__v1__run_pod_sandbox_request__free_unpacked(req, NULL);
+        if (r < 0) {
+                pod_spec_done(&spec);
+                return;
+        }
+        r = pod_spec_validate(&spec, &message);
+        if (r < 0) {
+                /* Refused with a message of bounded length (user strings are quoted and cut). */
+                if (r != -EINVAL || !message || !message[0] || strlen(message) > 2048)
+                        abort();
+        } else {
+                if (message)
+                        abort();
+                check_valid(&spec);
+        }
+        free(message);
+        pod_spec_done(&spec);
+}
+
+static void create_container(const uint8_t *data, size_t size) {
+        Runtime__V1__CreateContainerRequest *req = runtime__v1__create_container_request__unpack(NULL, size, data);
+
+        if (req)
+                runtime__v1__create_container_request__free_unpacked(req, NULL);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+        const ProtobufCMessageDescriptor *d;
+        char why[512];
+
+        if (size < 1)
+                return 0;
+        d = data[0] % 2 == 0 ? &runtime__v1__run_pod_sandbox_request__descriptor
+                             : &runtime__v1__create_container_request__descriptor;
+        why[0] = '\0';
+        if (cri_check_strings(d, data + 1, size - 1, why, sizeof why) < 0) {
+                if (!why[0] || !strstr(why, " holds "))
+                        abort();
+                return 0;
+        }
+        if (data[0] % 2 == 0)
+                run_pod_sandbox(data + 1, size - 1);
+        else
+                create_container(data + 1, size - 1);
+        return 0;
+}
