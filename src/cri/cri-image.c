@@ -55,33 +55,12 @@ static void detach_pull(void *waiter) {
         pull_waiter_cancel(waiter);
 }
 
-static GrpcStatus pull_status(int error) {
-        switch (-error) {
-        case ENOENT:
-                return GRPC_STATUS_NOT_FOUND;
-        case ENOKEY: /* HTTP 401 */
-                return GRPC_STATUS_UNAUTHENTICATED;
-        case EBADMSG:
-                return GRPC_STATUS_DATA_LOSS;
-        case EPERM:
-                return GRPC_STATUS_FAILED_PRECONDITION;
-        case EHOSTUNREACH:
-                return GRPC_STATUS_UNAVAILABLE;
-        case EFBIG: /* a layer or image past [Images] MaxLayerSize=, MaxImageSize=, MaxExpansionRatio= */
-        case ENOSPC: /* MinFreeSpace=, or the file system full */
-        case EDQUOT:
-                return GRPC_STATUS_RESOURCE_EXHAUSTED;
-        default:
-                return grpc_status_from_errno(error);
-        }
-}
-
-static void pull_done(int error, const char *message, Image *img, void *userdata) {
+static void pull_done(const Error *error, Image *img, void *userdata) {
         CriCall *cc = userdata;
         Runtime__V1__PullImageResponse resp = RUNTIME__V1__PULL_IMAGE_RESPONSE__INIT;
 
-        if (error < 0)
-                (void) grpc_call_finish(cc->call, pull_status(error), "%s", message ?: strerror(-error));
+        if (error_is_set(error))
+                (void) grpc_call_finish(cc->call, grpc_status_from_error(error), "%s", error_text(error));
         else {
                 resp.image_ref = img->id;
                 (void) cri_reply(cc->call, &resp.base);

@@ -582,20 +582,20 @@ static void pull_unlink(Pull *pl) {
         pl->next = NULL;
 }
 
-static void pull_finish(Pull *pl, int error, const char *message, Image *img) {
+static void pull_finish(Pull *pl, const Error *error, Image *img) {
         PullWaiter *w;
 
         pl->finished = true;
         /* Out of the table first: a waiter's callback may start the same pull again. */
         pull_unlink(pl);
-        if (error < 0)
-                log_warning("pull %s failed: %s", pl->name, message);
+        if (error_is_set(error))
+                log_warning("pull %s failed: %s", pl->name, error_text(error));
         else
                 log_info("pull %s: done, image %s.", pl->name, img->id);
         /* One at a time off the list: a callback may cancel a waiter further down it. */
         while ((w = pl->waiters)) {
                 pl->waiters = w->next;
-                w->done(error, message, img, w->userdata);
+                w->done(error, img, w->userdata);
                 free(w);
         }
         if (pl->busy > 0)
@@ -615,8 +615,16 @@ static void pull_fail(Pull *pl, int error, const char *format, ...) {
         if (vasprintf(&m, format, ap) < 0)
                 m = NULL;
         va_end(ap);
-        pull_finish(pl, error, m ?: "pull failed", NULL);
-        free(m);
+        /* Where the registry protocol's errors are born, errno says which: EBADMSG is content that
+         * does not match or parse, EPERM a layer refused; the rest as errno implies (ENOKEY a 401,
+         * EACCES a 403, EHOSTUNREACH no registry, EFBIG/ENOSPC a limit, ENOENT a 404). */
+        Error e = {
+                .kind = error == -EBADMSG ? ERROR_CORRUPT : error == -EPERM ? ERROR_WRONG_STATE : ERROR_SYSTEM,
+                .errno_value = error < 0 ? -error : EIO,
+                .message = m ?: strdup("pull failed"),
+        };
+        pull_finish(pl, &e, NULL);
+        error_done(&e);
 }
 
 static char *endpoint_url(Pull *pl, const char *kind, const char *reference) {
@@ -667,7 +675,7 @@ static void pull_record(Pull *pl) {
                 goto fail;
         yajl_tree_free(cfg);
         free(repo);
-        pull_finish(pl, 0, NULL, stored);
+        pull_finish(pl, NULL, stored);
         return;
 fail:
         image_free(img);

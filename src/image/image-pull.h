@@ -5,6 +5,7 @@
 
 #include <ev.h>
 
+#include "error-chain.h"
 #include "image-store.h"
 
 typedef struct Puller Puller;
@@ -27,8 +28,12 @@ typedef struct PullLimits {
         uint32_t min_free_percent; /* …or as a percentage of its size */
 } PullLimits;
 
-/* error < 0 with a message that says why (never with credentials); img on success. */
-typedef void (*PullDone)(int error, const char *message, Image *img, void *userdata);
+/* error set, with a message that says why (never with credentials), or img on success. The kinds:
+ * ERROR_NOT_FOUND (HTTP 404), ERROR_UNAUTHENTICATED (401), ERROR_DENIED (403), ERROR_UNAVAILABLE
+ * (the registry cannot be reached), ERROR_CORRUPT (what it sent does not match its digest, or is
+ * no valid manifest or config), ERROR_EXHAUSTED (a limit of [Images], or the free space),
+ * ERROR_WRONG_STATE (a layer refused: a path out of it, a device…). */
+typedef void (*PullDone)(const Error *error, Image *img, void *userdata);
 
 /* insecure: comma-separated hosts spoken to over plain HTTP; mirrors: comma-separated
  * "registry=mirror|mirror" entries, tried in order before the registry itself. */

@@ -298,11 +298,11 @@ static void setup(void) {
         atexit(cleanup);
 }
 
-static void pull_done(int error, const char *message, Image *img, void *userdata) {
+static void pull_done(const Error *error, Image *img, void *userdata) {
         (void) userdata;
         pull_ended = true;
-        pull_error = error;
-        pull_message = message ? strdup(message) : NULL;
+        pull_error = error_to_errno(error);
+        pull_message = error_is_set(error) && error->message ? strdup(error->message) : NULL;
         pull_image = img;
 }
 
