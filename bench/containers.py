@@ -237,15 +237,21 @@ class BareRuntime:
 
 # --- the benchmark ---------------------------------------------------------------------------------
 
-def main():
-    work = tempfile.mkdtemp(prefix="bench-containers-")
-    t_begin = time.perf_counter()
+def registry_and_daemon(work):
+    """A registry on loopback with the full busybox image, and a started daemon that knows it:
+    (registry, image, reference, daemon)."""
     r = Registry(os.path.join(work, "registry"))
     image = reg.full_busybox_image()
     image.push(r, "bench/busybox", "v1")
-    ref = f"{r.url}/bench/busybox:v1"
     d = Daemon(os.path.join(work, "daemon"), log_level="warning", config=registries_config([r.url]))
     d.start()
+    return r, image, f"{r.url}/bench/busybox:v1", d
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="bench-containers-")
+    t_begin = time.perf_counter()
+    r, image, ref, d = registry_and_daemon(work)
     rows, info, problems = [], [], []
     exit_status = None
     try:

@@ -21,10 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.join(os.environ["RKTLET_SOURCE_DIR"], "tests", "integration"))
 sys.path.insert(0, os.path.join(os.environ["RKTLET_SOURCE_DIR"], "bench"))
-import registry as reg  # noqa: E402
-from registry import Registry  # noqa: E402
-from rktlet_test import Daemon, stubs  # noqa: E402
-from containers import Bench, pct, registries_config  # noqa: E402
+from rktlet_test import stubs  # noqa: E402
+from containers import Bench, pct, registry_and_daemon  # noqa: E402
 
 pb, _ = stubs()
 SERIAL = int(os.environ.get("BENCH_SERIAL", "50"))
@@ -42,12 +40,7 @@ def cpu_ticks(pid):
 
 def main():
     work = tempfile.mkdtemp(prefix="bench-exec-")
-    r = Registry(os.path.join(work, "registry"))
-    image = reg.full_busybox_image()
-    image.push(r, "bench/busybox", "v1")
-    ref = f"{r.url}/bench/busybox:v1"
-    d = Daemon(os.path.join(work, "daemon"), log_level="warning", config=registries_config([r.url]))
-    d.start()
+    _, _, ref, d = registry_and_daemon(work)
     problems = []
     try:
         d.images().PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)), timeout=120)
