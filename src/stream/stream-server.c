@@ -318,10 +318,14 @@ static void reader_cb(struct ev_loop *loop, ev_io *w, int revents) {
         /* EOF, or EIO from a pty master whose slaves are all closed. */
         pump_close(p);
         p->eof = true;
-        if (c->pairs) {
-                /* port-forward: the pod's side closed; half-close the data stream */
-                if (p->sid)
-                        (void) spdy_session_submit_data(c->spdy, p->sid, NULL, 0, true);
+        if (c->req.kind == STREAM_PORTFORWARD) {
+                /* The pod's side closed: end the data stream, and the error stream with nothing on it
+                 * (client-go waits for that one before it closes the local connection). */
+                PfPair *pp = container_of(p, PfPair, rd);
+                if (pp->data_sid)
+                        (void) spdy_session_submit_data(c->spdy, pp->data_sid, NULL, 0, true);
+                if (pp->error_sid)
+                        (void) spdy_session_submit_data(c->spdy, pp->error_sid, NULL, 0, true);
         } else
                 conn_check_finished(c);
         conn_update(c);

@@ -178,9 +178,10 @@ def test_crictl_exec_tty(sd, running):
     assert b"/dev/pts/" in out, out
     assert re.search(rb"33 101", out), out  # the resize stream's size, on the command's terminal
     os.write(fd, b"exit 5\r")
+    read_until(rb"exit code 5")  # crictl v1.26 fails with the code of the v4 Status, as without a tty
     _, status = os.waitpid(pid, 0)
     os.close(fd)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 5, status
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0, status
 
 
 # --- port-forward ----------------------------------------------------------------------------------
