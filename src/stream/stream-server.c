@@ -100,6 +100,8 @@ struct StreamConn {
         uint32_t sid[_SLOT_MAX];
         unsigned n_expected;
         bool started, exited, reported, closing, freeing;
+        bool io_set;  /* stream_conn_set_io() came */
+        bool in_recv; /* inside spdy_session_recv(): not freed now, conn_update() follows */
         int exit_code;
         char *exit_message;
         Pump in, out, err, tty; /* tty: the pty master, read into stdout */
@@ -459,6 +461,7 @@ void stream_conn_set_io(StreamConn *c, int in_fd, int out_fd, int err_fd, int tt
                 safe_close(tty_fd);
                 return;
         }
+        c->io_set = true;
         if (tty_fd >= 0) {
                 int twin = fcntl(tty_fd, F_DUPFD_CLOEXEC, 3);
                 c->tty_fd = twin;
@@ -487,7 +490,7 @@ void stream_conn_exit(StreamConn *c, int exit_code, const char *message) {
         c->exit_message = message ? strdup(message ?: "") : NULL;
         if (message && !c->exit_message)
                 c->exit_message = strdup("out of memory");
-        if (!c->started) /* never ran: no output to wait for */
+        if (!c->io_set) /* never ran: no output to wait for */
                 c->out.eof = c->err.eof = c->tty.eof = true;
         conn_check_finished(c);
         conn_update(c);
@@ -801,7 +804,7 @@ static void conn_update(StreamConn *c) {
         const uint8_t *out;
         size_t n;
 
-        if (c->freeing)
+        if (c->freeing || c->in_recv)
                 return;
         while ((n = spdy_session_peek_output(c->spdy, &out)) > 0) {
                 ssize_t w = send(c->fd, out, n, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -855,9 +858,9 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents) {
                 return;
         }
         conn_touch(c);
+        c->in_recv = true;
         r = spdy_session_recv(c->spdy, buf, (size_t) n);
-        if (c->freeing)
-                return;
+        c->in_recv = false;
         if (r < 0) {
                 log_debug_errno(r, "streaming: %s connection: SPDY: %m", stream_kind_to_string(c->req.kind));
                 c->closing = true;
@@ -927,9 +930,9 @@ static void upgrade_cb(void *cls, struct MHD_Connection *connection, void *con_c
                 ev_timer_start(s->loop, &c->create_timer);
         conn_touch(c);
         if (extra_in_size > 0) {
+                c->in_recv = true;
                 r = spdy_session_recv(c->spdy, (const uint8_t *) extra_in, extra_in_size);
-                if (c->freeing)
-                        return;
+                c->in_recv = false;
                 if (r < 0)
                         c->closing = true;
         }

@@ -142,6 +142,18 @@ def test_crictl_exec_output_stdin_and_exit_code(sd, running):
     assert r.returncode == 0 and len(r.stdout) == 20000000 and set(r.stdout) == {0}
 
 
+def test_crictl_exec_longer_than_the_creation_timeout_and_failures(sd, running):
+    c = sd.crictl
+    _, cid = running
+    # A session outlives the stream-creation timeout (2 s here): only the idle timeout ends one.
+    r = c("exec", cid, "sh", "-c", f"sleep {CREATION_TIMEOUT + 2}; echo late")
+    assert r.stdout == "late\n", r
+    # A command the image lacks: the runtime's error, as a Status on the error stream.
+    r = c("exec", cid, "/no/such/binary", check=False)
+    assert r.returncode != 0 and "/no/such/binary" in r.stderr and "exec failed" in r.stderr, r
+    assert c("exec", cid, "echo", "still").stdout == "still\n"
+
+
 def c_argv0():
     from test_crictl import CRICTL
     return CRICTL
