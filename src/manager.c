@@ -98,6 +98,7 @@ Manager *manager_free(Manager *m) {
         if (m->containers)
                 m->containers->all_confirmed = NULL; /* freeing them is no recovery */
         m->server = grpc_server_free(m->server);
+        m->streaming = stream_server_free(m->streaming); /* its execs are cancelled */
         cri_service_done();
         ctr_exec_abort_all(); /* commands run by ExecSync: killed, not left to the containers */
         child_orphans_unwatch();
@@ -603,6 +604,11 @@ int manager_start(Manager *m) {
         r = manager_listen(m);
         if (r < 0)
                 return r;
+        r = cri_stream_server_new(m, &m->streaming);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the streaming server on %s port %u: %m",
+                                       m->config.stream_address, (unsigned) m->config.stream_port);
+        log_info("Streaming server on %s.", stream_server_base_url(m->streaming));
         return manager_start_containers(m);
 }
 

@@ -13,6 +13,7 @@
 #include "image-pull.h"
 #include "image-store.h"
 #include "pod.h"
+#include "stream-server.h"
 #include "systemd-manager.h"
 #include "systemd-unit.h"
 
@@ -47,6 +48,7 @@ typedef struct Manager {
 
         GrpcServer *server;
         bool socket_activated;
+        StreamServer *streaming; /* Exec, Attach and PortForward (cri-stream.c) */
 
         ev_signal sigterm, sigint, sighup;
         ev_timer recovery_timer; /* serving waits for systemd's word on the running containers */

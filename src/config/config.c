@@ -1,6 +1,7 @@
 /* rktlet.conf and its drop-ins, overlaid by command-line flags, parsed into one Config. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <ini.h>
@@ -193,6 +194,39 @@ bad:
         return -EINVAL;
 }
 
+static int parse_address(const char *value, void *field, char **ret_error) {
+        struct in6_addr a6;
+        struct in_addr a4;
+
+        if (inet_pton(AF_INET, value, &a4) != 1 && inet_pton(AF_INET6, value, &a6) != 1) {
+                *ret_error = strdup("must be a numeric IPv4 or IPv6 address, such as 127.0.0.1");
+                return -EINVAL;
+        }
+        return parse_string(value, field, ret_error);
+}
+
+static int parse_port(const char *value, void *field, char **ret_error) {
+        uint64_t v;
+
+        if (parse_uint64(value, &v) < 0 || v > 65535) {
+                *ret_error = strdup("must be a port from 0 (chosen by the kernel) to 65535");
+                return -EINVAL;
+        }
+        *(uint32_t *) field = (uint32_t) v;
+        return 0;
+}
+
+static int parse_positive_sec(const char *value, void *field, char **ret_error) {
+        uint64_t v;
+
+        if (parse_sec(value, &v) < 0 || v == 0) {
+                *ret_error = strdup("must be a duration above 0, such as 30s or 4h");
+                return -EINVAL;
+        }
+        *(uint64_t *) field = v;
+        return 0;
+}
+
 static const ConfigItem items[] = {
         { "Daemon", "Listen", parse_path, offsetof(Config, listen) },
         { "Daemon", "StateDirectory", parse_path, offsetof(Config, state_dir) },
@@ -214,6 +248,11 @@ static const ConfigItem items[] = {
         { "Images", "MaxImageSize", parse_big_size, offsetof(Config, image_max_size) },
         { "Images", "MaxExpansionRatio", parse_count, offsetof(Config, image_max_ratio) },
         { "Images", "MinFreeSpace", parse_min_free, offsetof(Config, image_min_free) },
+        { "Streaming", "Address", parse_address, offsetof(Config, stream_address) },
+        { "Streaming", "Port", parse_port, offsetof(Config, stream_port) },
+        { "Streaming", "MaxConnections", parse_count, offsetof(Config, stream_max_connections) },
+        { "Streaming", "StreamCreationTimeoutSec", parse_positive_sec, offsetof(Config, stream_creation_timeout_usec) },
+        { "Streaming", "StreamIdleTimeoutSec", parse_positive_sec, offsetof(Config, stream_idle_timeout_usec) },
 };
 
 int config_init(Config *c) {
@@ -237,9 +276,14 @@ int config_init(Config *c) {
                 .image_max_size = 64ULL << 30,
                 .image_max_ratio = 100,
                 .image_min_free = { .percent = 5 },
+                .stream_address = strdup("127.0.0.1"),
+                .stream_max_connections = 1000,
+                .stream_creation_timeout_usec = 30 * USEC_PER_SEC, /* kubelet's defaults */
+                .stream_idle_timeout_usec = 4 * 3600 * USEC_PER_SEC,
         };
         if (!c->listen || !c->state_dir || !c->root_dir || !c->cni_conf_dir || !c->cni_bin_dirs ||
-            !c->cni_conf_template || !c->registry_insecure || !c->registry_mirrors || !c->oci_runtime) {
+            !c->cni_conf_template || !c->registry_insecure || !c->registry_mirrors || !c->oci_runtime ||
+            !c->stream_address) {
                 config_done(c);
                 return -ENOMEM;
         }
@@ -256,6 +300,7 @@ void config_done(Config *c) {
         free(c->registry_insecure);
         free(c->registry_mirrors);
         free(c->oci_runtime);
+        free(c->stream_address);
         *c = (Config) {};
 }
 
@@ -420,6 +465,11 @@ int config_to_json(const Config *c, char **ret) {
         gen_int(g, "imageMaxExpansionRatio", c->image_max_ratio);
         gen_int(g, "imageMinFreeBytes", (long long) c->image_min_free.bytes);
         gen_int(g, "imageMinFreePercent", c->image_min_free.percent);
+        gen_str(g, "streamingAddress", c->stream_address);
+        gen_int(g, "streamingPort", c->stream_port);
+        gen_int(g, "streamingMaxConnections", c->stream_max_connections);
+        gen_int(g, "streamingCreationTimeoutUSec", (long long) c->stream_creation_timeout_usec);
+        gen_int(g, "streamingIdleTimeoutUSec", (long long) c->stream_idle_timeout_usec);
         yajl_gen_map_close(g);
 
         yajl_gen_get_buf(g, &buf, &len);

@@ -32,6 +32,12 @@ typedef struct Config {
         uint64_t image_max_size;        /* uncompressed bytes of an image's layers together */
         uint32_t image_max_ratio;       /* uncompressed / compressed size of a layer */
         SpaceReserve image_min_free;    /* what unpacking leaves free on the store's file system */
+        /* [Streaming]: the HTTP server of Exec, Attach and PortForward. */
+        char *stream_address;                 /* a numeric IP address; 127.0.0.1 by default */
+        uint32_t stream_port;                 /* 0: chosen by the kernel */
+        uint32_t stream_max_connections;
+        uint64_t stream_creation_timeout_usec; /* the request, then every stream of a session */
+        uint64_t stream_idle_timeout_usec;
 } Config;
 
 /* Told about an unknown section or key; origin is "file:line". */

@@ -40,6 +40,12 @@ int cri_reopen_container_log(GrpcCall *call, const uint8_t *msg, size_t len, voi
 /* Handlers (cri-exec.c). */
 int cri_exec_sync(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 
+/* Handlers (cri-stream.c), and the streaming server they register with. */
+struct StreamServer;
+int cri_exec(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_port_forward(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_stream_server_new(Manager *m, struct StreamServer **ret);
+
 /* Handlers (cri-image.c). */
 int cri_pull_image(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_list_images(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);

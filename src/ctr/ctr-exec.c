@@ -23,7 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "child.h"
@@ -50,6 +52,12 @@ struct CtrExec {
         bool timed_out; /* killed by the timeout */
         bool detached;  /* the caller went away: no callback */
         size_t max_output;
+        /* Interactive (Exec): the caller gets the fds once the command runs. */
+        bool interactive, tty;
+        int in_fd;      /* the write end of the command's stdin, or -1 */
+        int console_fd; /* tty: the socket the runtime sends the pty master to */
+        int dir_fd;     /* tty: dir, for a console socket path short enough for sun_path */
+        CtrExecStarted started;
         ev_timer timer;
         CtrExecDone done;
         void *userdata;
@@ -63,7 +71,7 @@ static char *exec_file(const CtrExec *e, const char *suffix) {
 }
 
 static void exec_unlink_files(const CtrExec *e) {
-        static const char *const suffixes[] = { ".json", ".pid", ".log" };
+        static const char *const suffixes[] = { ".json", ".pid", ".log", ".sock" };
         for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
                 _cleanup_free_ char *p = exec_file(e, suffixes[i]);
                 if (p)
@@ -84,7 +92,10 @@ static void exec_free(CtrExec *e) {
                 child_abandon(e->process);
         safe_close(e->out_fd);
         safe_close(e->err_fd);
+        safe_close(e->in_fd);
+        safe_close(e->console_fd);
         exec_unlink_files(e);
+        safe_close(e->dir_fd);
         if (e->prev)
                 e->prev->next = e->next;
         else if (execs == e)
@@ -231,6 +242,38 @@ static void process_done(Child *child, const ChildResult *res, void *userdata) {
         exec_free(e);
 }
 
+/* The pty master the runtime sent to the console socket (SCM_RIGHTS). The runtime exited after the
+ * command started, so it is in the socket's queue by now: nothing here waits. */
+static int receive_pty(int listen_fd, int *ret) {
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } control = {};
+        char name[4096];
+        struct iovec iov = { .iov_base = name, .iov_len = sizeof name };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control, .msg_controllen = sizeof control };
+        struct cmsghdr *cm;
+        int conn, fd = -1;
+
+        conn = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (conn < 0)
+                return -errno;
+        if (recvmsg(conn, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT) < 0) {
+                int r = -errno;
+                close(conn);
+                return r;
+        }
+        close(conn);
+        for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+                if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len == CMSG_LEN(sizeof(int)))
+                        memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+        if (fd < 0)
+                return -EBADMSG;
+        (void) fd_nonblock(fd, true);
+        *ret = fd;
+        return 0;
+}
+
 /* The runtime's own error: the last "msg" of its JSON log, else the exit status. */
 static char *runtime_message(const CtrExec *e, const ChildResult *res) {
         _cleanup_free_ char *path = exec_file(e, ".log"), *text = NULL;
@@ -296,10 +339,27 @@ static void runtime_done(Child *child, const ChildResult *res, void *userdata) {
                 return;
         }
 
-        r = child_adopt(e->loop, e->pid, TAKE_FD(e->out_fd), TAKE_FD(e->err_fd), e->max_output, process_done, e,
-                        &e->process);
+        int pty_fd = -1;
+        if (e->tty && (r = receive_pty(e->console_fd, &pty_fd)) < 0) {
+                kill_session(e->pid);
+                child_orphans_release();
+                e->held = false;
+                (void) error_errno(&error, r, "container %s: the terminal of the command did not arrive", e->ctr_id);
+                exec_reply(e, &error, NULL);
+                error_done(&error);
+                exec_free(e);
+                return;
+        }
+        e->console_fd = safe_close(e->console_fd);
+        if (e->interactive)
+                r = child_adopt(e->loop, e->pid, -1, -1, 0, process_done, e, &e->process);
+        else
+                r = child_adopt(e->loop, e->pid, TAKE_FD(e->out_fd), TAKE_FD(e->err_fd), e->max_output, process_done, e,
+                                &e->process);
         child_orphans_release();
         e->held = false;
+        if (r < 0)
+                safe_close(pty_fd);
         if (r < 0) {
                 kill_session(e->pid);
                 (void) error_errno(&error, r, "container %s: the command's process %i cannot be watched", e->ctr_id,
@@ -309,8 +369,17 @@ static void runtime_done(Child *child, const ChildResult *res, void *userdata) {
                 exec_free(e);
                 return;
         }
-        if (e->timed_out || e->detached) /* it came too late */
+        if (e->timed_out || e->detached) { /* it came too late */
                 kill_session(e->pid);
+                safe_close(pty_fd);
+                return;
+        }
+        if (e->interactive && e->started) {
+                CtrExecIo io = { .in_fd = TAKE_FD(e->in_fd), .out_fd = TAKE_FD(e->out_fd), .err_fd = TAKE_FD(e->err_fd),
+                                 .pty_fd = pty_fd };
+                e->started(&io, e->userdata); /* the fds are the caller's */
+        } else
+                safe_close(pty_fd);
 }
 
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -325,7 +394,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 }
 
 /* The container's "process", with args replaced and no terminal, as process.json. */
-static int write_process(Container *c, CtrExec *e, char *const *cmd, Error *error) {
+static int write_process(Container *c, CtrExec *e, char *const *cmd, bool tty, Error *error) {
         _cleanup_free_ char *config_path = ctr_path(c, true, "config.json"), *text = NULL, *path = exec_file(e, ".json");
         yajl_gen g = NULL;
         yajl_val config, process;
@@ -358,7 +427,7 @@ static int write_process(Container *c, CtrExec *e, char *const *cmd, Error *erro
                 json_gen_value(g, process->u.object.values[i]);
         }
         json_gen_key_strv(g, "args", (char **) cmd);
-        json_gen_key_bool(g, "terminal", false);
+        json_gen_key_bool(g, "terminal", tty);
         yajl_gen_map_close(g);
         yajl_tree_free(config);
         r = json_gen_save(g, path, 0600);
@@ -381,7 +450,7 @@ static int exec_new(Container *c, CtrExecDone done, void *userdata, CtrExec **re
         if (!e)
                 return error_errno(error, ENOMEM, "exec");
         e->loop = c->table->env.loop;
-        e->out_fd = e->err_fd = -1;
+        e->out_fd = e->err_fd = e->in_fd = e->console_fd = e->dir_fd = -1;
         e->done = done;
         e->userdata = userdata;
         strcpy(e->ctr_id, c->id);
@@ -403,12 +472,40 @@ static int exec_new(Container *c, CtrExecDone done, void *userdata, CtrExec **re
         return 0;
 }
 
-int ctr_exec_sync(Container *c, char *const *cmd, uint64_t timeout_usec, size_t max_output, CtrExecDone done,
-                  void *userdata, CtrExec **ret, Error *error) {
-        _cleanup_free_ char *root = NULL, *process = NULL, *pidfile = NULL, *logfile = NULL;
+/* The console socket: <dir>/<n>.sock, bound and given to the runtime through /proc/<pid>/fd/<dir fd>/
+ * (the directory's own path may be longer than sun_path allows). */
+static int console_listen(CtrExec *e, char **ret_path, Error *error) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        const char *name = strrchr(e->base, '/') + 1;
+        char *path;
+        int fd;
+
+        e->dir_fd = open(e->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (e->dir_fd < 0)
+                return error_errno(error, errno, "container %s: open %s", e->ctr_id, e->dir);
+        if (snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%i/%s.sock", e->dir_fd, name) >=
+                    (int) sizeof sa.sun_path ||
+            asprintf(&path, "/proc/%i/fd/%i/%s.sock", (int) getpid(), e->dir_fd, name) < 0)
+                return error_errno(error, ENOMEM, "exec: console socket");
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof sa) < 0 || listen(fd, 1) < 0) {
+                int r = errno;
+                safe_close(fd);
+                free(path);
+                return error_errno(error, r, "container %s: console socket", e->ctr_id);
+        }
+        e->console_fd = fd;
+        *ret_path = path;
+        return 0;
+}
+
+static int exec_start(Container *c, char *const *cmd, uint64_t timeout_usec, size_t max_output, bool interactive,
+                      bool in, bool tty, CtrExecStarted started, CtrExecDone done, void *userdata, CtrExec **ret,
+                      Error *error) {
+        _cleanup_free_ char *root = NULL, *process = NULL, *pidfile = NULL, *logfile = NULL, *console = NULL;
         CtrTable *t;
         CtrExec *e = NULL;
-        int out[2] = { -1, -1 }, err[2] = { -1, -1 }, devnull = -1, r;
+        int out[2] = { -1, -1 }, err[2] = { -1, -1 }, inp[2] = { -1, -1 }, devnull = -1, r;
 
         assert(c);
         assert(done);
@@ -426,8 +523,13 @@ int ctr_exec_sync(Container *c, char *const *cmd, uint64_t timeout_usec, size_t 
         if (r < 0)
                 return r;
         e->max_output = max_output;
-        r = write_process(c, e, cmd, error);
+        e->interactive = interactive;
+        e->tty = tty;
+        e->started = started;
+        r = write_process(c, e, cmd, tty, error);
         if (r < 0)
+                goto fail;
+        if (tty && (r = console_listen(e, &console, error)) < 0)
                 goto fail;
 
         process = exec_file(e, ".json");
@@ -440,13 +542,14 @@ int ctr_exec_sync(Container *c, char *const *cmd, uint64_t timeout_usec, size_t 
                 goto fail;
         }
         char *argv[] = { (char *) t->env.runtime, "--root", root, "--log", logfile, "--log-format", "json", "exec",
-                         "--detach", "--pid-file", pidfile, "--process", process, c->id, NULL };
-        if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
+                         "--detach", "--pid-file", pidfile, "--process", process,
+                         tty ? "--console-socket" : c->id, tty ? console : NULL, tty ? c->id : NULL, NULL };
+        if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || (in && pipe2(inp, O_CLOEXEC) < 0) ||
             (devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
                 r = error_errno(error, errno, "exec: pipes");
                 goto fail;
         }
-        int stdio[3] = { devnull, out[1], err[1] };
+        int stdio[3] = { in ? inp[0] : devnull, out[1], err[1] };
         ChildSpec spec = {
                 .argv = argv,
                 .timeout_usec = RUNTIME_TIMEOUT_USEC,
@@ -462,13 +565,16 @@ int ctr_exec_sync(Container *c, char *const *cmd, uint64_t timeout_usec, size_t 
         safe_close(devnull);
         safe_close(out[1]);
         safe_close(err[1]);
+        safe_close(inp[0]);
         e->out_fd = out[0];
         e->err_fd = err[0];
+        e->in_fd = inp[1];
         if (timeout_usec > 0) {
                 ev_timer_set(&e->timer, (double) timeout_usec / USEC_PER_SEC, 0.);
                 ev_timer_start(e->loop, &e->timer);
         }
-        log_debug("container %s: exec %s: %s%s", c->id, e->base, QUOTE(cmd[0]), cmd[1] ? " …" : "");
+        log_debug("container %s: exec %s%s: %s%s", c->id, e->base, interactive ? " (interactive)" : "", QUOTE(cmd[0]),
+                  cmd[1] ? " …" : "");
         if (ret)
                 *ret = e;
         return 0;
@@ -479,8 +585,21 @@ fail:
         safe_close(out[1]);
         safe_close(err[0]);
         safe_close(err[1]);
+        safe_close(inp[0]);
+        safe_close(inp[1]);
         exec_free(e);
         return r < 0 ? r : -EIO;
+}
+
+int ctr_exec_sync(Container *c, char *const *cmd, uint64_t timeout_usec, size_t max_output, CtrExecDone done,
+                  void *userdata, CtrExec **ret, Error *error) {
+        return exec_start(c, cmd, timeout_usec, max_output, false, false, false, NULL, done, userdata, ret, error);
+}
+
+int ctr_exec_interactive(Container *c, char *const *cmd, bool in, bool tty, CtrExecStarted started, CtrExecDone done,
+                         void *userdata, CtrExec **ret, Error *error) {
+        assert(started);
+        return exec_start(c, cmd, 0, 0, true, in && !tty, tty, started, done, userdata, ret, error);
 }
 
 void ctr_exec_cancel(CtrExec *e) {

@@ -214,3 +214,15 @@ void ctr_exec_cleanup(Container *c);
 
 /* "SIGTERM", "TERM", "15", "RTMIN+3", "SIGRTMINPLUS3"… → the signal number, or -EINVAL. */
 int ctr_signal_from_string(const char *s);
+
+/* Exec: cmd run as ctr_exec_sync() runs it, with its stdio for the caller (ctr-exec.c). started()
+ * gets the fds once the command runs (the caller's then; -1 where there is none): with tty the pty
+ * master (the runtime's --console-socket) and no pipes, else in_fd (when in) is the write end of
+ * the command's stdin and out_fd, err_fd the read ends of its stdout and stderr. done() follows
+ * with the exit code (no output), or an error; ctr_exec_cancel() kills it. */
+typedef struct CtrExecIo {
+        int in_fd, out_fd, err_fd, pty_fd;
+} CtrExecIo;
+typedef void (*CtrExecStarted)(const CtrExecIo *io, void *userdata);
+int ctr_exec_interactive(Container *c, char *const *cmd, bool in, bool tty, CtrExecStarted started, CtrExecDone done,
+                         void *userdata, CtrExec **ret, Error *error);

@@ -55,9 +55,7 @@ README_SUBCOMMANDS = {"version", "info", "pull", "images", "inspecti", "runp", "
 # fail with the daemon's UNIMPLEMENTED message; when one starts working, remove it from here (and
 # test what it does). POD and CONTAINER stand for a ready pod and a running container.
 EXPECTED_UNIMPLEMENTED = [
-    ("exec CONTAINER true", "Exec"),
     ("attach CONTAINER", "Attach"),
-    ("port-forward POD 18080:80", "PortForward"),
     ("stats", "ListContainerStats"),
     ("stats -o json CONTAINER", "ListContainerStats"),
     ("statsp", "ListPodSandboxStats"),
@@ -543,6 +541,26 @@ def test_exec_sync(crictl_daemon):
     c("stop", cid)
     r = c("exec", "-s", cid, "true", check=False)
     assert r.returncode != 0 and "FailedPrecondition" in r.stderr and "not running" in r.stderr, r
+    c("rm", cid)
+    c("stopp", pod_id)
+    c("rmp", pod_id)
+
+
+def test_exec_and_port_forward_are_served(crictl_daemon):
+    """`crictl exec` (no -s) and `crictl port-forward`: the streaming server, through client-go's SPDY
+    executor and port-forwarder (test_stream_server.py goes further)."""
+    d, c = crictl_daemon, crictl_daemon.crictl
+    write_readme_files(c, os.path.join(d.dir, "pod-logs"))
+    c("pull", "busybox")
+    pod_id = c("runp", "pod.json").stdout.strip()
+    cid = c("create", pod_id, "ctr.json", "pod.json").stdout.strip()
+    c("start", cid)
+    wait_container_state(c, cid, "CONTAINER_RUNNING")
+    r = c("exec", cid, "true")
+    assert (r.stdout, r.stderr) == ("", ""), r
+    r = c("exec", cid, "sh", "-c", "echo out; echo err >&2; exit 4", check=False)
+    assert r.returncode != 0 and r.stdout == "out\n" and "err\n" in r.stderr and "exit code 4" in r.stderr, r
+    c("stop", cid)
     c("rm", cid)
     c("stopp", pod_id)
     c("rmp", pod_id)

@@ -629,8 +629,12 @@ def test_bad_input_answers_the_status_codes_the_cri_means(gd):
         for path in ("/runtime.v1alpha2.RuntimeService/Version", "/runtime.v1alpha2.ImageService/ListImages",
                      "/runtime.v1.RuntimeService/NoSuchMethod", "/nonsense"):
             expect(path, {}, "Unimplemented")
-        a = expect("Exec", {"container_id": first, "cmd": ["true"], "stdout": True}, "Unimplemented")
-        assert "Exec" in a.get("message", ""), a
+        a = expect("UpdateContainerResources", {"container_id": first}, "Unimplemented")
+        assert "UpdateContainerResources" in a.get("message", ""), a
+        # Exec and PortForward judge their requests at the call, before any URL.
+        expect("Exec", {"container_id": "f" * 64, "cmd": ["true"], "stdout": True}, "NotFound")
+        expect("Exec", {"container_id": first, "cmd": ["true"]}, "InvalidArgument", "FailedPrecondition")
+        expect("PortForward", {"pod_sandbox_id": "f" * 64, "port": [80]}, "NotFound")
         # ExecSync judges its request before it runs anything.
         expect("ExecSync", {"container_id": first, "cmd": [], "timeout": 1}, "InvalidArgument")
         expect("ExecSync", {"container_id": "f" * 64, "cmd": ["true"], "timeout": 1}, "NotFound")

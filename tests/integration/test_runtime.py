@@ -103,7 +103,7 @@ def test_runtime_config_uses_systemd_cgroup_driver(daemon, pb):
 
 
 @pytest.mark.parametrize("service,method,request_type", [
-    ("runtime", "Exec", "ExecRequest"),
+    ("runtime", "CheckpointContainer", "CheckpointContainerRequest"),
     ("runtime", "UpdateContainerResources", "UpdateContainerResourcesRequest"),
     ("runtime", "ContainerStats", "ContainerStatsRequest"),
 ])

@@ -1,0 +1,296 @@
+/* Exec and PortForward: the request judged at the call, answered with a streaming-server URL; the
+ * work (an interactive exec, a connection in the pod's network namespace) when the client comes. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "api.pb-c.h"
+#include "cri-service.h"
+#include "cri-util.h"
+#include "ctr.h"
+#include "error-chain.h"
+#include "fd-util.h"
+#include "grpc-status.h"
+#include "log.h"
+#include "manager.h"
+#include "quote.h"
+#include "stream-server.h"
+#include "strv.h"
+
+typedef struct StreamJob {
+        Manager *m;
+        char id[65]; /* the container's (exec), the pod's (port-forward) */
+        char **cmd;
+        bool in, tty;
+        CtrExec *exec;
+        StreamConn *conn;
+} StreamJob;
+
+static void job_free(void *data) {
+        StreamJob *j = data;
+
+        if (!j)
+                return;
+        if (j->exec)
+                ctr_exec_cancel(j->exec);
+        strv_free(j->cmd);
+        free(j);
+}
+
+static void job_started(const CtrExecIo *io, void *userdata) {
+        StreamJob *j = userdata;
+        stream_conn_set_io(j->conn, io->in_fd, io->out_fd, io->err_fd, io->pty_fd);
+}
+
+static void job_done(const Error *error, const CtrExecResult *res, void *userdata) {
+        StreamJob *j = userdata;
+
+        j->exec = NULL; /* freed after this */
+        stream_conn_exit(j->conn, res ? res->exit_code : -1, error ? error_text(error) : NULL);
+}
+
+static int job_start(StreamConn *conn, void *data, char **ret_message) {
+        StreamJob *j = data;
+        Error error = ERROR_INIT;
+        Container *c = ctr_find(j->m->containers, j->id);
+        int r;
+
+        j->conn = conn;
+        if (!c) {
+                *ret_message = strdup("the container is gone");
+                return -ENOENT;
+        }
+        r = ctr_exec_interactive(c, j->cmd, j->in, j->tty, job_started, job_done, j, &j->exec, &error);
+        if (r < 0) {
+                *ret_message = strdup(error_text(&error));
+                error_done(&error);
+                return r;
+        }
+        return 0;
+}
+
+static void job_stop(StreamConn *conn, void *data) {
+        StreamJob *j = data;
+
+        if (j->exec) {
+                ctr_exec_cancel(j->exec);
+                j->exec = NULL;
+        }
+}
+
+/* A socket in the pod's network namespace (setns around socket() only), connecting to
+ * 127.0.0.1:port without blocking. */
+static int job_connect(void *data, uint16_t port, int *ret_fd, char **ret_message) {
+        StreamJob *j = data;
+        Pod *pod = pod_find(j->m->pods, j->id);
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        int fd, r;
+
+        if (!pod || pod_state(pod) != POD_READY) {
+                *ret_message = strdup("the pod is not ready");
+                return -ENOENT;
+        }
+        if (pod->spec.network == POD_NS_NODE)
+                fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        else {
+                _cleanup_free_ char *path = pod_ns_path(pod, "net");
+                int ns = path ? open(path, O_RDONLY | O_CLOEXEC) : -1, self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+                if (ns < 0 || self < 0 || setns(ns, CLONE_NEWNET) < 0) {
+                        r = -errno;
+                        safe_close(ns);
+                        safe_close(self);
+                        *ret_message = strdup("cannot enter the pod's network namespace");
+                        return r ?: -EIO;
+                }
+                fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+                r = -errno;
+                if (setns(self, CLONE_NEWNET) < 0) {
+                        /* The daemon cannot live in the pod's namespace: nothing sane is left to do. */
+                        log_error_errno(errno, "Failed to return to the daemon's network namespace: %m");
+                        abort();
+                }
+                safe_close(ns);
+                safe_close(self);
+                if (fd < 0) {
+                        *ret_message = strdup("socket() in the pod's network namespace failed");
+                        return r;
+                }
+        }
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0 && errno != EINPROGRESS) {
+                r = -errno;
+                close(fd);
+                if (asprintf(ret_message, "dial tcp4 127.0.0.1:%u: connect: %s", (unsigned) port, strerror(-r)) < 0)
+                        *ret_message = NULL;
+                return r;
+        }
+        *ret_fd = fd;
+        return 0;
+}
+
+static const StreamHandler handler = {
+        .start = job_start,
+        .stop = job_stop,
+        .connect = job_connect,
+        .free_data = job_free,
+};
+
+int cri_stream_server_new(Manager *m, StreamServer **ret) {
+        StreamServerConfig sc = {
+                .address = m->config.stream_address,
+                .port = (uint16_t) m->config.stream_port,
+                .max_connections = m->config.stream_max_connections,
+                .max_header_size = 16 * 1024,
+                .creation_timeout_usec = m->config.stream_creation_timeout_usec,
+                .idle_timeout_usec = m->config.stream_idle_timeout_usec,
+        };
+        return stream_server_new(m->loop, &sc, &handler, ret);
+}
+
+static int register_job(GrpcCall *call, Manager *m, StreamJob *j, const StreamRequest *proto, char **ret_url) {
+        StreamRequest req = *proto;
+        int r;
+
+        req.data = j;
+        if (!m->streaming) {
+                job_free(j);
+                return grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "the streaming server is not running");
+        }
+        r = stream_server_add(m->streaming, &req, ret_url);
+        if (r < 0) {
+                job_free(j);
+                if (r == -EBUSY)
+                        return grpc_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                                "maximum number of pending streaming requests reached");
+                return grpc_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        }
+        return 0;
+}
+
+static int find_running(GrpcCall *call, Manager *m, const char *id, Container **ret) {
+        Container *c = NULL;
+        int r;
+
+        if (!id[0])
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "container_id is empty");
+        r = ctr_find_prefix(m->containers, id, &c);
+        if (r == -ENOTUNIQ)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "container_id prefix %s is ambiguous", QUOTE(id));
+        if (r < 0)
+                return grpc_call_finish(call, GRPC_STATUS_NOT_FOUND, "container_id %s does not exist", QUOTE(id));
+        if (c->state != CTR_RUNNING || c->removing)
+                return grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION, "container %s is not running (%s)", c->id,
+                                        c->removing ? "being removed" : ctr_state_to_string(ctr_reported_state(c)));
+        *ret = c;
+        return 1;
+}
+
+static int check_streams(GrpcCall *call, bool in, bool out, bool err, bool tty) {
+        if (!in && !out && !err)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "one of stdin, stdout and stderr must be set");
+        if (tty && err)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "tty and stderr cannot both be set");
+        return 1;
+}
+
+int cri_exec(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__ExecRequest *req = runtime__v1__exec_request__unpack(NULL, len, msg);
+        Runtime__V1__ExecResponse resp = RUNTIME__V1__EXEC_RESPONSE__INIT;
+        _cleanup_free_ char *url = NULL;
+        Container *c = NULL;
+        StreamJob *j;
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "ExecRequest does not decode");
+        if ((r = find_running(call, m, req->container_id, &c)) <= 0 ||
+            (r = check_streams(call, req->stdin, req->stdout, req->stderr, req->tty)) <= 0)
+                goto out;
+        if (req->n_cmd == 0 || !req->cmd[0][0]) {
+                r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "cmd: no command given");
+                goto out;
+        }
+        j = calloc(1, sizeof *j);
+        if (!j || !(j->cmd = cri_strv_dup(req->cmd, req->n_cmd))) {
+                free(j);
+                r = grpc_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+                goto out;
+        }
+        j->m = m;
+        strcpy(j->id, c->id);
+        j->in = req->stdin;
+        j->tty = req->tty;
+        StreamRequest sr = { .kind = STREAM_EXEC, .in = req->stdin, .out = req->stdout, .err = req->stderr, .tty = req->tty };
+        r = register_job(call, m, j, &sr, &url);
+        if (r < 0 || !url)
+                goto out;
+        log_debug("container %s: exec %s%s: %s", c->id, QUOTE(req->cmd[0]), req->tty ? " (tty)" : "", url);
+        resp.url = url;
+        r = cri_reply(call, &resp.base);
+out:
+        runtime__v1__exec_request__free_unpacked(req, NULL);
+        return r;
+}
+
+int cri_port_forward(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__PortForwardRequest *req = runtime__v1__port_forward_request__unpack(NULL, len, msg);
+        Runtime__V1__PortForwardResponse resp = RUNTIME__V1__PORT_FORWARD_RESPONSE__INIT;
+        _cleanup_free_ char *url = NULL;
+        Pod *pod = NULL;
+        StreamJob *j;
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "PortForwardRequest does not decode");
+        if (!req->pod_sandbox_id[0]) {
+                r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "pod_sandbox_id is empty");
+                goto out;
+        }
+        r = pod_find_prefix(m->pods, req->pod_sandbox_id, &pod);
+        if (r == -ENOTUNIQ) {
+                r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "pod_sandbox_id prefix %s is ambiguous",
+                                     QUOTE(req->pod_sandbox_id));
+                goto out;
+        }
+        if (r < 0) {
+                r = grpc_call_finish(call, GRPC_STATUS_NOT_FOUND, "pod_sandbox_id %s does not exist",
+                                     QUOTE(req->pod_sandbox_id));
+                goto out;
+        }
+        if (pod_state(pod) != POD_READY) {
+                r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION, "pod %s is not ready (%s)", pod->id,
+                                     pod_state_to_string(pod_state(pod)));
+                goto out;
+        }
+        for (size_t i = 0; i < req->n_port; i++)
+                if (req->port[i] <= 0 || req->port[i] > 65535) {
+                        r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "port %i is not a TCP port",
+                                             (int) req->port[i]);
+                        goto out;
+                }
+        j = calloc(1, sizeof *j);
+        if (!j) {
+                r = grpc_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+                goto out;
+        }
+        j->m = m;
+        strcpy(j->id, pod->id);
+        StreamRequest sr = { .kind = STREAM_PORTFORWARD };
+        r = register_job(call, m, j, &sr, &url);
+        if (r < 0 || !url)
+                goto out;
+        resp.url = url;
+        r = cri_reply(call, &resp.base);
+out:
+        runtime__v1__port_forward_request__free_unpacked(req, NULL);
+        return r;
+}
