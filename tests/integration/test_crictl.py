@@ -515,15 +515,21 @@ def test_run_follow_logs_and_a_graceful_stop(crictl_daemon):
 
 # --- exec ------------------------------------------------------------------------------------------
 
-def test_exec_sync(crictl_daemon):
-    """`crictl exec -s`: ExecSync through grpc-go, as kubelet's exec probes call it."""
-    d, c = crictl_daemon, crictl_daemon.crictl
+def readme_pod_and_container(d):
+    """The README's pod and container, pulled, made and running: (crictl, pod id, container id)."""
+    c = d.crictl
     write_readme_files(c, os.path.join(d.dir, "pod-logs"))
     c("pull", "busybox")
     pod_id = c("runp", "pod.json").stdout.strip()
     cid = c("create", pod_id, "ctr.json", "pod.json").stdout.strip()
     c("start", cid)
     wait_container_state(c, cid, "CONTAINER_RUNNING")
+    return c, pod_id, cid
+
+
+def test_exec_sync(crictl_daemon):
+    """`crictl exec -s`: ExecSync through grpc-go, as kubelet's exec probes call it."""
+    c, pod_id, cid = readme_pod_and_container(crictl_daemon)
 
     r = c("exec", "-s", cid, "sh", "-c", "echo out; echo err >&2", check=False)
     assert r.returncode == 0 and r.stdout.split() == ["out", "err"], r  # crictl prints both streams on stdout
@@ -549,13 +555,7 @@ def test_exec_sync(crictl_daemon):
 def test_exec_and_port_forward_are_served(crictl_daemon):
     """`crictl exec` (no -s) and `crictl port-forward`: the streaming server, through client-go's SPDY
     executor and port-forwarder (test_stream_server.py goes further)."""
-    d, c = crictl_daemon, crictl_daemon.crictl
-    write_readme_files(c, os.path.join(d.dir, "pod-logs"))
-    c("pull", "busybox")
-    pod_id = c("runp", "pod.json").stdout.strip()
-    cid = c("create", pod_id, "ctr.json", "pod.json").stdout.strip()
-    c("start", cid)
-    wait_container_state(c, cid, "CONTAINER_RUNNING")
+    c, pod_id, cid = readme_pod_and_container(crictl_daemon)
     r = c("exec", cid, "true")
     assert (r.stdout, r.stderr) == ("", ""), r
     r = c("exec", cid, "sh", "-c", "echo out; echo err >&2; exit 4", check=False)
@@ -569,13 +569,7 @@ def test_exec_and_port_forward_are_served(crictl_daemon):
 # --- what is not there yet -------------------------------------------------------------------------
 
 def test_commands_not_served_yet_are_unimplemented(crictl_daemon):
-    d, c = crictl_daemon, crictl_daemon.crictl
-    write_readme_files(c, os.path.join(d.dir, "pod-logs"))
-    c("pull", "busybox")
-    pod_id = c("runp", "pod.json").stdout.strip()
-    cid = c("create", pod_id, "ctr.json", "pod.json").stdout.strip()
-    c("start", cid)
-    wait_container_state(c, cid, "CONTAINER_RUNNING")
+    c, pod_id, cid = readme_pod_and_container(crictl_daemon)
 
     problems = []
     for command, method in EXPECTED_UNIMPLEMENTED:
