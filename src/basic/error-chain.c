@@ -103,6 +103,7 @@ int error_to_errno(const Error *error) {
         return error->errno_value > 0 ? -error->errno_value : -EIO;
 }
 
+__attribute__((format(printf, 5, 0)))
 static int error_setv(Error *error, ErrorKind kind, int errno_value, const char *suffix, const char *format, va_list ap) {
         int e = abs(errno_value);
         char *m = NULL, *full = NULL;

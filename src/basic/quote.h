@@ -15,5 +15,5 @@
 const char *quote(const char *s, char buf[static QUOTE_BUF_SIZE]);
 
 /* quote() into a buffer that lives until the end of the enclosing block, for printf() arguments:
- *     error_message(&m, -EINVAL, "log_path %s is not relative", QUOTE(s->log_path)); */
+ *     error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "log_path %s is not relative", QUOTE(s->log_path)); */
 #define QUOTE(s) quote((s), (char[QUOTE_BUF_SIZE]) {})

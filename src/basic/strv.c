@@ -2,7 +2,6 @@
 #include "strv.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,14 +115,4 @@ int random_id(char id[static 65]) {
         for (size_t i = 0; i < sizeof b; i++)
                 snprintf(id + 2 * i, 3, "%02x", b[i]);
         return 0;
-}
-
-int error_message(char **ret_message, int error, const char *format, ...) {
-        va_list ap;
-
-        va_start(ap, format);
-        if (vasprintf(ret_message, format, ap) < 0)
-                *ret_message = NULL;
-        va_end(ap);
-        return error;
 }

@@ -24,9 +24,5 @@ void pairs_free(StrPair *p, size_t n);
 /* A copy (n + 1 entries, the last zeroed); NULL on OOM. */
 StrPair *pairs_dup(const StrPair *p, size_t n);
 
-/* *ret_message = the formatted message (NULL if out of memory); returns error. For the messages
- * that travel up to a gRPC status. */
-int error_message(char **ret_message, int error, const char *format, ...) __attribute__((format(printf, 3, 4)));
-
 /* A new random identifier: 64 lowercase hex digits (256 bits from getrandom()). */
 int random_id(char id[static 65]);

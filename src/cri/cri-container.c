@@ -30,29 +30,11 @@ static void detach_ctr_op(void *op) {
         ctr_op_detach(op);
 }
 
-static GrpcStatus status_for(int error) {
-        switch (-error) {
-        case EBUSY:
-                return GRPC_STATUS_ABORTED;
-        case ENOTCONN:
-                return GRPC_STATUS_UNAVAILABLE;
-        case EPERM:
-        case EPIPE:
-                return GRPC_STATUS_FAILED_PRECONDITION;
-        default:
-                return grpc_status_from_errno(error);
-        }
-}
-
-static void op_done(Container *c, int error, const char *message, void *userdata) {
+static void op_done(Container *c, const Error *error, void *userdata) {
         CriCall *cc = userdata;
 
-        if (error == -EIO && cc->kind == CTR_CALL_START)
-                /* The OCI runtime did not start it (a StartError): no code says more, so UNKNOWN, as
-                 * containerd and CRI-O answer. */
-                (void) grpc_call_finish(cc->call, GRPC_STATUS_UNKNOWN, "%s", message ?: strerror(-error));
-        else if (error < 0)
-                (void) grpc_call_finish(cc->call, status_for(error), "%s", message ?: strerror(-error));
+        if (error_is_set(error))
+                (void) cri_finish_error(cc->call, error);
         else if (cc->kind == CTR_CALL_CREATE) {
                 Runtime__V1__CreateContainerResponse resp = RUNTIME__V1__CREATE_CONTAINER_RESPONSE__INIT;
                 resp.container_id = c->id;
@@ -91,7 +73,7 @@ static bool device_permissions_ok(const char *p) {
         return true;
 }
 
-static int seccomp_from(const Runtime__V1__LinuxContainerSecurityContext *sc, CtrSpec *s, char **ret_message) {
+static int seccomp_from(const Runtime__V1__LinuxContainerSecurityContext *sc, CtrSpec *s, Error *error) {
         /* No profile at all means the default one: security is on by default. */
         s->seccomp = OCI_SECCOMP_RUNTIME_DEFAULT;
         if (!sc || !sc->seccomp)
@@ -102,8 +84,8 @@ static int seccomp_from(const Runtime__V1__LinuxContainerSecurityContext *sc, Ct
                 return 0;
         case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost:
                 if (!path_ok(sc->seccomp->localhost_ref))
-                        return error_message(ret_message, -EINVAL, "seccomp profile %s is no absolute path",
-                                             QUOTE(sc->seccomp->localhost_ref));
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "seccomp profile %s is no absolute path",
+                                         QUOTE(sc->seccomp->localhost_ref));
                 s->seccomp = OCI_SECCOMP_LOCALHOST;
                 s->seccomp_profile = strdup(sc->seccomp->localhost_ref);
                 return s->seccomp_profile ? 0 : -ENOMEM;
@@ -190,7 +172,7 @@ static int spec_copy(const Runtime__V1__ContainerConfig *c, CtrSpec *s) {
         return 0;
 }
 
-static int envs_from(const Runtime__V1__ContainerConfig *c, CtrSpec *s, char **ret_message) {
+static int envs_from(const Runtime__V1__ContainerConfig *c, CtrSpec *s, Error *error) {
         /* KeyValue's value is bytes in runtime.v1. */
         s->envs = calloc(c->n_envs + 1, sizeof *s->envs);
         if (!s->envs)
@@ -203,56 +185,56 @@ static int envs_from(const Runtime__V1__ContainerConfig *c, CtrSpec *s, char **r
                 if (!s->envs[i].key || !s->envs[i].value)
                         return -ENOMEM;
                 if (v->len && memchr(v->data, 0, v->len))
-                        return error_message(ret_message, -EINVAL, "envs: environment variable %s holds a NUL byte",
-                                             QUOTE(s->envs[i].key));
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "envs: environment variable %s holds a NUL byte",
+                                         QUOTE(s->envs[i].key));
         }
         return 0;
 }
 
 /* What the copied fields must be. */
-static int spec_check(const CtrSpec *s, char **ret_message) {
+static int spec_check(const CtrSpec *s, Error *error) {
         if (!s->name[0])
-                return error_message(ret_message, -EINVAL, "config.metadata.name is empty");
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "config.metadata.name is empty");
         if (strlen(s->name) > 253 || strchr(s->name, '/'))
-                return error_message(ret_message, -EINVAL,
-                                     "config.metadata.name %s is invalid: longer than 253 bytes or with '/'",
-                                     QUOTE(s->name));
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                 "config.metadata.name %s is invalid: longer than 253 bytes or with '/'",
+                                 QUOTE(s->name));
         if (!s->image_ref[0])
-                return error_message(ret_message, -EINVAL, "config.image.image is empty");
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "config.image.image is empty");
         if (s->log_path[0] && !relative_path_ok(s->log_path))
-                return error_message(ret_message, -EINVAL,
-                                     "log_path %s must be relative to the pod's log directory, without '..'",
-                                     QUOTE(s->log_path));
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                 "log_path %s must be relative to the pod's log directory, without '..'",
+                                 QUOTE(s->log_path));
         if (s->working_dir[0] && s->working_dir[0] != '/')
-                return error_message(ret_message, -EINVAL, "working_dir %s is not absolute", QUOTE(s->working_dir));
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "working_dir %s is not absolute", QUOTE(s->working_dir));
         if (s->has_run_as_user && s->run_as_user < 0)
-                return error_message(ret_message, -EINVAL, "run_as_user %lld is negative", (long long) s->run_as_user);
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "run_as_user %lld is negative", (long long) s->run_as_user);
         if (s->has_run_as_group && s->run_as_group < 0)
-                return error_message(ret_message, -EINVAL, "run_as_group %lld is negative", (long long) s->run_as_group);
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "run_as_group %lld is negative", (long long) s->run_as_group);
         for (size_t i = 0; i < s->n_envs; i++)
                 if (!s->envs[i].key[0] || strchr(s->envs[i].key, '='))
-                        return error_message(ret_message, -EINVAL,
-                                             "envs: environment variable name %s is invalid: empty or with '='",
-                                             QUOTE(s->envs[i].key));
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                         "envs: environment variable name %s is invalid: empty or with '='",
+                                         QUOTE(s->envs[i].key));
         return 0;
 }
 
-static int mounts_from(const Runtime__V1__ContainerConfig *c, CtrSpec *s, char **ret_message) {
+static int mounts_from(const Runtime__V1__ContainerConfig *c, CtrSpec *s, Error *error) {
         s->mounts = calloc(c->n_mounts + 1, sizeof *s->mounts);
         if (!s->mounts)
                 return -ENOMEM;
         for (size_t i = 0; i < c->n_mounts; i++) {
                 const Runtime__V1__Mount *m = c->mounts[i];
                 if (m->image && m->image->image && m->image->image[0])
-                        return error_message(ret_message, -EINVAL, "mounts: %s: image volumes are not supported",
-                                             QUOTE(m->container_path));
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "mounts: %s: image volumes are not supported",
+                                         QUOTE(m->container_path));
                 if (!path_ok(m->container_path))
-                        return error_message(ret_message, -EINVAL,
-                                             "mounts: container_path %s must be absolute, without '..'",
-                                             QUOTE(m->container_path));
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                         "mounts: container_path %s must be absolute, without '..'",
+                                         QUOTE(m->container_path));
                 if (!path_ok(m->host_path))
-                        return error_message(ret_message, -EINVAL, "mounts: host_path %s must be absolute, without '..'",
-                                             QUOTE(m->host_path));
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "mounts: host_path %s must be absolute, without '..'",
+                                         QUOTE(m->host_path));
                 s->mounts[i] = (CtrMount) {
                         .container_path = strdup(m->container_path),
                         .host_path = strdup(m->host_path),
@@ -266,20 +248,20 @@ static int mounts_from(const Runtime__V1__ContainerConfig *c, CtrSpec *s, char *
         return 0;
 }
 
-static int devices_from(const Runtime__V1__ContainerConfig *c, CtrSpec *s, char **ret_message) {
+static int devices_from(const Runtime__V1__ContainerConfig *c, CtrSpec *s, Error *error) {
         s->devices = calloc(c->n_devices + 1, sizeof *s->devices);
         if (!s->devices)
                 return -ENOMEM;
         for (size_t i = 0; i < c->n_devices; i++) {
                 const Runtime__V1__Device *d = c->devices[i];
                 if (!path_ok(d->container_path) || !path_ok(d->host_path))
-                        return error_message(ret_message, -EINVAL,
-                                             "devices: %s → %s: paths must be absolute, without '..'",
-                                             QUOTE(d->host_path), QUOTE(d->container_path));
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                         "devices: %s → %s: paths must be absolute, without '..'",
+                                         QUOTE(d->host_path), QUOTE(d->container_path));
                 if (!device_permissions_ok(d->permissions))
-                        return error_message(ret_message, -EINVAL,
-                                             "devices: %s: permissions %s are not r, w and m, each at most once",
-                                             QUOTE(d->host_path), QUOTE(d->permissions));
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                         "devices: %s: permissions %s are not r, w and m, each at most once",
+                                         QUOTE(d->host_path), QUOTE(d->permissions));
                 s->devices[i] = (CtrDevice) {
                         .container_path = strdup(d->container_path),
                         .host_path = strdup(d->host_path),
@@ -292,34 +274,34 @@ static int devices_from(const Runtime__V1__ContainerConfig *c, CtrSpec *s, char 
         return 0;
 }
 
-static int stop_signal_from(const Runtime__V1__ContainerConfig *c, CtrSpec *s, char **ret_message) {
+static int stop_signal_from(const Runtime__V1__ContainerConfig *c, CtrSpec *s, Error *error) {
         if (c->stop_signal != RUNTIME__V1__SIGNAL__RUNTIME_DEFAULT) {
                 const ProtobufCEnumValue *v =
                         protobuf_c_enum_descriptor_get_value(&runtime__v1__signal__descriptor, (int) c->stop_signal);
                 s->stop_signal = v ? ctr_signal_from_string(v->name) : -EINVAL;
                 if (s->stop_signal <= 0)
-                        return error_message(ret_message, -EINVAL, "stop_signal %d is not a signal rktlet knows", (int) c->stop_signal);
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "stop_signal %d is not a signal rktlet knows", (int) c->stop_signal);
         }
         return 0;
 }
 
-static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, char **ret_message) {
+static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, Error *error) {
         const Runtime__V1__LinuxContainerSecurityContext *sc = c->linux ? c->linux->security_context : NULL;
         int r;
 
         r = spec_copy(c, s);
         if (r >= 0)
-                r = envs_from(c, s, ret_message);
+                r = envs_from(c, s, error);
         if (r >= 0)
-                r = spec_check(s, ret_message);
+                r = spec_check(s, error);
         if (r >= 0)
-                r = mounts_from(c, s, ret_message);
+                r = mounts_from(c, s, error);
         if (r >= 0)
-                r = devices_from(c, s, ret_message);
+                r = devices_from(c, s, error);
         if (r >= 0)
-                r = stop_signal_from(c, s, ret_message);
+                r = stop_signal_from(c, s, error);
         if (r >= 0)
-                r = seccomp_from(sc, s, ret_message);
+                r = seccomp_from(sc, s, error);
         if (r >= 0)
                 r = apparmor_from(sc, s);
         return r;
@@ -328,8 +310,9 @@ static int spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, c
 int cri_create_container(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
         Manager *m = userdata;
         Runtime__V1__CreateContainerRequest *req = runtime__v1__create_container_request__unpack(NULL, len, msg);
+        Error error = ERROR_INIT;
         CtrSpec spec = {};
-        char *message = NULL, *packed = NULL;
+        char *packed = NULL;
         size_t packed_len = 0;
         CriCall *cc = NULL;
         CtrOp *op = NULL;
@@ -358,11 +341,12 @@ int cri_create_container(GrpcCall *call, const uint8_t *msg, size_t len, void *u
                 r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION, "pod sandbox %s is not ready", pod->id);
                 goto out;
         }
-        r = spec_from_config(req->config, &spec, &message);
+        r = spec_from_config(req->config, &spec, &error);
         if (r < 0) {
-                if (r == -ENOMEM)
+                if (!error_is_set(&error) && r == -ENOMEM)
                         goto out;
-                r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "%s", message ?: "invalid container config");
+                (void) error_set(&error, ERROR_INVALID_ARGUMENT, r, "invalid container config");
+                r = cri_finish_error(call, &error);
                 goto out;
         }
         image = image_store_find(m->images, spec.image_ref);
@@ -380,11 +364,10 @@ int cri_create_container(GrpcCall *call, const uint8_t *msg, size_t len, void *u
                 goto out;
         }
         protobuf_c_message_pack(&req->config->base, (uint8_t *) packed);
-        r = sandbox_create_container(m->containers, pod, image, &spec, packed, packed_len, op_done, cc, &message, &op);
+        r = sandbox_create_container(m->containers, pod, image, &spec, packed, packed_len, op_done, cc, &error, &op);
         if (r < 0) {
                 cc = cri_call_free(cc);
-                r = grpc_call_finish(call, r == -EEXIST ? GRPC_STATUS_ALREADY_EXISTS : status_for(r), "%s",
-                                     message ?: strerror(-r));
+                r = cri_finish_error(call, &error);
                 goto out;
         }
         r = cri_call_wait(TAKE_PTR(cc), op);
@@ -392,7 +375,7 @@ out:
         cri_call_free(cc);
         ctr_spec_done(&spec);
         free(packed);
-        free(message);
+        error_done(&error);
         runtime__v1__create_container_request__free_unpacked(req, NULL);
         return r;
 }
@@ -424,7 +407,7 @@ static Container *lookup(GrpcCall *call, Manager *m, const char *id, bool missin
 }
 
 static int run_op(GrpcCall *call, Manager *m, const char *id, CtrCallKind kind, int64_t timeout) {
-        char *message = NULL;
+        Error error = ERROR_INIT;
         CtrOp *op = NULL;
         CriCall *cc;
         Container *c;
@@ -436,17 +419,13 @@ static int run_op(GrpcCall *call, Manager *m, const char *id, CtrCallKind kind, 
         cc = cri_call_new(call, m, kind, detach_ctr_op);
         if (!cc)
                 return -ENOMEM;
-        r = kind == CTR_CALL_START  ? ctr_start(c, op_done, cc, &message, &op)
-            : kind == CTR_CALL_STOP ? ctr_stop(c, timeout, op_done, cc, &op)
-                                    : ctr_remove(c, op_done, cc, &op);
+        r = kind == CTR_CALL_START  ? ctr_start(c, op_done, cc, &error, &op)
+            : kind == CTR_CALL_STOP ? ctr_stop(c, timeout, op_done, cc, &error, &op)
+                                    : ctr_remove(c, op_done, cc, &error, &op);
         if (r < 0) {
                 cri_call_free(cc);
-                if (r == -EBUSY)
-                        r = grpc_call_finish(call, GRPC_STATUS_ABORTED,
-                                             "container %s is busy with another operation; try again", c->id);
-                else
-                        r = grpc_call_finish(call, status_for(r), "%s", message ?: strerror(-r));
-                free(message);
+                r = cri_finish_error(call, &error);
+                error_done(&error);
                 return r;
         }
         return cri_call_wait(cc, op);
@@ -488,6 +467,7 @@ int cri_remove_container(GrpcCall *call, const uint8_t *msg, size_t len, void *u
 int cri_reopen_container_log(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
         Runtime__V1__ReopenContainerLogRequest *req = runtime__v1__reopen_container_log_request__unpack(NULL, len, msg);
         Runtime__V1__ReopenContainerLogResponse resp = RUNTIME__V1__REOPEN_CONTAINER_LOG_RESPONSE__INIT;
+        Error error = ERROR_INIT;
         Container *c;
         int r;
 
@@ -495,22 +475,9 @@ int cri_reopen_container_log(GrpcCall *call, const uint8_t *msg, size_t len, voi
                 return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "ReopenContainerLogRequest does not decode");
         c = lookup(call, userdata, req->container_id, false, &r);
         if (c) {
-                r = ctr_reopen_log(c);
-                if (r == -ESRCH)
-                        r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION, "container %s is not running", c->id);
-                else if (r == -EBADF)
-                        r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION,
-                                             "container %s: its output was lost when rktlet restarted without systemd's "
-                                             "fd store", c->id);
-                else if (r == -ELOOP || r == -EXDEV)
-                        r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION,
-                                             "container %s: log_path %s goes through a symlink or out of the "
-                                             "pod's log directory: rktlet follows none there", c->id, QUOTE(c->log_path));
-                else if (r < 0)
-                        r = grpc_call_finish(call, GRPC_STATUS_INTERNAL, "container %s: reopen %s: %s", c->id,
-                                             QUOTE(c->log_path), strerror(-r));
-                else
-                        r = cri_reply(call, &resp.base);
+                r = ctr_reopen_log(c, &error);
+                r = r < 0 ? cri_finish_error(call, &error) : cri_reply(call, &resp.base);
+                error_done(&error);
         }
         runtime__v1__reopen_container_log_request__free_unpacked(req, NULL);
         return r;

@@ -30,18 +30,6 @@ static void detach_cni_op(void *op) {
         cni_op_cancel(op);
 }
 
-static GrpcStatus status_for(int error) {
-        switch (-error) {
-        case EBUSY:
-                return GRPC_STATUS_ABORTED;
-        case ENETDOWN:
-        case ENOTCONN:
-                return GRPC_STATUS_UNAVAILABLE;
-        default:
-                return grpc_status_from_errno(error);
-        }
-}
-
 
 
 /* "" for a value the schema does not have: pod_spec_validate() refuses it. */
@@ -102,12 +90,12 @@ static int spec_from_config(const Runtime__V1__PodSandboxConfig *c, const char *
 
 /* --- RunPodSandbox ------------------------------------------------------------------------------- */
 
-static void run_done(Pod *pod, int error, const char *message, void *userdata) {
+static void run_done(Pod *pod, const Error *error, void *userdata) {
         CriCall *cc = userdata;
         Runtime__V1__RunPodSandboxResponse resp = RUNTIME__V1__RUN_POD_SANDBOX_RESPONSE__INIT;
 
-        if (error < 0)
-                (void) grpc_call_finish(cc->call, status_for(error), "%s", message ?: strerror(-error));
+        if (error_is_set(error))
+                (void) cri_finish_error(cc->call, error);
         else {
                 resp.pod_sandbox_id = pod->id;
                 (void) cri_reply(cc->call, &resp.base);
@@ -118,9 +106,8 @@ static void run_done(Pod *pod, int error, const char *message, void *userdata) {
 int cri_run_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
         Manager *m = userdata;
         Runtime__V1__RunPodSandboxRequest *req = runtime__v1__run_pod_sandbox_request__unpack(NULL, len, msg);
+        Error error = ERROR_INIT;
         PodSpec spec;
-        char *message = NULL;
-        const char *net_message;
         PodOp *op = NULL;
         CriCall *cc;
         int r;
@@ -137,16 +124,13 @@ int cri_run_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *us
                 pod_spec_done(&spec);
                 return r;
         }
-        r = pod_spec_validate(&spec, &message);
+        r = pod_spec_validate(&spec, &error);
+        if (r >= 0 && !sandbox_network_ready(m->pods, &spec, &error))
+                r = -ENETDOWN;
         if (r < 0) {
                 pod_spec_done(&spec);
-                r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "%s", message ?: "invalid pod sandbox config");
-                free(message);
-                return r;
-        }
-        if (!sandbox_network_ready(m->pods, &spec, &net_message)) {
-                r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION, "network is not ready: %s", net_message);
-                pod_spec_done(&spec);
+                r = cri_finish_error(call, &error);
+                error_done(&error);
                 return r;
         }
 
@@ -155,11 +139,11 @@ int cri_run_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *us
                 pod_spec_done(&spec);
                 return -ENOMEM;
         }
-        r = pod_run(m->pods, &spec, run_done, cc, &message, &op);
+        r = pod_run(m->pods, &spec, run_done, cc, &error, &op);
         if (r < 0) {
                 cri_call_free(cc);
-                r = grpc_call_finish(call, status_for(r), "%s", message ?: strerror(-r));
-                free(message);
+                r = cri_finish_error(call, &error);
+                error_done(&error);
                 return r;
         }
         return cri_call_wait(cc, op);
@@ -169,19 +153,18 @@ int cri_run_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *us
 
 /* The pod's containers go first, then the pod: sandbox_stop() and sandbox_remove(). */
 
-static void teardown_done(int error, SandboxStep step, const char *message, void *userdata) {
+static void teardown_done(const Error *error, SandboxStep step, void *userdata) {
         CriCall *cc = userdata;
 
-        if (error < 0)
-                (void) grpc_call_finish(cc->call, step == SANDBOX_STEP_CONTAINERS ? GRPC_STATUS_INTERNAL : status_for(error),
-                                        "%s", message ?: strerror(-error));
+        if (error_is_set(error))
+                (void) cri_finish_error(cc->call, error);
         else
                 (void) cri_reply_empty(cc->call);
         cri_call_done(cc);
 }
 
 static int stop_or_remove(GrpcCall *call, Manager *m, const char *id, bool remove) {
-        char *message = NULL;
+        Error error = ERROR_INIT;
         SandboxOp *op = NULL;
         CriCall *cc;
         Pod *pod;
@@ -197,16 +180,13 @@ static int stop_or_remove(GrpcCall *call, Manager *m, const char *id, bool remov
         cc = cri_call_new(call, m, 0, detach_sandbox_op);
         if (!cc)
                 return -ENOMEM;
-        r = remove ? sandbox_remove(m->containers, pod, teardown_done, cc, &message, &op)
-                   : sandbox_stop(m->containers, pod, teardown_done, cc, &message, &op);
+        r = remove ? sandbox_remove(m->containers, pod, teardown_done, cc, &error, &op)
+                   : sandbox_stop(m->containers, pod, teardown_done, cc, &error, &op);
         if (r < 0) {
                 cri_call_free(cc);
-                if (r == -ENOMEM)
-                        return r;
-                r = message ? grpc_call_finish(call, status_for(r), "%s", message)
-                            : grpc_call_finish(call, status_for(r),
-                                               "pod sandbox %s is busy with another operation; try again", id);
-                free(message);
+                if (r != -ENOMEM)
+                        r = cri_finish_error(call, &error);
+                error_done(&error);
                 return r;
         }
         return cri_call_wait(cc, op);

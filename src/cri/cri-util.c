@@ -1,6 +1,16 @@
 /* What the CRI handlers share to translate between protobuf-c messages and the model. */
 #include "cri-util.h"
 
+#include <assert.h>
+
+#include "grpc-status.h"
+
+int cri_finish_error(GrpcCall *call, const Error *error) {
+        assert(call);
+        assert(error_is_set(error));
+        return grpc_call_finish(call, grpc_status_from_error(error), "%s", error_text(error));
+}
+
 char **cri_strv_dup(char **l, size_t n) {
         char **out = calloc(n + 1, sizeof(char *));
 

@@ -5,7 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "error-chain.h"
+#include "grpc-server.h"
 #include "strv.h"
+
+/* Ends call with the status error's kind maps to (grpc_status_from_error()) and error_text() as the
+ * message: how every failure is answered. */
+int cri_finish_error(GrpcCall *call, const Error *error);
 
 /* A NULL-terminated copy of a repeated string field (NULL entries become ""); NULL on OOM. */
 char **cri_strv_dup(char **l, size_t n);

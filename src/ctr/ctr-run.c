@@ -130,9 +130,10 @@ static void op_unlink(Op *o, bool aborted) {
 
 static void op_notify(Op *o, int error, const char *message) {
         CtrOp *op = ctr_op(o);
+        Error e = op_error(o, error, message);
 
         if (op->done)
-                op->done(op->c, error, message, op->userdata);
+                op->done(op->c, error < 0 ? &e : NULL, op->userdata);
 }
 
 static void op_cancel(Op *o) {
@@ -337,8 +338,10 @@ static void start_decide(Container *c, const SystemdServiceInfo *info, CtrOp *op
                                      : !op                   ? "rktlet stopped while starting it, and systemd never ran it"
                                                              : "the OCI runtime did not start it");
                 save(c);
-                if (op)
-                        op_fail(&op->op, lost && !err ? -ECONNRESET : -EIO, "start %s: %s", c->id, c->message);
+                if (op && lost && !err)
+                        op_fail(&op->op, -ECONNRESET, "start %s: %s", c->id, c->message);
+                else if (op) /* a StartError: no kind says more */
+                        op_fail_kind(&op->op, ERROR_START, EIO, "start %s: %s", c->id, c->message);
         }
         free(err);
 }
@@ -451,8 +454,10 @@ static void step_config(Op *o) {
                 return;
         }
         r = ctr_write_oci_config(c, pod, op->image, op->image_config, &op->spec, &error);
-        if (r < 0)
-                op_fail(&op->op, r, "container %s: %s", c->id, error_text(&error));
+        if (r < 0) {
+                error_wrap(&error, "container %s", c->id);
+                op_fail_error(&op->op, &error);
+        }
         error_done(&error);
         op_next(&op->op);
 }
@@ -543,14 +548,14 @@ out:
         return r;
 }
 
-static void unit_started(int error, const char *message, void *userdata) {
+static void unit_started(const Error *error, void *userdata) {
         CtrOp *op = userdata;
 
         op->sd = NULL;
-        if (error < 0) {
+        if (error_is_set(error)) {
                 op->job_failed = true;
-                op->job_error = error;
-                op->job_message = strdup(message ?: "the unit did not start");
+                op->job_error = error_to_errno(error);
+                op->job_message = strdup(error->message ?: "the unit did not start");
         }
         /* Whatever the job's result: the unit's properties tell whether the container runs. */
         op_next(&op->op);
@@ -567,26 +572,27 @@ static void step_started(Op *o) {
 }
 
 /* The log_path kubelet gave does not lead to a file rktlet may write: the file system is not as it
- * must be for the request, so FAILED_PRECONDITION (-EPERM), naming the field. */
+ * must be for the request, so ERROR_WRONG_STATE (FAILED_PRECONDITION), naming the field. */
 static void log_open_failed(CtrOp *op, int r) {
         Container *c = op->c;
         const char *rel = ctr_log_relative(c);
 
         switch (r) {
         case -ELOOP:
-                op_fail(&op->op, -EPERM,
-                        "container %s: log_path %s goes through a symlink beneath the pod's log directory "
-                        "%s: rktlet follows none there",
-                        c->id, QUOTE(rel), QUOTE(c->log_dir));
+                op_fail_kind(&op->op, ERROR_WRONG_STATE, r,
+                             "container %s: log_path %s goes through a symlink beneath the pod's log directory "
+                             "%s: rktlet follows none there",
+                             c->id, QUOTE(rel), QUOTE(c->log_dir));
                 break;
         case -EXDEV:
-                op_fail(&op->op, -EPERM, "container %s: log_path %s leads out of the pod's log directory %s",
-                        c->id, QUOTE(rel), QUOTE(c->log_dir));
+                op_fail_kind(&op->op, ERROR_WRONG_STATE, r,
+                             "container %s: log_path %s leads out of the pod's log directory %s", c->id, QUOTE(rel),
+                             QUOTE(c->log_dir));
                 break;
         case -EINVAL:
         case -EISDIR:
-                op_fail(&op->op, -EPERM, "container %s: log_path %s beneath %s is no regular file", c->id, QUOTE(rel),
-                        QUOTE(c->log_dir));
+                op_fail_kind(&op->op, ERROR_WRONG_STATE, r, "container %s: log_path %s beneath %s is no regular file",
+                             c->id, QUOTE(rel), QUOTE(c->log_dir));
                 break;
         default:
                 op_fail(&op->op, r, "container %s: cannot open its log_path %s beneath %s: %s", c->id, QUOTE(rel),
@@ -609,13 +615,14 @@ static void step_unit(Op *o) {
                 goto out;
         }
         if (!pod || pod_state(pod) != POD_READY) {
-                r = -EPIPE;
-                op_fail(&op->op, -EPIPE, "pod sandbox %s of container %s is not ready", c->pod_id, c->id);
+                r = -EIO;
+                op_fail_kind(&op->op, ERROR_WRONG_STATE, 0, "pod sandbox %s of container %s is not ready", c->pod_id,
+                             c->id);
                 goto out;
         }
         if (!sd) {
                 r = -ENOTCONN;
-                op_fail(&op->op, r, "start %s: systemd is unreachable", c->id);
+                op_fail_kind(&op->op, ERROR_UNAVAILABLE, r, "start %s: systemd is unreachable", c->id);
                 goto out;
         }
         (void) unlink(pidfile);
@@ -682,13 +689,13 @@ static void wait_exit(CtrOp *op, double seconds) {
         systemd_watch_refresh(c->watch);
 }
 
-static void killed(int error, const char *message, void *userdata) {
+static void killed(const Error *error, void *userdata) {
         CtrOp *op = userdata;
 
         op->sd = NULL;
         /* "No main process" and the like: it exited meanwhile, the properties will say. */
-        if (error < 0)
-                log_debug("container %s: KillUnit: %s", op->op.id, message ?: strerror(-error));
+        if (error_is_set(error))
+                log_debug("container %s: KillUnit: %s", op->op.id, error_text(error));
         op_next(&op->op);
 }
 
@@ -710,21 +717,22 @@ static void step_kill(CtrOp *op, const char *who, int sig) {
         else if (unit)
                 r = systemd_kill_unit(sd, unit, who, sig, CTR_SYSTEMD_TIMEOUT_USEC, killed, op, &op->sd);
         free(unit);
+        if (r == -ENOTCONN)
+                op_fail_kind(&op->op, ERROR_UNAVAILABLE, r, "signal container %s: systemd is unreachable", op->op.id);
         if (r < 0) {
-                op_fail(&op->op, r, "signal container %s: %s", op->op.id,
-                        r == -ENOTCONN ? "systemd is unreachable" : strerror(-r));
+                op_fail(&op->op, r, "signal container %s: %s", op->op.id, strerror(-r));
                 op_goto(&op->op, STEP_END);
         }
 }
 
 /* --- remove -------------------------------------------------------------------------------------- */
 
-static void unit_gone(int error, const char *message, void *userdata) {
+static void unit_gone(const Error *error, void *userdata) {
         CtrOp *op = userdata;
 
         op->sd = NULL;
-        if (error < 0 && error != -ENOENT && op->op.step == STEP_RM_STOP_UNIT) {
-                op_fail(&op->op, error, "stop the unit of container %s: %s", op->op.id, message ?: strerror(-error));
+        if (error_is_set(error) && error->errno_value != ENOENT && op->op.step == STEP_RM_STOP_UNIT) {
+                op_fail_wrap(&op->op, error, "stop the unit of container %s", op->op.id);
                 op_goto(&op->op, STEP_END);
                 return;
         }
@@ -743,9 +751,11 @@ static void step_unit_down(CtrOp *op, bool reset) {
                 r = reset ? systemd_reset_failed_unit(sd, unit, CTR_SYSTEMD_TIMEOUT_USEC, unit_gone, op, &op->sd)
                           : systemd_stop_unit(sd, unit, CTR_SYSTEMD_TIMEOUT_USEC, unit_gone, op, &op->sd);
         free(unit);
+        if (r == -ENOTCONN)
+                op_fail_kind(&op->op, ERROR_UNAVAILABLE, r, "remove the unit of container %s: systemd is unreachable",
+                             op->op.id);
         if (r < 0) {
-                op_fail(&op->op, r, "remove the unit of container %s: %s", op->op.id,
-                        r == -ENOTCONN ? "systemd is unreachable" : strerror(-r));
+                op_fail(&op->op, r, "remove the unit of container %s: %s", op->op.id, strerror(-r));
                 op_goto(&op->op, STEP_END);
         }
 }
@@ -1129,7 +1139,7 @@ static void remove_dirs(const Container *c) {
 }
 
 /* Its directories, its config and its first record; on failure, none of them. */
-static int container_make_state(Container *c, char **ret_message) {
+static int container_make_state(Container *c, Error *error) {
         _cleanup_free_ char *run = ctr_run_dir(c), *root = ctr_root_dir(c), *cfg = ctr_path(c, false, "config.pb");
         int r;
 
@@ -1137,47 +1147,44 @@ static int container_make_state(Container *c, char **ret_message) {
         if (!run || !root || !cfg)
                 r = -ENOMEM;
         else if ((r = mkdir_p(run, 0700)) < 0 || (r = mkdir_p(root, 0700)) < 0 ||
-                 (r = write_file_replace(cfg, c->config ?: "", c->config_len, 0600)) < 0 || (r = ctr_save(c)) < 0) {
-                if (asprintf(ret_message, "container %s: cannot create its state in %s or %s: %s", c->id, run, root,
-                             strerror(-r)) < 0)
-                        *ret_message = NULL;
-        }
-        if (r < 0)
+                 (r = write_file_replace(cfg, c->config ?: "", c->config_len, 0600)) < 0 || (r = ctr_save(c)) < 0)
+                error_errno(error, r, "container %s: cannot create its state in %s or %s", c->id, run, root);
+        if (r < 0) {
+                error_set(error, ERROR_SYSTEM, r, NULL);
                 remove_dirs(c);
+        }
         return r;
 }
 
 int ctr_create(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *config, size_t config_len,
-               CtrDone done, void *userdata, char **ret_message, CtrOp **ret_op) {
+               CtrDone done, void *userdata, Error *error, CtrOp **ret_op) {
         _cleanup_(ctr_spec_done) CtrSpec owned = *spec;
         _cleanup_(yajl_tree_freep) yajl_val image_config = NULL;
         _cleanup_(container_freep) Container *c = NULL;
         CtrOp *op;
         int r;
 
-        assert(t && pod && image && spec && ret_message);
+        assert(t && pod && image && spec);
         *spec = (CtrSpec) {}; /* taken over, also on failure */
         for (Container *o = t->containers; o; o = o->next)
-                if (strcmp(o->pod_id, pod->id) == 0 && strcmp(o->name, owned.name) == 0 && o->attempt == owned.attempt) {
-                        if (asprintf(ret_message, "container %s (attempt %u) exists already in pod sandbox %s: %s",
-                                     QUOTE(owned.name), owned.attempt, pod->id, o->id) < 0)
-                                *ret_message = NULL;
-                        return -EEXIST;
-                }
+                if (strcmp(o->pod_id, pod->id) == 0 && strcmp(o->name, owned.name) == 0 && o->attempt == owned.attempt)
+                        return error_set(error, ERROR_EXISTS, EEXIST,
+                                         "container %s (attempt %u) exists already in pod sandbox %s: %s",
+                                         QUOTE(owned.name), owned.attempt, pod->id, o->id);
 
         /* Read and parsed once: for the stop signal here, for the OCI config at STEP_CONFIG. */
         image_config = ctr_image_config(t->env.images, image);
         r = container_new(t, pod, image, &owned, image_config, config, config_len, &c);
         if (r < 0)
-                return r;
+                return error_set(error, ERROR_SYSTEM, r, NULL);
         ctr_link(t, c);
-        r = container_make_state(c, ret_message);
+        r = container_make_state(c, error);
         if (r < 0)
                 return r;
         op = ctr_op_new(c, OP_CREATE, done, userdata);
         if (!op) {
                 remove_dirs(c);
-                return -ENOMEM;
+                return error_set(error, ERROR_SYSTEM, ENOMEM, NULL);
         }
         op->spec = owned;
         owned = (CtrSpec) {};
@@ -1192,42 +1199,40 @@ int ctr_create(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *c
         return 0;
 }
 
-int ctr_start(Container *c, CtrDone done, void *userdata, char **ret_message, CtrOp **ret_op) {
+/* A container busy with another operation: the caller may try again. */
+static int busy(const Container *c, Error *error) {
+        return error_set(error, ERROR_CONFLICT, EBUSY, "container %s is busy with another operation; try again", c->id);
+}
+
+int ctr_start(Container *c, CtrDone done, void *userdata, Error *error, CtrOp **ret_op) {
         CtrOp *op;
 
         assert(c);
-        assert(ret_message);
         if (c->busy)
-                return -EBUSY;
-        if (c->removing) {
-                if (asprintf(ret_message, "container %s is being removed: it cannot start", c->id) < 0)
-                        *ret_message = NULL;
-                return -EPERM;
-        }
-        if (c->state != CTR_CREATED || c->unit_started) {
-                if (asprintf(ret_message, "container %s is %s, not created: it can start only once", c->id,
-                             ctr_state_to_string(c->state)) < 0)
-                        *ret_message = NULL;
-                return -EPERM;
-        }
+                return busy(c, error);
+        if (c->removing)
+                return error_set(error, ERROR_WRONG_STATE, 0, "container %s is being removed: it cannot start", c->id);
+        if (c->state != CTR_CREATED || c->unit_started)
+                return error_set(error, ERROR_WRONG_STATE, 0, "container %s is %s, not created: it can start only once",
+                                 c->id, ctr_state_to_string(c->state));
         op = ctr_op_new(c, OP_START, done, userdata);
         if (!op)
-                return -ENOMEM;
+                return error_set(error, ERROR_SYSTEM, ENOMEM, NULL);
         if (ret_op)
                 *ret_op = op;
         op_start(&op->op, STEP_UNIT);
         return 0;
 }
 
-int ctr_stop(Container *c, int64_t timeout_sec, CtrDone done, void *userdata, CtrOp **ret_op) {
+int ctr_stop(Container *c, int64_t timeout_sec, CtrDone done, void *userdata, Error *error, CtrOp **ret_op) {
         CtrOp *op;
 
         assert(c);
         if (c->busy)
-                return -EBUSY;
+                return busy(c, error);
         op = ctr_op_new(c, OP_STOP, done, userdata);
         if (!op)
-                return -ENOMEM;
+                return error_set(error, ERROR_SYSTEM, ENOMEM, NULL);
         if (ret_op)
                 *ret_op = op;
         op->timeout = (double) timeout_sec;
@@ -1235,15 +1240,15 @@ int ctr_stop(Container *c, int64_t timeout_sec, CtrDone done, void *userdata, Ct
         return 0;
 }
 
-int ctr_remove(Container *c, CtrDone done, void *userdata, CtrOp **ret_op) {
+int ctr_remove(Container *c, CtrDone done, void *userdata, Error *error, CtrOp **ret_op) {
         CtrOp *op;
 
         assert(c);
         if (c->busy)
-                return -EBUSY;
+                return busy(c, error);
         op = ctr_op_new(c, OP_REMOVE, done, userdata);
         if (!op)
-                return -ENOMEM;
+                return error_set(error, ERROR_SYSTEM, ENOMEM, NULL);
         if (ret_op)
                 *ret_op = op;
         /* Saved before the first step undoes anything: a removal cut short by a crash is finished
@@ -1257,12 +1262,26 @@ int ctr_remove(Container *c, CtrDone done, void *userdata, CtrOp **ret_op) {
         return 0;
 }
 
-int ctr_reopen_log(Container *c) {
+int ctr_reopen_log(Container *c, Error *error) {
+        int r;
+
+        assert(c);
         if (c->state != CTR_RUNNING)
-                return -ESRCH;
-        if (!c->io)
-                return -EBADF; /* a restart outside systemd (no fd store) lost its pipes */
-        return ctr_io_reopen(c->io);
+                return error_set(error, ERROR_WRONG_STATE, 0, "container %s is not running", c->id);
+        if (!c->io) /* a restart outside systemd (no fd store) lost its pipes */
+                return error_set(error, ERROR_WRONG_STATE, 0,
+                                 "container %s: its output was lost when rktlet restarted without systemd's fd store",
+                                 c->id);
+        r = ctr_io_reopen(c->io);
+        if (r == -ELOOP || r == -EXDEV)
+                return error_set(error, ERROR_WRONG_STATE, -r,
+                                 "container %s: log_path %s goes through a symlink or out of the pod's log directory: "
+                                 "rktlet follows none there",
+                                 c->id, QUOTE(c->log_path));
+        if (r < 0)
+                return error_set(error, ERROR_INTERNAL, r, "container %s: reopen %s: %s", c->id, QUOTE(c->log_path),
+                                 strerror(-r));
+        return 0;
 }
 
 void ctr_table_watch_missing(CtrTable *t) {
@@ -1324,7 +1343,7 @@ static void recovered(void *record, void *userdata) {
                 img->users++;
         if (c->creating) {
                 log_notice("container %s: was being created when rktlet stopped; cleaning it up.", c->id);
-                (void) ctr_remove(c, NULL, NULL, NULL);
+                (void) ctr_remove(c, NULL, NULL, NULL, NULL);
                 return;
         }
         if (c->unit_started) {
@@ -1352,7 +1371,7 @@ static void recovered(void *record, void *userdata) {
                         c->unconfirmed = true;
                         t->n_unconfirmed++;
                 }
-                r = ctr_remove(c, NULL, NULL, NULL);
+                r = ctr_remove(c, NULL, NULL, NULL, NULL);
                 if (r < 0) {
                         log_warning_errno(r, "container %s: cannot finish its removal: %m", c->id);
                         ctr_confirmed(c);

@@ -153,7 +153,8 @@ struct CtrTable {
         void (*all_confirmed)(void *userdata); /* when that count drops to 0, with env.userdata */
 };
 
-typedef void (*CtrDone)(Container *c, int error, const char *message, void *userdata);
+/* error: NULL on success, else what failed (valid during the call only). */
+typedef void (*CtrDone)(Container *c, const Error *error, void *userdata);
 
 int ctr_table_new(const CtrEnv *env, CtrTable **ret);
 CtrTable *ctr_table_free(CtrTable *t);
@@ -175,17 +176,22 @@ char *ctr_info_json(const Container *c);
 
 void ctr_spec_done(CtrSpec *s);
 
-/* Creates the container (spec taken over, also on failure; config copied). -EEXIST with a message
- * when the pod has a container of that name and attempt; -EINVAL for bad input. done() once it is
- * CREATED or was rolled back. */
+/* The entry points fail with *error filled: ERROR_CONFLICT while the container is busy with another
+ * operation (the caller may try again), ERROR_WRONG_STATE when its state does not allow it. */
+
+/* Creates the container (spec taken over, also on failure; config copied). ERROR_EXISTS when the
+ * pod has a container of that name and attempt. done() once it is CREATED or was rolled back. */
 int ctr_create(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *config, size_t config_len,
-               CtrDone done, void *userdata, char **ret_message, CtrOp **ret_op);
-int ctr_start(Container *c, CtrDone done, void *userdata, char **ret_message, CtrOp **ret_op);
+               CtrDone done, void *userdata, Error *error, CtrOp **ret_op);
+/* Only once, from CREATED. done() gets ERROR_START when the OCI runtime did not start it. */
+int ctr_start(Container *c, CtrDone done, void *userdata, Error *error, CtrOp **ret_op);
 /* The stop signal, then SIGKILL after timeout_sec; done once it exited. Idempotent. */
-int ctr_stop(Container *c, int64_t timeout_sec, CtrDone done, void *userdata, CtrOp **ret_op);
+int ctr_stop(Container *c, int64_t timeout_sec, CtrDone done, void *userdata, Error *error, CtrOp **ret_op);
 /* Stops if running, then deletes every trace; c is freed before done() (which gets NULL). */
-int ctr_remove(Container *c, CtrDone done, void *userdata, CtrOp **ret_op);
-int ctr_reopen_log(Container *c);
+int ctr_remove(Container *c, CtrDone done, void *userdata, Error *error, CtrOp **ret_op);
+/* Reopens the log file (rotated by kubelet): ERROR_WRONG_STATE when the container does not run, its
+ * pipes were lost, or its log_path now goes through a symlink or out of the pod's log directory. */
+int ctr_reopen_log(Container *c, Error *error);
 /* The fds (and names) systemd passed back at start: log pipes a previous daemon stored. The arrays
  * stay the caller's; adopted fds are set to -1 in them. */
 void ctr_op_detach(CtrOp *op);

@@ -76,20 +76,72 @@ void op_goto(Op *op, unsigned step) {
         run(op, step);
 }
 
-void op_fail(Op *op, int error, const char *format, ...) {
-        va_list ap;
+_printf_(4, 0)
+static void op_failv(Op *op, ErrorKind kind, int error, const char *format, va_list ap) {
         char *m = NULL;
 
         assert(op);
         assert(format);
         if (op->message)
                 return; /* the first failure is what the operation reports */
-        va_start(ap, format);
         if (vasprintf(&m, format, ap) < 0)
                 m = NULL;
-        va_end(ap);
         op->error = error < 0 ? error : -EIO;
         op->message = m;
+        op->error_kind = kind;
+}
+
+void op_fail(Op *op, int error, const char *format, ...) {
+        va_list ap;
+
+        va_start(ap, format);
+        op_failv(op, ERROR_SYSTEM, error, format, ap);
+        va_end(ap);
+}
+
+void op_fail_kind(Op *op, ErrorKind kind, int error, const char *format, ...) {
+        va_list ap;
+
+        va_start(ap, format);
+        op_failv(op, kind, error, format, ap);
+        va_end(ap);
+}
+
+void op_fail_error(Op *op, const Error *error) {
+        assert(op);
+        assert(error_is_set(error));
+        if (op->message)
+                return;
+        op->error = error_to_errno(error);
+        op->message = strdup(error_text(error)); /* NULL when out of memory: op_error() still says something */
+        op->error_kind = error->kind;
+}
+
+void op_fail_wrap(Op *op, const Error *error, const char *format, ...) {
+        _cleanup_free_ char *prefix = NULL;
+        va_list ap;
+
+        assert(op);
+        assert(error_is_set(error));
+        assert(format);
+        if (op->message)
+                return;
+        va_start(ap, format);
+        if (vasprintf(&prefix, format, ap) < 0)
+                prefix = NULL;
+        va_end(ap);
+        op_fail_kind(op, error->kind, error_to_errno(error), "%s: %s", prefix ?: "?", error_text(error));
+}
+
+Error op_error(const Op *op, int error, const char *message) {
+        assert(op);
+        if (error >= 0)
+                return ERROR_INIT;
+        return (Error) {
+                .kind = op->error_kind != ERROR_NONE ? op->error_kind : ERROR_SYSTEM,
+                .errno_value = -error,
+                .message = (char *) message,
+        };
 }
 
 void op_dirty(Op *op) {

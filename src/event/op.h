@@ -8,7 +8,8 @@
  * the kind's next step) or op_goto() (go on with a given step; the kind's n_steps ends the
  * operation), now or from a callback later. A step that waits for an event just returns.
  *
- * The first op_fail() wins: its errno and message are what the operation reports. A kind with a
+ * The first op_fail() (or op_fail_error()) wins: its kind, errno and message are what the operation
+ * reports (op_error() gives them as an Error). A kind with a
  * rollback turns its first failure before rollback_step into a jump there, once (a failed create
  * undoes what it made, then reports the create's error).
  *
@@ -27,6 +28,7 @@
 #include <stddef.h>
 
 #include "child.h"
+#include "error-chain.h"
 #include "macro.h"
 
 typedef struct Op Op;
@@ -51,7 +53,8 @@ typedef struct OpClass {
         const char *id_field; /* the journal field naming the object: "CONTAINER_ID" */
         /* The operation ends (aborted: without a callback): the object forgets it. */
         void (*unlink)(Op *op, bool aborted);
-        /* Calls the caller's callback (op is unlinked, not yet freed). */
+        /* Calls the caller's callback (op is unlinked, not yet freed); op_error(op, error, message) is
+         * the failure as an Error. */
         void (*notify)(Op *op, int error, const char *message);
         /* Abort: cancels what the operation waits for (beside its child). */
         void (*cancel)(Op *op);
@@ -73,6 +76,7 @@ struct Op {
         bool detached; /* nobody is called back */
         int error;     /* the first failure's, < 0 */
         char *message; /* the first failure's */
+        ErrorKind error_kind; /* the first failure's: ERROR_SYSTEM (its errno says) unless op_fail_error() */
         Child *child;  /* the child the step waits for, abandoned by op_abort() */
 };
 
@@ -87,8 +91,18 @@ void op_start(Op *op, unsigned step);
 void op_next(Op *op);
 /* Goes on with step (or the first of the kind's steps after it; n_steps or more: the end). */
 void op_goto(Op *op, unsigned step);
-/* Records a failure, unless one was recorded before; error >= 0 counts as -EIO. */
+/* Records a failure, unless one was recorded before; error >= 0 counts as -EIO. Its kind is the one
+ * the errno implies (ERROR_SYSTEM). */
 void op_fail(Op *op, int error, const char *format, ...) _printf_(3, 4);
+/* The same with a kind of the caller's (ERROR_WRONG_STATE, ERROR_UNAVAILABLE…). */
+void op_fail_kind(Op *op, ErrorKind kind, int error, const char *format, ...) _printf_(4, 5);
+/* The same with error's kind, errno and text. */
+void op_fail_error(Op *op, const Error *error);
+/* The same with the message "<format>: <error's text>". */
+void op_fail_wrap(Op *op, const Error *error, const char *format, ...) _printf_(3, 4);
+/* What notify() was given, as an Error that borrows message (valid during the call only): unset
+ * when error >= 0. */
+Error op_error(const Op *op, int error, const char *message);
 /* The object changed in a way recovery must see: saved before the next step. */
 void op_dirty(Op *op);
 /* Saves now (a warning when it cannot). */

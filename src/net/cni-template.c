@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cni.h"
+#include "error-chain.h"
 #include "fd-util.h"
 #include "json-util.h"
 #include "log.h"
@@ -35,7 +36,7 @@ static char *substitute(const char *text, const char *pod_cidr) {
         return out;
 }
 
-int cni_render_template(const char *template_path, const char *conf_dir, const char *pod_cidr, char **ret_message) {
+static int render_template(const char *template_path, const char *conf_dir, const char *pod_cidr, Error *error) {
         _cleanup_free_ char *text = NULL, *out = NULL, *path = NULL;
         int r;
 
@@ -45,11 +46,10 @@ int cni_render_template(const char *template_path, const char *conf_dir, const c
                 return 0;
         r = read_file(template_path, 1024 * 1024, &text, NULL);
         if (r < 0)
-                return error_message(ret_message, r, "cannot read the CNI config template %s: %s", template_path,
-                                     strerror(-r));
+                return error_errno(error, r, "cannot read the CNI config template %s", template_path);
         out = substitute(text, pod_cidr);
         if (!out)
-                return -ENOMEM;
+                return error_set(error, ERROR_SYSTEM, ENOMEM, NULL);
         /* First by name, so that it is the network rktlet uses; inotify picks it up. */
         r = mkdir_p(conf_dir, 0755);
         if (r >= 0 && asprintf(&path, "%s/10-rktlet.conflist", conf_dir) < 0) {
@@ -59,8 +59,18 @@ int cni_render_template(const char *template_path, const char *conf_dir, const c
         if (r >= 0)
                 r = write_file_atomic(path, out, strlen(out), 0644);
         if (r < 0)
-                return error_message(ret_message, r, "cannot write the CNI config %s: %s", path ?: conf_dir,
-                                     strerror(-r));
+                return error_errno(error, r, "cannot write the CNI config %s", path ?: conf_dir);
         log_info("CNI: wrote %s from %s for pod CIDR %s.", path, template_path, pod_cidr);
         return 0;
+}
+
+/* cni.h still has the message as a string: the Error's, taken. */
+int cni_render_template(const char *template_path, const char *conf_dir, const char *pod_cidr, char **ret_message) {
+        Error error = ERROR_INIT;
+        int r = render_template(template_path, conf_dir, pod_cidr, &error);
+
+        if (ret_message)
+                *ret_message = r < 0 ? TAKE_PTR(error.message) : NULL;
+        error_done(&error);
+        return r;
 }

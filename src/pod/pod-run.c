@@ -86,9 +86,10 @@ static void op_unlink(Op *o, bool aborted) {
 
 static void op_notify(Op *o, int error, const char *message) {
         PodOp *op = pod_op(o);
+        Error e = op_error(o, error, message);
 
         if (op->done)
-                op->done(op->pod, error, message, op->userdata);
+                op->done(op->pod, error < 0 ? &e : NULL, op->userdata);
 }
 
 static void op_cancel(Op *o) {
@@ -137,12 +138,12 @@ void pod_op_detach(PodOp *op) {
 
 /* Whether a systemd op failed with one of the D-Bus errors names: its message is "<unit>: <D-Bus
  * error name>: <text>" (see call_reply() in systemd-unit.c). */
-static bool systemd_error_is_one_of(int error, const char *message, const char *const *names, size_t n) {
-        if (error != -EIO || !message)
+static bool systemd_error_is_one_of(const Error *error, const char *const *names, size_t n) {
+        if (!error_is_set(error) || error->errno_value != EIO || !error->message)
                 return false;
         for (size_t i = 0; i < n; i++) {
-                const char *p = strstr(message, names[i]);
-                if (p && p > message && p[-1] == ' ' && p[strlen(names[i])] == ':')
+                const char *p = strstr(error->message, names[i]);
+                if (p && p > error->message && p[-1] == ' ' && p[strlen(names[i])] == ':')
                         return true;
         }
         return false;
@@ -152,14 +153,14 @@ static bool systemd_error_is_one_of(int error, const char *message, const char *
  * stop by request (the root slice, a perpetual unit; RefuseManualStop=), or a name systemd does not
  * take (a record of an older rktlet). What systemd refuses to stop is not rktlet's to stop: the
  * teardown forgets it and goes on, or the pod could never be removed. */
-static bool stop_refused_for_good(int error, const char *message) {
+static bool stop_refused_for_good(const Error *error) {
         static const char *const names[] = {
                 "org.freedesktop.systemd1.JobTypeNotApplicable",
                 "org.freedesktop.systemd1.OnlyByDependency",
                 "org.freedesktop.DBus.Error.InvalidArgs",
         };
 
-        return systemd_error_is_one_of(error, message, names, ELEMENTSOF(names));
+        return systemd_error_is_one_of(error, names, ELEMENTSOF(names));
 }
 
 static void log_forgotten(const PodOp *op, const char *unit, const char *message) {
@@ -183,12 +184,12 @@ static int slice_properties(sd_bus_message *m, void *userdata) {
         return sd_bus_message_append(m, "(sv)", "Description", "s", description);
 }
 
-static void slice_started(int error, const char *message, void *userdata) {
+static void slice_started(const Error *error, void *userdata) {
         PodOp *op = userdata;
         Pod *pod = op->pod;
 
         op->sd = NULL;
-        if (error == -EEXIST) {
+        if (error_is_set(error) && error->errno_value == EEXIST) {
                 /* kubelet made the pod's slice itself: use it, leave it to kubelet. The record said
                  * so from the first save (a slice rktlet did not name could be kubelet's). */
                 pod->slice_started = true;
@@ -196,9 +197,9 @@ static void slice_started(int error, const char *message, void *userdata) {
                         pod->slice_owned = false;
                         op_dirty(&op->op);
                 }
-        } else if (error < 0) {
+        } else if (error_is_set(error)) {
                 pod->slice_started = false;
-                op_fail(&op->op, error, "start slice %s: %s", pod->slice, message);
+                op_fail_wrap(&op->op, error, "start slice %s", pod->slice);
         } else {
                 pod->slice_started = true;
                 if (!pod->slice_owned) {
@@ -258,35 +259,35 @@ out:
         return r;
 }
 
-static void init_started(int error, const char *message, void *userdata) {
+static void init_started(const Error *error, void *userdata) {
         PodOp *op = userdata;
 
         op->sd = NULL;
-        if (error < 0)
-                op_fail(&op->op, error, "start the pod's init service: %s", message);
+        if (error_is_set(error))
+                op_fail_wrap(&op->op, error, "start the pod's init service");
         op_next(&op->op);
 }
 
-static void init_stopped(int error, const char *message, void *userdata) {
+static void init_stopped(const Error *error, void *userdata) {
         PodOp *op = userdata;
 
         op->sd = NULL;
-        if (error < 0 && error != -ENOENT) {
+        if (error_is_set(error) && error->errno_value != ENOENT) {
                 _cleanup_free_ char *unit = NULL;
 
-                if (!stop_refused_for_good(error, message)) {
-                        op_fail(&op->op, error, "stop the pod's init service: %s", message);
+                if (!stop_refused_for_good(error)) {
+                        op_fail_wrap(&op->op, error, "stop the pod's init service");
                         op_goto(&op->op, STEP_END);
                         return;
                 }
                 unit = pod_init_unit(op->pod);
-                log_forgotten(op, unit ?: "the pod's init service", message);
+                log_forgotten(op, unit ?: "the pod's init service", error_text(error));
         }
         op->pod->init_started = false;
         op_next(&op->op);
 }
 
-static void killed(int error, const char *message, void *userdata) {
+static void killed(const Error *error, void *userdata) {
         static const char *const nothing_to_kill[] = {
                 "org.freedesktop.systemd1.NoSuchProcess",   /* no process left (newer systemd says so) */
                 "org.freedesktop.DBus.Error.InvalidArgs",  /* a name systemd does not take: the stop forgets it */
@@ -294,28 +295,28 @@ static void killed(int error, const char *message, void *userdata) {
         PodOp *op = userdata;
 
         op->sd = NULL;
-        if (error < 0 && error != -ENOENT && !systemd_error_is_one_of(error, message, nothing_to_kill,
-                                                                      ELEMENTSOF(nothing_to_kill))) {
+        if (error_is_set(error) && error->errno_value != ENOENT &&
+            !systemd_error_is_one_of(error, nothing_to_kill, ELEMENTSOF(nothing_to_kill))) {
                 /* Stopping what may still run could wait out its TimeoutStopSec=: leave it to a
                  * retry (kubelet's), which kills first again. */
-                op_fail(&op->op, error, "kill what runs in the pod: %s", message);
+                op_fail_wrap(&op->op, error, "kill what runs in the pod");
                 op_goto(&op->op, STEP_END);
                 return;
         }
         op_next(&op->op);
 }
 
-static void slice_stopped(int error, const char *message, void *userdata) {
+static void slice_stopped(const Error *error, void *userdata) {
         PodOp *op = userdata;
 
         op->sd = NULL;
-        if (error < 0 && error != -ENOENT) {
-                if (!stop_refused_for_good(error, message)) {
-                        op_fail(&op->op, error, "stop slice %s: %s", op->pod->slice, message);
+        if (error_is_set(error) && error->errno_value != ENOENT) {
+                if (!stop_refused_for_good(error)) {
+                        op_fail_wrap(&op->op, error, "stop slice %s", op->pod->slice);
                         op_goto(&op->op, STEP_END); /* keep what is left for a retry */
                         return;
                 }
-                log_forgotten(op, op->pod->slice, message);
+                log_forgotten(op, op->pod->slice, error_text(error));
         }
         op->pod->slice_started = false;
         op_next(&op->op);
@@ -445,7 +446,8 @@ static void step_slice(PodOp *op) {
         int r;
 
         if (!sd) {
-                op_fail(&op->op, -ENOTCONN, "start slice %s: systemd is unreachable", op->pod->slice);
+                op_fail_kind(&op->op, ERROR_UNAVAILABLE, -ENOTCONN, "start slice %s: systemd is unreachable",
+                             op->pod->slice);
                 op_next(&op->op);
                 return;
         }
@@ -465,7 +467,8 @@ static void step_init(PodOp *op, bool start) {
         int r;
 
         if (!sd || !unit) {
-                op_fail(&op->op, -ENOTCONN, "%s the pod's init service: systemd is unreachable", start ? "start" : "stop");
+                op_fail_kind(&op->op, ERROR_UNAVAILABLE, -ENOTCONN, "%s the pod's init service: systemd is unreachable",
+                             start ? "start" : "stop");
                 free(unit);
                 op_goto_or_next(op, !start);
                 return;
@@ -494,7 +497,8 @@ static void step_stop_slice(PodOp *op) {
         }
         sd = env->systemd(env->userdata);
         if (!sd) {
-                op_fail(&op->op, -ENOTCONN, "stop slice %s: systemd is unreachable", op->pod->slice);
+                op_fail_kind(&op->op, ERROR_UNAVAILABLE, -ENOTCONN, "stop slice %s: systemd is unreachable",
+                             op->pod->slice);
                 op_goto(&op->op, STEP_END);
                 return;
         }
@@ -545,9 +549,11 @@ static void step_kill(PodOp *op) {
                 r = -ENOTCONN;
         if (r >= 0)
                 r = systemd_kill_unit(sd, unit, "all", SIGKILL, SYSTEMD_TIMEOUT_USEC, killed, op, &op->sd);
+        if (r == -ENOTCONN)
+                op_fail_kind(&op->op, ERROR_UNAVAILABLE, r, "kill what runs in %s: systemd is unreachable",
+                             unit ?: "the pod");
         if (r < 0) {
-                op_fail(&op->op, r, "kill what runs in %s: %s", unit ?: "the pod",
-                        r == -ENOTCONN ? "systemd is unreachable" : strerror(-r));
+                op_fail(&op->op, r, "kill what runs in %s: %s", unit ?: "the pod", strerror(-r));
                 op_goto(&op->op, STEP_END);
         }
 }
@@ -814,7 +820,7 @@ static int resolve_hostname(const PodSpec *s, char **ret) {
         return (*ret = strdup(host)) ? 0 : -ENOMEM;
 }
 
-int pod_run(PodTable *t, PodSpec *spec, PodDone done, void *userdata, char **ret_message, PodOp **ret_op) {
+int pod_run(PodTable *t, PodSpec *spec, PodDone done, void *userdata, Error *error, PodOp **ret_op) {
         struct timespec ts;
         char *run = NULL, *root = NULL;
         PodOp *op;
@@ -824,18 +830,17 @@ int pod_run(PodTable *t, PodSpec *spec, PodDone done, void *userdata, char **ret
         for (Pod *p = t->pods; p; p = p->next)
                 if (strcmp(p->spec.name, spec->name) == 0 && strcmp(p->spec.namespace, spec->namespace) == 0 &&
                     strcmp(p->spec.uid, spec->uid) == 0 && p->spec.attempt == spec->attempt) {
-                        r = asprintf(ret_message, "pod sandbox %s exists already with this metadata (name %s, attempt %u)", p->id,
-                                     QUOTE(spec->name), spec->attempt);
-                        if (r < 0)
-                                *ret_message = NULL;
+                        r = error_set(error, ERROR_EXISTS, EEXIST,
+                                      "pod sandbox %s exists already with this metadata (name %s, attempt %u)", p->id,
+                                      QUOTE(spec->name), spec->attempt);
                         pod_spec_done(spec);
-                        return -EEXIST;
+                        return r;
                 }
 
         pod = calloc(1, sizeof *pod);
         if (!pod) {
                 pod_spec_done(spec);
-                return -ENOMEM;
+                return error_set(error, ERROR_SYSTEM, ENOMEM, NULL);
         }
         pod->spec = *spec;
         *spec = (PodSpec) {};
@@ -844,7 +849,7 @@ int pod_run(PodTable *t, PodSpec *spec, PodDone done, void *userdata, char **ret
                 r = resolve_hostname(&pod->spec, &pod->hostname);
         if (r < 0) {
                 pod_free(pod);
-                return r;
+                return error_set(error, ERROR_SYSTEM, r, NULL);
         }
         clock_gettime(CLOCK_REALTIME, &ts);
         pod->created_at_ns = (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
@@ -868,7 +873,7 @@ int pod_run(PodTable *t, PodSpec *spec, PodDone done, void *userdata, char **ret
         }
         if (!pod->slice) {
                 pod_free(pod);
-                return -ENOMEM;
+                return error_set(error, ERROR_SYSTEM, ENOMEM, NULL);
         }
         pod_link(t, pod);
 
@@ -880,9 +885,7 @@ int pod_run(PodTable *t, PodSpec *spec, PodDone done, void *userdata, char **ret
                 goto fail;
         }
         if ((r = mkdir_p(run, 0755)) < 0 || (r = mkdir_p(root, 0700)) < 0 || (r = pod_save(pod)) < 0) {
-                if (asprintf(ret_message, "pod %s: cannot create its state in %s or %s: %s", pod->id, run, root,
-                             strerror(-r)) < 0)
-                        *ret_message = NULL;
+                error_errno(error, r, "pod %s: cannot create its state in %s or %s", pod->id, run, root);
                 goto fail;
         }
         free(run);
@@ -909,18 +912,20 @@ fail:
         free(run);
         free(root);
         pod_free(pod);
-        return r;
+        return error_set(error, ERROR_SYSTEM, r, NULL); /* unless set above */
 }
 
 /* first: STEP_LEFTOVERS for a pod a killed daemon was making, else STEP_KILL. */
-static int pod_teardown(Pod *pod, PodOpKind kind, Step first, PodDone done, void *userdata, PodOp **ret_op) {
+static int pod_teardown(Pod *pod, PodOpKind kind, Step first, PodDone done, void *userdata, Error *error,
+                        PodOp **ret_op) {
         PodOp *op;
 
         if (pod->busy)
-                return -EBUSY;
+                return error_set(error, ERROR_CONFLICT, EBUSY, "pod sandbox %s is busy with another operation; try again",
+                                 pod->id);
         op = pod_op_new(pod, kind, done, userdata);
         if (!op)
-                return -ENOMEM;
+                return error_set(error, ERROR_SYSTEM, ENOMEM, NULL);
         if (pod->state == POD_READY) {
                 /* The first step kills what the pod runs (its slice, and every container in it): a
                  * teardown that fails half way (a CNI DEL past its timeout, say), or a daemon killed
@@ -935,16 +940,16 @@ static int pod_teardown(Pod *pod, PodOpKind kind, Step first, PodDone done, void
         return 0;
 }
 
-int pod_kill(Pod *pod, PodDone done, void *userdata, PodOp **ret_op) {
-        return pod_teardown(pod, OP_KILL, STEP_KILL, done, userdata, ret_op);
+int pod_kill(Pod *pod, PodDone done, void *userdata, Error *error, PodOp **ret_op) {
+        return pod_teardown(pod, OP_KILL, STEP_KILL, done, userdata, error, ret_op);
 }
 
-int pod_stop(Pod *pod, PodDone done, void *userdata, PodOp **ret_op) {
-        return pod_teardown(pod, OP_STOP, STEP_KILL, done, userdata, ret_op);
+int pod_stop(Pod *pod, PodDone done, void *userdata, Error *error, PodOp **ret_op) {
+        return pod_teardown(pod, OP_STOP, STEP_KILL, done, userdata, error, ret_op);
 }
 
-int pod_remove(Pod *pod, PodDone done, void *userdata, PodOp **ret_op) {
-        return pod_teardown(pod, OP_REMOVE, STEP_KILL, done, userdata, ret_op);
+int pod_remove(Pod *pod, PodDone done, void *userdata, Error *error, PodOp **ret_op) {
+        return pod_teardown(pod, OP_REMOVE, STEP_KILL, done, userdata, error, ret_op);
 }
 
 static int load_record(const char *id, void *userdata, void **ret) {
@@ -969,7 +974,8 @@ static void recovered(void *record, void *userdata) {
                 /* Killed while it was being made: undo what exists, once the CNI plugins it had
                  * running (which outlive it) are done, or DEL could run before their ADD ends. */
                 log_notice("pod %s: was being created when rktlet stopped; cleaning it up.", pod->id);
-                (void) pod_teardown(pod, OP_REMOVE, pod->cni_added ? STEP_LEFTOVERS : STEP_KILL, NULL, NULL, NULL);
+                (void) pod_teardown(pod, OP_REMOVE, pod->cni_added ? STEP_LEFTOVERS : STEP_KILL, NULL, NULL, NULL,
+                                    NULL);
         } else if (pod->state == POD_READY && !pod_runtime_present(pod)) {
                 /* The node rebooted (the state directory is on tmpfs): the record survived, the
                  * slice, namespaces, files and processes did not. As containerd does, the pod stays,

@@ -188,16 +188,16 @@ PodState pod_state(const Pod *pod) {
 /* --- validation ---------------------------------------------------------------------------------- */
 
 /* Names end up in paths, unit descriptions, CNI_ARGS and logs: keep them plain. */
-static int check_name(const char *what, const char *s, size_t max, char **ret_message) {
+static int check_name(const char *what, const char *s, size_t max, Error *error) {
         if (!s || !s[0])
-                return error_message(ret_message, -EINVAL, "metadata.%s is empty", what);
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "metadata.%s is empty", what);
         if (strlen(s) > max)
-                return error_message(ret_message, -EINVAL, "metadata.%s is longer than %zu characters", what, max);
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "metadata.%s is longer than %zu characters", what, max);
         if (strcmp(s, ".") == 0 || strstr(s, "..") || strchr(s, '/'))
-                return error_message(ret_message, -EINVAL, "metadata.%s %s contains '/' or '..'", what, QUOTE(s));
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "metadata.%s %s contains '/' or '..'", what, QUOTE(s));
         for (const char *p = s; *p; p++)
                 if ((unsigned char) *p < 0x20 || *p == 0x7f || *p == ';' || *p == '=' || *p == '\\')
-                        return error_message(ret_message, -EINVAL, "metadata.%s contains a control character, ';', '=' or '\\'", what);
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "metadata.%s contains a control character, ';', '=' or '\\'", what);
         return 0;
 }
 
@@ -227,40 +227,38 @@ static bool sysctl_namespaced(const char *key, PodNsMode network, PodNsMode ipc,
  * when it is not there, and then stops it with the pod. So only a slice of kubelet's kind will do:
  * never the root slice (which systemd cannot stop, so that the pod could never be removed), nor one
  * of systemd's own, which hold the node's services, sessions and machines. */
-static int check_cgroup_parent(const char *parent, char **ret_message) {
+static int check_cgroup_parent(const char *parent, Error *error) {
         static const char *const system_slices[] = { "system", "user", "machine", "app", "background", "session" };
 
         if (parent[0] == '/')
-                return error_message(ret_message, -EINVAL,
-                                     "config.linux.cgroup_parent %s is a cgroupfs path: rktlet uses the systemd "
-                                     "cgroup driver; run kubelet with cgroupDriver: systemd, which passes a slice name "
-                                     "such as kubepods-besteffort-pod<uid>.slice",
-                                     QUOTE(parent));
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                 "config.linux.cgroup_parent %s is a cgroupfs path: rktlet uses the systemd "
+                                 "cgroup driver; run kubelet with cgroupDriver: systemd, which passes a slice name "
+                                 "such as kubepods-besteffort-pod<uid>.slice",
+                                 QUOTE(parent));
         if (!systemd_unit_name_valid(parent, ".slice"))
-                return error_message(ret_message, -EINVAL,
-                                     "config.linux.cgroup_parent %s is not a systemd slice name "
-                                     "(such as kubepods-besteffort-pod<uid>.slice): rktlet runs each pod as a slice",
-                                     QUOTE(parent));
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                 "config.linux.cgroup_parent %s is not a systemd slice name "
+                                 "(such as kubepods-besteffort-pod<uid>.slice): rktlet runs each pod as a slice",
+                                 QUOTE(parent));
         if (strcmp(parent, "-.slice") == 0)
-                return error_message(ret_message, -EINVAL,
-                                     "config.linux.cgroup_parent '-.slice' is the root slice, which rktlet must not own "
-                                     "or stop");
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                 "config.linux.cgroup_parent '-.slice' is the root slice, which rktlet must not own "
+                                 "or stop");
         for (size_t i = 0; i < ELEMENTSOF(system_slices); i++) {
                 size_t n = strlen(system_slices[i]);
                 /* "system.slice" itself, or "system-foo.slice" within it. */
                 if (strncmp(parent, system_slices[i], n) == 0 && (parent[n] == '.' || parent[n] == '-'))
-                        return error_message(ret_message, -EINVAL,
-                                             "config.linux.cgroup_parent %s is %ssystemd's %s.slice, which "
-                                             "rktlet must not own or stop",
-                                             QUOTE(parent), parent[n] == '.' ? "" : "within ", system_slices[i]);
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                         "config.linux.cgroup_parent %s is %ssystemd's %s.slice, which "
+                                         "rktlet must not own or stop",
+                                         QUOTE(parent), parent[n] == '.' ? "" : "within ", system_slices[i]);
         }
         return 0;
 }
 
 bool pod_slice_may_be_owned(const char *slice) {
-        _cleanup_free_ char *message = NULL;
-
-        return check_cgroup_parent(slice, &message) >= 0;
+        return check_cgroup_parent(slice, NULL) >= 0;
 }
 
 static bool path_has_dotdot(const char *path) {
@@ -270,75 +268,75 @@ static bool path_has_dotdot(const char *path) {
         return false;
 }
 
-int pod_spec_validate(const PodSpec *s, char **ret_message) {
+int pod_spec_validate(const PodSpec *s, Error *error) {
         int r;
 
-        if ((r = check_name("name", s->name, 253, ret_message)) < 0 ||
-            (r = check_name("namespace", s->namespace, 253, ret_message)) < 0 ||
-            (r = check_name("uid", s->uid, 253, ret_message)) < 0)
+        if ((r = check_name("name", s->name, 253, error)) < 0 ||
+            (r = check_name("namespace", s->namespace, 253, error)) < 0 ||
+            (r = check_name("uid", s->uid, 253, error)) < 0)
                 return r;
         /* kubelet's /var/log/pods/<ns>_<name>_<uid>: rktlet creates it and the containers' logs in it. */
         if (s->log_directory && s->log_directory[0] &&
             (s->log_directory[0] != '/' || path_has_dotdot(s->log_directory)))
-                return error_message(ret_message, -EINVAL, "log_directory %s must be an absolute path without '..'",
-                                     QUOTE(s->log_directory));
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "log_directory %s must be an absolute path without '..'",
+                                 QUOTE(s->log_directory));
         if (s->hostname && s->hostname[0]) {
                 if (strlen(s->hostname) > 64)
-                        return error_message(ret_message, -EINVAL, "hostname %s is longer than 64 characters", QUOTE(s->hostname));
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "hostname %s is longer than 64 characters", QUOTE(s->hostname));
                 for (const char *p = s->hostname; *p; p++)
                         if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.", *p))
-                                return error_message(ret_message, -EINVAL, "hostname %s is not a valid host name", QUOTE(s->hostname));
+                                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "hostname %s is not a valid host name", QUOTE(s->hostname));
         }
         if (s->network != POD_NS_POD && s->network != POD_NS_NODE)
-                return error_message(ret_message, -EINVAL, "network namespace mode %d is not supported for pods (POD or NODE)",
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "network namespace mode %d is not supported for pods (POD or NODE)",
                                s->network);
         if (s->ipc != POD_NS_POD && s->ipc != POD_NS_NODE)
-                return error_message(ret_message, -EINVAL, "IPC namespace mode %d is not supported for pods (POD or NODE)", s->ipc);
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "IPC namespace mode %d is not supported for pods (POD or NODE)", s->ipc);
         if (s->pid != POD_NS_POD && s->pid != POD_NS_CONTAINER && s->pid != POD_NS_NODE)
-                return error_message(ret_message, -EINVAL, "PID namespace mode %d is not supported for pods", s->pid);
-        if (s->cgroup_parent && s->cgroup_parent[0] && (r = check_cgroup_parent(s->cgroup_parent, ret_message)) < 0)
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "PID namespace mode %d is not supported for pods", s->pid);
+        if (s->cgroup_parent && s->cgroup_parent[0] && (r = check_cgroup_parent(s->cgroup_parent, error)) < 0)
                 return r;
         if (s->runtime_handler && s->runtime_handler[0])
-                return error_message(ret_message, -EINVAL, "unknown runtime_handler %s (rktlet has only the default handler \"\")",
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "unknown runtime_handler %s (rktlet has only the default handler \"\")",
                                QUOTE(s->runtime_handler));
         for (size_t i = 0; i < s->n_sysctls; i++) {
                 const char *k = s->sysctls[i].key, *v = s->sysctls[i].value, *why;
 
                 if (!k || !k[0] || strlen(k) > 255)
-                        return error_message(ret_message, -EINVAL, "sysctl name is empty or too long");
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "sysctl name is empty or too long");
                 for (const char *p = k; *p; p++)
                         if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-", *p))
-                                return error_message(ret_message, -EINVAL, "sysctl name %s contains %s", QUOTE(k), QUOTE(((char[]) { *p, '\0' })));
+                                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "sysctl name %s contains %s", QUOTE(k), QUOTE(((char[]) { *p, '\0' })));
                 if (strstr(k, "..") || k[0] == '.' || k[strlen(k) - 1] == '.')
-                        return error_message(ret_message, -EINVAL, "sysctl name %s is malformed", QUOTE(k));
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "sysctl name %s is malformed", QUOTE(k));
                 /* CVE-2022-0811: a value with '+' or '=' or a newline could smuggle a second setting. */
                 if (!v || strlen(v) > 4096)
-                        return error_message(ret_message, -EINVAL, "sysctl %s has no value or one that is too long", QUOTE(k));
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "sysctl %s has no value or one that is too long", QUOTE(k));
                 for (const char *p = v; *p; p++)
                         if (*p == '+' || *p == '=' || *p == '\n' || *p == '\r' || (unsigned char) *p < 0x20)
-                                return error_message(ret_message, -EINVAL, "sysctl %s value contains a forbidden character", QUOTE(k));
+                                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "sysctl %s value contains a forbidden character", QUOTE(k));
                 if (!sysctl_namespaced(k, s->network, s->ipc, &why))
-                        return error_message(ret_message, -EINVAL, "sysctl %s is not allowed: %s", QUOTE(k), why);
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "sysctl %s is not allowed: %s", QUOTE(k), why);
         }
         for (size_t i = 0; i < s->n_ports; i++) {
                 const PodPort *p = &s->ports[i];
                 if (p->container_port <= 0 || p->container_port > 65535 || p->host_port < 0 || p->host_port > 65535)
-                        return error_message(ret_message, -EINVAL, "port_mappings[%zu]: ports must be within 1-65535", i);
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "port_mappings[%zu]: ports must be within 1-65535", i);
                 if (!strv_contains((char *[]) { (char *) "tcp", (char *) "udp", (char *) "sctp", NULL }, p->protocol))
-                        return error_message(ret_message, -EINVAL, "port_mappings[%zu].protocol: not TCP, UDP or SCTP", i);
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "port_mappings[%zu].protocol: not TCP, UDP or SCTP", i);
                 if (p->host_ip[0] && parse_ip(p->host_ip) < 0)
-                        return error_message(ret_message, -EINVAL, "port_mappings[%zu].host_ip: %s is not an IP address",
-                                             i, QUOTE(p->host_ip));
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "port_mappings[%zu].host_ip: %s is not an IP address",
+                                         i, QUOTE(p->host_ip));
         }
         for (char **d = s->dns_servers; d && *d; d++)
                 if (parse_ip(*d) < 0)
-                        return error_message(ret_message, -EINVAL, "dns_config.servers: %s is not an IP address", QUOTE(*d));
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "dns_config.servers: %s is not an IP address", QUOTE(*d));
         for (char **d = s->dns_searches; d && *d; d++)
                 if (strpbrk(*d, " \t\n"))
-                        return error_message(ret_message, -EINVAL, "dns_config.searches: %s contains white space", QUOTE(*d));
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "dns_config.searches: %s contains white space", QUOTE(*d));
         for (char **d = s->dns_options; d && *d; d++)
                 if (strpbrk(*d, " \t\n"))
-                        return error_message(ret_message, -EINVAL, "dns_config.options: %s contains white space", QUOTE(*d));
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "dns_config.options: %s contains white space", QUOTE(*d));
         return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "cni.h"
+#include "error-chain.h"
 #include "strv.h"
 #include "systemd-unit.h"
 
@@ -92,8 +93,9 @@ struct PodTable {
 };
 
 typedef struct PodOp PodOp;
-/* error < 0 with a message naming the pod and the step. */
-typedef void (*PodDone)(Pod *pod, int error, const char *message, void *userdata);
+/* error: NULL on success, else what failed, its message naming the pod and the step (valid during
+ * the call only). */
+typedef void (*PodDone)(Pod *pod, const Error *error, void *userdata);
 
 int pod_table_new(const PodEnv *env, PodTable **ret);
 PodTable *pod_table_free(PodTable *t);
@@ -104,8 +106,8 @@ Pod *pod_find(PodTable *t, const char *id);
 /* id or a unique prefix of one; -ENOENT, or -ENOTUNIQ when the prefix is ambiguous. */
 int pod_find_prefix(PodTable *t, const char *prefix, Pod **ret);
 
-/* Checks a spec: -EINVAL with a message for bad input. */
-int pod_spec_validate(const PodSpec *spec, char **ret_message);
+/* Checks a spec: ERROR_INVALID_ARGUMENT naming the field for bad input. */
+int pod_spec_validate(const PodSpec *spec, Error *error);
 void pod_spec_done(PodSpec *spec);
 
 /* The reported state: READY only while the pod's namespaces are there. */
@@ -117,18 +119,19 @@ char *pod_ns_path(const Pod *pod, const char *ns);
 /* The service running the pod's PID 1, for pods sharing a PID namespace. */
 char *pod_init_unit(const Pod *pod);
 
-/* Creates the pod from spec (taken over, also on failure). -EEXIST with a message when a pod with
- * the same metadata exists. done() is called once the pod is ready, or was rolled back. */
-int pod_run(PodTable *t, PodSpec *spec, PodDone done, void *userdata, char **ret_message, PodOp **ret_op);
+/* Creates the pod from spec (taken over, also on failure). ERROR_EXISTS when a pod with the same
+ * metadata exists. done() is called once the pod is ready, or was rolled back. */
+int pod_run(PodTable *t, PodSpec *spec, PodDone done, void *userdata, Error *error, PodOp **ret_op);
 /* The first step of StopPodSandbox and RemovePodSandbox, before the pod's containers are stopped or
  * removed: the pod is NOTREADY from now on, and every process still in it is SIGKILLed (its slice
  * when rktlet made it, else its init service), so that no stop that follows waits on one ignoring
  * SIGTERM. pod_stop() and pod_remove() do it again first. Idempotent. */
-int pod_kill(Pod *pod, PodDone done, void *userdata, PodOp **ret_op);
-/* Idempotent: a stopped pod stops again at once. */
-int pod_stop(Pod *pod, PodDone done, void *userdata, PodOp **ret_op);
+int pod_kill(Pod *pod, PodDone done, void *userdata, Error *error, PodOp **ret_op);
+/* Idempotent: a stopped pod stops again at once. These three fail with ERROR_CONFLICT while the pod
+ * is busy with another operation. */
+int pod_stop(Pod *pod, PodDone done, void *userdata, Error *error, PodOp **ret_op);
 /* Stops if needed, then deletes every trace; pod is freed before done() (which gets NULL). */
-int pod_remove(Pod *pod, PodDone done, void *userdata, PodOp **ret_op);
+int pod_remove(Pod *pod, PodDone done, void *userdata, Error *error, PodOp **ret_op);
 /* The caller is no longer interested (its call was cancelled); the operation still completes. */
 void pod_op_detach(PodOp *op);
 

@@ -14,10 +14,15 @@
 #include "macro.h"
 #include "strv.h"
 
-bool sandbox_network_ready(PodTable *pods, const PodSpec *spec, const char **ret_message) {
+bool sandbox_network_ready(PodTable *pods, const PodSpec *spec, Error *error) {
+        const char *why = NULL;
+
         assert(pods);
         assert(spec);
-        return spec->network != POD_NS_POD || cni_ready(pods->env.cni, NULL, ret_message);
+        if (spec->network != POD_NS_POD || cni_ready(pods->env.cni, NULL, &why))
+                return true;
+        (void) error_set(error, ERROR_WRONG_STATE, 0, "network is not ready: %s", why ?: "CNI is not set up");
+        return false;
 }
 
 bool sandbox_takes_containers(const Pod *pod) {
@@ -37,16 +42,16 @@ PodNsMode sandbox_container_pid(const Pod *pod, PodNsMode pid) {
 }
 
 int sandbox_create_container(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *config,
-                             size_t config_len, CtrDone done, void *userdata, char **ret_message, CtrOp **ret_op) {
+                             size_t config_len, CtrDone done, void *userdata, Error *error, CtrOp **ret_op) {
         assert(t);
         assert(pod);
         assert(spec);
         if (!sandbox_takes_containers(pod)) {
                 ctr_spec_done(spec); /* taken over, as ctr_create() does */
-                return error_message(ret_message, -EPIPE, "pod sandbox %s is not ready", pod->id);
+                return error_set(error, ERROR_WRONG_STATE, 0, "pod sandbox %s is not ready", pod->id);
         }
         spec->pid = sandbox_container_pid(pod, spec->pid);
-        return ctr_create(t, pod, image, spec, config, config_len, done, userdata, ret_message, ret_op);
+        return ctr_create(t, pod, image, spec, config, config_len, done, userdata, error, ret_op);
 }
 
 Container *sandbox_busy_container(CtrTable *t, const Pod *pod) {
@@ -73,8 +78,7 @@ struct SandboxOp {
         SandboxStep step;
         PodOp *pod_op;      /* the kill or the teardown in flight, once its entry point returned */
         unsigned sweeping;  /* containers still being stopped or removed, plus one while starting them */
-        int sweep_error;    /* the first container's failure */
-        char *sweep_message;
+        Error sweep_error;  /* the first container's failure */
         bool finished;
         SandboxDone done; /* NULL once detached */
         void *userdata;
@@ -88,73 +92,78 @@ static SandboxOp *op_ref(SandboxOp *op) {
 static void op_unref(SandboxOp *op) {
         if (--op->n_ref > 0)
                 return;
-        free(op->sweep_message);
+        error_done(&op->sweep_error);
         free(op);
 }
 
 /* Answers (unless detached) and drops the operation's reference. */
-static void op_finish(SandboxOp *op, SandboxStep step, int error, const char *message) {
+static void op_finish(SandboxOp *op, SandboxStep step, const Error *error) {
         SandboxDone done = op->done;
 
         op->finished = true;
         op->pod_op = NULL;
         op->done = NULL;
         if (done)
-                done(error, step, message, op->userdata);
+                done(error_is_set(error) ? error : NULL, step, op->userdata);
         op_unref(op);
 }
 
-static void teardown_done(Pod *pod, int error, const char *message, void *userdata) {
-        op_finish(userdata, SANDBOX_STEP_POD, error, message);
+static void teardown_done(Pod *pod, const Error *error, void *userdata) {
+        op_finish(userdata, SANDBOX_STEP_POD, error);
 }
 
 /* The pod's own teardown, once its containers are stopped or removed. */
 static void sweep_end(SandboxOp *op) {
+        Error error = ERROR_INIT;
         PodOp *pod_op = NULL;
         Pod *pod;
         int r;
 
-        if (op->sweep_error < 0) {
-                op_finish(op, SANDBOX_STEP_CONTAINERS, op->sweep_error, op->sweep_message);
+        if (error_is_set(&op->sweep_error)) {
+                op_finish(op, SANDBOX_STEP_CONTAINERS, &op->sweep_error);
                 return;
         }
         pod = pod_find(op->pods, op->id);
         if (!pod) {
                 /* Gone meanwhile (another call removed it): nothing left to reclaim, as at the start. */
-                op_finish(op, SANDBOX_STEP_POD, 0, NULL);
+                op_finish(op, SANDBOX_STEP_POD, NULL);
                 return;
         }
         op->step = SANDBOX_STEP_POD;
         /* teardown_done() may run before the call returns, and drop the operation's reference. */
         op_ref(op);
-        r = op->remove ? pod_remove(pod, teardown_done, op, &pod_op) : pod_stop(pod, teardown_done, op, &pod_op);
-        if (r < 0) {
-                char message[160];
-                snprintf(message, sizeof message, "pod sandbox %s is busy with another operation; try again", op->id);
-                op_finish(op, SANDBOX_STEP_POD, r, message);
-        } else if (!op->finished)
+        r = op->remove ? pod_remove(pod, teardown_done, op, &error, &pod_op)
+                       : pod_stop(pod, teardown_done, op, &error, &pod_op);
+        if (r < 0)
+                op_finish(op, SANDBOX_STEP_POD, &error);
+        else if (!op->finished)
                 op->pod_op = pod_op;
+        error_done(&error);
         op_unref(op);
 }
 
-static void container_swept(Container *c, int error, const char *message, void *userdata) {
+static void container_swept(Container *c, const Error *error, void *userdata) {
         SandboxOp *op = userdata;
 
-        if (error < 0 && op->sweep_error >= 0) {
-                op->sweep_error = error;
-                op->sweep_message = strdup(message ?: strerror(-error));
+        /* The first failure is reported; whatever the container's was, the pod's stop or removal
+         * failed inside rktlet: ERROR_INTERNAL. */
+        if (error_is_set(error) && !error_is_set(&op->sweep_error)) {
+                if (error_copy(&op->sweep_error, error) < 0)
+                        (void) error_set(&op->sweep_error, ERROR_INTERNAL, ENOMEM, NULL);
+                op->sweep_error.kind = ERROR_INTERNAL;
         }
         if (--op->sweeping == 0)
                 sweep_end(op);
 }
 
-static void pod_killed(Pod *pod, int error, const char *message, void *userdata) {
+static void pod_killed(Pod *pod, const Error *error, void *userdata) {
         SandboxOp *op = userdata;
+        Error e = ERROR_INIT;
         int r;
 
         op->pod_op = NULL;
-        if (error < 0) {
-                op_finish(op, SANDBOX_STEP_KILL, error, message);
+        if (error_is_set(error)) {
+                op_finish(op, SANDBOX_STEP_KILL, error);
                 return;
         }
         /* The pod's containers: stopped (killed, as containerd does) or removed. The loop holds a
@@ -166,15 +175,20 @@ static void pod_killed(Pod *pod, int error, const char *message, void *userdata)
                 if (strcmp(c->pod_id, pod->id) != 0 || (!op->remove && c->state != CTR_RUNNING))
                         continue;
                 op->sweeping++;
-                r = op->remove ? ctr_remove(c, container_swept, op, NULL) : ctr_stop(c, 0, container_swept, op, NULL);
-                if (r < 0)
-                        container_swept(NULL, r, "a container of the pod is busy", op);
+                r = op->remove ? ctr_remove(c, container_swept, op, &e, NULL)
+                               : ctr_stop(c, 0, container_swept, op, &e, NULL);
+                if (r < 0) {
+                        error_done(&e);
+                        (void) error_set(&e, ERROR_INTERNAL, -r, "a container of the pod is busy");
+                        container_swept(NULL, &e, op);
+                        error_done(&e);
+                }
         }
-        container_swept(NULL, 0, NULL, op);
+        container_swept(NULL, NULL, op);
 }
 
-static int stop_or_remove(CtrTable *t, Pod *pod, bool remove, SandboxDone done, void *userdata,
-                          char **ret_message, SandboxOp **ret_op) {
+static int stop_or_remove(CtrTable *t, Pod *pod, bool remove, SandboxDone done, void *userdata, Error *error,
+                          SandboxOp **ret_op) {
         PodOp *pod_op = NULL;
         SandboxOp *op;
         Container *busy;
@@ -185,12 +199,12 @@ static int stop_or_remove(CtrTable *t, Pod *pod, bool remove, SandboxDone done, 
         assert(ret_op);
         busy = sandbox_busy_container(t, pod);
         if (busy)
-                return error_message(ret_message, -EBUSY,
-                                     "container %s of pod sandbox %s is busy with another operation; try again",
-                                     busy->id, pod->id);
+                return error_set(error, ERROR_CONFLICT, EBUSY,
+                                 "container %s of pod sandbox %s is busy with another operation; try again", busy->id,
+                                 pod->id);
         op = calloc(1, sizeof *op);
         if (!op)
-                return -ENOMEM;
+                return error_set(error, ERROR_SYSTEM, ENOMEM, NULL);
         *op = (SandboxOp) {
                 .n_ref = 2, /* the operation's, and ours until pod_kill() returned */
                 .containers = t,
@@ -203,10 +217,10 @@ static int stop_or_remove(CtrTable *t, Pod *pod, bool remove, SandboxDone done, 
         strcpy(op->id, pod->id);
 
         /* pod_killed(), and with it all that follows to done(), may run inside pod_kill(). */
-        r = pod_kill(pod, pod_killed, op, &pod_op);
+        r = pod_kill(pod, pod_killed, op, error, &pod_op);
         if (r < 0) {
                 free(op);
-                return r; /* the pod is busy: no message, the caller names the pod as it was asked */
+                return r;
         }
         if (op->step == SANDBOX_STEP_KILL)
                 op->pod_op = pod_op;
@@ -215,12 +229,12 @@ static int stop_or_remove(CtrTable *t, Pod *pod, bool remove, SandboxDone done, 
         return 0;
 }
 
-int sandbox_stop(CtrTable *t, Pod *pod, SandboxDone done, void *userdata, char **ret_message, SandboxOp **ret_op) {
-        return stop_or_remove(t, pod, false, done, userdata, ret_message, ret_op);
+int sandbox_stop(CtrTable *t, Pod *pod, SandboxDone done, void *userdata, Error *error, SandboxOp **ret_op) {
+        return stop_or_remove(t, pod, false, done, userdata, error, ret_op);
 }
 
-int sandbox_remove(CtrTable *t, Pod *pod, SandboxDone done, void *userdata, char **ret_message, SandboxOp **ret_op) {
-        return stop_or_remove(t, pod, true, done, userdata, ret_message, ret_op);
+int sandbox_remove(CtrTable *t, Pod *pod, SandboxDone done, void *userdata, Error *error, SandboxOp **ret_op) {
+        return stop_or_remove(t, pod, true, done, userdata, error, ret_op);
 }
 
 void sandbox_op_detach(SandboxOp *op) {

@@ -99,9 +99,11 @@ static void op_free(SystemdOp *op) {
 static void op_finish(SystemdOp *op, int error, const char *message) {
         SystemdOpDone done = op->done;
         void *userdata = op->userdata;
+        /* message is borrowed for the call: the callback gets a const Error. */
+        Error e = { .kind = ERROR_SYSTEM, .errno_value = -error, .message = (char *) message };
 
         op_free(op);
-        done(error, message, userdata);
+        done(error < 0 ? &e : NULL, userdata);
 }
 
 static void op_finishf(SystemdOp *op, int error, const char *format, ...) _printf_(3, 4);

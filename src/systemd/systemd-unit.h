@@ -9,14 +9,17 @@
 #include <stdint.h>
 #include <systemd/sd-bus.h>
 
+#include "error-chain.h"
+
 typedef struct SystemdClient SystemdClient;
 typedef struct SystemdOp SystemdOp;
 
-/* error: 0 when the job ended with result "done"; -EEXIST (StartTransientUnit: the unit exists
- * already), -ENOENT (StopUnit: no such unit loaded), -ETIMEDOUT, -ECONNRESET (the bus dropped before
- * systemd took the job, a KillUnit whose answer the bus lost, or the client freed), or -EIO with
- * message naming the D-Bus error or the job result ("failed", "dependency", "canceled"…). The op is
- * freed right after.
+/* error: NULL when the job ended with result "done"; else an ERROR_SYSTEM error whose errno says
+ * what happened: EEXIST (StartTransientUnit: the unit exists already), ENOENT (StopUnit: no such
+ * unit loaded), ETIMEDOUT, ECONNRESET (the bus dropped before systemd took the job, a KillUnit whose
+ * answer the bus lost, or the client freed), or EIO with the message naming the D-Bus error
+ * ("<unit>: <D-Bus error name>: <text>") or the job result ("failed", "dependency", "canceled"…).
+ * error is valid during the call only. The op is freed right after.
  *
  * A job whose JobRemoved the bus may have lost is checked once systemd is back: still queued, it is
  * waited for; gone, the unit's ActiveState says how it ended (0, or -EIO naming the state). A
@@ -24,7 +27,7 @@ typedef struct SystemdOp SystemdOp;
  * StartTransientUnit whose reply was lost is looked for by its unit (its job waited for, or its
  * state taken); a KillUnit whose reply was lost fails with -ECONNRESET (sending a signal twice is
  * not harmless). Until then the op's deadline runs. */
-typedef void (*SystemdOpDone)(int error, const char *message, void *userdata);
+typedef void (*SystemdOpDone)(const Error *error, void *userdata);
 /* Appends the properties of a transient unit: entries of an a(sv) already opened. */
 typedef int (*SystemdAppendProperties)(sd_bus_message *m, void *userdata);
 /* systemd is on the bus (again): generation counts its appearances, 1 the first time. */
