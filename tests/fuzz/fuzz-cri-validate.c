@@ -129,7 +129,7 @@ static void check_valid(const PodSpec *s) {
 static void run_pod_sandbox(const uint8_t *data, size_t size) {
         Runtime__V1__RunPodSandboxRequest *req = runtime__v1__run_pod_sandbox_request__unpack(NULL, size, data);
         PodSpec spec;
-        char *message = NULL;
+        Error message = ERROR_INIT;
         int r;
 
         if (!req)
@@ -147,14 +147,15 @@ static void run_pod_sandbox(const uint8_t *data, size_t size) {
         r = pod_spec_validate(&spec, &message);
         if (r < 0) {
                 /* Refused with a message of bounded length (user strings are quoted and cut). */
-                if (r != -EINVAL || !message || !message[0] || strlen(message) > 2048)
+                if (r != -EINVAL || !message.message || !message.message[0] || strlen(message.message) > 2048 ||
+                    error_kind(&message) != ERROR_INVALID_ARGUMENT)
                         abort();
         } else {
-                if (message)
+                if (error_is_set(&message))
                         abort();
                 check_valid(&spec);
         }
-        free(message);
+        error_done(&message);
         pod_spec_done(&spec);
 }
 
