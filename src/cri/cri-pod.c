@@ -32,64 +32,6 @@ static void detach_cni_op(void *op) {
 
 
 
-/* "" for a value the schema does not have: pod_spec_validate() refuses it. */
-static const char *protocol_name(Runtime__V1__Protocol p) {
-        switch (p) {
-        case RUNTIME__V1__PROTOCOL__TCP:
-                return "tcp";
-        case RUNTIME__V1__PROTOCOL__UDP:
-                return "udp";
-        case RUNTIME__V1__PROTOCOL__SCTP:
-                return "sctp";
-        default:
-                return "";
-        }
-}
-
-static int spec_from_config(const Runtime__V1__PodSandboxConfig *c, const char *handler, PodSpec *s) {
-        const Runtime__V1__DNSConfig *dns = c->dns_config;
-        const Runtime__V1__LinuxPodSandboxConfig *lx = c->linux;
-        const Runtime__V1__NamespaceOption *ns = lx && lx->security_context ? lx->security_context->namespace_options
-                                                                             : NULL;
-
-        *s = (PodSpec) {
-                .name = strdup(c->metadata->name ?: ""),
-                .uid = strdup(c->metadata->uid ?: ""),
-                .namespace = strdup(c->metadata->namespace_ ?: ""),
-                .attempt = c->metadata->attempt,
-                .hostname = strdup(c->hostname ?: ""),
-                .log_directory = strdup(c->log_directory ?: ""),
-                .runtime_handler = strdup(handler ?: ""),
-                .cgroup_parent = strdup(lx && lx->cgroup_parent ? lx->cgroup_parent : ""),
-                .dns_servers = cri_strv_dup(dns ? dns->servers : NULL, dns ? dns->n_servers : 0),
-                .dns_searches = cri_strv_dup(dns ? dns->searches : NULL, dns ? dns->n_searches : 0),
-                .dns_options = cri_strv_dup(dns ? dns->options : NULL, dns ? dns->n_options : 0),
-                .network = ns ? (PodNsMode) ns->network : POD_NS_POD,
-                .pid = ns ? (PodNsMode) ns->pid : POD_NS_CONTAINER,
-                .ipc = ns ? (PodNsMode) ns->ipc : POD_NS_POD,
-        };
-        s->ports = calloc(c->n_port_mappings + 1, sizeof *s->ports);
-        for (size_t i = 0; s->ports && i < c->n_port_mappings; i++) {
-                const Runtime__V1__PortMapping *p = c->port_mappings[i];
-                s->ports[i] = (PodPort) {
-                        .protocol = strdup(protocol_name(p->protocol)),
-                        .container_port = p->container_port,
-                        .host_port = p->host_port,
-                        .host_ip = strdup(p->host_ip ?: ""),
-                };
-                s->n_ports++;
-        }
-        if (!s->name || !s->uid || !s->namespace || !s->hostname || !s->log_directory || !s->runtime_handler ||
-            !s->cgroup_parent || !s->dns_servers || !s->dns_searches || !s->dns_options || !s->ports ||
-            !CRI_PAIRS_DUP(c->labels, c->n_labels, &s->labels, &s->n_labels) ||
-            !CRI_PAIRS_DUP(c->annotations, c->n_annotations, &s->annotations, &s->n_annotations) ||
-            !CRI_PAIRS_DUP(lx ? lx->sysctls : NULL, lx ? lx->n_sysctls : 0, &s->sysctls, &s->n_sysctls))
-                return -ENOMEM;
-        return 0;
-}
-
-/* --- RunPodSandbox ------------------------------------------------------------------------------- */
-
 static void run_done(Pod *pod, const Error *error, void *userdata) {
         CriCall *cc = userdata;
         Runtime__V1__RunPodSandboxResponse resp = RUNTIME__V1__RUN_POD_SANDBOX_RESPONSE__INIT;
@@ -118,7 +60,7 @@ int cri_run_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *us
                 runtime__v1__run_pod_sandbox_request__free_unpacked(req, NULL);
                 return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "config.metadata is missing");
         }
-        r = spec_from_config(req->config, req->runtime_handler, &spec);
+        r = cri_pod_spec_from_config(req->config, req->runtime_handler, &spec);
         runtime__v1__run_pod_sandbox_request__free_unpacked(req, NULL);
         if (r < 0) {
                 pod_spec_done(&spec);

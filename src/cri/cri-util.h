@@ -5,8 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.pb-c.h"
 #include "error-chain.h"
 #include "grpc-server.h"
+#include "ctr.h"
+#include "pod.h"
 #include "strv.h"
 
 /* Ends call with the status error's kind maps to (grpc_status_from_error()) and error_text() as the
@@ -67,3 +70,12 @@ bool cri_pairs_has(const StrPair *pairs, size_t n, const char *key, const char *
                         _m = cri_pairs_has((labels), (n_labels), (sel)[_i]->key, (sel)[_i]->value); \
                 _m;                                                                               \
         })
+
+/* RunPodSandbox's PodSandboxConfig (and runtime handler) as a PodSpec, unchecked: pod_spec_validate()
+ * judges it. -ENOMEM only. Public for tests/fuzz/fuzz-cri-validate. */
+int cri_pod_spec_from_config(const Runtime__V1__PodSandboxConfig *c, const char *handler, PodSpec *s);
+
+/* CreateContainer's ContainerConfig as a CtrSpec (cri-ctr-spec.c), checked: ERROR_INVALID_ARGUMENT
+ * naming the field for what no container may ask for. The spec is the caller's to free, also on
+ * failure. */
+int cri_ctr_spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, Error *error);

@@ -3,9 +3,8 @@
  * unpacking, and for pods pod_spec_validate() on the PodSpec the request makes. The first byte picks
  * the request; the rest is its bytes.
  *
- * The container checks (cri-container.c's spec_from_config()) are static to cri/: only the wire
- * check and the unpacking are fuzzed for CreateContainer. The PodSpec is made here field by field
- * as cri-pod.c does (its spec_from_config() is static too).
+ * For containers, cri_ctr_spec_from_config() (cri-ctr-spec.c) makes and checks the CtrSpec as
+ * CreateContainer does; for pods, cri_pod_spec_from_config() (cri-util.c) makes the PodSpec.
  *
  * A refusal says why (-EINVAL and a message, user strings quoted and bounded); what passes obeys
  * the rules written out here: names that are path components, an absolute log directory without
@@ -20,63 +19,9 @@
 #include "api.pb-c.h"
 #include "cri-strings.h"
 #include "cri-util.h"
+#include "ctr.h"
 #include "fuzz.h"
 #include "pod.h"
-
-static const char *protocol_name(Runtime__V1__Protocol p) {
-        switch (p) {
-        case RUNTIME__V1__PROTOCOL__TCP:
-                return "tcp";
-        case RUNTIME__V1__PROTOCOL__UDP:
-                return "udp";
-        case RUNTIME__V1__PROTOCOL__SCTP:
-                return "sctp";
-        default:
-                return "";
-        }
-}
-
-static int spec_from(const Runtime__V1__PodSandboxConfig *c, const char *handler, PodSpec *s) {
-        const Runtime__V1__DNSConfig *dns = c->dns_config;
-        const Runtime__V1__LinuxPodSandboxConfig *lx = c->linux;
-        const Runtime__V1__NamespaceOption *ns = lx && lx->security_context ? lx->security_context->namespace_options
-                                                                             : NULL;
-
-        *s = (PodSpec) {
-                .name = strdup(c->metadata->name ?: ""),
-                .uid = strdup(c->metadata->uid ?: ""),
-                .namespace = strdup(c->metadata->namespace_ ?: ""),
-                .attempt = c->metadata->attempt,
-                .hostname = strdup(c->hostname ?: ""),
-                .log_directory = strdup(c->log_directory ?: ""),
-                .runtime_handler = strdup(handler ?: ""),
-                .cgroup_parent = strdup(lx && lx->cgroup_parent ? lx->cgroup_parent : ""),
-                .dns_servers = cri_strv_dup(dns ? dns->servers : NULL, dns ? dns->n_servers : 0),
-                .dns_searches = cri_strv_dup(dns ? dns->searches : NULL, dns ? dns->n_searches : 0),
-                .dns_options = cri_strv_dup(dns ? dns->options : NULL, dns ? dns->n_options : 0),
-                .network = ns ? (PodNsMode) ns->network : POD_NS_POD,
-                .pid = ns ? (PodNsMode) ns->pid : POD_NS_CONTAINER,
-                .ipc = ns ? (PodNsMode) ns->ipc : POD_NS_POD,
-        };
-        s->ports = calloc(c->n_port_mappings + 1, sizeof *s->ports);
-        for (size_t i = 0; s->ports && i < c->n_port_mappings; i++) {
-                const Runtime__V1__PortMapping *p = c->port_mappings[i];
-                s->ports[i] = (PodPort) {
-                        .protocol = strdup(protocol_name(p->protocol)),
-                        .container_port = p->container_port,
-                        .host_port = p->host_port,
-                        .host_ip = strdup(p->host_ip ?: ""),
-                };
-                s->n_ports++;
-        }
-        if (!s->name || !s->uid || !s->namespace || !s->hostname || !s->log_directory || !s->runtime_handler ||
-            !s->cgroup_parent || !s->dns_servers || !s->dns_searches || !s->dns_options || !s->ports ||
-            !CRI_PAIRS_DUP(c->labels, c->n_labels, &s->labels, &s->n_labels) ||
-            !CRI_PAIRS_DUP(c->annotations, c->n_annotations, &s->annotations, &s->n_annotations) ||
-            !CRI_PAIRS_DUP(lx ? lx->sysctls : NULL, lx ? lx->n_sysctls : 0, &s->sysctls, &s->n_sysctls))
-                return -ENOMEM;
-        return 0;
-}
 
 static bool is_ip(const char *s) {
         unsigned char buf[16];
@@ -138,7 +83,7 @@ static void run_pod_sandbox(const uint8_t *data, size_t size) {
                 runtime__v1__run_pod_sandbox_request__free_unpacked(req, NULL);
                 return;
         }
-        r = spec_from(req->config, req->runtime_handler, &spec);
+        r = cri_pod_spec_from_config(req->config, req->runtime_handler, &spec);
         runtime__v1__run_pod_sandbox_request__free_unpacked(req, NULL);
         if (r < 0) {
                 pod_spec_done(&spec);
@@ -159,11 +104,46 @@ static void run_pod_sandbox(const uint8_t *data, size_t size) {
         pod_spec_done(&spec);
 }
 
+/* What a container spec that passed may hold: paths that stay where they belong, a known stop
+ * signal, a log path below the pod's log directory. */
+static void check_valid_ctr(const CtrSpec *s) {
+        for (size_t i = 0; i < s->n_mounts; i++)
+                if (s->mounts[i].container_path[0] != '/' || strstr(s->mounts[i].container_path, "/../") ||
+                    s->mounts[i].host_path[0] != '/')
+                        abort();
+        for (size_t i = 0; i < s->n_devices; i++)
+                if (s->devices[i].container_path[0] != '/' || s->devices[i].host_path[0] != '/')
+                        abort();
+        if (s->log_path && (s->log_path[0] == '/' || strncmp(s->log_path, "../", 3) == 0 ||
+                            strcmp(s->log_path, "..") == 0 || strstr(s->log_path, "/../")))
+                abort();
+        if (s->stop_signal < 0 || s->stop_signal >= 65)
+                abort();
+}
+
 static void create_container(const uint8_t *data, size_t size) {
         Runtime__V1__CreateContainerRequest *req = runtime__v1__create_container_request__unpack(NULL, size, data);
+        Error error = ERROR_INIT;
+        CtrSpec spec = {};
+        int r;
 
-        if (req)
-                runtime__v1__create_container_request__free_unpacked(req, NULL);
+        if (!req)
+                return;
+        if (req->config) {
+                r = cri_ctr_spec_from_config(req->config, &spec, &error);
+                if (r < 0) {
+                        /* Refused with a message of bounded length that names the field. */
+                        if (r != -ENOMEM && (!error.message || !error.message[0] || strlen(error.message) > 2048))
+                                abort();
+                } else {
+                        if (error_is_set(&error))
+                                abort();
+                        check_valid_ctr(&spec);
+                }
+        }
+        error_done(&error);
+        ctr_spec_done(&spec);
+        runtime__v1__create_container_request__free_unpacked(req, NULL);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
