@@ -55,24 +55,14 @@ static void job_done(const Error *error, const CtrExecResult *res, void *userdat
         stream_conn_exit(j->conn, res ? res->exit_code : -1, error ? error_text(error) : NULL);
 }
 
-static int job_start(StreamConn *conn, void *data, char **ret_message) {
+static int job_start(StreamConn *conn, void *data, Error *error) {
         StreamJob *j = data;
-        Error error = ERROR_INIT;
         Container *c = ctr_find(j->m->containers, j->id);
-        int r;
 
         j->conn = conn;
-        if (!c) {
-                *ret_message = strdup("the container is gone");
-                return -ENOENT;
-        }
-        r = ctr_exec_interactive(c, j->cmd, j->in, j->tty, job_started, job_done, j, &j->exec, &error);
-        if (r < 0) {
-                *ret_message = strdup(error_text(&error));
-                error_done(&error);
-                return r;
-        }
-        return 0;
+        if (!c)
+                return error_set(error, ERROR_NOT_FOUND, ENOENT, "the container is gone");
+        return ctr_exec_interactive(c, j->cmd, j->in, j->tty, job_started, job_done, j, &j->exec, error);
 }
 
 static void job_stop(StreamConn *conn, void *data) {
@@ -86,16 +76,14 @@ static void job_stop(StreamConn *conn, void *data) {
 
 /* A socket in the pod's network namespace (setns around socket() only), connecting to
  * 127.0.0.1:port without blocking. */
-static int job_connect(void *data, uint16_t port, int *ret_fd, char **ret_message) {
+static int job_connect(void *data, uint16_t port, int *ret_fd, Error *error) {
         StreamJob *j = data;
         Pod *pod = pod_find(j->m->pods, j->id);
         struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         int fd, r;
 
-        if (!pod || pod_state(pod) != POD_READY) {
-                *ret_message = strdup("the pod is not ready");
-                return -ENOENT;
-        }
+        if (!pod || pod_state(pod) != POD_READY)
+                return error_set(error, ERROR_WRONG_STATE, ENOENT, "the pod is not ready");
         if (pod->spec.network == POD_NS_NODE)
                 fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         else {
@@ -105,8 +93,7 @@ static int job_connect(void *data, uint16_t port, int *ret_fd, char **ret_messag
                         r = -errno;
                         safe_close(ns);
                         safe_close(self);
-                        *ret_message = strdup("cannot enter the pod's network namespace");
-                        return r ?: -EIO;
+                        return error_errno(error, r ?: -EIO, "cannot enter the pod's network namespace");
                 }
                 fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
                 r = -errno;
@@ -117,19 +104,15 @@ static int job_connect(void *data, uint16_t port, int *ret_fd, char **ret_messag
                 }
                 safe_close(ns);
                 safe_close(self);
-                if (fd < 0) {
-                        *ret_message = strdup("socket() in the pod's network namespace failed");
-                        return r;
-                }
+                if (fd < 0)
+                        return error_errno(error, r, "socket() in the pod's network namespace");
         }
         if (fd < 0)
-                return -errno;
+                return error_errno(error, errno, "socket()");
         if (connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0 && errno != EINPROGRESS) {
                 r = -errno;
                 close(fd);
-                if (asprintf(ret_message, "dial tcp4 127.0.0.1:%u: connect: %s", (unsigned) port, strerror(-r)) < 0)
-                        *ret_message = NULL;
-                return r;
+                return error_errno(error, r, "dial tcp4 127.0.0.1:%u: connect", (unsigned) port);
         }
         *ret_fd = fd;
         return 0;

@@ -514,18 +514,19 @@ static void conn_check_finished(StreamConn *c) {
 
 static void conn_start(StreamConn *c) {
         StreamServer *s = c->server;
-        _cleanup_free_ char *message = NULL;
+        Error error = ERROR_INIT;
         int r;
 
         c->started = true;
         ev_timer_stop(s->loop, &c->create_timer);
         c->in = (Pump) { .conn = c, .fd = -1, .sid = c->sid[SLOT_STDIN], .writer = true, .eof = !c->sid[SLOT_STDIN] };
         c->out = c->err = c->tty = (Pump) { .conn = c, .fd = -1 };
-        r = s->handler.start ? s->handler.start(c, c->req.data, &message) : -EOPNOTSUPP;
+        r = s->handler.start ? s->handler.start(c, c->req.data, &error) : -EOPNOTSUPP;
         if (r < 0) {
                 c->started = false;
-                stream_conn_exit(c, -1, message ?: strerror(-r));
+                stream_conn_exit(c, -1, error_is_set(&error) ? error_text(&error) : strerror(-r));
         }
+        error_done(&error);
 }
 
 static Slot slot_from_type(const char *v, size_t n) {
@@ -602,16 +603,17 @@ static void pair_connected_cb(struct ev_loop *loop, ev_io *w, int revents) {
 
 static void pair_try_connect(StreamConn *c, PfPair *p) {
         StreamServer *s = c->server;
-        _cleanup_free_ char *message = NULL;
+        Error error = ERROR_INIT;
         int fd = -1, r;
 
         if (!p->data_sid || !p->error_sid || p->connecting || p->wr.conn)
                 return;
         p->wr = (Pump) { .conn = c, .fd = -1, .writer = true, .sid = p->data_sid };
         p->rd = (Pump) { .conn = c, .fd = -1, .sid = p->data_sid, .eof = true };
-        r = s->handler.connect ? s->handler.connect(c->req.data, p->port, &fd, &message) : -EOPNOTSUPP;
+        r = s->handler.connect ? s->handler.connect(c->req.data, p->port, &fd, &error) : -EOPNOTSUPP;
         if (r < 0) {
-                pair_error(c, p, message ?: strerror(-r));
+                pair_error(c, p, error_is_set(&error) ? error_text(&error) : strerror(-r));
+                error_done(&error);
                 return;
         }
         p->wr.fd = fd;

@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "error-chain.h"
+
 typedef enum StreamKind {
         STREAM_EXEC,
         STREAM_ATTACH,
@@ -43,12 +45,12 @@ typedef struct StreamConn StreamConn;
 typedef struct StreamHandler {
         /* Exec and attach: every expected stream is open. Start the work and call
          * stream_conn_set_io() (now or later); stream_conn_exit() when it ends. A negative return
-         * is reported at once as the exit, with *ret_message (which it may set, malloc'ed). */
-        int (*start)(StreamConn *c, void *data, char **ret_message);
+         * is reported at once as the exit, with the message of *error. */
+        int (*start)(StreamConn *c, void *data, Error *error);
         /* The connection ends before stream_conn_exit(): stop the work. */
         void (*stop)(StreamConn *c, void *data);
         /* Port-forward: a socket connecting (non-blocking) to port in the pod, returned in *ret_fd. */
-        int (*connect)(void *data, uint16_t port, int *ret_fd, char **ret_message);
+        int (*connect)(void *data, uint16_t port, int *ret_fd, Error *error);
         void (*free_data)(void *data);
 } StreamHandler;
 
