@@ -484,7 +484,7 @@ static void manager_start_bus(Manager *m) {
 
 /* The directories, what UpdateRuntimeConfig said before, CNI and the pods. */
 static int manager_start_pods(Manager *m) {
-        _cleanup_free_ char *message = NULL;
+        Error error = ERROR_INIT;
         int r;
 
         r = mkdir_p(m->config.root_dir, 0700);
@@ -494,8 +494,9 @@ static int manager_start_pods(Manager *m) {
                 return log_error_errno(r, "Failed to create %s or %s: %m", m->config.root_dir, m->config.state_dir);
         manager_load_runtime_state(m);
         /* The template may have changed while we were down. */
-        if (cni_render_template(m->config.cni_conf_template, m->config.cni_conf_dir, m->pod_cidr, &message) < 0)
-                log_warning("CNI: %s", message ?: "cannot render the config template");
+        if (cni_render_template(m->config.cni_conf_template, m->config.cni_conf_dir, m->pod_cidr, &error) < 0)
+                log_warning("CNI: %s", error_text(&error));
+        error_done(&error);
         m->pod_init = sandbox_find_pod_init();
         if (!m->pod_init)
                 return log_error_errno(-ENOMEM, "Out of memory.");

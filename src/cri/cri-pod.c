@@ -249,14 +249,14 @@ static int status_reply(GrpcCall *call, Manager *m, Pod *pod, bool verbose, cons
         return r;
 }
 
-static void status_check_done(int error, const char *message, const char *result, const char *network, void *userdata) {
+static void status_check_done(const Error *error, const char *result, const char *network, void *userdata) {
         CriCall *cc = userdata;
         Pod *pod = pod_find(cc->manager->pods, cc->id);
 
         if (!pod)
                 (void) grpc_call_finish(cc->call, GRPC_STATUS_NOT_FOUND, "pod sandbox %s was removed meanwhile", cc->id);
         else
-                (void) status_reply(cc->call, cc->manager, pod, true, error < 0 ? message : "ok");
+                (void) status_reply(cc->call, cc->manager, pod, true, error_is_set(error) ? error_text(error) : "ok");
         cri_call_done(cc);
 }
 
@@ -407,16 +407,16 @@ int cri_update_runtime_config(GrpcCall *call, const uint8_t *msg, size_t len, vo
                         return r;
                 }
                 if (!m->pod_cidr || strcmp(m->pod_cidr, cidr) != 0) {
-                        char *message = NULL;
+                        Error error = ERROR_INIT;
                         log_info("Pod CIDR is now %s.", cidr);
                         free(m->pod_cidr);
                         m->pod_cidr = strdup(cidr);
                         manager_save_runtime_state(m);
                         if (cni_render_template(m->config.cni_conf_template, m->config.cni_conf_dir, m->pod_cidr,
-                                                &message) < 0) {
-                                int r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION, "%s",
-                                                         message ?: "cannot render the CNI config template");
-                                free(message);
+                                                &error) < 0) {
+                                /* The node's configuration, not the request, is what is wrong. */
+                                int r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION, "%s", error_text(&error));
+                                error_done(&error);
                                 runtime__v1__update_runtime_config_request__free_unpacked(req, NULL);
                                 return r;
                         }

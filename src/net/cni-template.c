@@ -36,7 +36,7 @@ static char *substitute(const char *text, const char *pod_cidr) {
         return out;
 }
 
-static int render_template(const char *template_path, const char *conf_dir, const char *pod_cidr, Error *error) {
+int cni_render_template(const char *template_path, const char *conf_dir, const char *pod_cidr, Error *error) {
         _cleanup_free_ char *text = NULL, *out = NULL, *path = NULL;
         int r;
 
@@ -62,15 +62,4 @@ static int render_template(const char *template_path, const char *conf_dir, cons
                 return error_errno(error, r, "cannot write the CNI config %s", path ?: conf_dir);
         log_info("CNI: wrote %s from %s for pod CIDR %s.", path, template_path, pod_cidr);
         return 0;
-}
-
-/* cni.h still has the message as a string: the Error's, taken. */
-int cni_render_template(const char *template_path, const char *conf_dir, const char *pod_cidr, char **ret_message) {
-        Error error = ERROR_INIT;
-        int r = render_template(template_path, conf_dir, pod_cidr, &error);
-
-        if (ret_message)
-                *ret_message = r < 0 ? TAKE_PTR(error.message) : NULL;
-        error_done(&error);
-        return r;
 }

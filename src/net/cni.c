@@ -324,11 +324,11 @@ Cni *cni_free(Cni *c) {
         return NULL;
 }
 
-bool cni_ready(Cni *c, const char **ret_reason, const char **ret_message) {
+bool cni_ready(Cni *c, const char **ret_reason, const char **ret_detail) {
         if (ret_reason)
                 *ret_reason = c->reason;
-        if (ret_message)
-                *ret_message = c->message;
+        if (ret_detail)
+                *ret_detail = c->message;
         return c->network != NULL;
 }
 
@@ -384,7 +384,12 @@ static void op_finish(CniOp *op, int error, const char *message) {
 
         op->child = NULL;
         op_free(op);
-        done(error, message, result, network, userdata);
+        if (error < 0) {
+                /* The plugin's own words, with the errno it is reported as. */
+                Error e = { .kind = ERROR_SYSTEM, .errno_value = -error, .message = (char *) message };
+                done(&e, result, network, userdata);
+        } else
+                done(NULL, result, network, userdata);
         free(result);
         free(network);
 }

@@ -1,6 +1,7 @@
 /* CNI (spec 1.0): the network configuration from the config directory, watched with inotify, and
  * plugin chains (ADD, DEL, CHECK) run as non-blocking children with a timeout. */
 #pragma once
+#include "error-chain.h"
 
 #include <ev.h>
 #include <stdbool.h>
@@ -23,17 +24,18 @@ typedef struct CniPod {
         size_t n_ports;
 } CniPod;
 
-/* error < 0 with message on failure. ADD: result is the final plugin's result (JSON) and network
- * the configuration list it was made with (JSON), to be kept for DEL and CHECK. */
-typedef void (*CniDone)(int error, const char *message, const char *result, const char *network, void *userdata);
+/* error set on failure (the plugin's own message, or why it could not run). ADD: result is the
+ * final plugin's result (JSON) and network the configuration list it was made with (JSON), to be
+ * kept for DEL and CHECK. */
+typedef void (*CniDone)(const Error *error, const char *result, const char *network, void *userdata);
 
 int cni_new(struct ev_loop *loop, const char *conf_dir, const char *bin_dirs, uint64_t timeout_usec, Cni **ret);
 Cni *cni_free(Cni *c);
 
 /* Reads the configuration directory again (done by inotify on its own). */
 void cni_reload(Cni *c);
-/* True when a configuration and all its plugins exist; otherwise reason/message say what lacks. */
-bool cni_ready(Cni *c, const char **ret_reason, const char **ret_message);
+/* True when a configuration and all its plugins exist; otherwise reason/detail say what lacks. */
+bool cni_ready(Cni *c, const char **ret_reason, const char **ret_detail);
 const char *cni_network_name(Cni *c);
 
 int cni_add(Cni *c, const CniPod *pod, CniDone done, void *userdata, CniOp **ret);
@@ -53,4 +55,4 @@ int cni_result_ips(const char *result, char ***ret_ips, size_t *ret_n);
 /* With a template ([CNI] ConfTemplate=, "" none) and a pod CIDR (NULL none): writes
  * <conf_dir>/10-rktlet.conflist from the template, {{.PodCIDR}} replaced (cni-template.c). 0 when
  * there is nothing to do; an error with a message naming the file otherwise. */
-int cni_render_template(const char *template_path, const char *conf_dir, const char *pod_cidr, char **ret_message);
+int cni_render_template(const char *template_path, const char *conf_dir, const char *pod_cidr, Error *error);

@@ -401,15 +401,15 @@ static void cni_pod(const Pod *pod, CniPod *ret, CniPortMapping *ports, char *ne
         ret->n_ports = k;
 }
 
-static void cni_added(int error, const char *message, const char *result, const char *network, void *userdata) {
+static void cni_added(const Error *error, const char *result, const char *network, void *userdata) {
         PodOp *op = userdata;
         Pod *pod = op->pod;
 
         op->cni = NULL;
         free(pod->cni_network);
         pod->cni_network = network ? strdup(network) : NULL;
-        if (error < 0) {
-                op_fail(&op->op, error, "%s", message ?: "CNI ADD failed");
+        if (error_is_set(error)) {
+                op_fail_error(&op->op, error);
         } else {
                 free(pod->cni_result);
                 pod->cni_result = result ? strdup(result) : NULL;
@@ -422,13 +422,13 @@ static void cni_added(int error, const char *message, const char *result, const 
         op_next(&op->op);
 }
 
-static void cni_deleted(int error, const char *message, const char *result, const char *network, void *userdata) {
+static void cni_deleted(const Error *error, const char *result, const char *network, void *userdata) {
         PodOp *op = userdata;
         Pod *pod = op->pod;
 
         op->cni = NULL;
-        if (error < 0) {
-                op_fail(&op->op, error, "%s", message ?: "CNI DEL failed");
+        if (error_is_set(error)) {
+                op_fail_error(&op->op, error);
                 op_goto(&op->op, STEP_END);
                 return;
         } else {

@@ -334,11 +334,11 @@ typedef struct Outcome {
         char *message, *result, *network;
 } Outcome;
 
-static void on_done(int error, const char *message, const char *result, const char *network, void *userdata) {
+static void on_done(const Error *error, const char *result, const char *network, void *userdata) {
         Outcome *o = userdata;
         o->done = true;
-        o->error = error;
-        o->message = message ? strdup(message) : NULL;
+        o->error = error_to_errno(error);
+        o->message = error_is_set(error) && error->message ? strdup(error->message) : NULL;
         o->result = result ? strdup(result) : NULL;
         o->network = network ? strdup(network) : NULL;
 }
