@@ -128,12 +128,10 @@ static void op_unlink(Op *o, bool aborted) {
                 ctr_confirmed(c); /* a removal finished at start failed: its state is known */
 }
 
-static void op_notify(Op *o, int error, const char *message) {
+static void op_notify(Op *o, const Error *error) {
         CtrOp *op = ctr_op(o);
-        Error e = op_error(o, error, message);
-
         if (op->done)
-                op->done(op->c, error < 0 ? &e : NULL, op->userdata);
+                op->done(op->c, error, op->userdata);
 }
 
 static void op_cancel(Op *o) {

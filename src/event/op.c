@@ -60,9 +60,10 @@ void op_next(Op *op) {
 
         assert(op);
         k = op->kind;
-        if (op->error < 0 && k->has_rollback && !op->rollback && op->step < k->rollback_step) {
+        if (error_is_set(&op->error) && k->has_rollback && !op->rollback && op->step < k->rollback_step) {
                 op->rollback = true;
-                log_debug("%s %s: %s failed (%s); rolling back.", op->class->noun, op->id, k->name, op->message);
+                log_debug("%s %s: %s failed (%s); rolling back.", op->class->noun, op->id, k->name,
+                          error_text(&op->error));
                 if (op->class->rolling_back)
                         op->class->rolling_back(op);
                 run(op, k->rollback_step);
@@ -82,13 +83,11 @@ static void op_failv(Op *op, ErrorKind kind, int error, const char *format, va_l
 
         assert(op);
         assert(format);
-        if (op->message)
+        if (error_is_set(&op->error))
                 return; /* the first failure is what the operation reports */
         if (vasprintf(&m, format, ap) < 0)
                 m = NULL;
-        op->error = error < 0 ? error : -EIO;
-        op->message = m;
-        op->error_kind = kind;
+        op->error = (Error) { .kind = kind, .errno_value = error < 0 ? -error : EIO, .message = m };
 }
 
 void op_fail(Op *op, int error, const char *format, ...) {
@@ -110,11 +109,10 @@ void op_fail_kind(Op *op, ErrorKind kind, int error, const char *format, ...) {
 void op_fail_error(Op *op, const Error *error) {
         assert(op);
         assert(error_is_set(error));
-        if (op->message)
+        if (error_is_set(&op->error))
                 return;
-        op->error = error_to_errno(error);
-        op->message = strdup(error_text(error)); /* NULL when out of memory: op_error() still says something */
-        op->error_kind = error->kind;
+        if (error_copy(&op->error, error) < 0) /* out of memory: the kind and errno without the text */
+                op->error = (Error) { .kind = error->kind, .errno_value = error->errno_value };
 }
 
 void op_fail_wrap(Op *op, const Error *error, const char *format, ...) {
@@ -124,24 +122,13 @@ void op_fail_wrap(Op *op, const Error *error, const char *format, ...) {
         assert(op);
         assert(error_is_set(error));
         assert(format);
-        if (op->message)
+        if (error_is_set(&op->error))
                 return;
         va_start(ap, format);
         if (vasprintf(&prefix, format, ap) < 0)
                 prefix = NULL;
         va_end(ap);
         op_fail_kind(op, error->kind, error_to_errno(error), "%s: %s", prefix ?: "?", error_text(error));
-}
-
-Error op_error(const Op *op, int error, const char *message) {
-        assert(op);
-        if (error >= 0)
-                return ERROR_INIT;
-        return (Error) {
-                .kind = op->error_kind != ERROR_NONE ? op->error_kind : ERROR_SYSTEM,
-                .errno_value = -error,
-                .message = (char *) message,
-        };
 }
 
 void op_dirty(Op *op) {
@@ -165,24 +152,23 @@ void op_detach(Op *op) {
 }
 
 void op_finish(Op *op) {
-        _cleanup_free_ char *message = NULL;
+        Error error = ERROR_INIT;
         char id_field[64 + 65];
         const char *fields[] = { id_field, NULL };
-        int error;
 
         assert(op);
-        message = TAKE_PTR(op->message);
-        error = op->error;
+        error_move(&error, &op->error);
         op->class->unlink(op, false);
         snprintf(id_field, sizeof id_field, "%s=%s", op->class->id_field, op->id);
-        if (error < 0)
+        if (error_is_set(&error))
                 log_fields(LOG_WARNING, fields, "%s %s: %s failed: %s", op->class->noun, op->id, op->kind->name,
-                           message ?: "?");
+                           error_text(&error));
         else
                 log_fields(op->kind->quiet ? LOG_DEBUG : LOG_INFO, fields, "%s %s: %s done.", op->class->noun, op->id,
                            op->kind->name);
         if (!op->detached && op->class->notify)
-                op->class->notify(op, error, message);
+                op->class->notify(op, error_is_set(&error) ? &error : NULL);
+        error_done(&error);
         op->class->free(op);
 }
 
@@ -193,8 +179,7 @@ void op_abort(Op *op) {
         if (op->child)
                 child_abandon(TAKE_PTR(op->child));
         op->class->unlink(op, true);
-        free(op->message);
-        op->message = NULL;
+        error_done(&op->error);
         op->class->free(op);
 }
 

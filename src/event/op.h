@@ -53,9 +53,9 @@ typedef struct OpClass {
         const char *id_field; /* the journal field naming the object: "CONTAINER_ID" */
         /* The operation ends (aborted: without a callback): the object forgets it. */
         void (*unlink)(Op *op, bool aborted);
-        /* Calls the caller's callback (op is unlinked, not yet freed); op_error(op, error, message) is
-         * the failure as an Error. */
-        void (*notify)(Op *op, int error, const char *message);
+        /* Calls the caller's callback (op is unlinked, not yet freed): error is the first failure,
+         * NULL on success. */
+        void (*notify)(Op *op, const Error *error);
         /* Abort: cancels what the operation waits for (beside its child). */
         void (*cancel)(Op *op);
         /* Writes the object's record; a negative errno when it cannot. */
@@ -74,9 +74,7 @@ struct Op {
         bool rollback; /* the kind's rollback runs */
         bool dirty;    /* to be saved before the next step */
         bool detached; /* nobody is called back */
-        int error;     /* the first failure's, < 0 */
-        char *message; /* the first failure's */
-        ErrorKind error_kind; /* the first failure's: ERROR_SYSTEM (its errno says) unless op_fail_error() */
+        Error error;   /* the first failure: what the operation reports */
         Child *child;  /* the child the step waits for, abandoned by op_abort() */
 };
 
@@ -100,9 +98,6 @@ void op_fail_kind(Op *op, ErrorKind kind, int error, const char *format, ...) _p
 void op_fail_error(Op *op, const Error *error);
 /* The same with the message "<format>: <error's text>". */
 void op_fail_wrap(Op *op, const Error *error, const char *format, ...) _printf_(3, 4);
-/* What notify() was given, as an Error that borrows message (valid during the call only): unset
- * when error >= 0. */
-Error op_error(const Op *op, int error, const char *message);
 /* The object changed in a way recovery must see: saved before the next step. */
 void op_dirty(Op *op);
 /* Saves now (a warning when it cannot). */

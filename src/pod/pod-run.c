@@ -84,12 +84,10 @@ static void op_unlink(Op *o, bool aborted) {
         }
 }
 
-static void op_notify(Op *o, int error, const char *message) {
+static void op_notify(Op *o, const Error *error) {
         PodOp *op = pod_op(o);
-        Error e = op_error(o, error, message);
-
         if (op->done)
-                op->done(op->pod, error < 0 ? &e : NULL, op->userdata);
+                op->done(op->pod, error, op->userdata);
 }
 
 static void op_cancel(Op *o) {

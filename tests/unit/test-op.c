@@ -89,10 +89,10 @@ static void t_unlink(Op *o, bool aborted) {
         T(o)->aborted = aborted;
         trace(T(o), aborted ? "unlink(aborted)" : "unlink");
 }
-static void t_notify(Op *o, int error, const char *message) {
+static void t_notify(Op *o, const Error *error) {
         T(o)->n_notified++;
-        T(o)->error = error;
-        snprintf(T(o)->message, sizeof T(o)->message, "%s", message ?: "");
+        T(o)->error = error_to_errno(error);
+        snprintf(T(o)->message, sizeof T(o)->message, "%s", error_is_set(error) ? error_text(error) : "");
         trace(T(o), "notify");
 }
 static void t_cancel(Op *o) {
@@ -191,8 +191,8 @@ static void test_fail_positive_is_eio(void **state) {
         memset(&t, 0, sizeof t);
         op_init(&t.op, &test_class, &kind_plain, "x");
         op_fail(&t.op, 0, "no errno");
-        assert_int_equal(t.op.error, -EIO);
-        assert_string_equal(t.op.message, "no errno");
+        assert_int_equal(error_to_errno(&t.op.error), -EIO);
+        assert_string_equal(error_text(&t.op.error), "no errno");
         op_goto(&t.op, S_END);
         assert_int_equal(t.error, -EIO);
 }
@@ -209,7 +209,8 @@ static void test_abort_in_the_middle(void **state) {
         assert_true(t.aborted);
         assert_int_equal(t.n_notified, 0);
         assert_int_equal(t.n_freed, 1);
-        assert_null(t.op.message);
+        assert_false(error_is_set(&t.op.error));
+        assert_null(t.op.error.message);
         assert_string_equal(t.trace, "a save(1) b wait unlink(aborted) ");
 }
 
