@@ -30,6 +30,9 @@
 #include "time-util.h"
 #include "trash.h"
 
+/* How long a SIGKILLed container may take to be seen gone. */
+#define KILL_WAIT_USEC (30ULL * USEC_PER_SEC)
+
 typedef enum CtrOpKind { OP_CREATE, OP_START, OP_STOP, OP_REMOVE, _OP_KIND_MAX } CtrOpKind;
 
 typedef enum Step {
@@ -66,7 +69,7 @@ struct CtrOp {
         SystemdOp *sd;
         ev_timer timer;
         bool timer_armed;
-        double timeout;
+        uint64_t timeout_usec; /* stop: the grace period before SIGKILL (0: none) */
         bool job_failed;
         int job_error; /* -ECONNRESET: the bus dropped before systemd took the job */
         char *job_message;
@@ -672,7 +675,7 @@ static void op_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
         op_goto(&op->op, op_is(op, OP_REMOVE) ? STEP_RM_STOP_UNIT : STEP_END);
 }
 
-static void wait_exit(CtrOp *op, double seconds) {
+static void wait_exit(CtrOp *op, uint64_t usec) {
         Container *c = op->c;
 
         if (c->state != CTR_RUNNING) {
@@ -680,7 +683,7 @@ static void wait_exit(CtrOp *op, double seconds) {
                 return;
         }
         c->exit_waiter = op;
-        ev_timer_init(&op->timer, op_timeout, seconds, 0.);
+        ev_timer_init(&op->timer, op_timeout, (double) usec / USEC_PER_SEC, 0.);
         ev_timer_start(c->table->env.loop, &op->timer);
         op->timer_armed = true;
         /* A change may have come before the signal was sent: ask again. */
@@ -882,7 +885,7 @@ static void step_created(Op *o) {
 static void step_signal(Op *o) {
         CtrOp *op = ctr_op(o);
 
-        if (op->timeout <= 0) {
+        if (op->timeout_usec == 0) {
                 op_goto(o, STEP_KILL);
                 return;
         }
@@ -891,7 +894,7 @@ static void step_signal(Op *o) {
 
 static void step_wait_exit(Op *o) {
         CtrOp *op = ctr_op(o);
-        wait_exit(op, op->timeout);
+        wait_exit(op, op->timeout_usec);
 }
 
 static void step_kill_all(Op *o) {
@@ -899,7 +902,7 @@ static void step_kill_all(Op *o) {
 }
 
 static void step_wait_killed(Op *o) {
-        wait_exit(ctr_op(o), 30.);
+        wait_exit(ctr_op(o), KILL_WAIT_USEC);
 }
 
 static void step_stopped(Op *o) {
@@ -1233,7 +1236,8 @@ int ctr_stop(Container *c, int64_t timeout_sec, CtrDone done, void *userdata, Er
                 return error_set(error, ERROR_SYSTEM, ENOMEM, NULL);
         if (ret_op)
                 *ret_op = op;
-        op->timeout = (double) timeout_sec;
+        /* The CRI's seconds, at most a year (a bigger value would overflow the usec). */
+        op->timeout_usec = timeout_sec > 0 ? (uint64_t) MIN(timeout_sec, (int64_t) 365 * 24 * 3600) * USEC_PER_SEC : 0;
         op_start(&op->op, c->state == CTR_RUNNING ? STEP_SIGNAL : STEP_END); /* idempotent */
         return 0;
 }
