@@ -108,3 +108,24 @@ int record_write(const char *dir, const char *id, yajl_gen g, bool durable) {
                 return -ENOMEM;
         return durable ? json_gen_write_file(g, path, 0600) : json_gen_save(g, path, 0600);
 }
+
+void record_delete_orphan(const char *noun, const char *kind, const char *root_dir, const char *state_dir,
+                          const char *id, RecordDeleteOrphan delete, void *userdata) {
+        _cleanup_free_ char *root = NULL, *run = NULL;
+        int r = -ENOMEM;
+
+        assert(noun);
+        assert(kind);
+        assert(id);
+        assert(delete);
+        if (asprintf(&root, "%s/%s/%s", root_dir, kind, id) < 0)
+                root = NULL; /* undefined after a failure */
+        if (asprintf(&run, "%s/%s/%s", state_dir, kind, id) < 0)
+                run = NULL;
+        if (root && run)
+                r = delete(root, run, id, userdata);
+        if (r < 0)
+                log_warning_errno(r, "%s %s: cannot delete its directories, which have no record: %m", noun, id);
+        else
+                log_notice("%s %s: deleted its directories, which had no record.", noun, id);
+}

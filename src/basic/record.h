@@ -48,3 +48,10 @@ int record_read(const char *dir, const char *id, yajl_val *ret);
 /* Writes what g generated to <dir>/<id>/state.json atomically; durable: with the fsyncs
  * (write_file_atomic), else without (write_file_replace, made durable by the caller). */
 int record_write(const char *dir, const char *id, yajl_gen g, bool durable);
+
+/* Deletes what an orphan (an id without a record) left: <root_dir>/<kind>/<id> (persistent) and
+ * <state_dir>/<kind>/<id> (runtime), through delete(), which the module gives (a trash, unmounts
+ * first…), and logs the outcome for noun ("container", "pod"). */
+typedef int (*RecordDeleteOrphan)(const char *root, const char *run, const char *id, void *userdata);
+void record_delete_orphan(const char *noun, const char *kind, const char *root_dir, const char *state_dir,
+                          const char *id, RecordDeleteOrphan delete, void *userdata);

@@ -1302,24 +1302,15 @@ void ctr_table_watch_missing(CtrTable *t) {
  * after the directories are made, before the overlay is mounted, so this is a create killed before
  * its first save, or a removal that failed half way through deleting the directory (after the
  * unmount). Nothing refers to its upper directory and nothing else would ever delete it. */
+/* The writable layer goes through the trash (a child deletes it), the bundle at once (a tmpfs). */
+static int delete_orphan(const char *root, const char *run, const char *id, void *userdata) {
+        int r = trash_ctr(userdata, root, id);
+        return r < 0 ? r : rm_rf(run);
+}
+
 static void gc_orphan(const char *id, void *userdata) {
         CtrTable *t = userdata;
-        _cleanup_free_ char *root = NULL, *run = NULL;
-        int r = -ENOMEM;
-
-        if (asprintf(&root, "%s/containers/%s", t->env.root_dir, id) < 0)
-                root = NULL; /* undefined after a failure */
-        if (asprintf(&run, "%s/containers/%s", t->env.state_dir, id) < 0)
-                run = NULL;
-        if (root && run) {
-                r = trash_ctr(t, root, id);
-                if (r >= 0)
-                        r = rm_rf(run);
-        }
-        if (r < 0)
-                log_warning_errno(r, "container %s: cannot delete its directory, which has no record: %m", id);
-        else
-                log_notice("container %s: deleted its directory, which had no record.", id);
+        record_delete_orphan("container", "containers", t->env.root_dir, t->env.state_dir, id, delete_orphan, t);
 }
 
 static int load_record(const char *id, void *userdata, void **ret) {

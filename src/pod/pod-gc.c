@@ -12,6 +12,7 @@
 
 #include "fd-util.h"
 #include "json-util.h"
+#include "record.h"
 #include "log.h"
 #include "macro.h"
 #include "pod-internal.h"
@@ -160,27 +161,17 @@ static int umount_below(const char *dir) {
  * before its first save completed (the directories are made first), or a removal that failed half
  * way through deleting. Nothing refers to it and nothing else would ever delete it. The trees are
  * small (a record, a few files, and mounts, which are detached rather than walked): deleted here. */
-void pod_gc_orphan(PodTable *t, const char *id) {
-        _cleanup_free_ char *root = NULL, *run = NULL;
-        int r = -ENOMEM;
-
-        if (asprintf(&root, "%s/pods/%s", t->env.root_dir, id) < 0)
-                root = NULL; /* undefined after a failure */
-        if (asprintf(&run, "%s/pods/%s", t->env.state_dir, id) < 0)
-                run = NULL;
-        if (root && run) {
-                /* A pin or the shm mount of a run killed while its namespace child still went on. */
-                r = umount_below(run);
-                if (r < 0)
-                        log_warning_errno(r, "pod %s: cannot unmount what is mounted under %s: %m", id, run);
-                r = rm_rf(run);
-                if (r >= 0)
-                        r = rm_rf(root);
-        }
+static int delete_orphan(const char *root, const char *run, const char *id, void *userdata) {
+        /* A pin or the shm mount of a run killed while its namespace child still went on. */
+        int r = umount_below(run);
         if (r < 0)
-                log_warning_errno(r, "pod %s: cannot delete its directories, which have no record: %m", id);
-        else
-                log_notice("pod %s: deleted its directories, which had no record.", id);
+                log_warning_errno(r, "pod %s: cannot unmount what is mounted under %s: %m", id, run);
+        r = rm_rf(run);
+        return r < 0 ? r : rm_rf(root);
+}
+
+void pod_gc_orphan(PodTable *t, const char *id) {
+        record_delete_orphan("pod", "pods", t->env.root_dir, t->env.state_dir, id, delete_orphan, t);
 }
 
 static void run_dir_one(const char *id, void *userdata) {
