@@ -169,30 +169,30 @@ static bool manager_bus_closing(Manager *m) {
         return !m->bus || sd_bus_is_open(m->bus) <= 0;
 }
 
-static void initial_version_done(int error, const char *version, const char *message, void *userdata) {
+static void initial_version_done(const Error *error, const char *version, void *userdata) {
         Manager *m = userdata;
 
         m->version_slot = sd_bus_slot_unref(m->version_slot);
-        if (error < 0 && manager_bus_closing(m))
+        if (error && manager_bus_closing(m))
                 return;
-        if (error < 0) {
+        if (error) {
                 log_warning("systemd on the %s bus did not answer: %s", m->config.user_bus ? "user" : "system",
-                            message);
-                (void) free_and_strdup(&m->bus_error, message);
+                            error_text(error));
+                (void) free_and_strdup(&m->bus_error, error_text(error));
                 return;
         }
         (void) free_and_strdup(&m->systemd_version, version);
         log_info("Talking to systemd %s on the %s bus.", version, m->config.user_bus ? "user" : "system");
 }
 
-static void cgroup_done(int error, const char *cgroup, const char *message, void *userdata) {
+static void cgroup_done(const Error *error, const char *cgroup, void *userdata) {
         Manager *m = userdata;
 
         m->cgroup_slot = sd_bus_slot_unref(m->cgroup_slot);
-        if (error < 0 && manager_bus_closing(m))
+        if (error && manager_bus_closing(m))
                 return;
-        if (error < 0) {
-                log_warning("systemd did not tell its ControlGroup: %s", message);
+        if (error) {
+                log_warning("systemd did not tell its ControlGroup: %s", error_text(error));
                 return;
         }
         (void) free_and_strdup(&m->systemd_cgroup, strcmp(cgroup, "/") == 0 ? "" : cgroup);

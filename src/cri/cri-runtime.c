@@ -170,19 +170,19 @@ static int status_reply(GrpcCall *call, Manager *m, bool verbose, bool runtime_r
         return cri_reply(call, &resp.base);
 }
 
-static void status_systemd_done(int error, const char *version, const char *message, void *userdata) {
+static void status_systemd_done(const Error *error, const char *version, void *userdata) {
         StatusCall *s = userdata;
         Manager *m = s->manager;
         char buf[512];
 
         grpc_call_set_cancel(s->call, NULL, NULL);
-        if (error >= 0) {
+        if (!error) {
                 free(m->systemd_version);
                 m->systemd_version = strdup(version);
                 (void) status_reply(s->call, m, s->verbose, true, NULL);
         } else {
                 snprintf(buf, sizeof buf, "systemd on the %s bus did not answer: %s",
-                         m->config.user_bus ? "user" : "system", message);
+                         m->config.user_bus ? "user" : "system", error_text(error));
                 (void) status_reply(s->call, m, s->verbose, false, buf);
         }
         status_call_free(s);

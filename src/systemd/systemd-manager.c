@@ -20,23 +20,18 @@ static void version_call_free(void *p) {
 static int version_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
         VersionCall *v = userdata;
         const char *version = NULL;
-        char message[512];
+        Error error = ERROR_INIT;
         int r;
 
         if (sd_bus_message_is_method_error(m, NULL)) {
                 const sd_bus_error *e = sd_bus_message_get_error(m);
-                snprintf(message, sizeof message, "%s: %s", e->name, e->message ? e->message : "");
-                v->done(-sd_bus_message_get_errno(m) ?: -EIO, NULL, message, v->userdata);
-                return 0;
-        }
-
-        r = sd_bus_message_read(m, "v", "s", &version);
-        if (r < 0) {
-                snprintf(message, sizeof message, "unexpected reply: %s", strerror(-r));
-                v->done(r, NULL, message, v->userdata);
-                return 0;
-        }
-        v->done(0, version, NULL, v->userdata);
+                /* A timeout or a bus gone: systemd is not there now. */
+                (void) error_set(&error, ERROR_UNAVAILABLE, sd_bus_message_get_errno(m) ?: EIO, "%s: %s", e->name,
+                                 e->message ? e->message : "");
+        } else if ((r = sd_bus_message_read(m, "v", "s", &version)) < 0)
+                (void) error_errno(&error, r, "unexpected reply");
+        v->done(error_is_set(&error) ? &error : NULL, version, v->userdata);
+        error_done(&error);
         return 0;
 }
 

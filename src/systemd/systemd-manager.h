@@ -4,8 +4,10 @@
 #include <stdint.h>
 #include <systemd/sd-bus.h>
 
+#include "error-chain.h"
+
 /* error < 0: the call failed, message says why (D-Bus error name and text, or errno). */
-typedef void (*SystemdVersionDone)(int error, const char *version, const char *message, void *userdata);
+typedef void (*SystemdVersionDone)(const Error *error, const char *value, void *userdata);
 
 /* Reads the manager's Version property. The returned slot cancels the call when unref'ed. */
 int systemd_get_version(sd_bus *bus, uint64_t timeout_usec, SystemdVersionDone done, void *userdata,
