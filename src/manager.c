@@ -17,6 +17,7 @@
 #include "child.h"
 #include "cri-service.h"
 #include "fd-util.h"
+#include "fileio.h"
 #include "json-util.h"
 #include "log.h"
 #include "macro.h"

@@ -43,11 +43,3 @@ StrPair *json_get_pairs(yajl_val obj, const char *key, size_t *ret_n);
 int json_gen_write_file(yajl_gen g, const char *path, unsigned mode);
 /* Writes what g generated to path with write_file_replace(): a record saved on the loop. */
 int json_gen_save(yajl_gen g, const char *path, unsigned mode);
-/* Writes data to path atomically: a temp file in the same directory, fsync, rename, fsync of the
- * directory. */
-int write_file_atomic(const char *path, const char *data, size_t len, unsigned mode);
-/* The same without the fsyncs: no crash of the daemon can lose it or leave it half written, a
- * power loss can (fs-sync.h makes it durable soon after, off the loop). */
-int write_file_replace(const char *path, const char *data, size_t len, unsigned mode);
-/* Reads a whole file (at most max bytes) into a NUL-terminated string. */
-int read_file(const char *path, size_t max, char **ret, size_t *ret_len);

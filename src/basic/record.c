@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fd-util.h"
+#include "fileio.h"
 #include "json-util.h"
 #include "log.h"
 #include "macro.h"

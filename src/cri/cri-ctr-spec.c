@@ -10,6 +10,7 @@
 #include "api.pb-c.h"
 #include "cri-util.h"
 #include "ctr.h"
+#include "fileio.h"
 #include "json-util.h"
 #include "quote.h"
 #include "strv.h"

@@ -8,6 +8,7 @@
 #include "api.pb-c.h"
 #include "cri-call.h"
 #include "cri-service.h"
+#include "fileio.h"
 #include "json-util.h"
 #include "log.h"
 #include "manager.h"

@@ -31,6 +31,7 @@
 #include "child.h"
 #include "ctr-internal.h"
 #include "fd-util.h"
+#include "fileio.h"
 #include "json-util.h"
 #include "log.h"
 #include "macro.h"

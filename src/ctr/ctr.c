@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "ctr-internal.h"
+#include "fileio.h"
 #include "json-util.h"
 #include "log.h"
 #include "macro.h"

@@ -16,6 +16,7 @@
 
 #include "buffer.h"
 #include "fd-util.h"
+#include "fileio.h"
 #include "json-util.h"
 #include "log.h"
 #include "macro.h"

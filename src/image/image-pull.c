@@ -21,6 +21,7 @@
 #include "child.h"
 #include "curl-ev.h"
 #include "fd-util.h"
+#include "fileio.h"
 #include "image-ref.h"
 #include "image-unpack.h"
 #include "json-util.h"

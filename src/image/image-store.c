@@ -16,6 +16,7 @@
 
 #include "child.h"
 #include "fd-util.h"
+#include "fileio.h"
 #include "image-ref.h"
 #include "json-util.h"
 #include "log.h"

@@ -8,6 +8,7 @@
 #include "cni.h"
 #include "error-chain.h"
 #include "fd-util.h"
+#include "fileio.h"
 #include "json-util.h"
 #include "log.h"
 #include "macro.h"

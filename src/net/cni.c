@@ -14,6 +14,7 @@
 
 #include "child.h"
 #include "fd-util.h"
+#include "fileio.h"
 #include "json-util.h"
 #include "log.h"
 #include "macro.h"

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/utsname.h>
 
+#include "fileio.h"
 #include "json-util.h"
 #include "macro.h"
 #include "oci-spec.h"

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "fd-util.h"
+#include "fileio.h"
 #include "json-util.h"
 #include "record.h"
 #include "log.h"

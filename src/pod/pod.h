@@ -2,6 +2,7 @@
  * systemd slice with namespaces pinned by bind mounts and a CNI network. */
 #pragma once
 
+#include <errno.h>
 #include <ev.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -46,7 +47,7 @@ typedef enum PodState {
         POD_READY,
         POD_NOTREADY,
         _POD_STATE_MAX,
-        _POD_STATE_INVALID = -22,
+        _POD_STATE_INVALID = -EINVAL,
 } PodState;
 
 typedef struct Pod Pod;

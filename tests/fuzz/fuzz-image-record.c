@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "fd-util.h"
+#include "fileio.h"
 #include "fuzz.h"
 #include "image-ref.h"
 #include "image-store.h"

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "fd-util.h"
+#include "fileio.h"
 #include "fuzz.h"
 #include "json-util.h"
 #include "oci-spec.h"

@@ -10,6 +10,7 @@
 #include <yajl/yajl_gen.h>
 
 #include "fd-util.h"
+#include "fileio.h"
 #include "fuzz.h"
 #include "json-util.h"
 #include "oci-spec.h"

@@ -9,6 +9,7 @@
 
 #include "cni.h"
 #include "fd-util.h"
+#include "fileio.h"
 #include "fuzz.h"
 #include "json-util.h"
 #include "pod-internal.h"

@@ -17,6 +17,7 @@
 #include "child.h"
 #include "cni.h"
 #include "fd-util.h"
+#include "fileio.h"
 #include "json-util.h"
 #include "strv.h"
 #include "test-loop.h"

@@ -16,6 +16,7 @@
 
 #include "child.h"
 #include "fd-util.h"
+#include "fileio.h"
 #include "image-store.h"
 #include "json-util.h"
 #include "strv.h"

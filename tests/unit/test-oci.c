@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "fd-util.h"
+#include "fileio.h"
 #include "json-util.h"
 #include "macro.h"
 #include "oci-spec.h"

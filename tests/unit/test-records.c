@@ -14,6 +14,7 @@
 
 #include "ctr-internal.h"
 #include "fd-util.h"
+#include "fileio.h"
 #include "pod-internal.h"
 #include "record.h"
 
