@@ -498,7 +498,7 @@ static int manager_start_pods(Manager *m) {
         if (cni_render_template(m->config.cni_conf_template, m->config.cni_conf_dir, m->pod_cidr, &error) < 0)
                 log_warning("CNI: %s", error_text(&error));
         error_done(&error);
-        m->pod_init = sandbox_find_pod_init();
+        m->pod_init = pod_find_init_binary();
         if (!m->pod_init)
                 return log_error_errno(-ENOMEM, "Out of memory.");
 
@@ -596,7 +596,7 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
 
-        m->oci_runtime = sandbox_find_oci_runtime(m->config.oci_runtime);
+        m->oci_runtime = ctr_find_oci_runtime(m->config.oci_runtime);
         if (!m->oci_runtime)
                 log_warning("No OCI runtime: %s; containers cannot start.",
                             m->config.oci_runtime[0] ? m->config.oci_runtime : "neither runc nor crun is in $PATH");

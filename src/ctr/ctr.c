@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "ctr-internal.h"
+#include "fd-util.h"
 #include "fileio.h"
 #include "json-util.h"
 #include "log.h"
@@ -370,4 +371,24 @@ char *ctr_info_json(const Container *c) {
         free(unit);
         free(bundle);
         return out;
+}
+
+char *ctr_find_oci_runtime(const char *configured) {
+        const char *const candidates[] = { configured, "runc", "crun" };
+        const char *path = getenv("PATH") ?: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+        for (size_t i = configured && configured[0] ? 0 : 1; i < ELEMENTSOF(candidates); i++) {
+                char **dirs;
+
+                if (strchr(candidates[i], '/'))
+                        return access(candidates[i], X_OK) == 0 ? strdup(candidates[i]) : NULL;
+                dirs = strv_split(path, ":");
+                char *found = find_executable(dirs, candidates[i]);
+                strv_free(dirs);
+                if (found)
+                        return found;
+                if (i == 0)
+                        return NULL; /* what was configured is not there: no guessing */
+        }
+        return NULL;
 }

@@ -232,3 +232,7 @@ typedef struct CtrExecIo {
 typedef void (*CtrExecStarted)(const CtrExecIo *io, void *userdata);
 int ctr_exec_interactive(Container *c, char *const *cmd, bool in, bool tty, CtrExecStarted started, CtrExecDone done,
                          void *userdata, CtrExec **ret, Error *error);
+
+/* The OCI runtime: configured ([Containers] Runtime=, a name looked up in $PATH, or a path), else
+ * runc, else crun. NULL when none is there (what was configured is not guessed at). */
+char *ctr_find_oci_runtime(const char *configured);

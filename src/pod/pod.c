@@ -10,6 +10,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include "build-config.h"
 #include "json-util.h"
 #include "macro.h"
 #include "parse-util.h"
@@ -373,4 +374,20 @@ char *pod_info_json(const Pod *pod) {
         yajl_tree_free(net);
         free(netns);
         return out;
+}
+
+char *pod_find_init_binary(void) {
+        char self[4096], *p;
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+
+        if (n > 0) {
+                self[n] = '\0';
+                *strrchr(self, '/') = '\0';
+                if (asprintf(&p, "%s/rktlet-pod-init", self) >= 0) {
+                        if (access(p, X_OK) == 0)
+                                return p;
+                        free(p);
+                }
+        }
+        return strdup(LIBEXECDIR "/rktlet/rktlet-pod-init");
 }

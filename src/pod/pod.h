@@ -138,3 +138,6 @@ void pod_op_detach(PodOp *op);
 
 /* The pod's state as JSON for verbose status (unit, netns, CNI result). */
 char *pod_info_json(const Pod *pod);
+
+/* rktlet-pod-init next to our own binary (a build tree), else where meson installs it. */
+char *pod_find_init_binary(void);

@@ -8,7 +8,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "build-config.h"
 #include "cni.h"
 #include "fd-util.h"
 #include "macro.h"
@@ -248,42 +247,4 @@ void sandbox_op_detach(SandboxOp *op) {
         op->pod_op = NULL;
         op->finished = true;
         op_unref(op);
-}
-
-/* --- The binaries pods and containers run ----------------------------------------------------------- */
-
-char *sandbox_find_pod_init(void) {
-        char self[4096], *p;
-        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-
-        if (n > 0) {
-                self[n] = '\0';
-                *strrchr(self, '/') = '\0';
-                if (asprintf(&p, "%s/rktlet-pod-init", self) >= 0) {
-                        if (access(p, X_OK) == 0)
-                                return p;
-                        free(p);
-                }
-        }
-        return strdup(LIBEXECDIR "/rktlet/rktlet-pod-init");
-}
-
-char *sandbox_find_oci_runtime(const char *configured) {
-        const char *const candidates[] = { configured, "runc", "crun" };
-        const char *path = getenv("PATH") ?: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-        for (size_t i = configured && configured[0] ? 0 : 1; i < ELEMENTSOF(candidates); i++) {
-                char **dirs;
-
-                if (strchr(candidates[i], '/'))
-                        return access(candidates[i], X_OK) == 0 ? strdup(candidates[i]) : NULL;
-                dirs = strv_split(path, ":");
-                char *found = find_executable(dirs, candidates[i]);
-                strv_free(dirs);
-                if (found)
-                        return found;
-                if (i == 0)
-                        return NULL; /* what was configured is not there: no guessing */
-        }
-        return NULL;
 }

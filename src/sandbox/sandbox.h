@@ -51,8 +51,3 @@ int sandbox_remove(CtrTable *t, Pod *pod, SandboxDone done, void *userdata, Erro
  * called. NULL is fine. */
 void sandbox_op_detach(SandboxOp *op);
 
-/* rktlet-pod-init next to our own binary (a build tree), else where meson installs it. */
-char *sandbox_find_pod_init(void);
-/* The OCI runtime: configured ([Containers] Runtime=, a name looked up in $PATH, or a path), else
- * runc, else crun. NULL when none is there (what was configured is not guessed at). */
-char *sandbox_find_oci_runtime(const char *configured);
