@@ -71,18 +71,29 @@ int write_file_replace(const char *path, const char *data, size_t len, unsigned 
 
 int read_file(const char *path, size_t max, char **ret, size_t *ret_len) {
         char *buf;
-        size_t len = 0;
+        size_t len = 0, size = MIN(max, (size_t) 4096); /* grown as needed: max is a limit, not a size */
         int fd = open(path, O_RDONLY | O_CLOEXEC);
 
         if (fd < 0)
                 return -errno;
-        buf = malloc(max + 1);
+        buf = malloc(size + 1);
         if (!buf) {
                 close(fd);
                 return -ENOMEM;
         }
         for (;;) {
-                ssize_t k = read(fd, buf + len, max - len);
+                if (len == size && size < max) {
+                        size_t bigger = size > max / 2 ? max : size * 2;
+                        char *nb = realloc(buf, bigger + 1);
+                        if (!nb) {
+                                free(buf);
+                                close(fd);
+                                return -ENOMEM;
+                        }
+                        buf = nb;
+                        size = bigger;
+                }
+                ssize_t k = read(fd, buf + len, size - len);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;

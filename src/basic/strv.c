@@ -116,3 +116,10 @@ int random_id(char id[static 65]) {
                 snprintf(id + 2 * i, 3, "%02x", b[i]);
         return 0;
 }
+
+bool path_has_dotdot(const char *path) {
+        for (const char *p = path; (p = strstr(p, "..")); p += 2)
+                if ((p == path || p[-1] == '/') && (p[2] == '\0' || p[2] == '/'))
+                        return true;
+        return false;
+}

@@ -26,3 +26,6 @@ StrPair *pairs_dup(const StrPair *p, size_t n);
 
 /* A new random identifier: 64 lowercase hex digits (256 bits from getrandom()). */
 int random_id(char id[static 65]);
+
+/* Whether path has a ".." component ("a..b" is a name like any other). */
+bool path_has_dotdot(const char *path);

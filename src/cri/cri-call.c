@@ -2,7 +2,11 @@
 #include "cri-call.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdlib.h>
+
+#include "cri-service.h"
+#include "quote.h"
 
 CriCall *cri_call_new(GrpcCall *call, Manager *m, int kind, CriCallDetach detach) {
         CriCall *cc;
@@ -58,4 +62,52 @@ void cri_call_done(CriCall *cc) {
         grpc_call_set_cancel(cc->call, NULL, NULL);
         if (cc->waiting)
                 cri_call_free(cc);
+}
+
+/* --- ids in requests -------------------------------------------------------------------------------- */
+
+Container *cri_find_container(GrpcCall *call, CtrTable *t, const char *id, bool missing_is_ok, int *ret_r) {
+        Container *c;
+        int r;
+
+        if (!id || !id[0]) {
+                *ret_r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "container_id is empty");
+                return NULL;
+        }
+        r = ctr_find_prefix(t, id, &c);
+        if (r == -ENOTUNIQ) {
+                *ret_r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "container_id prefix %s is ambiguous",
+                                          QUOTE(id));
+                return NULL;
+        }
+        if (r < 0) {
+                *ret_r = missing_is_ok ? cri_reply_empty(call)
+                                       : grpc_call_finish(call, GRPC_STATUS_NOT_FOUND, "container_id %s does not exist",
+                                                          QUOTE(id));
+                return NULL;
+        }
+        return c;
+}
+
+Pod *cri_find_pod(GrpcCall *call, PodTable *t, const char *id, bool missing_is_ok, int *ret_r) {
+        Pod *pod;
+        int r;
+
+        if (!id || !id[0]) {
+                *ret_r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "pod_sandbox_id is empty");
+                return NULL;
+        }
+        r = pod_find_prefix(t, id, &pod);
+        if (r == -ENOTUNIQ) {
+                *ret_r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "pod_sandbox_id prefix %s is ambiguous",
+                                          QUOTE(id));
+                return NULL;
+        }
+        if (r < 0) {
+                *ret_r = missing_is_ok ? cri_reply_empty(call)
+                                       : grpc_call_finish(call, GRPC_STATUS_NOT_FOUND, "pod_sandbox_id %s does not exist",
+                                                          QUOTE(id));
+                return NULL;
+        }
+        return pod;
 }

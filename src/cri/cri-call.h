@@ -4,7 +4,9 @@
 
 #include <stdbool.h>
 
+#include "ctr.h"
 #include "grpc-server.h"
+#include "pod.h"
 
 typedef struct Manager Manager;
 
@@ -33,3 +35,9 @@ int cri_call_wait(CriCall *cc, void *op);
 /* From the operation's done(), once it answered the call: frees cc when cri_call_wait() returned,
  * else leaves that to it. */
 void cri_call_done(CriCall *cc);
+
+/* The container (or pod) a request's id or unique prefix names. NULL after answering the call, with
+ * *ret_r what answering returned: INVALID_ARGUMENT for an empty or ambiguous id, NOT_FOUND for none
+ * (or, missing_is_ok, the empty reply: the CRI's stop and remove of what is gone succeed). */
+Container *cri_find_container(GrpcCall *call, CtrTable *t, const char *id, bool missing_is_ok, int *ret_r);
+Pod *cri_find_pod(GrpcCall *call, PodTable *t, const char *id, bool missing_is_ok, int *ret_r);

@@ -121,30 +121,6 @@ out:
 
 /* --- StartContainer / StopContainer / RemoveContainer -------------------------------------------- */
 
-/* The container by id or unique prefix; NULL after answering the call (ret_r says how). */
-static Container *lookup(GrpcCall *call, Manager *m, const char *id, bool missing_is_ok, int *ret_r) {
-        Container *c;
-        int r;
-
-        if (!id || !id[0]) {
-                *ret_r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "container_id is empty");
-                return NULL;
-        }
-        r = ctr_find_prefix(m->containers, id, &c);
-        if (r == -ENOTUNIQ) {
-                *ret_r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "container_id prefix %s is ambiguous",
-                                          QUOTE(id));
-                return NULL;
-        }
-        if (r < 0) {
-                *ret_r = missing_is_ok ? cri_reply_empty(call)
-                                       : grpc_call_finish(call, GRPC_STATUS_NOT_FOUND, "container_id %s does not exist",
-                                                          QUOTE(id));
-                return NULL;
-        }
-        return c;
-}
-
 static int run_op(GrpcCall *call, Manager *m, const char *id, CtrCallKind kind, int64_t timeout) {
         Error error = ERROR_INIT;
         CtrOp *op = NULL;
@@ -152,7 +128,7 @@ static int run_op(GrpcCall *call, Manager *m, const char *id, CtrCallKind kind, 
         Container *c;
         int r;
 
-        c = lookup(call, m, id, kind != CTR_CALL_START, &r);
+        c = cri_find_container(call, m->containers, id, kind != CTR_CALL_START, &r);
         if (!c)
                 return r;
         cc = cri_call_new(call, m, kind, detach_ctr_op);
@@ -212,7 +188,7 @@ int cri_reopen_container_log(GrpcCall *call, const uint8_t *msg, size_t len, voi
 
         if (!req)
                 return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "ReopenContainerLogRequest does not decode");
-        c = lookup(call, userdata, req->container_id, false, &r);
+        c = cri_find_container(call, ((Manager *) userdata)->containers, req->container_id, false, &r);
         if (c) {
                 r = ctr_reopen_log(c, &error);
                 r = r < 0 ? cri_finish_error(call, &error) : cri_reply(call, &resp.base);
@@ -248,7 +224,7 @@ int cri_container_status(GrpcCall *call, const uint8_t *msg, size_t len, void *u
 
         if (!req)
                 return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "ContainerStatusRequest does not decode");
-        c = lookup(call, m, req->container_id, false, &r);
+        c = cri_find_container(call, m->containers, req->container_id, false, &r);
         if (!c)
                 goto out;
         if (c->config_len)

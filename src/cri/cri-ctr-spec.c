@@ -17,21 +17,14 @@
 
 
 
-static bool has_dotdot(const char *p) {
-        for (const char *s = p; (s = strstr(s, "..")); s += 2)
-                if ((s == p || s[-1] == '/') && (s[2] == '/' || s[2] == '\0'))
-                        return true;
-        return false;
-}
-
 /* Absolute, without '..' components. */
 static bool path_ok(const char *p) {
-        return p && p[0] == '/' && !has_dotdot(p);
+        return p && p[0] == '/' && !path_has_dotdot(p);
 }
 
 /* Below a directory: relative, without '..' components ("a..b" is a name like any other). */
 static bool relative_path_ok(const char *p) {
-        return p && p[0] != '/' && !has_dotdot(p);
+        return p && p[0] != '/' && !path_has_dotdot(p);
 }
 
 /* A device cgroup access: r, w and m, each at most once ("" means all three). */

@@ -27,7 +27,7 @@ static void exec_done(const Error *error, const CtrExecResult *res, void *userda
         CriCall *cc = userdata;
 
         if (error)
-                (void) grpc_call_finish(cc->call, grpc_status_from_error(error), "%s", error_text(error));
+                (void) cri_finish_error(cc->call, error);
         else {
                 Runtime__V1__ExecSyncResponse resp = RUNTIME__V1__EXEC_SYNC_RESPONSE__INIT;
                 resp.stdout = (ProtobufCBinaryData) { .len = res->out_len, .data = (uint8_t *) res->out };
@@ -50,26 +50,14 @@ int cri_exec_sync(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata
 
         if (!req)
                 return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "ExecSyncRequest does not decode");
-        if (!req->container_id[0]) {
-                r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "container_id is empty");
-                goto out;
-        }
         if (req->timeout < 0) {
                 r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "timeout %lld is negative",
                                      (long long) req->timeout);
                 goto out;
         }
-        r = ctr_find_prefix(m->containers, req->container_id, &c);
-        if (r == -ENOTUNIQ) {
-                r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "container_id prefix %s is ambiguous",
-                                     QUOTE(req->container_id));
+        c = cri_find_container(call, m->containers, req->container_id, false, &r);
+        if (!c)
                 goto out;
-        }
-        if (r < 0) {
-                r = grpc_call_finish(call, GRPC_STATUS_NOT_FOUND, "container_id %s does not exist",
-                                     QUOTE(req->container_id));
-                goto out;
-        }
         cmd = cri_strv_dup(req->cmd, req->n_cmd);
         cc = cri_call_new(call, m, 0, exec_detach);
         if (!cmd || !cc) {
@@ -80,7 +68,7 @@ int cri_exec_sync(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata
         uint64_t timeout_usec = req->timeout > 0 ? (uint64_t) MIN(req->timeout, (int64_t) 365 * 24 * 3600) * USEC_PER_SEC : 0;
         r = ctr_exec_sync(c, cmd, timeout_usec, EXEC_SYNC_MAX_OUTPUT, exec_done, cc, &exec, &error);
         if (r < 0) {
-                r = grpc_call_finish(call, grpc_status_from_error(&error), "%s", error_text(&error));
+                r = cri_finish_error(call, &error);
                 goto out;
         }
         r = cri_call_wait(TAKE_PTR(cc), exec);

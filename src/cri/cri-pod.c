@@ -112,13 +112,9 @@ static int stop_or_remove(GrpcCall *call, Manager *m, const char *id, bool remov
         Pod *pod;
         int r;
 
-        if (!id || !id[0])
-                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "pod_sandbox_id is empty");
-        r = pod_find_prefix(m->pods, id, &pod);
-        if (r == -ENOTUNIQ)
-                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "pod_sandbox_id prefix %s is ambiguous", QUOTE(id));
-        if (r < 0)
-                return cri_reply_empty(call); /* nothing left to reclaim: the CRI asks for success */
+        pod = cri_find_pod(call, m->pods, id, true, &r); /* nothing left to reclaim: the CRI asks for success */
+        if (!pod)
+                return r;
         cc = cri_call_new(call, m, 0, detach_sandbox_op);
         if (!cc)
                 return -ENOMEM;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "api.pb-c.h"
+#include "cri-call.h"
 #include "cri-service.h"
 #include "cri-util.h"
 #include "ctr.h"
@@ -158,16 +159,11 @@ static int register_job(GrpcCall *call, Manager *m, StreamJob *j, const StreamRe
 }
 
 static int find_running(GrpcCall *call, Manager *m, const char *id, Container **ret) {
-        Container *c = NULL;
         int r;
+        Container *c = cri_find_container(call, m->containers, id, false, &r);
 
-        if (!id[0])
-                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "container_id is empty");
-        r = ctr_find_prefix(m->containers, id, &c);
-        if (r == -ENOTUNIQ)
-                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "container_id prefix %s is ambiguous", QUOTE(id));
-        if (r < 0)
-                return grpc_call_finish(call, GRPC_STATUS_NOT_FOUND, "container_id %s does not exist", QUOTE(id));
+        if (!c)
+                return r;
         if (c->state != CTR_RUNNING || c->removing)
                 return grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION, "container %s is not running (%s)", c->id,
                                         c->removing ? "being removed" : ctr_state_to_string(ctr_reported_state(c)));
@@ -234,21 +230,9 @@ int cri_port_forward(GrpcCall *call, const uint8_t *msg, size_t len, void *userd
 
         if (!req)
                 return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "PortForwardRequest does not decode");
-        if (!req->pod_sandbox_id[0]) {
-                r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "pod_sandbox_id is empty");
+        pod = cri_find_pod(call, m->pods, req->pod_sandbox_id, false, &r);
+        if (!pod)
                 goto out;
-        }
-        r = pod_find_prefix(m->pods, req->pod_sandbox_id, &pod);
-        if (r == -ENOTUNIQ) {
-                r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "pod_sandbox_id prefix %s is ambiguous",
-                                     QUOTE(req->pod_sandbox_id));
-                goto out;
-        }
-        if (r < 0) {
-                r = grpc_call_finish(call, GRPC_STATUS_NOT_FOUND, "pod_sandbox_id %s does not exist",
-                                     QUOTE(req->pod_sandbox_id));
-                goto out;
-        }
         if (pod_state(pod) != POD_READY) {
                 r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION, "pod %s is not ready (%s)", pod->id,
                                      pod_state_to_string(pod_state(pod)));

@@ -72,6 +72,8 @@ static char *exec_file(const CtrExec *e, const char *suffix) {
 }
 
 static void exec_unlink_files(const CtrExec *e) {
+        if (!e->base)
+                return; /* set up no further than that: nothing was written */
         static const char *const suffixes[] = { ".json", ".pid", ".log", ".sock" };
         for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
                 _cleanup_free_ char *p = exec_file(e, suffixes[i]);
@@ -325,8 +327,10 @@ static void runtime_done(Child *child, const ChildResult *res, void *userdata) {
         if (res->exit_code != 0 || read_pid(e, &e->pid) < 0) {
                 _cleanup_free_ char *m = runtime_message(e, res);
                 pid_t pid;
-                /* A runtime killed by the timeout may have started the command. */
-                if (e->timed_out && read_pid(e, &pid) >= 0)
+                /* A runtime that failed or was killed (the timeout, a cancel, its own time limit)
+                 * may have started the command: it dies too. Orphans are still held, so the pid
+                 * cannot be another process's yet. */
+                if (read_pid(e, &pid) >= 0)
                         kill_session(pid);
                 if (e->timed_out)
                         (void) error_set(&error, ERROR_TIMEOUT, ETIMEDOUT,
@@ -406,7 +410,9 @@ static int write_process(Container *c, CtrExec *e, char *const *cmd, bool tty, E
                 return error_errno(error, ENOMEM, "exec");
         r = read_file(config_path, 16 * 1024 * 1024, &text, NULL);
         if (r < 0)
-                return error_errno(error, r, "container %s: read %s", c->id, config_path);
+                /* The bundle of a running container: its absence is rktlet's fault, not the caller's. */
+                return error_set(error, ERROR_INTERNAL, -r, "container %s: read %s: %s", c->id, config_path,
+                                 strerror(-r));
         config = json_parse(text, err, sizeof err);
         process = json_get(config, "process");
         if (!YAJL_IS_OBJECT(process)) {
@@ -518,7 +524,7 @@ static int exec_start(Container *c, char *const *cmd, uint64_t timeout_usec, siz
                                  c->removing ? "being removed" : ctr_state_to_string(ctr_reported_state(c)));
         r = child_orphans_watch(t->env.loop);
         if (r < 0)
-                return error_errno(error, r, "cannot become the child subreaper");
+                return error_set(error, ERROR_INTERNAL, -r, "cannot become the child subreaper: %s", strerror(-r));
 
         r = exec_new(c, done, userdata, &e, error);
         if (r < 0)

@@ -53,6 +53,10 @@ struct Child {
         struct Child *prev, *next; /* every child */
 };
 
+/* At the exit, what the child wrote is in its pipes (a pipe holds 1 MiB at most unless enlarged):
+ * 64 reads of 16 KiB take it; a grandchild that goes on writing does not keep the loop. */
+#define FINAL_DRAIN_READS 64
+
 static unsigned n_children = 0;
 static Child *children = NULL;
 /* Children nobody waits for any more: freed when reaped, or by child_free_abandoned() at exit. */
@@ -122,11 +126,12 @@ static void child_free(Child *c) {
         n_children--;
 }
 
-/* Reads what is there; returns true at EOF or error. */
-static bool stream_drain(Child *c, ChildStream *s) {
+/* Reads what is there, at most max_reads times (a writer that never stops must not keep the loop
+ * here); returns true at EOF or error. */
+static bool stream_drain(Child *c, ChildStream *s, unsigned max_reads) {
         uint8_t tmp[16384];
 
-        for (;;) {
+        for (unsigned i = 0; i < max_reads; i++) {
                 ssize_t n = read(s->io.fd, tmp, sizeof tmp);
                 if (n < 0)
                         return errno != EAGAIN && errno != EINTR;
@@ -142,6 +147,7 @@ static bool stream_drain(Child *c, ChildStream *s) {
                 if (room > 0 && buffer_append(&s->buf, tmp, MIN((size_t) n, room)) < 0)
                         s->truncated = true;
         }
+        return false;
 }
 
 static void stream_cb(struct ev_loop *loop, ev_io *w, int revents) {
@@ -149,7 +155,8 @@ static void stream_cb(struct ev_loop *loop, ev_io *w, int revents) {
         /* The Child owning this stream is found through the callback's data pointer. */
         Child *c = w->data;
 
-        if (stream_drain(c, s))
+        /* 256 KiB a turn: the loop serves others in between (epoll reports it again). */
+        if (stream_drain(c, s, 16))
                 stream_close(c, s);
 }
 
@@ -192,9 +199,9 @@ static void pidfd_cb(struct ev_loop *loop, ev_io *w, int revents) {
         /* Whatever the child wrote before it exited is in the pipes now; a grandchild that kept them
          * open must not hold us, so this is the last read. */
         if (c->out.io.fd >= 0)
-                (void) stream_drain(c, &c->out);
+                (void) stream_drain(c, &c->out, FINAL_DRAIN_READS);
         if (c->err.io.fd >= 0)
-                (void) stream_drain(c, &c->err);
+                (void) stream_drain(c, &c->err, FINAL_DRAIN_READS);
 
         ChildResult r = {
                 .pid = c->pid,

@@ -262,13 +262,6 @@ bool pod_slice_may_be_owned(const char *slice) {
         return check_cgroup_parent(slice, NULL) >= 0;
 }
 
-static bool path_has_dotdot(const char *path) {
-        for (const char *p = path; (p = strstr(p, "..")); p += 2)
-                if ((p == path || p[-1] == '/') && (p[2] == '\0' || p[2] == '/'))
-                        return true;
-        return false;
-}
-
 int pod_spec_validate(const PodSpec *s, Error *error) {
         int r;
 

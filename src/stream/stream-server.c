@@ -105,7 +105,6 @@ struct StreamConn {
         int exit_code;
         char *exit_message;
         Pump in, out, err, tty; /* tty: the pty master, read into stdout */
-        int tty_fd;             /* for TIOCSWINSZ (tty.fd's twin, in.fd) */
         Buffer resize;
         struct winsize size;
         bool have_size;
@@ -360,7 +359,7 @@ static void writer_flush(Pump *p) {
                         /* the reader went (EPIPE): what the client sends is dropped from now on */
                         buffer_free(&p->buf);
                         p->buf = (Buffer) {};
-                        if (p != &c->tty && !c->pairs)
+                        if (!c->pairs)
                                 pump_close(p);
                         break;
                 }
@@ -424,8 +423,10 @@ static bool conn_writers_blocked(StreamConn *c) {
 /* --- exec and attach ----------------------------------------------------------------------------- */
 
 static void apply_size(StreamConn *c) {
-        if (c->have_size && c->tty_fd >= 0)
-                (void) ioctl(c->tty_fd, TIOCSWINSZ, &c->size);
+        /* The pty master the terminal's output is read from: open until the terminal ends (-1 then),
+         * unlike its twin for stdin, which the client may close first. */
+        if (c->have_size && c->tty.fd >= 0)
+                (void) ioctl(c->tty.fd, TIOCSWINSZ, &c->size);
 }
 
 static void resize_push(StreamConn *c, const uint8_t *data, size_t len) {
@@ -464,7 +465,6 @@ void stream_conn_set_io(StreamConn *c, int in_fd, int out_fd, int err_fd, int tt
         c->io_set = true;
         if (tty_fd >= 0) {
                 int twin = fcntl(tty_fd, F_DUPFD_CLOEXEC, 3);
-                c->tty_fd = twin;
                 pump_init_writer(c, &c->in, twin);
                 pump_start_reader(c, &c->tty, tty_fd, c->sid[SLOT_STDOUT]);
                 apply_size(c);
@@ -908,7 +908,6 @@ static void upgrade_cb(void *cls, struct MHD_Connection *connection, void *con_c
         c->version = pd->version;
         c->urh = urh;
         c->fd = sock;
-        c->tty_fd = -1;
         c->in.fd = c->out.fd = c->err.fd = c->tty.fd = -1;
         c->n_expected = 1 + c->req.in + c->req.out + c->req.err + (c->req.tty && c->version >= 3);
         c->next = s->conns;
