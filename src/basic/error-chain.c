@@ -104,7 +104,8 @@ int error_to_errno(const Error *error) {
 }
 
 __attribute__((format(printf, 5, 0)))
-static int error_setv(Error *error, ErrorKind kind, int errno_value, const char *suffix, const char *format, va_list ap) {
+static int error_set_suffixv(Error *error, ErrorKind kind, int errno_value, const char *suffix, const char *format,
+                             va_list ap) {
         int e = abs(errno_value);
         char *m = NULL, *full = NULL;
 
@@ -124,12 +125,16 @@ static int error_setv(Error *error, ErrorKind kind, int errno_value, const char 
         return e ? -e : -EIO;
 }
 
+int error_setv(Error *error, ErrorKind kind, int errno_value, const char *format, va_list ap) {
+        return error_set_suffixv(error, kind, errno_value, NULL, format, ap);
+}
+
 int error_set(Error *error, ErrorKind kind, int errno_value, const char *format, ...) {
         va_list ap;
         int r;
 
         va_start(ap, format);
-        r = error_setv(error, kind, errno_value, NULL, format, ap);
+        r = error_set_suffixv(error, kind, errno_value, NULL, format, ap);
         va_end(ap);
         return r;
 }
@@ -139,7 +144,7 @@ int error_errno(Error *error, int errno_value, const char *format, ...) {
         int r, e = abs(errno_value);
 
         va_start(ap, format);
-        r = error_setv(error, ERROR_SYSTEM, e, e ? strerror(e) : NULL, format, ap);
+        r = error_set_suffixv(error, ERROR_SYSTEM, e, e ? strerror(e) : NULL, format, ap);
         va_end(ap);
         return r;
 }

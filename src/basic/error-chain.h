@@ -12,6 +12,7 @@
 #pragma once
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 
 typedef enum ErrorKind {
@@ -47,6 +48,9 @@ typedef struct Error {
 /* Fills *error (when error is non-NULL and still empty) and returns -errno_value, or -EIO when
  * errno_value is 0. A negative errno_value is taken as its absolute value. */
 int error_set(Error *error, ErrorKind kind, int errno_value, const char *format, ...) __attribute__((format(printf, 4, 5)));
+/* error_set() with a va_list. */
+int error_setv(Error *error, ErrorKind kind, int errno_value, const char *format, va_list ap)
+        __attribute__((format(printf, 4, 0)));
 /* error_set() with the kind that errno implies and the message "<format>: <strerror>". */
 int error_errno(Error *error, int errno_value, const char *format, ...) __attribute__((format(printf, 3, 4)));
 /* Adds context in front of the message: "<format>: <message so far>". Returns the error's

@@ -79,15 +79,10 @@ void op_goto(Op *op, unsigned step) {
 
 _printf_(4, 0)
 static void op_failv(Op *op, ErrorKind kind, int error, const char *format, va_list ap) {
-        char *m = NULL;
-
         assert(op);
         assert(format);
-        if (error_is_set(&op->error))
-                return; /* the first failure is what the operation reports */
-        if (vasprintf(&m, format, ap) < 0)
-                m = NULL;
-        op->error = (Error) { .kind = kind, .errno_value = error < 0 ? -error : EIO, .message = m };
+        /* The first failure is what the operation reports; error >= 0 counts as EIO. */
+        (void) error_setv(&op->error, kind, error < 0 ? -error : EIO, format, ap);
 }
 
 void op_fail(Op *op, int error, const char *format, ...) {
