@@ -231,7 +231,7 @@ static char *status_text(const StreamConn *c) {
         }
 
         /* v4: a metav1.Status, as kubelet's writeStatus sends it and client-go's errorDecoderV4 reads it. */
-        yajl_gen g = yajl_gen_alloc(NULL);
+        _cleanup_(yajl_gen_freep) yajl_gen g = yajl_gen_alloc(NULL);
         char code[16], message[4096];
         if (!g)
                 return NULL;
