@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,8 @@ static void help(void) {
                "     --shutdown-timeout=SEC   Time in-flight calls get after SIGTERM (default 10)\n"
                "     --cni-conf-dir=DIR       CNI network configurations (default /etc/cni/net.d)\n"
                "     --cni-bin-dir=DIRS       CNI plugins, ':'-separated (default /usr/lib/cni:/opt/cni/bin)\n"
+               "     --teardown               Stop and remove every pod and container, then exit\n"
+               "                              (with the serving daemon stopped; serves nothing)\n"
                "  -h --help                   Show this help\n"
                "  -V --version                Show the version\n\n"
                "See rktlet(8) and rktlet.conf(5).\n",
@@ -43,7 +46,7 @@ static void config_warning(const char *origin, const char *message, void *userda
 /* The command line: the config file and what overrides it. 1 to go on, 0 to exit with success
  * (--help, --version), < 0 to fail (said on stderr). */
 static int parse_argv(int argc, char *argv[], const char **ret_config_path, Override overrides[], size_t max_overrides,
-                      size_t *ret_n_overrides) {
+                      size_t *ret_n_overrides, bool *ret_teardown) {
         enum {
                 ARG_USER = 0x100,
                 ARG_STATE_DIR,
@@ -53,6 +56,7 @@ static int parse_argv(int argc, char *argv[], const char **ret_config_path, Over
                 ARG_SHUTDOWN_TIMEOUT,
                 ARG_CNI_CONF_DIR,
                 ARG_CNI_BIN_DIR,
+                ARG_TEARDOWN,
         };
         static const struct option options[] = {
                 { "config", required_argument, NULL, 'c' },
@@ -65,6 +69,7 @@ static int parse_argv(int argc, char *argv[], const char **ret_config_path, Over
                 { "shutdown-timeout", required_argument, NULL, ARG_SHUTDOWN_TIMEOUT },
                 { "cni-conf-dir", required_argument, NULL, ARG_CNI_CONF_DIR },
                 { "cni-bin-dir", required_argument, NULL, ARG_CNI_BIN_DIR },
+                { "teardown", no_argument, NULL, ARG_TEARDOWN },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {},
@@ -105,6 +110,9 @@ static int parse_argv(int argc, char *argv[], const char **ret_config_path, Over
                 case ARG_CNI_BIN_DIR:
                         o = (Override) { "CNI", "BinDir", optarg, "--cni-bin-dir" };
                         break;
+                case ARG_TEARDOWN:
+                        *ret_teardown = true;
+                        continue;
                 case 'h':
                         help();
                         return 0;
@@ -163,17 +171,20 @@ int main(int argc, char *argv[]) {
         const char *config_path = DEFAULT_CONFIG;
         Config config;
         Manager *m = NULL;
+        bool teardown = false;
         int r;
 
         log_setup();
 
-        r = parse_argv(argc, argv, &config_path, overrides, ELEMENTSOF(overrides), &n_overrides);
+        r = parse_argv(argc, argv, &config_path, overrides, ELEMENTSOF(overrides), &n_overrides, &teardown);
         if (r <= 0)
                 return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
         r = load_config(&config, config_path, overrides, n_overrides);
         if (r < 0)
                 return EXIT_FAILURE;
         log_set_max_level(config.log_level);
+        if (teardown)
+                log_set_stderr_level(LOG_INFO); /* a command: its caller (a maintainer script) reads stderr */
 
         /* Writes to a peer that went away must fail with EPIPE, not kill us. */
         signal(SIGPIPE, SIG_IGN);
@@ -184,6 +195,7 @@ int main(int argc, char *argv[]) {
                 config_done(&config);
                 return EXIT_FAILURE;
         }
+        m->teardown.enabled = teardown;
         r = manager_start(m);
         if (r < 0) {
                 manager_free(m);

@@ -229,6 +229,8 @@ static void systemd_ready(SystemdClient *c, unsigned generation, void *userdata)
         m->reconnect_usec = 0; /* this bus works: the next drop reconnects at once again */
         if (m->containers)
                 ctr_table_watch_missing(m->containers);
+        m->teardown.systemd_ready = true;
+        manager_teardown_maybe_begin(m);
         if (generation == 1)
                 return; /* manager_start() asked for the version and the control group */
         log_info("systemd is on the %s bus again: its units are watched and its jobs checked again.", bus_kind(m));
@@ -385,6 +387,22 @@ static void log_listening(const char *path, const char *how) {
         log_fields(LOG_INFO, fields, "rktlet %s listening on %s%s", PROJECT_VERSION, path, how);
 }
 
+/* --teardown: a daemon answering on the socket owns the state, so nothing may be removed under it. */
+static int manager_check_not_serving(Manager *m) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+        if (strlen(m->config.listen) >= sizeof sa.sun_path)
+                return log_error_errno(-ENAMETOOLONG, "The socket path '%s' is too long.", m->config.listen);
+        strcpy(sa.sun_path, m->config.listen);
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return log_error_errno(-errno, "Failed to make a socket: %m");
+        if (connect(fd, (const struct sockaddr *) &sa, sizeof sa) == 0)
+                return log_error_errno(-EBUSY, "rktlet is serving on '%s': stop it first (systemctl stop rktlet.socket "
+                                               "rktlet.service), then tear down.", m->config.listen);
+        return 0;
+}
+
 static int manager_listen(Manager *m) {
         int n, r;
 
@@ -451,6 +469,10 @@ static void manager_recovered(void *userdata) {
         ev_timer_stop(m->loop, &m->recovery_timer);
         m->containers->all_confirmed = NULL;
         grpc_server_pause(m->server, false);
+        if (m->teardown.enabled) {
+                manager_teardown_maybe_begin(m);
+                return;
+        }
         (void) sd_notifyf(0, "READY=1\nSTATUS=Serving CRI on %s", m->socket_activated ? "passed socket" : m->config.listen);
 }
 
@@ -602,6 +624,14 @@ int manager_start(Manager *m) {
                             m->config.oci_runtime[0] ? m->config.oci_runtime : "neither runc nor crun is in $PATH");
         else
                 log_info("OCI runtime: %s.", m->oci_runtime);
+        if (m->teardown.enabled) {
+                /* Nothing is served, and no daemon may be serving on the same state. */
+                r = manager_check_not_serving(m);
+                if (r < 0)
+                        return r;
+                manager_teardown_maybe_begin(m);
+                return manager_start_containers(m);
+        }
         /* The log pipes systemd kept for us come with the sockets. */
         r = manager_listen(m);
         if (r < 0)
@@ -616,6 +646,8 @@ int manager_start(Manager *m) {
 
 int manager_run(Manager *m) {
         ev_run(m->loop, 0);
+        if (m->teardown.enabled)
+                return m->teardown.began && m->teardown.failed == 0 ? 0 : -EIO;
         log_info("rktlet stopped.");
         return 0;
 }

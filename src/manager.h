@@ -54,6 +54,14 @@ typedef struct Manager {
         ev_timer recovery_timer; /* serving waits for systemd's word on the running containers */
         ev_timer shutdown_timer;
         bool stopping;
+
+        struct {
+                bool enabled; /* --teardown: remove every pod and container, then exit */
+                bool began;
+                bool systemd_ready; /* systemd has owned its name on a bus, and we are subscribed */
+                unsigned total, pending, failed;
+                ev_timer timer;
+        } teardown;
 } Manager;
 
 /* Takes over config. */
@@ -61,7 +69,10 @@ int manager_new(Config *config, Manager **ret);
 Manager *manager_free(Manager *m);
 /* Connects the bus (failure is not fatal) and starts listening. */
 int manager_start(Manager *m);
+/* Runs the loop; a teardown that failed gives -EIO. */
 int manager_run(Manager *m);
+/* --teardown: begins once systemd is on the bus and has said what became of the containers. */
+void manager_teardown_maybe_begin(Manager *m);
 
 /* The bus; NULL with m->bus_error set while there is none (a timer connects again). */
 sd_bus *manager_get_bus(Manager *m);

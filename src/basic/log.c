@@ -16,6 +16,9 @@ static int max_level = LOG_INFO;
 static int journal = 0;
 /* Whether stderr is itself connected to the journal (we run as a service): then never duplicate. */
 static int stderr_is_journal = 0;
+/* With a journal, what is at least this important is also shown on stderr (unless that is the
+ * journal already). */
+static int stderr_level = LOG_WARNING;
 
 static const char *const level_names[] = {
         [LOG_EMERG] = "emerg", [LOG_ALERT] = "alert",   [LOG_CRIT] = "crit",
@@ -42,6 +45,10 @@ void log_setup(void) {
 
 void log_set_max_level(int level) {
         max_level = level;
+}
+
+void log_set_stderr_level(int level) {
+        stderr_level = level;
 }
 
 int log_get_max_level(void) {
@@ -118,7 +125,7 @@ int log_internalv(int level, int error, const char *file, int line, const char *
                 log_to_journal_send(level, error, file, line, func, fields, buf);
         /* Without a journal everything goes to stderr; with one, warnings and errors are also shown to
          * whoever started us by hand, unless stderr is the journal already. */
-        if (!journal || (!stderr_is_journal && level <= LOG_WARNING))
+        if (!journal || (!stderr_is_journal && level <= stderr_level))
                 fprintf(stderr, "rktlet: %s\n", buf);
 
         errno = saved;

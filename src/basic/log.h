@@ -8,6 +8,9 @@
 
 void log_setup(void);
 void log_set_max_level(int level);
+/* With a journal, entries up to this level also go to stderr (default LOG_WARNING): for commands run
+ * by hand, whose caller reads their stderr. */
+void log_set_stderr_level(int level);
 int log_get_max_level(void);
 int log_level_from_string(const char *s);
 const char *log_level_to_string(int level);
