@@ -23,7 +23,11 @@ import pytest
 from rktlet_test import SOURCE_DIR, wait_until
 from test_crictl import CNI_BIN, CRICTL, Crictl, TIMEOUT, hub, pytestmark, wait_container_state  # noqa: F401
 from test_crictl import write_readme_files
-from test_containers import cleanup, no_container_leftovers  # noqa: F401
+from test_containers import (cleanup, create, ctr_config, ctr_registry, log_file, make_pod,  # noqa: F401
+                             no_container_leftovers, records, show, text, wait_log, wait_state)
+from test_containers import start as start_ctr
+from test_images import pull
+from test_packaged_units import packaged, systemctl  # noqa: F401
 from test_images import registries_config
 from test_pods import cni, no_leftovers  # noqa: F401
 
@@ -315,16 +319,52 @@ def test_attach_judges_the_request(ad, pb):
     assert r.returncode != 0 and "FailedPrecondition" in r.stderr, r
 
 
-def test_sessions_end_with_the_daemon_and_attach_after_a_restart(ad, pb):
+def test_sessions_end_with_the_daemon(ad, pb):
     d = ad
     cid = start(d, "survivor", TICKER)
     a = attach(d, cid)
     read_until(a.stdout, rb"tick\d+\n")
     d.stop()
-    # The session ends with the daemon.
-    a.wait(20)
+    a.wait(20)  # the session ended with the daemon
     d.start()
     # Outside systemd there is no fd store: the pipes went with the daemon, and attach says so.
     with pytest.raises(grpc.RpcError) as e:
         d.runtime().Attach(pb.AttachRequest(container_id=cid, stdout=True), timeout=10)
-    assert e.value.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNAVAILABLE), e.value
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION, e.value
+
+
+def test_attach_again_after_the_service_restarts(packaged, pb):  # noqa: F811
+    """The packaged service keeps the container's stdin end in the fd store with its log pipes: a
+    restarted rktlet attaches again, stdin and all, and the log goes on."""
+    d = packaged
+    systemctl("start", "rktlet.socket")
+    ref, _ = d.test_images["busybox"]
+    pull(d, pb, ref)
+    pod = make_pod(d, pb, name="attach")
+    cfg = ctr_config(pb, "echo", ref, command=["sh", "-c", ECHO], stdin=True)
+    cid = create(d, pb, pod, cfg)
+    try:
+        start_ctr(d, pb, cid)
+        wait_state(d, pb, cid, pb.CONTAINER_RUNNING)
+        d.crictl = Crictl(d, os.path.join(d.dir, "crictl"), image_endpoint=False)
+        p = attach(d, "-i", cid, stdin=subprocess.PIPE)
+        time.sleep(1)
+        p.stdin.write(b"before\n")
+        p.stdin.flush()
+        read_until(p.stdout, rb"got:before\n")
+        old = show("rktlet.service", "MainPID")
+        systemctl("restart", "rktlet.service")
+        p.wait(30)  # the session ended with the daemon
+        d.close_channels()
+        wait_until(lambda: show("rktlet.service", "MainPID") not in ("0", "", old), 30, what="the restart")
+        wait_state(d, pb, cid, pb.CONTAINER_RUNNING)
+        q = attach(d, "-i", cid, stdin=subprocess.PIPE)
+        time.sleep(1)
+        q.stdin.write(b"after\n")
+        q.stdin.flush()
+        read_until(q.stdout, rb"got:after\n")
+        stop_client(q)
+        wait_log(pod, cfg, "got:after\n")
+        assert "got:before" in text(records(log_file(pod, cfg)))
+    finally:
+        cleanup(d, pb)
