@@ -354,10 +354,12 @@ int ctr_attach(Container *c, const CtrAttachOps *ops, void *userdata, int *ret_i
         int in = -1;
 
         assert(ops);
-        if (!io || (io->out.fd < 0 && io->err.fd < 0))
+        if (!io)
                 return error_set(error, ERROR_WRONG_STATE, 0,
                                  "container %s: its output was lost when rktlet restarted without systemd's fd store",
                                  c->id);
+        if (io->out.fd < 0 && io->err.fd < 0)
+                return error_set(error, ERROR_WRONG_STATE, 0, "container %s closed its stdout and stderr", c->id);
         if (io->stdin_fd >= 0) {
                 in = fcntl(io->stdin_fd, F_DUPFD_CLOEXEC, 3);
                 if (in < 0)

@@ -240,7 +240,8 @@ int ctr_exec_interactive(Container *c, char *const *cmd, bool in, bool tty, CtrE
  * nothing more is called; stdin_closed() says the container's stdin was closed by another attach
  * (stdin_once). Each may call ctr_attach_free() on its attachment (and on others). *ret_in_fd gets
  * a new fd writing to the container's stdin (its pipe, or the pty master), or -1 when the container
- * has none (or no more). ERROR_WRONG_STATE when its stdio was lost (a restart outside systemd). */
+ * has none (or no more). ERROR_WRONG_STATE when its stdio was lost (a restart outside systemd) or
+ * both its output pipes ended. */
 typedef struct CtrAttach CtrAttach;
 typedef struct CtrAttachOps {
         void (*output)(CriStream stream, const void *data, size_t len, void *userdata);
