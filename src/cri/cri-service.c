@@ -35,6 +35,7 @@ static const CriImpl impls[] = {
         { "/runtime.v1.RuntimeService/ReopenContainerLog", cri_reopen_container_log },
         { "/runtime.v1.RuntimeService/ExecSync", cri_exec_sync },
         { "/runtime.v1.RuntimeService/Exec", cri_exec },
+        { "/runtime.v1.RuntimeService/Attach", cri_attach },
         { "/runtime.v1.RuntimeService/PortForward", cri_port_forward },
         { "/runtime.v1.ImageService/PullImage", cri_pull_image },
         { "/runtime.v1.ImageService/ListImages", cri_list_images },

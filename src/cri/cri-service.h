@@ -43,6 +43,7 @@ int cri_exec_sync(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata
 /* Handlers (cri-stream.c), and the streaming server they register with. */
 struct StreamServer;
 int cri_exec(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_attach(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_port_forward(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_stream_server_new(Manager *m, struct StreamServer **ret);
 

@@ -1,5 +1,6 @@
-/* Exec and PortForward: the request judged at the call, answered with a streaming-server URL; the
- * work (an interactive exec, a connection in the pod's network namespace) when the client comes. */
+/* Exec, Attach and PortForward: the request judged at the call, answered with a streaming-server
+ * URL; the work (an interactive exec, an attachment to the container's stdio, a connection in the
+ * pod's network namespace) when the client comes. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -24,12 +25,19 @@
 #include "stream-server.h"
 #include "strv.h"
 
+/* An attach client may have this much output queued (beyond what its socket took); past it, it is
+ * dropped, so that a client that does not read costs a bounded amount of memory and slows nobody. */
+#define ATTACH_MAX_QUEUE (1024u * 1024)
+
 typedef struct StreamJob {
         Manager *m;
-        char id[65]; /* the container's (exec), the pod's (port-forward) */
+        StreamKind kind;
+        char id[65]; /* the container's (exec, attach), the pod's (port-forward) */
         char **cmd;
         bool in, tty;
+        bool stdin_once; /* attach: the container's */
         CtrExec *exec;
+        CtrAttach *attach;
         StreamConn *conn;
 } StreamJob;
 
@@ -40,6 +48,7 @@ static void job_free(void *data) {
                 return;
         if (j->exec)
                 ctr_exec_cancel(j->exec);
+        ctr_attach_free(j->attach);
         strv_free(j->cmd);
         free(j);
 }
@@ -56,6 +65,83 @@ static void job_done(const Error *error, const CtrExecResult *res, void *userdat
         stream_conn_exit(j->conn, res ? res->exit_code : -1, error ? error_text(error) : NULL);
 }
 
+/* --- attach: the container's output as the log writer reads it, the client's stdin to it --------- */
+
+static void attach_output(CriStream stream, const void *data, size_t len, void *userdata) {
+        StreamJob *j = userdata;
+        size_t queued = stream_conn_queued(j->conn);
+        int r;
+
+        if (queued + len > ATTACH_MAX_QUEUE) {
+                log_warning("container %s: an attached client reads too slowly (%zu bytes queued for it); dropping it.",
+                            j->id, queued);
+                stream_conn_close(j->conn); /* frees j */
+                return;
+        }
+        r = stream_conn_send(j->conn, stream == CRI_STDERR, data, len);
+        if (r == -ENOBUFS || r == -ENOMEM) {
+                log_warning_errno(r, "container %s: cannot queue output for an attached client, dropping it: %m", j->id);
+                stream_conn_close(j->conn);
+        }
+}
+
+static void attach_ended(void *userdata) {
+        StreamJob *j = userdata;
+        /* As containerd's and CRI-O's: a plain end (Success), whatever the exit code; kubectl reads
+         * that from the pod's status. */
+        stream_conn_exit(j->conn, 0, NULL);
+}
+
+static void attach_stdin_gone(void *userdata) {
+        StreamJob *j = userdata;
+        stream_conn_close_stdin(j->conn);
+}
+
+static const CtrAttachOps attach_ops = {
+        .output = attach_output,
+        .ended = attach_ended,
+        .stdin_closed = attach_stdin_gone,
+};
+
+static int attach_start(StreamJob *j, Container *c, Error *error) {
+        int in = -1, r;
+
+        if (c->state != CTR_RUNNING)
+                return error_set(error, ERROR_WRONG_STATE, 0, "container %s is not running", c->id);
+        r = ctr_attach(c, &attach_ops, j, &in, &j->attach, error);
+        if (r < 0)
+                return r;
+        if (!j->in)
+                in = safe_close(in);
+        else if (in < 0) {
+                /* A container without stdin: what the client sends is dropped (containerd's way). */
+                in = open("/dev/null", O_WRONLY | O_CLOEXEC | O_NOCTTY);
+        }
+        stream_conn_set_io(j->conn, in, -1, -1, -1);
+        return 0;
+}
+
+/* The client's stdin ended. stdin_once (without a tty, as containerd and docker have it): the
+ * container's stdin is closed for good, and the output goes on until it exits. Otherwise the
+ * container's stdin stays open and this client is detached. */
+static void job_stdin_closed(StreamConn *conn, void *data) {
+        StreamJob *j = data;
+
+        if (j->kind != STREAM_ATTACH)
+                return;
+        if (j->stdin_once && !j->tty)
+                ctr_attach_close_stdin(j->attach);
+        else
+                stream_conn_exit(conn, 0, NULL);
+}
+
+static void job_resize(StreamConn *conn, void *data, unsigned short cols, unsigned short rows) {
+        StreamJob *j = data;
+
+        if (j->kind == STREAM_ATTACH)
+                (void) ctr_attach_resize(j->attach, cols, rows);
+}
+
 static int job_start(StreamConn *conn, void *data, Error *error) {
         StreamJob *j = data;
         Container *c = ctr_find(j->m->containers, j->id);
@@ -63,6 +149,8 @@ static int job_start(StreamConn *conn, void *data, Error *error) {
         j->conn = conn;
         if (!c)
                 return error_set(error, ERROR_NOT_FOUND, ENOENT, "the container is gone");
+        if (j->kind == STREAM_ATTACH)
+                return attach_start(j, c, error);
         return ctr_exec_interactive(c, j->cmd, j->in, j->tty, job_started, job_done, j, &j->exec, error);
 }
 
@@ -73,6 +161,7 @@ static void job_stop(StreamConn *conn, void *data) {
                 ctr_exec_cancel(j->exec);
                 j->exec = NULL;
         }
+        j->attach = ctr_attach_free(j->attach);
 }
 
 /* A socket in the pod's network namespace (setns around socket() only), connecting to
@@ -124,6 +213,8 @@ static const StreamHandler handler = {
         .stop = job_stop,
         .connect = job_connect,
         .free_data = job_free,
+        .stdin_closed = job_stdin_closed,
+        .resize = job_resize,
 };
 
 int cri_stream_server_new(Manager *m, StreamServer **ret) {
@@ -204,6 +295,7 @@ int cri_exec(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
                 goto out;
         }
         j->m = m;
+        j->kind = STREAM_EXEC;
         strcpy(j->id, c->id);
         j->in = req->stdin;
         j->tty = req->tty;
@@ -216,6 +308,57 @@ int cri_exec(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
         r = cri_reply(call, &resp.base);
 out:
         runtime__v1__exec_request__free_unpacked(req, NULL);
+        return r;
+}
+
+int cri_attach(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__AttachRequest *req = runtime__v1__attach_request__unpack(NULL, len, msg);
+        Runtime__V1__AttachResponse resp = RUNTIME__V1__ATTACH_RESPONSE__INIT;
+        _cleanup_free_ char *url = NULL;
+        Container *c = NULL;
+        StreamJob *j;
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "AttachRequest does not decode");
+        if ((r = find_running(call, m, req->container_id, &c)) <= 0 ||
+            (r = check_streams(call, req->stdin, req->stdout, req->stderr, req->tty)) <= 0)
+                goto out;
+        /* containerd goes by the container's tty whatever the request says; a client that asks for
+         * the other kind gets streams that do not match what it reads, so it is told instead. */
+        if (req->tty != c->tty) {
+                r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+                                     "tty: container %s was created %s a tty; attach with tty %s", c->id,
+                                     c->tty ? "with" : "without", c->tty ? "set" : "unset");
+                goto out;
+        }
+        if (!c->io) {
+                r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION,
+                                     "container %s: its output was lost when rktlet restarted without systemd's fd store",
+                                     c->id);
+                goto out;
+        }
+        j = calloc(1, sizeof *j);
+        if (!j) {
+                r = grpc_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+                goto out;
+        }
+        j->m = m;
+        j->kind = STREAM_ATTACH;
+        strcpy(j->id, c->id);
+        j->in = req->stdin;
+        j->tty = c->tty;
+        j->stdin_once = c->stdin_once;
+        StreamRequest sr = { .kind = STREAM_ATTACH, .in = req->stdin, .out = req->stdout, .err = req->stderr, .tty = req->tty };
+        r = register_job(call, m, j, &sr, &url);
+        if (r < 0 || !url)
+                goto out;
+        log_debug("container %s: attach%s%s: %s", c->id, req->stdin ? " (stdin)" : "", req->tty ? " (tty)" : "", url);
+        resp.url = url;
+        r = cri_reply(call, &resp.base);
+out:
+        runtime__v1__attach_request__free_unpacked(req, NULL);
         return r;
 }
 
@@ -250,6 +393,7 @@ int cri_port_forward(GrpcCall *call, const uint8_t *msg, size_t len, void *userd
                 goto out;
         }
         j->m = m;
+        j->kind = STREAM_PORTFORWARD;
         strcpy(j->id, pod->id);
         StreamRequest sr = { .kind = STREAM_PORTFORWARD };
         r = register_job(call, m, j, &sr, &url);

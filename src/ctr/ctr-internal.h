@@ -55,6 +55,8 @@ int ctr_io_reopen(CtrIo *io);
  * opened is no failure here: the output is dropped until a reopen succeeds. */
 int ctr_io_adopt(struct ev_loop *loop, CtrStoredFds *stored, const char *container_id, const char *log_dir, const char *log_path,
                  CtrIo **ret);
+/* The container exited: what its pipes still hold goes to the log and the attachments, which end. */
+void ctr_io_exited(CtrIo *io);
 /* Drops the container's fds from systemd's fd store. */
 void ctr_io_forget(const char *container_id);
 

@@ -1,8 +1,11 @@
 /* A container's stdio: pipes (or a pseudo-terminal) whose far ends systemd hands to the container;
- * the daemon reads the near ends in its loop and writes the CRI log. When rktlet runs under systemd
- * the near ends also go to systemd's file descriptor store, so that a restarted daemon continues
- * every log where the last one stopped. */
+ * the daemon reads the near ends in its loop and writes the CRI log, and hands what it read to the
+ * attached clients too (attach is a fan-out of the log writer's reads: the log loses nothing to
+ * them). When rktlet runs under systemd the near ends (and the write end of stdin) also go to
+ * systemd's file descriptor store, so that a restarted daemon continues every log where the last
+ * one stopped, and can attach again. */
 #include <errno.h>
+#include <assert.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +34,16 @@ struct CtrIo {
         CriLog *log;              /* NULL while it cannot be opened: output is dropped, a reopen tries again */
         CtrStream out, err;
         int stdin_fd; /* the writable end of the container's stdin, kept for attach */
+        CtrAttach *attachments;
+        unsigned walking; /* inside a walk of attachments: ctr_attach_free() only marks them */
+};
+
+struct CtrAttach {
+        CtrIo *io; /* NULL once the io is gone */
+        CtrAttach *next;
+        const CtrAttachOps *ops;
+        void *userdata;
+        bool dead, ended;
 };
 
 static int take_stored(CtrStoredFds *s, const char *name) {
@@ -53,7 +66,7 @@ static void store_fd(const char *id, const char *what, int fd) {
 }
 
 void ctr_io_forget(const char *id) {
-        static const char *const what[] = { "out", "err" };
+        static const char *const what[] = { "out", "err", "in" };
         char state[128];
 
         if (!getenv("NOTIFY_SOCKET"))
@@ -62,6 +75,41 @@ void ctr_io_forget(const char *id) {
                 snprintf(state, sizeof state, "FDSTOREREMOVE=1\nFDNAME=ctr-%s-%s", id, what[i]);
                 (void) sd_notify(0, state);
         }
+}
+
+static void attach_sweep(CtrIo *io) {
+        if (io->walking > 0)
+                return;
+        for (CtrAttach **p = &io->attachments; *p;) {
+                CtrAttach *a = *p;
+                if (a->dead) {
+                        *p = a->next;
+                        free(a);
+                } else
+                        p = &a->next;
+        }
+}
+
+static void attach_output(CtrIo *io, CriStream stream, const void *buf, size_t n) {
+        io->walking++;
+        for (CtrAttach *a = io->attachments; a; a = a->next)
+                if (!a->dead && !a->ended && a->ops->output)
+                        a->ops->output(stream, buf, n, a->userdata);
+        io->walking--;
+        attach_sweep(io);
+}
+
+/* The container's output ended: every attachment hears it once. */
+static void attach_end_all(CtrIo *io) {
+        io->walking++;
+        for (CtrAttach *a = io->attachments; a; a = a->next)
+                if (!a->dead && !a->ended) {
+                        a->ended = true;
+                        if (a->ops->ended)
+                                a->ops->ended(a->userdata);
+                }
+        io->walking--;
+        attach_sweep(io);
 }
 
 static void stream_close(CtrStream *s) {
@@ -92,6 +140,8 @@ static void stream_cb(struct ev_loop *loop, ev_io *w, int revents) {
                         if (r < 0)
                                 log_debug_errno(r, "container %s: cannot write its log: %m", s->io->id);
                 }
+                if (s->io->attachments)
+                        attach_output(s->io, s->stream, buf, (size_t) n);
         }
 }
 
@@ -188,6 +238,8 @@ int ctr_io_new(struct ev_loop *loop, const char *id, const char *log_dir, const 
                         io->stdin_fd = fcntl(out[0], F_DUPFD_CLOEXEC, 3);
                 stream_start(io, &io->out, out[0], CRI_STDOUT);
                 store_fd(id, "out", out[0]);
+                if (io->stdin_fd >= 0)
+                        store_fd(id, "in", io->stdin_fd);
         } else {
                 if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || (stdin_ && pipe2(in, O_CLOEXEC) < 0)) {
                         r = -errno;
@@ -197,6 +249,8 @@ int ctr_io_new(struct ev_loop *loop, const char *id, const char *log_dir, const 
                 ret_fds[1] = out[1];
                 ret_fds[2] = err[1];
                 io->stdin_fd = in[1];
+                if (io->stdin_fd >= 0)
+                        store_fd(id, "in", io->stdin_fd);
                 stream_start(io, &io->out, out[0], CRI_STDOUT);
                 stream_start(io, &io->err, err[0], CRI_STDERR);
                 store_fd(id, "out", out[0]);
@@ -218,25 +272,31 @@ fail:
 int ctr_io_adopt(struct ev_loop *loop, CtrStoredFds *stored, const char *id, const char *log_dir, const char *log_path,
                  CtrIo **ret) {
         char name[128];
-        int out, err, r;
+        int out, err, in, r;
         CtrIo *io;
 
         snprintf(name, sizeof name, "ctr-%s-out", id);
         out = take_stored(stored, name);
         snprintf(name, sizeof name, "ctr-%s-err", id);
         err = take_stored(stored, name);
-        if (out < 0 && err < 0)
+        snprintf(name, sizeof name, "ctr-%s-in", id);
+        in = take_stored(stored, name);
+        if (out < 0 && err < 0) {
+                safe_close(in);
                 return -ENOENT;
+        }
         /* Whatever became of the log meanwhile, the pipes are kept: closing them would kill the
          * container with SIGPIPE at its next write. */
         r = io_alloc(loop, id, log_dir, log_path, false, &io);
         if (r < 0) {
                 safe_close(out);
                 safe_close(err);
+                safe_close(in);
                 return r;
         }
         stream_start(io, &io->out, out, CRI_STDOUT);
         stream_start(io, &io->err, err, CRI_STDERR);
+        io->stdin_fd = in;
         *ret = io;
         return 0;
 }
@@ -252,6 +312,16 @@ CtrIo *ctr_io_free(CtrIo *io) {
         stream_close(&io->out);
         stream_close(&io->err);
         safe_close(io->stdin_fd);
+        /* The attachments end, and outlive the io until their owners free them. */
+        attach_end_all(io);
+        while (io->attachments) {
+                CtrAttach *a = io->attachments;
+                io->attachments = a->next;
+                if (a->dead)
+                        free(a);
+                else
+                        a->io = NULL;
+        }
         cri_log_free(io->log);
         free(io->log_dir);
         free(io->log_path);
@@ -265,4 +335,86 @@ int ctr_io_reopen(CtrIo *io) {
         if (!io->log)
                 return io_log_open(io);
         return cri_log_reopen(io->log);
+}
+
+void ctr_io_exited(CtrIo *io) {
+        if (!io)
+                return;
+        /* What the container wrote last is in the pipes still: the log and the clients get it first. */
+        if (io->out.fd >= 0)
+                stream_cb(io->loop, &io->out.w, EV_READ);
+        if (io->err.fd >= 0)
+                stream_cb(io->loop, &io->err.w, EV_READ);
+        attach_end_all(io);
+}
+
+int ctr_attach(Container *c, const CtrAttachOps *ops, void *userdata, int *ret_in_fd, CtrAttach **ret, Error *error) {
+        CtrIo *io = c->io;
+        CtrAttach *a;
+        int in = -1;
+
+        assert(ops);
+        if (!io)
+                return error_set(error, ERROR_WRONG_STATE, 0,
+                                 "container %s: its output was lost when rktlet restarted without systemd's fd store",
+                                 c->id);
+        if (io->out.fd < 0 && io->err.fd < 0)
+                return error_set(error, ERROR_WRONG_STATE, 0, "container %s closed its stdout and stderr", c->id);
+        if (io->stdin_fd >= 0) {
+                in = fcntl(io->stdin_fd, F_DUPFD_CLOEXEC, 3);
+                if (in < 0)
+                        return error_errno(error, -errno, "container %s: cannot duplicate its stdin", c->id);
+        }
+        a = calloc(1, sizeof *a);
+        if (!a) {
+                safe_close(in);
+                return error_errno(error, -ENOMEM, "container %s: attach", c->id);
+        }
+        *a = (CtrAttach) { .io = io, .next = io->attachments, .ops = ops, .userdata = userdata };
+        io->attachments = a;
+        *ret_in_fd = in;
+        *ret = a;
+        return 0;
+}
+
+CtrAttach *ctr_attach_free(CtrAttach *a) {
+        if (!a)
+                return NULL;
+        if (!a->io) {
+                free(a);
+                return NULL;
+        }
+        a->dead = true;
+        attach_sweep(a->io);
+        return NULL;
+}
+
+int ctr_attach_resize(CtrAttach *a, unsigned short cols, unsigned short rows) {
+        struct winsize ws = { .ws_col = cols, .ws_row = rows };
+
+        if (!a || !a->io || a->io->out.fd < 0)
+                return -EBADF;
+        /* The pty master the log is read from (a pipe says ENOTTY). */
+        if (ioctl(a->io->out.fd, TIOCSWINSZ, &ws) < 0)
+                return -errno;
+        return 0;
+}
+
+void ctr_attach_close_stdin(CtrAttach *a) {
+        CtrIo *io = a ? a->io : NULL;
+
+        if (!io || io->stdin_fd < 0)
+                return;
+        io->stdin_fd = safe_close(io->stdin_fd);
+        if (getenv("NOTIFY_SOCKET")) {
+                char state[128];
+                snprintf(state, sizeof state, "FDSTOREREMOVE=1\nFDNAME=ctr-%s-in", io->id);
+                (void) sd_notify(0, state);
+        }
+        io->walking++;
+        for (CtrAttach *o = io->attachments; o; o = o->next)
+                if (o != a && !o->dead && !o->ended && o->ops->stdin_closed)
+                        o->ops->stdin_closed(o->userdata);
+        io->walking--;
+        attach_sweep(io);
 }

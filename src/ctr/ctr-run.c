@@ -255,6 +255,7 @@ static void record_exit(Container *c, const SystemdServiceInfo *info) {
         }
         c->state = CTR_EXITED;
         save(c);
+        ctr_io_exited(c->io); /* attach sessions end */
         snprintf(id_field, sizeof id_field, "CONTAINER_ID=%s", c->id);
         log_fields(LOG_INFO, fields, "container %s: exited with %d (%s).", c->id, c->exit_code, c->reason);
         if (c->exit_waiter) {

@@ -233,6 +233,29 @@ typedef void (*CtrExecStarted)(const CtrExecIo *io, void *userdata);
 int ctr_exec_interactive(Container *c, char *const *cmd, bool in, bool tty, CtrExecStarted started, CtrExecDone done,
                          void *userdata, CtrExec **ret, Error *error);
 
+/* Attach (ctr-io.c): what the running container c writes from now on, fanned out from what the log
+ * writer reads (it stays the only reader of the pipes, or of the pty master), and its stdin.
+ * output() gets each chunk read (valid during the call only; a tty's output is all CRI_STDOUT);
+ * ended() says the container exited (its last output came first) or its stdio went, after which
+ * nothing more is called; stdin_closed() says the container's stdin was closed by another attach
+ * (stdin_once). Each may call ctr_attach_free() on its attachment (and on others). *ret_in_fd gets
+ * a new fd writing to the container's stdin (its pipe, or the pty master), or -1 when the container
+ * has none (or no more). ERROR_WRONG_STATE when its stdio was lost (a restart outside systemd) or
+ * both its output pipes ended. */
+typedef struct CtrAttach CtrAttach;
+typedef struct CtrAttachOps {
+        void (*output)(CriStream stream, const void *data, size_t len, void *userdata);
+        void (*ended)(void *userdata);
+        void (*stdin_closed)(void *userdata);
+} CtrAttachOps;
+int ctr_attach(Container *c, const CtrAttachOps *ops, void *userdata, int *ret_in_fd, CtrAttach **ret, Error *error);
+CtrAttach *ctr_attach_free(CtrAttach *a);
+/* A tty container's terminal size (TIOCSWINSZ on the pty master); -ENOTTY without one. */
+int ctr_attach_resize(CtrAttach *a, unsigned short cols, unsigned short rows);
+/* stdin_once: closes the container's stdin for good (the daemon's end, the fd store's, and every
+ * other attachment's, through its stdin_closed()). */
+void ctr_attach_close_stdin(CtrAttach *a);
+
 /* The OCI runtime: configured ([Containers] Runtime=, a name looked up in $PATH, or a path), else
  * runc, else crun. NULL when none is there (what was configured is not guessed at). */
 char *ctr_find_oci_runtime(const char *configured);

@@ -96,6 +96,8 @@ struct StreamConn {
         int fd;
         ev_io rd, wr;
         ev_timer create_timer, idle_timer;
+        ev_timer stdin_timer; /* attach: tells the handler the client's stdin ended, from the loop */
+        bool stdin_told;
         SpdySession *spdy;
         uint32_t sid[_SLOT_MAX];
         unsigned n_expected;
@@ -378,6 +380,11 @@ static void writer_flush(Pump *p) {
         }
         if (!conn_writers_blocked(c) && !c->closing && c->fd >= 0)
                 ev_io_start(c->server->loop, &c->rd);
+        if (p == &c->in && c->req.kind == STREAM_ATTACH && c->req.in && c->io_set && p->eof && p->fd < 0 &&
+            buffer_len(&p->buf) == 0 && !c->stdin_told && c->server->handler.stdin_closed) {
+                c->stdin_told = true;
+                ev_timer_start(c->server->loop, &c->stdin_timer);
+        }
 }
 
 static void writer_cb(struct ev_loop *loop, ev_io *w, int revents) {
@@ -427,6 +434,8 @@ static void apply_size(StreamConn *c) {
          * unlike its twin for stdin, which the client may close first. */
         if (c->have_size && c->tty.fd >= 0)
                 (void) ioctl(c->tty.fd, TIOCSWINSZ, &c->size);
+        else if (c->have_size && c->req.kind == STREAM_ATTACH && c->req.tty && c->started && c->server->handler.resize)
+                c->server->handler.resize(c, c->req.data, c->size.ws_col, c->size.ws_row);
 }
 
 static void resize_push(StreamConn *c, const uint8_t *data, size_t len) {
@@ -477,6 +486,7 @@ void stream_conn_set_io(StreamConn *c, int in_fd, int out_fd, int err_fd, int tt
                 pump_start_reader(c, &c->out, out_fd, c->sid[SLOT_STDOUT]);
                 pump_start_reader(c, &c->err, err_fd, c->sid[SLOT_STDERR]);
                 c->tty.eof = true;
+                apply_size(c); /* attach: the handler's terminal */
         }
         writer_flush(&c->in);
         conn_update(c);
@@ -494,6 +504,66 @@ void stream_conn_exit(StreamConn *c, int exit_code, const char *message) {
                 c->out.eof = c->err.eof = c->tty.eof = true;
         conn_check_finished(c);
         conn_update(c);
+}
+
+static void conn_touch(StreamConn *c);
+
+int stream_conn_send(StreamConn *c, bool err, const void *data, size_t len) {
+        uint32_t sid = c->sid[err ? SLOT_STDERR : SLOT_STDOUT];
+        int r;
+
+        if (c->exited || c->closing || c->freeing)
+                return -EPIPE;
+        if (!sid || len == 0)
+                return 0;
+        r = spdy_session_submit_data(c->spdy, sid, data, len, false);
+        if (r < 0)
+                return r;
+        /* What the socket takes now goes at once (a burst is not the client's fault); the rest, and
+         * any error, are conn_write_cb()'s, outside the caller's walk. */
+        const uint8_t *out;
+        size_t n;
+        while ((n = spdy_session_peek_output(c->spdy, &out)) > 0) {
+                ssize_t w = send(c->fd, out, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (w <= 0)
+                        break;
+                spdy_session_consume_output(c->spdy, (size_t) w);
+                conn_touch(c);
+        }
+        if (spdy_session_want_write(c->spdy))
+                ev_io_start(c->server->loop, &c->wr);
+        return 0;
+}
+
+size_t stream_conn_queued(const StreamConn *c) {
+        return spdy_session_queued(c->spdy);
+}
+
+void stream_conn_close(StreamConn *c) {
+        /* An abort: a reset, not a FIN queued behind what the client did not read (the kernel
+         * would hold that for it, and the client would never learn it was dropped). */
+        struct linger l = { .l_onoff = 1, .l_linger = 0 };
+        (void) setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+        if (c->in_recv)
+                c->closing = true;
+        else
+                conn_fail(c);
+}
+
+void stream_conn_close_stdin(StreamConn *c) {
+        c->stdin_told = true;
+        if (!c->in.conn) /* not started */
+                return;
+        pump_close(&c->in);
+        c->in.eof = true;
+        writer_flush(&c->in); /* the socket is read again if stdin held it */
+}
+
+static void conn_stdin_closed_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+        StreamConn *c = container_of(w, StreamConn, stdin_timer);
+
+        if (!c->exited && !c->closing)
+                c->server->handler.stdin_closed(c, c->req.data);
 }
 
 /* Once the work ended and its output is all in the queue: the status, then close after the drain. */
@@ -769,6 +839,7 @@ static void conn_free(StreamConn *c) {
         ev_io_stop(s->loop, &c->wr);
         ev_timer_stop(s->loop, &c->create_timer);
         ev_timer_stop(s->loop, &c->idle_timer);
+        ev_timer_stop(s->loop, &c->stdin_timer);
         pump_close(&c->in);
         pump_close(&c->out);
         pump_close(&c->err);
@@ -921,6 +992,7 @@ static void upgrade_cb(void *cls, struct MHD_Connection *connection, void *con_c
         ev_timer_init(&c->create_timer, conn_create_timeout_cb, (double) s->config.creation_timeout_usec / USEC_PER_SEC,
                       0.);
         ev_timer_init(&c->idle_timer, conn_idle_timeout_cb, 0., (double) s->config.idle_timeout_usec / USEC_PER_SEC);
+        ev_timer_init(&c->stdin_timer, conn_stdin_closed_cb, 0., 0.);
         r = spdy_session_new(&c->spdy, true, &spdy_callbacks, &limits, c);
         if (r < 0) {
                 conn_free(c);

@@ -52,6 +52,11 @@ typedef struct StreamHandler {
         /* Port-forward: a socket connecting (non-blocking) to port in the pod, returned in *ret_fd. */
         int (*connect)(void *data, uint16_t port, int *ret_fd, Error *error);
         void (*free_data)(void *data);
+        /* Attach: the client's stdin ended (FIN or a reset) and what it sent is written. Called from
+         * the loop, never from inside another stream_*() call. */
+        void (*stdin_closed)(StreamConn *c, void *data);
+        /* Attach with tty: a size from the resize stream, for the handler's own terminal. */
+        void (*resize)(StreamConn *c, void *data, unsigned short cols, unsigned short rows);
 } StreamHandler;
 
 typedef struct StreamRequest {
@@ -78,3 +83,17 @@ void stream_conn_set_io(StreamConn *c, int in_fd, int out_fd, int err_fd, int tt
 /* The work ended: exit_code, or message (not NULL) when it could not run. Reported on the error
  * stream once its output is out; then the connection closes. */
 void stream_conn_exit(StreamConn *c, int exit_code, const char *message);
+
+/* Attach: the work's output comes from memory instead of an fd (stream_conn_set_io() with out_fd,
+ * err_fd and tty_fd -1). Queues len bytes on the client's stdout (err: stderr) stream and arms the
+ * write; never frees c. 0 also when the client did not open that stream (the bytes are dropped);
+ * -EPIPE once the connection is ending; -ENOBUFS when the SPDY output queue is at its hard cap. */
+int stream_conn_send(StreamConn *c, bool err, const void *data, size_t len);
+/* What is queued for the client and not yet taken by its socket: the caller bounds it. */
+size_t stream_conn_queued(const StreamConn *c);
+/* Drops the client now (nothing more is written to it; the socket is reset); the handler's stop() and free_data() run
+ * before this returns, unless it is called from inside the session's input (then soon after). */
+void stream_conn_close(StreamConn *c);
+/* Closes the fd stdin is written to (stdin_once: another client closed the container's stdin);
+ * what the client sends on stdin from now on is dropped, and stdin_closed() is not called. */
+void stream_conn_close_stdin(StreamConn *c);

@@ -55,7 +55,6 @@ README_SUBCOMMANDS = {"version", "info", "pull", "images", "inspecti", "runp", "
 # fail with the daemon's UNIMPLEMENTED message; when one starts working, remove it from here (and
 # test what it does). POD and CONTAINER stand for a ready pod and a running container.
 EXPECTED_UNIMPLEMENTED = [
-    ("attach CONTAINER", "Attach"),
     ("stats", "ListContainerStats"),
     ("stats -o json CONTAINER", "ListContainerStats"),
     ("statsp", "ListPodSandboxStats"),
