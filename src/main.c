@@ -31,6 +31,7 @@ static void help(void) {
                "     --shutdown-timeout=SEC   Time in-flight calls get after SIGTERM (default 10)\n"
                "     --cni-conf-dir=DIR       CNI network configurations (default /etc/cni/net.d)\n"
                "     --cni-bin-dir=DIRS       CNI plugins, ':'-separated (default /usr/lib/cni:/opt/cni/bin)\n"
+               "     --dump-config            Print the effective configuration and exit\n"
                "     --teardown               Stop and remove every pod and container, then exit\n"
                "                              (with the serving daemon stopped; serves nothing)\n"
                "  -h --help                   Show this help\n"
@@ -46,7 +47,7 @@ static void config_warning(const char *origin, const char *message, void *userda
 /* The command line: the config file and what overrides it. 1 to go on, 0 to exit with success
  * (--help, --version), < 0 to fail (said on stderr). */
 static int parse_argv(int argc, char *argv[], const char **ret_config_path, Override overrides[], size_t max_overrides,
-                      size_t *ret_n_overrides, bool *ret_teardown) {
+                      size_t *ret_n_overrides, bool *ret_teardown, bool *ret_dump) {
         enum {
                 ARG_USER = 0x100,
                 ARG_STATE_DIR,
@@ -57,6 +58,7 @@ static int parse_argv(int argc, char *argv[], const char **ret_config_path, Over
                 ARG_CNI_CONF_DIR,
                 ARG_CNI_BIN_DIR,
                 ARG_TEARDOWN,
+                ARG_DUMP_CONFIG,
         };
         static const struct option options[] = {
                 { "config", required_argument, NULL, 'c' },
@@ -70,6 +72,7 @@ static int parse_argv(int argc, char *argv[], const char **ret_config_path, Over
                 { "cni-conf-dir", required_argument, NULL, ARG_CNI_CONF_DIR },
                 { "cni-bin-dir", required_argument, NULL, ARG_CNI_BIN_DIR },
                 { "teardown", no_argument, NULL, ARG_TEARDOWN },
+                { "dump-config", no_argument, NULL, ARG_DUMP_CONFIG },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {},
@@ -112,6 +115,9 @@ static int parse_argv(int argc, char *argv[], const char **ret_config_path, Over
                         break;
                 case ARG_TEARDOWN:
                         *ret_teardown = true;
+                        continue;
+                case ARG_DUMP_CONFIG:
+                        *ret_dump = true;
                         continue;
                 case 'h':
                         help();
@@ -171,17 +177,24 @@ int main(int argc, char *argv[]) {
         const char *config_path = DEFAULT_CONFIG;
         Config config;
         Manager *m = NULL;
-        bool teardown = false;
+        bool teardown = false, dump = false;
         int r;
 
         log_setup();
 
-        r = parse_argv(argc, argv, &config_path, overrides, ELEMENTSOF(overrides), &n_overrides, &teardown);
+        r = parse_argv(argc, argv, &config_path, overrides, ELEMENTSOF(overrides), &n_overrides, &teardown, &dump);
         if (r <= 0)
                 return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
         r = load_config(&config, config_path, overrides, n_overrides);
         if (r < 0)
                 return EXIT_FAILURE;
+        if (dump) {
+                r = config_dump(&config, stdout);
+                config_done(&config);
+                if (r < 0)
+                        log_error_errno(r, "Failed to print the configuration: %m");
+                return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        }
         log_set_max_level(config.log_level);
         if (teardown)
                 log_set_stderr_level(LOG_INFO); /* a command: its caller (a maintainer script) reads stderr */

@@ -2,6 +2,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,9 +79,30 @@ const char *log_level_to_string(int level) {
         return level_names[level];
 }
 
+/* A message about one pod or container starts "pod <ID>: " or "container <ID>: " (64 hex digits):
+ * its entry gets POD_SANDBOX_ID= or CONTAINER_ID=, so journalctl can select by it. */
+static bool id_field(const char *msg, char field[static sizeof("POD_SANDBOX_ID=") + 64]) {
+        static const struct {
+                const char *prefix, *name;
+        } kinds[] = { { "pod ", "POD_SANDBOX_ID=" }, { "container ", "CONTAINER_ID=" } };
+
+        for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
+                size_t n = strlen(kinds[i].prefix);
+                if (strncmp(msg, kinds[i].prefix, n) != 0)
+                        continue;
+                const char *id = msg + n;
+                if (strspn(id, "0123456789abcdef") != 64 || id[64] != ':')
+                        return false;
+                snprintf(field, sizeof("POD_SANDBOX_ID=") + 64, "%s%.64s", kinds[i].name, id);
+                return true;
+        }
+        return false;
+}
+
 static void log_to_journal_send(int level, int error, const char *file, int line, const char *func,
                                 const char *const *fields, const char *msg) {
         char prio[sizeof("PRIORITY=") + 4], errno_field[sizeof("ERRNO=") + 12], code_line[32];
+        char id[sizeof("POD_SANDBOX_ID=") + 64];
         char code_file[256], code_func[128];
         char *message;
         struct iovec iov[32];
@@ -105,6 +127,8 @@ static void log_to_journal_send(int level, int error, const char *file, int line
                 snprintf(errno_field, sizeof errno_field, "ERRNO=%i", abs(error));
                 iov[n++] = (struct iovec) { .iov_base = errno_field, .iov_len = strlen(errno_field) };
         }
+        if (id_field(msg, id))
+                iov[n++] = (struct iovec) { .iov_base = id, .iov_len = strlen(id) };
         for (size_t i = 0; fields && fields[i] && n < ELEMENTSOF(iov); i++)
                 iov[n++] = (struct iovec) { .iov_base = (char *) fields[i], .iov_len = strlen(fields[i]) };
 

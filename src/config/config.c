@@ -477,3 +477,68 @@ int config_to_json(const Config *c, char **ret) {
         yajl_gen_free(g);
         return *ret ? 0 : -ENOMEM;
 }
+
+/* --- the effective configuration as rktlet.conf text ---------------------------------------------- */
+
+static void dump_usec(FILE *f, uint64_t v) {
+        if (v % USEC_PER_SEC == 0)
+                fprintf(f, "%llus", (unsigned long long) (v / USEC_PER_SEC));
+        else if (v % 1000 == 0)
+                fprintf(f, "%llums", (unsigned long long) (v / 1000));
+        else
+                fprintf(f, "%lluus", (unsigned long long) v);
+}
+
+/* One value, written back in the form its parser reads. false: the parser has no dump form. */
+static bool dump_value(FILE *f, const ConfigItem *it, const void *field) {
+        ConfigParser p = it->parse;
+
+        if (p == parse_path || p == parse_path_list || p == parse_string || p == parse_mirrors || p == parse_address)
+                fputs(*(char *const *) field, f);
+        else if (p == parse_bus)
+                fputs(*(const bool *) field ? "user" : "system", f);
+        else if (p == parse_level)
+                fputs(log_level_to_string(*(const int *) field), f);
+        else if (p == parse_sec_field || p == parse_positive_sec)
+                dump_usec(f, *(const uint64_t *) field);
+        else if (p == parse_size_field || p == parse_big_size)
+                fprintf(f, "%llu", (unsigned long long) *(const uint64_t *) field);
+        else if (p == parse_count || p == parse_port)
+                fprintf(f, "%u", (unsigned) *(const uint32_t *) field);
+        else if (p == parse_min_free) {
+                const SpaceReserve *r = field;
+                if (r->percent > 0)
+                        fprintf(f, "%u%%", (unsigned) r->percent);
+                else
+                        fprintf(f, "%llu", (unsigned long long) r->bytes);
+        } else
+                return false;
+        return true;
+}
+
+int config_dump(const Config *c, FILE *f) {
+        const char *section = NULL;
+
+        fputs("# The effective configuration: rktlet.conf, its drop-ins and the command line.\n", f);
+        for (size_t i = 0; i < ELEMENTSOF(items); i++) {
+                const ConfigItem *it = &items[i];
+                const void *field = (const uint8_t *) c + it->offset;
+                bool is_string = it->parse == parse_path || it->parse == parse_path_list ||
+                                 it->parse == parse_string || it->parse == parse_mirrors || it->parse == parse_address;
+
+                if (!section || strcmp(section, it->section) != 0) {
+                        fprintf(f, "%s[%s]\n", section ? "\n" : "", it->section);
+                        section = it->section;
+                }
+                /* An empty string is "unset": written as a comment, since the key would not parse. */
+                if (is_string && !(*(char *const *) field)[0]) {
+                        fprintf(f, "#%s=\n", it->key);
+                        continue;
+                }
+                fprintf(f, "%s=", it->key);
+                if (!dump_value(f, it, field))
+                        return -EOPNOTSUPP;
+                fputc('\n', f);
+        }
+        return fflush(f) == 0 ? 0 : -errno;
+}

@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* A reserve given as bytes or as a percentage of a file system's size (the other is 0). */
 typedef struct SpaceReserve {
@@ -55,3 +56,6 @@ int config_load(Config *c, const char *path, ConfigWarn warn, void *userdata, ch
 
 /* The effective configuration as a JSON object (for Status verbose). */
 int config_to_json(const Config *c, char **ret);
+/* The effective configuration as rktlet.conf text, every key in its section (unset strings as
+ * comments), in the forms config_load() reads back. -EOPNOTSUPP for a key of a kind it cannot write. */
+int config_dump(const Config *c, FILE *f);

@@ -267,6 +267,8 @@ def package_on_systemd_as_pid_1(system, image):
     journal = m.run("journalctl", "-u", "rktlet", "--no-pager", "-o", "cat").stdout
     assert "/runtime.v1.RuntimeService/RunPodSandbox" in journal
     assert f"pod {pod_id}: running default/counter in {slice_}" in journal
+    by_id = m.run("journalctl", "-t", "rktlet", f"POD_SANDBOX_ID={pod_id}", "--no-pager", "-o", "cat").stdout
+    assert f"pod {pod_id}: running" in by_id and "Talking to systemd" not in by_id
 
     # --- upgrade: the daemon restarts with the new binary, the container keeps running and its
     # log goes on without a line lost or doubled.

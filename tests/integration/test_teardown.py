@@ -4,7 +4,7 @@ daemon serves on the same socket. The Debian package's prerm runs it on removal.
 import os
 import subprocess
 
-from rktlet_test import RKTLET
+from rktlet_test import journal
 from test_containers import cd, ctr_config, make_pod, run, T  # noqa: F401
 from test_images import registries_config  # noqa: F401
 from test_containers import ctr_registry  # noqa: F401
@@ -36,6 +36,11 @@ def test_teardown_removes_every_pod_and_container_and_refuses_a_serving_daemon(c
     assert len(units()) == 2 and len(units("rktlet-ctr-")) == 2  # a created container has no unit yet
     assert len(listdir(os.path.join(d.dir, "lib", "containers"))) == 3
     assert ipam_ips(d.cni) != [] and mounts_under(d.dir) != []
+    # The journal entries about one pod or container carry its ID as a field of their own.
+    pod_entries = journal("SYSLOG_IDENTIFIER=rktlet", f"POD_SANDBOX_ID={netpod.id}")
+    assert pod_entries and all(e["MESSAGE"].startswith(f"pod {netpod.id}: ") for e in pod_entries)
+    ctr_entries = journal("SYSLOG_IDENTIFIER=rktlet", f"CONTAINER_ID={cids[0]}")
+    assert ctr_entries and all(e["MESSAGE"].startswith(f"container {cids[0]}: ") for e in ctr_entries)
 
     # While the daemon serves, nothing is touched.
     busy = subprocess.run(teardown_cmd(d), capture_output=True, text=True, timeout=60)
