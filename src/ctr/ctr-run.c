@@ -512,8 +512,14 @@ static int unit_properties(sd_bus_message *m, void *userdata) {
                 char *start[] = { (char *) runtime, "--root", root, "--log", log, "--log-format", "json", "start",
                                   c->id, NULL };
 
-                snprintf(description, sizeof description, "rktlet container %s (%.12s) of pod %.12s", c->name, c->id,
-                         c->pod_id);
+                /* As the pod's slice is named: Kubernetes namespace/pod/container, then the ID. */
+                const Pod *pod = pod_find(c->table->env.pods, c->pod_id);
+                if (pod)
+                        snprintf(description, sizeof description, "rktlet container %s/%s/%s (%.12s)",
+                                 pod->spec.namespace, pod->spec.name, c->name, c->id);
+                else
+                        snprintf(description, sizeof description, "rktlet container %s (%.12s) of pod %.12s", c->name,
+                                 c->id, c->pod_id);
                 r = sd_bus_message_append(m, "(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)", "Description", "s", description,
                                           "Slice", "s", a->slice, "Type", "s", "forking", "PIDFile", "s", pidfile,
                                           "RemainAfterExit", "b", 1, "Delegate", "b", 1, "KillSignal", "i",

@@ -254,6 +254,7 @@ def package_on_systemd_as_pid_1(system, image):
     slice_, service = f"rktlet-pod{pod_id}.slice", f"rktlet-ctr-{cid}.service"
     assert m.show(slice_, "ActiveState") == "active"
     assert m.show(service, "ActiveState") == "active"
+    assert m.show(service, "Description") == f"rktlet container default/counter/counter ({cid[:12]})"
     tree = m.run("systemctl", "status", "--no-pager", "--lines=0", slice_).stdout
     assert service in tree, tree
     ip = m.cri("PodSandboxStatus", {"pod_sandbox_id": pod_id})["status"]["network"]["ip"]

@@ -36,6 +36,13 @@ def test_teardown_removes_every_pod_and_container_and_refuses_a_serving_daemon(c
     assert len(units()) == 2 and len(units("rktlet-ctr-")) == 2  # a created container has no unit yet
     assert len(listdir(os.path.join(d.dir, "lib", "containers"))) == 3
     assert ipam_ips(d.cni) != [] and mounts_under(d.dir) != []
+    # The units say which Kubernetes object they run.
+    desc = subprocess.run(["systemctl", "--user", "show", "-P", "Description", f"rktlet-ctr-{cids[0]}.service"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert desc == f"rktlet container default/net/a ({cids[0][:12]})"
+    desc = subprocess.run(["systemctl", "--user", "show", "-P", "Description", f"rktlet-pod{netpod.id}.slice"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert desc == f"rktlet pod default/net ({netpod.id[:12]})"
     # The journal entries about one pod or container carry its ID as a field of their own.
     pod_entries = journal("SYSLOG_IDENTIFIER=rktlet", f"POD_SANDBOX_ID={netpod.id}")
     assert pod_entries and all(e["MESSAGE"].startswith(f"pod {netpod.id}: ") for e in pod_entries)
