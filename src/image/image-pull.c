@@ -135,6 +135,8 @@ struct Pull {
         bool failed;
         bool finished; /* pull_finish() is calling back the waiters */
         bool chains_held;
+        uint64_t started_usec;     /* CLOCK_MONOTONIC */
+        uint64_t bytes_downloaded; /* from the registry: manifests, config and blobs */
         unsigned busy; /* inside a function that goes on using pl after a callback may finish it */
         bool dead;
 };
@@ -208,6 +210,8 @@ static size_t req_write(char *data, size_t size, size_t n, void *userdata) {
         size_t len = size * n;
 
         q->received += len;
+        if (q->pull)
+                q->pull->bytes_downloaded += len;
         if (q->fd >= 0) {
                 if (q->expected > 0 && q->received > q->expected)
                         return 0; /* more than the manifest said: stop */
@@ -592,7 +596,9 @@ static void pull_finish(Pull *pl, const Error *error, Image *img) {
         if (error_is_set(error))
                 log_warning("pull %s failed: %s", pl->name, error_text(error));
         else
-                log_info("pull %s: done, image %s.", pl->name, img->id);
+                log_info("pull %s: done, image %s: %llu bytes downloaded in %.3f s.", pl->name, img->id,
+                         (unsigned long long) pl->bytes_downloaded,
+                         (double) (now_usec(CLOCK_MONOTONIC) - pl->started_usec) / USEC_PER_SEC);
         /* One at a time off the list: a callback may cancel a waiter further down it. */
         while ((w = pl->waiters)) {
                 pl->waiters = w->next;
@@ -1363,6 +1369,7 @@ int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done
         p->pulls = pl;
         w->pull = pl;
         pl->waiters = w;
+        pl->started_usec = now_usec(CLOCK_MONOTONIC);
         log_info("pull %s: starting (from %s%s).", pl->name, pl->endpoints[0], pl->endpoints[1] ? " and others" : "");
         *ret = w;
         pl->busy++;

@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -33,6 +34,7 @@ import grpc
 import pytest
 
 import registry as reg
+import rktlet_test
 from registry import Proxy, Registry, TokenServer, hex_of, sha256
 from rktlet_test import machine_skip, wait_journal, wait_until
 
@@ -440,6 +442,22 @@ def test_pull_by_tag_then_list_and_status(idaemon, registry, pb):
     assert pull(d, pb, ref) == image.id
     assert [x.id for x in list_images(d, pb)] == [image.id]
     assert listdir(store(d, "records")) == [hex_of(image.id) + ".json"]
+
+
+def test_a_pull_logs_its_bytes_and_duration(idaemon, registry, pb):
+    d = idaemon
+    image = reg.single_layer_image()
+    image.push(registry, "logged/image", "v1")
+    assert pull(d, pb, f"{registry.url}/logged/image:v1") == image.id
+    entries = rktlet_test.wait_journal("SYSLOG_IDENTIFIER=rktlet", f"_PID={d.pid}")
+    done = [e["MESSAGE"] for e in entries if ": done, image " in e["MESSAGE"]]
+    assert len(done) == 1, done
+    m = re.fullmatch(rf"pull {re.escape(registry.url)}/logged/image:v1: done, image {image.id}: "
+                     r"(\d+) bytes downloaded in (\d+\.\d{3}) s\.", done[0])
+    assert m, done[0]
+    # The manifest, the config and the layer blob, each once (no retry here).
+    assert int(m.group(1)) == len(image.manifest_bytes) + image.size
+    assert 0 < float(m.group(2)) < 60
 
 
 def test_pull_by_digest(idaemon, registry, pb):
