@@ -258,6 +258,7 @@ def crictl_daemon(make_daemon, hub, cni, pb):  # noqa: F811
     """A daemon whose docker.io mirror is the test registry and whose pod network is the test's CNI
     bridge, with no image yet; d.crictl is crictl configured for it."""
     r = hub[0]
+    write_readme_network(cni)
     d = make_daemon(config=registries_config([r.url], {"docker.io": [r.url]}),
                     args=["--cni-conf-dir", cni["conf"], "--cni-bin-dir", CNI_BIN])
     d.cni = cni
@@ -265,6 +266,24 @@ def crictl_daemon(make_daemon, hub, cni, pb):  # noqa: F811
     yield d
     if d.alive():
         cleanup(d, pb)
+
+
+def write_readme_network(cni):
+    """The README's sample .conflist as the pod network, with the test's bridge, subnet, address
+    directory and name (what the leak checks look at) and no NAT rules."""
+    _, files = readme_code()
+    sample = [name for name in files if name.startswith("/etc/cni/net.d/") and name.endswith(".conflist")]
+    assert len(sample) == 1, f"README shows {sorted(files)}, not one sample .conflist"
+    net = json.loads(files[sample[0]])
+    assert [p["type"] for p in net["plugins"]] == ["bridge", "portmap"], net
+    ours = cni["network"]["plugins"][0]
+    bridge = net["plugins"][0]
+    assert bridge["ipam"]["type"] == "host-local", bridge
+    bridge.update(bridge=ours["bridge"], ipMasq=False)
+    bridge["ipam"].update(ranges=ours["ipam"]["ranges"], dataDir=ours["ipam"]["dataDir"])
+    net["name"] = cni["network"]["name"]
+    with open(os.path.join(cni["conf"], "10-test.conflist"), "w") as f:
+        json.dump(net, f)
 
 
 def write_readme_files(c, log_directory):
