@@ -171,6 +171,18 @@ static int load_config(Config *config, const char *config_path, const Override o
         return 0;
 }
 
+typedef struct Reload {
+        const char *config_path;
+        const Override *overrides;
+        size_t n_overrides;
+} Reload;
+
+/* SIGHUP: the files and flags read again, as at start-up. */
+static int reload_config(Config *ret, void *userdata) {
+        const Reload *r = userdata;
+        return load_config(ret, r->config_path, r->overrides, r->n_overrides);
+}
+
 int main(int argc, char *argv[]) {
         Override overrides[16];
         size_t n_overrides = 0;
@@ -209,6 +221,9 @@ int main(int argc, char *argv[]) {
                 return EXIT_FAILURE;
         }
         m->teardown.enabled = teardown;
+        Reload reload = { config_path, overrides, n_overrides };
+        m->load_config = reload_config;
+        m->load_config_userdata = &reload;
         r = manager_start(m);
         if (r < 0) {
                 manager_free(m);

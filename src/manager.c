@@ -456,9 +456,85 @@ static int manager_listen(Manager *m) {
         return 0;
 }
 
+#define SWAP(a, b)                        \
+        do {                              \
+                typeof(a) _t = (a);       \
+                (a) = (b);                \
+                (b) = _t;                 \
+        } while (0)
+
+/* The keys a reload applies: between the configuration in use and a newly read one. */
+static void swap_reloadable(Config *a, Config *b) {
+        SWAP(a->log_level, b->log_level);
+        SWAP(a->registry_insecure, b->registry_insecure);
+        SWAP(a->registry_mirrors, b->registry_mirrors);
+        SWAP(a->image_max_layer_size, b->image_max_layer_size);
+        SWAP(a->image_max_size, b->image_max_size);
+        SWAP(a->image_max_ratio, b->image_max_ratio);
+        SWAP(a->image_min_free, b->image_min_free);
+        SWAP(a->cni_bin_dirs, b->cni_bin_dirs);
+        SWAP(a->cni_timeout_usec, b->cni_timeout_usec);
+}
+
+static PullLimits pull_limits(const Config *c) {
+        return (PullLimits) {
+                .max_layer_size = c->image_max_layer_size,
+                .max_image_size = c->image_max_size,
+                .max_ratio = c->image_max_ratio,
+                .min_free_bytes = c->image_min_free.bytes,
+                .min_free_percent = c->image_min_free.percent,
+        };
+}
+
+/* SIGHUP: the configuration is read again. [Registries], [Images], the log level and [CNI]
+ * BinDir=/PluginTimeoutSec= take effect for what starts from now on, and the CNI directory is read
+ * again; a change of any other key is reported as needing a restart and not applied. A
+ * configuration that does not load changes nothing. */
+static void manager_reload(Manager *m) {
+        _cleanup_free_ char *before = NULL, *others = NULL, *now = NULL;
+        Config next;
+        int r;
+
+        if (!m->load_config)
+                return;
+        if (m->load_config(&next, m->load_config_userdata) < 0) {
+                log_error("Reload failed: the configuration in use is unchanged.");
+                return;
+        }
+        PullLimits limits = pull_limits(&next);
+        r = config_to_json(&m->config, &before);
+        if (r >= 0 && m->puller)
+                r = puller_reconfigure(m->puller, next.registry_insecure, next.registry_mirrors, &limits);
+        if (r >= 0 && m->cni)
+                r = cni_reconfigure(m->cni, next.cni_bin_dirs, next.cni_timeout_usec);
+        if (r < 0) {
+                log_error_errno(r, "Reload failed: %m");
+                config_done(&next);
+                return;
+        }
+        swap_reloadable(&m->config, &next);
+        log_set_max_level(m->config.log_level);
+        /* next now holds the old values of what was applied: whatever else differs from before
+         * was changed in a key that only a restart applies. */
+        if (config_to_json(&next, &others) >= 0 && config_to_json(&m->config, &now) >= 0) {
+                if (strcmp(others, before) != 0)
+                        log_notice("Reload: keys other than [Registries], [Images], [CNI] BinDir=/PluginTimeoutSec= "
+                                   "and LogLevel= changed; they take effect at the next start.");
+                free(m->config_json);
+                m->config_json = TAKE_PTR(now);
+        }
+        config_done(&next);
+        log_info("Reloaded the configuration: registries %s, mirrors %s, CNI plugins in %s.",
+                 m->config.registry_insecure[0] ? m->config.registry_insecure : "(none insecure)",
+                 m->config.registry_mirrors[0] ? m->config.registry_mirrors : "(none)", m->config.cni_bin_dirs);
+}
+
 static void sighup_cb(struct ev_loop *loop, ev_signal *w, int revents) {
+        Manager *m = w->data;
+
         /* Not fatal, as SIGHUP's default would be: a terminal closing must not stop the runtime. */
-        log_notice("Received SIGHUP: rktlet does not reload its configuration; restart it to apply changes.");
+        log_info("Received SIGHUP: reloading the configuration.");
+        manager_reload(m);
 }
 
 #define RECOVERY_TIMEOUT_USEC (5 * USEC_PER_SEC)
@@ -545,18 +621,12 @@ static int manager_start_pods(Manager *m) {
 }
 
 static int manager_start_images(Manager *m) {
+        PullLimits limits = pull_limits(&m->config);
         int r;
 
         r = image_store_new(m->loop, m->config.root_dir, &m->images);
         if (r >= 0)
-                r = puller_new(m->loop, m->images, m->config.registry_insecure, m->config.registry_mirrors,
-                               &(PullLimits) {
-                                       .max_layer_size = m->config.image_max_layer_size,
-                                       .max_image_size = m->config.image_max_size,
-                                       .max_ratio = m->config.image_max_ratio,
-                                       .min_free_bytes = m->config.image_min_free.bytes,
-                                       .min_free_percent = m->config.image_min_free.percent,
-                               },
+                r = puller_new(m->loop, m->images, m->config.registry_insecure, m->config.registry_mirrors, &limits,
                                &m->puller);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the image store in %s: %m", m->config.root_dir);

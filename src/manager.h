@@ -51,6 +51,10 @@ typedef struct Manager {
         StreamServer *streaming; /* Exec, Attach and PortForward (cri-stream.c) */
 
         ev_signal sigterm, sigint, sighup;
+        /* Reads the configuration again as start-up did (files, drop-ins, command line), for SIGHUP;
+         * NULL: no reload. Logs its own failures. */
+        int (*load_config)(Config *ret, void *userdata);
+        void *load_config_userdata;
         ev_timer recovery_timer; /* serving waits for systemd's word on the running containers */
         ev_timer shutdown_timer;
         bool stopping;

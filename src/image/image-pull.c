@@ -1251,6 +1251,23 @@ int puller_new(struct ev_loop *loop, ImageStore *store, const char *insecure, co
         return 0;
 }
 
+int puller_reconfigure(Puller *p, const char *insecure, const char *mirrors, const PullLimits *limits) {
+        char **i = strv_split(insecure, ","), **m = strv_split(mirrors, ",");
+
+        if (!i || !m) {
+                strv_free(i);
+                strv_free(m);
+                return -ENOMEM;
+        }
+        strv_free(p->insecure);
+        strv_free(p->mirrors);
+        p->insecure = i;
+        p->mirrors = m;
+        if (limits)
+                p->limits = *limits;
+        return 0;
+}
+
 Puller *puller_free(Puller *p) {
         if (!p)
                 return NULL;

@@ -40,6 +40,9 @@ typedef void (*PullDone)(const Error *error, Image *img, void *userdata);
 int puller_new(struct ev_loop *loop, ImageStore *store, const char *insecure, const char *mirrors,
                const PullLimits *limits, Puller **ret);
 Puller *puller_free(Puller *p);
+/* New registries and limits (SIGHUP): pulls that start from now on use them; those in flight keep
+ * the endpoints they started with. On failure (-ENOMEM) nothing changed. */
+int puller_reconfigure(Puller *p, const char *insecure, const char *mirrors, const PullLimits *limits);
 
 /* done() is never called from inside image_pull(). -EINVAL with ret_error for a bad reference. */
 int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done, void *userdata,

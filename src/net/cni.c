@@ -285,6 +285,23 @@ static void watch(Cni *c) {
         ev_io_start(c->loop, &c->inotify_io);
 }
 
+int cni_reconfigure(Cni *c, const char *bin_dirs, uint64_t timeout_usec) {
+        char *path = strdup(bin_dirs), **dirs = strv_split(bin_dirs, ":");
+
+        if (!path || !dirs) {
+                free(path);
+                strv_free(dirs);
+                return -ENOMEM;
+        }
+        free(c->cni_path);
+        strv_free(c->bin_dirs);
+        c->cni_path = path;
+        c->bin_dirs = dirs;
+        c->timeout_usec = timeout_usec;
+        cni_reload(c);
+        return 0;
+}
+
 int cni_new(struct ev_loop *loop, const char *conf_dir, const char *bin_dirs, uint64_t timeout_usec, Cni **ret) {
         Cni *c = calloc(1, sizeof *c);
 

@@ -34,6 +34,9 @@ Cni *cni_free(Cni *c);
 
 /* Reads the configuration directory again (done by inotify on its own). */
 void cni_reload(Cni *c);
+/* New plugin directories and time limit (SIGHUP), for the plugins run from now on; then the
+ * directory is read again. On failure (-ENOMEM) nothing changed. */
+int cni_reconfigure(Cni *c, const char *bin_dirs, uint64_t timeout_usec);
 /* True when a configuration and all its plugins exist; otherwise reason/detail say what lacks. */
 bool cni_ready(Cni *c, const char **ret_reason, const char **ret_detail);
 const char *cni_network_name(Cni *c);

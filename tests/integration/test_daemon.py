@@ -1,5 +1,6 @@
 """The daemon around the calls: signals, socket activation, sd_notify, logging, configuration."""
 
+import json
 import os
 import signal
 import socket
@@ -12,7 +13,10 @@ import uuid
 import grpc
 import pytest
 
+import registry as reg
+import rktlet_test
 from rktlet_test import RKTLET, Daemon, can_connect, journal, project_version, wait_journal, wait_until
+from test_images import registry  # noqa: F401
 
 
 def version_ok(d, pb, socket_path=None):
@@ -40,15 +44,48 @@ def test_signal_stops_with_exit_0_and_removes_the_socket(daemon, pb, signum):
     assert entries[0]["SYSLOG_IDENTIFIER"] == "rktlet"
 
 
-def test_sighup_does_not_stop_the_daemon(daemon, pb):
-    daemon.send_signal(signal.SIGHUP)
-    wait_journal(f"_PID={daemon.pid}", "PRIORITY=5")
-    assert daemon.alive()
-    assert version_ok(daemon, pb)
+def test_sighup_reloads_registries_and_keeps_the_rest(make_daemon, registry, pb):  # noqa: F811
+    """SIGHUP reads the configuration again: a registry made plain-HTTP in the file can be pulled
+    from at once; a key only a restart applies is reported, not applied; a configuration that does
+    not load changes nothing; the daemon never stops."""
+    image = reg.single_layer_image()
+    image.push(registry, "reload/image", "v1")
+    ref = f"{registry.url}/reload/image:v1"
+    d = make_daemon(config="[Registries]\nInsecure=\n")
+    with pytest.raises(grpc.RpcError):  # https to a plain-HTTP registry
+        d.images().PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)), timeout=30)
+
+    with open(d.config, "w") as f:
+        f.write(f"[Registries]\nInsecure={registry.url}\n")
+    d.send_signal(signal.SIGHUP)
+    wait_journal(f"_PID={d.pid}", f"MESSAGE=Reloaded the configuration: registries {registry.url}, mirrors (none), "
+                 "CNI plugins in /usr/lib/cni:/opt/cni/bin.")
+    assert d.images().PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)), timeout=30).image_ref == image.id
+    info = json.loads(d.runtime().Status(pb.StatusRequest(verbose=True), timeout=10).info["config"])
+    assert info["registryInsecure"] == registry.url
+
+    # A key only a restart applies: said, and the daemon goes on as it was.
+    with open(d.config, "a") as f:
+        f.write("[GRPC]\nMaxConnections=7\n")
+    d.send_signal(signal.SIGHUP)
+    wait_until(lambda: "take effect at the next start" in d.log() or any(
+        "take effect at the next start" in e["MESSAGE"] for e in rktlet_test.journal(f"_PID={d.pid}")),
+        10, what="the restart notice")
+    info = json.loads(d.runtime().Status(pb.StatusRequest(verbose=True), timeout=10).info["config"])
+    assert info["maxConnections"] == 1024
+
+    # A bad file: nothing changes.
+    with open(d.config, "w") as f:
+        f.write("[Registries]\nInsecure=a b\n")
+    d.send_signal(signal.SIGHUP)
+    wait_until(lambda: "Reload failed: the configuration in use is unchanged." in d.log(), 10, what="the failure")
+    assert d.alive()
+    info = json.loads(d.runtime().Status(pb.StatusRequest(verbose=True), timeout=10).info["config"])
+    assert info["registryInsecure"] == registry.url
 
 
 STATUS = "/runtime.v1.RuntimeService/Status"
-SIGHUP_NOTICE = "Received SIGHUP: rktlet does not reload its configuration; restart it to apply changes."
+SIGHUP_NOTICE = "Received SIGHUP: reloading the configuration."
 TIMED_OUT = "In-flight calls did not finish within the shutdown timeout; closing 1 connection(s)."
 
 
