@@ -49,6 +49,7 @@ typedef struct Manager {
         GrpcServer *server;
         bool socket_activated;
         StreamServer *streaming; /* Exec, Attach and PortForward (cri-stream.c) */
+        struct CriEvents *events; /* GetContainerEvents' subscribers (cri-events.c) */
 
         ev_signal sigterm, sigint, sighup;
         ev_timer recovery_timer; /* serving waits for systemd's word on the running containers */

@@ -8,6 +8,7 @@
 #include "api.pb-c.h"
 #include "cri-call.h"
 #include "cri-service.h"
+#include "cri-util.h"
 #include "fileio.h"
 #include "json-util.h"
 #include "log.h"
@@ -150,6 +151,74 @@ out:
         free(names);
         if (req)
                 runtime__v1__list_images_request__free_unpacked(req, NULL);
+        return r;
+}
+
+/* --- StreamImages -------------------------------------------------------------------------------- */
+
+typedef struct ImageItem {
+        Runtime__V1__Image it;
+        Runtime__V1__Int64Value uid;
+        Runtime__V1__ImageSpec spec;
+        UserName name;
+} ImageItem;
+
+static int images_chunk(GrpcCall *call, Manager *m, char *const *ids, size_t n, size_t max_bytes, size_t *ret_used) {
+        Runtime__V1__StreamImagesResponse resp = RUNTIME__V1__STREAM_IMAGES_RESPONSE__INIT;
+        _cleanup_free_ ImageItem *items = calloc(n + 1, sizeof *items);
+        _cleanup_free_ Runtime__V1__Image **ptrs = calloc(n + 1, sizeof *ptrs);
+        size_t k = 0, used = 0, bytes = 0;
+
+        if (!items || !ptrs)
+                return -ENOMEM;
+        for (; used < n; used++) {
+                Image *img = image_store_find(m->images, ids[used]);
+                if (!img)
+                        continue; /* removed since the stream began */
+                image_to_cri(img, &items[k].it, &items[k].uid, &items[k].spec, items[k].name);
+                size_t sz = protobuf_c_message_get_packed_size(&items[k].it.base) + 8;
+                if (k > 0 && bytes + sz > max_bytes)
+                        break;
+                bytes += sz;
+                ptrs[k] = &items[k].it;
+                k++;
+        }
+        *ret_used = used;
+        if (k == 0)
+                return 0; /* all gone meanwhile */
+        resp.images = ptrs;
+        resp.n_images = k;
+        return cri_send(call, &resp.base);
+}
+
+int cri_stream_images(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__StreamImagesRequest *req = runtime__v1__stream_images_request__unpack(NULL, len, msg);
+        char **ids = NULL;
+        Image *only = NULL;
+        size_t n = 0;
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "StreamImagesRequest does not decode");
+        ids = calloc(m->images->n_images + 1, sizeof *ids);
+        if (!ids) {
+                r = -ENOMEM;
+                goto out;
+        }
+        /* ListImages' filter: one image, by any reference to it. */
+        bool filtered = req->filter && req->filter->image && req->filter->image->image && req->filter->image->image[0];
+        if (filtered)
+                only = find(m, req->filter->image);
+        for (Image *img = m->images->images; img; img = img->next)
+                if ((!filtered || img == only) && !(ids[n++] = strdup(img->id))) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        r = cri_chunk_stream(call, m, TAKE_PTR(ids), n, images_chunk);
+out:
+        strv_free(ids);
+        runtime__v1__stream_images_request__free_unpacked(req, NULL);
         return r;
 }
 
