@@ -1,7 +1,7 @@
 """Server streaming and flow control of src/grpc/, through tests/grpc-test-server and grpcio.
 
-No CRI method streams yet (GetContainerEvents and the Stream* methods come with containers), so
-the framework is driven through a server built from the same src/grpc/ with test-only methods."""
+The framework is driven here through a server built from the same src/grpc/ with test-only
+methods; the CRI's streaming methods (GetContainerEvents, the Stream* lists) are test_events.py's."""
 
 import os
 import signal
