@@ -385,39 +385,26 @@ out:
 
 /* --- StreamContainers ---------------------------------------------------------------------------- */
 
-static int containers_chunk(GrpcCall *call, Manager *m, char *const *ids, size_t n, size_t max_bytes, size_t *ret_used) {
-        Runtime__V1__StreamContainersResponse resp = RUNTIME__V1__STREAM_CONTAINERS_RESPONSE__INIT;
-        _cleanup_free_ CriCtrItem *items = calloc(n + 1, sizeof *items);
-        _cleanup_free_ Runtime__V1__Container **ptrs = calloc(n + 1, sizeof *ptrs);
-        size_t k = 0, used = 0, bytes = 0;
-        int r;
+static bool ctr_item_fill(Manager *m, const char *id, void *item) {
+        Container *c = ctr_find(m->containers, id);
 
-        if (!items || !ptrs)
-                return -ENOMEM;
-        for (; used < n; used++) {
-                Container *c = ctr_find(m->containers, ids[used]);
-                if (!c || c->creating)
-                        continue; /* removed since the stream began */
-                cri_ctr_item_fill(m, c, &items[k]);
-                size_t sz = protobuf_c_message_get_packed_size(&items[k].it.base) + 8;
-                if (k > 0 && bytes + sz > max_bytes) {
-                        cri_ctr_item_done(&items[k]);
-                        break;
-                }
-                bytes += sz;
-                ptrs[k] = &items[k].it;
-                k++;
-        }
-        *ret_used = used;
-        if (k == 0)
-                return 0; /* all gone meanwhile */
-        resp.containers = ptrs;
-        resp.n_containers = k;
-        r = cri_send(call, &resp.base);
-        for (size_t i = 0; i < k; i++)
-                cri_ctr_item_done(&items[i]);
-        return r;
+        if (!c || c->creating)
+                return false;
+        cri_ctr_item_fill(m, c, item);
+        return true;
 }
+
+static void ctr_item_done(void *item) {
+        cri_ctr_item_done(item);
+}
+
+static const CriChunkType containers_chunk = {
+        .response = &runtime__v1__stream_containers_response__descriptor,
+        .field = "containers",
+        .item_size = sizeof(CriCtrItem),
+        .fill = ctr_item_fill,
+        .done = ctr_item_done,
+};
 
 int cri_stream_containers(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
         Manager *m = userdata;
@@ -438,7 +425,7 @@ int cri_stream_containers(GrpcCall *call, const uint8_t *msg, size_t len, void *
                         r = -ENOMEM;
                         goto out;
                 }
-        r = cri_chunk_stream(call, m, TAKE_PTR(ids), n, containers_chunk);
+        r = cri_chunk_stream(call, m, TAKE_PTR(ids), n, &containers_chunk);
 out:
         strv_free(ids);
         runtime__v1__stream_containers_request__free_unpacked(req, NULL);

@@ -163,33 +163,22 @@ typedef struct ImageItem {
         UserName name;
 } ImageItem;
 
-static int images_chunk(GrpcCall *call, Manager *m, char *const *ids, size_t n, size_t max_bytes, size_t *ret_used) {
-        Runtime__V1__StreamImagesResponse resp = RUNTIME__V1__STREAM_IMAGES_RESPONSE__INIT;
-        _cleanup_free_ ImageItem *items = calloc(n + 1, sizeof *items);
-        _cleanup_free_ Runtime__V1__Image **ptrs = calloc(n + 1, sizeof *ptrs);
-        size_t k = 0, used = 0, bytes = 0;
+static bool image_item_fill(Manager *m, const char *id, void *item) {
+        ImageItem *it = item;
+        Image *img = image_store_find(m->images, id);
 
-        if (!items || !ptrs)
-                return -ENOMEM;
-        for (; used < n; used++) {
-                Image *img = image_store_find(m->images, ids[used]);
-                if (!img)
-                        continue; /* removed since the stream began */
-                image_to_cri(img, &items[k].it, &items[k].uid, &items[k].spec, items[k].name);
-                size_t sz = protobuf_c_message_get_packed_size(&items[k].it.base) + 8;
-                if (k > 0 && bytes + sz > max_bytes)
-                        break;
-                bytes += sz;
-                ptrs[k] = &items[k].it;
-                k++;
-        }
-        *ret_used = used;
-        if (k == 0)
-                return 0; /* all gone meanwhile */
-        resp.images = ptrs;
-        resp.n_images = k;
-        return cri_send(call, &resp.base);
+        if (!img)
+                return false;
+        image_to_cri(img, &it->it, &it->uid, &it->spec, it->name);
+        return true;
 }
+
+static const CriChunkType images_chunk = {
+        .response = &runtime__v1__stream_images_response__descriptor,
+        .field = "images",
+        .item_size = sizeof(ImageItem),
+        .fill = image_item_fill,
+};
 
 int cri_stream_images(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
         Manager *m = userdata;
@@ -215,7 +204,7 @@ int cri_stream_images(GrpcCall *call, const uint8_t *msg, size_t len, void *user
                         r = -ENOMEM;
                         goto out;
                 }
-        r = cri_chunk_stream(call, m, TAKE_PTR(ids), n, images_chunk);
+        r = cri_chunk_stream(call, m, TAKE_PTR(ids), n, &images_chunk);
 out:
         strv_free(ids);
         runtime__v1__stream_images_request__free_unpacked(req, NULL);

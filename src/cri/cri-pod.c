@@ -398,39 +398,26 @@ out:
 
 /* --- StreamPodSandboxes -------------------------------------------------------------------------- */
 
-static int pods_chunk(GrpcCall *call, Manager *m, char *const *ids, size_t n, size_t max_bytes, size_t *ret_used) {
-        Runtime__V1__StreamPodSandboxesResponse resp = RUNTIME__V1__STREAM_POD_SANDBOXES_RESPONSE__INIT;
-        _cleanup_free_ CriPodItem *items = calloc(n + 1, sizeof *items);
-        _cleanup_free_ Runtime__V1__PodSandbox **ptrs = calloc(n + 1, sizeof *ptrs);
-        size_t k = 0, used = 0, bytes = 0;
-        int r;
+static bool pod_item_fill(Manager *m, const char *id, void *item) {
+        Pod *p = pod_find(m->pods, id);
 
-        if (!items || !ptrs)
-                return -ENOMEM;
-        for (; used < n; used++) {
-                Pod *p = pod_find(m->pods, ids[used]);
-                if (!p)
-                        continue; /* removed since the stream began */
-                cri_pod_item_fill(p, &items[k]);
-                size_t sz = protobuf_c_message_get_packed_size(&items[k].it.base) + 8;
-                if (k > 0 && bytes + sz > max_bytes) {
-                        cri_pod_item_done(&items[k]);
-                        break;
-                }
-                bytes += sz;
-                ptrs[k] = &items[k].it;
-                k++;
-        }
-        *ret_used = used;
-        if (k == 0)
-                return 0; /* all gone meanwhile */
-        resp.pod_sandboxes = ptrs;
-        resp.n_pod_sandboxes = k;
-        r = cri_send(call, &resp.base);
-        for (size_t i = 0; i < k; i++)
-                cri_pod_item_done(&items[i]);
-        return r;
+        if (!p)
+                return false;
+        cri_pod_item_fill(p, item);
+        return true;
 }
+
+static void pod_item_done(void *item) {
+        cri_pod_item_done(item);
+}
+
+static const CriChunkType pods_chunk = {
+        .response = &runtime__v1__stream_pod_sandboxes_response__descriptor,
+        .field = "pod_sandboxes",
+        .item_size = sizeof(CriPodItem),
+        .fill = pod_item_fill,
+        .done = pod_item_done,
+};
 
 int cri_stream_pod_sandboxes(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
         Manager *m = userdata;
@@ -451,7 +438,7 @@ int cri_stream_pod_sandboxes(GrpcCall *call, const uint8_t *msg, size_t len, voi
                         r = -ENOMEM;
                         goto out;
                 }
-        r = cri_chunk_stream(call, m, TAKE_PTR(ids), n, pods_chunk);
+        r = cri_chunk_stream(call, m, TAKE_PTR(ids), n, &pods_chunk);
 out:
         strv_free(ids);
         runtime__v1__stream_pod_sandboxes_request__free_unpacked(req, NULL);

@@ -133,16 +133,16 @@ void cri_pod_item_done(CriPodItem *s);
 /* Upper bound of one streamed message's items, in bytes, well under the 16 MiB clients accept. */
 #define CRI_CHUNK_MAX_BYTES (4u << 20)
 
-/* Packs the objects named by ids[0..n) that still exist into one message of at most max_bytes of
- * items (at least one item) and sends it with cri_send() (nothing when none is left); says how many
- * ids it used up (those gone count). */
-typedef int (*CriChunkEncode)(GrpcCall *call, struct Manager *m, char *const *ids, size_t n, size_t max_bytes,
-                              size_t *ret_used);
+/* What a streamed list is made of: its response message and the repeated field of items in it, and
+ * an item struct (which begins with the item's protobuf message) filled from an object's id as the
+ * List twin fills it. */
+typedef struct CriChunkType {
+        const ProtobufCMessageDescriptor *response; /* StreamContainersResponse… */
+        const char *field;                          /* its repeated message field: "containers"… */
+        size_t item_size;
+        /* false when the object is gone */
+        bool (*fill)(struct Manager *m, const char *id, void *item);
+        void (*done)(void *item); /* NULL: nothing to free */
+} CriChunkType;
 
-/* Answers a Stream* call: the ids (taken over, NULL-terminated, n of them: a snapshot of what the
- * filter matched) go out in messages of at most [CRI] StreamChunkItems= items each, the next one
- * encoded only once the client's flow-control window took the last (grpc_call_when_drained()); then
- * OK. The objects are looked up again when their message is made: one removed meanwhile is left
- * out. Generic over the item: StreamContainerStats, StreamPodSandboxStats and
- * StreamPodSandboxMetrics are an encoder each over the stats' ids. */
-int cri_chunk_stream(GrpcCall *call, struct Manager *m, char **ids, size_t n, CriChunkEncode encode);
+int cri_chunk_stream(GrpcCall *call, struct Manager *m, char **ids, size_t n, const CriChunkType *type);
