@@ -77,6 +77,22 @@ def test_slow_reader_gets_everything(server):
     assert got == [4 << 20] * 8
 
 
+def test_a_stream_paced_by_drain_with_a_slow_reader(server):
+    # Each 1 MiB message is made once the last was taken whole (past several windows); the server
+    # checks that nothing was pending then and exactly one message after each send.
+    it = server.stream(12, 1 << 20, 0xffffffff, timeout=60)
+    got = []
+    for i, m in enumerate(it):
+        assert len(m) == 1 << 20 and m[0] == i & 0xff and m[-1] == i & 0xff
+        got.append(i)
+        if i % 3 == 0:
+            time.sleep(0.2)
+    assert got == list(range(12))
+    assert server.counters()["streaming"] == 0
+    # Small messages, many of them: each drain runs from the connection's flush.
+    assert [len(m) for m in server.stream(500, 3, 0xffffffff, timeout=30)] == [3] * 500
+
+
 def test_paced_stream_and_concurrent_unary_calls(server):
     it = server.stream(20, 100, interval_ms=20, timeout=30)
     first = next(it)
