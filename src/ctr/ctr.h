@@ -152,9 +152,9 @@ typedef enum CtrEvent {
         _CTR_EVENT_INVALID = -EINVAL,
 } CtrEvent;
 
-/* Told once the model has changed (the record saved): for DELETED the container is out of the table
- * already. The ids are valid during the call only. The observer must not change the table: it may
- * read it and the pods. */
+/* Told once the model has changed (the container's fields say what happened; for DELETED it is out
+ * of the table already), from the step or the unit signal that changed it. The ids are valid during
+ * the call only. The observer must not change the table: it may read it and the pods. */
 typedef void (*CtrObserver)(CtrTable *t, CtrEvent event, const char *container_id, const char *pod_id,
                             void *userdata);
 

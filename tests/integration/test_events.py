@@ -302,6 +302,14 @@ def test_stream_waits_for_the_reader_and_makes_each_message_then(cd, make_daemon
         assert r.grpc_status == 0, r.__dict__
         msgs = [pb.StreamContainersResponse.FromString(m) for m in grpc_unframe(r.data)]
         assert [[c.id for c in m.containers] for m in msgs] == [[c] for c in order[:-1]]
+        # A reader that goes away half way: the stream's work ends with it, the daemon serves on.
+        sid = h.request("/runtime.v1.RuntimeService/StreamContainers", grpc_frame(b""))
+        h.conn.increment_flow_control_window(1, stream_id=sid)
+        h.flush()
+        wait_until(lambda: h.pump() or h.responses[sid].headers, 10, interval=0, what="the response headers")
+        h.conn.reset_stream(sid)
+        h.flush()
+        assert rt.Version(pb.VersionRequest(), timeout=10).runtime_name == "rktlet"
         h.close()
     finally:
         cleanup(d, pb)
