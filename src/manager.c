@@ -99,6 +99,7 @@ Manager *manager_free(Manager *m) {
         if (m->containers)
                 m->containers->all_confirmed = NULL; /* freeing them is no recovery */
         m->server = grpc_server_free(m->server);
+        m->events = cri_events_free(m->events); /* its subscribers went with the server */
         m->streaming = stream_server_free(m->streaming); /* its execs are cancelled */
         cri_service_done();
         ctr_exec_abort_all(); /* commands run by ExecSync: killed, not left to the containers */
@@ -374,6 +375,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents) {
 
         ev_timer_set(&m->shutdown_timer, (double) m->config.shutdown_timeout_usec / USEC_PER_SEC, 0.);
         ev_timer_start(loop, &m->shutdown_timer);
+        cri_events_close(m->events); /* endless streams: their clients reconnect to the next daemon */
         grpc_server_shutdown(m->server, shutdown_done, m);
 }
 
@@ -656,6 +658,10 @@ static int manager_start_containers(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to become the child subreaper: %m");
         r = ctr_table_new(&cenv, &m->containers);
+        if (r >= 0)
+                /* Before the load: what recovery learns (exits while the daemon was down) are
+                 * events for the first subscribers. */
+                r = cri_events_new(m, &m->events);
         if (r >= 0) {
                 /* Until systemd says what became of the containers that were running, their state
                  * is not known: kubelet would kill and restart those it is told are UNKNOWN. So the

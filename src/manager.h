@@ -49,6 +49,7 @@ typedef struct Manager {
         GrpcServer *server;
         bool socket_activated;
         StreamServer *streaming; /* Exec, Attach and PortForward (cri-stream.c) */
+        struct CriEvents *events; /* GetContainerEvents' subscribers (cri-events.c) */
 
         ev_signal sigterm, sigint, sighup;
         /* Reads the configuration again as start-up did (files, drop-ins, command line), for SIGHUP;

@@ -253,6 +253,8 @@ static const ConfigItem items[] = {
         { "Streaming", "MaxConnections", parse_count, offsetof(Config, stream_max_connections) },
         { "Streaming", "StreamCreationTimeoutSec", parse_positive_sec, offsetof(Config, stream_creation_timeout_usec) },
         { "Streaming", "StreamIdleTimeoutSec", parse_positive_sec, offsetof(Config, stream_idle_timeout_usec) },
+        { "CRI", "StreamChunkItems", parse_count, offsetof(Config, stream_chunk_items) },
+        { "CRI", "EventQueueLength", parse_count, offsetof(Config, event_queue_length) },
 };
 
 int config_init(Config *c) {
@@ -280,6 +282,8 @@ int config_init(Config *c) {
                 .stream_max_connections = 1000,
                 .stream_creation_timeout_usec = 30 * USEC_PER_SEC, /* kubelet's defaults */
                 .stream_idle_timeout_usec = 4 * 3600 * USEC_PER_SEC,
+                .stream_chunk_items = 500,
+                .event_queue_length = 1000,
         };
         if (!c->listen || !c->state_dir || !c->root_dir || !c->cni_conf_dir || !c->cni_bin_dirs ||
             !c->cni_conf_template || !c->registry_insecure || !c->registry_mirrors || !c->oci_runtime ||
@@ -468,6 +472,8 @@ int config_to_json(const Config *c, char **ret) {
         gen_str(g, "streamingAddress", c->stream_address);
         gen_int(g, "streamingPort", c->stream_port);
         gen_int(g, "streamingMaxConnections", c->stream_max_connections);
+        gen_int(g, "streamChunkItems", c->stream_chunk_items);
+        gen_int(g, "eventQueueLength", c->event_queue_length);
         gen_int(g, "streamingCreationTimeoutUSec", (long long) c->stream_creation_timeout_usec);
         gen_int(g, "streamingIdleTimeoutUSec", (long long) c->stream_idle_timeout_usec);
         yajl_gen_map_close(g);

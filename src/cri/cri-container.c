@@ -207,17 +207,73 @@ static const char *image_ref_of(Manager *m, const Container *c) {
         return img && img->repo_digests && img->repo_digests[0] ? img->repo_digests[0] : c->image_id;
 }
 
+void cri_ctr_status_fill(Manager *m, const Container *c, CriCtrStatus *s) {
+        Runtime__V1__ContainerStatus *st = &s->st;
+
+        *s = (CriCtrStatus) {
+                .st = RUNTIME__V1__CONTAINER_STATUS__INIT,
+                .md = RUNTIME__V1__CONTAINER_METADATA__INIT,
+                .image = RUNTIME__V1__IMAGE_SPEC__INIT,
+                .resources = RUNTIME__V1__CONTAINER_RESOURCES__INIT,
+        };
+        if (c->config_len)
+                s->config = runtime__v1__container_config__unpack(NULL, c->config_len, (const uint8_t *) c->config);
+        s->md.name = c->name;
+        s->md.attempt = c->attempt;
+        s->image.image = c->image_ref;
+        st->id = (char *) c->id;
+        st->metadata = &s->md;
+        st->state = (Runtime__V1__ContainerState) ctr_reported_state(c);
+        st->created_at = (int64_t) c->created_at_ns;
+        st->started_at = (int64_t) c->started_at_ns;
+        st->finished_at = (int64_t) c->finished_at_ns;
+        st->exit_code = c->exit_code;
+        st->image = &s->image;
+        st->image_ref = (char *) image_ref_of(m, c);
+        st->image_id = c->image_id;
+        st->reason = c->reason ?: "";
+        st->message = c->message ?: "";
+        st->log_path = c->log_path;
+        if (c->stop_signal > 0 && c->stop_signal < SIGRTMIN && sigabbrev_np(c->stop_signal)) {
+                char name[32];
+                const ProtobufCEnumValue *v;
+                snprintf(name, sizeof name, "SIG%s", sigabbrev_np(c->stop_signal));
+                v = protobuf_c_enum_descriptor_get_value_by_name(&runtime__v1__signal__descriptor, name);
+                if (v)
+                        st->stop_signal = (Runtime__V1__Signal) v->value;
+        }
+        st->labels = CRI_PAIRS_OUT(Runtime__V1__ContainerStatus__LabelsEntry, RUNTIME__V1__CONTAINER_STATUS__LABELS_ENTRY__INIT,
+                                   c->labels, c->n_labels);
+        st->n_labels = st->labels ? c->n_labels : 0;
+        st->annotations = CRI_PAIRS_OUT(Runtime__V1__ContainerStatus__AnnotationsEntry,
+                                        RUNTIME__V1__CONTAINER_STATUS__ANNOTATIONS_ENTRY__INIT, c->annotations,
+                                        c->n_annotations);
+        st->n_annotations = st->annotations ? c->n_annotations : 0;
+        if (s->config) {
+                st->mounts = s->config->mounts;
+                st->n_mounts = s->config->n_mounts;
+                if (s->config->linux && s->config->linux->resources) {
+                        s->resources.linux = s->config->linux->resources;
+                        st->resources = &s->resources;
+                }
+        }
+}
+
+void cri_ctr_status_done(CriCtrStatus *s) {
+        cri_pairs_out_free(s->st.labels);
+        cri_pairs_out_free(s->st.annotations);
+        if (s->config)
+                runtime__v1__container_config__free_unpacked(s->config, NULL);
+        *s = (CriCtrStatus) {};
+}
+
 int cri_container_status(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
         Manager *m = userdata;
         Runtime__V1__ContainerStatusRequest *req = runtime__v1__container_status_request__unpack(NULL, len, msg);
         Runtime__V1__ContainerStatusResponse resp = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INIT;
-        Runtime__V1__ContainerStatus st = RUNTIME__V1__CONTAINER_STATUS__INIT;
-        Runtime__V1__ContainerMetadata md = RUNTIME__V1__CONTAINER_METADATA__INIT;
-        Runtime__V1__ImageSpec image = RUNTIME__V1__IMAGE_SPEC__INIT;
-        Runtime__V1__ContainerResources resources = RUNTIME__V1__CONTAINER_RESOURCES__INIT;
         Runtime__V1__ContainerStatusResponse__InfoEntry info = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INFO_ENTRY__INIT;
         Runtime__V1__ContainerStatusResponse__InfoEntry *infos[1] = { &info };
-        Runtime__V1__ContainerConfig *config = NULL;
+        CriCtrStatus status = {};
         char *info_json = NULL;
         Container *c;
         int r;
@@ -227,48 +283,8 @@ int cri_container_status(GrpcCall *call, const uint8_t *msg, size_t len, void *u
         c = cri_find_container(call, m->containers, req->container_id, false, &r);
         if (!c)
                 goto out;
-        if (c->config_len)
-                config = runtime__v1__container_config__unpack(NULL, c->config_len, (const uint8_t *) c->config);
-        md.name = c->name;
-        md.attempt = c->attempt;
-        image.image = c->image_ref;
-        st.id = c->id;
-        st.metadata = &md;
-        st.state = (Runtime__V1__ContainerState) ctr_reported_state(c);
-        st.created_at = (int64_t) c->created_at_ns;
-        st.started_at = (int64_t) c->started_at_ns;
-        st.finished_at = (int64_t) c->finished_at_ns;
-        st.exit_code = c->exit_code;
-        st.image = &image;
-        st.image_ref = (char *) image_ref_of(m, c);
-        st.image_id = c->image_id;
-        st.reason = c->reason ?: "";
-        st.message = c->message ?: "";
-        st.log_path = c->log_path;
-        if (c->stop_signal > 0 && c->stop_signal < SIGRTMIN && sigabbrev_np(c->stop_signal)) {
-                char name[32];
-                const ProtobufCEnumValue *v;
-                snprintf(name, sizeof name, "SIG%s", sigabbrev_np(c->stop_signal));
-                v = protobuf_c_enum_descriptor_get_value_by_name(&runtime__v1__signal__descriptor, name);
-                if (v)
-                        st.stop_signal = (Runtime__V1__Signal) v->value;
-        }
-        st.labels = CRI_PAIRS_OUT(Runtime__V1__ContainerStatus__LabelsEntry, RUNTIME__V1__CONTAINER_STATUS__LABELS_ENTRY__INIT,
-                              c->labels, c->n_labels);
-        st.n_labels = st.labels ? c->n_labels : 0;
-        st.annotations = CRI_PAIRS_OUT(Runtime__V1__ContainerStatus__AnnotationsEntry,
-                                   RUNTIME__V1__CONTAINER_STATUS__ANNOTATIONS_ENTRY__INIT, c->annotations,
-                                   c->n_annotations);
-        st.n_annotations = st.annotations ? c->n_annotations : 0;
-        if (config) {
-                st.mounts = config->mounts;
-                st.n_mounts = config->n_mounts;
-                if (config->linux && config->linux->resources) {
-                        resources.linux = config->linux->resources;
-                        st.resources = &resources;
-                }
-        }
-        resp.status = &st;
+        cri_ctr_status_fill(m, c, &status);
+        resp.status = &status.st;
         if (req->verbose && (info_json = ctr_info_json(c))) {
                 info.key = "info";
                 info.value = info_json;
@@ -276,90 +292,142 @@ int cri_container_status(GrpcCall *call, const uint8_t *msg, size_t len, void *u
                 resp.n_info = 1;
         }
         r = cri_reply(call, &resp.base);
-        cri_pairs_out_free(st.labels);
-        cri_pairs_out_free(st.annotations);
+        cri_ctr_status_done(&status);
 out:
         free(info_json);
-        if (config)
-                runtime__v1__container_config__free_unpacked(config, NULL);
         runtime__v1__container_status_request__free_unpacked(req, NULL);
         return r;
+}
+
+bool cri_ctr_matches(const Container *c, const Runtime__V1__ContainerFilter *f) {
+        if (c->creating)
+                return false; /* not there yet for kubelet */
+        if (!f)
+                return true;
+        if (f->id && f->id[0] && strncmp(c->id, f->id, strlen(f->id)) != 0)
+                return false;
+        if (f->pod_sandbox_id && f->pod_sandbox_id[0] && strncmp(c->pod_id, f->pod_sandbox_id, strlen(f->pod_sandbox_id)) != 0)
+                return false;
+        if (f->state && f->state->state != (Runtime__V1__ContainerState) ctr_reported_state(c))
+                return false;
+        return CRI_LABELS_MATCH(c->labels, c->n_labels, f->label_selector, f->n_label_selector);
+}
+
+void cri_ctr_item_fill(Manager *m, const Container *c, CriCtrItem *s) {
+        Runtime__V1__Container *it = &s->it;
+
+        *s = (CriCtrItem) {
+                .it = RUNTIME__V1__CONTAINER__INIT,
+                .md = RUNTIME__V1__CONTAINER_METADATA__INIT,
+                .image = RUNTIME__V1__IMAGE_SPEC__INIT,
+        };
+        s->md.name = c->name;
+        s->md.attempt = c->attempt;
+        s->image.image = c->image_ref;
+        it->id = (char *) c->id;
+        it->pod_sandbox_id = (char *) c->pod_id;
+        it->metadata = &s->md;
+        it->image = &s->image;
+        it->image_ref = (char *) image_ref_of(m, c);
+        it->image_id = c->image_id;
+        it->state = (Runtime__V1__ContainerState) ctr_reported_state(c);
+        it->created_at = (int64_t) c->created_at_ns;
+        it->labels = CRI_PAIRS_OUT(Runtime__V1__Container__LabelsEntry, RUNTIME__V1__CONTAINER__LABELS_ENTRY__INIT, c->labels,
+                                   c->n_labels);
+        it->n_labels = it->labels ? c->n_labels : 0;
+        it->annotations = CRI_PAIRS_OUT(Runtime__V1__Container__AnnotationsEntry, RUNTIME__V1__CONTAINER__ANNOTATIONS_ENTRY__INIT,
+                                        c->annotations, c->n_annotations);
+        it->n_annotations = it->annotations ? c->n_annotations : 0;
+}
+
+void cri_ctr_item_done(CriCtrItem *s) {
+        cri_pairs_out_free(s->it.labels);
+        cri_pairs_out_free(s->it.annotations);
+        *s = (CriCtrItem) {};
 }
 
 int cri_list_containers(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
         Manager *m = userdata;
         Runtime__V1__ListContainersRequest *req = runtime__v1__list_containers_request__unpack(NULL, len, msg);
         Runtime__V1__ListContainersResponse resp = RUNTIME__V1__LIST_CONTAINERS_RESPONSE__INIT;
-        const Runtime__V1__ContainerFilter *f;
-        Runtime__V1__Container *items = NULL, **ptrs = NULL;
-        Runtime__V1__ContainerMetadata *mds = NULL;
-        Runtime__V1__ImageSpec *images = NULL;
+        CriCtrItem *items = NULL;
+        Runtime__V1__Container **ptrs = NULL;
         size_t n = 0, cap;
         int r;
 
         if (!req)
                 return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "ListContainersRequest does not decode");
-        f = req->filter;
         cap = m->containers->n_containers + 1;
         items = calloc(cap, sizeof *items);
         ptrs = calloc(cap, sizeof *ptrs);
-        mds = calloc(cap, sizeof *mds);
-        images = calloc(cap, sizeof *images);
-        if (!items || !ptrs || !mds || !images) {
+        if (!items || !ptrs) {
                 r = -ENOMEM;
                 goto out;
         }
         for (Container *c = m->containers->containers; c; c = c->next) {
-                Runtime__V1__ContainerState state = (Runtime__V1__ContainerState) ctr_reported_state(c);
-                Runtime__V1__Container *it = &items[n];
-
-                if (c->creating)
-                        continue; /* not there yet for kubelet */
-                if (f && f->id && f->id[0] && strncmp(c->id, f->id, strlen(f->id)) != 0)
+                if (!cri_ctr_matches(c, req->filter))
                         continue;
-                if (f && f->pod_sandbox_id && f->pod_sandbox_id[0] &&
-                    strncmp(c->pod_id, f->pod_sandbox_id, strlen(f->pod_sandbox_id)) != 0)
-                        continue;
-                if (f && f->state && f->state->state != state)
-                        continue;
-                if (f && !CRI_LABELS_MATCH(c->labels, c->n_labels, f->label_selector, f->n_label_selector))
-                        continue;
-                *it = (Runtime__V1__Container) RUNTIME__V1__CONTAINER__INIT;
-                mds[n] = (Runtime__V1__ContainerMetadata) RUNTIME__V1__CONTAINER_METADATA__INIT;
-                mds[n].name = c->name;
-                mds[n].attempt = c->attempt;
-                images[n] = (Runtime__V1__ImageSpec) RUNTIME__V1__IMAGE_SPEC__INIT;
-                images[n].image = c->image_ref;
-                it->id = c->id;
-                it->pod_sandbox_id = c->pod_id;
-                it->metadata = &mds[n];
-                it->image = &images[n];
-                it->image_ref = (char *) image_ref_of(m, c);
-                it->image_id = c->image_id;
-                it->state = state;
-                it->created_at = (int64_t) c->created_at_ns;
-                it->labels = CRI_PAIRS_OUT(Runtime__V1__Container__LabelsEntry, RUNTIME__V1__CONTAINER__LABELS_ENTRY__INIT,
-                                       c->labels, c->n_labels);
-                it->n_labels = it->labels ? c->n_labels : 0;
-                it->annotations = CRI_PAIRS_OUT(Runtime__V1__Container__AnnotationsEntry,
-                                            RUNTIME__V1__CONTAINER__ANNOTATIONS_ENTRY__INIT, c->annotations,
-                                            c->n_annotations);
-                it->n_annotations = it->annotations ? c->n_annotations : 0;
-                ptrs[n] = it;
+                cri_ctr_item_fill(m, c, &items[n]);
+                ptrs[n] = &items[n].it;
                 n++;
         }
         resp.containers = ptrs;
         resp.n_containers = n;
         r = cri_reply(call, &resp.base);
 out:
-        for (size_t i = 0; items && i < n; i++) {
-                cri_pairs_out_free(items[i].labels);
-                cri_pairs_out_free(items[i].annotations);
-        }
+        for (size_t i = 0; items && i < n; i++)
+                cri_ctr_item_done(&items[i]);
         free(items);
         free(ptrs);
-        free(mds);
-        free(images);
         runtime__v1__list_containers_request__free_unpacked(req, NULL);
+        return r;
+}
+
+/* --- StreamContainers ---------------------------------------------------------------------------- */
+
+static bool ctr_item_fill(Manager *m, const char *id, void *item) {
+        Container *c = ctr_find(m->containers, id);
+
+        if (!c || c->creating)
+                return false;
+        cri_ctr_item_fill(m, c, item);
+        return true;
+}
+
+static void ctr_item_done(void *item) {
+        cri_ctr_item_done(item);
+}
+
+static const CriChunkType containers_chunk = {
+        .response = &runtime__v1__stream_containers_response__descriptor,
+        .field = "containers",
+        .item_size = sizeof(CriCtrItem),
+        .fill = ctr_item_fill,
+        .done = ctr_item_done,
+};
+
+int cri_stream_containers(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__StreamContainersRequest *req = runtime__v1__stream_containers_request__unpack(NULL, len, msg);
+        char **ids = NULL;
+        size_t n = 0;
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "StreamContainersRequest does not decode");
+        ids = calloc(m->containers->n_containers + 1, sizeof *ids);
+        if (!ids) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (Container *c = m->containers->containers; c; c = c->next)
+                if (cri_ctr_matches(c, req->filter) && !(ids[n++] = strdup(c->id))) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        r = cri_chunk_stream(call, m, TAKE_PTR(ids), n, &containers_chunk);
+out:
+        strv_free(ids);
+        runtime__v1__stream_containers_request__free_unpacked(req, NULL);
         return r;
 }

@@ -8,6 +8,7 @@
 #include "api.pb-c.h"
 #include "cri-call.h"
 #include "cri-service.h"
+#include "cri-util.h"
 #include "fileio.h"
 #include "json-util.h"
 #include "log.h"
@@ -150,6 +151,63 @@ out:
         free(names);
         if (req)
                 runtime__v1__list_images_request__free_unpacked(req, NULL);
+        return r;
+}
+
+/* --- StreamImages -------------------------------------------------------------------------------- */
+
+typedef struct ImageItem {
+        Runtime__V1__Image it;
+        Runtime__V1__Int64Value uid;
+        Runtime__V1__ImageSpec spec;
+        UserName name;
+} ImageItem;
+
+static bool image_item_fill(Manager *m, const char *id, void *item) {
+        ImageItem *it = item;
+        Image *img = image_store_find(m->images, id);
+
+        if (!img)
+                return false;
+        image_to_cri(img, &it->it, &it->uid, &it->spec, it->name);
+        return true;
+}
+
+static const CriChunkType images_chunk = {
+        .response = &runtime__v1__stream_images_response__descriptor,
+        .field = "images",
+        .item_size = sizeof(ImageItem),
+        .fill = image_item_fill,
+};
+
+int cri_stream_images(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__StreamImagesRequest *req = runtime__v1__stream_images_request__unpack(NULL, len, msg);
+        char **ids = NULL;
+        Image *only = NULL;
+        size_t n = 0;
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "StreamImagesRequest does not decode");
+        ids = calloc(m->images->n_images + 1, sizeof *ids);
+        if (!ids) {
+                r = -ENOMEM;
+                goto out;
+        }
+        /* ListImages' filter: one image, by any reference to it. */
+        bool filtered = req->filter && req->filter->image && req->filter->image->image && req->filter->image->image[0];
+        if (filtered)
+                only = find(m, req->filter->image);
+        for (Image *img = m->images->images; img; img = img->next)
+                if ((!filtered || img == only) && !(ids[n++] = strdup(img->id))) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        r = cri_chunk_stream(call, m, TAKE_PTR(ids), n, &images_chunk);
+out:
+        strv_free(ids);
+        runtime__v1__stream_images_request__free_unpacked(req, NULL);
         return r;
 }
 

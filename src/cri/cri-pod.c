@@ -160,57 +160,76 @@ static Runtime__V1__PodSandboxState cri_state(const Pod *pod) {
 }
 
 
+void cri_pod_status_fill(const Pod *pod, CriPodStatus *s) {
+        Runtime__V1__PodSandboxStatus *st = &s->st;
+        bool ready = pod_state(pod) == POD_READY;
+
+        *s = (CriPodStatus) {
+                .st = RUNTIME__V1__POD_SANDBOX_STATUS__INIT,
+                .md = RUNTIME__V1__POD_SANDBOX_METADATA__INIT,
+                .net = RUNTIME__V1__POD_SANDBOX_NETWORK_STATUS__INIT,
+                .lx = RUNTIME__V1__LINUX_POD_SANDBOX_STATUS__INIT,
+                .ns = RUNTIME__V1__NAMESPACE__INIT,
+                .nso = RUNTIME__V1__NAMESPACE_OPTION__INIT,
+        };
+        s->md.name = pod->spec.name;
+        s->md.uid = pod->spec.uid;
+        s->md.namespace_ = pod->spec.namespace;
+        s->md.attempt = pod->spec.attempt;
+        st->id = (char *) pod->id;
+        st->metadata = &s->md;
+        st->state = cri_state(pod);
+        st->created_at = (int64_t) pod->created_at_ns;
+        if (ready && pod->n_ips > 0) {
+                s->net.ip = pod->ips[0];
+                s->extra = calloc(pod->n_ips, sizeof *s->extra);
+                s->extra_p = calloc(pod->n_ips, sizeof *s->extra_p);
+                if (s->extra && s->extra_p) {
+                        for (size_t i = 1; i < pod->n_ips; i++) {
+                                s->extra[i - 1] = (Runtime__V1__PodIP) RUNTIME__V1__POD_IP__INIT;
+                                s->extra[i - 1].ip = pod->ips[i];
+                                s->extra_p[i - 1] = &s->extra[i - 1];
+                        }
+                        s->net.n_additional_ips = pod->n_ips - 1;
+                        s->net.additional_ips = s->extra_p;
+                }
+        }
+        st->network = &s->net;
+        s->nso.network = (Runtime__V1__NamespaceMode) pod->spec.network;
+        s->nso.pid = (Runtime__V1__NamespaceMode) pod->spec.pid;
+        s->nso.ipc = (Runtime__V1__NamespaceMode) pod->spec.ipc;
+        s->ns.options = &s->nso;
+        s->lx.namespaces = &s->ns;
+        st->linux = &s->lx;
+        st->labels = CRI_PAIRS_OUT(Runtime__V1__PodSandboxStatus__LabelsEntry,
+                                   RUNTIME__V1__POD_SANDBOX_STATUS__LABELS_ENTRY__INIT, pod->spec.labels, pod->spec.n_labels);
+        st->n_labels = st->labels ? pod->spec.n_labels : 0;
+        st->annotations = CRI_PAIRS_OUT(Runtime__V1__PodSandboxStatus__AnnotationsEntry,
+                                        RUNTIME__V1__POD_SANDBOX_STATUS__ANNOTATIONS_ENTRY__INIT, pod->spec.annotations,
+                                        pod->spec.n_annotations);
+        st->n_annotations = st->annotations ? pod->spec.n_annotations : 0;
+        st->runtime_handler = pod->spec.runtime_handler;
+}
+
+void cri_pod_status_done(CriPodStatus *s) {
+        cri_pairs_out_free(s->st.labels);
+        cri_pairs_out_free(s->st.annotations);
+        free(s->extra);
+        free(s->extra_p);
+        *s = (CriPodStatus) {};
+}
+
 static int status_reply(GrpcCall *call, Manager *m, Pod *pod, bool verbose, const char *check) {
         Runtime__V1__PodSandboxStatusResponse resp = RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INIT;
-        Runtime__V1__PodSandboxStatus st = RUNTIME__V1__POD_SANDBOX_STATUS__INIT;
-        Runtime__V1__PodSandboxMetadata md = RUNTIME__V1__POD_SANDBOX_METADATA__INIT;
-        Runtime__V1__PodSandboxNetworkStatus net = RUNTIME__V1__POD_SANDBOX_NETWORK_STATUS__INIT;
-        Runtime__V1__LinuxPodSandboxStatus lx = RUNTIME__V1__LINUX_POD_SANDBOX_STATUS__INIT;
-        Runtime__V1__Namespace ns = RUNTIME__V1__NAMESPACE__INIT;
-        Runtime__V1__NamespaceOption nso = RUNTIME__V1__NAMESPACE_OPTION__INIT;
         Runtime__V1__PodSandboxStatusResponse__InfoEntry info = RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INFO_ENTRY__INIT;
         Runtime__V1__PodSandboxStatusResponse__InfoEntry *infos[] = { &info };
-        Runtime__V1__PodIP extra[pod->n_ips + 1];
-        Runtime__V1__PodIP *extra_p[pod->n_ips + 1];
+        CriPodStatus status;
         struct timespec ts;
         char *info_json = NULL;
-        bool ready = pod_state(pod) == POD_READY;
         int r;
 
-        md.name = pod->spec.name;
-        md.uid = pod->spec.uid;
-        md.namespace_ = pod->spec.namespace;
-        md.attempt = pod->spec.attempt;
-        st.id = pod->id;
-        st.metadata = &md;
-        st.state = cri_state(pod);
-        st.created_at = (int64_t) pod->created_at_ns;
-        if (ready && pod->n_ips > 0) {
-                net.ip = pod->ips[0];
-                for (size_t i = 1; i < pod->n_ips; i++) {
-                        extra[i - 1] = (Runtime__V1__PodIP) RUNTIME__V1__POD_IP__INIT;
-                        extra[i - 1].ip = pod->ips[i];
-                        extra_p[i - 1] = &extra[i - 1];
-                }
-                net.n_additional_ips = pod->n_ips - 1;
-                net.additional_ips = extra_p;
-        }
-        st.network = &net;
-        nso.network = (Runtime__V1__NamespaceMode) pod->spec.network;
-        nso.pid = (Runtime__V1__NamespaceMode) pod->spec.pid;
-        nso.ipc = (Runtime__V1__NamespaceMode) pod->spec.ipc;
-        ns.options = &nso;
-        lx.namespaces = &ns;
-        st.linux = &lx;
-        st.labels = CRI_PAIRS_OUT(Runtime__V1__PodSandboxStatus__LabelsEntry,
-                              RUNTIME__V1__POD_SANDBOX_STATUS__LABELS_ENTRY__INIT, pod->spec.labels, pod->spec.n_labels);
-        st.n_labels = st.labels ? pod->spec.n_labels : 0;
-        st.annotations = CRI_PAIRS_OUT(Runtime__V1__PodSandboxStatus__AnnotationsEntry,
-                                   RUNTIME__V1__POD_SANDBOX_STATUS__ANNOTATIONS_ENTRY__INIT, pod->spec.annotations,
-                                   pod->spec.n_annotations);
-        st.n_annotations = st.annotations ? pod->spec.n_annotations : 0;
-        st.runtime_handler = pod->spec.runtime_handler;
-        resp.status = &st;
+        cri_pod_status_fill(pod, &status);
+        resp.status = &status.st;
         clock_gettime(CLOCK_REALTIME, &ts);
         resp.timestamp = (int64_t) ts.tv_sec * 1000000000LL + ts.tv_nsec;
 
@@ -239,8 +258,7 @@ static int status_reply(GrpcCall *call, Manager *m, Pod *pod, bool verbose, cons
                 resp.n_info = 1;
         }
         r = cri_reply(call, &resp.base);
-        cri_pairs_out_free(st.labels);
-        cri_pairs_out_free(st.annotations);
+        cri_pod_status_done(&status);
         free(info_json);
         return r;
 }
@@ -304,65 +322,126 @@ int cri_pod_sandbox_status(GrpcCall *call, const uint8_t *msg, size_t len, void 
         return cri_call_wait(cc, op);
 }
 
+bool cri_pod_matches(const Pod *p, const Runtime__V1__PodSandboxFilter *f) {
+        if (!f)
+                return true;
+        if (f->id && f->id[0] && strncmp(p->id, f->id, strlen(f->id)) != 0)
+                return false;
+        if (f->state && f->state->state != cri_state(p))
+                return false;
+        return CRI_LABELS_MATCH(p->spec.labels, p->spec.n_labels, f->label_selector, f->n_label_selector);
+}
+
+void cri_pod_item_fill(const Pod *p, CriPodItem *s) {
+        Runtime__V1__PodSandbox *it = &s->it;
+
+        *s = (CriPodItem) {
+                .it = RUNTIME__V1__POD_SANDBOX__INIT,
+                .md = RUNTIME__V1__POD_SANDBOX_METADATA__INIT,
+        };
+        s->md.name = p->spec.name;
+        s->md.uid = p->spec.uid;
+        s->md.namespace_ = p->spec.namespace;
+        s->md.attempt = p->spec.attempt;
+        it->id = (char *) p->id;
+        it->metadata = &s->md;
+        it->state = cri_state(p);
+        it->created_at = (int64_t) p->created_at_ns;
+        it->labels = CRI_PAIRS_OUT(Runtime__V1__PodSandbox__LabelsEntry, RUNTIME__V1__POD_SANDBOX__LABELS_ENTRY__INIT,
+                                   p->spec.labels, p->spec.n_labels);
+        it->n_labels = it->labels ? p->spec.n_labels : 0;
+        it->annotations = CRI_PAIRS_OUT(Runtime__V1__PodSandbox__AnnotationsEntry, RUNTIME__V1__POD_SANDBOX__ANNOTATIONS_ENTRY__INIT,
+                                        p->spec.annotations, p->spec.n_annotations);
+        it->n_annotations = it->annotations ? p->spec.n_annotations : 0;
+        it->runtime_handler = p->spec.runtime_handler;
+}
+
+void cri_pod_item_done(CriPodItem *s) {
+        cri_pairs_out_free(s->it.labels);
+        cri_pairs_out_free(s->it.annotations);
+        *s = (CriPodItem) {};
+}
+
 int cri_list_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
         Manager *m = userdata;
         Runtime__V1__ListPodSandboxRequest *req = runtime__v1__list_pod_sandbox_request__unpack(NULL, len, msg);
         Runtime__V1__ListPodSandboxResponse resp = RUNTIME__V1__LIST_POD_SANDBOX_RESPONSE__INIT;
-        const Runtime__V1__PodSandboxFilter *f;
         size_t n = 0, cap = m->pods->n_pods + 1;
-        Runtime__V1__PodSandbox *items, **itemp;
-        Runtime__V1__PodSandboxMetadata *mds;
+        Runtime__V1__PodSandbox **itemp;
+        CriPodItem *items;
         int r = -ENOMEM;
 
         if (!req)
                 return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "ListPodSandboxRequest does not decode");
-        f = req->filter;
         items = calloc(cap, sizeof *items);
         itemp = calloc(cap, sizeof *itemp);
-        mds = calloc(cap, sizeof *mds);
-        if (!items || !itemp || !mds)
+        if (!items || !itemp)
                 goto out;
         for (Pod *p = m->pods->pods; p; p = p->next) {
-                if (f && f->id && f->id[0] && strncmp(p->id, f->id, strlen(f->id)) != 0)
+                if (!cri_pod_matches(p, req->filter))
                         continue;
-                if (f && f->state && f->state->state != cri_state(p))
-                        continue;
-                if (f && !CRI_LABELS_MATCH(p->spec.labels, p->spec.n_labels, f->label_selector, f->n_label_selector))
-                        continue;
-                Runtime__V1__PodSandbox *it = &items[n];
-                *it = (Runtime__V1__PodSandbox) RUNTIME__V1__POD_SANDBOX__INIT;
-                mds[n] = (Runtime__V1__PodSandboxMetadata) RUNTIME__V1__POD_SANDBOX_METADATA__INIT;
-                mds[n].name = p->spec.name;
-                mds[n].uid = p->spec.uid;
-                mds[n].namespace_ = p->spec.namespace;
-                mds[n].attempt = p->spec.attempt;
-                it->id = p->id;
-                it->metadata = &mds[n];
-                it->state = cri_state(p);
-                it->created_at = (int64_t) p->created_at_ns;
-                it->labels = CRI_PAIRS_OUT(Runtime__V1__PodSandbox__LabelsEntry, RUNTIME__V1__POD_SANDBOX__LABELS_ENTRY__INIT,
-                                       p->spec.labels, p->spec.n_labels);
-                it->n_labels = it->labels ? p->spec.n_labels : 0;
-                it->annotations = CRI_PAIRS_OUT(Runtime__V1__PodSandbox__AnnotationsEntry,
-                                            RUNTIME__V1__POD_SANDBOX__ANNOTATIONS_ENTRY__INIT, p->spec.annotations,
-                                            p->spec.n_annotations);
-                it->n_annotations = it->annotations ? p->spec.n_annotations : 0;
-                it->runtime_handler = p->spec.runtime_handler;
-                itemp[n] = it;
+                cri_pod_item_fill(p, &items[n]);
+                itemp[n] = &items[n].it;
                 n++;
         }
         resp.items = itemp;
         resp.n_items = n;
         r = cri_reply(call, &resp.base);
-        for (size_t i = 0; i < n; i++) {
-                cri_pairs_out_free(items[i].labels);
-                cri_pairs_out_free(items[i].annotations);
-        }
+        for (size_t i = 0; i < n; i++)
+                cri_pod_item_done(&items[i]);
 out:
         free(items);
         free(itemp);
-        free(mds);
         runtime__v1__list_pod_sandbox_request__free_unpacked(req, NULL);
+        return r;
+}
+
+/* --- StreamPodSandboxes -------------------------------------------------------------------------- */
+
+static bool pod_item_fill(Manager *m, const char *id, void *item) {
+        Pod *p = pod_find(m->pods, id);
+
+        if (!p)
+                return false;
+        cri_pod_item_fill(p, item);
+        return true;
+}
+
+static void pod_item_done(void *item) {
+        cri_pod_item_done(item);
+}
+
+static const CriChunkType pods_chunk = {
+        .response = &runtime__v1__stream_pod_sandboxes_response__descriptor,
+        .field = "pod_sandboxes",
+        .item_size = sizeof(CriPodItem),
+        .fill = pod_item_fill,
+        .done = pod_item_done,
+};
+
+int cri_stream_pod_sandboxes(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__StreamPodSandboxesRequest *req = runtime__v1__stream_pod_sandboxes_request__unpack(NULL, len, msg);
+        char **ids = NULL;
+        size_t n = 0;
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "StreamPodSandboxesRequest does not decode");
+        ids = calloc(m->pods->n_pods + 1, sizeof *ids);
+        if (!ids) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (Pod *p = m->pods->pods; p; p = p->next)
+                if (cri_pod_matches(p, req->filter) && !(ids[n++] = strdup(p->id))) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        r = cri_chunk_stream(call, m, TAKE_PTR(ids), n, &pods_chunk);
+out:
+        strv_free(ids);
+        runtime__v1__stream_pod_sandboxes_request__free_unpacked(req, NULL);
         return r;
 }
 

@@ -25,6 +25,7 @@ static const CriImpl impls[] = {
         { "/runtime.v1.RuntimeService/RemovePodSandbox", cri_remove_pod_sandbox },
         { "/runtime.v1.RuntimeService/PodSandboxStatus", cri_pod_sandbox_status },
         { "/runtime.v1.RuntimeService/ListPodSandbox", cri_list_pod_sandbox },
+        { "/runtime.v1.RuntimeService/StreamPodSandboxes", cri_stream_pod_sandboxes },
         { "/runtime.v1.RuntimeService/UpdateRuntimeConfig", cri_update_runtime_config },
         { "/runtime.v1.RuntimeService/CreateContainer", cri_create_container },
         { "/runtime.v1.RuntimeService/StartContainer", cri_start_container },
@@ -32,13 +33,16 @@ static const CriImpl impls[] = {
         { "/runtime.v1.RuntimeService/RemoveContainer", cri_remove_container },
         { "/runtime.v1.RuntimeService/ContainerStatus", cri_container_status },
         { "/runtime.v1.RuntimeService/ListContainers", cri_list_containers },
+        { "/runtime.v1.RuntimeService/StreamContainers", cri_stream_containers },
         { "/runtime.v1.RuntimeService/ReopenContainerLog", cri_reopen_container_log },
         { "/runtime.v1.RuntimeService/ExecSync", cri_exec_sync },
         { "/runtime.v1.RuntimeService/Exec", cri_exec },
         { "/runtime.v1.RuntimeService/Attach", cri_attach },
         { "/runtime.v1.RuntimeService/PortForward", cri_port_forward },
+        { "/runtime.v1.RuntimeService/GetContainerEvents", cri_get_container_events },
         { "/runtime.v1.ImageService/PullImage", cri_pull_image },
         { "/runtime.v1.ImageService/ListImages", cri_list_images },
+        { "/runtime.v1.ImageService/StreamImages", cri_stream_images },
         { "/runtime.v1.ImageService/ImageStatus", cri_image_status },
         { "/runtime.v1.ImageService/RemoveImage", cri_remove_image },
         { "/runtime.v1.ImageService/ImageFsInfo", cri_image_fs_info },
@@ -71,6 +75,20 @@ static int cri_dispatch(GrpcCall *call, const uint8_t *msg, size_t len, void *us
         return cm->handler(call, msg, len, cm->manager);
 }
 
+/* protobuf-c keeps no streaming flag: the CRI's server-streaming methods, by name. The Stream*
+ * stats methods (StreamContainerStats, StreamPodSandboxStats, StreamPodSandboxMetrics) are
+ * answered by cri_chunk_stream() with an encoder over their List twin's items once those exist. */
+static bool is_server_streaming(const char *name) {
+        static const char *const streaming[] = {
+                "GetContainerEvents", "StreamPodSandboxes",   "StreamContainers",        "StreamImages",
+                "StreamContainerStats", "StreamPodSandboxStats", "StreamPodSandboxMetrics",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(streaming); i++)
+                if (strcmp(name, streaming[i]) == 0)
+                        return true;
+        return false;
+}
+
 static int method_cmp(const void *a, const void *b) {
         return strcmp(((const GrpcMethod *) a)->path, ((const GrpcMethod *) b)->path);
 }
@@ -83,6 +101,17 @@ int cri_reply(GrpcCall *call, const ProtobufCMessage *msg) {
                 return -errno;
         protobuf_c_message_pack(msg, p);
         return grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+}
+
+int cri_send(GrpcCall *call, const ProtobufCMessage *msg) {
+        size_t n = protobuf_c_message_get_packed_size(msg);
+        uint8_t *p = grpc_call_reserve_message(call, n);
+
+        if (!p)
+                return -errno;
+        protobuf_c_message_pack(msg, p);
+        grpc_call_commit(call);
+        return 0;
 }
 
 int cri_reply_empty(GrpcCall *call) {
@@ -128,8 +157,7 @@ int cri_service_init(Manager *m) {
                                 .name = md->name,
                                 .handler = cri_dispatch,
                                 .userdata = cm,
-                                /* protobuf-c keeps no streaming flag: the CRI's one server-streaming method. */
-                                .server_streaming = strcmp(md->name, "GetContainerEvents") == 0,
+                                .server_streaming = is_server_streaming(md->name),
                         };
                 }
 

@@ -12,6 +12,8 @@ const GrpcMethod *cri_service_lookup(const char *path, void *userdata);
 /* Packs a protobuf-c message as the call's single reply and ends it with OK. */
 struct ProtobufCMessage;
 int cri_reply(GrpcCall *call, const struct ProtobufCMessage *msg);
+/* Packs msg as one more message of a streaming call (not ended). */
+int cri_send(GrpcCall *call, const struct ProtobufCMessage *msg);
 /* Ends the call with OK and an empty message (StopPodSandboxResponse, RemoveContainerResponse…). */
 int cri_reply_empty(GrpcCall *call);
 
@@ -26,6 +28,7 @@ int cri_stop_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *u
 int cri_remove_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_pod_sandbox_status(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_list_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_stream_pod_sandboxes(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_update_runtime_config(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 
 /* Handlers (cri-container.c). */
@@ -35,6 +38,7 @@ int cri_stop_container(GrpcCall *call, const uint8_t *msg, size_t len, void *use
 int cri_remove_container(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_container_status(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_list_containers(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_stream_containers(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_reopen_container_log(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 
 /* Handlers (cri-exec.c). */
@@ -50,6 +54,17 @@ int cri_stream_server_new(Manager *m, struct StreamServer **ret);
 /* Handlers (cri-image.c). */
 int cri_pull_image(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_list_images(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_stream_images(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_image_status(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_remove_image(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_image_fs_info(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+
+/* GetContainerEvents (cri-events.c): the hub every container event goes through, made by the
+ * Manager with its container table (before the table loads: what recovery learns is kept), closed
+ * when it stops. */
+typedef struct CriEvents CriEvents;
+int cri_get_container_events(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_events_new(Manager *m, CriEvents **ret);
+/* Ends every subscriber's stream with UNAVAILABLE (the daemon stops: clients reconnect). */
+void cri_events_close(CriEvents *e);
+CriEvents *cri_events_free(CriEvents *e);

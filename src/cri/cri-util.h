@@ -79,3 +79,70 @@ int cri_pod_spec_from_config(const Runtime__V1__PodSandboxConfig *c, const char 
  * naming the field for what no container may ask for. The spec is the caller's to free, also on
  * failure. */
 int cri_ctr_spec_from_config(const Runtime__V1__ContainerConfig *c, CtrSpec *s, Error *error);
+
+/* --- what a status, a list and an event share ------------------------------------------------------ */
+
+struct Manager;
+
+/* A ContainerStatus as ContainerStatus answers it (cri-container.c); strings point into c (valid
+ * while it is). */
+typedef struct CriCtrStatus {
+        Runtime__V1__ContainerStatus st;
+        Runtime__V1__ContainerMetadata md;
+        Runtime__V1__ImageSpec image;
+        Runtime__V1__ContainerResources resources;
+        Runtime__V1__ContainerConfig *config;
+} CriCtrStatus;
+void cri_ctr_status_fill(struct Manager *m, const Container *c, CriCtrStatus *s);
+void cri_ctr_status_done(CriCtrStatus *s);
+
+/* A Container as ListContainers answers it, and its filter. */
+typedef struct CriCtrItem {
+        Runtime__V1__Container it;
+        Runtime__V1__ContainerMetadata md;
+        Runtime__V1__ImageSpec image;
+} CriCtrItem;
+bool cri_ctr_matches(const Container *c, const Runtime__V1__ContainerFilter *f);
+void cri_ctr_item_fill(struct Manager *m, const Container *c, CriCtrItem *s);
+void cri_ctr_item_done(CriCtrItem *s);
+
+/* A PodSandboxStatus as PodSandboxStatus answers it (not verbose; cri-pod.c). */
+typedef struct CriPodStatus {
+        Runtime__V1__PodSandboxStatus st;
+        Runtime__V1__PodSandboxMetadata md;
+        Runtime__V1__PodSandboxNetworkStatus net;
+        Runtime__V1__LinuxPodSandboxStatus lx;
+        Runtime__V1__Namespace ns;
+        Runtime__V1__NamespaceOption nso;
+        Runtime__V1__PodIP *extra, **extra_p;
+} CriPodStatus;
+void cri_pod_status_fill(const Pod *pod, CriPodStatus *s);
+void cri_pod_status_done(CriPodStatus *s);
+
+/* A PodSandbox as ListPodSandbox answers it, and its filter. */
+typedef struct CriPodItem {
+        Runtime__V1__PodSandbox it;
+        Runtime__V1__PodSandboxMetadata md;
+} CriPodItem;
+bool cri_pod_matches(const Pod *p, const Runtime__V1__PodSandboxFilter *f);
+void cri_pod_item_fill(const Pod *p, CriPodItem *s);
+void cri_pod_item_done(CriPodItem *s);
+
+/* --- flow-controlled lists (cri-chunk.c) ----------------------------------------------------------- */
+
+/* Upper bound of one streamed message's items, in bytes, well under the 16 MiB clients accept. */
+#define CRI_CHUNK_MAX_BYTES (4u << 20)
+
+/* What a streamed list is made of: its response message and the repeated field of items in it, and
+ * an item struct (which begins with the item's protobuf message) filled from an object's id as the
+ * List twin fills it. */
+typedef struct CriChunkType {
+        const ProtobufCMessageDescriptor *response; /* StreamContainersResponse… */
+        const char *field;                          /* its repeated message field: "containers"… */
+        size_t item_size;
+        /* false when the object is gone */
+        bool (*fill)(struct Manager *m, const char *id, void *item);
+        void (*done)(void *item); /* NULL: nothing to free */
+} CriChunkType;
+
+int cri_chunk_stream(GrpcCall *call, struct Manager *m, char **ids, size_t n, const CriChunkType *type);

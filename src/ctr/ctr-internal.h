@@ -60,6 +60,9 @@ void ctr_io_exited(CtrIo *io);
 /* Drops the container's fds from systemd's fd store. */
 void ctr_io_forget(const char *container_id);
 
+/* Tells the table's observer (ctr.c). */
+void ctr_emit(CtrTable *t, CtrEvent event, const char *container_id, const char *pod_id);
+
 /* systemd has answered for c's unit since the start (ctr.c). */
 void ctr_confirmed(Container *c);
 

@@ -258,6 +258,7 @@ static void record_exit(Container *c, const SystemdServiceInfo *info) {
         ctr_io_exited(c->io); /* attach sessions end */
         snprintf(id_field, sizeof id_field, "CONTAINER_ID=%s", c->id);
         log_fields(LOG_INFO, fields, "container %s: exited with %d (%s).", c->id, c->exit_code, c->reason);
+        ctr_emit(c->table, CTR_EVENT_STOPPED, c->id, c->pod_id);
         if (c->exit_waiter) {
                 CtrOp *op = c->exit_waiter;
                 c->exit_waiter = NULL;
@@ -320,6 +321,7 @@ static void start_decide(Container *c, const SystemdServiceInfo *info, CtrOp *op
                 if (info->main_pid && !c->memcg)
                         c->memcg = memcg_of(info->main_pid);
                 save(c);
+                ctr_emit(c->table, CTR_EVENT_STARTED, c->id, c->pod_id);
                 if (info->main_pid == 0)
                         record_exit(c, info);
         } else {
@@ -341,6 +343,7 @@ static void start_decide(Container *c, const SystemdServiceInfo *info, CtrOp *op
                                      : !op                   ? "rktlet stopped while starting it, and systemd never ran it"
                                                              : "the OCI runtime did not start it");
                 save(c);
+                ctr_emit(c->table, CTR_EVENT_STOPPED, c->id, c->pod_id);
                 if (op && lost && !err)
                         op_fail(&op->op, -ECONNRESET, "start %s: %s", c->id, c->message);
                 else if (op) /* a StartError: no kind says more */
@@ -869,10 +872,18 @@ static void step_delete(Op *o) {
                 img = image_store_find(c->table->env.images, c->image_id);
                 if (img && img->users > 0)
                         img->users--;
+                CtrTable *t = c->table;
+                char id[sizeof c->id], pod_id[sizeof c->pod_id];
+                bool announced = !c->creating; /* one whose create never finished was never told of */
+
+                memcpy(id, c->id, sizeof id);
+                memcpy(pod_id, c->pod_id, sizeof pod_id);
                 ctr_io_forget(c->id);
-                fs_sync_request(c->table->sync);
+                fs_sync_request(t->sync);
                 ctr_free(c);
                 op->c = NULL;
+                if (announced)
+                        ctr_emit(t, CTR_EVENT_DELETED, id, pod_id);
         }
         free(run);
         free(root);
@@ -887,6 +898,7 @@ static void step_created(Op *o) {
         c->state = CTR_CREATED;
         c->creating = false;
         op_dirty(o);
+        ctr_emit(c->table, CTR_EVENT_CREATED, c->id, c->pod_id);
         op_goto(o, STEP_END);
 }
 

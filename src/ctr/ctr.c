@@ -104,6 +104,16 @@ int ctr_table_new(const CtrEnv *env, CtrTable **ret) {
         return 0;
 }
 
+void ctr_table_set_observer(CtrTable *t, CtrObserver observer, void *userdata) {
+        t->observer = observer;
+        t->observer_userdata = userdata;
+}
+
+void ctr_emit(CtrTable *t, CtrEvent event, const char *container_id, const char *pod_id) {
+        if (t->observer)
+                t->observer(t, event, container_id, pod_id, t->observer_userdata);
+}
+
 void ctr_link(CtrTable *t, Container *c) {
         c->table = t;
         c->next = t->containers;

@@ -142,8 +142,26 @@ typedef struct CtrEnv {
         void *userdata;
 } CtrEnv;
 
+/* What became of a container, as the CRI's ContainerEventType counts it. */
+typedef enum CtrEvent {
+        CTR_EVENT_CREATED = 0,
+        CTR_EVENT_STARTED = 1,
+        CTR_EVENT_STOPPED = 2, /* an exit, a start that failed, an exit found at start */
+        CTR_EVENT_DELETED = 3,
+        _CTR_EVENT_MAX,
+        _CTR_EVENT_INVALID = -EINVAL,
+} CtrEvent;
+
+/* Told once the model has changed (the container's fields say what happened; for DELETED it is out
+ * of the table already), from the step or the unit signal that changed it. The ids are valid during
+ * the call only. The observer must not change the table: it may read it and the pods. */
+typedef void (*CtrObserver)(CtrTable *t, CtrEvent event, const char *container_id, const char *pod_id,
+                            void *userdata);
+
 struct CtrTable {
         CtrEnv env;
+        CtrObserver observer;
+        void *observer_userdata;
         Container *containers;
         unsigned n_containers;
         bool can_lower_oom_score;
@@ -163,6 +181,9 @@ int ctr_table_load(CtrTable *t);
 /* systemd is reachable again: watch the units of containers loaded while it was not (the
  * watches made before move to the new bus by themselves). */
 void ctr_table_watch_missing(CtrTable *t);
+
+/* One observer of every container's events (the CRI's GetContainerEvents hub); NULL removes it. */
+void ctr_table_set_observer(CtrTable *t, CtrObserver observer, void *userdata);
 
 Container *ctr_find(CtrTable *t, const char *id);
 int ctr_find_prefix(CtrTable *t, const char *prefix, Container **ret);

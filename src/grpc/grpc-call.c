@@ -389,28 +389,95 @@ void grpc_call_on_request_end(GrpcCall *c) {
         grpc_call_unref(c);
 }
 
-static ssize_t call_data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
-                                 size_t length, uint32_t *data_flags, nghttp2_data_source *source,
-                                 void *user_data) {
-        GrpcCall *c = source->ptr;
-        size_t n = MIN(length, buffer_len(&c->out));
+/* n bytes of out were taken by nghttp2: keeps count of the message boundaries. */
+static void call_out_consume(GrpcCall *c, size_t n) {
+        while (n > 0) {
+                if (c->out_front_left == 0) {
+                        bool compressed;
+                        uint32_t len = 0;
+                        int r = grpc_frame_header_read(buffer_peek(&c->out), buffer_len(&c->out), &compressed, &len);
+                        assert(r >= 0); /* out holds whole framed messages */
+                        (void) r;
+                        c->out_front_left = GRPC_FRAME_HEADER_SIZE + (size_t) len;
+                }
+                size_t k = MIN(n, c->out_front_left);
+                buffer_consume(&c->out, k);
+                c->out_front_left -= k;
+                n -= k;
+                if (c->out_front_left == 0) {
+                        assert(c->out_messages > 0);
+                        c->out_messages--;
+                }
+        }
+}
 
-        memcpy(buf, buffer_peek(&c->out), n);
-        buffer_consume(&c->out, n);
-        if (buffer_len(&c->out) > 0)
-                return (ssize_t) n;
-        if (!c->finished)
-                return n > 0 ? (ssize_t) n : NGHTTP2_ERR_DEFERRED;
+size_t grpc_call_pending_bytes(const GrpcCall *c) {
+        return buffer_len(&c->out);
+}
 
-        /* All data out: end the stream with the trailers. */
+unsigned grpc_call_pending_messages(const GrpcCall *c) {
+        return c->out_messages;
+}
+
+size_t grpc_call_discard_pending(GrpcCall *c) {
+        size_t keep = c->out_front_left, dropped = buffer_len(&c->out) - keep;
+
+        c->out.end = c->out.start + keep;
+        c->out_messages = keep > 0 ? 1 : 0;
+        if (keep == 0)
+                buffer_free(&c->out); /* its memory too, not only its contents */
+        return dropped;
+}
+
+void grpc_call_when_drained(GrpcCall *c, GrpcDrained drained, void *userdata) {
+        c->drained = drained;
+        c->drained_userdata = userdata;
+        c->drained_armed = drained && !c->done;
+        if (c->drained_armed && c->conn)
+                grpc_conn_kick_later(c->conn); /* the flush that follows runs it, if out is empty */
+}
+
+bool grpc_call_take_drained(GrpcCall *c) {
+        if (!c->drained_armed || buffer_len(&c->out) > 0 || !c->conn)
+                return false;
+        c->drained_armed = false;
+        if (c->done)
+                return false;
+        return true;
+}
+
+static int call_submit_trailers(GrpcCall *c) {
         char status[4];
         _cleanup_free_ char *encoded = c->status_message ? grpc_percent_encode_max(c->status_message, GRPC_MESSAGE_MAX) : NULL;
         nghttp2_nv trailers[] = {
                 MAKE_NV("grpc-status", status, (size_t) snprintf(status, sizeof status, "%i", c->status)),
                 MAKE_NV("grpc-message", encoded, encoded ? strlen(encoded) : 0),
         };
+        if (nghttp2_submit_trailer(c->conn->session, c->stream_id, trailers, encoded ? 2 : 1) != 0)
+                return -EPROTO;
+        c->trailers_submitted = true;
+        return 0;
+}
+
+static ssize_t call_data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
+                                 size_t length, uint32_t *data_flags, nghttp2_data_source *source,
+                                 void *user_data) {
+        GrpcCall *c = source->ptr;
+        size_t n = MIN(length, buffer_len(&c->out));
+
+        if (c->trailers_submitted)
+                return NGHTTP2_ERR_DEFERRED; /* ended ahead of its data (grpc_call_finish_discard()) */
+
+        memcpy(buf, buffer_peek(&c->out), n);
+        call_out_consume(c, n);
+        if (buffer_len(&c->out) > 0)
+                return (ssize_t) n;
+        if (!c->finished)
+                return n > 0 ? (ssize_t) n : NGHTTP2_ERR_DEFERRED;
+
+        /* All data out: end the stream with the trailers. */
         *data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        if (nghttp2_submit_trailer(session, stream_id, trailers, encoded ? 2 : 1) != 0)
+        if (call_submit_trailers(c) < 0)
                 return NGHTTP2_ERR_CALLBACK_FAILURE;
         return (ssize_t) n;
 }
@@ -426,6 +493,17 @@ static int call_send_headers(GrpcCall *c) {
         if (nghttp2_submit_response(c->conn->session, c->stream_id, nva, ELEMENTSOF(nva), &prd) != 0)
                 return -EPROTO;
         c->headers_sent = true;
+        return 0;
+}
+
+int grpc_call_send_headers(GrpcCall *c) {
+        if (c->done || !c->conn)
+                return -ESTALE;
+        if (c->headers_sent)
+                return 0;
+        if (call_send_headers(c) < 0)
+                return -EPROTO;
+        call_kick(c);
         return 0;
 }
 
@@ -452,6 +530,7 @@ uint8_t *grpc_call_reserve_message(GrpcCall *c, size_t len) {
         grpc_frame_header_write(p, false, (uint32_t) len);
         buffer_commit(&c->out, GRPC_FRAME_HEADER_SIZE + len);
         c->n_sent++;
+        c->out_messages++;
         return p + GRPC_FRAME_HEADER_SIZE;
 }
 
@@ -471,7 +550,7 @@ int grpc_call_send(GrpcCall *c, const void *msg, size_t len) {
         return 0;
 }
 
-_printf_(3, 0) static int call_finishv(GrpcCall *c, GrpcStatus status, const char *format, va_list ap) {
+_printf_(4, 0) static int call_finishv(GrpcCall *c, GrpcStatus status, bool now, const char *format, va_list ap) {
         if (c->done)
                 return -ESTALE;
 
@@ -492,15 +571,23 @@ _printf_(3, 0) static int call_finishv(GrpcCall *c, GrpcStatus status, const cha
         call_log_end(c);
         c->cancel = NULL;
         c->cancel_userdata = NULL;
+        c->drained = NULL;
+        c->drained_userdata = NULL;
+        c->drained_armed = false;
 
         if (!c->conn)
                 return 0;
         ev_timer_stop(c->conn->server->loop, &c->deadline);
 
-        if (c->headers_sent)
-                nghttp2_session_resume_data(c->conn->session, c->stream_id);
-        else
+        if (!c->headers_sent)
                 call_trailers_only(c, "200");
+        else if (now && buffer_len(&c->out) == 0) {
+                /* HEADERS are not flow-controlled: the trailers go out even to a peer whose window
+                 * is shut. */
+                if (call_submit_trailers(c) < 0)
+                        nghttp2_submit_rst_stream(c->conn->session, NGHTTP2_FLAG_NONE, c->stream_id, NGHTTP2_INTERNAL_ERROR);
+        } else
+                nghttp2_session_resume_data(c->conn->session, c->stream_id);
         call_kick(c);
         return 0;
 }
@@ -510,7 +597,20 @@ int grpc_call_finish(GrpcCall *c, GrpcStatus status, const char *format, ...) {
         int r;
 
         va_start(ap, format);
-        r = call_finishv(c, status, format, ap);
+        r = call_finishv(c, status, false, format, ap);
+        va_end(ap);
+        return r;
+}
+
+int grpc_call_finish_discard(GrpcCall *c, GrpcStatus status, const char *format, ...) {
+        va_list ap;
+        int r;
+
+        if (c->done)
+                return -ESTALE;
+        (void) grpc_call_discard_pending(c);
+        va_start(ap, format);
+        r = call_finishv(c, status, true, format, ap);
         va_end(ap);
         return r;
 }
@@ -520,7 +620,7 @@ int grpc_call_finish_errno(GrpcCall *c, int error, const char *format, ...) {
         int r;
 
         va_start(ap, format);
-        r = call_finishv(c, grpc_status_from_errno(error), format, ap);
+        r = call_finishv(c, grpc_status_from_errno(error), false, format, ap);
         va_end(ap);
         return r;
 }

@@ -128,6 +128,7 @@ static void conn_free(GrpcConn *c) {
         ev_io_stop(s->loop, &c->wio);
         ev_timer_stop(s->loop, &c->handshake_timer);
         ev_timer_stop(s->loop, &c->linger_timer);
+        ev_timer_stop(s->loop, &c->kick_timer);
 
         /* nghttp2_session_del() does not report stream closes: cancel what is left ourselves. */
         c->busy++;
@@ -178,6 +179,7 @@ void grpc_conn_kill(GrpcConn *c) {
         ev_io_stop(c->server->loop, &c->wio);
         ev_timer_stop(c->server->loop, &c->handshake_timer);
         ev_timer_stop(c->server->loop, &c->linger_timer);
+        ev_timer_stop(c->server->loop, &c->kick_timer);
         if (c->busy == 0)
                 conn_free(c);
 }
@@ -233,6 +235,38 @@ static int conn_write_some(GrpcConn *c) {
         }
 }
 
+/* The drained callbacks that are due, with flushing deferred (in_session): what they queue is
+ * written by the flush loop around this. */
+static void conn_run_drained(GrpcConn *c) {
+        c->in_session++;
+        for (GrpcCall *call = c->calls, *next; call && !c->dead; call = next) {
+                if (!grpc_call_take_drained(call)) {
+                        next = call->next;
+                        continue;
+                }
+                grpc_call_ref(call);
+                call->drained(call, call->drained_userdata);
+                next = call->conn == c ? call->next : NULL; /* detached meanwhile: the rest waits */
+                grpc_call_unref(call);
+        }
+        c->in_session--;
+}
+
+static void conn_kick_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+        GrpcConn *c = container_of(w, GrpcConn, kick_timer);
+
+        grpc_conn_enter(c);
+        grpc_conn_flush(c);
+        grpc_conn_leave(c);
+}
+
+void grpc_conn_kick_later(GrpcConn *c) {
+        if (c->dead || ev_is_active(&c->kick_timer))
+                return;
+        ev_timer_set(&c->kick_timer, 0., 0.);
+        ev_timer_start(c->server->loop, &c->kick_timer);
+}
+
 void grpc_conn_flush(GrpcConn *c) {
         int r;
 
@@ -256,6 +290,7 @@ void grpc_conn_flush(GrpcConn *c) {
                         grpc_conn_kill(c);
                         goto out;
                 }
+                conn_run_drained(c);
         } while (c->want_flush && r == 0);
 
         struct ev_loop *loop = c->server->loop;
@@ -374,6 +409,7 @@ int grpc_conn_new(GrpcServer *s, int fd) {
         ev_timer_init(&c->handshake_timer, conn_handshake_timeout_cb,
                       (double) s->config.handshake_timeout_usec / USEC_PER_SEC, 0.);
         ev_timer_init(&c->linger_timer, conn_linger_timeout_cb, 1., 0.);
+        ev_timer_init(&c->kick_timer, conn_kick_cb, 0., 0.);
 
         c->next = s->conns;
         if (s->conns)

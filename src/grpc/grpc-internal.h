@@ -42,6 +42,7 @@ struct GrpcConn {
         ev_io rio, wio;
         ev_timer handshake_timer;
         ev_timer linger_timer; /* after a graceful end: drain input for a while, then close */
+        ev_timer kick_timer;   /* a flush soon, from the loop (grpc_conn_kick_later()) */
         nghttp2_session *session;
         Buffer wbuf;
         GrpcCall *calls;
@@ -75,6 +76,7 @@ struct GrpcCall {
         bool body_complete;
         bool headers_sent;
         bool finished; /* trailers queued */
+        bool trailers_submitted; /* handed to nghttp2 */
         bool done;     /* finished or cancelled */
         uint64_t start_usec;
 
@@ -83,6 +85,15 @@ struct GrpcCall {
 
         Buffer body;
         Buffer out;
+        /* Of the message at the front of out, the bytes nghttp2 has not taken yet (0: out starts at
+         * a message boundary); and how many messages out holds, whole or begun. */
+        size_t out_front_left;
+        unsigned out_messages;
+        /* Called (from the connection's flush, never from inside nghttp2) once out is empty again:
+         * everything queued was handed to the connection. */
+        GrpcDrained drained;
+        void *drained_userdata;
+        bool drained_armed;
         GrpcStatus status;
         char *status_message;
 
@@ -95,6 +106,8 @@ int grpc_conn_new(GrpcServer *s, int fd);
 void grpc_conn_enter(GrpcConn *c);
 void grpc_conn_leave(GrpcConn *c);
 void grpc_conn_flush(GrpcConn *c);
+/* A flush from the loop's next iteration (which runs the drained callbacks that are due). */
+void grpc_conn_kick_later(GrpcConn *c);
 void grpc_conn_kill(GrpcConn *c);
 void grpc_conn_goaway(GrpcConn *c);
 int grpc_conn_setup_callbacks(nghttp2_session_callbacks **ret);
@@ -107,3 +120,5 @@ void grpc_call_on_data(GrpcCall *c, const uint8_t *data, size_t len);
 void grpc_call_on_request_end(GrpcCall *c);
 void grpc_call_detach(GrpcCall *c);
 ssize_t grpc_call_read_data(GrpcCall *c, uint8_t *buf, size_t length, uint32_t *data_flags);
+/* Whether the call's drained callback is due (armed, output empty); disarms it then. */
+bool grpc_call_take_drained(GrpcCall *c);

@@ -20,6 +20,9 @@ typedef int (*GrpcHandler)(GrpcCall *call, const uint8_t *msg, size_t len, void 
 /* Called at most once when a call ends before the handler finished it: deadline passed, stream
  * reset, connection gone or server stopped. The handler drops its work and its reference. */
 typedef void (*GrpcCancel)(GrpcCall *call, void *userdata);
+/* A streaming call's output was all handed to the connection (the client's flow-control window took
+ * it): the handler may produce the next message. */
+typedef void (*GrpcDrained)(GrpcCall *call, void *userdata);
 
 typedef struct GrpcMethod {
         const char *path; /* "/runtime.v1.RuntimeService/Version" */
@@ -73,6 +76,22 @@ void grpc_call_set_cancel(GrpcCall *c, GrpcCancel cancel, void *userdata);
 uint8_t *grpc_call_reserve_message(GrpcCall *c, size_t len);
 void grpc_call_commit(GrpcCall *c);
 int grpc_call_send(GrpcCall *c, const void *msg, size_t len);
+/* What is queued on the call and not yet taken by the connection (held back by the peer's HTTP/2
+ * flow-control window): bytes, and messages whole or begun. */
+size_t grpc_call_pending_bytes(const GrpcCall *c);
+unsigned grpc_call_pending_messages(const GrpcCall *c);
+/* Calls drained() once, soon (from the loop, not from this call), when nothing is pending any more:
+ * at once if nothing is. Re-arm it for each wait; NULL disarms. Not after the call is done. */
+void grpc_call_when_drained(GrpcCall *c, GrpcDrained drained, void *userdata);
+/* Drops the queued messages nghttp2 has not begun to send (one begun is completed, so the stream
+ * stays well framed): a peer that does not read costs no more memory. Returns the bytes dropped. */
+size_t grpc_call_discard_pending(GrpcCall *c);
 /* Ends the call with trailers. message may be NULL; it is percent-encoded here. */
 int grpc_call_finish(GrpcCall *c, GrpcStatus status, const char *format, ...) _printf_(3, 4);
 int grpc_call_finish_errno(GrpcCall *c, int error, const char *format, ...) _printf_(3, 4);
+/* Ends the call at once, dropping what grpc_call_discard_pending() drops: the trailers go out ahead of
+ * the flow-control window (HEADERS are not flow-controlled), unless a message was begun (it is
+ * completed first, as the window allows). For a peer that stopped reading. */
+int grpc_call_finish_discard(GrpcCall *c, GrpcStatus status, const char *format, ...) _printf_(3, 4);
+/* Sends the response headers now, before any message (a streaming call the client waits on). */
+int grpc_call_send_headers(GrpcCall *c);

@@ -1,12 +1,13 @@
 /* A gRPC server built from src/grpc/ with test-only methods, so that the integration tests can drive
- * what no CRI method exercises yet (server streaming, paced sends, calls held open) with grpcio.
+ * what no CRI method exercises as hard (server streaming, paced sends, calls held open) with grpcio.
  *
  *   grpc-test-server SOCKET
  *
  * Methods (requests and responses are raw bytes, not protobuf):
  *   /rktlet.test.Test/Stream   request: count (u32 BE), size (u32 BE), interval_ms (u32 BE, optional);
  *                              count messages of size bytes, message i filled with byte i & 0xff,
- *                              all at once or one every interval_ms; then OK.
+ *                              all at once or one every interval_ms (0xffffffff: each once the last
+ *                              was drained, grpc_call_when_drained()); then OK.
  *   /rktlet.test.Test/Hold     never answers; ends only when cancelled.
  *   /rktlet.test.Test/Counters responds "held=H cancelled=C streaming=S".
  * SIGTERM: graceful shutdown as rktlet does it (GOAWAY, in-flight calls finish), exit 0. */
@@ -70,6 +71,37 @@ static void stream_tick(struct ev_loop *loop, ev_timer *w, int revents) {
         }
 }
 
+#define PACED_BY_DRAIN UINT32_MAX
+
+/* The last message was taken by the connection: nothing may be pending, then the next one. */
+static void stream_drained(GrpcCall *call, void *userdata) {
+        Stream *s = userdata;
+
+        if (grpc_call_pending_bytes(call) != 0 || grpc_call_pending_messages(call) != 0) {
+                grpc_call_finish(call, GRPC_STATUS_INTERNAL, "drained with %zu bytes in %u messages pending",
+                                 grpc_call_pending_bytes(call), grpc_call_pending_messages(call));
+                stream_free(s);
+                return;
+        }
+        if (s->next >= s->count) {
+                grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+                stream_free(s);
+                return;
+        }
+        if (stream_send_one(s) < 0) {
+                grpc_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+                stream_free(s);
+                return;
+        }
+        if (grpc_call_pending_messages(call) != 1) {
+                grpc_call_finish(call, GRPC_STATUS_INTERNAL, "%u messages pending after one send",
+                                 grpc_call_pending_messages(call));
+                stream_free(s);
+                return;
+        }
+        grpc_call_when_drained(call, stream_drained, s);
+}
+
 static int method_stream(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
         struct ev_loop *loop = userdata;
         uint32_t interval_ms = 0;
@@ -99,6 +131,11 @@ static int method_stream(GrpcCall *call, const uint8_t *msg, size_t len, void *u
                 return 0;
         }
         grpc_call_set_cancel(call, stream_cancel, s);
+        if (interval_ms == PACED_BY_DRAIN) {
+                ev_timer_init(&s->timer, stream_tick, 0., 0.); /* never started: stream_free() stops it */
+                grpc_call_when_drained(call, stream_drained, s);
+                return 0;
+        }
         ev_timer_init(&s->timer, stream_tick, interval_ms / 1000., interval_ms / 1000.);
         ev_timer_start(loop, &s->timer);
         return 0;

@@ -1,7 +1,7 @@
 """Server streaming and flow control of src/grpc/, through tests/grpc-test-server and grpcio.
 
-No CRI method streams yet (GetContainerEvents and the Stream* methods come with containers), so
-the framework is driven through a server built from the same src/grpc/ with test-only methods."""
+The framework is driven here through a server built from the same src/grpc/ with test-only
+methods; the CRI's streaming methods (GetContainerEvents, the Stream* lists) are test_events.py's."""
 
 import os
 import signal
@@ -75,6 +75,22 @@ def test_slow_reader_gets_everything(server):
         got.append(len(m))
         time.sleep(0.2)  # the client's window stays closed for a while each time
     assert got == [4 << 20] * 8
+
+
+def test_a_stream_paced_by_drain_with_a_slow_reader(server):
+    # Each 1 MiB message is made once the last was taken whole (past several windows); the server
+    # checks that nothing was pending then and exactly one message after each send.
+    it = server.stream(12, 1 << 20, 0xffffffff, timeout=60)
+    got = []
+    for i, m in enumerate(it):
+        assert len(m) == 1 << 20 and m[0] == i & 0xff and m[-1] == i & 0xff
+        got.append(i)
+        if i % 3 == 0:
+            time.sleep(0.2)
+    assert got == list(range(12))
+    assert server.counters()["streaming"] == 0
+    # Small messages, many of them: each drain runs from the connection's flush.
+    assert [len(m) for m in server.stream(500, 3, 0xffffffff, timeout=30)] == [3] * 500
 
 
 def test_paced_stream_and_concurrent_unary_calls(server):

@@ -145,6 +145,8 @@ static void test_bad_values(void **state) {
                 { "GRPC", "MaxMessageSize", "5G" },
                 { "GRPC", "MaxConcurrentStreams", "-1" },
                 { "Daemon", "ShutdownTimeoutSec", "soon" },
+                { "CRI", "StreamChunkItems", "0" },
+                { "CRI", "EventQueueLength", "many" },
         };
         Config c;
 
@@ -157,6 +159,13 @@ static void test_bad_values(void **state) {
         }
         char *why = NULL;
         assert_int_equal(config_set(&c, "Daemon", "Nope", "x", &why), -ENOENT);
+        /* [CRI]: the defaults, then what is set. */
+        assert_int_equal(c.stream_chunk_items, 500);
+        assert_int_equal(c.event_queue_length, 1000);
+        assert_int_equal(config_set(&c, "CRI", "StreamChunkItems", "2", &why), 0);
+        assert_int_equal(config_set(&c, "CRI", "EventQueueLength", "6", &why), 0);
+        assert_int_equal(c.stream_chunk_items, 2);
+        assert_int_equal(c.event_queue_length, 6);
         config_done(&c);
 }
 
