@@ -230,6 +230,10 @@ int main(int argc, char *argv[]) {
                 return EXIT_FAILURE;
         }
         r = manager_run(m);
+        /* Stopping already: a further SIGTERM or SIGINT while the manager is freed (its watchers
+         * gone, the default action back) must not turn the exit status into a death by signal. */
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGINT, SIG_IGN);
         manager_free(m);
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }
