@@ -111,7 +111,7 @@ void cri_ctr_stats_done(CriCtrStatsMsg *msg) {
         *msg = (CriCtrStatsMsg) {};
 }
 
-int cri_ctr_stats_fill(Manager *m, Container *c, CriCtrStatsMsg *msg) {
+int cri_ctr_stats_fill(Manager *m, Container *c, StatsRead what, CriCtrStatsMsg *msg) {
         CtrStats *s = &msg->sample;
 
         *msg = (CriCtrStatsMsg) {
@@ -119,7 +119,7 @@ int cri_ctr_stats_fill(Manager *m, Container *c, CriCtrStatsMsg *msg) {
                 .attributes = RUNTIME__V1__CONTAINER_ATTRIBUTES__INIT,
                 .metadata = RUNTIME__V1__CONTAINER_METADATA__INIT,
         };
-        ctr_stats(c, s);
+        ctr_stats(c, what, s);
         msg->metadata.name = c->name;
         msg->metadata.attempt = c->attempt;
         msg->attributes.id = c->id;
@@ -202,7 +202,7 @@ static void interface_fill(Runtime__V1__NetworkInterfaceUsage *it, Runtime__V1__
         it->tx_errors = &v[3];
 }
 
-int cri_pod_stats_fill(Manager *m, Pod *pod, CriPodStatsMsg *msg) {
+int cri_pod_stats_fill(Manager *m, Pod *pod, StatsRead what, CriPodStatsMsg *msg) {
         SandboxPodStats *s = &msg->sample;
         size_t n = 0;
         int r;
@@ -213,7 +213,7 @@ int cri_pod_stats_fill(Manager *m, Pod *pod, CriPodStatsMsg *msg) {
                 .metadata = RUNTIME__V1__POD_SANDBOX_METADATA__INIT,
                 .linux = RUNTIME__V1__LINUX_POD_SANDBOX_STATS__INIT,
         };
-        sandbox_pod_stats(m->containers, pod, s);
+        sandbox_pod_stats(m->containers, pod, what, s);
         msg->metadata.name = pod->spec.name;
         msg->metadata.uid = pod->spec.uid;
         msg->metadata.namespace_ = pod->spec.namespace;
@@ -278,7 +278,7 @@ int cri_pod_stats_fill(Manager *m, Pod *pod, CriPodStatsMsg *msg) {
         for (Container *c = m->containers->containers; c && msg->n_containers < n; c = c->next) {
                 if (strcmp(c->pod_id, pod->id) != 0 || !cri_ctr_stats_match(c, NULL))
                         continue;
-                r = cri_ctr_stats_fill(m, c, &msg->containers[msg->n_containers]);
+                r = cri_ctr_stats_fill(m, c, what, &msg->containers[msg->n_containers]);
                 if (r < 0)
                         goto oom;
                 msg->container_ptrs[msg->n_containers] = &msg->containers[msg->n_containers].stats;
@@ -310,7 +310,7 @@ int cri_container_stats(GrpcCall *call, const uint8_t *msg, size_t len, void *us
                 c = NULL;
         }
         if (c) {
-                r = cri_ctr_stats_fill(m, c, &item);
+                r = cri_ctr_stats_fill(m, c, 0, &item);
                 if (r >= 0) {
                         resp.stats = &item.stats;
                         r = cri_reply(call, &resp.base);
@@ -341,7 +341,7 @@ int cri_list_container_stats(GrpcCall *call, const uint8_t *msg, size_t len, voi
         for (Container *c = m->containers->containers; c && n < m->containers->n_containers; c = c->next) {
                 if (!cri_ctr_stats_match(c, req->filter))
                         continue;
-                r = cri_ctr_stats_fill(m, c, &items[n]);
+                r = cri_ctr_stats_fill(m, c, 0, &items[n]);
                 if (r < 0)
                         goto out;
                 ptrs[n] = &items[n].stats;
@@ -373,7 +373,7 @@ int cri_pod_sandbox_stats(GrpcCall *call, const uint8_t *msg, size_t len, void *
                 return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "PodSandboxStatsRequest does not decode");
         pod = cri_find_pod(call, m->pods, req->pod_sandbox_id, false, &r);
         if (pod) {
-                r = cri_pod_stats_fill(m, pod, &item);
+                r = cri_pod_stats_fill(m, pod, 0, &item);
                 if (r >= 0) {
                         resp.stats = &item.stats;
                         r = cri_reply(call, &resp.base);
@@ -404,7 +404,7 @@ int cri_list_pod_sandbox_stats(GrpcCall *call, const uint8_t *msg, size_t len, v
         for (Pod *pod = m->pods->pods; pod && n < m->pods->n_pods; pod = pod->next) {
                 if (!cri_pod_stats_match(pod, req->filter))
                         continue;
-                r = cri_pod_stats_fill(m, pod, &items[n]);
+                r = cri_pod_stats_fill(m, pod, 0, &items[n]);
                 if (r < 0)
                         goto out;
                 ptrs[n] = &items[n].stats;
@@ -438,6 +438,10 @@ typedef enum MetricId {
         M_PROCESSES,
         M_FS_USAGE,
         M_FS_INODES_USED,
+        M_FS_READS_BYTES,
+        M_FS_WRITES_BYTES,
+        M_FS_READS,
+        M_FS_WRITES,
         M_NET_RX_BYTES,
         M_NET_RX_PACKETS,
         M_NET_RX_DROPPED,
@@ -468,6 +472,10 @@ static const MetricDef metric_defs[_M_MAX] = {
         [M_PROCESSES] = { "container_processes", "Number of processes running inside the container.", GAUGE, { "id", "name" } },
         [M_FS_USAGE] = { "container_fs_usage_bytes", "Number of bytes that are consumed by the container on this filesystem.", GAUGE, { "id", "name", "device" } },
         [M_FS_INODES_USED] = { "container_fs_inodes_used", "Number of inodes used by the container on this filesystem.", GAUGE, { "id", "name", "device" } },
+        [M_FS_READS_BYTES] = { "container_fs_reads_bytes_total", "Cumulative count of bytes read", COUNTER, { "id", "name", "device" } },
+        [M_FS_WRITES_BYTES] = { "container_fs_writes_bytes_total", "Cumulative count of bytes written", COUNTER, { "id", "name", "device" } },
+        [M_FS_READS] = { "container_fs_reads_total", "Cumulative count of reads completed", COUNTER, { "id", "name", "device" } },
+        [M_FS_WRITES] = { "container_fs_writes_total", "Cumulative count of writes completed", COUNTER, { "id", "name", "device" } },
         [M_NET_RX_BYTES] = { "container_network_receive_bytes_total", "Cumulative count of bytes received", COUNTER, { "id", "name", "interface" } },
         [M_NET_RX_PACKETS] = { "container_network_receive_packets_total", "Cumulative count of packets received", COUNTER, { "id", "name", "interface" } },
         [M_NET_RX_DROPPED] = { "container_network_receive_packets_dropped_total", "Cumulative count of packets dropped while receiving", COUNTER, { "id", "name", "interface" } },
@@ -582,6 +590,13 @@ static void container_metrics(MetricList *l, const CriCtrStatsMsg *cs, Container
                 metric_add(l, M_MEMORY_SWAP, ts, s->swap_usage, c->id, c->name);
         if (cs->sample.has_cgroup && s->has_pids)
                 metric_add(l, M_PROCESSES, ts, s->pids, c->id, c->name);
+        if (cs->sample.has_cgroup && s->has_io) {
+                /* device "": every block device together (io.stat or blkio, summed) */
+                metric_add(l, M_FS_READS_BYTES, ts, s->io_read_bytes, c->id, c->name, "");
+                metric_add(l, M_FS_WRITES_BYTES, ts, s->io_write_bytes, c->id, c->name, "");
+                metric_add(l, M_FS_READS, ts, s->io_reads, c->id, c->name, "");
+                metric_add(l, M_FS_WRITES, ts, s->io_writes, c->id, c->name, "");
+        }
         if (cs->sample.has_layer) {
                 metric_add(l, M_FS_USAGE, (int64_t) cs->sample.layer_at_ns, cs->sample.layer_bytes, c->id, c->name,
                            cs->layers_dir);
@@ -634,7 +649,7 @@ static int pod_metrics_fill(Manager *m, Pod *pod, PodMetricsMsg *p) {
         int r;
 
         *p = (PodMetricsMsg) { .pm = RUNTIME__V1__POD_SANDBOX_METRICS__INIT };
-        r = cri_pod_stats_fill(m, pod, &p->stats);
+        r = cri_pod_stats_fill(m, pod, STATS_READ_PIDS | STATS_READ_IO, &p->stats);
         if (r < 0)
                 return r;
         n = p->stats.n_containers;

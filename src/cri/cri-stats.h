@@ -41,8 +41,9 @@ typedef struct CriCtrStatsMsg {
 } CriCtrStatsMsg;
 
 /* One ContainerStats for c (sampled now: its cgroup, its CPU rate, its writable layer's last usage)
- * in msg->stats, pointing into msg and c: c must outlive it. -ENOMEM; msg is then done already. */
-int cri_ctr_stats_fill(Manager *m, Container *c, CriCtrStatsMsg *msg);
+ * in msg->stats, pointing into msg and c: c must outlive it. what: figures to read besides the
+ * CRI's (0; the metrics want STATS_READ_PIDS | STATS_READ_IO). -ENOMEM; msg is then done already. */
+int cri_ctr_stats_fill(Manager *m, Container *c, StatsRead what, CriCtrStatsMsg *msg);
 void cri_ctr_stats_done(CriCtrStatsMsg *msg);
 /* Whether ListContainerStats (and StreamContainerStats) with filter f reports c: running, and
  * matching the id and pod prefixes and the label selector. */
@@ -68,6 +69,6 @@ typedef struct CriPodStatsMsg {
 } CriPodStatsMsg;
 
 /* One PodSandboxStats for pod: its slice, its network (none on the host's), its running containers. */
-int cri_pod_stats_fill(Manager *m, Pod *pod, CriPodStatsMsg *msg);
+int cri_pod_stats_fill(Manager *m, Pod *pod, StatsRead what, CriPodStatsMsg *msg);
 void cri_pod_stats_done(CriPodStatsMsg *msg);
 bool cri_pod_stats_match(const Pod *pod, const Runtime__V1__PodSandboxStatsFilter *f);

@@ -155,13 +155,13 @@ void ctr_stats_stop(CtrTable *t) {
         t->layer_child = NULL;
 }
 
-void ctr_stats(Container *c, CtrStats *ret) {
+void ctr_stats(Container *c, StatsRead what, CtrStats *ret) {
         CtrStats s = {};
         uint64_t now = now_usec(CLOCK_MONOTONIC);
 
         if (c->state == CTR_RUNNING && !c->creating) {
                 _cleanup_free_ char *path = ctr_cgroup_path(c);
-                s.has_cgroup = path && stats_cgroup_read(path, &s.cgroup) >= 0;
+                s.has_cgroup = path && stats_cgroup_read(path, what, &s.cgroup) >= 0;
                 if (s.has_cgroup && s.cgroup.has_cpu)
                         s.has_nano_cores = stats_rate_update(&c->cpu_rate, s.cgroup.cpu_usage_ns, s.cgroup.monotonic_ns,
                                                              &s.nano_cores);

@@ -242,7 +242,7 @@ typedef struct CtrStats {
         bool has_layer;
         uint64_t layer_bytes, layer_inodes, layer_at_ns;
 } CtrStats;
-void ctr_stats(Container *c, CtrStats *ret);
+void ctr_stats(Container *c, StatsRead what, CtrStats *ret);
 /* The container's cgroup as systemd names it (the manager's root, the pod's slice, the unit), or
  * NULL (OOM, or the root not known yet). */
 char *ctr_cgroup_path(const Container *c);

@@ -253,7 +253,7 @@ void sandbox_op_detach(SandboxOp *op) {
 
 /* --- stats --------------------------------------------------------------------------------------- */
 
-void sandbox_pod_stats(CtrTable *t, Pod *pod, SandboxPodStats *ret) {
+void sandbox_pod_stats(CtrTable *t, Pod *pod, StatsRead what, SandboxPodStats *ret) {
         const char *root = t->env.cgroup_root(t->env.userdata);
         SandboxPodStats s = {};
 
@@ -261,7 +261,7 @@ void sandbox_pod_stats(CtrTable *t, Pod *pod, SandboxPodStats *ret) {
                 _cleanup_free_ char *slice = root ? systemd_slice_path(pod->slice) : NULL, *path = NULL;
                 if (slice && asprintf(&path, "%s%s", root, slice) < 0)
                         path = NULL;
-                s.has_cgroup = path && stats_cgroup_read(path, &s.cgroup) >= 0;
+                s.has_cgroup = path && stats_cgroup_read(path, what | STATS_READ_PIDS, &s.cgroup) >= 0;
                 if (s.has_cgroup && s.cgroup.has_cpu)
                         s.has_nano_cores = stats_rate_update(&pod->cpu_rate, s.cgroup.cpu_usage_ns, s.cgroup.monotonic_ns,
                                                              &s.nano_cores);

@@ -64,5 +64,6 @@ typedef struct SandboxPodStats {
         bool has_net;
         StatsNet net;
 } SandboxPodStats;
-void sandbox_pod_stats(CtrTable *t, Pod *pod, SandboxPodStats *ret);
+/* what: besides what is always read (pids.current is, for the process count). */
+void sandbox_pod_stats(CtrTable *t, Pod *pod, StatsRead what, SandboxPodStats *ret);
 void sandbox_pod_stats_done(SandboxPodStats *s);

@@ -215,6 +215,16 @@ int stats_memory_from_stat(StatsCgroup *s, uint64_t usage, const char *memory_st
         r = stats_parse_keyed(memory_stat, v2 ? "pgmajfault" : "total_pgmajfault", &pgmajfault);
         if (r < 0 && r != -ENOENT)
                 return r;
+        if (!v2) {
+                uint64_t limit, memsw;
+                s->has_memory_limit = stats_parse_keyed(memory_stat, "hierarchical_memory_limit", &limit) == 0 &&
+                                      limit < (1ULL << 62);
+                s->memory_limit = s->has_memory_limit ? limit : 0;
+                s->has_swap_limit = s->has_memory_limit &&
+                                    stats_parse_keyed(memory_stat, "hierarchical_memsw_limit", &memsw) == 0 &&
+                                    memsw < (1ULL << 62);
+                s->swap_limit = s->has_swap_limit ? (memsw > limit ? memsw - limit : 0) : 0;
+        }
         s->has_memory = true;
         s->memory_usage = usage;
         s->inactive_file = inactive;

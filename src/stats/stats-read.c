@@ -61,16 +61,10 @@ static int open_dir(const char *hierarchy, const char *path) {
         return fd < 0 ? -errno : fd;
 }
 
-/* name in dir, NUL-terminated in buf: its length, or a negative errno (-EFBIG when it fills buf). */
-static ssize_t read_at(int dir, const char *name, char *buf, size_t size) {
-        _cleanup_close_ int fd = -1;
+/* What fd holds, NUL-terminated in buf: its length, or a negative errno (-EFBIG when it fills buf). */
+static ssize_t read_fd(int fd, char *buf, size_t size) {
         size_t len = 0;
 
-        if (dir < 0)
-                return -EBADF;
-        fd = openat(dir, name, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return -errno;
         for (;;) {
                 ssize_t k = read(fd, buf + len, size - 1 - len);
                 if (k < 0) {
@@ -86,6 +80,17 @@ static ssize_t read_at(int dir, const char *name, char *buf, size_t size) {
         }
         buf[len] = '\0';
         return (ssize_t) len;
+}
+
+static ssize_t read_at(int dir, const char *name, char *buf, size_t size) {
+        _cleanup_close_ int fd = -1;
+
+        if (dir < 0)
+                return -EBADF;
+        fd = openat(dir, name, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        return read_fd(fd, buf, size);
 }
 
 static bool read_u64(int dir, const char *name, uint64_t *ret) {
@@ -106,34 +111,40 @@ static void read_psi(int dir, const char *name, StatsPsi *ret) {
 
 static void read_memory(int dir, bool v2, StatsCgroup *s) {
         char buf[8192];
-        uint64_t usage;
+        uint64_t usage, memsw;
 
         if (!read_u64(dir, v2 ? "memory.current" : "memory.usage_in_bytes", &usage) ||
             read_at(dir, "memory.stat", buf, sizeof buf) < 0 || stats_memory_from_stat(s, usage, buf, v2) < 0)
                 return;
-        s->has_memory_limit = false;
-        (void) read_limit(dir, v2 ? "memory.max" : "memory.limit_in_bytes", &s->has_memory_limit, &s->memory_limit);
         if (v2) {
+                (void) read_limit(dir, "memory.max", &s->has_memory_limit, &s->memory_limit);
                 s->has_swap = read_u64(dir, "memory.swap.current", &s->swap_usage);
                 if (s->has_swap)
                         (void) read_limit(dir, "memory.swap.max", &s->has_swap_limit, &s->swap_limit);
-        } else {
-                /* v1 counts memory and swap together (memsw), where swap accounting is on. */
-                uint64_t memsw, memsw_limit;
-                bool limited = false;
-                if (read_u64(dir, "memory.memsw.usage_in_bytes", &memsw)) {
-                        s->has_swap = true;
-                        s->swap_usage = memsw > usage ? memsw - usage : 0;
-                        if (read_limit(dir, "memory.memsw.limit_in_bytes", &limited, &memsw_limit) && limited &&
-                            s->has_memory_limit) {
-                                s->has_swap_limit = true;
-                                s->swap_limit = memsw_limit > s->memory_limit ? memsw_limit - s->memory_limit : 0;
-                        }
-                }
-        }
+        } else if (read_u64(dir, "memory.memsw.usage_in_bytes", &memsw)) {
+                /* v1 counts memory and swap together (memsw), where swap accounting is on; the
+                 * limits came with memory.stat. */
+                s->has_swap = true;
+                s->swap_usage = memsw > usage ? memsw - usage : 0;
+        } else
+                s->has_swap_limit = false;
 }
 
-int stats_cgroup_read(const char *path, StatsCgroup *ret) {
+/* One file of the cgroup in a v1 hierarchy, by its whole path (one lookup, no directory fd). */
+static ssize_t read_in(const char *hierarchy, const char *path, const char *name, char *buf, size_t size) {
+        char p[4096];
+        int n = snprintf(p, sizeof p, "%s/%s%s/%s", cgroup_root, hierarchy, path, name);
+        _cleanup_close_ int fd = -1;
+
+        if (n < 0 || (size_t) n >= sizeof p)
+                return -ENAMETOOLONG;
+        fd = open(p, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        return read_fd(fd, buf, size);
+}
+
+int stats_cgroup_read(const char *path, StatsRead what, StatsCgroup *ret) {
         const Layout *l = get_layout();
         StatsCgroup s = {};
         struct timespec ts;
@@ -156,9 +167,12 @@ int stats_cgroup_read(const char *path, StatsCgroup *ret) {
                         s.cpu_usage_ns = usec * 1000;
                 }
                 read_memory(dir, true, &s);
-                s.has_pids = read_u64(dir, "pids.current", &s.pids);
-                s.has_io = read_at(dir, "io.stat", buf, sizeof buf) >= 0 &&
-                           stats_parse_io_stat(buf, &s.io_read_bytes, &s.io_write_bytes, &s.io_reads, &s.io_writes) >= 0;
+                if (what & STATS_READ_PIDS)
+                        s.has_pids = read_u64(dir, "pids.current", &s.pids);
+                if (what & STATS_READ_IO)
+                        s.has_io = read_at(dir, "io.stat", buf, sizeof buf) >= 0 &&
+                                   stats_parse_io_stat(buf, &s.io_read_bytes, &s.io_write_bytes, &s.io_reads,
+                                                       &s.io_writes) >= 0;
                 read_psi(dir, "cpu.pressure", &s.cpu_psi);
                 read_psi(dir, "memory.pressure", &s.memory_psi);
                 read_psi(dir, "io.pressure", &s.io_psi);
@@ -167,9 +181,9 @@ int stats_cgroup_read(const char *path, StatsCgroup *ret) {
         }
 
         if (l->cpuacct) {
-                _cleanup_close_ int dir = open_dir(l->cpuacct, path);
-                found = found || dir >= 0;
-                s.has_cpu = read_u64(dir, "cpuacct.usage", &s.cpu_usage_ns);
+                ssize_t k = read_in(l->cpuacct, path, "cpuacct.usage", buf, 64);
+                found = found || k != -ENOENT;
+                s.has_cpu = k >= 0 && stats_parse_u64(buf, &s.cpu_usage_ns) >= 0;
         }
         if (l->memory) {
                 _cleanup_close_ int dir = open_dir(l->memory, path);
@@ -177,12 +191,12 @@ int stats_cgroup_read(const char *path, StatsCgroup *ret) {
                 if (dir >= 0)
                         read_memory(dir, false, &s);
         }
-        if (l->pids) {
-                _cleanup_close_ int dir = open_dir(l->pids, path);
-                found = found || dir >= 0;
-                s.has_pids = read_u64(dir, "pids.current", &s.pids);
+        if (l->pids && (what & STATS_READ_PIDS)) {
+                ssize_t k = read_in(l->pids, path, "pids.current", buf, 64);
+                found = found || k != -ENOENT;
+                s.has_pids = k >= 0 && stats_parse_u64(buf, &s.pids) >= 0;
         }
-        if (l->blkio) {
+        if (l->blkio && (what & STATS_READ_IO)) {
                 _cleanup_close_ int dir = open_dir(l->blkio, path);
                 found = found || dir >= 0;
                 if (read_at(dir, "blkio.throttle.io_service_bytes_recursive", buf, sizeof buf) >= 0 &&
@@ -193,7 +207,16 @@ int stats_cgroup_read(const char *path, StatsCgroup *ret) {
         }
         if (l->psi) {
                 _cleanup_close_ int dir = open_dir("unified", path);
+                uint64_t usec;
                 if (dir >= 0) {
+                        /* cgroup2's core cpu.stat counts CPU without the cpu controller: a slice
+                         * systemd made has it before any v1 controller has its directory. */
+                        if (!s.has_cpu && read_at(dir, "cpu.stat", buf, sizeof buf) >= 0 &&
+                            stats_parse_keyed(buf, "usage_usec", &usec) >= 0) {
+                                s.has_cpu = true;
+                                s.cpu_usage_ns = usec * 1000;
+                                found = true;
+                        }
                         read_psi(dir, "cpu.pressure", &s.cpu_psi);
                         read_psi(dir, "memory.pressure", &s.memory_psi);
                         read_psi(dir, "io.pressure", &s.io_psi);

@@ -65,7 +65,9 @@ int stats_parse_blkio(const char *text, uint64_t *ret_read, uint64_t *ret_write)
 
 /* memory.stat into the sample (sets has_memory with usage): v1 names total_inactive_file,
  * total_rss, total_pgfault, total_pgmajfault (hierarchical) or v2's inactive_file, anon, pgfault,
- * pgmajfault. working_set = usage − inactive_file, not below 0. */
+ * pgmajfault. working_set = usage − inactive_file, not below 0. On v1 also the limits, from
+ * hierarchical_memory_limit and hierarchical_memsw_limit (the least of the cgroup's and its
+ * ancestors': what the kernel holds it to). */
 int stats_memory_from_stat(StatsCgroup *s, uint64_t usage, const char *memory_stat, bool v2);
 
 /* available_bytes: limit − working set (0 when over it); false without a limit. */
@@ -92,7 +94,11 @@ bool stats_rate_update(StatsRate *r, uint64_t cpu_ns, uint64_t at_ns, uint64_t *
  * controllers (cpuacct, memory, pids, blkio) with PSI from the hybrid unified hierarchy when it
  * has it. Small reads of kernel pseudo-files: cheap, never blocking on a disk. -ENOENT when the
  * cgroup exists in none of them. */
-int stats_cgroup_read(const char *path, StatsCgroup *ret);
+typedef enum StatsRead {
+        STATS_READ_PIDS = 1 << 0, /* pids.current (a pod's process count, metrics) */
+        STATS_READ_IO = 1 << 1,   /* io.stat or blkio (metrics only: the CRI's IoUsage has PSI only) */
+} StatsRead;
+int stats_cgroup_read(const char *path, StatsRead what, StatsCgroup *ret);
 /* The root the reader looks in, for tests ("/sys/fs/cgroup" by default). Resets the layout cache. */
 void stats_cgroup_set_root(const char *root);
 

@@ -16,7 +16,7 @@ import pytest
 
 from rktlet_test import wait_until
 from test_containers import (SERVICE, T, cd, cleanup, ctr_config, ctr_dirs, ctr_registry, make_pod,  # noqa: F401
-                             main_pid, no_container_leftovers, remove, run, show, unit_of, wait_state)
+                             no_container_leftovers, remove, run, show, unit_of, wait_state)
 from test_containers import pytestmark  # noqa: F401
 from test_exec import exec_sync
 from test_pods import SUBNET, cni, no_leftovers  # noqa: F401
@@ -76,8 +76,6 @@ def test_cpu_of_a_busy_loop(cd, pb):
     cid = run(d, pb, pod, ctr_config(pb, "busy", d.ref(), command=BUSY))
     wait_state(d, pb, cid, pb.CONTAINER_RUNNING)
     unit = unit_of(cid)
-    # The machine is shared: the loop gets its core by priority (a process of this test's own).
-    os.setpriority(os.PRIO_PROCESS, main_pid(cid), -20)
 
     k0 = kernel_cpu_ns(unit)
     s = cstats(d, pb, cid)
@@ -97,11 +95,15 @@ def test_cpu_of_a_busy_loop(cd, pb):
     assert k2 <= s2.cpu.usage_core_nano_seconds.value <= k3
     assert s2.cpu.HasField("usage_nano_cores")
     rate = s2.cpu.usage_nano_cores.value
-    # What the kernel counted over (about) the same interval, and one core's worth (the machine is
-    # shared: the loop may get less than a whole core, never much more).
+    # What the kernel counted over (about) the same interval; one thread is never more than a core.
     kernel_rate = (k3 - k0) / elapsed
     assert 0.75 * kernel_rate <= rate <= 1.25 * kernel_rate, (rate, kernel_rate)
-    assert 0.5e9 <= rate <= 1.5e9, rate
+    assert rate <= 1.5e9, rate
+    # One busy core, about 1e9, when the loop had its core: on a shared machine the container's CPU
+    # group may get less (its cgroup competes with the whole machine), which the kernel's own
+    # count shows.
+    if kernel_rate >= 0.6e9:
+        assert 0.5e9 <= rate, (rate, kernel_rate)
     remove(d, pb, cid)
 
 
@@ -217,6 +219,8 @@ def test_pod_stats_and_network(cd, pb):
     host = make_pod(d, pb, name="hostnet", host_network=True)
     hs = pstats(d, pb, host.id)
     assert not hs.linux.HasField("network")
+    # A slice with nothing in it yet still has its CPU counter (cgroup2's core cpu.stat).
+    assert hs.linux.cpu.HasField("usage_core_nano_seconds") and list(hs.linux.containers) == []
     remove(d, pb, cid)
 
 

@@ -36,6 +36,11 @@ static const char v1_memory_stat[] =
         "total_pgmajfault 43817\ntotal_inactive_anon 194928640\ntotal_active_anon 21123072\n"
         "total_inactive_file 558141440\ntotal_active_file 744620032\ntotal_unevictable 15998976\n";
 
+/* The same, in a cgroup limited to 2 GiB and 3 GiB with swap (hierarchical: its own or an ancestor's). */
+static const char v1_memory_stat_limited[] =
+        "cache 10035200\nrss 7950336\nhierarchical_memory_limit 2147483648\nhierarchical_memsw_limit 3221225472\n"
+        "total_rss 182759424\ntotal_pgfault 588987519\ntotal_pgmajfault 43817\ntotal_inactive_file 558141440\n";
+
 /* A v2 memory.stat (kernel 6.1). */
 static const char v2_memory_stat[] =
         "anon 71102464\nfile 133079040\nkernel 8597504\nkernel_stack 557056\npagetables 1081344\n"
@@ -123,6 +128,7 @@ static void test_memory_v1(void **state) {
         assert_int_equal(s.rss, 182759424);
         assert_int_equal(s.page_faults, 588987519);
         assert_int_equal(s.major_page_faults, 43817);
+        assert_false(s.has_memory_limit || s.has_swap_limit); /* PAGE_COUNTER_MAX: none */
         assert_false(stats_memory_available(&s, &avail)); /* no limit */
         s.has_memory_limit = true;
         s.memory_limit = 1ULL << 30;
@@ -243,15 +249,13 @@ static void test_read_v1(void **state) {
         put("unified/cgroup.procs", "");
         put("cpuacct/a.slice/b.service/cpuacct.usage", "2500000000\n");
         put("memory/a.slice/b.service/memory.usage_in_bytes", "1000000000\n");
-        put("memory/a.slice/b.service/memory.stat", v1_memory_stat);
-        put("memory/a.slice/b.service/memory.limit_in_bytes", "2147483648\n");
+        put("memory/a.slice/b.service/memory.stat", v1_memory_stat_limited);
         put("memory/a.slice/b.service/memory.memsw.usage_in_bytes", "1000004096\n");
-        put("memory/a.slice/b.service/memory.memsw.limit_in_bytes", "9223372036854771712\n");
         put("pids/a.slice/b.service/pids.current", "3\n");
         put("unified/a.slice/b.service/cpu.pressure", psi_cpu);
         stats_cgroup_set_root(root);
 
-        assert_int_equal(stats_cgroup_read("/a.slice/b.service", &s), 0);
+        assert_int_equal(stats_cgroup_read("/a.slice/b.service", STATS_READ_PIDS | STATS_READ_IO, &s), 0);
         assert_true(s.timestamp_ns > 0 && s.monotonic_ns > 0);
         assert_true(s.has_cpu);
         assert_true(s.cpu_usage_ns == 2500000000ULL);
@@ -262,18 +266,34 @@ static void test_read_v1(void **state) {
         assert_true(s.memory_limit == 2147483648ULL);
         assert_true(s.has_swap);
         assert_int_equal(s.swap_usage, 4096);
-        assert_false(s.has_swap_limit);
+        assert_true(s.has_swap_limit);
+        assert_true(s.swap_limit == 1073741824ULL);
         assert_true(s.has_pids);
         assert_int_equal(s.pids, 3);
-        assert_false(s.has_io);
+        assert_false(s.has_io); /* no blkio hierarchy here */
+        /* What was not asked for is not read. */
+        assert_int_equal(stats_cgroup_read("/a.slice/b.service", 0, &s), 0);
+        assert_false(s.has_pids);
+        assert_true(s.has_cpu && s.has_memory);
         assert_true(s.cpu_psi.has_some && !s.memory_psi.has_some);
         /* A cgroup that is nowhere. */
-        assert_int_equal(stats_cgroup_read("/a.slice/gone.service", &s), -ENOENT);
+        assert_int_equal(stats_cgroup_read("/a.slice/gone.service", 0, &s), -ENOENT);
         /* One only some controllers have: what is there. */
         put("pids/a.slice/half.service/pids.current", "1\n");
-        assert_int_equal(stats_cgroup_read("/a.slice/half.service", &s), 0);
+        assert_int_equal(stats_cgroup_read("/a.slice/half.service", STATS_READ_PIDS, &s), 0);
         assert_false(s.has_cpu || s.has_memory);
         assert_true(s.has_pids);
+        /* A slice only systemd made (no v1 controller has it yet): the CPU from cgroup2's core
+         * cpu.stat in the hybrid unified hierarchy. */
+        put("unified/a.slice/only.slice/cpu.stat", v2_cpu_stat);
+        assert_int_equal(stats_cgroup_read("/a.slice/only.slice", STATS_READ_PIDS, &s), 0);
+        assert_true(s.has_cpu);
+        assert_true(s.cpu_usage_ns == 5123456000ULL);
+        assert_false(s.has_memory || s.has_pids);
+        /* cpuacct wins where it is there. */
+        put("unified/a.slice/b.service/cpu.stat", v2_cpu_stat);
+        assert_int_equal(stats_cgroup_read("/a.slice/b.service", STATS_READ_PIDS | STATS_READ_IO, &s), 0);
+        assert_true(s.cpu_usage_ns == 2500000000ULL);
 }
 
 static void test_read_v2(void **state) {
@@ -296,9 +316,10 @@ static void test_read_v2(void **state) {
         put("v2/a.slice/b.service/io.pressure", psi_io_old);
         stats_cgroup_set_root(v2root);
 
-        assert_int_equal(stats_cgroup_read("/a.slice/b.service", &s), 0);
+        assert_int_equal(stats_cgroup_read("/a.slice/b.service", STATS_READ_PIDS | STATS_READ_IO, &s), 0);
         assert_true(s.has_cpu);
         assert_true(s.cpu_usage_ns == 5123456000ULL);
+        assert_false(s.memory_limit); /* "max" */
         assert_true(s.has_memory);
         assert_int_equal(s.working_set, 213000192 - 65966080);
         assert_int_equal(s.rss, 71102464);
@@ -310,7 +331,7 @@ static void test_read_v2(void **state) {
         assert_true(s.has_io);
         assert_int_equal(s.io_read_bytes, 1048576 + 2048);
         assert_true(s.cpu_psi.has_full && s.memory_psi.has_some && s.io_psi.has_some && !s.io_psi.has_full);
-        assert_int_equal(stats_cgroup_read("/gone", &s), -ENOENT);
+        assert_int_equal(stats_cgroup_read("/gone", 0, &s), -ENOENT);
         stats_cgroup_set_root(NULL);
 
         char cmd[sizeof root + 16];
