@@ -23,6 +23,15 @@ void stats_net_done(StatsNet *n) {
         *n = (StatsNet) {};
 }
 
+/* The counters of IFLA_STATS64 or of the older 32-bit IFLA_STATS: the same names. */
+#define COPY_COUNTERS(it, st)                                                   \
+        do {                                                                    \
+                (it)->rx_bytes = (st)->rx_bytes, (it)->tx_bytes = (st)->tx_bytes;   \
+                (it)->rx_errors = (st)->rx_errors, (it)->tx_errors = (st)->tx_errors; \
+                (it)->rx_packets = (st)->rx_packets, (it)->tx_packets = (st)->tx_packets; \
+                (it)->rx_dropped = (st)->rx_dropped, (it)->tx_dropped = (st)->tx_dropped; \
+        } while (0)
+
 static int add_link(StatsNet *n, const struct ifinfomsg *ifi, const uint8_t *attrs, size_t len) {
         StatsNetIf it = {};
         bool named = false, counted = false;
@@ -46,18 +55,12 @@ static int add_link(StatsNet *n, const struct ifinfomsg *ifi, const uint8_t *att
                 } else if (rta.rta_type == IFLA_STATS64 && dlen >= sizeof(struct rtnl_link_stats64)) {
                         struct rtnl_link_stats64 st;
                         memcpy(&st, data, sizeof st);
-                        it.rx_bytes = st.rx_bytes, it.tx_bytes = st.tx_bytes;
-                        it.rx_errors = st.rx_errors, it.tx_errors = st.tx_errors;
-                        it.rx_packets = st.rx_packets, it.tx_packets = st.tx_packets;
-                        it.rx_dropped = st.rx_dropped, it.tx_dropped = st.tx_dropped;
+                        COPY_COUNTERS(&it, &st);
                         counted = true;
                 } else if (rta.rta_type == IFLA_STATS && !counted && dlen >= sizeof(struct rtnl_link_stats)) {
                         struct rtnl_link_stats st;
                         memcpy(&st, data, sizeof st);
-                        it.rx_bytes = st.rx_bytes, it.tx_bytes = st.tx_bytes;
-                        it.rx_errors = st.rx_errors, it.tx_errors = st.tx_errors;
-                        it.rx_packets = st.rx_packets, it.tx_packets = st.tx_packets;
-                        it.rx_dropped = st.rx_dropped, it.tx_dropped = st.tx_dropped;
+                        COPY_COUNTERS(&it, &st);
                 }
                 size_t step = RTA_ALIGN(rta.rta_len);
                 if (step >= len)
