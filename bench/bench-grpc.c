@@ -34,7 +34,11 @@
 #define STALL_TIMEOUT_MS 10000
 
 /* runtime.v1.VersionRequest{version: "v1"} behind its 5-byte gRPC prefix (not compressed, length 4). */
-static const uint8_t request_body[] = { 0, 0, 0, 0, 4, 0x0a, 0x02, 'v', '1' };
+static const uint8_t version_body[] = { 0, 0, 0, 0, 4, 0x0a, 0x02, 'v', '1' };
+/* --empty: an empty message, which every List* request may be (ListContainerStatsRequest{}…). */
+static const uint8_t empty_body[] = { 0, 0, 0, 0, 0 };
+static const uint8_t *request_body = version_body;
+static size_t request_len = sizeof version_body;
 
 typedef struct Conn Conn;
 
@@ -94,13 +98,13 @@ static ssize_t read_request_body(_unused_ nghttp2_session *session, _unused_ int
                                  size_t length, uint32_t *data_flags, nghttp2_data_source *source,
                                  _unused_ void *user_data) {
         Call *call = source->ptr;
-        size_t n = sizeof request_body - call->sent;
+        size_t n = request_len - call->sent;
 
         if (n > length)
                 n = length;
         memcpy(buf, request_body + call->sent, n);
         call->sent += n;
-        if (call->sent == sizeof request_body)
+        if (call->sent == request_len)
                 *data_flags |= NGHTTP2_DATA_FLAG_EOF;
         return (ssize_t) n;
 }
@@ -380,7 +384,8 @@ static void usage(FILE *f) {
                 "  --concurrency C            Throughput: streams in flight per connection (default 32)\n"
                 "  --connections K            Throughput: connections (default 1, at most %d)\n"
                 "  --path PATH                gRPC method (default /runtime.v1.RuntimeService/Version;\n"
-                "                             the request is always a VersionRequest)\n"
+                "                             the request is a VersionRequest unless --empty)\n"
+                "  --empty                    Send an empty request message instead\n"
                 "  --authority A              :authority to send (default the socket path, as grpc-go)\n",
                 MAX_CONNECTIONS);
 }
@@ -392,6 +397,7 @@ int main(int argc, char *argv[]) {
                 { "warmup", required_argument, NULL, 'w' },      { "concurrency", required_argument, NULL, 'c' },
                 { "connections", required_argument, NULL, 'k' }, { "path", required_argument, NULL, 'p' },
                 { "authority", required_argument, NULL, 'a' },   { "help", no_argument, NULL, 'h' },
+                { "empty", no_argument, NULL, 'e' },
                 {},
         };
         nghttp2_session_callbacks *cbs;
@@ -400,7 +406,7 @@ int main(int argc, char *argv[]) {
         int opt, ret = 1;
         char *end;
 
-        while ((opt = getopt_long(argc, argv, "s:m:n:d:w:c:k:p:a:h", options, NULL)) >= 0) {
+        while ((opt = getopt_long(argc, argv, "s:m:n:d:w:c:k:p:a:he", options, NULL)) >= 0) {
                 switch (opt) {
                 case 's':
                         arg_socket = optarg;
@@ -440,6 +446,10 @@ int main(int argc, char *argv[]) {
                         continue;
                 case 'a':
                         arg_authority = optarg;
+                        continue;
+                case 'e':
+                        request_body = empty_body;
+                        request_len = sizeof empty_body;
                         continue;
                 case 'h':
                         usage(stdout);

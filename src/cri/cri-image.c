@@ -317,6 +317,10 @@ int cri_image_fs_info(GrpcCall *call, const uint8_t *msg, size_t len, void *user
         Runtime__V1__FilesystemUsage fs = RUNTIME__V1__FILESYSTEM_USAGE__INIT, *fsp[] = { &fs };
         Runtime__V1__FilesystemIdentifier id = RUNTIME__V1__FILESYSTEM_IDENTIFIER__INIT;
         Runtime__V1__UInt64Value bytes = RUNTIME__V1__UINT64_VALUE__INIT, inodes = RUNTIME__V1__UINT64_VALUE__INIT;
+        Runtime__V1__FilesystemUsage cfs = RUNTIME__V1__FILESYSTEM_USAGE__INIT, *cfsp[] = { &cfs };
+        Runtime__V1__FilesystemIdentifier cid = RUNTIME__V1__FILESYSTEM_IDENTIFIER__INIT;
+        Runtime__V1__UInt64Value cbytes = RUNTIME__V1__UINT64_VALUE__INIT, cinodes = RUNTIME__V1__UINT64_VALUE__INIT;
+        _cleanup_free_ char *layers = NULL;
         struct timespec ts;
         int r;
 
@@ -331,5 +335,18 @@ int cri_image_fs_info(GrpcCall *call, const uint8_t *msg, size_t len, void *user
         fs.inodes_used = &inodes;
         resp.image_filesystems = fsp;
         resp.n_image_filesystems = 1;
+        /* The containers' writable layers (their upper directories), as containerd reports its
+         * snapshotter's: the sum of the last background walks. */
+        layers = ctr_layers_dir(m->containers);
+        if (!layers)
+                return -ENOMEM;
+        ctr_layers_usage(m->containers, &cbytes.value, &cinodes.value);
+        cfs.timestamp = fs.timestamp;
+        cid.mountpoint = layers;
+        cfs.fs_id = &cid;
+        cfs.used_bytes = &cbytes;
+        cfs.inodes_used = &cinodes;
+        resp.container_filesystems = cfsp;
+        resp.n_container_filesystems = 1;
         return cri_reply(call, &resp.base);
 }

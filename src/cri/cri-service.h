@@ -51,6 +51,14 @@ int cri_attach(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_port_forward(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_stream_server_new(Manager *m, struct StreamServer **ret);
 
+/* Handlers (cri-stats.c). */
+int cri_container_stats(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_list_container_stats(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_pod_sandbox_stats(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_list_pod_sandbox_stats(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_list_metric_descriptors(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_list_pod_sandbox_metrics(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+
 /* Handlers (cri-image.c). */
 int cri_pull_image(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_list_images(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);

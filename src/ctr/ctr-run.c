@@ -183,6 +183,7 @@ CtrTable *ctr_table_free(CtrTable *t) {
                         op_abort(&c->op->op);
                 ctr_free(c);
         }
+        ctr_stats_stop(t);
         fs_sync_free(t->sync);
         free(t);
         return NULL;

@@ -14,6 +14,7 @@
 #include "image-store.h"
 #include "oci-spec.h"
 #include "pod.h"
+#include "stats.h"
 #include "systemd-unit.h"
 
 typedef enum CtrState { /* the CRI's ContainerState values */
@@ -118,6 +119,13 @@ typedef struct Container {
         bool busy;
         CtrOp *op;
         CtrOp *exit_waiter; /* a stop or remove waiting for the exit */
+
+        /* Stats (ctr-stats.c): the CPU rate's last sample, and the writable layer's usage as the
+         * last walk of upper/ found it (a child; layer_at_ns 0: none yet). */
+        StatsRate cpu_rate;
+        uint64_t layer_bytes, layer_inodes, layer_at_ns;
+        uint64_t layer_walked_usec; /* CLOCK_MONOTONIC when the last walk began, 0: never */
+        bool layer_wanted;          /* a walk is due, waiting for the one child at a time */
 } Container;
 
 /* What containers need from the daemon. */
@@ -169,6 +177,8 @@ struct CtrTable {
         FsSync *sync; /* records are saved on the loop and made durable off it */
         unsigned n_unconfirmed; /* containers whose unit systemd has not answered for since the start */
         void (*all_confirmed)(void *userdata); /* when that count drops to 0, with env.userdata */
+        struct Child *layer_child; /* the walk of one writable layer, at most one at a time */
+        char layer_id[65];         /* whose */
 };
 
 /* error: NULL on success, else what failed (valid during the call only). */
@@ -238,6 +248,32 @@ void ctr_exec_abort_all(void);
 unsigned ctr_exec_count(void);
 /* At load: kills what execs a killed daemon left in c, and forgets them. */
 void ctr_exec_cleanup(Container *c);
+
+/* Stats (ctr-stats.c). A sample of the container's own cgroup (has_cgroup false when it has none:
+ * not running, or systemd's root cgroup not known yet), the CPU rate since the previous sample (as
+ * containerd: none on the first), and its writable layer's usage from the last background walk of
+ * its upper directory (has_layer false before the first). Asks for a new walk when the last is
+ * older than CTR_LAYER_WALK_INTERVAL_USEC; walks run one at a time in a child, never on the loop. */
+#define CTR_LAYER_WALK_INTERVAL_USEC (10ULL * 1000 * 1000)
+typedef struct CtrStats {
+        bool has_cgroup;
+        StatsCgroup cgroup;
+        bool has_nano_cores;
+        uint64_t nano_cores;
+        bool has_layer;
+        uint64_t layer_bytes, layer_inodes, layer_at_ns;
+} CtrStats;
+void ctr_stats(Container *c, StatsRead what, CtrStats *ret);
+/* The container's cgroup as systemd names it (the manager's root, the pod's slice, the unit), or
+ * NULL (OOM, or the root not known yet). */
+char *ctr_cgroup_path(const Container *c);
+/* Where the containers' writable layers are: <root>/containers. */
+char *ctr_layers_dir(const CtrTable *t);
+/* The writable layers together, as their last walks found them (ImageFsInfo's container
+ * filesystem); a layer not walked yet is asked for. */
+void ctr_layers_usage(CtrTable *t, uint64_t *ret_bytes, uint64_t *ret_inodes);
+/* Drops a walk in flight (the table is going). */
+void ctr_stats_stop(CtrTable *t);
 
 /* "SIGTERM", "TERM", "15", "RTMIN+3", "SIGRTMINPLUS3"… → the signal number, or -EINVAL. */
 int ctr_signal_from_string(const char *s);

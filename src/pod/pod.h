@@ -11,6 +11,7 @@
 
 #include "cni.h"
 #include "error-chain.h"
+#include "stats.h"
 #include "strv.h"
 #include "systemd-unit.h"
 
@@ -73,6 +74,8 @@ struct Pod {
 
         bool busy; /* an operation runs */
         struct PodOp *op;
+
+        StatsRate cpu_rate; /* the slice's CPU rate between stats samples */
 };
 
 /* What pods need from the daemon. */

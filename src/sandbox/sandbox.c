@@ -12,6 +12,8 @@
 #include "fd-util.h"
 #include "macro.h"
 #include "strv.h"
+#include "log.h"
+#include "systemd-manager.h"
 
 bool sandbox_network_ready(PodTable *pods, const PodSpec *spec, Error *error) {
         const char *why = NULL;
@@ -247,4 +249,33 @@ void sandbox_op_detach(SandboxOp *op) {
         op->pod_op = NULL;
         op->finished = true;
         op_unref(op);
+}
+
+/* --- stats --------------------------------------------------------------------------------------- */
+
+void sandbox_pod_stats(CtrTable *t, Pod *pod, StatsRead what, SandboxPodStats *ret) {
+        const char *root = t->env.cgroup_root(t->env.userdata);
+        SandboxPodStats s = {};
+
+        if (pod_state(pod) == POD_READY) {
+                _cleanup_free_ char *slice = root ? systemd_slice_path(pod->slice) : NULL, *path = NULL;
+                if (slice && asprintf(&path, "%s%s", root, slice) < 0)
+                        path = NULL;
+                s.has_cgroup = path && stats_cgroup_read(path, what | STATS_READ_PIDS, &s.cgroup) >= 0;
+                if (s.has_cgroup && s.cgroup.has_cpu)
+                        s.has_nano_cores = stats_rate_update(&pod->cpu_rate, s.cgroup.cpu_usage_ns, s.cgroup.monotonic_ns,
+                                                             &s.nano_cores);
+                if (pod->spec.network != POD_NS_NODE) {
+                        _cleanup_free_ char *ns = pod_ns_path(pod, "net");
+                        int r = ns ? stats_net_read(ns, &s.net) : -ENOMEM;
+                        s.has_net = r >= 0;
+                        if (r < 0)
+                                log_debug_errno(r, "Failed to read the interfaces of pod %s: %m", pod->id);
+                }
+        }
+        *ret = s;
+}
+
+void sandbox_pod_stats_done(SandboxPodStats *s) {
+        stats_net_done(&s->net);
 }

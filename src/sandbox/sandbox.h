@@ -51,3 +51,19 @@ int sandbox_remove(CtrTable *t, Pod *pod, SandboxDone done, void *userdata, Erro
  * called. NULL is fine. */
 void sandbox_op_detach(SandboxOp *op);
 
+
+/* A pod's stats: its slice's cgroup (its containers and its init together) with the CPU rate since
+ * the previous sample, and the counters of the interfaces of its network namespace (netlink in the
+ * pinned namespace, no process). A pod on the host's network has no network stats (as containerd:
+ * the host's interfaces are not the pod's). Only while the pod is READY. */
+typedef struct SandboxPodStats {
+        bool has_cgroup;
+        StatsCgroup cgroup;
+        bool has_nano_cores;
+        uint64_t nano_cores;
+        bool has_net;
+        StatsNet net;
+} SandboxPodStats;
+/* what: besides what is always read (pids.current is, for the process count). */
+void sandbox_pod_stats(CtrTable *t, Pod *pod, StatsRead what, SandboxPodStats *ret);
+void sandbox_pod_stats_done(SandboxPodStats *s);

@@ -55,9 +55,6 @@ README_SUBCOMMANDS = {"version", "info", "pull", "images", "inspecti", "runp", "
 # fail with the daemon's UNIMPLEMENTED message; when one starts working, remove it from here (and
 # test what it does). POD and CONTAINER stand for a ready pod and a running container.
 EXPECTED_UNIMPLEMENTED = [
-    ("stats", "ListContainerStats"),
-    ("stats -o json CONTAINER", "ListContainerStats"),
-    ("statsp", "ListPodSandboxStats"),
     ("update --memory 67108864 CONTAINER", "UpdateContainerResources"),
     ("checkpoint CONTAINER", "CheckpointContainer"),
 ]
@@ -578,6 +575,32 @@ def test_exec_and_port_forward_are_served(crictl_daemon):
     assert (r.stdout, r.stderr) == ("", ""), r
     r = c("exec", cid, "sh", "-c", "echo out; echo err >&2; exit 4", check=False)
     assert r.returncode != 0 and r.stdout == "out\n" and "err\n" in r.stderr and "exit code 4" in r.stderr, r
+    c("stop", cid)
+    c("rm", cid)
+    c("stopp", pod_id)
+    c("rmp", pod_id)
+
+
+# --- stats -----------------------------------------------------------------------------------------
+
+def test_stats(crictl_daemon):
+    """`crictl stats`, `stats -a`, `stats -o json CONTAINER` and `statsp`: ListContainerStats and
+    ListPodSandboxStats through grpc-go, the figures where crictl shows them."""
+    c, pod_id, cid = readme_pod_and_container(crictl_daemon)
+    r = c("stats")
+    assert cid[:13] in r.stdout and "CPU %" in r.stdout, r.stdout
+    r = c("stats", "-a")
+    assert cid[:13] in r.stdout, r.stdout
+    st = c.json("stats", "-o", "json", cid)["stats"]
+    assert [s["attributes"]["id"] for s in st] == [cid]
+    assert int(st[0]["cpu"]["usageCoreNanoSeconds"]["value"]) > 0
+    assert int(st[0]["memory"]["workingSetBytes"]["value"]) > 0
+    # Its pod, and the container inside it.
+    r = c("statsp")
+    assert pod_id[:13] in r.stdout, r.stdout
+    pods = c.json("statsp", "-o", "json")["stats"]
+    assert [p["attributes"]["id"] for p in pods] == [pod_id]
+    assert [s["attributes"]["id"] for s in pods[0]["linux"]["containers"]] == [cid]
     c("stop", cid)
     c("rm", cid)
     c("stopp", pod_id)

@@ -649,13 +649,14 @@ def test_bad_input_answers_the_status_codes_the_cri_means(gd):
 
 # Empty requests: what each method must answer when it is given nothing (the CRI's meaning).
 EMPTY_OK = {"Version", "Status", "RuntimeConfig", "ListPodSandbox", "ListContainers", "ListImages", "ImageFsInfo",
-            "UpdateRuntimeConfig", "StreamPodSandboxes", "StreamContainers", "StreamImages"}
+            "UpdateRuntimeConfig", "StreamPodSandboxes", "StreamContainers", "StreamImages",
+            "ListContainerStats", "ListPodSandboxStats", "ListMetricDescriptors", "ListPodSandboxMetrics"}
 # A subscription: it never ends on its own, so it ends at the client's deadline, without an event (none
 # happens meanwhile).
 EMPTY_ENDLESS = {"GetContainerEvents"}
 EMPTY_INVALID = {"RunPodSandbox", "StopPodSandbox", "RemovePodSandbox", "PodSandboxStatus", "CreateContainer",
                  "StartContainer", "StopContainer", "RemoveContainer", "ContainerStatus", "ReopenContainerLog",
-                 "PullImage", "ImageStatus", "RemoveImage"}
+                 "PullImage", "ImageStatus", "RemoveImage", "ContainerStats", "PodSandboxStats"}
 
 
 def test_every_method_answers_an_empty_request_on_one_connection(go, cri_go):  # noqa: F811

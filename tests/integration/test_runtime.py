@@ -105,7 +105,6 @@ def test_runtime_config_uses_systemd_cgroup_driver(daemon, pb):
 @pytest.mark.parametrize("service,method,request_type", [
     ("runtime", "CheckpointContainer", "CheckpointContainerRequest"),
     ("runtime", "UpdateContainerResources", "UpdateContainerResourcesRequest"),
-    ("runtime", "ContainerStats", "ContainerStatsRequest"),
 ])
 def test_methods_not_there_yet_are_unimplemented_and_named(daemon, pb, service, method, request_type):
     stub = getattr(daemon, service)()
