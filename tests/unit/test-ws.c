@@ -263,6 +263,9 @@ static void test_session_hostile(void **state) {
         assert_int_equal(ws_session_recv(s, in, n), -EPROTO);
         assert_false(ws_session_want_read(s));
         assert_string_equal(r.log, "");
+        const uint8_t *out;
+        assert_int_equal(ws_session_peek_output(s, &out), 4);
+        assert_memory_equal(out, "\x88\x02\x03\xf1", 4); /* 1009 message too big */
         ws_session_free(s);
 }
 
