@@ -268,6 +268,12 @@ def test_idle_connection_is_closed_by_the_stream_creation_timeout_only_before_st
 
 # --- port-forward ----------------------------------------------------------------------------------
 
+def start_httpd(d, cid):
+    """httpd on 127.0.0.1:8080 of the pod's own network namespace (kept if already there)."""
+    d.crictl("exec", cid, "sh", "-c", "mkdir -p /tmp/www && echo hello-from-pod > /tmp/www/index.html && "
+             "(httpd -p 127.0.0.1:8080 -h /tmp/www || true)")
+
+
 def pf_url(d, pb, pod_id, query):
     return ws(d.runtime().PortForward(pb.PortForwardRequest(pod_sandbox_id=pod_id, port=[8080]), timeout=10).url,
               query)
@@ -277,8 +283,7 @@ def pf_url(d, pb, pod_id, query):
 def test_port_forward(sd, pb, running, proto):
     d = sd
     pod_id, cid = running
-    d.crictl("exec", cid, "sh", "-c", "mkdir -p /tmp/www && echo hello-from-pod > /tmp/www/index.html && "
-             "(httpd -p 127.0.0.1:8080 -h /tmp/www || true)")
+    start_httpd(d, cid)
     url = pf_url(d, pb, pod_id, "?port=8080")
 
     async def script(conn, p, msgs):
@@ -298,8 +303,7 @@ def test_port_forward(sd, pb, running, proto):
 def test_port_forward_several_ports_and_errors(sd, pb, running):
     d = sd
     pod_id, cid = running
-    d.crictl("exec", cid, "sh", "-c", "mkdir -p /tmp/www && echo hello-from-pod > /tmp/www/index.html && "
-             "(httpd -p 127.0.0.1:8080 -h /tmp/www || true)")
+    start_httpd(d, cid)
     # 8080 and a port nobody listens on, in both of kubelet's spellings.
     url = pf_url(d, pb, pod_id, "?port=8080,9&port=8080")
 
