@@ -26,6 +26,7 @@
 #include "macro.h"
 #include "spdy.h"
 #include "time-util.h"
+#include "ws.h"
 
 #define MAX_PENDING 1000                     /* kubelet's request cache */
 #define TOKEN_TTL_USEC (60ULL * USEC_PER_SEC) /* likewise */
@@ -35,6 +36,8 @@
 #define OUTPUT_HIGH (1u * 1024 * 1024) /* stop reading producers above this much queued for the peer */
 #define OUTPUT_LOW (256u * 1024)       /* and resume below this */
 #define RESIZE_MAX 4096
+#define WS_MAX_PORTS 100                     /* port-forward ports in one WebSocket request */
+#define WS_LINGER_USEC (2ULL * USEC_PER_SEC) /* after our close frame, for the peer's */
 
 typedef enum Slot {
         SLOT_ERROR,
@@ -74,6 +77,7 @@ typedef struct Pump {
         bool writer;
         bool eof;    /* reader: the fd ended; writer: the peer sent FIN */
         bool paused; /* reader: held for back-pressure */
+        bool dropping; /* writer: its fd's reader went; what comes for it is dropped */
         Buffer buf;  /* writer */
 } Pump;
 
@@ -99,11 +103,13 @@ struct StreamConn {
         ev_timer stdin_timer; /* attach: tells the handler the client's stdin ended, from the loop */
         bool stdin_told;
         SpdySession *spdy;
+        WsSession *ws; /* instead of spdy: a WebSocket, whose channel n is "stream" n + 1 here */
         uint32_t sid[_SLOT_MAX];
         unsigned n_expected;
         bool started, exited, reported, closing, freeing;
         bool io_set;  /* stream_conn_set_io() came */
         bool in_recv; /* inside spdy_session_recv(): not freed now, conn_update() follows */
+        bool lingering; /* WebSocket: our close frame is out, the peer's is awaited */
         int exit_code;
         char *exit_message;
         Pump in, out, err, tty; /* tty: the pty master, read into stdout */
@@ -135,6 +141,9 @@ typedef struct Pending {
         bool have_req;
         StreamRequest req;
         int version;
+        const WsProtocol *ws; /* a WebSocket upgrade */
+        uint16_t ports[WS_MAX_PORTS]; /* its port-forward ports (?port=) */
+        size_t n_ports;
 } Pending;
 
 static void server_run(StreamServer *s);
@@ -280,6 +289,46 @@ static char *status_text(const StreamConn *c) {
         return json_gen_steal(g);
 }
 
+/* --- the transport: SPDY streams, or WebSocket channels ------------------------------------------ */
+
+/* Data for the peer on stream sid (a WebSocket: channel sid - 1). A WebSocket channel has no end of
+ * its own: a FIN with no data sends nothing there, the close frame ends every channel. */
+static int conn_send(StreamConn *c, uint32_t sid, const void *data, size_t len, bool fin) {
+        if (!c->ws)
+                return spdy_session_submit_data(c->spdy, sid, data, len, fin);
+        if (len == 0 && fin)
+                return 0;
+        return ws_session_submit(c->ws, (uint8_t) (sid - 1), data, len);
+}
+
+static size_t conn_queued(const StreamConn *c) {
+        return c->ws ? ws_session_queued(c->ws) : spdy_session_queued(c->spdy);
+}
+
+static size_t conn_peek_output(StreamConn *c, const uint8_t **ret) {
+        return c->ws ? ws_session_peek_output(c->ws, ret) : spdy_session_peek_output(c->spdy, ret);
+}
+
+static void conn_consume_output(StreamConn *c, size_t n) {
+        if (c->ws)
+                ws_session_consume_output(c->ws, n);
+        else
+                spdy_session_consume_output(c->spdy, n);
+}
+
+static bool conn_want_read(const StreamConn *c) {
+        return c->ws ? ws_session_want_read(c->ws) : spdy_session_want_read(c->spdy);
+}
+
+static int conn_recv(StreamConn *c, const uint8_t *buf, size_t len) {
+        int r;
+
+        c->in_recv = true;
+        r = c->ws ? ws_session_recv(c->ws, buf, len) : spdy_session_recv(c->spdy, buf, len);
+        c->in_recv = false;
+        return r;
+}
+
 /* --- pumps --------------------------------------------------------------------------------------- */
 
 static void pump_close(Pump *p) {
@@ -297,6 +346,7 @@ static void conn_fail(StreamConn *c) {
 }
 
 static void conn_check_finished(StreamConn *c);
+static void pf_ws_check_done(StreamConn *c);
 
 static void reader_cb(struct ev_loop *loop, ev_io *w, int revents) {
         Pump *p = container_of(w, Pump, io);
@@ -304,7 +354,7 @@ static void reader_cb(struct ev_loop *loop, ev_io *w, int revents) {
         uint8_t buf[READ_SIZE];
         ssize_t n;
 
-        if (spdy_session_queued(c->spdy) >= OUTPUT_HIGH) {
+        if (conn_queued(c) >= OUTPUT_HIGH) {
                 ev_io_stop(loop, &p->io);
                 p->paused = true;
                 return;
@@ -313,7 +363,7 @@ static void reader_cb(struct ev_loop *loop, ev_io *w, int revents) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 return;
         if (n > 0) {
-                if (p->sid && spdy_session_submit_data(c->spdy, p->sid, buf, (size_t) n, false) < 0)
+                if (p->sid && conn_send(c, p->sid, buf, (size_t) n, false) < 0)
                         p->sid = 0; /* the stream went; what comes next is dropped */
                 conn_update(c);
                 return;
@@ -326,9 +376,10 @@ static void reader_cb(struct ev_loop *loop, ev_io *w, int revents) {
                  * (client-go waits for that one before it closes the local connection). */
                 PfPair *pp = container_of(p, PfPair, rd);
                 if (pp->data_sid)
-                        (void) spdy_session_submit_data(c->spdy, pp->data_sid, NULL, 0, true);
+                        (void) conn_send(c, pp->data_sid, NULL, 0, true);
                 if (pp->error_sid)
-                        (void) spdy_session_submit_data(c->spdy, pp->error_sid, NULL, 0, true);
+                        (void) conn_send(c, pp->error_sid, NULL, 0, true);
+                pf_ws_check_done(c);
         } else
                 conn_check_finished(c);
         conn_update(c);
@@ -358,9 +409,11 @@ static void writer_flush(Pump *p) {
                 if (n < 0 && errno == EAGAIN)
                         break;
                 if (n < 0) {
-                        /* the reader went (EPIPE): what the client sends is dropped from now on */
+                        /* the reader went (EPIPE): what the client sends is dropped from now on, never
+                         * buffered, so the socket is not held for it */
                         buffer_free(&p->buf);
                         p->buf = (Buffer) {};
+                        p->dropping = true;
                         if (!c->pairs)
                                 pump_close(p);
                         break;
@@ -405,7 +458,7 @@ static void pump_init_writer(StreamConn *c, Pump *p, int fd) {
 
 /* Data from the peer for a writer: buffered, then written; the socket is not read meanwhile. */
 static int writer_push(Pump *p, const uint8_t *data, size_t len, bool fin) {
-        if (len > 0 && (p->fd >= 0 || !p->eof) && buffer_append(&p->buf, data, len) < 0)
+        if (len > 0 && !p->dropping && (p->fd >= 0 || !p->eof) && buffer_append(&p->buf, data, len) < 0)
                 return -ENOMEM;
         if (fin)
                 p->eof = true;
@@ -516,27 +569,27 @@ int stream_conn_send(StreamConn *c, bool err, const void *data, size_t len) {
                 return -EPIPE;
         if (!sid || len == 0)
                 return 0;
-        r = spdy_session_submit_data(c->spdy, sid, data, len, false);
+        r = conn_send(c, sid, data, len, false);
         if (r < 0)
                 return r;
         /* What the socket takes now goes at once (a burst is not the client's fault); the rest, and
          * any error, are conn_write_cb()'s, outside the caller's walk. */
         const uint8_t *out;
         size_t n;
-        while ((n = spdy_session_peek_output(c->spdy, &out)) > 0) {
+        while ((n = conn_peek_output(c, &out)) > 0) {
                 ssize_t w = send(c->fd, out, n, MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (w <= 0)
                         break;
-                spdy_session_consume_output(c->spdy, (size_t) w);
+                conn_consume_output(c, (size_t) w);
                 conn_touch(c);
         }
-        if (spdy_session_want_write(c->spdy))
+        if (conn_peek_output(c, &out) > 0)
                 ev_io_start(c->server->loop, &c->wr);
         return 0;
 }
 
 size_t stream_conn_queued(const StreamConn *c) {
-        return spdy_session_queued(c->spdy);
+        return conn_queued(c);
 }
 
 void stream_conn_close(StreamConn *c) {
@@ -575,9 +628,14 @@ static void conn_check_finished(StreamConn *c) {
         c->reported = true;
         for (Slot s = SLOT_STDOUT; s <= SLOT_STDERR; s++)
                 if (c->sid[s])
-                        (void) spdy_session_submit_data(c->spdy, c->sid[s], NULL, 0, true);
+                        (void) conn_send(c, c->sid[s], NULL, 0, true);
         text = status_text(c);
-        if (c->sid[SLOT_ERROR])
+        if (c->ws) {
+                /* v1: silence is success (kubelet's v1WriteStatusFunc); then the close frame. */
+                if (text && text[0])
+                        (void) conn_send(c, c->sid[SLOT_ERROR], text, strlen(text), true);
+                (void) ws_session_submit_close(c->ws, 1000, NULL);
+        } else if (c->sid[SLOT_ERROR])
                 (void) spdy_session_submit_data(c->spdy, c->sid[SLOT_ERROR], text ?: "", text ? strlen(text) : 0, true);
         c->closing = true;
 }
@@ -637,9 +695,10 @@ static void pair_error(StreamConn *c, PfPair *p, const char *why) {
         p->failed = true;
         snprintf(msg, sizeof msg, "error forwarding port %u to pod: %s", (unsigned) p->port, why);
         if (p->error_sid)
-                (void) spdy_session_submit_data(c->spdy, p->error_sid, msg, strlen(msg), true);
+                (void) conn_send(c, p->error_sid, msg, strlen(msg), true);
         if (p->data_sid)
-                (void) spdy_session_submit_data(c->spdy, p->data_sid, NULL, 0, true);
+                (void) conn_send(c, p->data_sid, NULL, 0, true);
+        pf_ws_check_done(c);
 }
 
 static void pair_connected_cb(struct ev_loop *loop, ev_io *w, int revents) {
@@ -827,6 +886,96 @@ static const SpdyCallbacks spdy_callbacks = {
         .on_stream_close = on_stream_close,
 };
 
+/* --- WebSocket callbacks and set-up ----------------------------------------------------------------- */
+
+static int ws_on_message(WsSession *s, uint8_t channel, const uint8_t *data, size_t len, void *userdata) {
+        StreamConn *c = userdata;
+        uint32_t id = (uint32_t) channel + 1;
+
+        if (ws_session_close_sent(s))
+                return 0; /* ending: what still comes is dropped */
+        if (c->req.kind != STREAM_PORTFORWARD && id == c->sid[SLOT_RESIZE]) {
+                /* One size a message, with or without client-go's newline: kubelet decodes a stream
+                 * of JSON values. */
+                resize_push(c, data, len);
+                if (len == 0 || data[len - 1] != '\n')
+                        resize_push(c, (const uint8_t *) "\n", 1);
+                return 0;
+        }
+        return on_data(NULL, id, data, len, false, c); /* SPDY's, which never looks at its session */
+}
+
+static int ws_on_channel_close(WsSession *s, uint8_t channel, void *userdata) {
+        StreamConn *c = userdata;
+
+        /* v5: stdin half-closed, the command's standard input ends (the other channels are ours). */
+        if (c->req.kind != STREAM_PORTFORWARD && c->sid[SLOT_STDIN] && channel + 1u == c->sid[SLOT_STDIN] &&
+            c->started && !c->in.eof)
+                return writer_push(&c->in, NULL, 0, true);
+        return 0;
+}
+
+static const WsCallbacks ws_callbacks = {
+        .on_message = ws_on_message,
+        .on_channel_close = ws_on_channel_close,
+};
+
+/* Port-forward over a WebSocket ends when every port's connection in the pod has (kubelet closes
+ * the WebSocket once all its forwarders returned). */
+static void pf_ws_check_done(StreamConn *c) {
+        if (!c->ws || c->closing)
+                return;
+        for (PfPair *p = c->pairs; p; p = p->next)
+                if (!p->failed && !p->rd.eof)
+                        return;
+        (void) ws_session_submit_close(c->ws, 1000, NULL);
+        c->closing = true;
+}
+
+/* Every channel is open at once: exec and attach start now, port-forward connects every port. */
+static int conn_ws_open(StreamConn *c, const Pending *pd) {
+        uint8_t le[2];
+
+        ev_timer_stop(c->server->loop, &c->create_timer);
+        if (c->req.kind == STREAM_PORTFORWARD) {
+                PfPair **tail = &c->pairs;
+                for (size_t i = 0; i < pd->n_ports; i++) {
+                        PfPair *p = calloc(1, sizeof *p);
+                        if (!p || asprintf(&p->request_id, "%zu", i) < 0) {
+                                free(p);
+                                return -ENOMEM;
+                        }
+                        p->port = pd->ports[i];
+                        p->rd.fd = p->wr.fd = -1;
+                        p->data_sid = (uint32_t) (2 * i + 1);
+                        p->error_sid = (uint32_t) (2 * i + 2);
+                        *tail = p;
+                        tail = &p->next;
+                }
+                /* Each channel's first message is its port, two bytes little-endian. */
+                for (PfPair *p = c->pairs; p; p = p->next) {
+                        le[0] = (uint8_t) (p->port & 0xff);
+                        le[1] = (uint8_t) (p->port >> 8);
+                        if (conn_send(c, p->data_sid, le, 2, false) < 0 || conn_send(c, p->error_sid, le, 2, false) < 0)
+                                return -ENOBUFS;
+                }
+                for (PfPair *p = c->pairs; p; p = p->next)
+                        pair_try_connect(c, p);
+                return 0;
+        }
+        /* kubelet's channels: stdin 0, stdout 1, stderr 2 as asked; error 3 and resize 4 always. */
+        c->sid[SLOT_STDIN] = c->req.in ? 1 : 0;
+        c->sid[SLOT_STDOUT] = c->req.out ? 2 : 0;
+        c->sid[SLOT_STDERR] = c->req.err ? 3 : 0;
+        c->sid[SLOT_ERROR] = 4;
+        c->sid[SLOT_RESIZE] = 5;
+        /* An empty message on the lowest channel we write to says the connection is up. */
+        if (conn_send(c, c->sid[SLOT_STDOUT] ?: c->sid[SLOT_STDERR] ?: c->sid[SLOT_ERROR], NULL, 0, false) < 0)
+                return -ENOBUFS;
+        conn_start(c);
+        return 0;
+}
+
 /* --- the upgraded connection --------------------------------------------------------------------- */
 
 static void conn_free(StreamConn *c) {
@@ -851,6 +1000,7 @@ static void conn_free(StreamConn *c) {
         }
         buffer_free(&c->resize);
         spdy_session_free(c->spdy);
+        ws_session_free(c->ws);
         if (c->urh)
                 (void) MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE); /* closes the socket */
         request_done(s, &c->req);
@@ -879,7 +1029,7 @@ static void conn_update(StreamConn *c) {
 
         if (c->freeing || c->in_recv)
                 return;
-        while ((n = spdy_session_peek_output(c->spdy, &out)) > 0) {
+        while ((n = conn_peek_output(c, &out)) > 0) {
                 ssize_t w = send(c->fd, out, n, MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (w < 0 && errno == EINTR)
                         continue;
@@ -889,14 +1039,14 @@ static void conn_update(StreamConn *c) {
                         conn_fail(c);
                         return;
                 }
-                spdy_session_consume_output(c->spdy, (size_t) w);
+                conn_consume_output(c, (size_t) w);
                 conn_touch(c);
         }
-        if (spdy_session_want_write(c->spdy))
+        if (conn_queued(c) > 0)
                 ev_io_start(s->loop, &c->wr);
         else
                 ev_io_stop(s->loop, &c->wr);
-        if (spdy_session_queued(c->spdy) < OUTPUT_LOW) {
+        if (conn_queued(c) < OUTPUT_LOW) {
                 Pump *readers[] = { &c->out, &c->err, &c->tty };
                 for (size_t i = 0; i < ELEMENTSOF(readers); i++)
                         if (readers[i]->paused && readers[i]->fd >= 0) {
@@ -909,8 +1059,22 @@ static void conn_update(StreamConn *c) {
                                 ev_io_start(s->loop, &p->rd.io);
                         }
         }
-        if ((c->closing || !spdy_session_want_read(c->spdy)) && !spdy_session_want_write(c->spdy))
+        if ((c->closing || !conn_want_read(c)) && conn_queued(c) == 0) {
+                if (c->ws && conn_want_read(c) && ws_session_close_sent(c->ws)) {
+                        /* Our close frame is out: the peer answers with its own once it has read
+                         * everything before it; closing the socket first could reset what it has
+                         * not read yet. Not for long, though. */
+                        if (!c->lingering) {
+                                c->lingering = true;
+                                ev_timer_stop(s->loop, &c->create_timer);
+                                ev_timer_set(&c->create_timer, (double) WS_LINGER_USEC / USEC_PER_SEC, 0.);
+                                ev_timer_start(s->loop, &c->create_timer);
+                                ev_io_start(s->loop, &c->rd);
+                        }
+                        return;
+                }
                 conn_free(c);
+        }
 }
 
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents) {
@@ -931,11 +1095,10 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents) {
                 return;
         }
         conn_touch(c);
-        c->in_recv = true;
-        r = spdy_session_recv(c->spdy, buf, (size_t) n);
-        c->in_recv = false;
+        r = conn_recv(c, buf, (size_t) n);
         if (r < 0) {
-                log_debug_errno(r, "streaming: %s connection: SPDY: %m", stream_kind_to_string(c->req.kind));
+                log_debug_errno(r, "streaming: %s connection: %s: %m", stream_kind_to_string(c->req.kind),
+                                c->ws ? "WebSocket" : "SPDY");
                 c->closing = true;
                 ev_io_stop(loop, w);
         } else if (conn_writers_blocked(c))
@@ -949,8 +1112,12 @@ static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents) {
 
 static void conn_create_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents) {
         StreamConn *c = container_of(w, StreamConn, create_timer);
-        log_debug("streaming: %s connection: the client did not open its streams in time; closing.",
-                  stream_kind_to_string(c->req.kind));
+        if (c->lingering)
+                log_debug("streaming: %s connection: no close frame from the client; closing.",
+                          stream_kind_to_string(c->req.kind));
+        else
+                log_debug("streaming: %s connection: the client did not open its streams in time; closing.",
+                          stream_kind_to_string(c->req.kind));
         conn_fail(c);
 }
 
@@ -993,7 +1160,10 @@ static void upgrade_cb(void *cls, struct MHD_Connection *connection, void *con_c
                       0.);
         ev_timer_init(&c->idle_timer, conn_idle_timeout_cb, 0., (double) s->config.idle_timeout_usec / USEC_PER_SEC);
         ev_timer_init(&c->stdin_timer, conn_stdin_closed_cb, 0., 0.);
-        r = spdy_session_new(&c->spdy, true, &spdy_callbacks, &limits, c);
+        if (pd->ws)
+                r = ws_session_new(&c->ws, pd->ws, &ws_callbacks, 0, 0, c);
+        else
+                r = spdy_session_new(&c->spdy, true, &spdy_callbacks, &limits, c);
         if (r < 0) {
                 conn_free(c);
                 return;
@@ -1002,10 +1172,17 @@ static void upgrade_cb(void *cls, struct MHD_Connection *connection, void *con_c
         if (s->config.creation_timeout_usec > 0)
                 ev_timer_start(s->loop, &c->create_timer);
         conn_touch(c);
-        if (extra_in_size > 0) {
-                c->in_recv = true;
-                r = spdy_session_recv(c->spdy, (const uint8_t *) extra_in, extra_in_size);
+        if (c->ws) {
+                c->in_recv = true; /* what start() does must not free c under us */
+                r = conn_ws_open(c, pd);
                 c->in_recv = false;
+                if (r < 0) {
+                        conn_free(c);
+                        return;
+                }
+        }
+        if (extra_in_size > 0 && !c->closing) {
+                r = conn_recv(c, (const uint8_t *) extra_in, extra_in_size);
                 if (r < 0)
                         c->closing = true;
         }
@@ -1024,6 +1201,11 @@ typedef struct Negotiation {
         size_t best; /* index into server; n_server: none */
         bool offered;
         bool upgrade_spdy;
+        /* WebSocket (RFC 6455 section 4.2.1) */
+        bool upgrade_ws, connection_upgrade;
+        const char *ws_key, *ws_version;
+        char ws_protocols[1024]; /* every Sec-WebSocket-Protocol, comma-separated */
+        bool ws_protocols_truncated;
 } Negotiation;
 
 static enum MHD_Result header_cb(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
@@ -1046,6 +1228,21 @@ static enum MHD_Result header_cb(void *cls, enum MHD_ValueKind kind, const char 
                 }
         } else if (strcasecmp(key, MHD_HTTP_HEADER_UPGRADE) == 0 && strcasestr(value, "spdy/3.1"))
                 ng->upgrade_spdy = true;
+        else if (strcasecmp(key, MHD_HTTP_HEADER_UPGRADE) == 0 && strcasestr(value, "websocket"))
+                ng->upgrade_ws = true;
+        else if (strcasecmp(key, MHD_HTTP_HEADER_CONNECTION) == 0 && strcasestr(value, "upgrade"))
+                ng->connection_upgrade = true;
+        else if (strcasecmp(key, "Sec-WebSocket-Key") == 0)
+                ng->ws_key = value;
+        else if (strcasecmp(key, "Sec-WebSocket-Version") == 0)
+                ng->ws_version = value;
+        else if (strcasecmp(key, "Sec-WebSocket-Protocol") == 0) {
+                size_t used = strlen(ng->ws_protocols);
+                int n = snprintf(ng->ws_protocols + used, sizeof ng->ws_protocols - used, "%s%s", used ? "," : "",
+                                 value);
+                if (n < 0 || (size_t) n >= sizeof ng->ws_protocols - used)
+                        ng->ws_protocols_truncated = true;
+        }
         return MHD_YES;
 }
 
@@ -1063,6 +1260,106 @@ static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, 
         if (close)
                 (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
         r = MHD_queue_response(conn, status, resp);
+        MHD_destroy_response(resp);
+        return r;
+}
+
+/* kubelet's NewV4Options: every ?port=, each a comma-separated list of ports 1–65535. */
+static enum MHD_Result port_arg_cb(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+        Pending *pd = cls;
+
+        if (strcmp(key, "port") != 0)
+                return MHD_YES;
+        if (!value || !value[0])
+                goto bad;
+        for (const char *p = value;;) {
+                size_t n = strcspn(p, ",");
+                unsigned long v = 0;
+                if (n == 0 || n > 5 || strspn(p, "0123456789") < n)
+                        goto bad;
+                for (size_t i = 0; i < n; i++)
+                        v = v * 10 + (unsigned long) (p[i] - '0');
+                if (v < 1 || v > 65535 || pd->n_ports >= WS_MAX_PORTS)
+                        goto bad;
+                pd->ports[pd->n_ports++] = (uint16_t) v;
+                if (!p[n])
+                        break;
+                p += n + 1;
+        }
+        return MHD_YES;
+bad:
+        pd->n_ports = SIZE_MAX;
+        return MHD_NO;
+}
+
+static enum MHD_Result reply_ws_error(StreamServer *s, Pending *pd, struct MHD_Connection *conn, unsigned status,
+                                      const char *text) {
+        request_done(s, &pd->req); /* the token was used */
+        pd->have_req = false;
+        if (status == MHD_HTTP_BAD_REQUEST && strstr(text, "Sec-WebSocket-Version")) {
+                struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), (void *) text,
+                                                                            MHD_RESPMEM_MUST_COPY);
+                enum MHD_Result r;
+                if (!resp)
+                        return MHD_NO;
+                (void) MHD_add_response_header(resp, "Sec-WebSocket-Version", "13");
+                (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+                r = MHD_queue_response(conn, status, resp);
+                MHD_destroy_response(resp);
+                return r;
+        }
+        return reply_text(conn, status, text, true, NULL, 0);
+}
+
+/* The WebSocket handshake, as golang.org/x/net/websocket and kubelet's wsstream answer it. */
+static enum MHD_Result access_ws(StreamServer *s, Pending *pd, struct MHD_Connection *conn, const char *method,
+                                 const Negotiation *ng) {
+        bool pf = pd->req.kind == STREAM_PORTFORWARD;
+        char accept[WS_ACCEPT_LEN + 1], key[128];
+        struct MHD_Response *resp;
+        enum MHD_Result r;
+        size_t n;
+
+        if (strcmp(method, "GET") != 0)
+                return reply_ws_error(s, pd, conn, MHD_HTTP_METHOD_NOT_ALLOWED, "websocket: GET only\n");
+        if (!ng->connection_upgrade)
+                return reply_ws_error(s, pd, conn, MHD_HTTP_BAD_REQUEST, "websocket: Connection: Upgrade is missing\n");
+        if (!ng->ws_version || strcmp(ng->ws_version, "13") != 0)
+                return reply_ws_error(s, pd, conn, MHD_HTTP_BAD_REQUEST,
+                                      "websocket: Sec-WebSocket-Version 13 is the only one supported\n");
+        n = ng->ws_key ? strlen(ng->ws_key) : 0;
+        while (n > 0 && (ng->ws_key[n - 1] == ' ' || ng->ws_key[n - 1] == '\t'))
+                n--;
+        if (n == 0 || n >= sizeof key)
+                return reply_ws_error(s, pd, conn, MHD_HTTP_BAD_REQUEST, "websocket: bad Sec-WebSocket-Key\n");
+        memcpy(key, ng->ws_key, n);
+        key[n] = '\0';
+        pd->ws = ng->ws_protocols_truncated ? NULL : ws_negotiate(ng->ws_protocols, pf);
+        if (!pd->ws)
+                return reply_ws_error(s, pd, conn, MHD_HTTP_FORBIDDEN,
+                                      "unable to upgrade: requested protocol(s) are not supported\n");
+        if (pf) {
+                pd->n_ports = 0;
+                (void) MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, port_arg_cb, pd);
+                if (pd->n_ports == SIZE_MAX)
+                        return reply_ws_error(s, pd, conn, MHD_HTTP_BAD_REQUEST,
+                                              "query parameter \"port\": each must be a port between 1 and 65535\n");
+                if (pd->n_ports == 0)
+                        return reply_ws_error(s, pd, conn, MHD_HTTP_BAD_REQUEST,
+                                              "query parameter \"port\" is required\n");
+        }
+        if (ws_accept_key(key, accept) < 0)
+                return MHD_NO;
+        pd->version = pd->ws->version;
+
+        resp = MHD_create_response_for_upgrade(upgrade_cb, pd);
+        if (!resp)
+                return MHD_NO;
+        (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, "websocket");
+        (void) MHD_add_response_header(resp, "Sec-WebSocket-Accept", accept);
+        if (pd->ws->name[0])
+                (void) MHD_add_response_header(resp, "Sec-WebSocket-Protocol", pd->ws->name);
+        r = MHD_queue_response(conn, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
         MHD_destroy_response(resp);
         return r;
 }
@@ -1113,6 +1410,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         }
         ng.best = ng.n_server;
         (void) MHD_get_connection_values(conn, MHD_HEADER_KIND, header_cb, &ng);
+        if (ng.upgrade_ws)
+                return access_ws(s, pd, conn, method, &ng);
         if (!ng.upgrade_spdy) {
                 request_done(s, &pd->req);
                 pd->have_req = false;

@@ -9,7 +9,11 @@
  * work and hands its fds over with stream_conn_set_io(); stream_conn_exit() reports the end on the
  * error stream. The connection pumps bytes both ways with bounded buffers: a pipe is not read while
  * the SPDY output queue is above its high-water mark, and the socket is not read while a pipe we
- * write to is full. */
+ * write to is full.
+ *
+ * A client may upgrade to a WebSocket instead (Upgrade: websocket, kubelet's channel protocols, see
+ * ws.h): then every channel is open at the upgrade and start() runs at once; port-forward takes
+ * its ports from ?port=. The handler sees no difference. */
 #pragma once
 
 #include <errno.h>
