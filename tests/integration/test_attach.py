@@ -383,3 +383,45 @@ def test_attach_again_after_the_service_restarts(packaged, pb):  # noqa: F811
         assert "got:before" in text(records(log_file(pod, cfg)))
     finally:
         cleanup(d, pb)
+
+
+def test_attach_over_websocket(ad, pb):
+    """The same attach through a WebSocket client (python3-websockets, v5.channel.k8s.io): output
+    from then on, stdin to the container, and the v5 close signal detaching the client while the
+    container's stdin stays open (no stdin_once)."""
+    import asyncio
+    import websockets
+    d = ad
+    cid = start(d, "wsecho", ECHO, stdin=True)
+    url = d.runtime().Attach(pb.AttachRequest(container_id=cid, stdin=True, stdout=True, stderr=True),
+                             timeout=10).url
+    assert url.startswith("http://")
+
+    async def session():
+        got = b""
+        async with websockets.connect("ws://" + url[len("http://"):], subprotocols=["v5.channel.k8s.io"],
+                                      max_size=None, compression=None, open_timeout=10) as conn:
+            assert conn.subprotocol == "v5.channel.k8s.io"
+            deadline = asyncio.get_event_loop().time() + 30
+            while b"got:over-ws\n" not in got:
+                assert asyncio.get_event_loop().time() < deadline, got
+                await conn.send(b"\x00over-ws\n")
+                try:
+                    m = await asyncio.wait_for(conn.recv(), 1)
+                except asyncio.TimeoutError:
+                    continue
+                if m[:1] == b"\x01":
+                    got += m[1:]
+            await conn.send(b"\xff\x00")  # v5: close stdin
+            try:
+                while True:
+                    await asyncio.wait_for(conn.recv(), 20)
+            except websockets.exceptions.ConnectionClosed:
+                pass
+        return got
+    got = asyncio.new_event_loop().run_until_complete(session())
+    assert b"got:over-ws\n" in got
+    assert d.crictl.json("inspect", "-o", "json", cid)["status"]["state"] == "CONTAINER_RUNNING"
+    with open(os.path.join(d.logs, "wsecho.log")) as f:
+        log = f.read()
+    assert "got:over-ws" in log and "stdin-ended" not in log, log
