@@ -707,6 +707,14 @@ static int on_data(SpdySession *s, uint32_t id, const uint8_t *data, size_t len,
 
         if (c->req.kind == STREAM_PORTFORWARD) {
                 PfPair *p = pair_by_sid(c, id);
+                if (p && id == p->data_sid && !p->failed && p->wr.conn && p->connecting) {
+                        /* Held until pair_connected_cb() writes it: a flush now would stop the
+                         * connect watcher (the same ev_io) once the buffer is empty. */
+                        if (len > 0 && buffer_append(&p->wr.buf, data, len) < 0)
+                                return -ENOMEM;
+                        p->wr.eof = p->wr.eof || fin;
+                        return 0;
+                }
                 if (p && id == p->data_sid && !p->failed && p->wr.conn)
                         return writer_push(&p->wr, data, len, fin);
                 return 0;
