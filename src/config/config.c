@@ -42,6 +42,20 @@ static int parse_path(const char *value, void *field, char **ret_error) {
         return 0;
 }
 
+static int parse_optional_path(const char *value, void *field, char **ret_error) {
+        char **p = field, *s;
+
+        if (value[0] == '\0') {
+                s = strdup("");
+                if (!s)
+                        return -ENOMEM;
+                free(*p);
+                *p = s;
+                return 0;
+        }
+        return parse_path(value, field, ret_error);
+}
+
 static int parse_path_list(const char *value, void *field, char **ret_error) {
         char **p = field;
 
@@ -253,6 +267,8 @@ static const ConfigItem items[] = {
         { "Streaming", "MaxConnections", parse_count, offsetof(Config, stream_max_connections) },
         { "Streaming", "StreamCreationTimeoutSec", parse_positive_sec, offsetof(Config, stream_creation_timeout_usec) },
         { "Streaming", "StreamIdleTimeoutSec", parse_positive_sec, offsetof(Config, stream_idle_timeout_usec) },
+        { "Streaming", "TLSCertificate", parse_optional_path, offsetof(Config, stream_tls_cert) },
+        { "Streaming", "TLSKey", parse_optional_path, offsetof(Config, stream_tls_key) },
 };
 
 int config_init(Config *c) {
@@ -280,10 +296,12 @@ int config_init(Config *c) {
                 .stream_max_connections = 1000,
                 .stream_creation_timeout_usec = 30 * USEC_PER_SEC, /* kubelet's defaults */
                 .stream_idle_timeout_usec = 4 * 3600 * USEC_PER_SEC,
+                .stream_tls_cert = strdup(""),
+                .stream_tls_key = strdup(""),
         };
         if (!c->listen || !c->state_dir || !c->root_dir || !c->cni_conf_dir || !c->cni_bin_dirs ||
             !c->cni_conf_template || !c->registry_insecure || !c->registry_mirrors || !c->oci_runtime ||
-            !c->stream_address) {
+            !c->stream_address || !c->stream_tls_cert || !c->stream_tls_key) {
                 config_done(c);
                 return -ENOMEM;
         }
@@ -301,6 +319,8 @@ void config_done(Config *c) {
         free(c->registry_mirrors);
         free(c->oci_runtime);
         free(c->stream_address);
+        free(c->stream_tls_cert);
+        free(c->stream_tls_key);
         *c = (Config) {};
 }
 
@@ -470,6 +490,8 @@ int config_to_json(const Config *c, char **ret) {
         gen_int(g, "streamingMaxConnections", c->stream_max_connections);
         gen_int(g, "streamingCreationTimeoutUSec", (long long) c->stream_creation_timeout_usec);
         gen_int(g, "streamingIdleTimeoutUSec", (long long) c->stream_idle_timeout_usec);
+        gen_str(g, "streamingTLSCertificate", c->stream_tls_cert);
+        gen_str(g, "streamingTLSKey", c->stream_tls_key);
         yajl_gen_map_close(g);
 
         yajl_gen_get_buf(g, &buf, &len);

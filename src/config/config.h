@@ -38,6 +38,8 @@ typedef struct Config {
         uint32_t stream_max_connections;
         uint64_t stream_creation_timeout_usec; /* the request, then every stream of a session */
         uint64_t stream_idle_timeout_usec;
+        char *stream_tls_cert;                /* PEM files; both set: HTTPS (both "" by default) */
+        char *stream_tls_key;
 } Config;
 
 /* Told about an unknown section or key; origin is "file:line". */
