@@ -1105,7 +1105,6 @@ static void server_run(StreamServer *s) {
         s->in_mhd = true;
         (void) MHD_run(s->mhd);
         s->in_mhd = false;
-
         ev_timer_stop(s->loop, &s->mhd_timer);
         if (MHD_get_timeout(s->mhd, &ms) == MHD_YES) {
                 ev_timer_set(&s->mhd_timer, (double) ms / 1000., 0.);
