@@ -20,7 +20,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.join(os.environ["RKTLET_SOURCE_DIR"], "tests", "integration"))
 sys.path.insert(0, os.path.join(os.environ["RKTLET_SOURCE_DIR"], "bench"))

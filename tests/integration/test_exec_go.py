@@ -18,7 +18,7 @@ import pytest
 
 import gocri
 from rktlet_test import wait_until
-from test_containers import (SERVICE, T, cleanup, ctr_config, ctr_registry, make_pod, no_container_leftovers,  # noqa: F401
+from test_containers import (SERVICE, cleanup, ctr_config, ctr_registry, make_pod, no_container_leftovers,  # noqa: F401
                              pytestmark, run, wait_log)
 from test_images import pull, registries_config
 from test_pods import CNI_BIN, cni, no_leftovers  # noqa: F401
@@ -361,7 +361,10 @@ def test_tls(make_sd, pb, exec_go, tmp_path):
     p, res = g.exec(cid, ["cat"], input=data, stdin=True, stderr=False)
     assert res["exit_code"] == 0 and p.stdout == data, (len(p.stdout), res)
     print(f"cat of 512 KiB over TLS: {time.monotonic() - t0:.2f} s")
-    p, res = g.exec(cid, ["sh", "-c", "stty size"], input=b"", stdin=True, tty=True, flags=["-sizes", "21x77"])
+    # (The size comes on its own stream, after the command may have started: it waits for it.)
+    wait_size = ("for i in $(seq 100); do s=$(stty size 2>/dev/null) && [ \"$s\" != '0 0' ] && break; sleep 0.1; "
+                 "done; echo $s")
+    p, res = g.exec(cid, ["sh", "-c", wait_size], input=b"", stdin=True, tty=True, flags=["-sizes", "21x77"])
     assert b"21 77" in p.stdout and res["exit_code"] == 0, (p, res)
     t0 = time.monotonic()
     p, res = g.port_forward(pod.id, 9000, input=data)

@@ -3,16 +3,14 @@ test_exec_go.py): one that opens its streams and then says nothing, one that nev
 command writes as fast as it can, 200 sessions at once, and a daemon restarted under an interactive
 exec. The daemons get short [Streaming] timeouts so that the waits take seconds."""
 
-import concurrent.futures
 import os
-import signal
 import time
 
 import pytest
 
 from rktlet_test import wait_until
-from test_containers import (SERVICE, cleanup, ctr_registry, cstatus, log_file, no_container_leftovers,  # noqa: F401
-                             pytestmark, settled_log, text, records, unit_of)
+from test_containers import (cleanup, ctr_registry, cstatus, log_file, no_container_leftovers,  # noqa: F401
+                             pytestmark, text, records, unit_of)
 from test_exec import live_comms
 from test_exec_go import ExecGo, Reader, exec_go, exec_sync, make_sd, read_result, service  # noqa: F401
 from test_pods import cni, no_leftovers  # noqa: F401
