@@ -42,6 +42,20 @@ static int parse_path(const char *value, void *field, char **ret_error) {
         return 0;
 }
 
+static int parse_optional_path(const char *value, void *field, char **ret_error) {
+        char **p = field, *s;
+
+        if (value[0] == '\0') {
+                s = strdup("");
+                if (!s)
+                        return -ENOMEM;
+                free(*p);
+                *p = s;
+                return 0;
+        }
+        return parse_path(value, field, ret_error);
+}
+
 static int parse_path_list(const char *value, void *field, char **ret_error) {
         char **p = field;
 
@@ -255,6 +269,8 @@ static const ConfigItem items[] = {
         { "Streaming", "StreamIdleTimeoutSec", parse_positive_sec, offsetof(Config, stream_idle_timeout_usec) },
         { "CRI", "StreamChunkItems", parse_count, offsetof(Config, stream_chunk_items) },
         { "CRI", "EventQueueLength", parse_count, offsetof(Config, event_queue_length) },
+        { "Streaming", "TLSCertificate", parse_optional_path, offsetof(Config, stream_tls_cert) },
+        { "Streaming", "TLSKey", parse_optional_path, offsetof(Config, stream_tls_key) },
 };
 
 int config_init(Config *c) {
@@ -284,10 +300,12 @@ int config_init(Config *c) {
                 .stream_idle_timeout_usec = 4 * 3600 * USEC_PER_SEC,
                 .stream_chunk_items = 500,
                 .event_queue_length = 1000,
+                .stream_tls_cert = strdup(""),
+                .stream_tls_key = strdup(""),
         };
         if (!c->listen || !c->state_dir || !c->root_dir || !c->cni_conf_dir || !c->cni_bin_dirs ||
             !c->cni_conf_template || !c->registry_insecure || !c->registry_mirrors || !c->oci_runtime ||
-            !c->stream_address) {
+            !c->stream_address || !c->stream_tls_cert || !c->stream_tls_key) {
                 config_done(c);
                 return -ENOMEM;
         }
@@ -305,6 +323,8 @@ void config_done(Config *c) {
         free(c->registry_mirrors);
         free(c->oci_runtime);
         free(c->stream_address);
+        free(c->stream_tls_cert);
+        free(c->stream_tls_key);
         *c = (Config) {};
 }
 
@@ -476,6 +496,8 @@ int config_to_json(const Config *c, char **ret) {
         gen_int(g, "eventQueueLength", c->event_queue_length);
         gen_int(g, "streamingCreationTimeoutUSec", (long long) c->stream_creation_timeout_usec);
         gen_int(g, "streamingIdleTimeoutUSec", (long long) c->stream_idle_timeout_usec);
+        gen_str(g, "streamingTLSCertificate", c->stream_tls_cert);
+        gen_str(g, "streamingTLSKey", c->stream_tls_key);
         yajl_gen_map_close(g);
 
         yajl_gen_get_buf(g, &buf, &len);
@@ -499,7 +521,8 @@ static void dump_usec(FILE *f, uint64_t v) {
 static bool dump_value(FILE *f, const ConfigItem *it, const void *field) {
         ConfigParser p = it->parse;
 
-        if (p == parse_path || p == parse_path_list || p == parse_string || p == parse_mirrors || p == parse_address)
+        if (p == parse_path || p == parse_optional_path || p == parse_path_list || p == parse_string ||
+            p == parse_mirrors || p == parse_address)
                 fputs(*(char *const *) field, f);
         else if (p == parse_bus)
                 fputs(*(const bool *) field ? "user" : "system", f);
@@ -529,7 +552,7 @@ int config_dump(const Config *c, FILE *f) {
         for (size_t i = 0; i < ELEMENTSOF(items); i++) {
                 const ConfigItem *it = &items[i];
                 const void *field = (const uint8_t *) c + it->offset;
-                bool is_string = it->parse == parse_path || it->parse == parse_path_list ||
+                bool is_string = it->parse == parse_path || it->parse == parse_optional_path || it->parse == parse_path_list ||
                                  it->parse == parse_string || it->parse == parse_mirrors || it->parse == parse_address;
 
                 if (!section || strcmp(section, it->section) != 0) {

@@ -39,6 +39,8 @@ typedef struct Config {
         uint32_t stream_max_connections;
         uint64_t stream_creation_timeout_usec; /* the request, then every stream of a session */
         uint64_t stream_idle_timeout_usec;
+        char *stream_tls_cert;                /* PEM files; both set: HTTPS (both "" by default) */
+        char *stream_tls_key;
         /* [CRI]: the streaming methods. */
         uint32_t stream_chunk_items;  /* items per message of StreamContainers and its twins */
         uint32_t event_queue_length;  /* GetContainerEvents: events a subscriber may leave unread */

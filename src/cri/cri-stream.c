@@ -18,6 +18,7 @@
 #include "ctr.h"
 #include "error-chain.h"
 #include "fd-util.h"
+#include "fileio.h"
 #include "grpc-status.h"
 #include "log.h"
 #include "manager.h"
@@ -218,6 +219,20 @@ static const StreamHandler handler = {
 };
 
 int cri_stream_server_new(Manager *m, StreamServer **ret) {
+        _cleanup_free_ char *cert = NULL, *key = NULL;
+        const char *cert_path = m->config.stream_tls_cert, *key_path = m->config.stream_tls_key;
+        int r;
+
+        if (!!cert_path[0] != !!key_path[0])
+                return log_error_errno(-EINVAL, "[Streaming] TLSCertificate= and TLSKey= go together: set both or neither.");
+        if (cert_path[0]) {
+                r = read_file(cert_path, 1024 * 1024, &cert, NULL);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to read the streaming certificate %s: %m", cert_path);
+                r = read_file(key_path, 1024 * 1024, &key, NULL);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to read the streaming key %s: %m", key_path);
+        }
         StreamServerConfig sc = {
                 .address = m->config.stream_address,
                 .port = (uint16_t) m->config.stream_port,
@@ -225,8 +240,13 @@ int cri_stream_server_new(Manager *m, StreamServer **ret) {
                 .max_header_size = 16 * 1024,
                 .creation_timeout_usec = m->config.stream_creation_timeout_usec,
                 .idle_timeout_usec = m->config.stream_idle_timeout_usec,
+                .tls_cert_pem = cert,
+                .tls_key_pem = key,
         };
-        return stream_server_new(m->loop, &sc, &handler, ret);
+        r = stream_server_new(m->loop, &sc, &handler, ret);
+        if (key)
+                explicit_bzero(key, strlen(key));
+        return r;
 }
 
 static int register_job(GrpcCall *call, Manager *m, StreamJob *j, const StreamRequest *proto, char **ret_url) {

@@ -836,6 +836,14 @@ static int on_data(SpdySession *s, uint32_t id, const uint8_t *data, size_t len,
 
         if (c->req.kind == STREAM_PORTFORWARD) {
                 PfPair *p = pair_by_sid(c, id);
+                if (p && id == p->data_sid && !p->failed && p->wr.conn && p->connecting) {
+                        /* Held until pair_connected_cb() writes it: a flush now would stop the
+                         * connect watcher (the same ev_io) once the buffer is empty. */
+                        if (len > 0 && buffer_append(&p->wr.buf, data, len) < 0)
+                                return -ENOMEM;
+                        p->wr.eof = p->wr.eof || fin;
+                        return 0;
+                }
                 if (p && id == p->data_sid && !p->failed && p->wr.conn)
                         return writer_push(&p->wr, data, len, fin);
                 return 0;
@@ -1483,7 +1491,7 @@ static void mhd_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
         server_run(container_of(w, StreamServer, mhd_timer));
 }
 
-static int listen_on(const char *address, uint16_t port, int *ret_fd, char *url, size_t url_size) {
+static int listen_on(const char *address, uint16_t port, const char *scheme, int *ret_fd, char *url, size_t url_size) {
         union {
                 struct sockaddr sa;
                 struct sockaddr_in in;
@@ -1516,10 +1524,10 @@ static int listen_on(const char *address, uint16_t port, int *ret_fd, char *url,
         }
         if (sa.sa.sa_family == AF_INET) {
                 inet_ntop(AF_INET, &sa.in.sin_addr, host, sizeof host);
-                snprintf(url, url_size, "http://%s:%u", host, (unsigned) ntohs(sa.in.sin_port));
+                snprintf(url, url_size, "%s://%s:%u", scheme, host, (unsigned) ntohs(sa.in.sin_port));
         } else {
                 inet_ntop(AF_INET6, &sa.in6.sin6_addr, host, sizeof host);
-                snprintf(url, url_size, "http://[%s]:%u", host, (unsigned) ntohs(sa.in6.sin6_port));
+                snprintf(url, url_size, "%s://[%s]:%u", scheme, host, (unsigned) ntohs(sa.in6.sin6_port));
         }
         *ret_fd = fd;
         return 0;
@@ -1530,6 +1538,7 @@ int stream_server_new(struct ev_loop *loop, const StreamServerConfig *config, co
         StreamServer *s;
         const union MHD_DaemonInfo *info;
         unsigned timeout_sec;
+        bool tls;
         int r;
 
         s = calloc(1, sizeof *s);
@@ -1545,20 +1554,33 @@ int stream_server_new(struct ev_loop *loop, const StreamServerConfig *config, co
                 free(s);
                 return -ENOMEM;
         }
-        r = listen_on(config->address, config->port, &s->listen_fd, s->base_url, sizeof s->base_url);
+        tls = config->tls_cert_pem && config->tls_key_pem;
+        s->config.tls_cert_pem = s->config.tls_key_pem = NULL; /* read at the start: GnuTLS keeps its copy */
+        r = listen_on(config->address, config->port, tls ? "https" : "http", &s->listen_fd, s->base_url,
+                      sizeof s->base_url);
         if (r < 0) {
                 stream_server_free(s);
                 return r;
         }
         /* MHD counts whole seconds; a request line and headers must come within the creation timeout. */
         timeout_sec = (unsigned) MAX((config->creation_timeout_usec + USEC_PER_SEC - 1) / USEC_PER_SEC, 1ULL);
-        s->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG, 0, NULL, NULL, access_cb, s,
+        /* With TLS, MHD hands the upgrade a socketpair and moves the bytes between it and the TLS
+         * session itself, in MHD_run(): the connection code below is the same either way. */
+        struct MHD_OptionItem tls_options[] = {
+                { MHD_OPTION_HTTPS_MEM_CERT, 0, (void *) config->tls_cert_pem },
+                { MHD_OPTION_HTTPS_MEM_KEY, 0, (void *) config->tls_key_pem },
+                { MHD_OPTION_END, 0, NULL },
+        };
+        s->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG | (tls ? MHD_USE_TLS : 0), 0,
+                                  NULL, NULL, access_cb, s,
+                                  /* first, so that MHD's own messages about the others come here */
+                                  MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s,
+                                  MHD_OPTION_ARRAY, tls ? tls_options : tls_options + 2,
                                   MHD_OPTION_LISTEN_SOCKET, (MHD_socket) s->listen_fd,
                                   MHD_OPTION_CONNECTION_LIMIT, (unsigned) config->max_connections,
                                   MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) config->max_header_size,
                                   MHD_OPTION_CONNECTION_TIMEOUT, timeout_sec,
                                   MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
-                                  MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s,
                                   MHD_OPTION_END);
         if (!s->mhd) {
                 stream_server_free(s);

@@ -41,6 +41,8 @@ typedef struct StreamServerConfig {
         size_t max_header_size;        /* the request line and headers together */
         uint64_t creation_timeout_usec; /* the request, and then every expected stream */
         uint64_t idle_timeout_usec;     /* an upgraded connection with no traffic either way */
+        const char *tls_cert_pem;       /* both set: HTTPS (GnuTLS inside libmicrohttpd), https:// URLs */
+        const char *tls_key_pem;
 } StreamServerConfig;
 
 typedef struct StreamServer StreamServer;
@@ -72,7 +74,7 @@ typedef struct StreamRequest {
 int stream_server_new(struct ev_loop *loop, const StreamServerConfig *config, const StreamHandler *handler,
                       StreamServer **ret);
 StreamServer *stream_server_free(StreamServer *s);
-/* "http://127.0.0.1:40123", the server's base URL. */
+/* "http://127.0.0.1:40123" (https:// with TLS), the server's base URL. */
 const char *stream_server_base_url(const StreamServer *s);
 unsigned stream_server_n_connections(const StreamServer *s);
 

@@ -88,12 +88,14 @@ def _replace_if_changed(new, dest):
     return True
 
 
-def build(build_dir=rktlet_test.BUILD_DIR):
-    """Generates the stubs and builds cri-go into <build_dir>/cri-go/; returns (binary, seconds)."""
-    out = os.path.join(build_dir, "cri-go")
+def build(build_dir=rktlet_test.BUILD_DIR, program="cri-go"):
+    """Generates the stubs and builds tests/integration/<program> (cri-go, or exec-go, which also
+    imports github.com/docker/spdystream) into <build_dir>/<program>/; returns (binary, seconds).
+    The stubs live in <build_dir>/cri-go/gopath for both."""
+    out = os.path.join(build_dir, program)
     os.makedirs(out, exist_ok=True)
-    gopath = os.path.join(out, "gopath")
-    binary = os.path.join(out, "cri-go")
+    gopath = os.path.join(build_dir, "cri-go", "gopath")
+    binary = os.path.join(out, program)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GO") and k != "CGO_ENABLED"}
     # GOPATH mode on Debian's /usr/share/gocode, nothing from the network, no C compiler
     # (CC may be clang or carry sanitizer flags in the CI builds).
@@ -101,7 +103,9 @@ def build(build_dir=rktlet_test.BUILD_DIR):
                GOENV="off", GOPROXY="off", CGO_ENABLED="0")
     t0 = time.monotonic()
     # One build at a time per build directory (two pytest sessions on one build dir).
-    with open(os.path.join(out, ".lock"), "w") as lock, open(os.path.join(out, "build.log"), "a") as log:
+    os.makedirs(os.path.join(build_dir, "cri-go"), exist_ok=True)
+    with open(os.path.join(build_dir, "cri-go", ".lock"), "w") as lock, \
+            open(os.path.join(out, "build.log"), "a") as log:
         fcntl.flock(lock, fcntl.LOCK_EX)
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         with tempfile.TemporaryDirectory(dir=out, prefix="stubs.") as tmp:
@@ -109,7 +113,8 @@ def build(build_dir=rktlet_test.BUILD_DIR):
                   f"--go_opt=Mapi.proto={STUBS_IMPORT_PATH}", os.path.join(rktlet_test.PROTO_DIR, "api.proto")], log)
             _replace_if_changed(os.path.join(tmp, "api.pb.go"),
                                 os.path.join(gopath, "src", STUBS_IMPORT_PATH, "api.pb.go"))
-        _run([GO, "build", "-o", binary + ".new", "."], log, cwd=SOURCE, env=env)
+        _run([GO, "build", "-o", binary + ".new", "."], log, cwd=os.path.join(os.path.dirname(SOURCE), program),
+             env=env)
         os.replace(binary + ".new", binary)
         seconds = time.monotonic() - t0
         log.write(f"built {binary} in {seconds:.1f}s\n")

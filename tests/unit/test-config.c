@@ -232,6 +232,8 @@ static void test_dump_round_trip(void **state) {
                 { "Images", "MinFreeSpace", "2G" },
                 { "Streaming", "Address", "::1" },
                 { "Streaming", "Port", "10010" },
+                { "Streaming", "TLSCertificate", "/etc/rktlet/tls/cert.pem" },
+                { "CRI", "StreamChunkItems", "7" },
         };
         char *error = NULL;
         Config c;
