@@ -46,6 +46,9 @@ static const CriImpl impls[] = {
         { "/runtime.v1.RuntimeService/ListPodSandboxStats", cri_list_pod_sandbox_stats },
         { "/runtime.v1.RuntimeService/ListMetricDescriptors", cri_list_metric_descriptors },
         { "/runtime.v1.RuntimeService/ListPodSandboxMetrics", cri_list_pod_sandbox_metrics },
+        { "/runtime.v1.RuntimeService/StreamContainerStats", cri_stream_container_stats },
+        { "/runtime.v1.RuntimeService/StreamPodSandboxStats", cri_stream_pod_sandbox_stats },
+        { "/runtime.v1.RuntimeService/StreamPodSandboxMetrics", cri_stream_pod_sandbox_metrics },
         { "/runtime.v1.ImageService/PullImage", cri_pull_image },
         { "/runtime.v1.ImageService/ListImages", cri_list_images },
         { "/runtime.v1.ImageService/StreamImages", cri_stream_images },
@@ -81,9 +84,7 @@ static int cri_dispatch(GrpcCall *call, const uint8_t *msg, size_t len, void *us
         return cm->handler(call, msg, len, cm->manager);
 }
 
-/* protobuf-c keeps no streaming flag: the CRI's server-streaming methods, by name. The Stream*
- * stats methods (StreamContainerStats, StreamPodSandboxStats, StreamPodSandboxMetrics) are
- * answered by cri_chunk_stream() with an encoder over their List twin's items once those exist. */
+/* protobuf-c keeps no streaming flag: the CRI's server-streaming methods, by name. */
 static bool is_server_streaming(const char *name) {
         static const char *const streaming[] = {
                 "GetContainerEvents", "StreamPodSandboxes",   "StreamContainers",        "StreamImages",

@@ -58,6 +58,9 @@ int cri_pod_sandbox_stats(GrpcCall *call, const uint8_t *msg, size_t len, void *
 int cri_list_pod_sandbox_stats(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_list_metric_descriptors(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_list_pod_sandbox_metrics(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_stream_container_stats(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_stream_pod_sandbox_stats(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_stream_pod_sandbox_metrics(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 
 /* Handlers (cri-image.c). */
 int cri_pull_image(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);

@@ -14,6 +14,7 @@
 #include "macro.h"
 #include "manager.h"
 #include "quote.h"
+#include "strv.h"
 
 /* --- one cgroup sample -------------------------------------------------------------------------- */
 
@@ -718,4 +719,126 @@ out:
         free(items);
         free(ptrs);
         return r;
+}
+
+/* --- StreamContainerStats, StreamPodSandboxStats, StreamPodSandboxMetrics ----------------------- */
+/* Their List twins' items, in flow-controlled chunks (cri_chunk_stream()): the ids are taken when the
+ * call comes, each object sampled when its chunk is made; one no longer running (or ready) then is
+ * left out. */
+
+static bool ctr_stats_item_fill(Manager *m, const char *id, void *item) {
+        Container *c = ctr_find(m->containers, id);
+        return c && cri_ctr_stats_match(c, NULL) && cri_ctr_stats_fill(m, c, 0, item) >= 0;
+}
+
+static void ctr_stats_item_done(void *item) {
+        cri_ctr_stats_done(item);
+}
+
+static bool pod_stats_item_fill(Manager *m, const char *id, void *item) {
+        Pod *pod = pod_find(m->pods, id);
+        return pod && cri_pod_stats_match(pod, NULL) && cri_pod_stats_fill(m, pod, 0, item) >= 0;
+}
+
+static void pod_stats_item_done(void *item) {
+        cri_pod_stats_done(item);
+}
+
+static bool pod_metrics_item_fill(Manager *m, const char *id, void *item) {
+        Pod *pod = pod_find(m->pods, id);
+        return pod && cri_pod_stats_match(pod, NULL) && pod_metrics_fill(m, pod, item) >= 0;
+}
+
+static void pod_metrics_item_done(void *item) {
+        pod_metrics_done(item);
+}
+
+static const CriChunkType ctr_stats_chunk = {
+        .response = &runtime__v1__stream_container_stats_response__descriptor,
+        .field = "container_stats",
+        .item_size = sizeof(CriCtrStatsMsg),
+        .fill = ctr_stats_item_fill,
+        .done = ctr_stats_item_done,
+};
+
+static const CriChunkType pod_stats_chunk = {
+        .response = &runtime__v1__stream_pod_sandbox_stats_response__descriptor,
+        .field = "pod_sandbox_stats",
+        .item_size = sizeof(CriPodStatsMsg),
+        .fill = pod_stats_item_fill,
+        .done = pod_stats_item_done,
+};
+
+static const CriChunkType pod_metrics_chunk = {
+        .response = &runtime__v1__stream_pod_sandbox_metrics_response__descriptor,
+        .field = "pod_sandbox_metrics",
+        .item_size = sizeof(PodMetricsMsg),
+        .fill = pod_metrics_item_fill,
+        .done = pod_metrics_item_done,
+};
+
+/* The ids of the pods that ListPodSandboxStats (filter f) or ListPodSandboxMetrics (NULL) reports. */
+static char **pod_ids(Manager *m, const Runtime__V1__PodSandboxStatsFilter *f, size_t *ret_n) {
+        char **ids = calloc(m->pods->n_pods + 1, sizeof *ids);
+        size_t n = 0;
+
+        if (!ids)
+                return NULL;
+        for (Pod *pod = m->pods->pods; pod && n < m->pods->n_pods; pod = pod->next)
+                if (cri_pod_stats_match(pod, f) && !(ids[n++] = strdup(pod->id))) {
+                        strv_free(ids);
+                        return NULL;
+                }
+        *ret_n = n;
+        return ids;
+}
+
+int cri_stream_container_stats(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__StreamContainerStatsRequest *req =
+                runtime__v1__stream_container_stats_request__unpack(NULL, len, msg);
+        char **ids;
+        size_t n = 0;
+        int r = -ENOMEM;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "StreamContainerStatsRequest does not decode");
+        ids = calloc(m->containers->n_containers + 1, sizeof *ids);
+        for (Container *c = ids ? m->containers->containers : NULL; c && n < m->containers->n_containers; c = c->next)
+                if (cri_ctr_stats_match(c, req->filter) && !(ids[n++] = strdup(c->id)))
+                        goto out;
+        if (ids)
+                r = cri_chunk_stream(call, m, TAKE_PTR(ids), n, &ctr_stats_chunk);
+out:
+        strv_free(ids);
+        runtime__v1__stream_container_stats_request__free_unpacked(req, NULL);
+        return r;
+}
+
+int cri_stream_pod_sandbox_stats(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__StreamPodSandboxStatsRequest *req =
+                runtime__v1__stream_pod_sandbox_stats_request__unpack(NULL, len, msg);
+        char **ids;
+        size_t n = 0;
+        int r = -ENOMEM;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "StreamPodSandboxStatsRequest does not decode");
+        ids = pod_ids(m, req->filter, &n);
+        if (ids)
+                r = cri_chunk_stream(call, m, ids, n, &pod_stats_chunk);
+        runtime__v1__stream_pod_sandbox_stats_request__free_unpacked(req, NULL);
+        return r;
+}
+
+int cri_stream_pod_sandbox_metrics(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        char **ids;
+        size_t n = 0;
+
+        (void) msg;
+        (void) len;
+        ids = pod_ids(m, NULL, &n);
+        return ids ? cri_chunk_stream(call, m, ids, n, &pod_metrics_chunk) : -ENOMEM;
 }

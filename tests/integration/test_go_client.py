@@ -650,7 +650,8 @@ def test_bad_input_answers_the_status_codes_the_cri_means(gd):
 # Empty requests: what each method must answer when it is given nothing (the CRI's meaning).
 EMPTY_OK = {"Version", "Status", "RuntimeConfig", "ListPodSandbox", "ListContainers", "ListImages", "ImageFsInfo",
             "UpdateRuntimeConfig", "StreamPodSandboxes", "StreamContainers", "StreamImages",
-            "ListContainerStats", "ListPodSandboxStats", "ListMetricDescriptors", "ListPodSandboxMetrics"}
+            "ListContainerStats", "ListPodSandboxStats", "ListMetricDescriptors", "ListPodSandboxMetrics",
+            "StreamContainerStats", "StreamPodSandboxStats", "StreamPodSandboxMetrics"}
 # A subscription: it never ends on its own, so it ends at the client's deadline, without an event (none
 # happens meanwhile).
 EMPTY_ENDLESS = {"GetContainerEvents"}

@@ -298,3 +298,43 @@ def test_metrics(cd, pb):
     k = kernel_memory(unit)
     assert 0 < by_name["container_memory_usage_bytes"].value.value <= 2 * k + (1 << 20)
     remove(d, pb, cid)
+
+
+def test_stream_stats_are_their_lists_in_chunks(cd, make_daemon, pb):
+    """StreamContainerStats, StreamPodSandboxStats and StreamPodSandboxMetrics send what their List
+    twins answer (same items, same filters) in messages of at most [CRI] StreamChunkItems= items."""
+    from test_events import daemon_with
+    d = daemon_with(make_daemon, cd, pb, "streamstats", "StreamChunkItems=2")
+    rt = d.runtime()
+    try:
+        pods = [make_pod(d, pb, name=f"ss{i}") for i in range(3)]
+        cids = [run(d, pb, pods[i % 3], ctr_config(pb, f"s{i}", d.ref(), command=["sleep", "600"])) for i in range(5)]
+        for cid in cids:
+            wait_state(d, pb, cid, pb.CONTAINER_RUNNING)
+
+        msgs = list(rt.StreamContainerStats(pb.StreamContainerStatsRequest(), timeout=30))
+        assert len(msgs) == 3 and all(len(m.container_stats) <= 2 for m in msgs), msgs
+        streamed = sorted(s.attributes.id for m in msgs for s in m.container_stats)
+        assert streamed == sorted(s.attributes.id for s in list_cstats(d, pb)) == sorted(cids)
+        assert all(s.cpu.usage_core_nano_seconds.value > 0 for m in msgs for s in m.container_stats)
+        f = pb.ContainerStatsFilter(pod_sandbox_id=pods[0].id)
+        msgs = list(rt.StreamContainerStats(pb.StreamContainerStatsRequest(filter=f), timeout=30))
+        assert sorted(s.attributes.id for m in msgs for s in m.container_stats) == sorted([cids[0], cids[3]])
+
+        msgs = list(rt.StreamPodSandboxStats(pb.StreamPodSandboxStatsRequest(), timeout=30))
+        assert len(msgs) == 2 and all(len(m.pod_sandbox_stats) <= 2 for m in msgs), msgs
+        assert sorted(s.attributes.id for m in msgs for s in m.pod_sandbox_stats) == \
+            sorted(s.attributes.id for s in list_pstats(d, pb)) == sorted(p.id for p in pods)
+        f = pb.PodSandboxStatsFilter(id=pods[1].id)
+        msgs = list(rt.StreamPodSandboxStats(pb.StreamPodSandboxStatsRequest(filter=f), timeout=30))
+        assert [s.attributes.id for m in msgs for s in m.pod_sandbox_stats] == [pods[1].id]
+
+        listed = rt.ListPodSandboxMetrics(pb.ListPodSandboxMetricsRequest(), timeout=30).pod_metrics
+        msgs = list(rt.StreamPodSandboxMetrics(pb.StreamPodSandboxMetricsRequest(), timeout=30))
+        assert len(msgs) == 2 and all(len(m.pod_sandbox_metrics) <= 2 for m in msgs), msgs
+        streamed = {p.pod_sandbox_id: sorted(c.container_id for c in p.container_metrics)
+                    for m in msgs for p in m.pod_sandbox_metrics}
+        assert streamed == {p.pod_sandbox_id: sorted(c.container_id for c in p.container_metrics) for p in listed}
+        assert sorted(streamed) == sorted(p.id for p in pods)
+    finally:
+        cleanup(d, pb)
