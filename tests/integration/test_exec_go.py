@@ -81,6 +81,16 @@ class ExecGo:
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         return p, res
 
+    def attach_popen(self, cid, flags=(), timeout=60, **opts):
+        """An attach (client-go's executor on the Attach URL): (Popen with pipes, the result file)."""
+        req = dict(container_id=cid, stdout=True, stderr=not opts.get("tty"))
+        req.update(opts)
+        fd, res = tempfile.mkstemp(suffix=".json")
+        os.close(fd)
+        p = subprocess.Popen(self.argv("attach", json.dumps(req), flags=["-result", res, *flags], timeout=timeout),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return p, res
+
     def port_forward(self, pod_id, port, input=b"", timeout=60):
         return self.run("portforward", pod_id, str(port), input=input, timeout=timeout)
 
@@ -238,6 +248,35 @@ def test_stdin_through_cat_and_half_close_ends_it(sd, pb, svc, exec_go):
     proc.stdin.close()
     assert proc.wait(30) == 0
     assert read_result(path)["exit_code"] == 0
+
+
+def test_attach(sd, pb, exec_go):
+    """Attach through spdystream as client-go does it: what the container writes from then on,
+    stdin to it, and the container's exit ending the session with a v4 Success (the exit code is
+    in its status, as containerd and CRI-O report it)."""
+    pod = make_pod(sd, pb, name="att")
+    cfg = ctr_config(pb, "att", sd.busybox, stdin=True,
+                     command=["sh", "-c", "echo ready; while read l; do [ \"$l\" = quit ] && exit 3; echo got:$l; done"])
+    cid = run(sd, pb, pod, cfg)
+    wait_log(pod, cfg, "ready")
+    g = ExecGo(exec_go, sd)
+    proc, path = g.attach_popen(cid, stdin=True)
+    out = Reader(proc.stdout)
+    deadline = time.monotonic() + 30
+    while b"got:one" not in out.data:  # what is sent before the streams are up may be dropped
+        assert time.monotonic() < deadline, out.data
+        proc.stdin.write(b"one\n")
+        proc.stdin.flush()
+        time.sleep(0.2)
+    assert b"ready" not in out.data  # only what comes after the attach
+    proc.stdin.write(b"quit\n")
+    proc.stdin.flush()
+    assert proc.wait(30) == 0, proc.stderr.read()
+    res = read_result(path)
+    assert json.loads(res["status"]) == {"metadata": {}, "status": "Success"}, res
+    assert res["protocol"] == "v4.channel.k8s.io" and "/attach/" in res["url"], res
+    wait_until(lambda: sd.runtime().ContainerStatus(pb.ContainerStatusRequest(container_id=cid), timeout=10)
+               .status.exit_code == 3, 20, what="the container's exit code 3")
 
 
 def test_tty_and_resize(sd, pb, svc, exec_go):

@@ -6,6 +6,7 @@
 //
 //	exec-go [flags] exec JSON               an ExecRequest; stdin → "stdin", "stdout" → stdout,
 //	                                        "stderr" → stderr, the v4 Status decoded into -result
+//	exec-go [flags] attach JSON             an AttachRequest; the session as exec's
 //	exec-go [flags] portforward POD PORT    stdin → the data stream, the data stream → stdout
 //	exec-go [flags] many N POD PORT JSON    N sessions at once: even ones exec JSON (no stdin),
 //	                                        odd ones GET / through a port-forward to PORT (httpd)
@@ -86,6 +87,11 @@ const service = "/runtime.v1.RuntimeService/"
 func (c cri) Exec(ctx context.Context, in *runtimeapi.ExecRequest) (*runtimeapi.ExecResponse, error) {
 	out := &runtimeapi.ExecResponse{}
 	return out, c.cc.Invoke(ctx, service+"Exec", in, out)
+}
+
+func (c cri) Attach(ctx context.Context, in *runtimeapi.AttachRequest) (*runtimeapi.AttachResponse, error) {
+	out := &runtimeapi.AttachResponse{}
+	return out, c.cc.Invoke(ctx, service+"Attach", in, out)
 }
 
 func (c cri) ExecSync(ctx context.Context, in *runtimeapi.ExecSyncRequest) (*runtimeapi.ExecSyncResponse, error) {
@@ -303,16 +309,40 @@ func (w *firstByteWriter) Write(p []byte) (int, error) {
 }
 
 func runExec(rt cri, req *runtimeapi.ExecRequest, o execOptions) (res execResult) {
+	return runSession(req, o, func(ctx context.Context) (string, error) {
+		resp, err := rt.Exec(ctx, req)
+		if err != nil {
+			return "", err
+		}
+		return resp.Url, nil
+	})
+}
+
+// runAttach: an Attach's session is an exec's (the same streams, resize and v4 Status), on the URL
+// Attach answers; client-go's attach is remotecommand's executor on it too.
+func runAttach(rt cri, req *runtimeapi.AttachRequest, o execOptions) (res execResult) {
+	streams := &runtimeapi.ExecRequest{ContainerId: req.ContainerId, Stdin: req.Stdin, Stdout: req.Stdout,
+		Stderr: req.Stderr, Tty: req.Tty}
+	return runSession(streams, o, func(ctx context.Context) (string, error) {
+		resp, err := rt.Attach(ctx, req)
+		if err != nil {
+			return "", err
+		}
+		return resp.Url, nil
+	})
+}
+
+func runSession(req *runtimeapi.ExecRequest, o execOptions, call func(context.Context) (string, error)) (res execResult) {
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	resp, err := rt.Exec(ctx, req)
+	u, err := call(ctx)
 	if err != nil {
 		res.Error = "rpc: " + err.Error()
 		res.ExitCode = -1
 		return
 	}
-	res.URL = resp.Url
-	sc, proto, err := upgrade(resp.Url, []string{"v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io",
+	res.URL = u
+	sc, proto, err := upgrade(u, []string{"v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io",
 		"channel.k8s.io"})
 	if err != nil {
 		res.Error = err.Error()
@@ -607,6 +637,27 @@ func main() {
 		}
 		res := runExec(rt, req, execOptions{stdin: stdin, stdout: os.Stdout, stderr: os.Stderr,
 			sizes: parseSizes(*sizesFlag), resize: resizeCh})
+		writeResult(res)
+		if strings.HasPrefix(res.Error, "rpc: ") {
+			os.Exit(3)
+		}
+		if res.ExitCode < 0 {
+			os.Exit(1)
+		}
+	case "attach":
+		if len(args) != 2 {
+			fail(2, "usage: attach JSON")
+		}
+		req := &runtimeapi.AttachRequest{}
+		if err := protojson.Unmarshal([]byte(args[1]), req); err != nil {
+			fail(2, "AttachRequest %s: %v", args[1], err)
+		}
+		var stdin io.Reader = os.Stdin
+		if *noSend {
+			stdin = nil
+		}
+		res := runAttach(rt, req, execOptions{stdin: stdin, stdout: os.Stdout, stderr: os.Stderr,
+			sizes: parseSizes(*sizesFlag)})
 		writeResult(res)
 		if strings.HasPrefix(res.Error, "rpc: ") {
 			os.Exit(3)
