@@ -215,6 +215,7 @@ int cri_container_status(GrpcCall *call, const uint8_t *msg, size_t len, void *u
         Runtime__V1__ContainerMetadata md = RUNTIME__V1__CONTAINER_METADATA__INIT;
         Runtime__V1__ImageSpec image = RUNTIME__V1__IMAGE_SPEC__INIT;
         Runtime__V1__ContainerResources resources = RUNTIME__V1__CONTAINER_RESOURCES__INIT;
+        Runtime__V1__LinuxContainerResources linux_res = RUNTIME__V1__LINUX_CONTAINER_RESOURCES__INIT;
         Runtime__V1__ContainerStatusResponse__InfoEntry info = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INFO_ENTRY__INIT;
         Runtime__V1__ContainerStatusResponse__InfoEntry *infos[1] = { &info };
         Runtime__V1__ContainerConfig *config = NULL;
@@ -264,9 +265,24 @@ int cri_container_status(GrpcCall *call, const uint8_t *msg, size_t len, void *u
                 st.mounts = config->mounts;
                 st.n_mounts = config->n_mounts;
                 if (config->linux && config->linux->resources) {
-                        resources.linux = config->linux->resources;
+                        linux_res = *config->linux->resources;
+                        resources.linux = &linux_res;
                         st.resources = &resources;
                 }
+        }
+        /* What the container has now: as created, or as UpdateContainerResources left it (-1, no
+         * limit, is the CRI's 0). */
+        if (c->cpu_shares || c->cpu_quota || c->cpu_period || c->memory_limit || c->memory_swap_limit ||
+            c->cpuset_cpus || c->cpuset_mems) {
+                linux_res.cpu_shares = MAX(c->cpu_shares, 0);
+                linux_res.cpu_quota = MAX(c->cpu_quota, 0);
+                linux_res.cpu_period = MAX(c->cpu_period, 0);
+                linux_res.memory_limit_in_bytes = MAX(c->memory_limit, 0);
+                linux_res.memory_swap_limit_in_bytes = MAX(c->memory_swap_limit, 0);
+                linux_res.cpuset_cpus = c->cpuset_cpus ?: "";
+                linux_res.cpuset_mems = c->cpuset_mems ?: "";
+                resources.linux = &linux_res;
+                st.resources = &resources;
         }
         resp.status = &st;
         if (req->verbose && (info_json = ctr_info_json(c))) {
@@ -361,5 +377,107 @@ out:
         free(mds);
         free(images);
         runtime__v1__list_containers_request__free_unpacked(req, NULL);
+        return r;
+}
+
+/* --- UpdateContainerResources -------------------------------------------------------------------- */
+
+static void update_done(Container *c, const Error *error, void *userdata) {
+        CriCall *cc = userdata;
+
+        if (error_is_set(error))
+                (void) cri_finish_error(cc->call, error);
+        else
+                (void) cri_reply_empty(cc->call);
+        cri_call_done(cc);
+}
+
+static void detach_update(void *op) {
+        ctr_update_detach(op);
+}
+
+/* The request's LinuxContainerResources as a CtrResources (strings borrowed). What no update can
+ * change is refused, what it does not change is said in rktlet(8): oom_score_adj (set at create
+ * only), hugepage limits of 0 (kubelet lists every page size). Of the unified map, "pids.max". */
+static int resources_from_request(const Runtime__V1__LinuxContainerResources *l, CtrResources *ret, Error *error) {
+        CtrResources r = {
+                .cpu_shares = l->cpu_shares,
+                .cpu_quota = l->cpu_quota,
+                .cpu_period = l->cpu_period,
+                .memory_limit = l->memory_limit_in_bytes,
+                .memory_swap_limit = l->memory_swap_limit_in_bytes,
+                .cpuset_cpus = l->cpuset_cpus && l->cpuset_cpus[0] ? l->cpuset_cpus : NULL,
+                .cpuset_mems = l->cpuset_mems && l->cpuset_mems[0] ? l->cpuset_mems : NULL,
+        };
+
+        for (size_t i = 0; i < l->n_hugepage_limits; i++)
+                if (l->hugepage_limits[i]->limit != 0)
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                         "linux.hugepage_limits: rktlet does not limit hugepages (%s)",
+                                         QUOTE(l->hugepage_limits[i]->page_size ?: ""));
+        for (size_t i = 0; i < l->n_unified; i++) {
+                const char *k = l->unified[i]->key ?: "", *v = l->unified[i]->value ?: "";
+                char *end;
+
+                if (strcmp(k, "pids.max") != 0)
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                         "linux.unified: rktlet updates only \"pids.max\", not %s", QUOTE(k));
+                if (strcmp(v, "max") == 0)
+                        r.pids_limit = -1;
+                else {
+                        errno = 0;
+                        r.pids_limit = strtoll(v, &end, 10);
+                        if (errno || end == v || *end || r.pids_limit <= 0)
+                                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                                 "linux.unified[\"pids.max\"] %s is neither \"max\" nor a positive number",
+                                                 QUOTE(v));
+                }
+        }
+        *ret = r;
+        return 0;
+}
+
+int cri_update_container_resources(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__UpdateContainerResourcesRequest *req =
+                runtime__v1__update_container_resources_request__unpack(NULL, len, msg);
+        Error error = ERROR_INIT;
+        CtrResources res = {};
+        CtrUpdate *u = NULL;
+        CriCall *cc = NULL;
+        Container *c;
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+                                        "UpdateContainerResourcesRequest does not decode");
+        c = cri_find_container(call, m->containers, req->container_id, false, &r);
+        if (!c)
+                goto out;
+        if (!req->linux) {
+                r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+                                     "linux is missing: rktlet updates Linux containers' resources only");
+                goto out;
+        }
+        if (resources_from_request(req->linux, &res, &error) < 0) {
+                r = cri_finish_error(call, &error);
+                goto out;
+        }
+        cc = cri_call_new(call, m, 0, detach_update);
+        if (!cc) {
+                r = -ENOMEM;
+                goto out;
+        }
+        r = ctr_update_resources(c, &res, update_done, cc, &error, &u);
+        if (r < 0) {
+                cc = cri_call_free(cc);
+                r = cri_finish_error(call, &error);
+                goto out;
+        }
+        r = cri_call_wait(TAKE_PTR(cc), u);
+out:
+        cri_call_free(cc);
+        error_done(&error);
+        runtime__v1__update_container_resources_request__free_unpacked(req, NULL);
         return r;
 }

@@ -32,6 +32,7 @@ static const CriImpl impls[] = {
         { "/runtime.v1.RuntimeService/RemoveContainer", cri_remove_container },
         { "/runtime.v1.RuntimeService/ContainerStatus", cri_container_status },
         { "/runtime.v1.RuntimeService/ListContainers", cri_list_containers },
+        { "/runtime.v1.RuntimeService/UpdateContainerResources", cri_update_container_resources },
         { "/runtime.v1.RuntimeService/ReopenContainerLog", cri_reopen_container_log },
         { "/runtime.v1.RuntimeService/ExecSync", cri_exec_sync },
         { "/runtime.v1.RuntimeService/Exec", cri_exec },

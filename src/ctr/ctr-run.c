@@ -181,6 +181,7 @@ CtrTable *ctr_table_free(CtrTable *t) {
                 Container *c = t->containers;
                 if (c->op)
                         op_abort(&c->op->op);
+                ctr_update_abort(c->update);
                 ctr_free(c);
         }
         fs_sync_free(t->sync);
@@ -529,11 +530,8 @@ static int unit_properties(sd_bus_message *m, void *userdata) {
                 r = sd_bus_message_append(m, "(sv)(sv)", "StandardOutputFileDescriptor", "h", a->fds[1],
                                           "StandardErrorFileDescriptor", "h", a->fds[2]);
         /* Resources: systemd applies them to the unit's cgroup and updates them live. */
-        if (r >= 0 && c->cpu_shares > 0) {
-                /* kubelet's shares (2…262144) on systemd's weight scale (1…10000). */
-                uint64_t w = 1 + ((uint64_t) MAX(c->cpu_shares, 2) - 2) * 9999 / 262142;
-                r = sd_bus_message_append(m, "(sv)", "CPUWeight", "t", w);
-        }
+        if (r >= 0 && c->cpu_shares > 0)
+                r = sd_bus_message_append(m, "(sv)", "CPUWeight", "t", ctr_shares_to_weight(c->cpu_shares));
         if (r >= 0 && c->cpu_quota > 0) {
                 uint64_t period = c->cpu_period > 0 ? (uint64_t) c->cpu_period : 100000;
                 r = sd_bus_message_append(m, "(sv)(sv)", "CPUQuotaPerSecUSec", "t",
@@ -1119,6 +1117,11 @@ static int container_new(const CtrTable *t, const Pod *pod, const Image *image, 
         c->cpu_quota = spec->cpu_quota;
         c->cpu_period = spec->cpu_period;
         c->memory_limit = spec->memory_limit;
+        c->memory_swap_limit = spec->memory_swap_limit;
+        if (spec->cpuset_cpus && spec->cpuset_cpus[0] && !(c->cpuset_cpus = strdup(spec->cpuset_cpus)))
+                return -ENOMEM;
+        if (spec->cpuset_mems && spec->cpuset_mems[0] && !(c->cpuset_mems = strdup(spec->cpuset_mems)))
+                return -ENOMEM;
         c->created_at_ns = now_ns();
         c->state = CTR_CREATED;
         c->creating = true;

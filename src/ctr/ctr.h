@@ -79,6 +79,17 @@ typedef struct CtrSpec {
 typedef struct CtrTable CtrTable;
 typedef struct CtrOp CtrOp;
 typedef struct CtrIo CtrIo;
+typedef struct CtrUpdate CtrUpdate;
+
+/* A live update of a running container's resources (UpdateContainerResources): 0 (NULL or "")
+ * leaves a value as it is; -1 lifts a limit (cpu_quota, memory_limit, memory_swap_limit,
+ * pids_limit). */
+typedef struct CtrResources {
+        int64_t cpu_shares, cpu_quota, cpu_period;
+        int64_t memory_limit, memory_swap_limit; /* swap: memory + swap, as cgroup v1's memsw */
+        int64_t pids_limit;
+        char *cpuset_cpus, *cpuset_mems;
+} CtrResources;
 
 typedef struct Container {
         CtrTable *table;
@@ -97,6 +108,9 @@ typedef struct Container {
         int stop_signal;
         bool tty, stdin_, stdin_once;
         int64_t cpu_shares, cpu_quota, cpu_period, memory_limit; /* unit properties, 0: unset */
+        int64_t memory_swap_limit, pids_limit;                   /* 0: unset, -1: none */
+        char *cpuset_cpus, *cpuset_mems;                         /* NULL: unset */
+        CtrUpdate *update; /* an update of its resources under way (busy is set) */
 
         CtrState state;
         bool creating; /* being made: recovery undoes it */
@@ -217,6 +231,29 @@ void ctr_exec_abort_all(void);
 unsigned ctr_exec_count(void);
 /* At load: kills what execs a killed daemon left in c, and forgets them. */
 void ctr_exec_cleanup(Container *c);
+
+/* Checks r (ERROR_INVALID_ARGUMENT naming the field): shares 2…262144, quota ≥ 1000 µs or -1,
+ * period 1000…1000000 µs, memory and swap positive or -1 (swap not below memory), pids positive or
+ * -1, cpusets lists like "0-3,7". */
+int ctr_resources_check(const CtrResources *r, Error *error);
+void ctr_resources_done(CtrResources *r);
+/* Changes a running container's resources live (ctr-update.c): the unit's properties first
+ * (SetUnitProperties, runtime), so that systemd's view stays the truth, then the OCI runtime's
+ * `update` for the cgroup controllers systemd does not own. A failure puts back what was applied
+ * (the old limits stay) and reports the first error: the runtime's with its text, ERROR_WRONG_STATE
+ * (EBUSY) when the kernel refused a memory limit below the usage. ERROR_WRONG_STATE when c does not
+ * run, ERROR_CONFLICT when it is busy. On success c holds the new values, saved. r is copied. */
+int ctr_update_resources(Container *c, const CtrResources *r, CtrDone done, void *userdata, Error *error,
+                         CtrUpdate **ret);
+/* The caller went away: the update completes without calling back. */
+void ctr_update_detach(CtrUpdate *u);
+/* Daemon shutdown: dropped without a callback (a runtime child is abandoned). */
+void ctr_update_abort(CtrUpdate *u);
+/* kubelet's cpu shares (2…262144) on systemd's CPUWeight scale (1…10000). */
+uint64_t ctr_shares_to_weight(int64_t shares);
+/* "0-3,7" as systemd's CPU (or NUMA node) set: a bitmap, byte i bit j for number 8i + j (at most
+ * 8192); -EINVAL when it is no such list. */
+int ctr_cpuset_parse(const char *s, uint8_t **ret, size_t *ret_len);
 
 /* "SIGTERM", "TERM", "15", "RTMIN+3", "SIGRTMINPLUS3"… → the signal number, or -EINVAL. */
 int ctr_signal_from_string(const char *s);

@@ -58,6 +58,13 @@ int systemd_kill_unit(SystemdClient *c, const char *name, const char *who, int s
 int systemd_reset_failed_unit(SystemdClient *c, const char *name, uint64_t timeout_usec, SystemdOpDone done,
                               void *userdata, SystemdOp **ret);
 
+/* SetUnitProperties(name, runtime=true, the properties append() adds): a loaded unit's resource
+ * settings changed live (systemd writes the cgroup files of the controllers it owns). Ends with the
+ * reply; a reply the bus lost fails with -ECONNRESET (not sent again: the caller decides). */
+int systemd_set_unit_properties(SystemdClient *c, const char *name, SystemdAppendProperties append,
+                                void *append_userdata, uint64_t timeout_usec, SystemdOpDone done, void *userdata,
+                                SystemdOp **ret);
+
 /* What systemd knows of a service's main process. */
 typedef struct SystemdServiceInfo {
         bool gone; /* the properties could not be read */

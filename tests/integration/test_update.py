@@ -1,0 +1,233 @@
+"""Live resource updates (UpdateContainerResources, UpdatePodSandboxResources), the runtime
+handlers' features in Status, recursive read-only mounts and CheckpointContainer.
+
+An update goes to systemd first (SetUnitProperties, runtime: what `systemctl --user show` says of
+the unit) and then to the OCI runtime (`runc update`), which writes the cgroup v1 controllers the
+harness's user manager does not own (it owns none here: its units have no memory or cpu cgroup of
+their own, so the container's cgroup files are runc's). The expected values are the kernel's
+files and systemd's properties, never rktlet's own answer alone.
+"""
+
+import os
+import shutil
+import subprocess
+import time
+
+import grpc
+import pytest
+
+from rktlet_test import wait_until
+from test_containers import (SERVICE, T, cd, cgroup_file, ctr_registry, cleanup, create, cstatus, ctr_config,  # noqa: F401
+                             main_pid, make_pod, no_container_leftovers, read_cgroup, remove, run, show, start,
+                             stop, unit_of, wait_state)
+from test_containers import pytestmark  # noqa: F401
+from test_pods import cni, no_leftovers, units  # noqa: F401
+
+V2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+CRICTL = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "bin", "crictl")
+MiB = 1 << 20
+
+
+def update(d, pb, cid, timeout=T, unified=None, **res):
+    linux = pb.LinuxContainerResources(**res)
+    for k, v in (unified or {}).items():
+        linux.unified[k] = v
+    d.runtime().UpdateContainerResources(pb.UpdateContainerResourcesRequest(container_id=cid, linux=linux),
+                                         timeout=timeout)
+
+
+def memory_limit(cid):
+    return int(read_cgroup(cid, "memory/memory.limit_in_bytes", "memory.max"))
+
+
+def sd_int(unit, prop):
+    v = show(unit, prop)
+    return None if v == "infinity" else int(v)
+
+
+def limited(pb, memory=None, swap=None, **kw):
+    linux = pb.LinuxContainerConfig()
+    if memory:
+        linux.resources.memory_limit_in_bytes = memory
+    if swap:
+        linux.resources.memory_swap_limit_in_bytes = swap
+    for k, v in kw.items():
+        setattr(linux.resources, k, v)
+    return linux
+
+
+def exec_sync(d, pb, cid, cmd, timeout=20):
+    r = d.runtime().ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=cmd, timeout=timeout), timeout=timeout + T)
+    assert r.exit_code == 0, (r.exit_code, r.stdout, r.stderr)
+    return r
+
+
+def test_memory_and_cpu_quota_updated_live(cd, pb):
+    """A new memory limit and CPU quota: in the unit's properties (MemoryMax, CPUQuotaPerSecUSec,
+    CPUQuotaPeriodUSec, CPUWeight) and in the container's own cgroup files, while it runs on; and
+    ContainerStatus reports them."""
+    d = cd
+    pod = make_pod(d, pb, name="upd")
+    cid = run(d, pb, pod, ctr_config(pb, "svc", d.ref(), command=SERVICE,
+                                     linux=limited(pb, memory=64 * MiB, cpu_quota=50000, cpu_period=100000)))
+    wait_state(d, pb, cid, pb.CONTAINER_RUNNING)
+    pid = main_pid(cid)
+    unit = unit_of(cid)
+    assert memory_limit(cid) == 64 * MiB
+    update(d, pb, cid, memory_limit_in_bytes=96 * MiB, cpu_quota=25000, cpu_period=50000, cpu_shares=512)
+    # systemd's view: the properties, as the bus has them.
+    assert sd_int(unit, "MemoryMax") == 96 * MiB
+    assert show(unit, "CPUQuotaPerSecUSec") == "500ms"  # 25000 µs every 50000 µs
+    assert show(unit, "CPUQuotaPeriodUSec") == "50ms"
+    assert show(unit, "CPUWeight") == str(1 + (512 - 2) * 9999 // 262142)
+    # The kernel's.
+    assert memory_limit(cid) == 96 * MiB
+    if V2:
+        assert read_cgroup(cid, "cpu/cpu.cfs_quota_us", "cpu.max") == "25000 50000"
+    else:
+        assert read_cgroup(cid, "cpu/cpu.cfs_quota_us", "cpu.max") == "25000"
+        assert read_cgroup(cid, "cpu/cpu.cfs_period_us", "cpu.max") == "50000"
+        assert read_cgroup(cid, "cpu/cpu.shares", "cpu.weight") == "512"
+    # Live: the same process.
+    assert main_pid(cid) == pid and os.path.exists(f"/proc/{pid}")
+    lr = cstatus(d, pb, cid).status.resources.linux
+    assert (lr.memory_limit_in_bytes, lr.cpu_quota, lr.cpu_period, lr.cpu_shares) == (96 * MiB, 25000, 50000, 512)
+    remove(d, pb, cid)
+
+
+def test_cpuset_and_pids_limit(cd, pb):
+    """cpuset_cpus goes to AllowedCPUs and cpuset.cpus (the process may then run on CPU 0 only);
+    the unified map's "pids.max" (the CRI has no pids field) to TasksMax and pids.max. With the
+    limit at the 2 processes the container has (sh and its sleep), an exec cannot start a process
+    there (the kernel counts the refused fork in pids.events); lifted ("max"), it can."""
+    d = cd
+    pod = make_pod(d, pb, name="upd-pids")
+    cid = run(d, pb, pod, ctr_config(pb, "svc", d.ref(), command=SERVICE))
+    wait_state(d, pb, cid, pb.CONTAINER_RUNNING)
+    unit = unit_of(cid)
+    update(d, pb, cid, cpuset_cpus="0", unified={"pids.max": "2"})
+    assert show(unit, "AllowedCPUs") == "0"
+    assert show(unit, "TasksMax") == "2"
+    assert read_cgroup(cid, "cpuset/cpuset.cpus", "cpuset.cpus") == "0"
+    assert read_cgroup(cid, "pids/pids.max", "pids.max") == "2"
+    with open(f"/proc/{main_pid(cid)}/status") as f:
+        assert "Cpus_allowed_list:\t0\n" in f.read()
+    with pytest.raises(grpc.RpcError):
+        exec_sync(d, pb, cid, ["true"])
+    events = dict(line.split() for line in read_cgroup(cid, "pids/pids.events", "pids.events").splitlines())
+    assert int(events["max"]) > 0, events
+    update(d, pb, cid, unified={"pids.max": "max"})
+    assert read_cgroup(cid, "pids/pids.max", "pids.max") == "max"
+    assert show(unit, "TasksMax") == "infinity"
+    exec_sync(d, pb, cid, ["true"])
+    remove(d, pb, cid)
+
+
+def test_memory_limit_below_usage_is_refused_and_the_old_one_stays(cd, pb):
+    """48 MiB in a tmpfs the container wrote (no swap here: the kernel cannot reclaim them), then a
+    16 MiB limit: the kernel's EBUSY, with a message, as FAILED_PRECONDITION; the old limit stays in
+    the cgroup file and in systemd's property, and ContainerStatus still reports it."""
+    d = cd
+    with open("/proc/swaps") as f:
+        if len(f.read().splitlines()) > 1:
+            pytest.skip("this machine has swap: the kernel would swap the tmpfs out rather than refuse")
+    pod = make_pod(d, pb, name="upd-busy")
+    cid = run(d, pb, pod, ctr_config(pb, "hog", d.ref(), command=SERVICE, linux=limited(pb, memory=128 * MiB)))
+    wait_state(d, pb, cid, pb.CONTAINER_RUNNING)
+    exec_sync(d, pb, cid, ["sh", "-c", "mkdir -p /dev/shm && dd if=/dev/zero of=/dev/shm/fill bs=1M count=48"])
+    unit = unit_of(cid)
+    with pytest.raises(grpc.RpcError) as e:
+        update(d, pb, cid, memory_limit_in_bytes=16 * MiB)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION, e.value.details()
+    assert "EBUSY" in e.value.details() and "memory" in e.value.details(), e.value.details()
+    assert memory_limit(cid) == 128 * MiB
+    assert sd_int(unit, "MemoryMax") == 128 * MiB
+    assert cstatus(d, pb, cid).status.resources.linux.memory_limit_in_bytes == 128 * MiB
+    remove(d, pb, cid)
+
+
+def test_memory_limit_lowered_then_exceeded_is_an_oom_kill(cd, pb):
+    """A container that waits, then allocates 64 MiB: with its limit lowered from 256 MiB to 24 MiB
+    while it waits, the kernel kills it and ContainerStatus says OOMKilled."""
+    d = cd
+    pod = make_pod(d, pb, name="upd-oom")
+    cmd = ["sh", "-c", "until [ -e /tmp/go ]; do sleep 0.1; done; exec dd if=/dev/zero of=/dev/null bs=64M count=1"]
+    cid = run(d, pb, pod, ctr_config(pb, "late", d.ref(), command=cmd,
+                                     linux=limited(pb, memory=256 * MiB, swap=256 * MiB)))
+    wait_state(d, pb, cid, pb.CONTAINER_RUNNING)
+    # No swap limit asked: it follows the memory limit, as it was held to it (else the kernel would
+    # refuse a memory limit above memory + swap... here the other way round, and runc orders them).
+    update(d, pb, cid, memory_limit_in_bytes=24 * MiB)
+    assert memory_limit(cid) == 24 * MiB
+    if not V2:
+        assert int(read_cgroup(cid, "memory/memory.memsw.limit_in_bytes", "memory.swap.max")) == 24 * MiB
+    exec_sync(d, pb, cid, ["touch", "/tmp/go"])
+    st = wait_state(d, pb, cid, pb.CONTAINER_EXITED)
+    assert st.reason == "OOMKilled", (st.exit_code, st.reason, st.message)
+    assert st.exit_code == 137
+    remove(d, pb, cid)
+
+
+def test_resources_survive_a_restart(cd, make_daemon, pb):
+    """The updated resources are the container's record: a restarted daemon reports them."""
+    d = cd
+    pod = make_pod(d, pb, name="upd-restart")
+    cid = run(d, pb, pod, ctr_config(pb, "svc", d.ref(), command=SERVICE, linux=limited(pb, memory=64 * MiB)))
+    wait_state(d, pb, cid, pb.CONTAINER_RUNNING)
+    update(d, pb, cid, memory_limit_in_bytes=80 * MiB, cpuset_cpus="0")
+    assert d.stop() == 0
+    d2 = make_daemon("rktlet", start=False, **d.kwargs)
+    d2.start()
+    try:
+        st = wait_state(d2, pb, cid, pb.CONTAINER_RUNNING)
+        assert st.resources.linux.memory_limit_in_bytes == 80 * MiB
+        assert st.resources.linux.cpuset_cpus == "0"
+        assert memory_limit(cid) == 80 * MiB
+        remove(d2, pb, cid)
+    finally:
+        cleanup(d2, pb)
+
+
+def test_update_errors(cd, pb):
+    """NOT_FOUND for no such container; FAILED_PRECONDITION for a created (not yet started) or an
+    exited one (rktlet updates running containers only); INVALID_ARGUMENT for values no cgroup
+    takes, and nothing changes."""
+    d = cd
+    pod = make_pod(d, pb, name="upd-err")
+    with pytest.raises(grpc.RpcError) as e:
+        update(d, pb, "0" * 64, memory_limit_in_bytes=64 * MiB)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    created = create(d, pb, pod, ctr_config(pb, "created", d.ref(), command=SERVICE))
+    with pytest.raises(grpc.RpcError) as e:
+        update(d, pb, created, memory_limit_in_bytes=64 * MiB)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION, e.value.details()
+    cid = run(d, pb, pod, ctr_config(pb, "svc", d.ref(), command=SERVICE, linux=limited(pb, memory=64 * MiB)))
+    wait_state(d, pb, cid, pb.CONTAINER_RUNNING)
+    for bad in (dict(cpu_shares=1), dict(cpu_quota=10), dict(cpu_period=5), dict(memory_limit_in_bytes=-5),
+                dict(cpuset_cpus="0-"), dict(cpuset_mems="a"), dict(unified={"memory.high": "1"}),
+                dict(unified={"pids.max": "-3"}), dict(memory_limit_in_bytes=64 * MiB, memory_swap_limit_in_bytes=MiB)):
+        with pytest.raises(grpc.RpcError) as e:
+            update(d, pb, cid, **bad)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (bad, e.value.details())
+    assert memory_limit(cid) == 64 * MiB
+    stop(d, pb, cid)
+    with pytest.raises(grpc.RpcError) as e:
+        update(d, pb, cid, memory_limit_in_bytes=80 * MiB)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION, e.value.details()
+    remove(d, pb, cid)
+    remove(d, pb, created)
+
+
+def test_crictl_update(cd, pb):
+    """crictl update --memory: the cgroup file says the new limit."""
+    d = cd
+    if not os.access(CRICTL, os.X_OK):
+        pytest.skip(f"crictl is not at {os.path.abspath(CRICTL)}")
+    pod = make_pod(d, pb, name="upd-crictl")
+    cid = run(d, pb, pod, ctr_config(pb, "svc", d.ref(), command=SERVICE, linux=limited(pb, memory=64 * MiB)))
+    wait_state(d, pb, cid, pb.CONTAINER_RUNNING)
+    out = subprocess.run([CRICTL, "--runtime-endpoint", f"unix://{d.socket}", "update", "--memory", str(72 * MiB), cid],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, (out.stdout, out.stderr)
+    assert memory_limit(cid) == 72 * MiB
+    remove(d, pb, cid)
