@@ -481,3 +481,52 @@ out:
         runtime__v1__update_container_resources_request__free_unpacked(req, NULL);
         return r;
 }
+
+/* --- CheckpointContainer ------------------------------------------------------------------------- */
+
+static void checkpoint_done(const Error *error, void *userdata) {
+        CriCall *cc = userdata;
+
+        if (error_is_set(error))
+                (void) cri_finish_error(cc->call, error);
+        else
+                (void) cri_reply_empty(cc->call);
+        cri_call_done(cc);
+}
+
+static void detach_checkpoint(void *op) {
+        ctr_checkpoint_detach(op);
+}
+
+int cri_checkpoint_container(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__CheckpointContainerRequest *req = runtime__v1__checkpoint_container_request__unpack(NULL, len, msg);
+        Error error = ERROR_INIT;
+        CtrCheckpoint *cp = NULL;
+        CriCall *cc = NULL;
+        uint64_t timeout_usec = 0;
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "CheckpointContainerRequest does not decode");
+        if (req->timeout > 0)
+                timeout_usec = (uint64_t) MIN(req->timeout, (int64_t) 24 * 3600) * 1000000ULL;
+        cc = cri_call_new(call, m, 0, detach_checkpoint);
+        if (!cc) {
+                r = -ENOMEM;
+                goto out;
+        }
+        r = ctr_checkpoint(m->containers, req->container_id, req->location, timeout_usec, checkpoint_done, cc, &error,
+                           &cp);
+        if (r < 0) {
+                cc = cri_call_free(cc);
+                r = cri_finish_error(call, &error);
+                goto out;
+        }
+        r = cri_call_wait(TAKE_PTR(cc), cp);
+out:
+        cri_call_free(cc);
+        error_done(&error);
+        runtime__v1__checkpoint_container_request__free_unpacked(req, NULL);
+        return r;
+}

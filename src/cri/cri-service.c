@@ -34,6 +34,7 @@ static const CriImpl impls[] = {
         { "/runtime.v1.RuntimeService/ListContainers", cri_list_containers },
         { "/runtime.v1.RuntimeService/UpdateContainerResources", cri_update_container_resources },
         { "/runtime.v1.RuntimeService/ReopenContainerLog", cri_reopen_container_log },
+        { "/runtime.v1.RuntimeService/CheckpointContainer", cri_checkpoint_container },
         { "/runtime.v1.RuntimeService/ExecSync", cri_exec_sync },
         { "/runtime.v1.RuntimeService/Exec", cri_exec },
         { "/runtime.v1.RuntimeService/PortForward", cri_port_forward },

@@ -35,6 +35,7 @@ int cri_stop_container(GrpcCall *call, const uint8_t *msg, size_t len, void *use
 int cri_remove_container(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_container_status(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_list_containers(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_checkpoint_container(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_update_container_resources(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_reopen_container_log(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 

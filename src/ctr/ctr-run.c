@@ -184,6 +184,7 @@ CtrTable *ctr_table_free(CtrTable *t) {
                 ctr_update_abort(c->update);
                 ctr_free(c);
         }
+        ctr_criu_free(t->criu);
         fs_sync_free(t->sync);
         free(t);
         return NULL;

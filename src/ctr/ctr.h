@@ -80,6 +80,8 @@ typedef struct CtrTable CtrTable;
 typedef struct CtrOp CtrOp;
 typedef struct CtrIo CtrIo;
 typedef struct CtrUpdate CtrUpdate;
+typedef struct CtrCriu CtrCriu;
+typedef struct CtrCheckpoint CtrCheckpoint;
 
 /* A live update of a running container's resources (UpdateContainerResources): 0 (NULL or "")
  * leaves a value as it is; -1 lifts a limit (cpu_quota, memory_limit, memory_swap_limit,
@@ -165,6 +167,7 @@ struct CtrTable {
         FsSync *sync; /* records are saved on the loop and made durable off it */
         unsigned n_unconfirmed; /* containers whose unit systemd has not answered for since the start */
         void (*all_confirmed)(void *userdata); /* when that count drops to 0, with env.userdata */
+        CtrCriu *criu; /* whether criu works here, once asked (ctr-checkpoint.c) */
 };
 
 /* error: NULL on success, else what failed (valid during the call only). */
@@ -254,6 +257,19 @@ uint64_t ctr_shares_to_weight(int64_t shares);
 /* "0-3,7" as systemd's CPU (or NUMA node) set: a bitmap, byte i bit j for number 8i + j (at most
  * 8192); -EINVAL when it is no such list. */
 int ctr_cpuset_parse(const char *s, uint8_t **ret, size_t *ret_len);
+
+/* CheckpointContainer (ctr-checkpoint.c): whether criu works here comes first (`criu check`, run
+ * once, in a child, on the first call; the answer is kept): ERROR_UNSUPPORTED naming what is missing
+ * ("criu not found in $PATH", "criu check failed: …"). Then the container id (or unique prefix) is
+ * looked up (ERROR_NOT_FOUND, ERROR_INVALID_ARGUMENT), must run (ERROR_WRONG_STATE), and
+ * `<runtime> checkpoint --leave-running` writes criu's images, which tar puts in the file location
+ * (an absolute path), all as children within timeout_usec each (0: a minute). */
+typedef void (*CtrCheckpointDone)(const Error *error, void *userdata);
+int ctr_checkpoint(CtrTable *t, const char *id, const char *location, uint64_t timeout_usec, CtrCheckpointDone done,
+                   void *userdata, Error *error, CtrCheckpoint **ret);
+/* The caller went away: the checkpoint completes without calling back. */
+void ctr_checkpoint_detach(CtrCheckpoint *cp);
+CtrCriu *ctr_criu_free(CtrCriu *k);
 
 /* "SIGTERM", "TERM", "15", "RTMIN+3", "SIGRTMINPLUS3"… → the signal number, or -EINVAL. */
 int ctr_signal_from_string(const char *s);
