@@ -88,6 +88,14 @@ int cri_create_container(GrpcCall *call, const uint8_t *msg, size_t len, void *u
                 r = cri_finish_error(call, &error);
                 goto out;
         }
+        for (size_t i = 0; i < spec.n_mounts; i++)
+                if (spec.mounts[i].recursive_readonly && !ctr_recursive_read_only(m->containers)) {
+                        r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+                                             "mounts: %s: recursive_read_only is not supported here (the kernel's "
+                                             "mount_setattr or the OCI runtime's \"rro\" is missing; Status says so)",
+                                             QUOTE(spec.mounts[i].container_path));
+                        goto out;
+                }
         image = image_store_find(m->images, spec.image_ref);
         if (!image) {
                 r = grpc_call_finish(call, GRPC_STATUS_NOT_FOUND, "config.image.image %s is not present: pull it first",
@@ -216,6 +224,8 @@ int cri_container_status(GrpcCall *call, const uint8_t *msg, size_t len, void *u
         Runtime__V1__ImageSpec image = RUNTIME__V1__IMAGE_SPEC__INIT;
         Runtime__V1__ContainerResources resources = RUNTIME__V1__CONTAINER_RESOURCES__INIT;
         Runtime__V1__LinuxContainerResources linux_res = RUNTIME__V1__LINUX_CONTAINER_RESOURCES__INIT;
+        Runtime__V1__ContainerUser user = RUNTIME__V1__CONTAINER_USER__INIT;
+        Runtime__V1__LinuxContainerUser linux_user = RUNTIME__V1__LINUX_CONTAINER_USER__INIT;
         Runtime__V1__ContainerStatusResponse__InfoEntry info = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INFO_ENTRY__INIT;
         Runtime__V1__ContainerStatusResponse__InfoEntry *infos[1] = { &info };
         Runtime__V1__ContainerConfig *config = NULL;
@@ -283,6 +293,15 @@ int cri_container_status(GrpcCall *call, const uint8_t *msg, size_t len, void *u
                 linux_res.cpuset_mems = c->cpuset_mems ?: "";
                 resources.linux = &linux_res;
                 st.resources = &resources;
+        }
+        if (c->has_user) {
+                /* The identity the process got: SupplementalGroupsPolicy's answer to kubelet. */
+                linux_user.uid = c->uid;
+                linux_user.gid = c->gid;
+                linux_user.supplemental_groups = c->gids;
+                linux_user.n_supplemental_groups = c->n_gids;
+                user.linux = &linux_user;
+                st.user = &user;
         }
         resp.status = &st;
         if (req->verbose && (info_json = ctr_info_json(c))) {

@@ -26,6 +26,7 @@ static const CriImpl impls[] = {
         { "/runtime.v1.RuntimeService/PodSandboxStatus", cri_pod_sandbox_status },
         { "/runtime.v1.RuntimeService/ListPodSandbox", cri_list_pod_sandbox },
         { "/runtime.v1.RuntimeService/UpdateRuntimeConfig", cri_update_runtime_config },
+        { "/runtime.v1.RuntimeService/UpdatePodSandboxResources", cri_update_pod_sandbox_resources },
         { "/runtime.v1.RuntimeService/CreateContainer", cri_create_container },
         { "/runtime.v1.RuntimeService/StartContainer", cri_start_container },
         { "/runtime.v1.RuntimeService/StopContainer", cri_stop_container },

@@ -26,6 +26,7 @@ int cri_stop_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *u
 int cri_remove_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_pod_sandbox_status(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_list_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_update_pod_sandbox_resources(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_update_runtime_config(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 
 /* Handlers (cri-container.c). */

@@ -185,6 +185,8 @@ CtrTable *ctr_table_free(CtrTable *t) {
                 ctr_free(c);
         }
         ctr_criu_free(t->criu);
+        if (t->features_child)
+                child_abandon(t->features_child);
         fs_sync_free(t->sync);
         free(t);
         return NULL;
@@ -532,7 +534,7 @@ static int unit_properties(sd_bus_message *m, void *userdata) {
                                           "StandardErrorFileDescriptor", "h", a->fds[2]);
         /* Resources: systemd applies them to the unit's cgroup and updates them live. */
         if (r >= 0 && c->cpu_shares > 0)
-                r = sd_bus_message_append(m, "(sv)", "CPUWeight", "t", ctr_shares_to_weight(c->cpu_shares));
+                r = sd_bus_message_append(m, "(sv)", "CPUWeight", "t", systemd_shares_to_weight(c->cpu_shares));
         if (r >= 0 && c->cpu_quota > 0) {
                 uint64_t period = c->cpu_period > 0 ? (uint64_t) c->cpu_period : 100000;
                 r = sd_bus_message_append(m, "(sv)(sv)", "CPUQuotaPerSecUSec", "t",
@@ -1388,6 +1390,7 @@ int ctr_table_load(CtrTable *t) {
         _cleanup_free_ char *bin = NULL, *dir = NULL;
 
         assert(t);
+        ctr_features_probe(t);
         /* What removals cut short by a crash left to delete. */
         if (asprintf(&bin, "%s/trash", t->env.root_dir) >= 0)
                 trash_empty(t->env.loop, bin);

@@ -15,7 +15,6 @@
 #include "op.h"
 #include "time-util.h"
 
-#define CPUSET_MAX 8192
 
 typedef enum UpdateStep {
         UPD_SYSTEMD,
@@ -43,52 +42,6 @@ static CtrUpdate *upd(Op *o) {
 }
 
 /* --- values -------------------------------------------------------------------------------------- */
-
-uint64_t ctr_shares_to_weight(int64_t shares) {
-        return 1 + ((uint64_t) MIN(MAX(shares, 2), 262144) - 2) * 9999 / 262142;
-}
-
-int ctr_cpuset_parse(const char *s, uint8_t **ret, size_t *ret_len) {
-        _cleanup_free_ uint8_t *bits = NULL;
-        size_t len = 0;
-        const char *p = s;
-
-        assert(s && ret && ret_len);
-        if (!*s)
-                return -EINVAL;
-        bits = calloc(CPUSET_MAX / 8, 1);
-        if (!bits)
-                return -ENOMEM;
-        for (;;) {
-                char *end;
-                unsigned long a, b;
-
-                if (*p < '0' || *p > '9')
-                        return -EINVAL;
-                a = b = strtoul(p, &end, 10);
-                p = end;
-                if (*p == '-') {
-                        p++;
-                        if (*p < '0' || *p > '9')
-                                return -EINVAL;
-                        b = strtoul(p, &end, 10);
-                        p = end;
-                }
-                if (a > b || b >= CPUSET_MAX)
-                        return -EINVAL;
-                for (unsigned long i = a; i <= b; i++)
-                        bits[i / 8] |= (uint8_t) (1u << (i % 8));
-                len = MAX(len, b / 8 + 1);
-                if (*p == '\0')
-                        break;
-                if (*p != ',')
-                        return -EINVAL;
-                p++;
-        }
-        *ret = TAKE_PTR(bits);
-        *ret_len = len;
-        return 0;
-}
 
 int ctr_resources_check(const CtrResources *r, Error *error) {
         uint8_t *bits;
@@ -124,13 +77,13 @@ int ctr_resources_check(const CtrResources *r, Error *error) {
 
                 if (!s || !*s)
                         continue;
-                k = ctr_cpuset_parse(s, &bits, &n);
+                k = systemd_cpuset_parse(s, &bits, &n);
                 if (k == -ENOMEM)
                         return error_set(error, ERROR_SYSTEM, ENOMEM, NULL);
                 if (k < 0)
                         return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
                                          "%s '%s' is no list of numbers and ranges below %d (\"0-3,7\")",
-                                         i == 0 ? "cpuset_cpus" : "cpuset_mems", s, CPUSET_MAX);
+                                         i == 0 ? "cpuset_cpus" : "cpuset_mems", s, SYSTEMD_CPUSET_MAX);
                 free(bits);
         }
         return 0;
@@ -167,28 +120,6 @@ static bool touches_cpu_quota(const CtrResources *t) {
         return t->cpu_quota != 0 || t->cpu_period != 0;
 }
 
-static int append_cpuset(sd_bus_message *m, const char *property, const char *list) {
-        _cleanup_free_ uint8_t *bits = NULL;
-        size_t n = 0;
-        int r;
-
-        /* An empty set: systemd's "unset" (the parent's CPUs). */
-        if (list && list[0] && (r = ctr_cpuset_parse(list, &bits, &n)) < 0)
-                return r;
-        r = sd_bus_message_open_container(m, 'r', "sv");
-        if (r >= 0)
-                r = sd_bus_message_append(m, "s", property);
-        if (r >= 0)
-                r = sd_bus_message_open_container(m, 'v', "ay");
-        if (r >= 0)
-                r = sd_bus_message_append_array(m, 'y', bits, n);
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);
-        return r;
-}
-
 static uint64_t limit_or_infinity(int64_t v) {
         return v > 0 ? (uint64_t) v : UINT64_MAX;
 }
@@ -201,7 +132,7 @@ static int append_properties(sd_bus_message *m, void *userdata) {
         if (touched->cpu_shares)
                 /* UINT64_MAX: systemd's "unset", the default weight. */
                 r = sd_bus_message_append(m, "(sv)", "CPUWeight", "t",
-                                          v->cpu_shares > 0 ? ctr_shares_to_weight(v->cpu_shares) : UINT64_MAX);
+                                          v->cpu_shares > 0 ? systemd_shares_to_weight(v->cpu_shares) : UINT64_MAX);
         if (r >= 0 && touches_cpu_quota(touched))
                 r = sd_bus_message_append(m, "(sv)(sv)", "CPUQuotaPerSecUSec", "t",
                                           v->cpu_quota > 0 ? (uint64_t) v->cpu_quota * USEC_PER_SEC / (uint64_t) t->period
@@ -212,9 +143,9 @@ static int append_properties(sd_bus_message *m, void *userdata) {
         if (r >= 0 && touched->pids_limit)
                 r = sd_bus_message_append(m, "(sv)", "TasksMax", "t", limit_or_infinity(v->pids_limit));
         if (r >= 0 && touched->cpuset_cpus)
-                r = append_cpuset(m, "AllowedCPUs", v->cpuset_cpus);
+                r = systemd_append_cpuset(m, "AllowedCPUs", v->cpuset_cpus);
         if (r >= 0 && touched->cpuset_mems)
-                r = append_cpuset(m, "AllowedMemoryNodes", v->cpuset_mems);
+                r = systemd_append_cpuset(m, "AllowedMemoryNodes", v->cpuset_mems);
         return r;
 }
 

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "child.h"
 #include "ctr-log.h"
 #include "fs-sync.h"
 #include "image-store.h"
@@ -28,6 +29,7 @@ typedef enum CtrState { /* the CRI's ContainerState values */
 typedef struct CtrMount {
         char *container_path, *host_path;
         bool readonly;
+        bool recursive_readonly; /* "rro": submounts read-only too (ctr_recursive_read_only()) */
         int propagation; /* the CRI's: 0 private, 1 rslave (host to container), 2 rshared */
 } CtrMount;
 
@@ -61,6 +63,7 @@ typedef struct CtrSpec {
         char *run_as_username;
         int64_t *supplemental_groups;
         size_t n_supplemental_groups;
+        bool supplemental_groups_strict; /* SupplementalGroupsPolicy Strict: no groups from the image */
         char **cap_add, **cap_drop;
         OciSeccomp seccomp;
         char *seccomp_profile; /* Localhost: the file */
@@ -113,6 +116,11 @@ typedef struct Container {
         int64_t memory_swap_limit, pids_limit;                   /* 0: unset, -1: none */
         char *cpuset_cpus, *cpuset_mems;                         /* NULL: unset */
         CtrUpdate *update; /* an update of its resources under way (busy is set) */
+        /* The identity its process runs with, as resolved at create (ContainerStatus.user). */
+        bool has_user;
+        int64_t uid, gid;
+        int64_t *gids;
+        size_t n_gids;
 
         CtrState state;
         bool creating; /* being made: recovery undoes it */
@@ -168,6 +176,8 @@ struct CtrTable {
         unsigned n_unconfirmed; /* containers whose unit systemd has not answered for since the start */
         void (*all_confirmed)(void *userdata); /* when that count drops to 0, with env.userdata */
         CtrCriu *criu; /* whether criu works here, once asked (ctr-checkpoint.c) */
+        bool kernel_rro, runtime_rro; /* mount_setattr(AT_RECURSIVE); the runtime's "rro" (ctr-features.c) */
+        Child *features_child;
 };
 
 /* error: NULL on success, else what failed (valid during the call only). */
@@ -252,11 +262,12 @@ int ctr_update_resources(Container *c, const CtrResources *r, CtrDone done, void
 void ctr_update_detach(CtrUpdate *u);
 /* Daemon shutdown: dropped without a callback (a runtime child is abandoned). */
 void ctr_update_abort(CtrUpdate *u);
-/* kubelet's cpu shares (2…262144) on systemd's CPUWeight scale (1…10000). */
-uint64_t ctr_shares_to_weight(int64_t shares);
-/* "0-3,7" as systemd's CPU (or NUMA node) set: a bitmap, byte i bit j for number 8i + j (at most
- * 8192); -EINVAL when it is no such list. */
-int ctr_cpuset_parse(const char *s, uint8_t **ret, size_t *ret_len);
+
+/* ctr-features.c: at start, what the kernel and the OCI runtime offer (the runtime's answer comes
+ * from a child, a moment later: false until then). */
+void ctr_features_probe(CtrTable *t);
+/* Recursive read-only mounts: mount_setattr(2) with AT_RECURSIVE, and the runtime's "rro". */
+bool ctr_recursive_read_only(const CtrTable *t);
 
 /* CheckpointContainer (ctr-checkpoint.c): whether criu works here comes first (`criu check`, run
  * once, in a child, on the first call; the answer is kept): ERROR_UNSUPPORTED naming what is missing

@@ -65,6 +65,16 @@ int systemd_set_unit_properties(SystemdClient *c, const char *name, SystemdAppen
                                 void *append_userdata, uint64_t timeout_usec, SystemdOpDone done, void *userdata,
                                 SystemdOp **ret);
 
+/* systemd-resources.c: kubelet's cpu shares (2…262144, clamped) on systemd's CPUWeight scale
+ * (1…10000). */
+uint64_t systemd_shares_to_weight(int64_t shares);
+/* "0-3,7" as systemd's CPU (or NUMA node) set: a bitmap, byte i bit j for number 8i + j (below
+ * SYSTEMD_CPUSET_MAX); -EINVAL when it is no such list. */
+#define SYSTEMD_CPUSET_MAX 8192
+int systemd_cpuset_parse(const char *s, uint8_t **ret, size_t *ret_len);
+/* Appends the property (AllowedCPUs, AllowedMemoryNodes) for list; NULL or "": unset. */
+int systemd_append_cpuset(sd_bus_message *m, const char *property, const char *list);
+
 /* What systemd knows of a service's main process. */
 typedef struct SystemdServiceInfo {
         bool gone; /* the properties could not be read */
