@@ -284,6 +284,11 @@ static int cp_resolve(CtrCheckpoint *cp, Error *error) {
         uint64_t rnd = 0;
         int r;
 
+        if (!cp->id[0])
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "container_id is empty");
+        if (cp->location[0] != '/')
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "location %s is no absolute path",
+                                 QUOTE(cp->location));
         r = ctr_find_prefix(t, cp->id, &c);
         if (r == -ENOTUNIQ)
                 return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "container_id prefix %s is ambiguous",
@@ -318,24 +323,20 @@ int ctr_checkpoint(CtrTable *t, const char *id, const char *location, uint64_t t
                 t->criu->table = t;
         }
         k = t->criu;
-        /* Whether this host can checkpoint at all comes first: the method is not there otherwise. */
+        /* Whether this host can checkpoint at all comes first: the method is not there otherwise
+         * (while criu check runs, the request waits for it before it is judged). */
         r = criu_probe(k);
         if (r < 0)
                 return error_set(error, ERROR_SYSTEM, -r, "CheckpointContainer: cannot run criu check: %s", strerror(-r));
         if (k->state == CRIU_MISSING)
                 return error_set(error, ERROR_UNSUPPORTED, EOPNOTSUPP, "CheckpointContainer is not available here: %s",
                                  k->message ?: "criu does not work");
-        if (!id || !id[0])
-                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "container_id is empty");
-        if (!location || !location[0] || location[0] != '/')
-                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "location %s is no absolute path",
-                                 QUOTE(location ?: ""));
         cp = calloc(1, sizeof *cp);
         if (!cp)
                 return error_set(error, ERROR_SYSTEM, ENOMEM, NULL);
         cp->criu = k;
-        cp->id = strdup(id);
-        cp->location = strdup(location);
+        cp->id = strdup(id ?: "");
+        cp->location = strdup(location ?: "");
         cp->timeout_usec = timeout_usec ?: CTR_CHILD_TIMEOUT_USEC;
         cp->done = done;
         cp->userdata = userdata;
