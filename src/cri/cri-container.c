@@ -402,13 +402,7 @@ out:
 /* --- UpdateContainerResources -------------------------------------------------------------------- */
 
 static void update_done(Container *c, const Error *error, void *userdata) {
-        CriCall *cc = userdata;
-
-        if (error_is_set(error))
-                (void) cri_finish_error(cc->call, error);
-        else
-                (void) cri_reply_empty(cc->call);
-        cri_call_done(cc);
+        cri_call_done_empty(userdata, error);
 }
 
 static void detach_update(void *op) {
@@ -504,13 +498,7 @@ out:
 /* --- CheckpointContainer ------------------------------------------------------------------------- */
 
 static void checkpoint_done(const Error *error, void *userdata) {
-        CriCall *cc = userdata;
-
-        if (error_is_set(error))
-                (void) cri_finish_error(cc->call, error);
-        else
-                (void) cri_reply_empty(cc->call);
-        cri_call_done(cc);
+        cri_call_done_empty(userdata, error);
 }
 
 static void detach_checkpoint(void *op) {

@@ -425,13 +425,7 @@ int cri_update_runtime_config(GrpcCall *call, const uint8_t *msg, size_t len, vo
 /* --- UpdatePodSandboxResources ------------------------------------------------------------------- */
 
 static void pod_update_done(Pod *pod, const Error *error, void *userdata) {
-        CriCall *cc = userdata;
-
-        if (error_is_set(error))
-                (void) cri_finish_error(cc->call, error);
-        else
-                (void) cri_reply_empty(cc->call);
-        cri_call_done(cc);
+        cri_call_done_empty(userdata, error);
 }
 
 static void detach_pod_update(void *op) {

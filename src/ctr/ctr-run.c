@@ -533,16 +533,8 @@ static int unit_properties(sd_bus_message *m, void *userdata) {
                 r = sd_bus_message_append(m, "(sv)(sv)", "StandardOutputFileDescriptor", "h", a->fds[1],
                                           "StandardErrorFileDescriptor", "h", a->fds[2]);
         /* Resources: systemd applies them to the unit's cgroup and updates them live. */
-        if (r >= 0 && c->cpu_shares > 0)
-                r = sd_bus_message_append(m, "(sv)", "CPUWeight", "t", systemd_shares_to_weight(c->cpu_shares));
-        if (r >= 0 && c->cpu_quota > 0) {
-                uint64_t period = c->cpu_period > 0 ? (uint64_t) c->cpu_period : 100000;
-                r = sd_bus_message_append(m, "(sv)(sv)", "CPUQuotaPerSecUSec", "t",
-                                          (uint64_t) c->cpu_quota * USEC_PER_SEC / period, "CPUQuotaPeriodUSec", "t",
-                                          period);
-        }
-        if (r >= 0 && c->memory_limit > 0)
-                r = sd_bus_message_append(m, "(sv)", "MemoryMax", "t", (uint64_t) c->memory_limit);
+        if (r >= 0)
+                r = systemd_append_limits(m, c->cpu_shares, c->cpu_quota, c->cpu_period, c->memory_limit);
 out:
         free(bundle);
         free(pidfile);

@@ -44,9 +44,6 @@ static CtrUpdate *upd(Op *o) {
 /* --- values -------------------------------------------------------------------------------------- */
 
 int ctr_resources_check(const CtrResources *r, Error *error) {
-        uint8_t *bits;
-        size_t n;
-
         assert(r);
         if (r->cpu_shares != 0 && (r->cpu_shares < 2 || r->cpu_shares > 262144))
                 return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "cpu_shares %" PRIi64 " is not in 2…262144",
@@ -73,18 +70,14 @@ int ctr_resources_check(const CtrResources *r, Error *error) {
                                  r->pids_limit);
         for (int i = 0; i < 2; i++) {
                 const char *s = i == 0 ? r->cpuset_cpus : r->cpuset_mems;
-                int k;
+                int k = systemd_cpuset_check(s);
 
-                if (!s || !*s)
-                        continue;
-                k = systemd_cpuset_parse(s, &bits, &n);
                 if (k == -ENOMEM)
                         return error_set(error, ERROR_SYSTEM, ENOMEM, NULL);
                 if (k < 0)
                         return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
                                          "%s '%s' is no list of numbers and ranges below %d (\"0-3,7\")",
                                          i == 0 ? "cpuset_cpus" : "cpuset_mems", s, SYSTEMD_CPUSET_MAX);
-                free(bits);
         }
         return 0;
 }

@@ -29,37 +29,21 @@ static int check_one(const char *what, const PodResources *r, Error *error) {
                                  "%s: cpu_period %" PRIi64 " is not in 1000…1000000 (µs)", what, r->cpu_period);
         for (int i = 0; i < 2; i++) {
                 const char *s = i == 0 ? r->cpuset_cpus : r->cpuset_mems;
-                uint8_t *bits;
-                size_t n;
-                int k;
+                int k = systemd_cpuset_check(s);
 
-                if (!s || !*s)
-                        continue;
-                k = systemd_cpuset_parse(s, &bits, &n);
                 if (k == -ENOMEM)
                         return error_set(error, ERROR_SYSTEM, ENOMEM, NULL);
                 if (k < 0)
                         return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "%s: %s %s is no list like \"0-3,7\"",
                                          what, i == 0 ? "cpuset_cpus" : "cpuset_mems", s);
-                free(bits);
         }
         return 0;
 }
 
 static int append(sd_bus_message *m, void *userdata) {
         const PodResources *v = userdata;
-        int r = 0;
+        int r = systemd_append_limits(m, v->cpu_shares, v->cpu_quota, v->cpu_period, v->memory_limit);
 
-        if (v->cpu_shares > 0)
-                r = sd_bus_message_append(m, "(sv)", "CPUWeight", "t", systemd_shares_to_weight(v->cpu_shares));
-        if (r >= 0 && v->cpu_quota > 0) {
-                uint64_t period = v->cpu_period > 0 ? (uint64_t) v->cpu_period : 100000;
-                r = sd_bus_message_append(m, "(sv)(sv)", "CPUQuotaPerSecUSec", "t",
-                                          (uint64_t) v->cpu_quota * USEC_PER_SEC / period, "CPUQuotaPeriodUSec", "t",
-                                          period);
-        }
-        if (r >= 0 && v->memory_limit > 0)
-                r = sd_bus_message_append(m, "(sv)", "MemoryMax", "t", (uint64_t) v->memory_limit);
         if (r >= 0 && v->cpuset_cpus && v->cpuset_cpus[0])
                 r = systemd_append_cpuset(m, "AllowedCPUs", v->cpuset_cpus);
         if (r >= 0 && v->cpuset_mems && v->cpuset_mems[0])

@@ -53,6 +53,33 @@ int systemd_cpuset_parse(const char *s, uint8_t **ret, size_t *ret_len) {
         return 0;
 }
 
+int systemd_append_limits(sd_bus_message *m, int64_t shares, int64_t quota, int64_t period, int64_t memory) {
+        int r = 0;
+
+        if (shares > 0)
+                r = sd_bus_message_append(m, "(sv)", "CPUWeight", "t", systemd_shares_to_weight(shares));
+        if (r >= 0 && quota > 0) {
+                uint64_t p = period > 0 ? (uint64_t) period : 100000;
+                r = sd_bus_message_append(m, "(sv)(sv)", "CPUQuotaPerSecUSec", "t", (uint64_t) quota * 1000000 / p,
+                                          "CPUQuotaPeriodUSec", "t", p);
+        }
+        if (r >= 0 && memory > 0)
+                r = sd_bus_message_append(m, "(sv)", "MemoryMax", "t", (uint64_t) memory);
+        return r;
+}
+
+int systemd_cpuset_check(const char *s) {
+        uint8_t *bits = NULL;
+        size_t n;
+        int r;
+
+        if (!s || !*s)
+                return 0;
+        r = systemd_cpuset_parse(s, &bits, &n);
+        free(bits);
+        return r;
+}
+
 int systemd_append_cpuset(sd_bus_message *m, const char *property, const char *list) {
         _cleanup_free_ uint8_t *bits = NULL;
         size_t n = 0;

@@ -72,6 +72,11 @@ uint64_t systemd_shares_to_weight(int64_t shares);
  * SYSTEMD_CPUSET_MAX); -EINVAL when it is no such list. */
 #define SYSTEMD_CPUSET_MAX 8192
 int systemd_cpuset_parse(const char *s, uint8_t **ret, size_t *ret_len);
+/* Appends CPUWeight (for shares), CPUQuotaPerSecUSec and CPUQuotaPeriodUSec (quota and period in
+ * µs; period 0: 100 ms) and MemoryMax, each only where its value is positive. */
+int systemd_append_limits(sd_bus_message *m, int64_t shares, int64_t quota, int64_t period, int64_t memory);
+/* 0 when s is NULL, "" or such a list; -EINVAL when not, -ENOMEM. */
+int systemd_cpuset_check(const char *s);
 /* Appends the property (AllowedCPUs, AllowedMemoryNodes) for list; NULL or "": unset. */
 int systemd_append_cpuset(sd_bus_message *m, const char *property, const char *list);
 
