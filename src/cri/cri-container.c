@@ -411,7 +411,8 @@ static void detach_update(void *op) {
 
 /* The request's LinuxContainerResources as a CtrResources (strings borrowed). What no update can
  * change is refused, what it does not change is said in rktlet(8): oom_score_adj (set at create
- * only), hugepage limits of 0 (kubelet lists every page size). Of the unified map, "pids.max". */
+ * only), hugepage limits of 0 (kubelet lists every page size), unified "memory.oom.group" (kubelet's
+ * on cgroup v2, ignored at create too). Of the rest of the unified map, "pids.max". */
 static int resources_from_request(const Runtime__V1__LinuxContainerResources *l, CtrResources *ret, Error *error) {
         CtrResources r = {
                 .cpu_shares = l->cpu_shares,
@@ -432,6 +433,10 @@ static int resources_from_request(const Runtime__V1__LinuxContainerResources *l,
                 const char *k = l->unified[i]->key ?: "", *v = l->unified[i]->value ?: "";
                 char *end;
 
+                /* kubelet sends it on cgroup v2 (singleProcessOOMKill false); rktlet sets it at create
+                 * neither: an update does not refuse what a create ignored. */
+                if (strcmp(k, "memory.oom.group") == 0)
+                        continue;
                 if (strcmp(k, "pids.max") != 0)
                         return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
                                          "linux.unified: rktlet updates only \"pids.max\", not %s", QUOTE(k));
