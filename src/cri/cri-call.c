@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "cri-service.h"
+#include "cri-util.h"
 #include "quote.h"
 
 CriCall *cri_call_new(GrpcCall *call, Manager *m, int kind, CriCallDetach detach) {
@@ -62,6 +63,14 @@ void cri_call_done(CriCall *cc) {
         grpc_call_set_cancel(cc->call, NULL, NULL);
         if (cc->waiting)
                 cri_call_free(cc);
+}
+
+void cri_call_done_empty(CriCall *cc, const Error *error) {
+        if (error_is_set(error))
+                (void) cri_finish_error(cc->call, error);
+        else
+                (void) cri_reply_empty(cc->call);
+        cri_call_done(cc);
 }
 
 /* --- ids in requests -------------------------------------------------------------------------------- */

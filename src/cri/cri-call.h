@@ -35,6 +35,9 @@ int cri_call_wait(CriCall *cc, void *op);
 /* From the operation's done(), once it answered the call: frees cc when cri_call_wait() returned,
  * else leaves that to it. */
 void cri_call_done(CriCall *cc);
+/* The done() of an operation whose success is an empty reply: error answered, or the empty reply,
+ * then cri_call_done(). */
+void cri_call_done_empty(CriCall *cc, const Error *error);
 
 /* The container (or pod) a request's id or unique prefix names. NULL after answering the call, with
  * *ret_r what answering returned: INVALID_ARGUMENT for an empty or ambiguous id, NOT_FOUND for none

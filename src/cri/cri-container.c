@@ -88,6 +88,14 @@ int cri_create_container(GrpcCall *call, const uint8_t *msg, size_t len, void *u
                 r = cri_finish_error(call, &error);
                 goto out;
         }
+        for (size_t i = 0; i < spec.n_mounts; i++)
+                if (spec.mounts[i].recursive_readonly && !ctr_recursive_read_only(m->containers)) {
+                        r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+                                             "mounts: %s: recursive_read_only is not supported here (the kernel's "
+                                             "mount_setattr or the OCI runtime's \"rro\" is missing; Status says so)",
+                                             QUOTE(spec.mounts[i].container_path));
+                        goto out;
+                }
         image = image_store_find(m->images, spec.image_ref);
         if (!image) {
                 r = grpc_call_finish(call, GRPC_STATUS_NOT_FOUND, "config.image.image %s is not present: pull it first",
@@ -215,6 +223,9 @@ void cri_ctr_status_fill(Manager *m, const Container *c, CriCtrStatus *s) {
                 .md = RUNTIME__V1__CONTAINER_METADATA__INIT,
                 .image = RUNTIME__V1__IMAGE_SPEC__INIT,
                 .resources = RUNTIME__V1__CONTAINER_RESOURCES__INIT,
+                .linux_res = RUNTIME__V1__LINUX_CONTAINER_RESOURCES__INIT,
+                .user = RUNTIME__V1__CONTAINER_USER__INIT,
+                .linux_user = RUNTIME__V1__LINUX_CONTAINER_USER__INIT,
         };
         if (c->config_len)
                 s->config = runtime__v1__container_config__unpack(NULL, c->config_len, (const uint8_t *) c->config);
@@ -253,9 +264,33 @@ void cri_ctr_status_fill(Manager *m, const Container *c, CriCtrStatus *s) {
                 st->mounts = s->config->mounts;
                 st->n_mounts = s->config->n_mounts;
                 if (s->config->linux && s->config->linux->resources) {
-                        s->resources.linux = s->config->linux->resources;
+                        s->linux_res = *s->config->linux->resources;
+                        s->resources.linux = &s->linux_res;
                         st->resources = &s->resources;
                 }
+        }
+        /* What the container has now: as created, or as UpdateContainerResources left it (-1, no
+         * limit, is the CRI's 0). */
+        if (c->cpu_shares || c->cpu_quota || c->cpu_period || c->memory_limit || c->memory_swap_limit ||
+            c->cpuset_cpus || c->cpuset_mems) {
+                s->linux_res.cpu_shares = MAX(c->cpu_shares, 0);
+                s->linux_res.cpu_quota = MAX(c->cpu_quota, 0);
+                s->linux_res.cpu_period = MAX(c->cpu_period, 0);
+                s->linux_res.memory_limit_in_bytes = MAX(c->memory_limit, 0);
+                s->linux_res.memory_swap_limit_in_bytes = MAX(c->memory_swap_limit, 0);
+                s->linux_res.cpuset_cpus = c->cpuset_cpus ?: (char *) "";
+                s->linux_res.cpuset_mems = c->cpuset_mems ?: (char *) "";
+                s->resources.linux = &s->linux_res;
+                st->resources = &s->resources;
+        }
+        if (c->has_user) {
+                /* The identity the process got: SupplementalGroupsPolicy's answer to kubelet. */
+                s->linux_user.uid = c->uid;
+                s->linux_user.gid = c->gid;
+                s->linux_user.supplemental_groups = c->gids;
+                s->linux_user.n_supplemental_groups = c->n_gids;
+                s->user.linux = &s->linux_user;
+                st->user = &s->user;
         }
 }
 
@@ -429,5 +464,149 @@ int cri_stream_containers(GrpcCall *call, const uint8_t *msg, size_t len, void *
 out:
         strv_free(ids);
         runtime__v1__stream_containers_request__free_unpacked(req, NULL);
+        return r;
+}
+
+/* --- UpdateContainerResources -------------------------------------------------------------------- */
+
+static void update_done(Container *c, const Error *error, void *userdata) {
+        cri_call_done_empty(userdata, error);
+}
+
+static void detach_update(void *op) {
+        ctr_update_detach(op);
+}
+
+/* The request's LinuxContainerResources as a CtrResources (strings borrowed). What no update can
+ * change is refused, what it does not change is said in rktlet(8): oom_score_adj (set at create
+ * only), hugepage limits of 0 (kubelet lists every page size), unified "memory.oom.group" (kubelet's
+ * on cgroup v2, ignored at create too). Of the rest of the unified map, "pids.max". */
+static int resources_from_request(const Runtime__V1__LinuxContainerResources *l, CtrResources *ret, Error *error) {
+        CtrResources r = {
+                .cpu_shares = l->cpu_shares,
+                .cpu_quota = l->cpu_quota,
+                .cpu_period = l->cpu_period,
+                .memory_limit = l->memory_limit_in_bytes,
+                .memory_swap_limit = l->memory_swap_limit_in_bytes,
+                .cpuset_cpus = l->cpuset_cpus && l->cpuset_cpus[0] ? l->cpuset_cpus : NULL,
+                .cpuset_mems = l->cpuset_mems && l->cpuset_mems[0] ? l->cpuset_mems : NULL,
+        };
+
+        for (size_t i = 0; i < l->n_hugepage_limits; i++)
+                if (l->hugepage_limits[i]->limit != 0)
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                         "linux.hugepage_limits: rktlet does not limit hugepages (%s)",
+                                         QUOTE(l->hugepage_limits[i]->page_size ?: ""));
+        for (size_t i = 0; i < l->n_unified; i++) {
+                const char *k = l->unified[i]->key ?: "", *v = l->unified[i]->value ?: "";
+                char *end;
+
+                /* kubelet sends it on cgroup v2 (singleProcessOOMKill false); rktlet sets it at create
+                 * neither: an update does not refuse what a create ignored. */
+                if (strcmp(k, "memory.oom.group") == 0)
+                        continue;
+                if (strcmp(k, "pids.max") != 0)
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                         "linux.unified: rktlet updates only \"pids.max\", not %s", QUOTE(k));
+                if (strcmp(v, "max") == 0)
+                        r.pids_limit = -1;
+                else {
+                        errno = 0;
+                        r.pids_limit = strtoll(v, &end, 10);
+                        if (errno || end == v || *end || r.pids_limit <= 0)
+                                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                                 "linux.unified[\"pids.max\"] %s is neither \"max\" nor a positive number",
+                                                 QUOTE(v));
+                }
+        }
+        *ret = r;
+        return 0;
+}
+
+int cri_update_container_resources(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__UpdateContainerResourcesRequest *req =
+                runtime__v1__update_container_resources_request__unpack(NULL, len, msg);
+        Error error = ERROR_INIT;
+        CtrResources res = {};
+        CtrUpdate *u = NULL;
+        CriCall *cc = NULL;
+        Container *c;
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+                                        "UpdateContainerResourcesRequest does not decode");
+        c = cri_find_container(call, m->containers, req->container_id, false, &r);
+        if (!c)
+                goto out;
+        if (!req->linux) {
+                r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+                                     "linux is missing: rktlet updates Linux containers' resources only");
+                goto out;
+        }
+        if (resources_from_request(req->linux, &res, &error) < 0) {
+                r = cri_finish_error(call, &error);
+                goto out;
+        }
+        cc = cri_call_new(call, m, 0, detach_update);
+        if (!cc) {
+                r = -ENOMEM;
+                goto out;
+        }
+        r = ctr_update_resources(c, &res, update_done, cc, &error, &u);
+        if (r < 0) {
+                cc = cri_call_free(cc);
+                r = cri_finish_error(call, &error);
+                goto out;
+        }
+        r = cri_call_wait(TAKE_PTR(cc), u);
+out:
+        cri_call_free(cc);
+        error_done(&error);
+        runtime__v1__update_container_resources_request__free_unpacked(req, NULL);
+        return r;
+}
+
+/* --- CheckpointContainer ------------------------------------------------------------------------- */
+
+static void checkpoint_done(const Error *error, void *userdata) {
+        cri_call_done_empty(userdata, error);
+}
+
+static void detach_checkpoint(void *op) {
+        ctr_checkpoint_detach(op);
+}
+
+int cri_checkpoint_container(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__CheckpointContainerRequest *req = runtime__v1__checkpoint_container_request__unpack(NULL, len, msg);
+        Error error = ERROR_INIT;
+        CtrCheckpoint *cp = NULL;
+        CriCall *cc = NULL;
+        uint64_t timeout_usec = 0;
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "CheckpointContainerRequest does not decode");
+        if (req->timeout > 0)
+                timeout_usec = (uint64_t) MIN(req->timeout, (int64_t) 24 * 3600) * 1000000ULL;
+        cc = cri_call_new(call, m, 0, detach_checkpoint);
+        if (!cc) {
+                r = -ENOMEM;
+                goto out;
+        }
+        r = ctr_checkpoint(m->containers, req->container_id, req->location, timeout_usec, checkpoint_done, cc, &error,
+                           &cp);
+        if (r < 0) {
+                cc = cri_call_free(cc);
+                r = cri_finish_error(call, &error);
+                goto out;
+        }
+        r = cri_call_wait(TAKE_PTR(cc), cp);
+out:
+        cri_call_free(cc);
+        error_done(&error);
+        runtime__v1__checkpoint_container_request__free_unpacked(req, NULL);
         return r;
 }

@@ -131,6 +131,7 @@ static int spec_copy(const Runtime__V1__ContainerConfig *c, CtrSpec *s) {
                 memcpy(s->supplemental_groups, sc->supplemental_groups, sc->n_supplemental_groups * sizeof(int64_t));
                 s->n_supplemental_groups = sc->n_supplemental_groups;
         }
+        s->supplemental_groups_strict = sc && sc->supplemental_groups_policy == RUNTIME__V1__SUPPLEMENTAL_GROUPS_POLICY__Strict;
         return 0;
 }
 
@@ -197,10 +198,18 @@ static int mounts_from(const Runtime__V1__ContainerConfig *c, CtrSpec *s, Error 
                 if (!path_ok(m->host_path))
                         return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "mounts: host_path %s must be absolute, without '..'",
                                          QUOTE(m->host_path));
+                if (m->recursive_read_only && !m->readonly)
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                         "mounts: %s: recursive_read_only needs readonly", QUOTE(m->container_path));
+                if (m->recursive_read_only && m->propagation != RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_PRIVATE)
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                         "mounts: %s: recursive_read_only needs private propagation",
+                                         QUOTE(m->container_path));
                 s->mounts[i] = (CtrMount) {
                         .container_path = strdup(m->container_path),
                         .host_path = strdup(m->host_path),
                         .readonly = m->readonly,
+                        .recursive_readonly = m->recursive_read_only,
                         .propagation = (int) m->propagation,
                 };
                 s->n_mounts++;

@@ -500,3 +500,64 @@ int cri_update_runtime_config(GrpcCall *call, const uint8_t *msg, size_t len, vo
         runtime__v1__update_runtime_config_request__free_unpacked(req, NULL);
         return cri_reply(call, &resp.base);
 }
+
+/* --- UpdatePodSandboxResources ------------------------------------------------------------------- */
+
+static void pod_update_done(Pod *pod, const Error *error, void *userdata) {
+        cri_call_done_empty(userdata, error);
+}
+
+static void detach_pod_update(void *op) {
+        pod_update_detach(op);
+}
+
+static PodResources pod_resources_of(const Runtime__V1__LinuxContainerResources *l) {
+        if (!l)
+                return (PodResources) {};
+        return (PodResources) {
+                .cpu_shares = l->cpu_shares,
+                .cpu_quota = l->cpu_quota,
+                .cpu_period = l->cpu_period,
+                .memory_limit = l->memory_limit_in_bytes,
+                .cpuset_cpus = l->cpuset_cpus,
+                .cpuset_mems = l->cpuset_mems,
+        };
+}
+
+int cri_update_pod_sandbox_resources(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
+        Manager *m = userdata;
+        Runtime__V1__UpdatePodSandboxResourcesRequest *req =
+                runtime__v1__update_pod_sandbox_resources_request__unpack(NULL, len, msg);
+        PodResources res, overhead;
+        Error error = ERROR_INIT;
+        PodUpdate *u = NULL;
+        CriCall *cc = NULL;
+        Pod *pod;
+        int r;
+
+        if (!req)
+                return grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+                                        "UpdatePodSandboxResourcesRequest does not decode");
+        pod = cri_find_pod(call, m->pods, req->pod_sandbox_id, false, &r);
+        if (!pod)
+                goto out;
+        res = pod_resources_of(req->resources);
+        overhead = pod_resources_of(req->overhead);
+        cc = cri_call_new(call, m, 0, detach_pod_update);
+        if (!cc) {
+                r = -ENOMEM;
+                goto out;
+        }
+        r = pod_update_resources(pod, &res, &overhead, pod_update_done, cc, &error, &u);
+        if (r < 0) {
+                cc = cri_call_free(cc);
+                r = cri_finish_error(call, &error);
+                goto out;
+        }
+        r = cri_call_wait(TAKE_PTR(cc), u);
+out:
+        cri_call_free(cc);
+        error_done(&error);
+        runtime__v1__update_pod_sandbox_resources_request__free_unpacked(req, NULL);
+        return r;
+}

@@ -29,6 +29,7 @@ int cri_remove_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void 
 int cri_pod_sandbox_status(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_list_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_stream_pod_sandboxes(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_update_pod_sandbox_resources(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_update_runtime_config(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 
 /* Handlers (cri-container.c). */
@@ -39,6 +40,8 @@ int cri_remove_container(GrpcCall *call, const uint8_t *msg, size_t len, void *u
 int cri_container_status(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_list_containers(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_stream_containers(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_checkpoint_container(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+int cri_update_container_resources(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 int cri_reopen_container_log(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
 
 /* Handlers (cri-exec.c). */

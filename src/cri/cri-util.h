@@ -91,6 +91,9 @@ typedef struct CriCtrStatus {
         Runtime__V1__ContainerMetadata md;
         Runtime__V1__ImageSpec image;
         Runtime__V1__ContainerResources resources;
+        Runtime__V1__LinuxContainerResources linux_res;
+        Runtime__V1__ContainerUser user;
+        Runtime__V1__LinuxContainerUser linux_user;
         Runtime__V1__ContainerConfig *config;
 } CriCtrStatus;
 void cri_ctr_status_fill(struct Manager *m, const Container *c, CriCtrStatus *s);

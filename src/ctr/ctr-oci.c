@@ -229,7 +229,8 @@ static int resolve_user(const CtrSpec *s, yajl_val config, const char *rootfs, O
                 free(gids);
                 return -ENOMEM;
         }
-        o->n_additional_gids = n_gids;
+        /* Strict: the groups asked for only, none of the image's /etc/group for the user. */
+        o->n_additional_gids = s->supplemental_groups_strict ? 0 : n_gids;
         for (size_t i = 0; i < s->n_supplemental_groups; i++)
                 o->additional_gids[o->n_additional_gids++] = (gid_t) s->supplemental_groups[i];
         return 0;
@@ -284,7 +285,9 @@ static int make_mounts(const CtrSpec *s, const Pod *pod, OciSpec *o, Error *erro
         for (size_t i = 0; i < s->n_mounts; i++) {
                 const CtrMount *m = &s->mounts[i];
                 const char *prop = m->propagation == 1 ? "rslave" : m->propagation == 2 ? "rshared" : "rprivate";
-                const char *opts[] = { "rbind", prop, m->readonly ? "ro" : "rw", NULL };
+                /* "rro": the runtime makes the submounts read-only too (mount_setattr, AT_RECURSIVE). */
+                const char *opts[] = { "rbind", prop, m->readonly ? "ro" : "rw", m->recursive_readonly ? "rro" : NULL,
+                                       NULL };
                 struct stat st;
 
                 if (stat(m->host_path, &st) < 0) {
@@ -515,6 +518,17 @@ int ctr_write_oci_config(Container *c, const Pod *pod, const Image *image, yajl_
                 r = make_resources(c, pod, s, &o);
         if (r >= 0)
                 r = oci_spec_write(&o, out, error);
+        if (r >= 0) {
+                /* The effective identity, for ContainerStatus.user. */
+                free(c->gids);
+                c->gids = calloc(o.n_additional_gids + 1, sizeof *c->gids);
+                c->n_gids = 0;
+                c->has_user = c->gids != NULL;
+                c->uid = o.uid;
+                c->gid = o.gid;
+                for (size_t i = 0; c->gids && i < o.n_additional_gids; i++)
+                        c->gids[c->n_gids++] = o.additional_gids[i];
+        }
         if (r < 0 && !error_is_set(error))
                 return error_errno(error, r, "the OCI spec");
         return r;

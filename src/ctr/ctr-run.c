@@ -181,9 +181,13 @@ CtrTable *ctr_table_free(CtrTable *t) {
                 Container *c = t->containers;
                 if (c->op)
                         op_abort(&c->op->op);
+                ctr_update_abort(c->update);
                 ctr_free(c);
         }
         ctr_stats_stop(t);
+        ctr_criu_free(t->criu);
+        if (t->features_child)
+                child_abandon(t->features_child);
         fs_sync_free(t->sync);
         free(t);
         return NULL;
@@ -540,19 +544,8 @@ static int unit_properties(sd_bus_message *m, void *userdata) {
                 r = sd_bus_message_append(m, "(sv)(sv)", "StandardOutputFileDescriptor", "h", a->fds[1],
                                           "StandardErrorFileDescriptor", "h", a->fds[2]);
         /* Resources: systemd applies them to the unit's cgroup and updates them live. */
-        if (r >= 0 && c->cpu_shares > 0) {
-                /* kubelet's shares (2…262144) on systemd's weight scale (1…10000). */
-                uint64_t w = 1 + ((uint64_t) MAX(c->cpu_shares, 2) - 2) * 9999 / 262142;
-                r = sd_bus_message_append(m, "(sv)", "CPUWeight", "t", w);
-        }
-        if (r >= 0 && c->cpu_quota > 0) {
-                uint64_t period = c->cpu_period > 0 ? (uint64_t) c->cpu_period : 100000;
-                r = sd_bus_message_append(m, "(sv)(sv)", "CPUQuotaPerSecUSec", "t",
-                                          (uint64_t) c->cpu_quota * USEC_PER_SEC / period, "CPUQuotaPeriodUSec", "t",
-                                          period);
-        }
-        if (r >= 0 && c->memory_limit > 0)
-                r = sd_bus_message_append(m, "(sv)", "MemoryMax", "t", (uint64_t) c->memory_limit);
+        if (r >= 0)
+                r = systemd_append_limits(m, c->cpu_shares, c->cpu_quota, c->cpu_period, c->memory_limit);
 out:
         free(bundle);
         free(pidfile);
@@ -1139,6 +1132,11 @@ static int container_new(const CtrTable *t, const Pod *pod, const Image *image, 
         c->cpu_quota = spec->cpu_quota;
         c->cpu_period = spec->cpu_period;
         c->memory_limit = spec->memory_limit;
+        c->memory_swap_limit = spec->memory_swap_limit;
+        if (spec->cpuset_cpus && spec->cpuset_cpus[0] && !(c->cpuset_cpus = strdup(spec->cpuset_cpus)))
+                return -ENOMEM;
+        if (spec->cpuset_mems && spec->cpuset_mems[0] && !(c->cpuset_mems = strdup(spec->cpuset_mems)))
+                return -ENOMEM;
         c->created_at_ns = now_ns();
         c->state = CTR_CREATED;
         c->creating = true;
@@ -1404,6 +1402,7 @@ int ctr_table_load(CtrTable *t) {
         _cleanup_free_ char *bin = NULL, *dir = NULL;
 
         assert(t);
+        ctr_features_probe(t);
         /* What removals cut short by a crash left to delete. */
         if (asprintf(&bin, "%s/trash", t->env.root_dir) >= 0)
                 trash_empty(t->env.loop, bin);

@@ -196,6 +196,9 @@ void ctr_free(Container *c) {
         free(c->reason);
         free(c->message);
         free(c->memcg);
+        free(c->cpuset_cpus);
+        free(c->cpuset_mems);
+        free(c->gids);
         free(c);
 }
 
@@ -235,6 +238,21 @@ int ctr_save(const Container *c) {
         json_gen_key_int(g, "cpuQuota", c->cpu_quota);
         json_gen_key_int(g, "cpuPeriod", c->cpu_period);
         json_gen_key_int(g, "memoryLimit", c->memory_limit);
+        json_gen_key_int(g, "memorySwapLimit", c->memory_swap_limit);
+        json_gen_key_int(g, "pidsLimit", c->pids_limit);
+        if (c->has_user) {
+                json_gen_key_int(g, "uid", c->uid);
+                json_gen_key_int(g, "gid", c->gid);
+                json_gen_str(g, "supplementalGroups");
+                yajl_gen_array_open(g);
+                for (size_t i = 0; i < c->n_gids; i++)
+                        yajl_gen_integer(g, c->gids[i]);
+                yajl_gen_array_close(g);
+        }
+        if (c->cpuset_cpus)
+                json_gen_key_str(g, "cpusetCpus", c->cpuset_cpus);
+        if (c->cpuset_mems)
+                json_gen_key_str(g, "cpusetMems", c->cpuset_mems);
         json_gen_key_str(g, "state", ctr_state_to_string(c->state));
         json_gen_key_bool(g, "creating", c->creating);
         json_gen_key_bool(g, "removing", c->removing);
@@ -333,6 +351,26 @@ int ctr_load(CtrTable *t, const char *id, Container **ret) {
         c->cpu_quota = json_get_int_or_zero(v, "cpuQuota");
         c->cpu_period = json_get_int_or_zero(v, "cpuPeriod");
         c->memory_limit = json_get_int_or_zero(v, "memoryLimit");
+        c->memory_swap_limit = json_get_int_or_zero(v, "memorySwapLimit");
+        c->pids_limit = json_get_int_or_zero(v, "pidsLimit");
+        {
+                yajl_val groups = json_get(v, "supplementalGroups");
+                if (groups && YAJL_IS_ARRAY(groups)) {
+                        c->gids = calloc(groups->u.array.len + 1, sizeof *c->gids);
+                        if (!c->gids)
+                                return -ENOMEM;
+                        for (size_t i = 0; i < groups->u.array.len; i++)
+                                if (YAJL_IS_INTEGER(groups->u.array.values[i]))
+                                        c->gids[c->n_gids++] = YAJL_GET_INTEGER(groups->u.array.values[i]);
+                        c->has_user = true;
+                        c->uid = json_get_int_or_zero(v, "uid");
+                        c->gid = json_get_int_or_zero(v, "gid");
+                }
+        }
+        if (json_get_str(v, "cpusetCpus") && !(c->cpuset_cpus = json_dup_str(v, "cpusetCpus")))
+                return -ENOMEM;
+        if (json_get_str(v, "cpusetMems") && !(c->cpuset_mems = json_dup_str(v, "cpusetMems")))
+                return -ENOMEM;
         c->state = ctr_state_from_string(json_get_str(v, "state"));
         c->creating = json_get_true(v, "creating");
         c->removing = json_get_true(v, "removing");

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "child.h"
 #include "ctr-log.h"
 #include "fs-sync.h"
 #include "image-store.h"
@@ -29,6 +30,7 @@ typedef enum CtrState { /* the CRI's ContainerState values */
 typedef struct CtrMount {
         char *container_path, *host_path;
         bool readonly;
+        bool recursive_readonly; /* "rro": submounts read-only too (ctr_recursive_read_only()) */
         int propagation; /* the CRI's: 0 private, 1 rslave (host to container), 2 rshared */
 } CtrMount;
 
@@ -62,6 +64,7 @@ typedef struct CtrSpec {
         char *run_as_username;
         int64_t *supplemental_groups;
         size_t n_supplemental_groups;
+        bool supplemental_groups_strict; /* SupplementalGroupsPolicy Strict: no groups from the image */
         char **cap_add, **cap_drop;
         OciSeccomp seccomp;
         char *seccomp_profile; /* Localhost: the file */
@@ -80,6 +83,19 @@ typedef struct CtrSpec {
 typedef struct CtrTable CtrTable;
 typedef struct CtrOp CtrOp;
 typedef struct CtrIo CtrIo;
+typedef struct CtrUpdate CtrUpdate;
+typedef struct CtrCriu CtrCriu;
+typedef struct CtrCheckpoint CtrCheckpoint;
+
+/* A live update of a running container's resources (UpdateContainerResources): 0 (NULL or "")
+ * leaves a value as it is; -1 lifts a limit (cpu_quota, memory_limit, memory_swap_limit,
+ * pids_limit). */
+typedef struct CtrResources {
+        int64_t cpu_shares, cpu_quota, cpu_period;
+        int64_t memory_limit, memory_swap_limit; /* swap: memory + swap, as cgroup v1's memsw */
+        int64_t pids_limit;
+        char *cpuset_cpus, *cpuset_mems;
+} CtrResources;
 
 typedef struct Container {
         CtrTable *table;
@@ -98,6 +114,14 @@ typedef struct Container {
         int stop_signal;
         bool tty, stdin_, stdin_once;
         int64_t cpu_shares, cpu_quota, cpu_period, memory_limit; /* unit properties, 0: unset */
+        int64_t memory_swap_limit, pids_limit;                   /* 0: unset, -1: none */
+        char *cpuset_cpus, *cpuset_mems;                         /* NULL: unset */
+        CtrUpdate *update; /* an update of its resources under way (busy is set) */
+        /* The identity its process runs with, as resolved at create (ContainerStatus.user). */
+        bool has_user;
+        int64_t uid, gid;
+        int64_t *gids;
+        size_t n_gids;
 
         CtrState state;
         bool creating; /* being made: recovery undoes it */
@@ -179,6 +203,9 @@ struct CtrTable {
         void (*all_confirmed)(void *userdata); /* when that count drops to 0, with env.userdata */
         struct Child *layer_child; /* the walk of one writable layer, at most one at a time */
         char layer_id[65];         /* whose */
+        CtrCriu *criu; /* whether criu works here, once asked (ctr-checkpoint.c) */
+        bool kernel_rro, runtime_rro; /* mount_setattr(AT_RECURSIVE); the runtime's "rro" (ctr-features.c) */
+        Child *features_child;
 };
 
 /* error: NULL on success, else what failed (valid during the call only). */
@@ -274,6 +301,43 @@ char *ctr_layers_dir(const CtrTable *t);
 void ctr_layers_usage(CtrTable *t, uint64_t *ret_bytes, uint64_t *ret_inodes);
 /* Drops a walk in flight (the table is going). */
 void ctr_stats_stop(CtrTable *t);
+
+/* Checks r (ERROR_INVALID_ARGUMENT naming the field): shares 2…262144, quota ≥ 1000 µs or -1,
+ * period 1000…1000000 µs, memory and swap positive or -1 (swap not below memory), pids positive or
+ * -1, cpusets lists like "0-3,7". */
+int ctr_resources_check(const CtrResources *r, Error *error);
+void ctr_resources_done(CtrResources *r);
+/* Changes a running container's resources live (ctr-update.c): the unit's properties first
+ * (SetUnitProperties, runtime), so that systemd's view stays the truth, then the OCI runtime's
+ * `update` for the cgroup controllers systemd does not own. A failure puts back what was applied
+ * (the old limits stay) and reports the first error: the runtime's with its text, ERROR_WRONG_STATE
+ * (EBUSY) when the kernel refused a memory limit below the usage. ERROR_WRONG_STATE when c does not
+ * run, ERROR_CONFLICT when it is busy. On success c holds the new values, saved. r is copied. */
+int ctr_update_resources(Container *c, const CtrResources *r, CtrDone done, void *userdata, Error *error,
+                         CtrUpdate **ret);
+/* The caller went away: the update completes without calling back. */
+void ctr_update_detach(CtrUpdate *u);
+/* Daemon shutdown: dropped without a callback (a runtime child is abandoned). */
+void ctr_update_abort(CtrUpdate *u);
+
+/* ctr-features.c: at start, what the kernel and the OCI runtime offer (the runtime's answer comes
+ * from a child, a moment later: false until then). */
+void ctr_features_probe(CtrTable *t);
+/* Recursive read-only mounts: mount_setattr(2) with AT_RECURSIVE, and the runtime's "rro". */
+bool ctr_recursive_read_only(const CtrTable *t);
+
+/* CheckpointContainer (ctr-checkpoint.c): whether criu works here comes first (`criu check`, run
+ * once, in a child, on the first call; the answer is kept): ERROR_UNSUPPORTED naming what is missing
+ * ("criu not found in $PATH", "criu check failed: …"). Then the container id (or unique prefix) is
+ * looked up (ERROR_NOT_FOUND, ERROR_INVALID_ARGUMENT), must run (ERROR_WRONG_STATE), and
+ * `<runtime> checkpoint --leave-running` writes criu's images, which tar puts in the file location
+ * (an absolute path), all as children within timeout_usec each (0: a minute). */
+typedef void (*CtrCheckpointDone)(const Error *error, void *userdata);
+int ctr_checkpoint(CtrTable *t, const char *id, const char *location, uint64_t timeout_usec, CtrCheckpointDone done,
+                   void *userdata, Error *error, CtrCheckpoint **ret);
+/* The caller went away: the checkpoint completes without calling back. */
+void ctr_checkpoint_detach(CtrCheckpoint *cp);
+CtrCriu *ctr_criu_free(CtrCriu *k);
 
 /* "SIGTERM", "TERM", "15", "RTMIN+3", "SIGRTMINPLUS3"… → the signal number, or -EINVAL. */
 int ctr_signal_from_string(const char *s);

@@ -123,6 +123,21 @@ char *pod_ns_path(const Pod *pod, const char *ns);
 /* The service running the pod's PID 1, for pods sharing a PID namespace. */
 char *pod_init_unit(const Pod *pod);
 
+/* UpdatePodSandboxResources (pod-resources.c): the slice's CPUWeight, CPUQuotaPerSecUSec and
+ * CPUQuotaPeriodUSec, MemoryMax, AllowedCPUs and AllowedMemoryNodes set live (SetUnitProperties,
+ * runtime) to resources + overhead (NULL: none); a value 0 leaves the slice's as it is.
+ * ERROR_INVALID_ARGUMENT for negative values or bad cpusets, ERROR_WRONG_STATE when the pod is not
+ * ready. done() gets the pod (NULL if it went meanwhile) and systemd's error. */
+typedef struct PodResources {
+        int64_t cpu_shares, cpu_quota, cpu_period, memory_limit;
+        char *cpuset_cpus, *cpuset_mems;
+} PodResources;
+typedef struct PodUpdate PodUpdate;
+int pod_update_resources(Pod *pod, const PodResources *resources, const PodResources *overhead, PodDone done,
+                         void *userdata, Error *error, PodUpdate **ret);
+/* The caller went away: the update completes without calling back. */
+void pod_update_detach(PodUpdate *u);
+
 /* Creates the pod from spec (taken over, also on failure). ERROR_EXISTS when a pod with the same
  * metadata exists. done() is called once the pod is ready, or was rolled back. */
 int pod_run(PodTable *t, PodSpec *spec, PodDone done, void *userdata, Error *error, PodOp **ret_op);

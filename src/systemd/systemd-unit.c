@@ -26,6 +26,7 @@ typedef enum OpKind {
         OP_STOP,         /* StopUnit, then its job */
         OP_KILL,         /* KillUnit: the reply ends it */
         OP_RESET_FAILED, /* ResetFailedUnit: the reply ends it */
+        OP_SET_PROPERTIES, /* SetUnitProperties (runtime): the reply ends it */
         _OP_KIND_MAX,
         _OP_KIND_INVALID = -EINVAL,
 } OpKind;
@@ -188,7 +189,7 @@ static int call_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error
                 op_finishf(op, error, "%s: %s: %s", op->unit, e->name, e->message ?: "");
                 return 0;
         }
-        if (op->kind == OP_KILL || op->kind == OP_RESET_FAILED) {
+        if (op->kind == OP_KILL || op->kind == OP_RESET_FAILED || op->kind == OP_SET_PROPERTIES) {
                 op_finish(op, 0, NULL);
                 return 0;
         }
@@ -334,6 +335,24 @@ int systemd_reset_failed_unit(SystemdClient *c, const char *name, uint64_t timeo
         return op_submit(c, OP_RESET_FAILED, name, m, r, timeout_usec, done, userdata, ret);
 }
 
+int systemd_set_unit_properties(SystemdClient *c, const char *name, SystemdAppendProperties append,
+                                void *append_userdata, uint64_t timeout_usec, SystemdOpDone done, void *userdata,
+                                SystemdOp **ret) {
+        sd_bus_message *m = NULL;
+        int r;
+
+        r = new_manager_call(c, "SetUnitProperties", &m);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "sb", name, 1); /* runtime: gone with the unit */
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "(sv)");
+        if (r >= 0 && append)
+                r = append(m, append_userdata);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        return op_submit(c, OP_SET_PROPERTIES, name, m, r, timeout_usec, done, userdata, ret);
+}
+
 /* --- what a loss leaves to check ------------------------------------------------------------------ */
 
 typedef struct UnitState {
@@ -465,6 +484,11 @@ static bool op_recover(SystemdOp *op) {
                 /* Not sent again: the signal may have been delivered, and a second one is not harmless
                  * (a second SIGINT is a forced quit for many programs). The caller looks at the unit. */
                 op_finishf(op, -ECONNRESET, "%s: KillUnit got no answer: %s", op->unit, client_why(c));
+                return false;
+        case OP_SET_PROPERTIES:
+                /* Not sent again either: the properties are the caller's, who decides (an update
+                 * rolls back what else it applied). */
+                op_finishf(op, -ECONNRESET, "%s: SetUnitProperties got no answer: %s", op->unit, client_why(c));
                 return false;
         case OP_STOP:
         case OP_RESET_FAILED:
@@ -673,13 +697,14 @@ void systemd_client_detach(SystemdClient *c, const char *why) {
                 return;
         (void) free_and_strdup(&c->down, why);
         client_drop_bus(c);
-        /* A KillUnit whose answer is lost fails now (see op_recover()); the rest wait for systemd. */
+        /* A KillUnit or SetUnitProperties whose answer is lost fails now (see op_recover()); the rest
+         * wait for systemd. */
         for (bool again = true; again;) {
                 again = false;
                 for (SystemdOp *op = c->ops; op; op = op->next)
-                        if (op->kind == OP_KILL) {
-                                op_finishf(op, -ECONNRESET, "%s: KillUnit got no answer: %s", op->unit,
-                                           client_why(c));
+                        if (op->kind == OP_KILL || op->kind == OP_SET_PROPERTIES) {
+                                op_finishf(op, -ECONNRESET, "%s: %s got no answer: %s", op->unit,
+                                           op->kind == OP_KILL ? "KillUnit" : "SetUnitProperties", client_why(c));
                                 again = true;
                                 break;
                         }

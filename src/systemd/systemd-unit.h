@@ -58,6 +58,28 @@ int systemd_kill_unit(SystemdClient *c, const char *name, const char *who, int s
 int systemd_reset_failed_unit(SystemdClient *c, const char *name, uint64_t timeout_usec, SystemdOpDone done,
                               void *userdata, SystemdOp **ret);
 
+/* SetUnitProperties(name, runtime=true, the properties append() adds): a loaded unit's resource
+ * settings changed live (systemd writes the cgroup files of the controllers it owns). Ends with the
+ * reply; a reply the bus lost fails with -ECONNRESET (not sent again: the caller decides). */
+int systemd_set_unit_properties(SystemdClient *c, const char *name, SystemdAppendProperties append,
+                                void *append_userdata, uint64_t timeout_usec, SystemdOpDone done, void *userdata,
+                                SystemdOp **ret);
+
+/* systemd-resources.c: kubelet's cpu shares (2…262144, clamped) on systemd's CPUWeight scale
+ * (1…10000). */
+uint64_t systemd_shares_to_weight(int64_t shares);
+/* "0-3,7" as systemd's CPU (or NUMA node) set: a bitmap, byte i bit j for number 8i + j (below
+ * SYSTEMD_CPUSET_MAX); -EINVAL when it is no such list. */
+#define SYSTEMD_CPUSET_MAX 8192
+int systemd_cpuset_parse(const char *s, uint8_t **ret, size_t *ret_len);
+/* Appends CPUWeight (for shares), CPUQuotaPerSecUSec and CPUQuotaPeriodUSec (quota and period in
+ * µs; period 0: 100 ms) and MemoryMax, each only where its value is positive. */
+int systemd_append_limits(sd_bus_message *m, int64_t shares, int64_t quota, int64_t period, int64_t memory);
+/* 0 when s is NULL, "" or such a list; -EINVAL when not, -ENOMEM. */
+int systemd_cpuset_check(const char *s);
+/* Appends the property (AllowedCPUs, AllowedMemoryNodes) for list; NULL or "": unset. */
+int systemd_append_cpuset(sd_bus_message *m, const char *property, const char *list);
+
 /* What systemd knows of a service's main process. */
 typedef struct SystemdServiceInfo {
         bool gone; /* the properties could not be read */

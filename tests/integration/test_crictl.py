@@ -53,11 +53,6 @@ README_SUBCOMMANDS = {"version", "info", "pull", "images", "inspecti", "runp", "
 
 # crictl commands whose CRI methods rktlet does not implement yet: (command, CRI method). Each must
 # fail with the daemon's UNIMPLEMENTED message; when one starts working, remove it from here (and
-# test what it does). POD and CONTAINER stand for a ready pod and a running container.
-EXPECTED_UNIMPLEMENTED = [
-    ("update --memory 67108864 CONTAINER", "UpdateContainerResources"),
-    ("checkpoint CONTAINER", "CheckpointContainer"),
-]
 
 
 # --- the README ------------------------------------------------------------------------------------
@@ -601,6 +596,30 @@ def test_stats(crictl_daemon):
     pods = c.json("statsp", "-o", "json")["stats"]
     assert [p["attributes"]["id"] for p in pods] == [pod_id]
     assert [s["attributes"]["id"] for s in pods[0]["linux"]["containers"]] == [cid]
+
+
+def test_update_and_checkpoint(crictl_daemon):
+    """`crictl update --memory` changes the running container's memory limit (its cgroup file says
+    so; test_update.py goes further). `crictl checkpoint` answers UNIMPLEMENTED naming what this
+    host lacks where criu does not work (`criu check` fails on this kernel), else it writes the
+    archive."""
+    c, pod_id, cid = readme_pod_and_container(crictl_daemon)
+    c("update", "--memory", "67108864", cid)
+    cg = subprocess.run(["systemctl", "--user", "show", "-P", "ControlGroup", f"rktlet-ctr-{cid}.service"],
+                        capture_output=True, text=True, check=True).stdout.strip()
+    path = (f"/sys/fs/cgroup{cg}/memory.max" if os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+            else f"/sys/fs/cgroup/memory{cg}/memory.limit_in_bytes")
+    with open(path) as f:
+        assert int(f.read()) == 67108864
+    criu = shutil.which("criu")
+    works = criu is not None and subprocess.run([criu, "check"], capture_output=True, timeout=60).returncode == 0
+    r = c("checkpoint", cid, check=False, timeout=TIMEOUT)
+    if works:
+        print("criu works here: `crictl checkpoint` without --export is judged by the daemon")
+        assert r.returncode != 0 and "InvalidArgument" in r.stderr, r
+    else:
+        assert r.returncode != 0 and "code = Unimplemented desc = CheckpointContainer is not available here: " in r.stderr, r
+        assert ("criu not found" if criu is None else "criu check failed") in r.stderr, r
     c("stop", cid)
     c("rm", cid)
     c("stopp", pod_id)
@@ -608,30 +627,6 @@ def test_stats(crictl_daemon):
 
 
 # --- what is not there yet -------------------------------------------------------------------------
-
-def test_commands_not_served_yet_are_unimplemented(crictl_daemon):
-    c, pod_id, cid = readme_pod_and_container(crictl_daemon)
-
-    problems = []
-    for command, method in EXPECTED_UNIMPLEMENTED:
-        args = [{"POD": pod_id, "CONTAINER": cid}.get(a, a) for a in command.split()]
-        r = c(*args, check=False, timeout=TIMEOUT)
-        message = f"code = Unimplemented desc = {method} is not implemented by rktlet yet"
-        if r.returncode == 0:
-            problems.append(f"`crictl {command}` works now: remove it from EXPECTED_UNIMPLEMENTED and test what it "
-                            f"does (stdout {r.stdout[:200]!r})")
-        elif message not in r.stderr:
-            problems.append(f"`crictl {command}` failed, but not with {message!r}: {r.stderr.strip()[-500:]!r}"
-                            f" (if it is implemented now, remove it from EXPECTED_UNIMPLEMENTED)")
-    assert problems == [], "\n".join(problems)
-
-    # The daemon is unharmed, the container still running.
-    assert c.json("inspect", "-o", "json", cid)["status"]["state"] == "CONTAINER_RUNNING"
-    c("stop", cid)
-    c("rm", cid)
-    c("stopp", pod_id)
-    c("rmp", pod_id)
-
 
 # --- endpoints -------------------------------------------------------------------------------------
 

@@ -16,7 +16,9 @@ import base64
 import json
 import os
 import re
+import shutil
 import socket
+import subprocess
 import threading
 import urllib.parse
 
@@ -629,8 +631,18 @@ def test_bad_input_answers_the_status_codes_the_cri_means(gd):
         for path in ("/runtime.v1alpha2.RuntimeService/Version", "/runtime.v1alpha2.ImageService/ListImages",
                      "/runtime.v1.RuntimeService/NoSuchMethod", "/nonsense"):
             expect(path, {}, "Unimplemented")
-        a = expect("UpdateContainerResources", {"container_id": first}, "Unimplemented")
-        assert "UpdateContainerResources" in a.get("message", ""), a
+        # CheckpointContainer where criu does not work (this kernel): Unimplemented, naming itself
+        # and what is missing, before the request is judged.
+        criu = shutil.which("criu")
+        if criu and subprocess.run([criu, "check"], capture_output=True, timeout=60).returncode == 0:
+            expect("CheckpointContainer", {"container_id": first, "location": "/tmp/cp.tar"}, "FailedPrecondition")
+        else:
+            a = expect("CheckpointContainer", {"container_id": first}, "Unimplemented")
+            assert "CheckpointContainer" in a.get("message", "") and "criu" in a.get("message", ""), a
+        # Updates judge their requests: a created container's resources are not updated.
+        expect("UpdateContainerResources", {"container_id": first, "linux": {"memory_limit_in_bytes": 67108864}},
+               "FailedPrecondition")
+        expect("UpdateContainerResources", {"container_id": "f" * 64, "linux": {}}, "NotFound")
         # Exec and PortForward judge their requests at the call, before any URL.
         expect("Exec", {"container_id": "f" * 64, "cmd": ["true"], "stdout": True}, "NotFound")
         expect("Exec", {"container_id": first, "cmd": ["true"]}, "InvalidArgument", "FailedPrecondition")

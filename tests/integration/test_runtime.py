@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import subprocess
 
 import grpc
 import pytest
@@ -112,6 +113,19 @@ def test_methods_not_there_yet_are_unimplemented_and_named(daemon, pb, service, 
         getattr(stub, method)(getattr(pb, request_type)(), timeout=5)
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert method in e.value.details()
+
+
+def test_checkpoint_without_criu_is_unimplemented_with_the_reason(daemon, pb):
+    """Where criu does not work (it is missing, or `criu check` fails: this kernel), CheckpointContainer
+    answers UNIMPLEMENTED before it judges the request, naming the method and what is missing."""
+    criu = shutil.which("criu")
+    if criu and subprocess.run([criu, "check"], capture_output=True, timeout=60).returncode == 0:
+        pytest.skip("criu works here: test_update.py checkpoints a container")
+    with pytest.raises(grpc.RpcError) as e:
+        daemon.runtime().CheckpointContainer(pb.CheckpointContainerRequest(), timeout=30)
+    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "CheckpointContainer" in e.value.details()
+    assert ("criu not found" if criu is None else "criu check failed: ") in e.value.details(), e.value.details()
 
 
 def test_unknown_method_is_unimplemented(daemon):
