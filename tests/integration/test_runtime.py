@@ -103,18 +103,6 @@ def test_runtime_config_uses_systemd_cgroup_driver(daemon, pb):
     assert r.linux.cgroup_driver == pb.SYSTEMD
 
 
-@pytest.mark.parametrize("service,method,request_type", [
-    ("runtime", "CheckpointContainer", "CheckpointContainerRequest"),
-    ("runtime", "UpdateContainerResources", "UpdateContainerResourcesRequest"),
-])
-def test_methods_not_there_yet_are_unimplemented_and_named(daemon, pb, service, method, request_type):
-    stub = getattr(daemon, service)()
-    with pytest.raises(grpc.RpcError) as e:
-        getattr(stub, method)(getattr(pb, request_type)(), timeout=5)
-    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert method in e.value.details()
-
-
 def test_checkpoint_without_criu_is_unimplemented_with_the_reason(daemon, pb):
     """Where criu does not work (it is missing, or `criu check` fails: this kernel), CheckpointContainer
     answers UNIMPLEMENTED before it judges the request, naming the method and what is missing."""
