@@ -32,6 +32,7 @@ struct CriEventSub {
         CriEvents *hub;
         GrpcCall *call;
         CriEventSub *prev, *next;
+        bool dead; /* dropped during a walk: freed once the walk is over */
 };
 
 struct CriEvents {
@@ -42,6 +43,10 @@ struct CriEvents {
         size_t n_backlog;
         bool backlog_open;
         ev_timer backlog_timer;
+        /* Sends in progress: a send may flush a connection, whose failure detaches every call on it
+         * (sub_cancel() of other subscribers, even of the one being sent to); those are only marked
+         * dead meanwhile, and freed by the walk's end. */
+        unsigned walking;
 };
 
 static void sub_free(CriEventSub *s) {
@@ -59,8 +64,31 @@ static void sub_free(CriEventSub *s) {
         free(s);
 }
 
+/* s goes: now, or at the end of the walk in progress. */
+static void sub_drop(CriEventSub *s) {
+        if (s->hub->walking > 0) {
+                s->dead = true;
+                grpc_call_set_cancel(s->call, NULL, NULL);
+        } else
+                sub_free(s);
+}
+
+static void walk_begin(CriEvents *e) {
+        e->walking++;
+}
+
+static void walk_end(CriEvents *e) {
+        if (--e->walking > 0)
+                return;
+        for (CriEventSub *s = e->subs, *next; s; s = next) {
+                next = s->next;
+                if (s->dead)
+                        sub_free(s);
+        }
+}
+
 static void sub_cancel(GrpcCall *call, void *userdata) {
-        sub_free(userdata);
+        sub_drop(userdata);
 }
 
 /* Queues one event on s; a subscriber that left too many unread is ended, and freed. Returns false
@@ -71,6 +99,8 @@ static bool sub_send(CriEventSub *s, const CriEventBlob *b) {
         size_t bytes = grpc_call_pending_bytes(s->call);
         int r;
 
+        if (s->dead)
+                return false;
         if (queued >= max || bytes + b->len > SUB_MAX_BYTES) {
                 log_warning("GetContainerEvents: a subscriber left %u events (%zu bytes) unread; ending its stream.",
                             queued, bytes);
@@ -78,13 +108,13 @@ static bool sub_send(CriEventSub *s, const CriEventBlob *b) {
                                                 "the client left %u container events (%zu bytes) unread, the limit "
                                                 "is %u: subscribe again and list what changed",
                                                 queued, bytes, max);
-                sub_free(s);
+                sub_drop(s);
                 return false;
         }
         r = grpc_call_send(s->call, b->data, b->len);
         if (r < 0) {
                 (void) grpc_call_finish_errno(s->call, r, "cannot queue a container event: %s", strerror(-r));
-                sub_free(s);
+                sub_drop(s);
                 return false;
         }
         return true;
@@ -179,10 +209,10 @@ static void on_container_event(CtrTable *t, CtrEvent event, const char *id, cons
                 log_warning_errno(r, "GetContainerEvents: cannot encode an event of container %s: %m", id);
                 return;
         }
-        for (CriEventSub *s = e->subs, *next; s; s = next) {
-                next = s->next;
+        walk_begin(e);
+        for (CriEventSub *s = e->subs; s; s = s->next) /* dead ones stay linked until walk_end() */
                 (void) sub_send(s, &b);
-        }
+        walk_end(e);
         backlog_add(e, &b);
 }
 
@@ -215,9 +245,11 @@ int cri_get_container_events(GrpcCall *call, const uint8_t *msg, size_t len, voi
         }
         /* What happened since the daemon started, the newest it can queue. */
         size_t max = m->config.event_queue_length, from = e->n_backlog > max ? e->n_backlog - max : 0;
+        walk_begin(e);
         for (size_t i = from; i < e->n_backlog; i++)
                 if (!sub_send(s, &e->backlog[i]))
                         break;
+        walk_end(e);
         return 0;
 }
 
@@ -243,11 +275,14 @@ int cri_events_new(Manager *m, CriEvents **ret) {
 void cri_events_close(CriEvents *e) {
         if (!e)
                 return;
-        while (e->subs) {
-                CriEventSub *s = e->subs;
-                (void) grpc_call_finish(s->call, GRPC_STATUS_UNAVAILABLE, "rktlet is stopping: subscribe again once it is back");
-                sub_free(s);
-        }
+        walk_begin(e);
+        for (CriEventSub *s = e->subs; s; s = s->next)
+                if (!s->dead) {
+                        (void) grpc_call_finish(s->call, GRPC_STATUS_UNAVAILABLE,
+                                                "rktlet is stopping: subscribe again once it is back");
+                        sub_drop(s);
+                }
+        walk_end(e);
 }
 
 CriEvents *cri_events_free(CriEvents *e) {

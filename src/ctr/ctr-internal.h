@@ -54,7 +54,7 @@ int ctr_io_reopen(CtrIo *io);
 /* Adopts the read ends a previous daemon kept in systemd's fd store, if any. A log that cannot be
  * opened is no failure here: the output is dropped until a reopen succeeds. */
 int ctr_io_adopt(struct ev_loop *loop, CtrStoredFds *stored, const char *container_id, const char *log_dir, const char *log_path,
-                 CtrIo **ret);
+                 bool tty, bool stdin_, CtrIo **ret);
 /* The container exited: what its pipes still hold goes to the log and the attachments, which end. */
 void ctr_io_exited(CtrIo *io);
 /* Drops the container's fds from systemd's fd store. */

@@ -237,9 +237,9 @@ int ctr_io_new(struct ev_loop *loop, const char *id, const char *log_dir, const 
                 if (stdin_)
                         io->stdin_fd = fcntl(out[0], F_DUPFD_CLOEXEC, 3);
                 stream_start(io, &io->out, out[0], CRI_STDOUT);
+                /* Its stdin is the same master: the store would drop a second copy (it compares the
+                 * files), and ctr_io_adopt() makes it again from "out". */
                 store_fd(id, "out", out[0]);
-                if (io->stdin_fd >= 0)
-                        store_fd(id, "in", io->stdin_fd);
         } else {
                 if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || (stdin_ && pipe2(in, O_CLOEXEC) < 0)) {
                         r = -errno;
@@ -270,7 +270,7 @@ fail:
 }
 
 int ctr_io_adopt(struct ev_loop *loop, CtrStoredFds *stored, const char *id, const char *log_dir, const char *log_path,
-                 CtrIo **ret) {
+                 bool tty, bool stdin_, CtrIo **ret) {
         char name[128];
         int out, err, in, r;
         CtrIo *io;
@@ -294,6 +294,10 @@ int ctr_io_adopt(struct ev_loop *loop, CtrStoredFds *stored, const char *id, con
                 safe_close(in);
                 return r;
         }
+        /* A terminal's stdin is its master, the stored "out": systemd's store keeps one copy of a file
+         * (it compares them), so there is no "in" of its own to take back. */
+        if (tty && stdin_ && in < 0 && out >= 0)
+                in = fcntl(out, F_DUPFD_CLOEXEC, 3);
         stream_start(io, &io->out, out, CRI_STDOUT);
         stream_start(io, &io->err, err, CRI_STDERR);
         io->stdin_fd = in;

@@ -1360,7 +1360,8 @@ static void recovered(void *record, void *userdata) {
         }
         if (c->unit_started) {
                 if (c->state == CTR_RUNNING || c->state == CTR_CREATED)
-                        (void) ctr_io_adopt(t->env.loop, t->env.stored, c->id, c->log_dir, ctr_log_relative(c), &c->io);
+                        (void) ctr_io_adopt(t->env.loop, t->env.stored, c->id, c->log_dir, ctr_log_relative(c), c->tty,
+                                           c->stdin_, &c->io);
                 if (c->state != CTR_EXITED) {
                         c->unconfirmed = true;
                         t->n_unconfirmed++;

@@ -310,6 +310,10 @@ int ws_session_recv(WsSession *s, const uint8_t *buf, size_t len) {
                 return s->error;
         if (r < 0)
                 return s->error = r;
+        /* wslay answers every ping with a pong on its own, past our submit limit: a client that pings
+         * and never reads would grow the queue without end. Past the limit, it is dropped. */
+        if (buffer_len(&s->out) > s->max_output)
+                return s->error = -ENOBUFS;
         /* A framing error of the peer: wslay queued its close (1002, 1009...) and reads no more. */
         if (!wslay_event_get_read_enabled(s->ctx) && !wslay_event_get_close_received(s->ctx))
                 return -EPROTO;

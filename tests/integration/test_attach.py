@@ -385,17 +385,15 @@ def test_attach_again_after_the_service_restarts(packaged, pb):  # noqa: F811
         cleanup(d, pb)
 
 
-def test_attach_over_websocket(ad, pb):
-    """The same attach through a WebSocket client (python3-websockets, v5.channel.k8s.io): output
-    from then on, stdin to the container, and the v5 close signal detaching the client while the
-    container's stdin stays open (no stdin_once)."""
+def ws_attach_line(d, pb, cid, line, tty=False):
+    """Attaches over a WebSocket (v5.channel.k8s.io), sends line on stdin until "got:<line>" comes
+    back on stdout, then the v5 close signal; returns what stdout carried."""
     import asyncio
     import websockets
-    d = ad
-    cid = start(d, "wsecho", ECHO, stdin=True)
-    url = d.runtime().Attach(pb.AttachRequest(container_id=cid, stdin=True, stdout=True, stderr=True),
+    url = d.runtime().Attach(pb.AttachRequest(container_id=cid, stdin=True, stdout=True, stderr=not tty, tty=tty),
                              timeout=10).url
     assert url.startswith("http://")
+    want = b"got:" + line
 
     async def session():
         got = b""
@@ -403,9 +401,9 @@ def test_attach_over_websocket(ad, pb):
                                       max_size=None, compression=None, open_timeout=10) as conn:
             assert conn.subprotocol == "v5.channel.k8s.io"
             deadline = asyncio.get_event_loop().time() + 30
-            while b"got:over-ws\n" not in got:
+            while want not in got:
                 assert asyncio.get_event_loop().time() < deadline, got
-                await conn.send(b"\x00over-ws\n")
+                await conn.send(b"\x00" + line + b"\n")
                 try:
                     m = await asyncio.wait_for(conn.recv(), 1)
                 except asyncio.TimeoutError:
@@ -419,9 +417,42 @@ def test_attach_over_websocket(ad, pb):
             except websockets.exceptions.ConnectionClosed:
                 pass
         return got
-    got = asyncio.new_event_loop().run_until_complete(session())
+    return asyncio.new_event_loop().run_until_complete(session())
+
+
+def test_attach_over_websocket(ad, pb):
+    """The same attach through a WebSocket client (python3-websockets, v5.channel.k8s.io): output
+    from then on, stdin to the container, and the v5 close signal detaching the client while the
+    container's stdin stays open (no stdin_once)."""
+    d = ad
+    cid = start(d, "wsecho", ECHO, stdin=True)
+    got = ws_attach_line(d, pb, cid, b"over-ws")
     assert b"got:over-ws\n" in got
     assert d.crictl.json("inspect", "-o", "json", cid)["status"]["state"] == "CONTAINER_RUNNING"
     with open(os.path.join(d.logs, "wsecho.log")) as f:
         log = f.read()
     assert "got:over-ws" in log and "stdin-ended" not in log, log
+
+
+def test_tty_attach_again_after_the_service_restarts(packaged, pb):  # noqa: F811
+    """A terminal's stdin is its master, which the fd store keeps once (as the container's output):
+    a restarted rktlet makes the stdin end again from it, so typing still reaches the container."""
+    d = packaged
+    systemctl("start", "rktlet.socket")
+    ref, _ = d.test_images["busybox"]
+    pull(d, pb, ref)
+    pod = make_pod(d, pb, name="ttyattach")
+    cfg = ctr_config(pb, "ttyecho", ref, command=["sh", "-c", ECHO], stdin=True, tty=True)
+    cid = create(d, pb, pod, cfg)
+    try:
+        start_ctr(d, pb, cid)
+        wait_state(d, pb, cid, pb.CONTAINER_RUNNING)
+        assert b"got:before" in ws_attach_line(d, pb, cid, b"before", tty=True)
+        old = show("rktlet.service", "MainPID")
+        d.close_channels()
+        systemctl("restart", "rktlet.service")
+        wait_until(lambda: show("rktlet.service", "MainPID") not in ("0", "", old), 30, what="the restart")
+        wait_state(d, pb, cid, pb.CONTAINER_RUNNING)
+        assert b"got:after" in ws_attach_line(d, pb, cid, b"after", tty=True)
+    finally:
+        cleanup(d, pb)

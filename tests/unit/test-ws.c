@@ -267,6 +267,15 @@ static void test_session_hostile(void **state) {
         assert_int_equal(ws_session_peek_output(s, &out), 4);
         assert_memory_equal(out, "\x88\x02\x03\xf1", 4); /* 1009 message too big */
         ws_session_free(s);
+        /* pings from a client that never reads: their pongs may not pile up past the output limit */
+        assert_int_equal(ws_session_new(&s, proto("v4.channel.k8s.io"), &cbs, 0, 64, &r), 0);
+        n = client_frame(in, 0x9, "pp", 2);
+        int got = 0;
+        for (int i = 0; i < 100 && got == 0; i++)
+                got = ws_session_recv(s, in, n);
+        assert_int_equal(got, -ENOBUFS);
+        assert_true(ws_session_peek_output(s, &out) <= 64 + 4);
+        ws_session_free(s);
 }
 
 int main(void) {
