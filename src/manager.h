@@ -12,6 +12,7 @@
 #include "grpc-server.h"
 #include "image-pull.h"
 #include "image-store.h"
+#include "manager-metrics.h"
 #include "pod.h"
 #include "stream-server.h"
 #include "systemd-manager.h"
@@ -49,6 +50,7 @@ typedef struct Manager {
         GrpcServer *server;
         bool socket_activated;
         StreamServer *streaming; /* Exec, Attach and PortForward (cri-stream.c) */
+        ManagerMetrics *metrics; /* [Metrics] Address= (manager-metrics.c); NULL when off */
 
         ev_signal sigterm, sigint, sighup;
         ev_timer recovery_timer; /* serving waits for systemd's word on the running containers */

@@ -205,6 +205,16 @@ static int parse_address(const char *value, void *field, char **ret_error) {
         return parse_string(value, field, ret_error);
 }
 
+/* [Metrics] Address=: "" (off), or an address and a port. */
+static int parse_address_port(const char *value, void *field, char **ret_error) {
+        if (value[0] && parse_ip_port(value, NULL, 0, NULL) < 0) {
+                *ret_error = strdup("must be empty (off), or a numeric address and a port such as 127.0.0.1:9899 or "
+                                    "[::1]:9899");
+                return -EINVAL;
+        }
+        return parse_string(value, field, ret_error);
+}
+
 static int parse_port(const char *value, void *field, char **ret_error) {
         uint64_t v;
 
@@ -253,6 +263,7 @@ static const ConfigItem items[] = {
         { "Streaming", "MaxConnections", parse_count, offsetof(Config, stream_max_connections) },
         { "Streaming", "StreamCreationTimeoutSec", parse_positive_sec, offsetof(Config, stream_creation_timeout_usec) },
         { "Streaming", "StreamIdleTimeoutSec", parse_positive_sec, offsetof(Config, stream_idle_timeout_usec) },
+        { "Metrics", "Address", parse_address_port, offsetof(Config, metrics_address) },
 };
 
 int config_init(Config *c) {
@@ -280,10 +291,11 @@ int config_init(Config *c) {
                 .stream_max_connections = 1000,
                 .stream_creation_timeout_usec = 30 * USEC_PER_SEC, /* kubelet's defaults */
                 .stream_idle_timeout_usec = 4 * 3600 * USEC_PER_SEC,
+                .metrics_address = strdup(""),
         };
         if (!c->listen || !c->state_dir || !c->root_dir || !c->cni_conf_dir || !c->cni_bin_dirs ||
             !c->cni_conf_template || !c->registry_insecure || !c->registry_mirrors || !c->oci_runtime ||
-            !c->stream_address) {
+            !c->stream_address || !c->metrics_address) {
                 config_done(c);
                 return -ENOMEM;
         }
@@ -301,6 +313,7 @@ void config_done(Config *c) {
         free(c->registry_mirrors);
         free(c->oci_runtime);
         free(c->stream_address);
+        free(c->metrics_address);
         *c = (Config) {};
 }
 
@@ -470,6 +483,7 @@ int config_to_json(const Config *c, char **ret) {
         gen_int(g, "streamingMaxConnections", c->stream_max_connections);
         gen_int(g, "streamingCreationTimeoutUSec", (long long) c->stream_creation_timeout_usec);
         gen_int(g, "streamingIdleTimeoutUSec", (long long) c->stream_idle_timeout_usec);
+        gen_str(g, "metricsAddress", c->metrics_address);
         yajl_gen_map_close(g);
 
         yajl_gen_get_buf(g, &buf, &len);

@@ -38,6 +38,8 @@ typedef struct Config {
         uint32_t stream_max_connections;
         uint64_t stream_creation_timeout_usec; /* the request, then every stream of a session */
         uint64_t stream_idle_timeout_usec;
+        /* [Metrics]: the Prometheus endpoint; "" (the default) serves none. */
+        char *metrics_address; /* "127.0.0.1:9899", "[::1]:9899" */
 } Config;
 
 /* Told about an unknown section or key; origin is "file:line". */

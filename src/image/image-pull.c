@@ -57,6 +57,8 @@ struct Puller {
         char **mirrors; /* "registry=m1|m2" */
         PullLimits limits;
         Pull *pulls;
+        PullObserve observe;
+        void *observe_userdata;
         bool closing; /* puller_free(): what pulls leave is for the next start's collection */
 };
 
@@ -135,6 +137,8 @@ struct Pull {
         bool failed;
         bool finished; /* pull_finish() is calling back the waiters */
         bool chains_held;
+        uint64_t start_usec;
+        uint64_t received; /* bytes from registries, every request together */
         unsigned busy; /* inside a function that goes on using pl after a callback may finish it */
         bool dead;
 };
@@ -208,6 +212,7 @@ static size_t req_write(char *data, size_t size, size_t n, void *userdata) {
         size_t len = size * n;
 
         q->received += len;
+        q->pull->received += len;
         if (q->fd >= 0) {
                 if (q->expected > 0 && q->received > q->expected)
                         return 0; /* more than the manifest said: stop */
@@ -593,6 +598,9 @@ static void pull_finish(Pull *pl, const Error *error, Image *img) {
                 log_warning("pull %s failed: %s", pl->name, error_text(error));
         else
                 log_info("pull %s: done, image %s.", pl->name, img->id);
+        if (pl->p->observe)
+                pl->p->observe(!error_is_set(error), pl->received, now_usec(CLOCK_MONOTONIC) - pl->start_usec,
+                               pl->p->observe_userdata);
         /* One at a time off the list: a callback may cancel a waiter further down it. */
         while ((w = pl->waiters)) {
                 pl->waiters = w->next;
@@ -1245,6 +1253,11 @@ int puller_new(struct ev_loop *loop, ImageStore *store, const char *insecure, co
         return 0;
 }
 
+void puller_set_observer(Puller *p, PullObserve observe, void *userdata) {
+        p->observe = observe;
+        p->observe_userdata = userdata;
+}
+
 Puller *puller_free(Puller *p) {
         if (!p)
                 return NULL;
@@ -1328,6 +1341,7 @@ int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done
                 return -ENOMEM;
         }
         pl->p = p;
+        pl->start_usec = now_usec(CLOCK_MONOTONIC);
         pl->ref = ref;
         pl->key = name;
         pl->name = strdup(name);

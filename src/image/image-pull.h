@@ -41,6 +41,11 @@ int puller_new(struct ev_loop *loop, ImageStore *store, const char *insecure, co
                const PullLimits *limits, Puller **ret);
 Puller *puller_free(Puller *p);
 
+/* Told of every pull that ended, when its waiters are: whether it succeeded, the bytes it received
+ * from registries (manifests, configs, tokens and blobs) and how long it took. */
+typedef void (*PullObserve)(bool ok, uint64_t bytes, uint64_t usec, void *userdata);
+void puller_set_observer(Puller *p, PullObserve observe, void *userdata);
+
 /* done() is never called from inside image_pull(). -EINVAL with ret_error for a bad reference. */
 int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done, void *userdata,
                PullWaiter **ret, const char **ret_error);
