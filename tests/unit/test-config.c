@@ -145,6 +145,9 @@ static void test_bad_values(void **state) {
                 { "GRPC", "MaxMessageSize", "5G" },
                 { "GRPC", "MaxConcurrentStreams", "-1" },
                 { "Daemon", "ShutdownTimeoutSec", "soon" },
+                { "Metrics", "Address", "localhost:9899" },
+                { "Metrics", "Address", "127.0.0.1" },
+                { "Metrics", "Address", "::1:9899" },
         };
         Config c;
 
@@ -230,6 +233,23 @@ static void test_parse_ip_and_cidr(void **state) {
         assert_int_equal(parse_cidr("10.0.0.0/+8", NULL), -EINVAL);
         assert_int_equal(parse_cidr("10.0.0.0/8x", NULL), -EINVAL);
         assert_int_equal(parse_cidr("/8", NULL), -EINVAL);
+
+        char host[64];
+        uint16_t port;
+        assert_int_equal(parse_ip_port("127.0.0.1:9899", host, sizeof host, &port), AF_INET);
+        assert_string_equal(host, "127.0.0.1");
+        assert_int_equal(port, 9899);
+        assert_int_equal(parse_ip_port("[::1]:0", host, sizeof host, &port), AF_INET6);
+        assert_string_equal(host, "::1");
+        assert_int_equal(port, 0);
+        assert_int_equal(parse_ip_port("::1:9899", NULL, 0, NULL), -EINVAL);
+        assert_int_equal(parse_ip_port("[127.0.0.1]:9899", NULL, 0, NULL), -EINVAL);
+        assert_int_equal(parse_ip_port("127.0.0.1:65536", NULL, 0, NULL), -EINVAL);
+        assert_int_equal(parse_ip_port("127.0.0.1:", NULL, 0, NULL), -EINVAL);
+        assert_int_equal(parse_ip_port("127.0.0.1", NULL, 0, NULL), -EINVAL);
+        assert_int_equal(parse_ip_port("[::1]", NULL, 0, NULL), -EINVAL);
+        assert_int_equal(parse_ip_port("host:80", NULL, 0, NULL), -EINVAL);
+        assert_int_equal(parse_ip_port("127.0.0.1:80", host, 4, NULL), -ENOBUFS);
 }
 
 int main(void) {
