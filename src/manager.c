@@ -641,6 +641,10 @@ int manager_start(Manager *m) {
                 manager_teardown_maybe_begin(m);
                 return manager_start_containers(m);
         }
+        /* Before the CRI socket: a client that finds the daemon ready finds its metrics too. */
+        r = manager_metrics_start(m);
+        if (r < 0)
+                return r;
         /* The log pipes systemd kept for us come with the sockets. */
         r = manager_listen(m);
         if (r < 0)
@@ -650,9 +654,6 @@ int manager_start(Manager *m) {
                 return log_error_errno(r, "Failed to start the streaming server on %s port %u: %m",
                                        m->config.stream_address, (unsigned) m->config.stream_port);
         log_info("Streaming server on %s.", stream_server_base_url(m->streaming));
-        r = manager_metrics_start(m);
-        if (r < 0)
-                return r;
         return manager_start_containers(m);
 }
 
