@@ -113,7 +113,8 @@ int metrics_add_family(Metrics *m, const char *name, const char *help, MetricTyp
         for (size_t i = 0; i < f->n_labels; i++)
                 if (!(f->labels[i] = strdup(label_names[i])))
                         goto oom;
-        memcpy(f->bounds, buckets, n_buckets * sizeof *buckets);
+        if (n_buckets > 0)
+                memcpy(f->bounds, buckets, n_buckets * sizeof *buckets);
         f->n_bounds = n_buckets;
         *m->tail = f;
         m->tail = &f->next;
