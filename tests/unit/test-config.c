@@ -160,6 +160,12 @@ static void test_bad_values(void **state) {
         }
         char *why = NULL;
         assert_int_equal(config_set(&c, "Daemon", "Nope", "x", &why), -ENOENT);
+        /* [Metrics] Address=: off by default, and empty turns it off again. */
+        assert_string_equal(c.metrics_address, "");
+        assert_int_equal(config_set(&c, "Metrics", "Address", "[::1]:9899", &why), 0);
+        assert_string_equal(c.metrics_address, "[::1]:9899");
+        assert_int_equal(config_set(&c, "Metrics", "Address", "", &why), 0);
+        assert_string_equal(c.metrics_address, "");
         config_done(&c);
 }
 
