@@ -4,6 +4,8 @@
 #pragma once
 
 #include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "error-chain.h"
 #include "image-store.h"
