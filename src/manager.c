@@ -60,8 +60,12 @@ int manager_new(Config *config, Manager **ret) {
                 .max_concurrent_streams = m->config.max_concurrent_streams,
                 .max_connections = m->config.max_connections,
                 .handshake_timeout_usec = 10 * USEC_PER_SEC,
+                .observe = manager_metrics_observe_grpc,
+                .observe_userdata = m,
         };
-        r = cri_service_init(m);
+        r = manager_metrics_new(m);
+        if (r >= 0)
+                r = cri_service_init(m);
         if (r >= 0)
                 r = grpc_server_new(m->loop, &gc, cri_service_lookup, m, &m->server);
         if (r < 0) {
@@ -124,6 +128,7 @@ Manager *manager_free(Manager *m) {
                 ev_signal_stop(m->loop, &m->sighup);
                 ev_timer_stop(m->loop, &m->shutdown_timer);
                 ev_timer_stop(m->loop, &m->recovery_timer);
+                manager_metrics_free(m); /* last: freeing the others still tells it of what ends */
                 ev_loop_destroy(m->loop);
         }
         free(m->bus_error);
@@ -256,8 +261,10 @@ static int manager_connect(Manager *m) {
         (void) sd_bus_set_description(bus, "rktlet");
         if (!m->systemd) {
                 r = systemd_client_new(m->loop, &m->systemd);
-                if (r >= 0)
+                if (r >= 0) {
                         systemd_client_set_ready(m->systemd, systemd_ready, m);
+                        systemd_client_set_observer(m->systemd, manager_metrics_observe_systemd, m);
+                }
         }
         if (r >= 0)
                 r = systemd_client_attach(m->systemd, bus);
@@ -605,6 +612,7 @@ static int manager_start_pods(Manager *m) {
         r = cni_new(m->loop, m->config.cni_conf_dir, m->config.cni_bin_dirs, m->config.cni_timeout_usec, &m->cni);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up CNI: %m");
+        cni_set_observer(m->cni, manager_metrics_observe_cni, m);
         PodEnv env = {
                 .loop = m->loop,
                 .state_dir = m->config.state_dir,
@@ -632,6 +640,7 @@ static int manager_start_images(Manager *m) {
                                &m->puller);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the image store in %s: %m", m->config.root_dir);
+        puller_set_observer(m->puller, manager_metrics_observe_pull, m);
         return 0;
 }
 
@@ -708,6 +717,10 @@ int manager_start(Manager *m) {
                 manager_teardown_maybe_begin(m);
                 return manager_start_containers(m);
         }
+        /* Before the CRI socket: a client that finds the daemon ready finds its metrics too. */
+        r = manager_metrics_start(m);
+        if (r < 0)
+                return r;
         /* The log pipes systemd kept for us come with the sockets. */
         r = manager_listen(m);
         if (r < 0)

@@ -12,6 +12,7 @@
 #include "grpc-server.h"
 #include "image-pull.h"
 #include "image-store.h"
+#include "manager-metrics.h"
 #include "pod.h"
 #include "stream-server.h"
 #include "systemd-manager.h"
@@ -50,6 +51,7 @@ typedef struct Manager {
         bool socket_activated;
         StreamServer *streaming; /* Exec, Attach and PortForward (cri-stream.c) */
         struct CriEvents *events; /* GetContainerEvents' subscribers (cri-events.c) */
+        ManagerMetrics *metrics; /* [Metrics] Address= (manager-metrics.c); NULL when off */
 
         ev_signal sigterm, sigint, sighup;
         /* Reads the configuration again as start-up did (files, drop-ins, command line), for SIGHUP;

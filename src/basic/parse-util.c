@@ -141,3 +141,40 @@ int parse_cidr(const char *s, unsigned *ret_prefix) {
                 *ret_prefix = (unsigned) prefix;
         return family;
 }
+
+int parse_ip_port(const char *s, char *ret_host, size_t host_size, uint16_t *ret_port) {
+        char host[INET6_ADDRSTRLEN];
+        const char *colon, *start = s, *end;
+        uint64_t port;
+        int family;
+
+        if (s[0] == '[') {
+                start = s + 1;
+                end = strchr(start, ']');
+                if (!end || end[1] != ':')
+                        return -EINVAL;
+                colon = end + 1;
+        } else {
+                colon = strrchr(s, ':');
+                if (!colon || memchr(s, ':', (size_t) (colon - s)))
+                        return -EINVAL; /* an IPv6 address goes in brackets */
+                end = colon;
+        }
+        if ((size_t) (end - start) >= sizeof host)
+                return -EINVAL;
+        memcpy(host, start, (size_t) (end - start));
+        host[end - start] = '\0';
+        family = parse_ip(host);
+        if (family < 0 || (s[0] == '[') != (family == AF_INET6))
+                return -EINVAL;
+        if (parse_uint64(colon + 1, &port) < 0 || port > 65535)
+                return -EINVAL;
+        if (ret_host) {
+                if (strlen(host) >= host_size)
+                        return -ENOBUFS;
+                strcpy(ret_host, host);
+        }
+        if (ret_port)
+                *ret_port = (uint16_t) port;
+        return family;
+}

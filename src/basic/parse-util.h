@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* "16M", "1024", "2G": base 1024; suffixes K, M, G, T (an optional trailing 'B' or 'iB' is allowed). */
@@ -17,3 +18,6 @@ int parse_ip(const char *s);
 /* "10.0.0.0/24", "fd00::/64": the family of the address, with a prefix length within its size;
  * -EINVAL otherwise. */
 int parse_cidr(const char *s, unsigned *ret_prefix);
+/* "127.0.0.1:9899", "[::1]:9899" (a port from 0 to 65535): the family of the address, its text in
+ * ret_host (INET6_ADDRSTRLEN bytes are enough) and the port; -EINVAL otherwise. */
+int parse_ip_port(const char *s, char *ret_host, size_t host_size, uint16_t *ret_port);

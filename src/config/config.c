@@ -219,6 +219,16 @@ static int parse_address(const char *value, void *field, char **ret_error) {
         return parse_string(value, field, ret_error);
 }
 
+/* [Metrics] Address=: "" (off), or an address and a port. */
+static int parse_address_port(const char *value, void *field, char **ret_error) {
+        if (value[0] && parse_ip_port(value, NULL, 0, NULL) < 0) {
+                *ret_error = strdup("must be empty (off), or a numeric address and a port such as 127.0.0.1:9899 or "
+                                    "[::1]:9899");
+                return -EINVAL;
+        }
+        return parse_string(value, field, ret_error);
+}
+
 static int parse_port(const char *value, void *field, char **ret_error) {
         uint64_t v;
 
@@ -271,6 +281,7 @@ static const ConfigItem items[] = {
         { "CRI", "EventQueueLength", parse_count, offsetof(Config, event_queue_length) },
         { "Streaming", "TLSCertificate", parse_optional_path, offsetof(Config, stream_tls_cert) },
         { "Streaming", "TLSKey", parse_optional_path, offsetof(Config, stream_tls_key) },
+        { "Metrics", "Address", parse_address_port, offsetof(Config, metrics_address) },
 };
 
 int config_init(Config *c) {
@@ -302,10 +313,11 @@ int config_init(Config *c) {
                 .event_queue_length = 1000,
                 .stream_tls_cert = strdup(""),
                 .stream_tls_key = strdup(""),
+                .metrics_address = strdup(""),
         };
         if (!c->listen || !c->state_dir || !c->root_dir || !c->cni_conf_dir || !c->cni_bin_dirs ||
             !c->cni_conf_template || !c->registry_insecure || !c->registry_mirrors || !c->oci_runtime ||
-            !c->stream_address || !c->stream_tls_cert || !c->stream_tls_key) {
+            !c->stream_address || !c->stream_tls_cert || !c->stream_tls_key || !c->metrics_address) {
                 config_done(c);
                 return -ENOMEM;
         }
@@ -325,6 +337,7 @@ void config_done(Config *c) {
         free(c->stream_address);
         free(c->stream_tls_cert);
         free(c->stream_tls_key);
+        free(c->metrics_address);
         *c = (Config) {};
 }
 
@@ -498,6 +511,7 @@ int config_to_json(const Config *c, char **ret) {
         gen_int(g, "streamingIdleTimeoutUSec", (long long) c->stream_idle_timeout_usec);
         gen_str(g, "streamingTLSCertificate", c->stream_tls_cert);
         gen_str(g, "streamingTLSKey", c->stream_tls_key);
+        gen_str(g, "metricsAddress", c->metrics_address);
         yajl_gen_map_close(g);
 
         yajl_gen_get_buf(g, &buf, &len);
@@ -517,12 +531,16 @@ static void dump_usec(FILE *f, uint64_t v) {
                 fprintf(f, "%lluus", (unsigned long long) v);
 }
 
+static bool dump_as_string(ConfigParser p) {
+        return p == parse_path || p == parse_optional_path || p == parse_path_list || p == parse_string ||
+               p == parse_mirrors || p == parse_address || p == parse_address_port;
+}
+
 /* One value, written back in the form its parser reads. false: the parser has no dump form. */
 static bool dump_value(FILE *f, const ConfigItem *it, const void *field) {
         ConfigParser p = it->parse;
 
-        if (p == parse_path || p == parse_optional_path || p == parse_path_list || p == parse_string ||
-            p == parse_mirrors || p == parse_address)
+        if (dump_as_string(p))
                 fputs(*(char *const *) field, f);
         else if (p == parse_bus)
                 fputs(*(const bool *) field ? "user" : "system", f);
@@ -552,8 +570,7 @@ int config_dump(const Config *c, FILE *f) {
         for (size_t i = 0; i < ELEMENTSOF(items); i++) {
                 const ConfigItem *it = &items[i];
                 const void *field = (const uint8_t *) c + it->offset;
-                bool is_string = it->parse == parse_path || it->parse == parse_optional_path || it->parse == parse_path_list ||
-                                 it->parse == parse_string || it->parse == parse_mirrors || it->parse == parse_address;
+                bool is_string = dump_as_string(it->parse);
 
                 if (!section || strcmp(section, it->section) != 0) {
                         fprintf(f, "%s[%s]\n", section ? "\n" : "", it->section);

@@ -44,6 +44,8 @@ typedef struct Config {
         /* [CRI]: the streaming methods. */
         uint32_t stream_chunk_items;  /* items per message of StreamContainers and its twins */
         uint32_t event_queue_length;  /* GetContainerEvents: events a subscriber may leave unread */
+        /* [Metrics]: the Prometheus endpoint; "" (the default) serves none. */
+        char *metrics_address; /* "127.0.0.1:9899", "[::1]:9899" */
 } Config;
 
 /* Told about an unknown section or key; origin is "file:line". */

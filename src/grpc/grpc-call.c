@@ -85,13 +85,16 @@ static void call_run_cancel(GrpcCall *c) {
                 cancel(c, userdata);
 }
 
-static void call_log_end(GrpcCall *c) {
+static void call_log_end(GrpcCall *c, GrpcServer *s) {
+        uint64_t usec = now_usec(CLOCK_MONOTONIC) - c->start_usec;
+
+        if (s && s->config.observe)
+                s->config.observe(c->method ? c->method->name : NULL, c->status, usec, s->config.observe_userdata);
         if (log_get_max_level() < LOG_DEBUG)
                 return;
 
         char method[512], status[64];
         const char *fields[] = { method, status, NULL };
-        uint64_t usec = now_usec(CLOCK_MONOTONIC) - c->start_usec;
 
         snprintf(method, sizeof method, "RKTLET_METHOD=%s", grpc_call_path(c));
         snprintf(status, sizeof status, "RKTLET_GRPC_STATUS=%s", grpc_status_to_string(c->status));
@@ -133,7 +136,7 @@ void grpc_call_detach(GrpcCall *c) {
         if (!c->done) {
                 c->done = true;
                 c->status = GRPC_STATUS_CANCELLED;
-                call_log_end(c);
+                call_log_end(c, conn->server);
                 grpc_call_ref(c);
                 call_run_cancel(c);
                 grpc_call_unref(c);
@@ -279,7 +282,7 @@ _printf_(4, 5) static void call_refuse(GrpcCall *c, const char *http_status, Grp
         if (vasprintf(&c->status_message, format, ap) < 0)
                 c->status_message = NULL;
         va_end(ap);
-        call_log_end(c);
+        call_log_end(c, c->conn ? c->conn->server : NULL);
         call_trailers_only(c, http_status);
 }
 
@@ -568,7 +571,7 @@ _printf_(4, 0) static int call_finishv(GrpcCall *c, GrpcStatus status, bool now,
                         c->status_message = NULL;
         } else if (format && vasprintf(&c->status_message, format, ap) < 0)
                 c->status_message = NULL;
-        call_log_end(c);
+        call_log_end(c, c->conn ? c->conn->server : NULL);
         c->cancel = NULL;
         c->cancel_userdata = NULL;
         c->drained = NULL;

@@ -42,6 +42,10 @@ typedef struct GrpcServerConfig {
         uint32_t max_concurrent_streams;
         unsigned max_connections;
         uint64_t handshake_timeout_usec; /* a connection must send its preface within this */
+        /* Told of every call as it ends (finished, refused or cancelled): the method's name (NULL
+         * for a path no method has), its status and how long it took. NULL: nobody. */
+        void (*observe)(const char *method, GrpcStatus status, uint64_t usec, void *userdata);
+        void *observe_userdata;
 } GrpcServerConfig;
 
 int grpc_server_new(struct ev_loop *loop, const GrpcServerConfig *config, GrpcLookup lookup,

@@ -57,6 +57,8 @@ struct Puller {
         char **mirrors; /* "registry=m1|m2" */
         PullLimits limits;
         Pull *pulls;
+        PullObserve observe;
+        void *observe_userdata;
         bool closing; /* puller_free(): what pulls leave is for the next start's collection */
 };
 
@@ -135,8 +137,8 @@ struct Pull {
         bool failed;
         bool finished; /* pull_finish() is calling back the waiters */
         bool chains_held;
-        uint64_t started_usec;     /* CLOCK_MONOTONIC */
-        uint64_t bytes_downloaded; /* from the registry: manifests, config and blobs */
+        uint64_t start_usec;
+        uint64_t received; /* bytes from registries, every request together */
         unsigned busy; /* inside a function that goes on using pl after a callback may finish it */
         bool dead;
 };
@@ -211,7 +213,7 @@ static size_t req_write(char *data, size_t size, size_t n, void *userdata) {
 
         q->received += len;
         if (q->pull)
-                q->pull->bytes_downloaded += len;
+                q->pull->received += len;
         if (q->fd >= 0) {
                 if (q->expected > 0 && q->received > q->expected)
                         return 0; /* more than the manifest said: stop */
@@ -597,8 +599,11 @@ static void pull_finish(Pull *pl, const Error *error, Image *img) {
                 log_warning("pull %s failed: %s", pl->name, error_text(error));
         else
                 log_info("pull %s: done, image %s: %llu bytes downloaded in %.3f s.", pl->name, img->id,
-                         (unsigned long long) pl->bytes_downloaded,
-                         (double) (now_usec(CLOCK_MONOTONIC) - pl->started_usec) / USEC_PER_SEC);
+                         (unsigned long long) pl->received,
+                         (double) (now_usec(CLOCK_MONOTONIC) - pl->start_usec) / USEC_PER_SEC);
+        if (pl->p->observe)
+                pl->p->observe(!error_is_set(error), pl->received, now_usec(CLOCK_MONOTONIC) - pl->start_usec,
+                               pl->p->observe_userdata);
         /* One at a time off the list: a callback may cancel a waiter further down it. */
         while ((w = pl->waiters)) {
                 pl->waiters = w->next;
@@ -1268,6 +1273,11 @@ int puller_reconfigure(Puller *p, const char *insecure, const char *mirrors, con
         return 0;
 }
 
+void puller_set_observer(Puller *p, PullObserve observe, void *userdata) {
+        p->observe = observe;
+        p->observe_userdata = userdata;
+}
+
 Puller *puller_free(Puller *p) {
         if (!p)
                 return NULL;
@@ -1351,6 +1361,7 @@ int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done
                 return -ENOMEM;
         }
         pl->p = p;
+        pl->start_usec = now_usec(CLOCK_MONOTONIC);
         pl->ref = ref;
         pl->key = name;
         pl->name = strdup(name);
@@ -1386,7 +1397,6 @@ int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done
         p->pulls = pl;
         w->pull = pl;
         pl->waiters = w;
-        pl->started_usec = now_usec(CLOCK_MONOTONIC);
         log_info("pull %s: starting (from %s%s).", pl->name, pl->endpoints[0], pl->endpoints[1] ? " and others" : "");
         *ret = w;
         pl->busy++;

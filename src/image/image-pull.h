@@ -4,6 +4,8 @@
 #pragma once
 
 #include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "error-chain.h"
 #include "image-store.h"
@@ -43,6 +45,11 @@ Puller *puller_free(Puller *p);
 /* New registries and limits (SIGHUP): pulls that start from now on use them; those in flight keep
  * the endpoints they started with. On failure (-ENOMEM) nothing changed. */
 int puller_reconfigure(Puller *p, const char *insecure, const char *mirrors, const PullLimits *limits);
+
+/* Told of every pull that ended, when its waiters are: whether it succeeded, the bytes it received
+ * from registries (manifests, configs, tokens and blobs) and how long it took. */
+typedef void (*PullObserve)(bool ok, uint64_t bytes, uint64_t usec, void *userdata);
+void puller_set_observer(Puller *p, PullObserve observe, void *userdata);
 
 /* done() is never called from inside image_pull(). -EINVAL with ret_error for a bad reference. */
 int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done, void *userdata,

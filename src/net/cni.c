@@ -17,6 +17,7 @@
 #include "fileio.h"
 #include "json-util.h"
 #include "log.h"
+#include "time-util.h"
 #include "macro.h"
 #include "strv.h"
 
@@ -40,6 +41,8 @@ struct Cni {
         int inotify_fd;
         ev_io inotify_io;
         ev_timer retry_timer; /* the directory did not exist: look again */
+        CniObserve observe;
+        void *observe_userdata;
 };
 
 typedef enum CniCommand { CNI_ADD, CNI_DEL, CNI_CHECK } CniCommand;
@@ -62,6 +65,7 @@ struct CniOp {
         bool timed_out;
         CniDone done;
         void *userdata;
+        uint64_t start_usec;
 };
 
 static char *find_plugin(Cni *c, const char *type) {
@@ -394,7 +398,16 @@ void cni_op_cancel(CniOp *op) {
                 op_free(op);
 }
 
+void cni_set_observer(Cni *c, CniObserve observe, void *userdata) {
+        c->observe = observe;
+        c->observe_userdata = userdata;
+}
+
 static void op_finish(CniOp *op, int error, const char *message) {
+        if (op->cni->observe)
+                op->cni->observe(command_names[op->command], error >= 0, now_usec(CLOCK_MONOTONIC) - op->start_usec,
+                                 op->cni->observe_userdata);
+
         CniDone done = op->done;
         void *userdata = op->userdata;
         char *result = op->command == CNI_ADD && error >= 0 ? TAKE_PTR(op->result) : NULL;
@@ -658,6 +671,7 @@ static int op_start(Cni *c, CniCommand command, const CniPod *pod, const char *n
         if (!op)
                 return -ENOMEM;
         op->cni = c;
+        op->start_usec = now_usec(CLOCK_MONOTONIC);
         ev_timer_init(&op->timeout, plugin_timeout, 0., 0.);
         op->command = command;
         op->done = done;

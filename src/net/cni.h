@@ -32,6 +32,11 @@ typedef void (*CniDone)(const Error *error, const char *result, const char *netw
 int cni_new(struct ev_loop *loop, const char *conf_dir, const char *bin_dirs, uint64_t timeout_usec, Cni **ret);
 Cni *cni_free(Cni *c);
 
+/* Told of every plugin chain that finished (not of one cancelled): "ADD", "DEL" or "CHECK", whether it
+ * succeeded and how long the chain took. */
+typedef void (*CniObserve)(const char *command, bool ok, uint64_t usec, void *userdata);
+void cni_set_observer(Cni *c, CniObserve observe, void *userdata);
+
 /* Reads the configuration directory again (done by inotify on its own). */
 void cni_reload(Cni *c);
 /* New plugin directories and time limit (SIGHUP), for the plugins run from now on; then the

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "time-util.h"
 #include "macro.h"
 #include "strv.h"
 
@@ -31,6 +32,13 @@ typedef enum OpKind {
         _OP_KIND_INVALID = -EINVAL,
 } OpKind;
 
+static const char *const op_kind_names[_OP_KIND_MAX] = {
+        [OP_START] = "start",
+        [OP_STOP] = "stop",
+        [OP_KILL] = "kill",
+        [OP_RESET_FAILED] = "reset-failed",
+};
+
 struct SystemdOp {
         SystemdClient *client;
         SystemdOp *prev, *next;
@@ -45,6 +53,7 @@ struct SystemdOp {
         /* The reply or the JobRemoved signal may have gone with the bus, or with systemd leaving
          * it: recovered (op_recover()) once systemd is on the bus again. */
         bool lost;
+        uint64_t start_usec;
 };
 
 struct SystemdWatch {
@@ -68,6 +77,8 @@ struct SystemdClient {
         SystemdWatch *watches;
         SystemdReady ready;
         void *ready_userdata;
+        SystemdObserve observe;
+        void *observe_userdata;
 };
 
 static void watch_get(SystemdWatch *w);
@@ -102,7 +113,11 @@ static void op_finish(SystemdOp *op, int error, const char *message) {
         void *userdata = op->userdata;
         /* message is borrowed for the call: the callback gets a const Error. */
         Error e = { .kind = ERROR_SYSTEM, .errno_value = -error, .message = (char *) message };
+        SystemdClient *c = op->client;
 
+        if (c->observe)
+                c->observe(op_kind_names[op->kind], error >= 0, now_usec(CLOCK_MONOTONIC) - op->start_usec,
+                           c->observe_userdata);
         op_free(op);
         done(error < 0 ? &e : NULL, userdata);
 }
@@ -226,6 +241,7 @@ static int op_new(SystemdClient *c, OpKind kind, const char *unit, uint64_t time
         }
         op->client = c;
         op->kind = kind;
+        op->start_usec = now_usec(CLOCK_MONOTONIC);
         op->done = done;
         op->userdata = userdata;
         ev_timer_init(&op->timer, op_timeout, (double) (timeout_usec ?: 90 * 1000000ULL) / 1e6, 0.);
@@ -643,6 +659,11 @@ int systemd_client_new(struct ev_loop *loop, SystemdClient **ret) {
 void systemd_client_set_ready(SystemdClient *c, SystemdReady ready, void *userdata) {
         c->ready = ready;
         c->ready_userdata = userdata;
+}
+
+void systemd_client_set_observer(SystemdClient *c, SystemdObserve observe, void *userdata) {
+        c->observe = observe;
+        c->observe_userdata = userdata;
 }
 
 /* Lets go of the bus: every slot on it, and the bus. Ops and watches stay. */

@@ -36,6 +36,10 @@ typedef void (*SystemdReady)(SystemdClient *c, unsigned generation, void *userda
 /* A client with no bus yet: ops cannot be submitted until systemd_client_attach(). */
 int systemd_client_new(struct ev_loop *loop, SystemdClient **ret);
 void systemd_client_set_ready(SystemdClient *c, SystemdReady ready, void *userdata);
+/* Told of every op that ended (not of one cancelled): "start", "stop", "kill" or "reset-failed",
+ * whether it succeeded and how long it took, from the call to the job's JobRemoved. */
+typedef void (*SystemdObserve)(const char *kind, bool ok, uint64_t usec, void *userdata);
+void systemd_client_set_observer(SystemdClient *c, SystemdObserve observe, void *userdata);
 /* Makes bus the client's: matches JobRemoved, the watched units' PropertiesChanged and systemd's
  * name on the bus; once systemd owns it, Subscribe, the jobs checked again and every watch re-read.
  * Takes a reference on bus. */

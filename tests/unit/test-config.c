@@ -147,6 +147,9 @@ static void test_bad_values(void **state) {
                 { "Daemon", "ShutdownTimeoutSec", "soon" },
                 { "CRI", "StreamChunkItems", "0" },
                 { "CRI", "EventQueueLength", "many" },
+                { "Metrics", "Address", "localhost:9899" },
+                { "Metrics", "Address", "127.0.0.1" },
+                { "Metrics", "Address", "::1:9899" },
         };
         Config c;
 
@@ -166,6 +169,12 @@ static void test_bad_values(void **state) {
         assert_int_equal(config_set(&c, "CRI", "EventQueueLength", "6", &why), 0);
         assert_int_equal(c.stream_chunk_items, 2);
         assert_int_equal(c.event_queue_length, 6);
+        /* [Metrics] Address=: off by default, and empty turns it off again. */
+        assert_string_equal(c.metrics_address, "");
+        assert_int_equal(config_set(&c, "Metrics", "Address", "[::1]:9899", &why), 0);
+        assert_string_equal(c.metrics_address, "[::1]:9899");
+        assert_int_equal(config_set(&c, "Metrics", "Address", "", &why), 0);
+        assert_string_equal(c.metrics_address, "");
         config_done(&c);
 }
 
@@ -234,6 +243,7 @@ static void test_dump_round_trip(void **state) {
                 { "Streaming", "Port", "10010" },
                 { "Streaming", "TLSCertificate", "/etc/rktlet/tls/cert.pem" },
                 { "CRI", "StreamChunkItems", "7" },
+                { "Metrics", "Address", "[::1]:9899" },
         };
         char *error = NULL;
         Config c;
@@ -289,6 +299,23 @@ static void test_parse_ip_and_cidr(void **state) {
         assert_int_equal(parse_cidr("10.0.0.0/+8", NULL), -EINVAL);
         assert_int_equal(parse_cidr("10.0.0.0/8x", NULL), -EINVAL);
         assert_int_equal(parse_cidr("/8", NULL), -EINVAL);
+
+        char host[64];
+        uint16_t port;
+        assert_int_equal(parse_ip_port("127.0.0.1:9899", host, sizeof host, &port), AF_INET);
+        assert_string_equal(host, "127.0.0.1");
+        assert_int_equal(port, 9899);
+        assert_int_equal(parse_ip_port("[::1]:0", host, sizeof host, &port), AF_INET6);
+        assert_string_equal(host, "::1");
+        assert_int_equal(port, 0);
+        assert_int_equal(parse_ip_port("::1:9899", NULL, 0, NULL), -EINVAL);
+        assert_int_equal(parse_ip_port("[127.0.0.1]:9899", NULL, 0, NULL), -EINVAL);
+        assert_int_equal(parse_ip_port("127.0.0.1:65536", NULL, 0, NULL), -EINVAL);
+        assert_int_equal(parse_ip_port("127.0.0.1:", NULL, 0, NULL), -EINVAL);
+        assert_int_equal(parse_ip_port("127.0.0.1", NULL, 0, NULL), -EINVAL);
+        assert_int_equal(parse_ip_port("[::1]", NULL, 0, NULL), -EINVAL);
+        assert_int_equal(parse_ip_port("host:80", NULL, 0, NULL), -EINVAL);
+        assert_int_equal(parse_ip_port("127.0.0.1:80", host, 4, NULL), -ENOBUFS);
 }
 
 int main(void) {
