@@ -396,19 +396,26 @@ static void log_listening(const char *path, const char *how) {
         log_fields(LOG_INFO, fields, "rktlet %s listening on %s%s", PROJECT_VERSION, path, how);
 }
 
-/* --teardown: a daemon answering on the socket owns the state, so nothing may be removed under it. */
+/* --teardown: a socket listening on the path (a daemon's, or systemd's for rktlet.socket) means the
+ * state has an owner, so nothing may be removed under it. Looked up in /proc/net/unix, not by
+ * connecting: a connection would make systemd start the daemon. */
 static int manager_check_not_serving(Manager *m) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_fclose_ FILE *f = fopen("/proc/self/net/unix", "re");
+        char line[4096];
 
-        if (strlen(m->config.listen) >= sizeof sa.sun_path)
-                return log_error_errno(-ENAMETOOLONG, "The socket path '%s' is too long.", m->config.listen);
-        strcpy(sa.sun_path, m->config.listen);
-        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return log_error_errno(-errno, "Failed to make a socket: %m");
-        if (connect(fd, (const struct sockaddr *) &sa, sizeof sa) == 0)
-                return log_error_errno(-EBUSY, "rktlet is serving on '%s': stop it first (systemctl stop rktlet.socket "
-                                               "rktlet.service), then tear down.", m->config.listen);
+        if (!f)
+                return log_error_errno(-errno, "Failed to read /proc/self/net/unix: %m");
+        while (fgets(line, sizeof line, f)) {
+                unsigned long flags;
+                char path[sizeof line];
+                /* Num RefCount Protocol Flags Type St Inode Path; flag 0x10000: listening */
+                if (sscanf(line, "%*s %*s %*s %lx %*s %*s %*s %4095s", &flags, path) != 2)
+                        continue;
+                if ((flags & 0x10000) && strcmp(path, m->config.listen) == 0)
+                        return log_error_errno(-EBUSY, "Something listens on '%s' (rktlet, or rktlet.socket): stop it "
+                                                       "first (systemctl stop rktlet.socket rktlet.service), then tear "
+                                                       "down.", m->config.listen);
+        }
         return 0;
 }
 
@@ -514,8 +521,14 @@ static void manager_reload(Manager *m) {
         r = config_to_json(&m->config, &before);
         if (r >= 0 && m->puller)
                 r = puller_reconfigure(m->puller, next.registry_insecure, next.registry_mirrors, &limits);
-        if (r >= 0 && m->cni)
+        if (r >= 0 && m->cni) {
                 r = cni_reconfigure(m->cni, next.cni_bin_dirs, next.cni_timeout_usec);
+                if (r < 0 && m->puller) { /* all or nothing: the puller goes back to what is in use */
+                        PullLimits old = pull_limits(&m->config);
+                        (void) puller_reconfigure(m->puller, m->config.registry_insecure, m->config.registry_mirrors,
+                                                  &old);
+                }
+        }
         if (r < 0) {
                 log_error_errno(r, "Reload failed: %m");
                 config_done(&next);

@@ -246,7 +246,8 @@ static void conn_run_drained(GrpcConn *c) {
                 }
                 grpc_call_ref(call);
                 call->drained(call, call->drained_userdata);
-                next = call->conn == c ? call->next : NULL; /* detached meanwhile: the rest waits */
+                /* Detached meanwhile: start over (the calls already run were disarmed by take_drained). */
+                next = call->conn == c ? call->next : c->calls;
                 grpc_call_unref(call);
         }
         c->in_session--;

@@ -23,12 +23,6 @@
 
 #define MAX_LINE 4096
 
-static void fclosep(FILE **f) {
-        if (*f)
-                fclose(*f);
-}
-#define _cleanup_fclose_ _cleanup_(fclosep)
-
 /* path (relative, "etc/passwd") inside rootfs as a stream; -ENOENT when it is not there. */
 static int open_in_root(const char *rootfs, const char *path, FILE **ret) {
         struct open_how how = {

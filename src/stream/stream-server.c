@@ -100,6 +100,7 @@ struct StreamConn {
         int fd;
         ev_io rd, wr;
         ev_timer create_timer, idle_timer;
+        bool drain_armed; /* closing: the idle timer is the drain deadline now */
         ev_timer stdin_timer; /* attach: tells the handler the client's stdin ended, from the loop */
         bool stdin_told;
         SpdySession *spdy;
@@ -1024,9 +1025,38 @@ static void conn_free(StreamConn *c) {
         server_run(s);
 }
 
+/* A closing connection has this long to drain what is queued for its client, again after each write
+ * the client took: one that writes but never reads must not hold it (and a connection slot) for the
+ * idle timeout, and one that reads slowly (as through TLS) still gets all of it. */
+#define CLOSING_DRAIN_USEC (10 * USEC_PER_SEC)
+
 static void conn_touch(StreamConn *c) {
+        if (c->closing)
+                return; /* traffic no longer keeps it: the drain deadline stands */
         if (c->server->config.idle_timeout_usec > 0)
                 ev_timer_again(c->server->loop, &c->idle_timer);
+}
+
+/* Output went out: while closing, the drain deadline starts again. */
+static void conn_progress(StreamConn *c) {
+        if (!c->closing) {
+                conn_touch(c);
+                return;
+        }
+        if (c->drain_armed) {
+                ev_timer_stop(c->server->loop, &c->idle_timer);
+                ev_timer_set(&c->idle_timer, (double) CLOSING_DRAIN_USEC / USEC_PER_SEC, 0.);
+                ev_timer_start(c->server->loop, &c->idle_timer);
+        }
+}
+
+static void conn_arm_drain(StreamConn *c) {
+        if (!c->closing || c->drain_armed)
+                return;
+        c->drain_armed = true;
+        ev_timer_stop(c->server->loop, &c->idle_timer);
+        ev_timer_set(&c->idle_timer, (double) CLOSING_DRAIN_USEC / USEC_PER_SEC, 0.);
+        ev_timer_start(c->server->loop, &c->idle_timer);
 }
 
 /* Writes what the session has queued, re-arms the watchers, resumes readers, closes when done. */
@@ -1037,6 +1067,7 @@ static void conn_update(StreamConn *c) {
 
         if (c->freeing || c->in_recv)
                 return;
+        conn_arm_drain(c);
         while ((n = conn_peek_output(c, &out)) > 0) {
                 ssize_t w = send(c->fd, out, n, MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (w < 0 && errno == EINTR)
@@ -1048,7 +1079,7 @@ static void conn_update(StreamConn *c) {
                         return;
                 }
                 conn_consume_output(c, (size_t) w);
-                conn_touch(c);
+                conn_progress(c);
         }
         if (conn_queued(c) > 0)
                 ev_io_start(s->loop, &c->wr);

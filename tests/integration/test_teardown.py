@@ -4,7 +4,9 @@ daemon serves on the same socket. The Debian package's prerm runs it on removal.
 import os
 import subprocess
 
-from rktlet_test import journal
+import time
+
+from rktlet_test import RKTLET, journal, wait_until
 from test_containers import cd, ctr_config, make_pod, run, T  # noqa: F401
 from test_images import registries_config  # noqa: F401
 from test_containers import ctr_registry  # noqa: F401
@@ -52,7 +54,7 @@ def test_teardown_removes_every_pod_and_container_and_refuses_a_serving_daemon(c
     # While the daemon serves, nothing is touched.
     busy = subprocess.run(teardown_cmd(d), capture_output=True, text=True, timeout=60)
     assert busy.returncode != 0
-    assert "rktlet is serving on" in busy.stderr and "stop it first" in busy.stderr
+    assert f"Something listens on '{d.socket}'" in busy.stderr and "stop it first" in busy.stderr
     assert len(units("rktlet-ctr-")) == 2
     status = d.runtime().ContainerStatus(pb.ContainerStatusRequest(container_id=cids[0]), timeout=T).status
     assert status.state == pb.CONTAINER_RUNNING
@@ -77,3 +79,23 @@ def test_teardown_removes_every_pod_and_container_and_refuses_a_serving_daemon(c
     assert len(d.runtime().ListPodSandbox(pb.ListPodSandboxRequest(), timeout=T).items) == 0
     assert [c.id for c in d.runtime().ListContainers(pb.ListContainersRequest(), timeout=T).containers] == []
     assert created not in listdir(os.path.join(d.dir, "lib", "containers"))
+
+
+def test_teardown_does_not_start_a_socket_activated_daemon(tmp_path):
+    """A socket that systemd (here systemd-socket-activate) holds for the daemon is seen as busy
+    without connecting to it: a connection would start the very daemon the teardown keeps off."""
+    sock = str(tmp_path / "activated.sock")
+    marker = tmp_path / "started"
+    act = subprocess.Popen(["systemd-socket-activate", "-l", sock, "sh", "-c", f"touch {marker}; sleep 30"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: os.path.exists(sock), 10, what="the activation socket")
+        r = subprocess.run([RKTLET, "--user", "--listen", sock, "--state-dir", str(tmp_path / "run"),
+                            "--root", str(tmp_path / "lib"), "--config", str(tmp_path / "none.conf"), "--teardown"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0 and f"Something listens on '{sock}'" in r.stderr, r
+        time.sleep(0.5)
+        assert not marker.exists(), "the teardown's check started the socket-activated service"
+    finally:
+        act.kill()
+        act.wait()
