@@ -230,8 +230,8 @@ int main(int argc, char *argv[]) {
                 return EXIT_FAILURE;
         }
         r = manager_run(m);
-        /* Stopping already: a further SIGTERM or SIGINT while the manager is freed (its watchers
-         * gone, the default action back) must not turn the exit status into a death by signal. */
+        /* Stopping already: a further SIGTERM or SIGINT must not turn the exit status into a death by
+         * signal (manager_free() ignores them too, once libev has given their default actions back). */
         signal(SIGTERM, SIG_IGN);
         signal(SIGINT, SIG_IGN);
         manager_free(m);

@@ -126,6 +126,10 @@ Manager *manager_free(Manager *m) {
                 ev_signal_stop(m->loop, &m->sigterm);
                 ev_signal_stop(m->loop, &m->sigint);
                 ev_signal_stop(m->loop, &m->sighup);
+                /* libev put the default actions back; a SIGTERM now must not kill a daemon that is
+                 * already on its way out with status 0. */
+                (void) signal(SIGTERM, SIG_IGN);
+                (void) signal(SIGINT, SIG_IGN);
                 ev_timer_stop(m->loop, &m->shutdown_timer);
                 ev_timer_stop(m->loop, &m->recovery_timer);
                 manager_metrics_free(m); /* last: freeing the others still tells it of what ends */
