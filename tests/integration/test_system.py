@@ -121,12 +121,17 @@ class Machine:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        for top, _ in self.cgroups:  # deepest first; what is left is empty once the system is down
-            for d, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
-                try:
-                    os.rmdir(d)
-                except OSError:
-                    pass
+        # Our cgroups, deepest first: empty once the system's last processes are gone, which may be a
+        # moment after nspawn itself; any left would be a leak on the host.
+        def remove_cgroups():
+            for top, _ in self.cgroups:
+                for d, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+                    try:
+                        os.rmdir(d)
+                    except OSError:
+                        pass
+            return not any(os.path.exists(top) for top, _ in self.cgroups)
+        wait_until(remove_cgroups, 20, interval=0.2, what="the booted system's cgroups to be removed")
 
 
 @pytest.fixture(scope="module")
