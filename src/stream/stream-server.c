@@ -714,8 +714,9 @@ static void pair_connected_cb(struct ev_loop *loop, ev_io *w, int revents) {
         if (getsockopt(wr->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
                 err = errno;
         if (err) {
-                pair_error(c, p, strerror(err));
+                /* The socket first: ending the pair's streams may free the pair (ASan saw it). */
                 pump_close(wr);
+                pair_error(c, p, strerror(err));
                 conn_update(c);
                 return;
         }
