@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 #include <systemd/sd-daemon.h>
@@ -24,6 +25,7 @@ typedef struct CtrStream {
         CtrIo *io;
         int fd;
         CriStream stream;
+        bool pipe; /* a pipe, not a terminal: the log takes its bytes by splice() */
         ev_io w;
 } CtrStream;
 
@@ -121,10 +123,92 @@ static void stream_close(CtrStream *s) {
                 (void) cri_log_flush(s->io->log, s->stream);
 }
 
+/* The daemon's own pipe that tee() copies a stream's bytes into, to be read (for the log's record
+ * boundaries and the attached clients) while they are still in the stream's pipe. Emptied after
+ * every use; the loop is single-threaded, so one serves every container. */
+static int peek_pipe[2] = { -1, -1 };
+
+static int peek_pipe_get(void) {
+        if (peek_pipe[0] < 0 && pipe2(peek_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+                return -errno;
+        return 0;
+}
+
+/* Reads what the stream's pipe holds without taking it: into buf, at most size bytes. 0: the
+ * pipe is empty and has no writer left; -EAGAIN: empty. */
+static ssize_t stream_peek(CtrStream *s, char *buf, size_t size) {
+        ssize_t n, got = 0;
+
+        if (peek_pipe_get() < 0)
+                return -errno;
+        n = tee(s->fd, peek_pipe[1], size, SPLICE_F_NONBLOCK);
+        if (n <= 0)
+                return n < 0 ? -errno : 0;
+        while (got < n) {
+                ssize_t k = read(peek_pipe[0], buf + got, (size_t) (n - got));
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return -EIO;
+                got += k;
+        }
+        return n;
+}
+
+/* Takes len bytes out of the stream's pipe without a log to write them to. */
+static void stream_drop(CtrStream *s, size_t len) {
+        char buf[4096];
+
+        while (len > 0) {
+                ssize_t n = read(s->fd, buf, MIN(len, sizeof buf));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return;
+                len -= (size_t) n;
+        }
+}
+
+/* A pipe with a log: each record's text goes from the pipe to the file by splice(), so a daemon
+ * killed at any moment has lost no output; what remains in the pipe the next daemon reads. */
+static void stream_pipe_cb(CtrStream *s) {
+        char buf[64 * 1024];
+
+        for (int i = 0; i < 16 && s->io->log; i++) {
+                ssize_t n = stream_peek(s, buf, sizeof buf);
+                size_t taken = 0;
+                int r;
+
+                if (n == -EAGAIN || n == -EINTR)
+                        return;
+                if (n == -EINVAL) { /* not a pipe after all */
+                        s->pipe = false;
+                        return;
+                }
+                if (n <= 0) {
+                        if (n < 0)
+                                log_debug_errno((int) n, "container %s: cannot read its output: %m", s->io->id);
+                        stream_close(s);
+                        return;
+                }
+                r = cri_log_splice(s->io->log, s->stream, s->fd, buf, (size_t) n, &taken);
+                if (r < 0) {
+                        log_debug_errno(r, "container %s: cannot write its log: %m", s->io->id);
+                        stream_drop(s, (size_t) n - taken);
+                }
+                if (s->io->attachments)
+                        attach_output(s->io, s->stream, buf, (size_t) n);
+        }
+}
+
 static void stream_cb(struct ev_loop *loop, ev_io *w, int revents) {
         CtrStream *s = container_of(w, CtrStream, w);
         char buf[64 * 1024];
 
+        if (s->pipe && s->io->log) {
+                stream_pipe_cb(s);
+                return;
+        }
         for (int i = 0; i < 16; i++) {
                 ssize_t n = read(s->fd, buf, sizeof buf);
 
@@ -151,6 +235,8 @@ static void stream_start(CtrIo *io, CtrStream *s, int fd, CriStream stream) {
         s->stream = stream;
         if (fd < 0)
                 return;
+        struct stat st;
+        s->pipe = fstat(fd, &st) >= 0 && S_ISFIFO(st.st_mode);
         (void) fd_nonblock(fd, true);
         ev_io_init(&s->w, stream_cb, fd, EV_READ);
         ev_io_start(io->loop, &s->w);

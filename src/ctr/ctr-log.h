@@ -28,6 +28,11 @@ CriLog *cri_log_free(CriLog *l);
 int cri_log_reopen(CriLog *l);
 /* Bytes read from a stream's pipe: complete lines are written now, the rest waits for more. */
 int cri_log_feed(CriLog *l, CriStream s, const void *data, size_t len);
+/* Bytes in a stream's pipe, pipe_fd: data is a copy of its first len bytes (taken by tee()). Each
+ * record's text is moved from the pipe into the file by splice(), so that nothing read is lost or
+ * written twice when the daemon is killed; a line not ended yet goes out as a P record at once.
+ * *ret_consumed: the bytes that left the pipe (all len unless an error is returned). */
+int cri_log_splice(CriLog *l, CriStream s, int pipe_fd, const void *data, size_t len, size_t *ret_consumed);
 /* The stream ended: what is left is written as a last full line. */
 int cri_log_flush(CriLog *l, CriStream s);
 

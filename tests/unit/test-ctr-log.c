@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -275,6 +276,85 @@ static int teardown(void **state) {
         return nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+static size_t pipe_len(int fd) {
+        int n = -1;
+        assert_int_equal(ioctl(fd, FIONREAD, &n), 0);
+        return (size_t) n;
+}
+
+/* Bytes taken from a pipe by splice(): the pipe is emptied exactly of what was written; a line
+ * not ended yet goes out as a P record at once, and the stream's end closes it with an empty F. */
+static void test_splice_from_a_pipe(void **state) {
+        char path[64], *r;
+        int p[2];
+        size_t taken;
+        CriLog *l;
+
+        snprintf(path, sizeof path, "%s/s.log", dir);
+        assert_int_equal(pipe(p), 0);
+        assert_int_equal(cri_log_open(dir, "s.log", 10, &l), 0);
+        assert_int_equal(write(p[1], "one\ntwo\nthr", 11), 11);
+        assert_int_equal(write(p[1], "REST-NOT-PEEKED", 15), 15);
+        /* Only the first 11 bytes were peeked: only they leave the pipe. */
+        assert_int_equal(cri_log_splice(l, CRI_STDOUT, p[0], "one\ntwo\nthr", 11, &taken), 0);
+        assert_int_equal(taken, 11);
+        assert_int_equal(pipe_len(p[0]), 15);
+        char rest[15];
+        assert_int_equal(read(p[0], rest, sizeof rest), 15);
+        assert_int_equal(write(p[1], "ee\n0123456789abcdefghijkl\n", 26), 26);
+        assert_int_equal(cri_log_splice(l, CRI_STDERR, p[0], "ee\n0123456789abcdefghijkl\n", 26, &taken), 0);
+        assert_int_equal(taken, 26);
+        assert_int_equal(pipe_len(p[0]), 0);
+        assert_int_equal(cri_log_flush(l, CRI_STDOUT), 0); /* stdout's "thr" line was left open */
+        assert_int_equal(cri_log_flush(l, CRI_STDERR), 0); /* stderr's was not */
+        cri_log_free(l);
+        r = records(path);
+        assert_string_equal(r, "stdout F one\n"
+                               "stdout F two\n"
+                               "stdout P thr\n"
+                               "stderr F ee\n"
+                               "stderr P 0123456789\n"
+                               "stderr P abcdefghij\n"
+                               "stderr F kl\n"
+                               "stdout F \n");
+        free(r);
+        close(p[0]);
+        close(p[1]);
+}
+
+/* A daemon killed inside a record leaves the file ending in it: a bare header is cut off (its text
+ * is still in the pipe), a header with some text is ended with a newline; records go on after. */
+static void test_an_interrupted_record_is_mended(void **state) {
+        char path[64], *r;
+        CriLog *l;
+        int fd;
+
+        snprintf(path, sizeof path, "%s/m.log", dir);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+        assert_true(fd >= 0);
+        const char *bare = "2026-12-02T10:00:00.1Z stdout F a\n2026-12-02T10:00:00.2Z stdout F ";
+        assert_int_equal(write(fd, bare, strlen(bare)), (ssize_t) strlen(bare));
+        close(fd);
+        assert_int_equal(cri_log_open(dir, "m.log", 0, &l), 0);
+        assert_int_equal(cri_log_feed(l, CRI_STDOUT, "b\n", 2), 0);
+        cri_log_free(l);
+        r = records(path);
+        assert_string_equal(r, "stdout F a\nstdout F b\n");
+        free(r);
+
+        fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+        assert_true(fd >= 0);
+        const char *half = "2026-12-02T10:00:00.3Z stdout F half of it";
+        assert_int_equal(write(fd, half, strlen(half)), (ssize_t) strlen(half));
+        close(fd);
+        assert_int_equal(cri_log_open(dir, "m.log", 0, &l), 0);
+        assert_int_equal(cri_log_feed(l, CRI_STDOUT, "c\n", 2), 0);
+        cri_log_free(l);
+        r = records(path);
+        assert_string_equal(r, "stdout F a\nstdout F b\nstdout F half of it\nstdout F c\n");
+        free(r);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_lines_and_streams),
@@ -288,6 +368,8 @@ int main(void) {
                 cmocka_unit_test(test_symlinks_beneath_are_refused),
                 cmocka_unit_test(test_no_regular_file_is_refused),
                 cmocka_unit_test(test_reopen_through_a_symlink_is_refused),
+                cmocka_unit_test(test_splice_from_a_pipe),
+                cmocka_unit_test(test_an_interrupted_record_is_mended),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
