@@ -114,13 +114,15 @@ static void attach_end_all(CtrIo *io) {
         attach_sweep(io);
 }
 
-static void stream_close(CtrStream *s) {
+/* ended: the container's end of it is closed (its last line is ended in the log); else the daemon
+ * lets go of it (the next one reads on from systemd's fd store). */
+static void stream_close(CtrStream *s, bool ended) {
         if (s->fd < 0)
                 return;
         ev_io_stop(s->io->loop, &s->w);
         s->fd = safe_close(s->fd);
         if (s->io->log)
-                (void) cri_log_flush(s->io->log, s->stream);
+                (void) (ended ? cri_log_end(s->io->log, s->stream) : cri_log_flush(s->io->log, s->stream));
 }
 
 /* The daemon's own pipe that tee() copies a stream's bytes into, to be read (for the log's record
@@ -148,8 +150,12 @@ static ssize_t stream_peek(CtrStream *s, char *buf, size_t size) {
                 ssize_t k = read(peek_pipe[0], buf + got, (size_t) (n - got));
                 if (k < 0 && errno == EINTR)
                         continue;
-                if (k <= 0)
+                if (k <= 0) {
+                        /* Never left holding stale bytes for the next stream: a new one next time. */
+                        peek_pipe[0] = safe_close(peek_pipe[0]);
+                        peek_pipe[1] = safe_close(peek_pipe[1]);
                         return -EIO;
+                }
                 got += k;
         }
         return n;
@@ -181,14 +187,15 @@ static void stream_pipe_cb(CtrStream *s) {
 
                 if (n == -EAGAIN || n == -EINTR)
                         return;
-                if (n == -EINVAL) { /* not a pipe after all */
+                if (n < 0) {
+                        /* Not a pipe after all, or no peek pipe to be had (out of fds): read() then,
+                         * never leave the container's output unread. */
+                        log_debug_errno((int) n, "container %s: cannot peek at its output, reading it: %m", s->io->id);
                         s->pipe = false;
                         return;
                 }
-                if (n <= 0) {
-                        if (n < 0)
-                                log_debug_errno((int) n, "container %s: cannot read its output: %m", s->io->id);
-                        stream_close(s);
+                if (n == 0) {
+                        stream_close(s, true);
                         return;
                 }
                 r = cri_log_splice(s->io->log, s->stream, s->fd, buf, (size_t) n, &taken);
@@ -201,14 +208,9 @@ static void stream_pipe_cb(CtrStream *s) {
         }
 }
 
-static void stream_cb(struct ev_loop *loop, ev_io *w, int revents) {
-        CtrStream *s = container_of(w, CtrStream, w);
+static void stream_read_cb(CtrStream *s) {
         char buf[64 * 1024];
 
-        if (s->pipe && s->io->log) {
-                stream_pipe_cb(s);
-                return;
-        }
         for (int i = 0; i < 16; i++) {
                 ssize_t n = read(s->fd, buf, sizeof buf);
 
@@ -216,7 +218,7 @@ static void stream_cb(struct ev_loop *loop, ev_io *w, int revents) {
                         return;
                 if (n <= 0) {
                         /* EOF, or EIO from a terminal whose last slave closed. */
-                        stream_close(s);
+                        stream_close(s, true);
                         return;
                 }
                 if (s->io->log) {
@@ -227,6 +229,15 @@ static void stream_cb(struct ev_loop *loop, ev_io *w, int revents) {
                 if (s->io->attachments)
                         attach_output(s->io, s->stream, buf, (size_t) n);
         }
+}
+
+static void stream_cb(struct ev_loop *loop, ev_io *w, int revents) {
+        CtrStream *s = container_of(w, CtrStream, w);
+
+        if (s->pipe && s->io->log)
+                stream_pipe_cb(s);
+        else
+                stream_read_cb(s);
 }
 
 static void stream_start(CtrIo *io, CtrStream *s, int fd, CriStream stream) {
@@ -399,8 +410,8 @@ CtrIo *ctr_io_free(CtrIo *io) {
                 stream_cb(io->loop, &io->out.w, EV_READ);
         if (io->err.fd >= 0)
                 stream_cb(io->loop, &io->err.w, EV_READ);
-        stream_close(&io->out);
-        stream_close(&io->err);
+        stream_close(&io->out, false);
+        stream_close(&io->err, false);
         safe_close(io->stdin_fd);
         /* The attachments end, and outlive the io until their owners free them. */
         attach_end_all(io);

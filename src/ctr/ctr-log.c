@@ -19,6 +19,7 @@
 
 #include "buffer.h"
 #include "fd-util.h"
+#include "log.h"
 #include "macro.h"
 
 #ifndef SYS_openat2
@@ -33,6 +34,8 @@ struct CriLog {
         size_t max_line;
         Buffer pending[_CRI_STREAM_MAX]; /* the start of a line not ended yet */
         bool partial[_CRI_STREAM_MAX];   /* the stream's last record was a P one: its line is open */
+        bool no_splice;                  /* the file system refuses splice(): copy (and read out) */
+        bool needs_mend;                 /* a failed record is left unmended at the file's end */
 };
 
 static const char *const stream_names[_CRI_STREAM_MAX] = { "stdout", "stderr" };
@@ -113,43 +116,62 @@ static int open_log(const char *dir, const char *path) {
         return TAKE_FD(fd);
 }
 
-/* A daemon killed while it wrote a record may have left the file ending inside one: a header with
- * nothing after it is cut off again (its text is still in the pipe), a header with some text is
- * ended there (that text was taken from the pipe). Returns where the next record goes. */
-static int64_t mend_tail(int fd) {
+/* A daemon killed while it wrote a record (or a write that failed: a full disk) may have left the
+ * file ending inside one. What is no more than a header ("<time> <stream> <tag> ", or the start of
+ * one) is cut off again: its text is still in the pipe. A record with some of its text is made a P
+ * record and ended there (that text was taken from the pipe; the rest of the line follows in the
+ * next record). window: how far back a record may start (the longest record). Returns where the
+ * next record goes; *ret_partial (when given) says whether a P record was ended. */
+static int64_t mend_tail(int fd, size_t window, bool *ret_partial) {
+        _cleanup_free_ char *tail = NULL;
         struct stat st;
-        char tail[64];
         ssize_t n;
 
+        if (ret_partial)
+                *ret_partial = false;
         if (fstat(fd, &st) < 0)
                 return -errno;
         if (st.st_size == 0)
                 return 0;
-        size_t want = (size_t) MIN((off_t) sizeof tail, st.st_size);
-        n = pread(fd, tail, want, st.st_size - (off_t) want);
+        size_t want = (size_t) MIN((off_t) window, st.st_size);
+        off_t from = st.st_size - (off_t) want;
+        tail = malloc(want);
+        if (!tail)
+                return -ENOMEM;
+        n = pread(fd, tail, want, from);
         if (n != (ssize_t) want)
                 return n < 0 ? -errno : -EIO;
         if (tail[want - 1] == '\n')
                 return st.st_size;
         const char *nl = memrchr(tail, '\n', want);
-        if (nl || (off_t) want == st.st_size) {
-                /* The whole last record is in tail: is it only a header ("<time> <stream> <tag> ")? */
-                const char *rec = nl ? nl + 1 : tail;
-                size_t len = (size_t) (tail + want - rec), spaces = 0;
-                for (size_t i = 0; i < len; i++)
-                        spaces += rec[i] == ' ';
-                if (spaces == 3 && len >= 4 && rec[len - 1] == ' ' && (rec[len - 2] == 'P' || rec[len - 2] == 'F') &&
-                    rec[len - 3] == ' ') {
-                        off_t keep = st.st_size - (off_t) len;
-                        if (ftruncate(fd, keep) < 0)
-                                return -errno;
-                        return keep;
-                }
+        if (!nl && from > 0) {
+                /* Longer than any record: not one of ours to judge; just end it. */
+                if (pwrite(fd, "\n", 1, st.st_size) != 1)
+                        return -errno;
+                return st.st_size + 1;
         }
+        const char *rec = nl ? nl + 1 : tail;
+        size_t len = (size_t) (tail + want - rec), spaces = 0, tag = 0;
+        for (size_t i = 0; i < len && spaces < 3; i++)
+                if (rec[i] == ' ' && ++spaces == 2)
+                        tag = i + 1;
+        if (spaces < 3 || tag + 2 >= len) {
+                /* A header, whole or cut short: no text of it landed. */
+                off_t keep = st.st_size - (off_t) len;
+                if (ftruncate(fd, keep) < 0)
+                        return -errno;
+                return keep;
+        }
+        if (rec[tag] == 'F' && pwrite(fd, "P", 1, from + (off_t) (rec - tail) + (off_t) tag) != 1)
+                return -errno;
         if (pwrite(fd, "\n", 1, st.st_size) != 1)
                 return -errno;
+        if (ret_partial)
+                *ret_partial = true;
         return st.st_size + 1;
 }
+
+#define MEND_WINDOW(max_line) ((max_line) + 128)
 
 int cri_log_open(const char *dir, const char *path, size_t max_line, CriLog **ret) {
         CriLog *l = calloc(1, sizeof *l);
@@ -170,13 +192,13 @@ int cri_log_open(const char *dir, const char *path, size_t max_line, CriLog **re
                 return fd;
         }
         l->fd = fd;
-        int64_t off = mend_tail(fd);
+        l->max_line = max_line ?: 16 * 1024;
+        int64_t off = mend_tail(fd, MEND_WINDOW(l->max_line), NULL);
         if (off < 0) {
                 cri_log_free(l);
                 return (int) off;
         }
         l->off = (uint64_t) off;
-        l->max_line = max_line ?: 16 * 1024;
         *ret = l;
         return 0;
 }
@@ -199,7 +221,7 @@ int cri_log_reopen(CriLog *l) {
 
         if (fd < 0)
                 return fd;
-        int64_t off = mend_tail(fd);
+        int64_t off = mend_tail(fd, MEND_WINDOW(l->max_line), NULL);
         if (off < 0) {
                 close(fd);
                 return (int) off;
@@ -229,11 +251,39 @@ static int write_at(CriLog *l, const struct iovec *iov, int n) {
         ssize_t w = pwritev(l->fd, iov, n, (off_t) l->off);
         if (w < 0)
                 return -errno;
-        l->off += (uint64_t) w; /* a short write (a full disk) is ended by the next record's mend */
-        return (size_t) w == total ? 0 : -EIO;
+        l->off += (uint64_t) w;
+        return (size_t) w == total ? 0 : -ENOSPC;
 }
 
-/* One record, written with a single writev so records of the two streams never interleave. */
+/* A record that could not be written whole (r < 0) is mended at once, so that the next one does
+ * not run into it; when even that fails, before the next record. */
+static int record_failed(CriLog *l, CriStream s, int r) {
+        bool partial;
+        int64_t off = mend_tail(l->fd, MEND_WINDOW(l->max_line), &partial);
+
+        if (off < 0)
+                l->needs_mend = true;
+        else {
+                l->off = (uint64_t) off;
+                l->needs_mend = false;
+                if (partial)
+                        l->partial[s] = true;
+        }
+        return r;
+}
+
+static int record_begin(CriLog *l) {
+        if (!l->needs_mend)
+                return 0;
+        int64_t off = mend_tail(l->fd, MEND_WINDOW(l->max_line), NULL);
+        if (off < 0)
+                return (int) off;
+        l->off = (uint64_t) off;
+        l->needs_mend = false;
+        return 0;
+}
+
+/* One record, written with a single pwritev so records of the two streams never interleave. */
 static int write_record(CriLog *l, CriStream s, char tag, const char *text, size_t len) {
         char head[64];
         size_t n = record_head(s, tag, head);
@@ -242,40 +292,81 @@ static int write_record(CriLog *l, CriStream s, char tag, const char *text, size
                 { .iov_base = (void *) text, .iov_len = len },
                 { .iov_base = (void *) "\n", .iov_len = 1 },
         };
+        int r = record_begin(l);
 
+        if (r >= 0)
+                r = write_at(l, iov, ELEMENTSOF(iov));
+        if (r < 0)
+                return record_failed(l, s, r);
         l->partial[s] = tag == 'P';
-        return write_at(l, iov, ELEMENTSOF(iov));
+        return 0;
 }
 
-/* One record whose text is moved from the pipe into the file by splice(): the bytes leave the
- * pipe only as they land in the file, so a daemon killed meanwhile loses none of them and
- * doubles none (mend_tail() ends a record it left open). with_nl: the pipe's own newline ends the
- * text and goes with it. Adds to *consumed what left the pipe. */
-static int splice_record(CriLog *l, CriStream s, char tag, int pipe_fd, size_t len, bool with_nl, size_t *consumed) {
-        char head[64];
-        struct iovec iov = { .iov_base = head, .iov_len = record_head(s, tag, head) };
-        size_t want = len + with_nl;
-        int r;
+/* Takes len bytes out of the pipe, where they were copied to the log already. */
+static int pipe_drop(int pipe_fd, size_t len, size_t *consumed) {
+        char buf[4096];
 
-        l->partial[s] = tag == 'P';
-        r = write_at(l, &iov, 1);
-        if (r < 0)
-                return r;
-        while (want > 0) {
-                loff_t off = (loff_t) l->off;
-                ssize_t n = splice(pipe_fd, NULL, l->fd, &off, want, SPLICE_F_NONBLOCK);
+        while (len > 0) {
+                ssize_t n = read(pipe_fd, buf, MIN(len, sizeof buf));
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n <= 0)
                         return n < 0 ? -errno : -EIO;
+                len -= (size_t) n;
+                *consumed += (size_t) n;
+        }
+        return 0;
+}
+
+/* One record whose text is moved from the pipe into the file by splice(): the bytes leave the
+ * pipe only as they land in the file, so a daemon killed meanwhile loses none of them and
+ * doubles none (mend_tail() ends a record it left open). text is the peeked copy of the len
+ * bytes; with_nl: the pipe's own newline ends the text and goes with it. Adds to *consumed what
+ * left the pipe. Where the file system refuses splice(), the copy is written and the bytes then
+ * read out of the pipe. */
+static int splice_record(CriLog *l, CriStream s, char tag, int pipe_fd, const char *text, size_t len, bool with_nl,
+                         size_t *consumed) {
+        if (l->no_splice) {
+                int r = write_record(l, s, tag, text, len);
+                return r < 0 ? r : pipe_drop(pipe_fd, len + with_nl, consumed);
+        }
+
+        char head[64];
+        struct iovec iov = { .iov_base = head, .iov_len = record_head(s, tag, head) };
+        size_t want = len + with_nl;
+        int r = record_begin(l);
+
+        if (r >= 0)
+                r = write_at(l, &iov, 1);
+        while (r >= 0 && want > 0) {
+                loff_t off = (loff_t) l->off;
+                ssize_t n = splice(pipe_fd, NULL, l->fd, &off, want, SPLICE_F_NONBLOCK);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == EINVAL && want == len + with_nl) {
+                        /* Nothing moved: this file system takes no splice(). Cut the header, copy. */
+                        l->off -= iov.iov_len;
+                        if (ftruncate(l->fd, (off_t) l->off) < 0)
+                                return record_failed(l, s, -errno);
+                        log_debug_errno(EINVAL, "%s: splice() is refused here (%m); copying instead", l->path);
+                        l->no_splice = true;
+                        return splice_record(l, s, tag, pipe_fd, text, len, with_nl, consumed);
+                }
+                if (n <= 0) {
+                        r = n < 0 ? -errno : -EIO;
+                        break;
+                }
                 l->off = (uint64_t) off;
                 want -= (size_t) n;
                 *consumed += (size_t) n;
         }
-        if (!with_nl) {
+        if (r >= 0 && !with_nl) {
                 struct iovec nl = { .iov_base = (void *) "\n", .iov_len = 1 };
-                return write_at(l, &nl, 1);
+                r = write_at(l, &nl, 1);
         }
+        if (r < 0)
+                return record_failed(l, s, r);
+        l->partial[s] = tag == 'P';
         return 0;
 }
 
@@ -292,7 +383,7 @@ int cri_log_splice(CriLog *l, CriStream s, int pipe_fd, const void *data, size_t
                 size_t take = nl ? (size_t) (nl - d) : len;
 
                 while (take > 0 && take >= l->max_line && (take > l->max_line || !nl)) {
-                        r = splice_record(l, s, 'P', pipe_fd, l->max_line, false, ret_consumed);
+                        r = splice_record(l, s, 'P', pipe_fd, d, l->max_line, false, ret_consumed);
                         if (r < 0)
                                 return r;
                         d += l->max_line;
@@ -301,8 +392,8 @@ int cri_log_splice(CriLog *l, CriStream s, int pipe_fd, const void *data, size_t
                 }
                 if (!nl)
                         /* The line goes on in bytes not written yet: a P record, ended later by an F. */
-                        return take > 0 ? splice_record(l, s, 'P', pipe_fd, take, false, ret_consumed) : 0;
-                r = splice_record(l, s, 'F', pipe_fd, take, true, ret_consumed);
+                        return take > 0 ? splice_record(l, s, 'P', pipe_fd, d, take, false, ret_consumed) : 0;
+                r = splice_record(l, s, 'F', pipe_fd, d, take, true, ret_consumed);
                 if (r < 0)
                         return r;
                 d += take + 1;
@@ -355,9 +446,15 @@ int cri_log_flush(CriLog *l, CriStream s) {
         int r;
 
         if (buffer_len(p) == 0)
-                /* A line left open by P records is ended by an empty F one, as kubelet joins them. */
-                return l->partial[s] ? write_record(l, s, 'F', "", 0) : 0;
+                return 0;
         r = write_record(l, s, 'F', (const char *) buffer_peek(p), buffer_len(p));
         buffer_consume(p, buffer_len(p));
         return r;
+}
+
+int cri_log_end(CriLog *l, CriStream s) {
+        if (buffer_len(&l->pending[s]) > 0)
+                return cri_log_flush(l, s);
+        /* A line left open by P records is ended by an empty F one, as kubelet joins them. */
+        return l->partial[s] ? write_record(l, s, 'F', "", 0) : 0;
 }

@@ -33,8 +33,12 @@ int cri_log_feed(CriLog *l, CriStream s, const void *data, size_t len);
  * written twice when the daemon is killed; a line not ended yet goes out as a P record at once.
  * *ret_consumed: the bytes that left the pipe (all len unless an error is returned). */
 int cri_log_splice(CriLog *l, CriStream s, int pipe_fd, const void *data, size_t len, size_t *ret_consumed);
-/* The stream ended: what is left is written as a last full line. */
+/* What cri_log_feed() holds of a line is written as a full line (the daemon stops: the bytes are
+ * out of the pipe, the next daemon will not see them). */
 int cri_log_flush(CriLog *l, CriStream s);
+/* The stream ended: what is left is written as a last full line, and a line left open by P
+ * records is ended. */
+int cri_log_end(CriLog *l, CriStream s);
 
 /* Formats t (ns since the epoch, UTC) as Go's RFC3339Nano does; buf must hold 36 bytes. */
 size_t cri_log_timestamp(uint64_t ns, char *buf);

@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -305,8 +307,10 @@ static void test_splice_from_a_pipe(void **state) {
         assert_int_equal(cri_log_splice(l, CRI_STDERR, p[0], "ee\n0123456789abcdefghijkl\n", 26, &taken), 0);
         assert_int_equal(taken, 26);
         assert_int_equal(pipe_len(p[0]), 0);
-        assert_int_equal(cri_log_flush(l, CRI_STDOUT), 0); /* stdout's "thr" line was left open */
-        assert_int_equal(cri_log_flush(l, CRI_STDERR), 0); /* stderr's was not */
+        /* The daemon letting go (a restart) ends no line: the next daemon goes on with it. */
+        assert_int_equal(cri_log_flush(l, CRI_STDOUT), 0);
+        assert_int_equal(cri_log_end(l, CRI_STDOUT), 0); /* stdout's "thr" line was left open */
+        assert_int_equal(cri_log_end(l, CRI_STDERR), 0); /* stderr's was not */
         cri_log_free(l);
         r = records(path);
         assert_string_equal(r, "stdout F one\n"
@@ -351,8 +355,57 @@ static void test_an_interrupted_record_is_mended(void **state) {
         assert_int_equal(cri_log_feed(l, CRI_STDOUT, "c\n", 2), 0);
         cri_log_free(l);
         r = records(path);
-        assert_string_equal(r, "stdout F a\nstdout F b\nstdout F half of it\nstdout F c\n");
+        /* The line's start: a P record, so that kubelet joins it with what follows. */
+        assert_string_equal(r, "stdout F a\nstdout F b\nstdout P half of it\nstdout F c\n");
         free(r);
+
+        /* A header cut short is cut off too. */
+        fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+        assert_true(fd >= 0);
+        const char *cut = "2026-12-02T10:00:00.4Z std";
+        assert_int_equal(write(fd, cut, strlen(cut)), (ssize_t) strlen(cut));
+        close(fd);
+        assert_int_equal(cri_log_open(dir, "m.log", 0, &l), 0);
+        assert_int_equal(cri_log_feed(l, CRI_STDERR, "d\n", 2), 0);
+        cri_log_free(l);
+        r = records(path);
+        assert_string_equal(r, "stdout F a\nstdout F b\nstdout P half of it\nstdout F c\nstderr F d\n");
+        free(r);
+}
+
+/* A record the file system takes only part of (here: the file size limit; a full disk alike)
+ * is mended at once: the next record starts on a line of its own. */
+static void test_a_failed_write_is_mended(void **state) {
+        char path[64], *r;
+        struct rlimit old, lim;
+        struct stat st;
+        int p[2];
+        size_t taken;
+        CriLog *l;
+
+        snprintf(path, sizeof path, "%s/f.log", dir);
+        assert_int_equal(pipe(p), 0);
+        assert_int_equal(cri_log_open(dir, "f.log", 0, &l), 0);
+        assert_int_equal(cri_log_feed(l, CRI_STDOUT, "first\n", 6), 0);
+        assert_int_equal(stat(path, &st), 0);
+        signal(SIGXFSZ, SIG_IGN);
+        assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+        lim = old;
+        lim.rlim_cur = (rlim_t) st.st_size + 40; /* the header (about 40 bytes) and a little text */
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+        assert_int_equal(write(p[1], "a-rather-long-second-line\n", 26), 26);
+        assert_true(cri_log_splice(l, CRI_STDOUT, p[0], "a-rather-long-second-line\n", 26, &taken) < 0);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+        char rest[26];
+        assert_int_equal(read(p[0], rest, 26 - taken), (ssize_t) (26 - taken));
+        assert_int_equal(cri_log_feed(l, CRI_STDOUT, "third\n", 6), 0);
+        cri_log_free(l);
+        r = records(path); /* every line a record of its own */
+        assert_true(strncmp(r, "stdout F first\n", 15) == 0);
+        assert_non_null(strstr(r, "\nstdout F third\n"));
+        free(r);
+        close(p[0]);
+        close(p[1]);
 }
 
 int main(void) {
@@ -370,6 +423,7 @@ int main(void) {
                 cmocka_unit_test(test_reopen_through_a_symlink_is_refused),
                 cmocka_unit_test(test_splice_from_a_pipe),
                 cmocka_unit_test(test_an_interrupted_record_is_mended),
+                cmocka_unit_test(test_a_failed_write_is_mended),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
