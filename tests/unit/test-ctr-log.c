@@ -326,51 +326,39 @@ static void test_splice_from_a_pipe(void **state) {
         close(p[1]);
 }
 
+/* Appends tail to the log at path as a killed daemon may have left it, opens the log again, writes
+ * line to stream and checks the records then. */
+static void append_reopen_and_check(const char *path, const char *tail, CriStream stream, const char *line,
+                                    const char *expected) {
+        CriLog *l;
+        char *r;
+        int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, tail, strlen(tail)), (ssize_t) strlen(tail));
+        close(fd);
+        assert_int_equal(cri_log_open(dir, strrchr(path, '/') + 1, 0, &l), 0);
+        assert_int_equal(cri_log_feed(l, stream, line, strlen(line)), 0);
+        cri_log_free(l);
+        r = records(path);
+        assert_string_equal(r, expected);
+        free(r);
+}
+
 /* A daemon killed inside a record leaves the file ending in it: a bare header is cut off (its text
  * is still in the pipe), a header with some text is ended with a newline; records go on after. */
 static void test_an_interrupted_record_is_mended(void **state) {
-        char path[64], *r;
-        CriLog *l;
-        int fd;
+        char path[64];
 
         snprintf(path, sizeof path, "%s/m.log", dir);
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-        assert_true(fd >= 0);
-        const char *bare = "2026-12-02T10:00:00.1Z stdout F a\n2026-12-02T10:00:00.2Z stdout F ";
-        assert_int_equal(write(fd, bare, strlen(bare)), (ssize_t) strlen(bare));
-        close(fd);
-        assert_int_equal(cri_log_open(dir, "m.log", 0, &l), 0);
-        assert_int_equal(cri_log_feed(l, CRI_STDOUT, "b\n", 2), 0);
-        cri_log_free(l);
-        r = records(path);
-        assert_string_equal(r, "stdout F a\nstdout F b\n");
-        free(r);
-
-        fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-        assert_true(fd >= 0);
-        const char *half = "2026-12-02T10:00:00.3Z stdout F half of it";
-        assert_int_equal(write(fd, half, strlen(half)), (ssize_t) strlen(half));
-        close(fd);
-        assert_int_equal(cri_log_open(dir, "m.log", 0, &l), 0);
-        assert_int_equal(cri_log_feed(l, CRI_STDOUT, "c\n", 2), 0);
-        cri_log_free(l);
-        r = records(path);
+        append_reopen_and_check(path, "2026-12-02T10:00:00.1Z stdout F a\n2026-12-02T10:00:00.2Z stdout F ", CRI_STDOUT,
+                                "b\n", "stdout F a\nstdout F b\n");
         /* The line's start: a P record, so that kubelet joins it with what follows. */
-        assert_string_equal(r, "stdout F a\nstdout F b\nstdout P half of it\nstdout F c\n");
-        free(r);
-
+        append_reopen_and_check(path, "2026-12-02T10:00:00.3Z stdout F half of it", CRI_STDOUT, "c\n",
+                                "stdout F a\nstdout F b\nstdout P half of it\nstdout F c\n");
         /* A header cut short is cut off too. */
-        fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-        assert_true(fd >= 0);
-        const char *cut = "2026-12-02T10:00:00.4Z std";
-        assert_int_equal(write(fd, cut, strlen(cut)), (ssize_t) strlen(cut));
-        close(fd);
-        assert_int_equal(cri_log_open(dir, "m.log", 0, &l), 0);
-        assert_int_equal(cri_log_feed(l, CRI_STDERR, "d\n", 2), 0);
-        cri_log_free(l);
-        r = records(path);
-        assert_string_equal(r, "stdout F a\nstdout F b\nstdout P half of it\nstdout F c\nstderr F d\n");
-        free(r);
+        append_reopen_and_check(path, "2026-12-02T10:00:00.4Z std", CRI_STDERR, "d\n",
+                                "stdout F a\nstdout F b\nstdout P half of it\nstdout F c\nstderr F d\n");
 }
 
 /* A record the file system takes only part of (here: the file size limit; a full disk alike)
