@@ -4,6 +4,7 @@
 #include "metrics-server.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +25,8 @@
 #define METRICS_PATH "/metrics"
 #define MAX_CONNECTIONS 32
 #define CONNECTION_TIMEOUT_SEC 10
+/* A server that stopped listening answers the requests it has for this long at most. */
+#define DRAIN_TIMEOUT_SEC CONNECTION_TIMEOUT_SEC
 
 struct MetricsServer {
         struct ev_loop *loop;
@@ -34,6 +37,9 @@ struct MetricsServer {
         int listen_fd;
         ev_io mhd_io;
         ev_timer mhd_timer;
+        ev_timer drain_timer;
+        MetricsServerDrained drained; /* set once it stopped listening */
+        void *drained_userdata;
         bool in_mhd;
         char url[96];
 };
@@ -89,6 +95,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
                 return MHD_NO;
         }
         (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, METRICS_CONTENT_TYPE);
+        if (s->drained) /* a kept-alive connection goes to the new address for its next scrape */
+                (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
         ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
         MHD_destroy_response(resp);
         return ret;
@@ -101,6 +109,17 @@ _printf_(2, 0) static void mhd_logger(void *cls, const char *fmt, va_list ap) {
         log_debug("metrics: libmicrohttpd: %s", buf);
 }
 
+static bool server_idle(MetricsServer *s) {
+        const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        return !info || info->num_connections == 0;
+}
+
+/* The end of a drain: the owner frees s; nothing may touch it afterwards. */
+static void server_drained(MetricsServer *s) {
+        ev_timer_stop(s->loop, &s->drain_timer);
+        s->drained(s, s->drained_userdata);
+}
+
 static void server_run(MetricsServer *s) {
         MHD_UNSIGNED_LONG_LONG ms;
 
@@ -110,6 +129,10 @@ static void server_run(MetricsServer *s) {
         (void) MHD_run(s->mhd);
         s->in_mhd = false;
         ev_timer_stop(s->loop, &s->mhd_timer);
+        if (s->drained && server_idle(s)) {
+                server_drained(s);
+                return;
+        }
         if (MHD_get_timeout(s->mhd, &ms) == MHD_YES) {
                 ev_timer_set(&s->mhd_timer, (double) ms / 1000., 0.);
                 ev_timer_start(s->loop, &s->mhd_timer);
@@ -122,6 +145,13 @@ static void mhd_io_cb(struct ev_loop *loop, ev_io *w, int revents) {
 
 static void mhd_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
         server_run(container_of(w, MetricsServer, mhd_timer));
+}
+
+static void drain_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+        MetricsServer *s = container_of(w, MetricsServer, drain_timer);
+
+        log_debug("metrics: %s: requests still open after %u s; closing them.", s->url, (unsigned) DRAIN_TIMEOUT_SEC);
+        server_drained(s);
 }
 
 static int listen_on(MetricsServer *s, const char *address) {
@@ -179,6 +209,7 @@ int metrics_server_new(struct ev_loop *loop, const char *address, Metrics *m, Me
         s->userdata = userdata;
         s->listen_fd = -1;
         ev_timer_init(&s->mhd_timer, mhd_timer_cb, 0., 0.);
+        ev_timer_init(&s->drain_timer, drain_timer_cb, (double) DRAIN_TIMEOUT_SEC, 0.);
         r = listen_on(s, address);
         if (r < 0) {
                 metrics_server_free(s);
@@ -212,11 +243,29 @@ MetricsServer *metrics_server_free(MetricsServer *s) {
                 return NULL;
         ev_io_stop(s->loop, &s->mhd_io);
         ev_timer_stop(s->loop, &s->mhd_timer);
+        ev_timer_stop(s->loop, &s->drain_timer);
         if (s->mhd)
                 MHD_stop_daemon(s->mhd);
         safe_close(s->listen_fd);
         free(s);
         return NULL;
+}
+
+bool metrics_server_drain(MetricsServer *s, MetricsServerDrained drained, void *userdata) {
+        MHD_socket fd;
+
+        assert(drained && !s->drained);
+        /* MHD hands the listening socket back (ours: MHD_OPTION_LISTEN_SOCKET); closing it closes
+         * the port now, while the connections already accepted are answered. */
+        fd = MHD_quiesce_daemon(s->mhd);
+        if (fd != MHD_INVALID_SOCKET)
+                safe_close(fd);
+        if (server_idle(s))
+                return false;
+        s->drained = drained;
+        s->drained_userdata = userdata;
+        ev_timer_start(s->loop, &s->drain_timer);
+        return true;
 }
 
 const char *metrics_server_url(const MetricsServer *s) {

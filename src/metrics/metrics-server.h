@@ -3,6 +3,7 @@
 #pragma once
 
 #include <ev.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "metrics.h"
@@ -17,6 +18,13 @@ typedef void (*MetricsCollect)(Metrics *m, void *userdata);
 int metrics_server_new(struct ev_loop *loop, const char *address, Metrics *m, MetricsCollect collect, void *userdata,
                        MetricsServer **ret);
 MetricsServer *metrics_server_free(MetricsServer *s);
+/* Called once a draining server has answered its open requests (or their time ran out): frees s. */
+typedef void (*MetricsServerDrained)(MetricsServer *s, void *userdata);
+
+/* Stops listening (the port closes at once) and lets the connections already open finish, each
+ * told to close after its answer, for at most 10 s. false: there were none, and s is the caller's
+ * to free now; true: drained() frees it later (metrics_server_free() before then is fine too). */
+bool metrics_server_drain(MetricsServer *s, MetricsServerDrained drained, void *userdata);
 /* "http://127.0.0.1:9899/metrics" */
 const char *metrics_server_url(const MetricsServer *s);
 

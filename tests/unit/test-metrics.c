@@ -1,11 +1,17 @@
-/* Unit tests of the metrics registry's text exposition: names, label escaping, histograms. */
+/* Unit tests of the metrics registry's text exposition: names, label escaping, histograms; and of the
+ * endpoint's drain on a real loopback socket. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "metrics-server.h"
@@ -170,6 +176,74 @@ static void test_process_sample(void **state) {
         assert_true(rss > 0);
 }
 
+/* A blocking client to the server's port; -errno when connect() fails. */
+static int connect_to(const MetricsServer *s) {
+        struct sockaddr_in sa = { .sin_family = AF_INET };
+        unsigned port = 0;
+        int fd, r;
+
+        assert_int_equal(sscanf(metrics_server_url(s), "http://127.0.0.1:%u/", &port), 1);
+        sa.sin_port = htons(port);
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(fd >= 0);
+        r = connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0 ? -errno : fd;
+        if (r < 0)
+                close(fd);
+        return r;
+}
+
+static void drained(MetricsServer *s, void *userdata) {
+        bool *done = userdata;
+
+        *done = true;
+        metrics_server_free(s);
+}
+
+static void test_server_drain(void **state) {
+        struct ev_loop *loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
+        static const char head[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n";
+        MetricsServer *idle, *s;
+        char answer[4096] = {};
+        size_t n = 0;
+        bool done = false;
+        ssize_t k;
+        Metrics *m;
+        int fd;
+
+        assert_non_null(loop);
+        assert_int_equal(metrics_new(&m), 0);
+
+        /* No connection: the port closes and the server is the caller's to free at once. */
+        assert_int_equal(metrics_server_new(loop, "127.0.0.1:0", m, NULL, NULL, &idle), 0);
+        assert_false(metrics_server_drain(idle, drained, &done));
+        assert_int_equal(connect_to(idle), -ECONNREFUSED);
+        metrics_server_free(idle);
+        assert_false(done);
+
+        /* A request half sent when the drain begins: new connections are refused, it is answered
+         * and its connection closed, and then the server is freed. */
+        assert_int_equal(metrics_server_new(loop, "127.0.0.1:0", m, NULL, NULL, &s), 0);
+        fd = connect_to(s);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, head, strlen(head)), (ssize_t) strlen(head));
+        ev_run(loop, EVRUN_ONCE); /* the connection is accepted */
+        assert_true(metrics_server_drain(s, drained, &done));
+        assert_int_equal(connect_to(s), -ECONNREFUSED);
+        assert_int_equal(write(fd, "\r\n", 2), 2);
+        for (unsigned i = 0; !done && i < 100; i++)
+                ev_run(loop, EVRUN_ONCE); /* at most the 10 s drain timeout */
+        assert_true(done);
+        while (n < sizeof answer - 1 && (k = read(fd, answer + n, sizeof answer - 1 - n)) > 0)
+                n += (size_t) k;
+        assert_true(strncmp(answer, "HTTP/1.1 200", 12) == 0);
+        assert_non_null(strcasestr(answer, "\r\nConnection: close\r\n"));
+        close(fd);
+
+        metrics_free(m);
+        ev_loop_destroy(loop);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_empty),
@@ -178,6 +252,7 @@ int main(void) {
                 cmocka_unit_test(test_histogram_without_labels),
                 cmocka_unit_test(test_numbers),
                 cmocka_unit_test(test_process_sample),
+                cmocka_unit_test(test_server_drain),
         };
         return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
 }
