@@ -3,7 +3,9 @@
 #include "build-config.h"
 #include "manager-metrics.h"
 
+#include <assert.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "log.h"
 #include "macro.h"
@@ -15,6 +17,10 @@
 struct ManagerMetrics {
         Metrics *registry;
         MetricsServer *server;
+        /* A reload: the server bound to the new address (none when it is ""), until it is put in
+         * place or dropped; and the one it replaced, while that answers its last requests. */
+        MetricsServer *next, *draining;
+        bool reloading;
         MetricFamily *grpc_requests, *grpc_duration;
         MetricFamily *pods, *containers;
         MetricFamily *pulls, *pull_bytes, *pull_duration;
@@ -84,8 +90,7 @@ int manager_metrics_new(Manager *m) {
         ManagerMetrics *mm;
         int r;
 
-        if (!m->config.metrics_address[0])
-                return 0;
+        /* Also without an address: a reload may set one, and what it serves counts from the start. */
         mm = calloc(1, sizeof *mm);
         if (!mm)
                 return -ENOMEM;
@@ -125,7 +130,7 @@ int manager_metrics_start(Manager *m) {
         ManagerMetrics *mm = m->metrics;
         int r;
 
-        if (!mm)
+        if (!mm || !m->config.metrics_address[0])
                 return 0;
         r = metrics_server_new(m->loop, m->config.metrics_address, mm->registry, collect, m, &mm->server);
         if (r < 0)
@@ -140,9 +145,62 @@ void manager_metrics_free(Manager *m) {
         if (!mm)
                 return;
         metrics_server_free(mm->server);
+        metrics_server_free(mm->next);
+        metrics_server_free(mm->draining);
         metrics_free(mm->registry);
         free(mm);
         m->metrics = NULL;
+}
+
+int manager_metrics_reload_prepare(Manager *m, const char *address) {
+        ManagerMetrics *mm = m->metrics;
+
+        assert(mm && !mm->reloading);
+        /* The same address keeps its server (and, with port 0, the port the kernel chose). */
+        if (strcmp(address, m->config.metrics_address) == 0)
+                return 0;
+        if (address[0]) {
+                int r = metrics_server_new(m->loop, address, mm->registry, collect, m, &mm->next);
+                if (r < 0)
+                        return r;
+        }
+        mm->reloading = true;
+        return 0;
+}
+
+static void drained(MetricsServer *s, void *userdata) {
+        ManagerMetrics *mm = userdata;
+
+        assert(s == mm->draining);
+        mm->draining = metrics_server_free(s);
+}
+
+void manager_metrics_reload_finish(Manager *m, bool commit) {
+        ManagerMetrics *mm = m->metrics;
+        MetricsServer *old;
+
+        if (!mm || !mm->reloading)
+                return;
+        mm->reloading = false;
+        if (!commit) {
+                mm->next = metrics_server_free(mm->next);
+                return;
+        }
+        old = mm->server;
+        mm->server = TAKE_PTR(mm->next);
+        if (!old)
+                return;
+        /* One server draining at a time: a second move within its 10 s cuts the first one's last
+         * requests short. */
+        mm->draining = metrics_server_free(mm->draining);
+        if (metrics_server_drain(old, drained, mm))
+                mm->draining = old;
+        else
+                metrics_server_free(old);
+}
+
+const char *manager_metrics_url(Manager *m) {
+        return m->metrics && m->metrics->server ? metrics_server_url(m->metrics->server) : NULL;
 }
 
 static const char *result_of(bool ok) {

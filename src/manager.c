@@ -494,6 +494,7 @@ static void swap_reloadable(Config *a, Config *b) {
         SWAP(a->image_min_free, b->image_min_free);
         SWAP(a->cni_bin_dirs, b->cni_bin_dirs);
         SWAP(a->cni_timeout_usec, b->cni_timeout_usec);
+        SWAP(a->metrics_address, b->metrics_address);
 }
 
 static PullLimits pull_limits(const Config *c) {
@@ -508,8 +509,9 @@ static PullLimits pull_limits(const Config *c) {
 
 /* SIGHUP: the configuration is read again. [Registries], [Images], the log level and [CNI]
  * BinDir=/PluginTimeoutSec= take effect for what starts from now on, and the CNI directory is read
- * again; a change of any other key is reported as needing a restart and not applied. A
- * configuration that does not load changes nothing. */
+ * again; [Metrics] Address= moves (or starts, or stops) the endpoint. A change of any other key is
+ * reported as needing a restart and not applied. A configuration that does not load, or a step that
+ * fails, changes nothing. */
 static void manager_reload(Manager *m) {
         _cleanup_free_ char *before = NULL, *others = NULL, *now = NULL;
         Config next;
@@ -523,6 +525,17 @@ static void manager_reload(Manager *m) {
         }
         PullLimits limits = pull_limits(&next);
         r = config_to_json(&m->config, &before);
+        /* First the step that most often fails (an address in use), the easiest one to undo: the
+         * new address is bound while the old one still serves. No endpoint in a teardown. */
+        if (r >= 0 && !m->teardown.enabled) {
+                r = manager_metrics_reload_prepare(m, next.metrics_address);
+                if (r < 0) {
+                        log_error_errno(r, "Reload failed: cannot serve metrics on %s: %m; the configuration in "
+                                        "use is unchanged.", next.metrics_address);
+                        config_done(&next);
+                        return;
+                }
+        }
         if (r >= 0 && m->puller)
                 r = puller_reconfigure(m->puller, next.registry_insecure, next.registry_mirrors, &limits);
         if (r >= 0 && m->cni) {
@@ -533,6 +546,7 @@ static void manager_reload(Manager *m) {
                                                   &old);
                 }
         }
+        manager_metrics_reload_finish(m, r >= 0);
         if (r < 0) {
                 log_error_errno(r, "Reload failed: %m");
                 config_done(&next);
@@ -544,15 +558,16 @@ static void manager_reload(Manager *m) {
          * was changed in a key that only a restart applies. */
         if (config_to_json(&next, &others) >= 0 && config_to_json(&m->config, &now) >= 0) {
                 if (strcmp(others, before) != 0)
-                        log_notice("Reload: keys other than [Registries], [Images], [CNI] BinDir=/PluginTimeoutSec= "
-                                   "and LogLevel= changed; they take effect at the next start.");
+                        log_notice("Reload: keys other than [Registries], [Images], [CNI] BinDir=/PluginTimeoutSec=, "
+                                   "[Metrics] and LogLevel= changed; they take effect at the next start.");
                 free(m->config_json);
                 m->config_json = TAKE_PTR(now);
         }
         config_done(&next);
-        log_info("Reloaded the configuration: registries %s, mirrors %s, CNI plugins in %s.",
+        log_info("Reloaded the configuration: registries %s, mirrors %s, CNI plugins in %s, metrics %s%s.",
                  m->config.registry_insecure[0] ? m->config.registry_insecure : "(none insecure)",
-                 m->config.registry_mirrors[0] ? m->config.registry_mirrors : "(none)", m->config.cni_bin_dirs);
+                 m->config.registry_mirrors[0] ? m->config.registry_mirrors : "(none)", m->config.cni_bin_dirs,
+                 manager_metrics_url(m) ? "on " : "off", manager_metrics_url(m) ?: "");
 }
 
 static void sighup_cb(struct ev_loop *loop, ev_signal *w, int revents) {

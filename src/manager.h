@@ -51,7 +51,7 @@ typedef struct Manager {
         bool socket_activated;
         StreamServer *streaming; /* Exec, Attach and PortForward (cri-stream.c) */
         struct CriEvents *events; /* GetContainerEvents' subscribers (cri-events.c) */
-        ManagerMetrics *metrics; /* [Metrics] Address= (manager-metrics.c); NULL when off */
+        ManagerMetrics *metrics; /* the registry and the [Metrics] Address= endpoint (manager-metrics.c) */
 
         ev_signal sigterm, sigint, sighup;
         /* Reads the configuration again as start-up did (files, drop-ins, command line), for SIGHUP;

@@ -59,7 +59,7 @@ def test_sighup_reloads_registries_and_keeps_the_rest(make_daemon, registry, pb)
         f.write(f"[Registries]\nInsecure={registry.url}\n")
     d.send_signal(signal.SIGHUP)
     wait_journal(f"_PID={d.pid}", f"MESSAGE=Reloaded the configuration: registries {registry.url}, mirrors (none), "
-                 "CNI plugins in /usr/lib/cni:/opt/cni/bin.")
+                 "CNI plugins in /usr/lib/cni:/opt/cni/bin, metrics off.")
     assert d.images().PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)), timeout=30).image_ref == image.id
     info = json.loads(d.runtime().Status(pb.StatusRequest(verbose=True), timeout=10).info["config"])
     assert info["registryInsecure"] == registry.url

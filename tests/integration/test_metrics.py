@@ -4,7 +4,9 @@ and parsed with prometheus_client (Debian's python3-prometheus-client), as Prome
 The daemon serves it on a loopback port the test picks; the counters are compared before and after
 the calls a test makes, since the daemon's own start-up makes calls of its own (systemd jobs)."""
 
+import json
 import os
+import signal
 import socket
 import time
 import urllib.error
@@ -13,7 +15,7 @@ import urllib.request
 import grpc
 import pytest
 
-from rktlet_test import journal, project_version, wait_journal
+from rktlet_test import journal, project_version, wait_journal, wait_until
 from test_containers import (SERVICE, T, cleanup, ctr_config, ctr_registry, make_pod, no_container_leftovers,  # noqa: F401
                              pytestmark, remove, run, stop, wait_state)
 from test_images import pull, registries_config
@@ -289,3 +291,105 @@ def test_ipv6_loopback(make_daemon):
     wait_journal(f"_PID={d.pid}", f"MESSAGE=Metrics on http://[::1]:{port}/metrics.")
     with urllib.request.urlopen(f"http://[::1]:{port}/metrics", timeout=10) as resp:
         assert "rktlet_build_info" in resp.read().decode()
+
+
+# --- SIGHUP ---------------------------------------------------------------------------------------
+
+def refused(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def serving(port):
+    try:
+        return Scrape(port)
+    except (urllib.error.URLError, ConnectionError):
+        return None
+
+
+def n_sockets(pid):
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:[")
+        except OSError:
+            pass
+    return n
+
+
+def logged(d, text):
+    return text in d.log() or any(text in e["MESSAGE"] for e in journal(f"_PID={d.pid}"))
+
+
+def reload(d, config):
+    with open(d.config, "w") as f:
+        f.write(config)
+    d.send_signal(signal.SIGHUP)
+
+
+def config_in_use(d, pb):
+    return json.loads(d.runtime().Status(pb.StatusRequest(verbose=True), timeout=10).info["config"])
+
+
+def test_sighup_starts_moves_and_stops_the_endpoint(make_daemon, pb):
+    d = make_daemon()
+    assert len(listening_sockets(d.pid)) == 1  # the streaming server only
+    rt = d.runtime()
+    for _ in range(3):
+        rt.Version(pb.VersionRequest(), timeout=10)
+
+    # unset -> set: served on the new address, with what was counted before it.
+    port1 = free_port()
+    reload(d, metrics_config(port1))
+    first = wait_until(lambda: serving(port1), what="the endpoint on the first port")
+    wait_until(lambda: logged(d, f"metrics on http://127.0.0.1:{port1}/metrics."), what="the reload's log line")
+    version_ok = dict(method="Version", code="OK")
+    assert first.value("rktlet_grpc_requests_total", **version_ok) >= 3
+    assert config_in_use(d, pb)["metricsAddress"] == f"127.0.0.1:{port1}"
+
+    # A move: a scrape in flight on the old port (its headers not yet ended) is still answered.
+    port2 = free_port()
+    n = n_sockets(d.pid)
+    held = socket.create_connection(("127.0.0.1", port1), timeout=10)
+    held.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+    wait_until(lambda: n_sockets(d.pid) > n, what="the daemon to accept the held connection")
+    reload(d, metrics_config(port2))
+    moved = wait_until(lambda: refused(port1) and serving(port2), what="the endpoint to move")
+    assert moved.value("rktlet_grpc_requests_total", **version_ok) >= first.value("rktlet_grpc_requests_total",
+                                                                                    **version_ok)
+    assert moved.value("rktlet_build_info", version=project_version()) == 1
+    held.sendall(b"\r\n")
+    answer = b""
+    while chunk := held.recv(65536):  # the old server closes the connection after its answer
+        answer += chunk
+    held.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert b"rktlet_grpc_requests_total" in body
+    assert len(listening_sockets(d.pid)) == 2
+
+    # An address in use: the whole reload fails (the registries too), the old port still serves.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port3 = taken.getsockname()[1]
+        reload(d, "[Registries]\nInsecure=127.0.0.1:1\n" + metrics_config(port3))
+        wait_until(lambda: logged(d, f"Reload failed: cannot serve metrics on 127.0.0.1:{port3}: Address already in "
+                                     "use; the configuration in use is unchanged."), what="the failed reload")
+        assert serving(port2)
+        info = config_in_use(d, pb)
+        assert info["metricsAddress"] == f"127.0.0.1:{port2}"
+        assert info["registryInsecure"] == ""
+        assert len(listening_sockets(d.pid)) == 2
+
+    # set -> unset: the port closes; the daemon goes on.
+    reload(d, "[Metrics]\nAddress=\n")
+    wait_until(lambda: refused(port2), what="the metrics port to close")
+    wait_until(lambda: logged(d, "CNI plugins in /usr/lib/cni:/opt/cni/bin, metrics off."), what="the log line")
+    assert len(listening_sockets(d.pid)) == 1
+    assert config_in_use(d, pb)["metricsAddress"] == ""
+    assert not logged(d, "take effect at the next start")
+    assert rt.Version(pb.VersionRequest(), timeout=10).runtime_name == "rktlet"
