@@ -267,6 +267,9 @@ static const ConfigItem items[] = {
         { "CNI", "ConfTemplate", parse_path, offsetof(Config, cni_conf_template) },
         { "Registries", "Insecure", parse_string, offsetof(Config, registry_insecure) },
         { "Registries", "Mirrors", parse_mirrors, offsetof(Config, registry_mirrors) },
+        { "Registries", "Blocked", parse_string, offsetof(Config, registry_blocked) },
+        { "Registries", "CertsDir", parse_optional_path, offsetof(Config, registry_certs_dir) },
+        { "Registries", "AuthFile", parse_optional_path, offsetof(Config, registry_auth_file) },
         { "Containers", "Runtime", parse_string, offsetof(Config, oci_runtime) },
         { "Images", "MaxLayerSize", parse_big_size, offsetof(Config, image_max_layer_size) },
         { "Images", "MaxImageSize", parse_big_size, offsetof(Config, image_max_size) },
@@ -300,6 +303,9 @@ int config_init(Config *c) {
                 .cni_conf_template = strdup(""),
                 .registry_insecure = strdup(""),
                 .registry_mirrors = strdup(""),
+                .registry_blocked = strdup(""),
+                .registry_certs_dir = strdup("/etc/rktlet/certs.d"),
+                .registry_auth_file = strdup("/etc/rktlet/auth.json"),
                 .oci_runtime = strdup(""),
                 .image_max_layer_size = 32ULL << 30,
                 .image_max_size = 64ULL << 30,
@@ -317,6 +323,7 @@ int config_init(Config *c) {
         };
         if (!c->listen || !c->state_dir || !c->root_dir || !c->cni_conf_dir || !c->cni_bin_dirs ||
             !c->cni_conf_template || !c->registry_insecure || !c->registry_mirrors || !c->oci_runtime ||
+            !c->registry_blocked || !c->registry_certs_dir || !c->registry_auth_file ||
             !c->stream_address || !c->stream_tls_cert || !c->stream_tls_key || !c->metrics_address) {
                 config_done(c);
                 return -ENOMEM;
@@ -333,6 +340,9 @@ void config_done(Config *c) {
         free(c->cni_conf_template);
         free(c->registry_insecure);
         free(c->registry_mirrors);
+        free(c->registry_blocked);
+        free(c->registry_certs_dir);
+        free(c->registry_auth_file);
         free(c->oci_runtime);
         free(c->stream_address);
         free(c->stream_tls_cert);
@@ -496,6 +506,9 @@ int config_to_json(const Config *c, char **ret) {
         gen_str(g, "cniConfTemplate", c->cni_conf_template);
         gen_str(g, "registryInsecure", c->registry_insecure);
         gen_str(g, "registryMirrors", c->registry_mirrors);
+        gen_str(g, "registryBlocked", c->registry_blocked);
+        gen_str(g, "registryCertsDir", c->registry_certs_dir);
+        gen_str(g, "registryAuthFile", c->registry_auth_file);
         gen_str(g, "ociRuntime", c->oci_runtime);
         gen_int(g, "imageMaxLayerSize", (long long) c->image_max_layer_size);
         gen_int(g, "imageMaxSize", (long long) c->image_max_size);
