@@ -578,7 +578,12 @@ static bool dump_value(FILE *f, const ConfigItem *it, const void *field) {
 
 int config_dump(const Config *c, FILE *f) {
         const char *section = NULL;
+        Config def;
+        int r;
 
+        r = config_init(&def);
+        if (r < 0)
+                return r;
         fputs("# The effective configuration: rktlet.conf, its drop-ins and the command line.\n", f);
         for (size_t i = 0; i < ELEMENTSOF(items); i++) {
                 const ConfigItem *it = &items[i];
@@ -589,15 +594,21 @@ int config_dump(const Config *c, FILE *f) {
                         fprintf(f, "%s[%s]\n", section ? "\n" : "", it->section);
                         section = it->section;
                 }
-                /* An empty string is "unset": written as a comment, since the key would not parse. */
+                /* An empty string is "unset": written as a comment when that is the default, since the
+                 * key may not parse empty; a key whose default is not empty (CertsDir=, AuthFile=) is
+                 * written empty, which turns it off. */
                 if (is_string && !(*(char *const *) field)[0]) {
-                        fprintf(f, "#%s=\n", it->key);
+                        const char *d = *(char *const *) ((const uint8_t *) &def + it->offset);
+                        fprintf(f, "%s%s=\n", d[0] ? "" : "#", it->key);
                         continue;
                 }
                 fprintf(f, "%s=", it->key);
-                if (!dump_value(f, it, field))
+                if (!dump_value(f, it, field)) {
+                        config_done(&def);
                         return -EOPNOTSUPP;
+                }
                 fputc('\n', f);
         }
+        config_done(&def);
         return fflush(f) == 0 ? 0 : -errno;
 }
