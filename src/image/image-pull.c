@@ -406,9 +406,19 @@ static void req_finished(CURL *easy, CURLcode result, void *userdata) {
                 else if (result == CURLE_WRITE_ERROR && q->expected > 0 && q->received > q->expected)
                         snprintf(message, sizeof message, "more data than the manifest's %llu bytes",
                                  (unsigned long long) q->expected);
-                else
-                        /* The error buffer says which certificate problem, where there is one. */
-                        snprintf(message, sizeof message, "network: %s", q->errbuf[0] ? q->errbuf : curl_easy_strerror(result));
+                else {
+                        /* The error buffer says which certificate problem, where there is one. A
+                         * registry that wants a client certificate it did not get closes the
+                         * connection after the handshake (TLS 1.3): a hint where to put one. */
+                        bool hint = !q->pull->tls.cert_pem && strncmp(q->url, "https:", 6) == 0 &&
+                                    (result == CURLE_RECV_ERROR || result == CURLE_SEND_ERROR ||
+                                     result == CURLE_SSL_CONNECT_ERROR);
+                        snprintf(message, sizeof message, "network: %s%s%s%s%s", curl_easy_strerror(result),
+                                 q->errbuf[0] ? " (" : "", q->errbuf, q->errbuf[0] ? ")" : "",
+                                 hint ? "; a registry that requires a client certificate finds none: it goes in "
+                                        "[Registries] CertsDir=, <host>/client.cert and client.key"
+                                      : "");
+                }
                 q->done(q, result == CURLE_WRITE_ERROR ? -EBADMSG : -EHOSTUNREACH, message);
                 return;
         }
@@ -447,6 +457,9 @@ static void req_set_tls(Req *q) {
         const RegistryTls *t = &q->pull->tls;
 
         if (t->cas) {
+                /* Not the store libcurl may cache for every connection (CURLOPT_CA_CACHE_TIMEOUT): the
+                 * CAs of one host must not become trusted for all of them. */
+                curl_easy_setopt(q->easy, CURLOPT_CA_CACHE_TIMEOUT, 0L);
                 curl_easy_setopt(q->easy, CURLOPT_SSL_CTX_FUNCTION, add_cas_to_ctx);
                 curl_easy_setopt(q->easy, CURLOPT_SSL_CTX_DATA, t->cas);
         }

@@ -265,6 +265,8 @@ int registry_auth_find(const char *json, const char *registry, const char *repos
         *ret_basic = NULL;
         *ret_error = NULL;
         if (!v) {
+                /* yajl's next lines quote the text around the error: credentials, maybe. */
+                err[strcspn(err, "\n")] = '\0';
                 *ret_error = strdup(err[0] ? err : "not JSON");
                 return -EBADMSG;
         }
