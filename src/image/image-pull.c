@@ -410,14 +410,15 @@ static void req_finished(CURL *easy, CURLcode result, void *userdata) {
                         /* The error buffer says which certificate problem, where there is one. A
                          * registry that wants a client certificate it did not get closes the
                          * connection after the handshake (TLS 1.3): a hint where to put one. */
-                        bool hint = !q->pull->tls.cert_pem && strncmp(q->url, "https:", 6) == 0 &&
+                        Pull *pl = q->pull;
+                        const char *endpoint = pl->endpoints[pl->endpoint], *host = strstr(endpoint, "://");
+                        bool hint = !pl->tls.cert_pem && pl->p->certs_dir[0] && strncmp(endpoint, "https:", 6) == 0 &&
                                     (result == CURLE_RECV_ERROR || result == CURLE_SEND_ERROR ||
                                      result == CURLE_SSL_CONNECT_ERROR);
-                        snprintf(message, sizeof message, "network: %s%s%s%s%s", curl_easy_strerror(result),
+                        snprintf(message, sizeof message, "network: %s%s%s%s%s%s%s%s", curl_easy_strerror(result),
                                  q->errbuf[0] ? " (" : "", q->errbuf, q->errbuf[0] ? ")" : "",
-                                 hint ? "; a registry that requires a client certificate finds none: it goes in "
-                                        "[Registries] CertsDir=, <host>/client.cert and client.key"
-                                      : "");
+                                 hint ? "; if the registry requires a client certificate, none is in " : "",
+                                 hint ? pl->p->certs_dir : "", hint ? "/" : "", hint && host ? host + 3 : "");
                 }
                 q->done(q, result == CURLE_WRITE_ERROR ? -EBADMSG : -EHOSTUNREACH, message);
                 return;
@@ -682,9 +683,10 @@ static void pull_fail(Pull *pl, int error, const char *format, ...) {
                 m = NULL;
         va_end(ap);
         /* Where the registry protocol's errors are born, errno says which: EBADMSG is content that
-         * does not match or parse, EPERM a layer refused or a host's certs.d or the auth
-         * file that cannot be used (FAILED_PRECONDITION: the operator must mend a file); the rest as errno implies (ENOKEY a 401,
-         * EACCES a 403, EHOSTUNREACH no registry, EFBIG/ENOSPC a limit, ENOENT a 404). */
+         * does not match or parse, EPERM a layer refused, or a host's certs.d or the auth file that
+         * cannot be used (FAILED_PRECONDITION: the operator must mend a file); the rest as errno
+         * implies (ENOKEY a 401, EACCES a 403 or a blocked registry, EHOSTUNREACH no registry,
+         * EFBIG/ENOSPC a limit, ENOENT a 404). */
         Error e = {
                 .kind = error == -EBADMSG ? ERROR_CORRUPT : error == -EPERM ? ERROR_WRONG_STATE : ERROR_SYSTEM,
                 .errno_value = error < 0 ? -error : EIO,

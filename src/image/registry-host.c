@@ -109,7 +109,8 @@ int registry_tls_load(const char *certs_dir, const char *host, RegistryTls *ret,
         for (struct dirent *de; (de = readdir(d));) {
                 if (de->d_name[0] == '.')
                         continue;
-                if (!has_suffix(de->d_name, ".crt") && !has_suffix(de->d_name, ".cert") && !has_suffix(de->d_name, ".key"))
+                if (!has_suffix(de->d_name, ".crt") && !has_suffix(de->d_name, ".cert") &&
+                    !has_suffix(de->d_name, ".key"))
                         continue;
                 if (n >= MAX_DIR_ENTRIES) {
                         r = set_error(ret_error, -E2BIG, "%s: more than %d certificate files", dir, MAX_DIR_ENTRIES);
@@ -222,7 +223,8 @@ static char *normalize_key(const char *key) {
                 n = strlen(k);
         while (n > 0 && k[n - 1] == '/')
                 n--;
-        if ((n == 15 && strncmp(k, "index.docker.io", 15) == 0) || (n == 20 && strncmp(k, "registry-1.docker.io", 20) == 0))
+        if ((n == 15 && strncmp(k, "index.docker.io", 15) == 0) ||
+            (n == 20 && strncmp(k, "registry-1.docker.io", 20) == 0))
                 return strdup("docker.io");
         return strndup(k, n);
 }
@@ -295,8 +297,8 @@ int registry_auth_find(const char *json, const char *registry, const char *repos
                         continue; /* identity tokens and the like: not credentials rktlet uses */
                 r = decode_auth(b64, &basic);
                 if (r < 0) {
-                        if (r == -EBADMSG && asprintf(ret_error, "entry %s: \"auth\" is not base64 of \"user:password\"",
-                                                      QUOTE(key)) < 0)
+                        if (r == -EBADMSG && asprintf(ret_error, "entry %s: \"auth\" is not base64 of \"%s\"",
+                                                      QUOTE(key), "user:password") < 0)
                                 *ret_error = NULL;
                         break;
                 }

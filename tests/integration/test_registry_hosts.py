@@ -159,7 +159,7 @@ def test_client_certificate(make_daemon, pb, tmp_path, ca):
         ref = f"{r.url}/mtls/app:v1"
 
         e = pull_error(d, pb, ref, grpc.StatusCode.UNAVAILABLE)
-        assert "requires a client certificate" in e.details(), e.details()
+        assert "requires a client certificate, none is in " + host in e.details(), e.details()
 
         cert, key = client_ca.issue("rktlet-node", client=True)
         shutil.copy(cert, os.path.join(host, "client.cert"))
