@@ -85,6 +85,12 @@ def test_ca_from_certs_d_at_the_next_pull(make_daemon, pb, tmp_path, ca, tls_reg
 
     shutil.copy(ca.cert, os.path.join(host, "ca.crt"))
     assert pull(d, pb, ref) == image.id
+    # Taken away, it is trusted no more: not even through a connection the last pull left open.
+    os.unlink(os.path.join(host, "ca.crt"))
+    e = pull_error(d, pb, ref, grpc.StatusCode.UNAVAILABLE)
+    assert "SSL certificate problem" in e.details(), e.details()
+    shutil.copy(ca.cert, os.path.join(host, "ca.crt"))
+    assert pull(d, pb, ref) == image.id
 
     other = Registry(tmp_path / "other", tls=ca)
     try:
@@ -167,6 +173,14 @@ def test_client_certificate(make_daemon, pb, tmp_path, ca):
         assert os.path.join(host, "client.cert") in e.details(), e.details()
         assert "client.key" in e.details(), e.details()
 
+        shutil.copy(key, os.path.join(host, "client.key"))
+        assert pull(d, pb, ref) == image.id
+
+        # Both taken away: refused again, even by way of a connection the last pull left open.
+        os.unlink(os.path.join(host, "client.cert"))
+        os.unlink(os.path.join(host, "client.key"))
+        pull_error(d, pb, ref, grpc.StatusCode.UNAVAILABLE)
+        shutil.copy(cert, os.path.join(host, "client.cert"))
         shutil.copy(key, os.path.join(host, "client.key"))
         assert pull(d, pb, ref) == image.id
 
