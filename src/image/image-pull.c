@@ -464,12 +464,14 @@ static void req_set_tls(Req *q) {
                 curl_easy_setopt(q->easy, CURLOPT_SSL_CTX_FUNCTION, add_cas_to_ctx);
                 curl_easy_setopt(q->easy, CURLOPT_SSL_CTX_DATA, t->cas);
         }
-        /* libcurl matches connections for reuse without the callback: one these CAs verified (or
-         * this certificate opened) would serve a later pull whose directory no longer has them (a
-         * ca.crt taken away). Closed after each request: a handshake per request, for such hosts
-         * only. */
-        if (t->cas || t->cert_pem)
+        /* libcurl matches connections and TLS sessions for reuse without the callback: one these
+         * CAs verified (or this certificate opened) would serve a later pull whose directory no
+         * longer has them (a ca.crt taken away). Closed after each request, and no session kept
+         * to resume: a full handshake per request, for such hosts only. */
+        if (t->cas || t->cert_pem) {
                 curl_easy_setopt(q->easy, CURLOPT_FORBID_REUSE, 1L);
+                curl_easy_setopt(q->easy, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+        }
         if (t->cert_pem) {
                 struct curl_blob cert = { t->cert_pem, t->cert_len, CURL_BLOB_COPY },
                                  key = { t->key_pem, t->key_len, CURL_BLOB_COPY };
