@@ -488,6 +488,9 @@ static void swap_reloadable(Config *a, Config *b) {
         SWAP(a->log_level, b->log_level);
         SWAP(a->registry_insecure, b->registry_insecure);
         SWAP(a->registry_mirrors, b->registry_mirrors);
+        SWAP(a->registry_blocked, b->registry_blocked);
+        SWAP(a->registry_certs_dir, b->registry_certs_dir);
+        SWAP(a->registry_auth_file, b->registry_auth_file);
         SWAP(a->image_max_layer_size, b->image_max_layer_size);
         SWAP(a->image_max_size, b->image_max_size);
         SWAP(a->image_max_ratio, b->image_max_ratio);
@@ -495,6 +498,16 @@ static void swap_reloadable(Config *a, Config *b) {
         SWAP(a->cni_bin_dirs, b->cni_bin_dirs);
         SWAP(a->cni_timeout_usec, b->cni_timeout_usec);
         SWAP(a->metrics_address, b->metrics_address);
+}
+
+static PullRegistries pull_registries(const Config *c) {
+        return (PullRegistries) {
+                .insecure = c->registry_insecure,
+                .mirrors = c->registry_mirrors,
+                .blocked = c->registry_blocked,
+                .certs_dir = c->registry_certs_dir,
+                .auth_file = c->registry_auth_file,
+        };
 }
 
 static PullLimits pull_limits(const Config *c) {
@@ -524,6 +537,7 @@ static void manager_reload(Manager *m) {
                 return;
         }
         PullLimits limits = pull_limits(&next);
+        PullRegistries registries = pull_registries(&next);
         r = config_to_json(&m->config, &before);
         /* First the step that most often fails (an address in use), the easiest one to undo: the
          * new address is bound while the old one still serves. No endpoint in a teardown. */
@@ -537,13 +551,13 @@ static void manager_reload(Manager *m) {
                 }
         }
         if (r >= 0 && m->puller)
-                r = puller_reconfigure(m->puller, next.registry_insecure, next.registry_mirrors, &limits);
+                r = puller_reconfigure(m->puller, &registries, &limits);
         if (r >= 0 && m->cni) {
                 r = cni_reconfigure(m->cni, next.cni_bin_dirs, next.cni_timeout_usec);
                 if (r < 0 && m->puller) { /* all or nothing: the puller goes back to what is in use */
                         PullLimits old = pull_limits(&m->config);
-                        (void) puller_reconfigure(m->puller, m->config.registry_insecure, m->config.registry_mirrors,
-                                                  &old);
+                        PullRegistries old_registries = pull_registries(&m->config);
+                        (void) puller_reconfigure(m->puller, &old_registries, &old);
                 }
         }
         manager_metrics_reload_finish(m, r >= 0);
@@ -664,12 +678,12 @@ static int manager_start_pods(Manager *m) {
 
 static int manager_start_images(Manager *m) {
         PullLimits limits = pull_limits(&m->config);
+        PullRegistries registries = pull_registries(&m->config);
         int r;
 
         r = image_store_new(m->loop, m->config.root_dir, &m->images);
         if (r >= 0)
-                r = puller_new(m->loop, m->images, m->config.registry_insecure, m->config.registry_mirrors, &limits,
-                               &m->puller);
+                r = puller_new(m->loop, m->images, &registries, &limits, &m->puller);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the image store in %s: %m", m->config.root_dir);
         puller_set_observer(m->puller, manager_metrics_observe_pull, m);

@@ -267,6 +267,9 @@ static const ConfigItem items[] = {
         { "CNI", "ConfTemplate", parse_path, offsetof(Config, cni_conf_template) },
         { "Registries", "Insecure", parse_string, offsetof(Config, registry_insecure) },
         { "Registries", "Mirrors", parse_mirrors, offsetof(Config, registry_mirrors) },
+        { "Registries", "Blocked", parse_string, offsetof(Config, registry_blocked) },
+        { "Registries", "CertsDir", parse_optional_path, offsetof(Config, registry_certs_dir) },
+        { "Registries", "AuthFile", parse_optional_path, offsetof(Config, registry_auth_file) },
         { "Containers", "Runtime", parse_string, offsetof(Config, oci_runtime) },
         { "Images", "MaxLayerSize", parse_big_size, offsetof(Config, image_max_layer_size) },
         { "Images", "MaxImageSize", parse_big_size, offsetof(Config, image_max_size) },
@@ -300,6 +303,9 @@ int config_init(Config *c) {
                 .cni_conf_template = strdup(""),
                 .registry_insecure = strdup(""),
                 .registry_mirrors = strdup(""),
+                .registry_blocked = strdup(""),
+                .registry_certs_dir = strdup("/etc/rktlet/certs.d"),
+                .registry_auth_file = strdup("/etc/rktlet/auth.json"),
                 .oci_runtime = strdup(""),
                 .image_max_layer_size = 32ULL << 30,
                 .image_max_size = 64ULL << 30,
@@ -317,6 +323,7 @@ int config_init(Config *c) {
         };
         if (!c->listen || !c->state_dir || !c->root_dir || !c->cni_conf_dir || !c->cni_bin_dirs ||
             !c->cni_conf_template || !c->registry_insecure || !c->registry_mirrors || !c->oci_runtime ||
+            !c->registry_blocked || !c->registry_certs_dir || !c->registry_auth_file ||
             !c->stream_address || !c->stream_tls_cert || !c->stream_tls_key || !c->metrics_address) {
                 config_done(c);
                 return -ENOMEM;
@@ -333,6 +340,9 @@ void config_done(Config *c) {
         free(c->cni_conf_template);
         free(c->registry_insecure);
         free(c->registry_mirrors);
+        free(c->registry_blocked);
+        free(c->registry_certs_dir);
+        free(c->registry_auth_file);
         free(c->oci_runtime);
         free(c->stream_address);
         free(c->stream_tls_cert);
@@ -496,6 +506,9 @@ int config_to_json(const Config *c, char **ret) {
         gen_str(g, "cniConfTemplate", c->cni_conf_template);
         gen_str(g, "registryInsecure", c->registry_insecure);
         gen_str(g, "registryMirrors", c->registry_mirrors);
+        gen_str(g, "registryBlocked", c->registry_blocked);
+        gen_str(g, "registryCertsDir", c->registry_certs_dir);
+        gen_str(g, "registryAuthFile", c->registry_auth_file);
         gen_str(g, "ociRuntime", c->oci_runtime);
         gen_int(g, "imageMaxLayerSize", (long long) c->image_max_layer_size);
         gen_int(g, "imageMaxSize", (long long) c->image_max_size);
@@ -565,7 +578,12 @@ static bool dump_value(FILE *f, const ConfigItem *it, const void *field) {
 
 int config_dump(const Config *c, FILE *f) {
         const char *section = NULL;
+        Config def;
+        int r;
 
+        r = config_init(&def);
+        if (r < 0)
+                return r;
         fputs("# The effective configuration: rktlet.conf, its drop-ins and the command line.\n", f);
         for (size_t i = 0; i < ELEMENTSOF(items); i++) {
                 const ConfigItem *it = &items[i];
@@ -576,15 +594,21 @@ int config_dump(const Config *c, FILE *f) {
                         fprintf(f, "%s[%s]\n", section ? "\n" : "", it->section);
                         section = it->section;
                 }
-                /* An empty string is "unset": written as a comment, since the key would not parse. */
+                /* An empty string is "unset": written as a comment when that is the default, since the
+                 * key may not parse empty; a key whose default is not empty (CertsDir=, AuthFile=) is
+                 * written empty, which turns it off. */
                 if (is_string && !(*(char *const *) field)[0]) {
-                        fprintf(f, "#%s=\n", it->key);
+                        const char *d = *(char *const *) ((const uint8_t *) &def + it->offset);
+                        fprintf(f, "%s%s=\n", d[0] ? "" : "#", it->key);
                         continue;
                 }
                 fprintf(f, "%s=", it->key);
-                if (!dump_value(f, it, field))
+                if (!dump_value(f, it, field)) {
+                        config_done(&def);
                         return -EOPNOTSUPP;
+                }
                 fputc('\n', f);
         }
+        config_done(&def);
         return fflush(f) == 0 ? 0 : -errno;
 }

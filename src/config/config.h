@@ -27,6 +27,9 @@ typedef struct Config {
         char *cni_conf_template; /* written to the conf dir with the pod CIDR kubelet sets; "" none */
         char *registry_insecure; /* comma-separated hosts spoken to over plain HTTP */
         char *registry_mirrors;  /* comma-separated "registry=mirror|mirror" */
+        char *registry_blocked;  /* comma-separated hosts never pulled from */
+        char *registry_certs_dir; /* <dir>/<host>/ holds CAs and client certificates; "" none */
+        char *registry_auth_file; /* containers-auth.json; "" none */
         char *oci_runtime;       /* runc, crun or a path; "" to detect */
         /* [Images]: what one pull may unpack, and the free space it must leave. */
         uint64_t image_max_layer_size;  /* uncompressed bytes of one layer */

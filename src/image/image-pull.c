@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +30,7 @@
 #include "log.h"
 #include "macro.h"
 #include "quote.h"
+#include "registry-host.h"
 #include "strv.h"
 #include "time-util.h"
 
@@ -55,6 +58,8 @@ struct Puller {
         CurlEv *curl;
         char **insecure;
         char **mirrors; /* "registry=m1|m2" */
+        char **blocked;
+        char *certs_dir, *auth_file;
         PullLimits limits;
         Pull *pulls;
         PullObserve observe;
@@ -81,6 +86,7 @@ struct Req {
         uint64_t last_progress_usec;
         long status;
         char *content_type, *www_auth; /* of the last response, read when it has finished */
+        char errbuf[CURL_ERROR_SIZE];  /* libcurl's own words: "SSL certificate problem: …" */
         bool retried_auth;
         bool for_token;
         Req *token; /* the token request this one waits for: it goes with it */
@@ -119,6 +125,8 @@ struct Pull {
         char *refresh_token;
         char **endpoints; /* base URLs, mirrors first */
         size_t endpoint;
+        RegistryTls tls;  /* from the certs.d directory of the endpoint in use… */
+        size_t tls_for;   /* …which is endpoints[tls_for - 1] (0: none read yet) */
         char *endpoint_errors;
 
         Req *req; /* manifest, config or token request in flight */
@@ -398,8 +406,20 @@ static void req_finished(CURL *easy, CURLcode result, void *userdata) {
                 else if (result == CURLE_WRITE_ERROR && q->expected > 0 && q->received > q->expected)
                         snprintf(message, sizeof message, "more data than the manifest's %llu bytes",
                                  (unsigned long long) q->expected);
-                else
-                        snprintf(message, sizeof message, "network: %s", curl_easy_strerror(result));
+                else {
+                        /* The error buffer says which certificate problem, where there is one. A
+                         * registry that wants a client certificate it did not get closes the
+                         * connection after the handshake (TLS 1.3): a hint where to put one. */
+                        Pull *pl = q->pull;
+                        const char *endpoint = pl->endpoints[pl->endpoint], *host = strstr(endpoint, "://");
+                        bool hint = !pl->tls.cert_pem && pl->p->certs_dir[0] && strncmp(endpoint, "https:", 6) == 0 &&
+                                    (result == CURLE_RECV_ERROR || result == CURLE_SEND_ERROR ||
+                                     result == CURLE_SSL_CONNECT_ERROR);
+                        snprintf(message, sizeof message, "network: %s%s%s%s%s%s%s%s", curl_easy_strerror(result),
+                                 q->errbuf[0] ? " (" : "", q->errbuf, q->errbuf[0] ? ")" : "",
+                                 hint ? "; if the registry requires a client certificate, none is in " : "",
+                                 hint ? pl->p->certs_dir : "", hint ? "/" : "", hint && host ? host + 3 : "");
+                }
                 q->done(q, result == CURLE_WRITE_ERROR ? -EBADMSG : -EHOSTUNREACH, message);
                 return;
         }
@@ -423,6 +443,45 @@ static void req_finished(CURL *easy, CURLcode result, void *userdata) {
         q->done(q, 0, NULL);
 }
 
+/* The CAs of the host's certs.d, added to the store that libcurl filled from the system's bundle:
+ * trusted besides those, as docker and containerd trust them (CURLOPT_CAINFO would replace them). */
+static CURLcode add_cas_to_ctx(CURL *easy, void *ssl_ctx, void *userdata) {
+        X509_STORE *store = SSL_CTX_get_cert_store(ssl_ctx);
+        STACK_OF(X509) *cas = userdata;
+
+        for (int i = 0; store && i < sk_X509_num(cas); i++)
+                (void) X509_STORE_add_cert(store, sk_X509_value(cas, i)); /* a duplicate is no error here */
+        return CURLE_OK;
+}
+
+static void req_set_tls(Req *q) {
+        const RegistryTls *t = &q->pull->tls;
+
+        if (t->cas) {
+                /* Not the store libcurl may cache for every connection (CURLOPT_CA_CACHE_TIMEOUT): the
+                 * CAs of one host must not become trusted for all of them. */
+                curl_easy_setopt(q->easy, CURLOPT_CA_CACHE_TIMEOUT, 0L);
+                curl_easy_setopt(q->easy, CURLOPT_SSL_CTX_FUNCTION, add_cas_to_ctx);
+                curl_easy_setopt(q->easy, CURLOPT_SSL_CTX_DATA, t->cas);
+        }
+        /* libcurl matches connections and TLS sessions for reuse without the callback: one these
+         * CAs verified (or this certificate opened) would serve a later pull whose directory no
+         * longer has them (a ca.crt taken away). Closed after each request, and no session kept
+         * to resume: a full handshake per request, for such hosts only. */
+        if (t->cas || t->cert_pem) {
+                curl_easy_setopt(q->easy, CURLOPT_FORBID_REUSE, 1L);
+                curl_easy_setopt(q->easy, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+        }
+        if (t->cert_pem) {
+                struct curl_blob cert = { t->cert_pem, t->cert_len, CURL_BLOB_COPY },
+                                 key = { t->key_pem, t->key_len, CURL_BLOB_COPY };
+                curl_easy_setopt(q->easy, CURLOPT_SSLCERT_BLOB, &cert);
+                curl_easy_setopt(q->easy, CURLOPT_SSLCERTTYPE, "PEM");
+                curl_easy_setopt(q->easy, CURLOPT_SSLKEY_BLOB, &key);
+                curl_easy_setopt(q->easy, CURLOPT_SSLKEYTYPE, "PEM");
+        }
+}
+
 static void req_start(Req *q) {
         Pull *pl = q->pull;
         char *auth = NULL;
@@ -437,6 +496,7 @@ static void req_start(Req *q) {
         q->body = (Buffer) {};
         q->received = 0;
         q->write_errno = 0;
+        q->errbuf[0] = '\0';
         if (q->fd >= 0) {
                 /* Starting over (after auth): the file and the hash too. */
                 if (ftruncate(q->fd, 0) < 0 || lseek(q->fd, 0, SEEK_SET) < 0 ||
@@ -472,6 +532,8 @@ static void req_start(Req *q) {
         curl_easy_setopt(q->easy, CURLOPT_USERAGENT, "rktlet/" PROJECT_VERSION);
         curl_easy_setopt(q->easy, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(q->easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(q->easy, CURLOPT_ERRORBUFFER, q->errbuf);
+        req_set_tls(q);
         /* Basic credentials go to the registry (when it asked) and to its token endpoint, never along
          * a redirect to another host. */
         if (pl->basic && (q->for_token || (q->retried_auth && q->www_auth && strncasecmp(q->www_auth, "Basic", 5) == 0))) {
@@ -565,6 +627,7 @@ static void pull_free(Pull *pl) {
         }
         strv_free(pl->chain_ids);
         strv_free(pl->endpoints);
+        registry_tls_done(&pl->tls);
         yajl_tree_free(pl->manifest);
         image_ref_done(&pl->ref);
         free(pl->key);
@@ -628,8 +691,10 @@ static void pull_fail(Pull *pl, int error, const char *format, ...) {
                 m = NULL;
         va_end(ap);
         /* Where the registry protocol's errors are born, errno says which: EBADMSG is content that
-         * does not match or parse, EPERM a layer refused; the rest as errno implies (ENOKEY a 401,
-         * EACCES a 403, EHOSTUNREACH no registry, EFBIG/ENOSPC a limit, ENOENT a 404). */
+         * does not match or parse, EPERM a layer refused, or a host's certs.d or the auth file that
+         * cannot be used (FAILED_PRECONDITION: the operator must mend a file); the rest as errno
+         * implies (ENOKEY a 401, EACCES a 403 or a blocked registry, EHOSTUNREACH no registry,
+         * EFBIG/ENOSPC a limit, ENOENT a 404). */
         Error e = {
                 .kind = error == -EBADMSG ? ERROR_CORRUPT : error == -EPERM ? ERROR_WRONG_STATE : ERROR_SYSTEM,
                 .errno_value = error < 0 ? -error : EIO,
@@ -1193,8 +1258,40 @@ out:
         free(reference);
 }
 
+/* The certs.d directory of the endpoint in use, read once when the pull turns to it (the next
+ * pull sees a file dropped there meanwhile, as containerd's does). false: the endpoint failed. */
+static bool endpoint_tls(Pull *pl, const char *reference) {
+        const char *url = pl->endpoints[pl->endpoint], *host = strstr(url, "://");
+        _cleanup_free_ char *error = NULL;
+        RegistryTls t;
+        int r;
+
+        if (pl->tls_for == pl->endpoint + 1)
+                return true;
+        registry_tls_done(&pl->tls);
+        pl->tls_for = 0;
+        r = registry_tls_load(pl->p->certs_dir, host ? host + 3 : url, &t, &error);
+        if (r < 0) {
+                char *ref = strdup(reference);
+                if (!ref) {
+                        pull_fail(pl, -ENOMEM, "out of memory");
+                        return false;
+                }
+                manifest_failed(pl, NULL, ref, r == -ENOMEM ? r : -EPERM, error ?: strerror(-r));
+                return false;
+        }
+        pl->tls = t;
+        pl->tls_for = pl->endpoint + 1;
+        return true;
+}
+
 static void pull_manifest(Pull *pl, const char *reference) {
-        char *url = endpoint_url(pl, "manifests", reference), *ref = strdup(reference);
+        char *url, *ref;
+
+        if (!endpoint_tls(pl, reference))
+                return;
+        url = endpoint_url(pl, "manifests", reference);
+        ref = strdup(reference);
 
         pl->req = url && ref ? req_new(pl, url, MT_OCI_INDEX ", " MT_OCI_MANIFEST ", " MT_DOCKER_LIST ", " MT_DOCKER_MANIFEST,
                                        MAX_MANIFEST, manifest_done, ref)
@@ -1216,6 +1313,10 @@ static char *scheme_for(Puller *p, const char *host) {
         return asprintf(&u, "%s://%s", strv_contains(p->insecure, host) ? "http" : "https", host) < 0 ? NULL : u;
 }
 
+static bool host_blocked(Puller *p, const char *host) {
+        return strv_contains(p->blocked, host);
+}
+
 static char **endpoints_for(Puller *p, const ImageRef *ref) {
         char **l = calloc(16, sizeof(char *));
         size_t n = 0, k = strlen(ref->registry);
@@ -1227,15 +1328,42 @@ static char **endpoints_for(Puller *p, const ImageRef *ref) {
                         continue;
                 char **hosts = strv_split(*m + k + 1, "|");
                 for (char **h = hosts; h && *h && n < 14; h++)
-                        l[n++] = scheme_for(p, *h);
+                        if (!host_blocked(p, *h)) /* a blocked host is no mirror either */
+                                l[n++] = scheme_for(p, *h);
                 strv_free(hosts);
         }
         l[n++] = scheme_for(p, image_ref_host(ref));
         return l;
 }
 
-int puller_new(struct ev_loop *loop, ImageStore *store, const char *insecure, const char *mirrors,
-               const PullLimits *limits, Puller **ret) {
+/* The lists and paths of r, new; false when out of memory (nothing set). */
+static bool registries_set(Puller *p, const PullRegistries *r) {
+        char **i = strv_split(r->insecure ?: "", ","), **m = strv_split(r->mirrors ?: "", ","),
+             **b = strv_split(r->blocked ?: "", ","), *c = strdup(r->certs_dir ?: ""), *a = strdup(r->auth_file ?: "");
+
+        if (!i || !m || !b || !c || !a) {
+                strv_free(i);
+                strv_free(m);
+                strv_free(b);
+                free(c);
+                free(a);
+                return false;
+        }
+        strv_free(p->insecure);
+        strv_free(p->mirrors);
+        strv_free(p->blocked);
+        free(p->certs_dir);
+        free(p->auth_file);
+        p->insecure = i;
+        p->mirrors = m;
+        p->blocked = b;
+        p->certs_dir = c;
+        p->auth_file = a;
+        return true;
+}
+
+int puller_new(struct ev_loop *loop, ImageStore *store, const PullRegistries *registries, const PullLimits *limits,
+               Puller **ret) {
         Puller *p = calloc(1, sizeof *p);
         int r;
 
@@ -1243,12 +1371,10 @@ int puller_new(struct ev_loop *loop, ImageStore *store, const char *insecure, co
                 return -ENOMEM;
         p->loop = loop;
         p->store = store;
-        p->insecure = strv_split(insecure, ",");
-        p->mirrors = strv_split(mirrors, ",");
         if (limits)
                 p->limits = *limits;
         r = curl_ev_new(loop, &p->curl);
-        if (r < 0 || !p->insecure || !p->mirrors) {
+        if (r < 0 || !registries_set(p, registries ?: &(PullRegistries) {})) {
                 puller_free(p);
                 return r < 0 ? r : -ENOMEM;
         }
@@ -1256,18 +1382,9 @@ int puller_new(struct ev_loop *loop, ImageStore *store, const char *insecure, co
         return 0;
 }
 
-int puller_reconfigure(Puller *p, const char *insecure, const char *mirrors, const PullLimits *limits) {
-        char **i = strv_split(insecure, ","), **m = strv_split(mirrors, ",");
-
-        if (!i || !m) {
-                strv_free(i);
-                strv_free(m);
+int puller_reconfigure(Puller *p, const PullRegistries *registries, const PullLimits *limits) {
+        if (!registries_set(p, registries))
                 return -ENOMEM;
-        }
-        strv_free(p->insecure);
-        strv_free(p->mirrors);
-        p->insecure = i;
-        p->mirrors = m;
         if (limits)
                 p->limits = *limits;
         return 0;
@@ -1287,6 +1404,9 @@ Puller *puller_free(Puller *p) {
         curl_ev_free(p->curl);
         strv_free(p->insecure);
         strv_free(p->mirrors);
+        strv_free(p->blocked);
+        free(p->certs_dir);
+        free(p->auth_file);
         free(p);
         return NULL;
 }
@@ -1320,6 +1440,8 @@ int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done
                PullWaiter **ret, const char **ret_error) {
         PullWaiter *w = calloc(1, sizeof *w);
         ImageRef ref;
+        _cleanup_free_ char *auth_error = NULL;
+        bool blocked;
         Pull *pl;
         char *name;
         int r;
@@ -1340,7 +1462,10 @@ int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done
         }
         w->done = done;
         w->userdata = userdata;
-        for (pl = p->pulls; pl; pl = pl->next)
+        /* A blocked registry is refused before anything: it joins no pull that was started before
+         * a reload blocked it, and it sees no request. */
+        blocked = host_blocked(p, ref.registry) || host_blocked(p, image_ref_host(&ref));
+        for (pl = p->pulls; pl && !blocked; pl = pl->next)
                 if (strcmp(pl->key, name) == 0 && !pl->failed)
                         break;
         if (pl) {
@@ -1388,7 +1513,19 @@ int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done
                         if (asprintf(&pl->basic, "<token>:%s", auth->identity_token) < 0)
                                 pl->basic = NULL;
         }
-        if (!pl->name || !pl->endpoints) {
+        /* Only when kubelet passed no credentials: the auth file, read at each pull, so that an
+         * entry written meanwhile is used without a reload. */
+        if (!blocked && !pl->basic && !pl->bearer) {
+                r = registry_auth_load(p->auth_file, ref.registry, ref.repository, &pl->basic, &auth_error);
+                if (r == -ENOMEM) {
+                        free(w);
+                        pull_free(pl);
+                        return r;
+                }
+                if (r < 0 && !auth_error)
+                        auth_error = strdup(strerror(-r));
+        }
+        if (!pl->name || !pl->endpoints || (r < 0 && !auth_error)) {
                 free(w);
                 pull_free(pl);
                 return -ENOMEM;
@@ -1397,10 +1534,19 @@ int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done
         p->pulls = pl;
         w->pull = pl;
         pl->waiters = w;
-        log_info("pull %s: starting (from %s%s).", pl->name, pl->endpoints[0], pl->endpoints[1] ? " and others" : "");
         *ret = w;
         pl->busy++;
-        pull_manifest(pl, ref.digest ?: ref.tag);
+        if (blocked)
+                /* PERMISSION_DENIED: policy, which no retry and no credentials change. */
+                pull_fail(pl, -EACCES, "registry %s is blocked by [Registries] Blocked=", QUOTE(ref.registry));
+        else if (auth_error) {
+                log_error("pull %s: %s", pl->name, auth_error);
+                pull_fail(pl, -EPERM, "%s", auth_error);
+        } else {
+                log_info("pull %s: starting (from %s%s).", pl->name, pl->endpoints[0],
+                         pl->endpoints[1] ? " and others" : "");
+                pull_manifest(pl, ref.digest ?: ref.tag);
+        }
         pl->busy--;
         if (pl->dead)
                 pull_free(pl); /* failed at once; done() already ran */

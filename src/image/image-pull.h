@@ -34,17 +34,25 @@ typedef struct PullLimits {
  * ERROR_NOT_FOUND (HTTP 404), ERROR_UNAUTHENTICATED (401), ERROR_DENIED (403), ERROR_UNAVAILABLE
  * (the registry cannot be reached), ERROR_CORRUPT (what it sent does not match its digest, or is
  * no valid manifest or config), ERROR_EXHAUSTED (a limit of [Images], or the free space),
- * ERROR_WRONG_STATE (a layer refused: a path out of it, a device…). */
+ * ERROR_WRONG_STATE (a layer refused: a path out of it, a device…; a host's certs.d directory or the
+ * auth file that cannot be used), ERROR_DENIED (a registry of [Registries] Blocked=). */
 typedef void (*PullDone)(const Error *error, Image *img, void *userdata);
 
-/* insecure: comma-separated hosts spoken to over plain HTTP; mirrors: comma-separated
- * "registry=mirror|mirror" entries, tried in order before the registry itself. */
-int puller_new(struct ev_loop *loop, ImageStore *store, const char *insecure, const char *mirrors,
-               const PullLimits *limits, Puller **ret);
+/* [Registries] in rktlet.conf(5); NULL or "" is none. */
+typedef struct PullRegistries {
+        const char *insecure;  /* comma-separated hosts spoken to over plain HTTP */
+        const char *mirrors;   /* comma-separated "registry=mirror|mirror", tried before the registry */
+        const char *blocked;   /* comma-separated hosts never pulled from, nor used as mirrors */
+        const char *certs_dir; /* <dir>/<host>/: *.crt CAs, <name>.cert + <name>.key, read at each pull */
+        const char *auth_file; /* containers-auth.json, read at each pull that kubelet gave no credentials */
+} PullRegistries;
+
+int puller_new(struct ev_loop *loop, ImageStore *store, const PullRegistries *registries, const PullLimits *limits,
+               Puller **ret);
 Puller *puller_free(Puller *p);
 /* New registries and limits (SIGHUP): pulls that start from now on use them; those in flight keep
  * the endpoints they started with. On failure (-ENOMEM) nothing changed. */
-int puller_reconfigure(Puller *p, const char *insecure, const char *mirrors, const PullLimits *limits);
+int puller_reconfigure(Puller *p, const PullRegistries *registries, const PullLimits *limits);
 
 /* Told of every pull that ended, when its waiters are: whether it succeeded, the bytes it received
  * from registries (manifests, configs, tokens and blobs) and how long it took. */

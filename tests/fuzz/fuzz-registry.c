@@ -346,7 +346,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 goto out;
         pull_ended = false;
         pull_image = NULL;
-        if (image_store_new(loop, root, &store) < 0 || puller_new(loop, store, host, "", NULL, &puller) < 0)
+        if (image_store_new(loop, root, &store) < 0 || puller_new(loop, store, &(PullRegistries) { .insecure = host }, NULL, &puller) < 0)
                 abort();
         snprintf(image, sizeof image, "%s/" REPO ":v1", host);
         PullAuth auth = { .username = "fuzz", .password = "secret" };

@@ -21,6 +21,7 @@ import platform
 import re
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
 import tarfile
@@ -541,10 +542,11 @@ class Client:
     """Requests to a registry at host:port with basic or bearer auth as the registry asks.
     auth: None or (username, password)."""
 
-    def __init__(self, host, auth=None, timeout=60):
+    def __init__(self, host, auth=None, timeout=60, tls=None):
         self.host = host
         self.auth = auth
         self.timeout = timeout
+        self.tls = tls  # an ssl.SSLContext: the registry speaks HTTPS
         self.authorization = None
         self.tokens = 0  # tokens obtained
 
@@ -552,7 +554,8 @@ class Client:
         return "Basic " + base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
 
     def _raw(self, method, path, body=None, headers=None):
-        conn = http.client.HTTPConnection(self.host, timeout=self.timeout)
+        conn = (http.client.HTTPSConnection(self.host, timeout=self.timeout, context=self.tls) if self.tls
+                else http.client.HTTPConnection(self.host, timeout=self.timeout))
         try:
             h = dict(headers or {})
             if self.authorization:
@@ -610,6 +613,8 @@ def push(registry, repo, ref, manifest_bytes, media_type, blobs, auth=None):
     Returns the manifest digest the registry reports."""
     if isinstance(registry, Client):
         client = registry
+    elif isinstance(registry, Registry):
+        client = registry.client(auth)
     else:
         client = Client(registry if isinstance(registry, str) else registry.url,
                         auth if auth is not None else getattr(registry, "credentials", None))
@@ -765,15 +770,50 @@ class TokenServer:
         self.httpd.server_close()
 
 
+# --- certificates ----------------------------------------------------------------------------------
+
+class CertAuthority:
+    """A CA made with openssl in directory, and the certificates it issues: .cert and .key are PEM
+    paths of the CA itself."""
+
+    def __init__(self, directory, name="rktlet test CA"):
+        self.dir = str(directory)
+        os.makedirs(self.dir, exist_ok=True)
+        self.cert = os.path.join(self.dir, "ca.crt")
+        self.key = os.path.join(self.dir, "ca.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", self.key, "-out", self.cert, "-days", "2", "-subj", "/CN=" + name,
+                        "-addext", "basicConstraints=critical,CA:TRUE",
+                        "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+                       check=True, capture_output=True)
+
+    def issue(self, name, san=None, client=False):
+        """(certificate path, key path) for CN=name, signed by this CA: a server certificate for
+        san ("IP:127.0.0.1"), or a client certificate."""
+        cert = os.path.join(self.dir, name + ".pem")
+        key = os.path.join(self.dir, name + ".key")
+        ext = ["-addext", "basicConstraints=critical,CA:FALSE",
+               "-addext", "extendedKeyUsage=" + ("clientAuth" if client else "serverAuth")]
+        if san:
+            ext += ["-addext", "subjectAltName=" + san]
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=" + name,
+                        "-CA", self.cert, "-CAkey", self.key, *ext],
+                       check=True, capture_output=True)
+        return cert, key
+
+
 # --- the registry ----------------------------------------------------------------------------------
 
 class Registry:
     """docker-registry serving a fresh storage directory on 127.0.0.1:<free port>.
 
     auth: None, "htpasswd" (users: {name: password}) or "token" (token_server: a TokenServer).
+    tls: None (plain HTTP) or a CertAuthority that issues the registry's certificate (SAN IP:127.0.0.1);
+    client_ca: a CertAuthority whose client certificates the registry then requires (http.tls.clientcas).
     .url is "127.0.0.1:PORT"; .credentials is (user, password) of the first user, which push() uses."""
 
-    def __init__(self, directory, auth=None, users=None, token_server=None, start=True):
+    def __init__(self, directory, auth=None, users=None, token_server=None, start=True, tls=None, client_ca=None):
         if not os.access(DOCKER_REGISTRY, os.X_OK):
             raise RuntimeError(f"{DOCKER_REGISTRY} is not installed (Debian package docker-registry)")
         self.dir = str(directory)
@@ -787,6 +827,16 @@ class Registry:
         self.token_server = token_server
         self.proc = None
         self.port = None
+        self.ca = tls
+        self.client_ca = client_ca
+        self.tls_context = None
+        if tls is not None:
+            self.tls_cert, self.tls_key = tls.issue("registry", san="IP:127.0.0.1")
+            self.tls_context = ssl.create_default_context(cafile=tls.cert)
+            if client_ca is not None:
+                # The tests' own client (pushes, the readiness check) shows a certificate too.
+                self.client_cert = client_ca.issue("pusher", client=True)
+                self.tls_context.load_cert_chain(*self.client_cert)
         if auth == "htpasswd":
             if shutil.which("htpasswd") is None:
                 raise RuntimeError("the htpasswd command is not installed (Debian package apache2-utils)")
@@ -812,6 +862,9 @@ class Registry:
                  "  delete:", "    enabled: true",
                  "  maintenance:", "    uploadpurging:", "      enabled: false",
                  "http:", f"  addr: {q(self.url)}", "  secret: rktlet-test-secret",
+                 *(["  tls:", f"    certificate: {q(self.tls_cert)}", f"    key: {q(self.tls_key)}"]
+                   if self.ca else []),
+                 *(["    clientcas:", f"      - {q(self.client_ca.cert)}"] if self.client_ca else []),
                  "health:", "  storagedriver:", "    enabled: false"]
         if self.auth == "htpasswd":
             lines += ["auth:", "  htpasswd:", "    realm: rktlet-test", f"    path: {q(self.htpasswd)}"]
@@ -836,7 +889,7 @@ class Registry:
                 if self.proc.poll() is not None:
                     break
                 try:
-                    status, _, _ = Client(self.url, timeout=2)._raw("GET", "/v2/")
+                    status, _, _ = Client(self.url, timeout=2, tls=self.tls_context)._raw("GET", "/v2/")
                     if status in (200, 401):
                         return self
                 except OSError:
@@ -857,7 +910,7 @@ class Registry:
             return ""
 
     def client(self, auth=None):
-        return Client(self.url, auth if auth is not None else self.credentials)
+        return Client(self.url, auth if auth is not None else self.credentials, tls=self.tls_context)
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:

@@ -231,6 +231,7 @@ def package_on_systemd_as_pid_1(system, image):
     assert m.show("rktlet.service", "ActiveState") == "inactive"
     conffiles = m.run("dpkg-query", "-W", "-f=${Conffiles}", "rktlet").stdout
     assert "/etc/rktlet/rktlet.conf" in conffiles
+    assert m.run("test", "-d", "/etc/rktlet/certs.d", check=False).returncode == 0  # [Registries] CertsDir=
     assert m.run("test", "-x", "/usr/libexec/rktlet/rktlet-pod-init", check=False).returncode == 0
     assert "rktlet" in m.run("man", "-w", "rktlet", check=False).stdout or \
         m.run("test", "-f", "/usr/share/man/man8/rktlet.8.gz", check=False).returncode == 0

@@ -1,0 +1,40 @@
+/* Per-registry settings read from files when a pull starts, laid out as docker and containerd lay
+ * them out: a host's directory under [Registries] CertsDir= (CA certificates, a client certificate)
+ * and the credentials of a containers-auth.json(5) file ([Registries] AuthFile=). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* OpenSSL's STACK_OF(X509), kept opaque here. */
+struct stack_st_X509;
+
+typedef struct RegistryTls {
+        struct stack_st_X509 *cas; /* every *.crt of the directory; NULL when none */
+        char *cert_pem, *key_pem;  /* the client certificate and its key; NULL when none */
+        size_t cert_len, key_len;
+        char *cert_path; /* which pair was taken, for messages */
+} RegistryTls;
+
+/* Whether host may name a directory: no '/', not "." or "..", no leading '.'. */
+bool registry_host_valid(const char *host);
+
+/* Reads certs_dir/host/: "*.crt" are CAs trusted besides the system's, "<name>.cert" with
+ * "<name>.key" a client certificate (the first pair in name order). A directory that is not
+ * there is no settings (0, *ret empty). -EINVAL (a .cert without its .key or the reverse, a .crt
+ * without a certificate in it), or the errno of a file that cannot be read, with a message that
+ * names the file in *ret_error. *ret is written only on success. */
+int registry_tls_load(const char *certs_dir, const char *host, RegistryTls *ret, char **ret_error);
+void registry_tls_done(RegistryTls *t);
+
+/* The "user:password" that a containers-auth.json text gives registry/repository ("127.0.0.1:5000",
+ * "team/app"): the entry of the most specific key, "registry/team/app" before "registry/team"
+ * before "registry" (keys written as docker's "https://host/v1/" count as the host). *ret_basic is
+ * NULL when no key matches. -EBADMSG with a message in *ret_error when the text is no such file
+ * (not JSON, "auths" no object, an entry no object, an "auth" that is no base64 of "user:pass"):
+ * then nothing of it is used. */
+int registry_auth_find(const char *json, const char *registry, const char *repository, char **ret_basic,
+                       char **ret_error);
+/* registry_auth_find() on the file at path; a file that is not there gives no credentials. */
+int registry_auth_load(const char *path, const char *registry, const char *repository, char **ret_basic,
+                       char **ret_error);

@@ -1,0 +1,237 @@
+/* Unit tests of a registry's certs.d directory and of containers-auth.json matching
+ * (src/image/registry-host.c). */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <openssl/x509.h>
+
+#include "registry-host.h"
+
+static const char cert_pem[] =
+        "-----BEGIN CERTIFICATE-----\n"
+        "MIIBjDCCATOgAwIBAgIUa/QKstGY6Dez+qkbik376nNHDw0wCgYIKoZIzj0EAwIw\n"
+        "GzEZMBcGA1UEAwwQcmt0bGV0LXVuaXQtdGVzdDAgFw0yNjEyMDIxNTA3MDJaGA8y\n"
+        "MTI2MTEwODE1MDcwMlowGzEZMBcGA1UEAwwQcmt0bGV0LXVuaXQtdGVzdDBZMBMG\n"
+        "ByqGSM49AgEGCCqGSM49AwEHA0IABHdQ4QsMOPD+uzEGpN9To+kS1VrCTdtHkHqm\n"
+        "F5hxTppBIcSp473uS2EYKlV3uvIKIiPaMjmxkEvHXxahZ3qO4GGjUzBRMB0GA1Ud\n"
+        "DgQWBBThXX4+NFYzafbzdW8Hx/6dWEXIGDAfBgNVHSMEGDAWgBThXX4+NFYzafbz\n"
+        "dW8Hx/6dWEXIGDAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0cAMEQCIF59\n"
+        "8uAP7AE7wcmxJQDOyLqKkmLJBbtsyYGP3GzRuQhyAiAkYKCDEiFitJXoyq8+kP29\n"
+        "4pnh13Y0y8LNQ2xnNekbUw==\n"
+        "-----END CERTIFICATE-----\n"
+        ;
+
+/* base64 of "u1:p1", "u2:p2", "u3:p3" */
+#define U1 "dTE6cDE="
+#define U2 "dTI6cDI="
+#define U3 "dTM6cDM="
+
+static void find(const char *json, const char *registry, const char *repository, const char *want) {
+        char *basic = NULL, *error = NULL;
+
+        assert_int_equal(registry_auth_find(json, registry, repository, &basic, &error), 0);
+        assert_null(error);
+        if (want)
+                assert_string_equal(basic, want);
+        else
+                assert_null(basic);
+        free(basic);
+}
+
+static void find_bad(const char *json) {
+        char *basic = NULL, *error = NULL;
+
+        assert_int_equal(registry_auth_find(json, "r:5000", "a/b", &basic, &error), -EBADMSG);
+        assert_null(basic);
+        assert_non_null(error);
+        free(error);
+}
+
+static void test_auth_most_specific(void **state) {
+        static const char j[] = "{\"auths\": {\"r:5000\": {\"auth\": \"" U1 "\"}, \"r:5000/team/app\": {\"auth\": \"" U3
+                                "\"}, \"r:5000/team\": {\"auth\": \"" U2 "\"}}}";
+
+        find(j, "r:5000", "team/app", "u3:p3");
+        find(j, "r:5000", "team/app/sub", "u3:p3");
+        find(j, "r:5000", "team/other", "u2:p2");
+        find(j, "r:5000", "team2/app", "u1:p1"); /* "team" is no prefix of "team2" */
+        find(j, "r:5000", "teamapp", "u1:p1");
+        find(j, "r", "team/app", NULL); /* another port is another registry */
+        find(j, "r:50001", "team/app", NULL);
+        find(j, "q:5000", "team/app", NULL);
+}
+
+static void test_auth_docker_keys(void **state) {
+        find("{\"auths\": {\"https://index.docker.io/v1/\": {\"auth\": \"" U1 "\"}}}", "docker.io", "library/busybox",
+             "u1:p1");
+        find("{\"auths\": {\"https://r:5000\": {\"auth\": \"" U2 "\"}}}", "r:5000", "a", "u2:p2");
+        find("{\"auths\": {\"r:5000\": {\"identitytoken\": \"x\"}}}", "r:5000", "a", NULL);
+        find("{}", "r:5000", "a", NULL);
+        find("{\"auths\": {}}", "r:5000", "a", NULL);
+}
+
+static void test_auth_malformed(void **state) {
+        find_bad("");
+        find_bad("{");
+        find_bad("[]");
+        find_bad("{\"auths\": []}");
+        find_bad("{\"auths\": {\"r:5000\": \"x\"}}");
+        find_bad("{\"auths\": {\"r:5000\": {\"auth\": 1}}}");
+        find_bad("{\"auths\": {\"r:5000\": {\"auth\": \"!!!!\"}}}");
+        find_bad("{\"auths\": {\"r:5000\": {\"auth\": \"bm9jb2xvbg==\"}}}"); /* "nocolon" */
+        /* A bad entry for another registry spoils the file: nothing of it is used. */
+        find_bad("{\"auths\": {\"r:5000\": {\"auth\": \"" U1 "\"}, \"other\": {\"auth\": \"@@@@\"}}}");
+}
+
+static void auth_file(const char *dir, const char *text, const char *want, int want_r) {
+        char path[1024], *basic = NULL, *error = NULL;
+
+        snprintf(path, sizeof path, "%s/auth.json", dir);
+        if (text) {
+                FILE *f = fopen(path, "w");
+                assert_non_null(f);
+                fputs(text, f);
+                fclose(f);
+        } else
+                (void) unlink(path);
+        assert_int_equal(registry_auth_load(path, "r:5000", "a", &basic, &error), want_r);
+        if (want_r < 0) {
+                assert_non_null(error);
+                assert_non_null(strstr(error, path)); /* the message names the file */
+        }
+        if (want)
+                assert_string_equal(basic, want);
+        else
+                assert_null(basic);
+        free(basic);
+        free(error);
+}
+
+static void put(const char *dir, const char *name, const char *text) {
+        char path[1024];
+        FILE *f;
+
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(text, f);
+        fclose(f);
+}
+
+static void rm(const char *dir, const char *name) {
+        char path[1024];
+
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        assert_int_equal(unlink(path), 0);
+}
+
+static void test_auth_file(void **state) {
+        char dir[] = "/tmp/test-registry-host-XXXXXX";
+
+        assert_non_null(mkdtemp(dir));
+        auth_file(dir, NULL, NULL, 0); /* no file: no credentials */
+        auth_file(dir, "{\"auths\": {\"r:5000\": {\"auth\": \"" U1 "\"}}}", "u1:p1", 0);
+        auth_file(dir, "{\"auths\": ", NULL, -EBADMSG);
+        rm(dir, "auth.json");
+        assert_int_equal(rmdir(dir), 0);
+}
+
+static int load(const char *certs, const char *host, RegistryTls *t, char **error) {
+        *error = NULL;
+        *t = (RegistryTls) {};
+        return registry_tls_load(certs, host, t, error);
+}
+
+static void test_tls_dir(void **state) {
+        char certs[] = "/tmp/test-registry-host-XXXXXX", host[256];
+        RegistryTls t;
+        char *error;
+
+        assert_non_null(mkdtemp(certs));
+        /* No directory for the host: nothing, and no error. */
+        assert_int_equal(load(certs, "r:5000", &t, &error), 0);
+        assert_null(t.cas);
+        assert_null(t.cert_pem);
+        assert_int_equal(load("", "r:5000", &t, &error), 0);
+        /* Names that would leave the directory. */
+        assert_int_equal(load(certs, "..", &t, &error), -EINVAL);
+        assert_non_null(error);
+        free(error);
+        assert_int_equal(load(certs, "a/b", &t, &error), -EINVAL);
+        free(error);
+
+        snprintf(host, sizeof host, "%s/r:5000", certs);
+        assert_int_equal(mkdir(host, 0755), 0);
+        assert_int_equal(load(certs, "r:5000", &t, &error), 0);
+        assert_null(t.cas);
+
+        put(host, "ca.crt", cert_pem);
+        put(host, "other.crt", cert_pem);
+        put(host, "README", "not read");
+        assert_int_equal(load(certs, "r:5000", &t, &error), 0);
+        assert_non_null(t.cas);
+        assert_int_equal(sk_X509_num(t.cas), 2);
+        assert_null(t.cert_pem);
+        registry_tls_done(&t);
+
+        /* A .cert without its .key, and the reverse: errors that name the file. */
+        put(host, "client.cert", cert_pem);
+        assert_int_equal(load(certs, "r:5000", &t, &error), -EINVAL);
+        assert_non_null(strstr(error, "client.cert"));
+        assert_non_null(strstr(error, "client.key"));
+        free(error);
+        put(host, "client.key", "KEY");
+        assert_int_equal(load(certs, "r:5000", &t, &error), 0);
+        assert_string_equal(t.cert_pem, cert_pem);
+        assert_string_equal(t.key_pem, "KEY");
+        assert_int_equal(t.key_len, 3);
+        registry_tls_done(&t);
+        put(host, "b.key", "KEY2");
+        assert_int_equal(load(certs, "r:5000", &t, &error), -EINVAL);
+        assert_non_null(strstr(error, "b.key"));
+        assert_non_null(strstr(error, "b.cert"));
+        free(error);
+        /* Two pairs: the first in name order. */
+        put(host, "b.cert", "CERT2");
+        assert_int_equal(load(certs, "r:5000", &t, &error), 0);
+        assert_string_equal(t.cert_pem, "CERT2");
+        assert_string_equal(t.key_pem, "KEY2");
+        registry_tls_done(&t);
+
+        /* A .crt that holds no certificate. */
+        put(host, "bad.crt", "garbage\n");
+        assert_int_equal(load(certs, "r:5000", &t, &error), -EINVAL);
+        assert_non_null(strstr(error, "bad.crt"));
+        free(error);
+
+        rm(host, "bad.crt");
+        rm(host, "b.cert");
+        rm(host, "b.key");
+        rm(host, "client.cert");
+        rm(host, "client.key");
+        rm(host, "ca.crt");
+        rm(host, "other.crt");
+        rm(host, "README");
+        assert_int_equal(rmdir(host), 0);
+        assert_int_equal(rmdir(certs), 0);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_auth_most_specific),
+                cmocka_unit_test(test_auth_docker_keys),
+                cmocka_unit_test(test_auth_malformed),
+                cmocka_unit_test(test_auth_file),
+                cmocka_unit_test(test_tls_dir),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
