@@ -117,7 +117,6 @@ Manager *manager_free(Manager *m) {
         child_free_abandoned(); /* what the tables above gave up (a CNI plugin still running) */
         free(m->pod_cidr);
         free(m->pod_init);
-        free(m->oci_runtime);
         for (size_t i = 0; i < m->stored.n; i++)
                 safe_close(m->stored.fds[i]);
         free(m->stored.fds);
@@ -700,7 +699,6 @@ static int manager_start_containers(Manager *m) {
                 .stored = &m->stored,
                 .state_dir = m->config.state_dir,
                 .root_dir = m->config.root_dir,
-                .runtime = m->oci_runtime ?: "runc",
                 .pods = m->pods,
                 .images = m->images,
                 .systemd = pod_env_systemd,
@@ -713,6 +711,18 @@ static int manager_start_containers(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to become the child subreaper: %m");
         r = ctr_table_new(&cenv, &m->containers);
+        if (r >= 0) {
+                CtrHandlerConfig handlers = {
+                        .runtimes = m->config.runtimes,
+                        .n_runtimes = m->config.n_runtimes,
+                        .legacy_runtime = m->config.oci_runtime,
+                        .default_runtime = m->config.default_runtime,
+                };
+                _cleanup_free_ char *why = NULL;
+                r = ctr_handlers_init(m->containers, &handlers, &why);
+                if (r < 0)
+                        return why ? log_error_errno(r, "%s", why) : log_error_errno(r, "Failed to set up the runtime handlers: %m");
+        }
         if (r >= 0)
                 /* Before the load: what recovery learns (exits while the daemon was down) are
                  * events for the first subscribers. */
@@ -749,12 +759,6 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
 
-        m->oci_runtime = ctr_find_oci_runtime(m->config.oci_runtime);
-        if (!m->oci_runtime)
-                log_warning("No OCI runtime: %s; containers cannot start.",
-                            m->config.oci_runtime[0] ? m->config.oci_runtime : "neither runc nor crun is in $PATH");
-        else
-                log_info("OCI runtime: %s.", m->oci_runtime);
         if (m->teardown.enabled) {
                 /* Nothing is served, and no daemon may be serving on the same state. */
                 r = manager_check_not_serving(m);

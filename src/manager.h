@@ -44,7 +44,6 @@ typedef struct Manager {
         char *pod_cidr; /* from UpdateRuntimeConfig */
         char *pod_init; /* path of rktlet-pod-init */
         CtrTable *containers;
-        char *oci_runtime; /* absolute path of runc or crun */
         CtrStoredFds stored; /* what systemd's fd store gave back at start (log pipes) */
 
         GrpcServer *server;

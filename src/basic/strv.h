@@ -4,7 +4,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "macro.h"
+
 void strv_free(char **l);
+DEFINE_TRIVIAL_CLEANUP_FUNC(char **, strv_free);
 size_t strv_length(char **l);
 bool strv_contains(char **l, const char *s);
 /* Appends a copy of s. */

@@ -112,6 +112,42 @@ static int parse_mirrors(const char *value, void *field, char **ret_error) {
         return parse_string(value, field, ret_error);
 }
 
+/* DefaultRuntime=: a handler name, or "" to choose. */
+static int parse_runtime_name(const char *value, void *field, char **ret_error) {
+        if (value[0] && !config_runtime_name_is_valid(value)) {
+                *ret_error = strdup("must be a RuntimeClass handler name: 1 to 63 of a-z, 0-9 and '-', not starting or "
+                                    "ending with '-'");
+                return -EINVAL;
+        }
+        return parse_string(value, field, ret_error);
+}
+
+/* [Runtime.<name>] Path=: a name looked up in $PATH or an absolute path ("" for the handler's name). */
+static int parse_runtime_path(const char *value, void *field, char **ret_error) {
+        if (strchr(value, '/') && value[0] != '/') {
+                *ret_error = strdup("must be a name looked up in $PATH or an absolute path");
+                return -EINVAL;
+        }
+        return parse_string(value, field, ret_error);
+}
+
+/* [Runtime.<name>] Options=: words separated by spaces, each an option of the runtime's own. */
+static int parse_options(const char *value, void *field, char **ret_error) {
+        char **p = field;
+
+        for (const char *c = value; *c; c++)
+                if (*c == '"' || *c == '\\' || *c == '\'') {
+                        *ret_error = strdup("must be options separated by spaces, without quotes or backslashes");
+                        return -EINVAL;
+                }
+        char *s = strdup(value);
+        if (!s)
+                return -ENOMEM;
+        free(*p);
+        *p = s;
+        return 0;
+}
+
 static int parse_bus(const char *value, void *field, char **ret_error) {
         bool *user = field;
 
@@ -271,6 +307,7 @@ static const ConfigItem items[] = {
         { "Registries", "CertsDir", parse_optional_path, offsetof(Config, registry_certs_dir) },
         { "Registries", "AuthFile", parse_optional_path, offsetof(Config, registry_auth_file) },
         { "Containers", "Runtime", parse_string, offsetof(Config, oci_runtime) },
+        { "Containers", "DefaultRuntime", parse_runtime_name, offsetof(Config, default_runtime) },
         { "Images", "MaxLayerSize", parse_big_size, offsetof(Config, image_max_layer_size) },
         { "Images", "MaxImageSize", parse_big_size, offsetof(Config, image_max_size) },
         { "Images", "MaxExpansionRatio", parse_count, offsetof(Config, image_max_ratio) },
@@ -286,6 +323,14 @@ static const ConfigItem items[] = {
         { "Streaming", "TLSKey", parse_optional_path, offsetof(Config, stream_tls_key) },
         { "Metrics", "Address", parse_address_port, offsetof(Config, metrics_address) },
 };
+
+static void config_runtime_done(ConfigRuntime *rt) {
+        free(rt->name);
+        free(rt->path);
+        free(rt->root);
+        free(rt->options);
+        *rt = (ConfigRuntime) {};
+}
 
 int config_init(Config *c) {
         *c = (Config) {
@@ -307,6 +352,7 @@ int config_init(Config *c) {
                 .registry_certs_dir = strdup("/etc/rktlet/certs.d"),
                 .registry_auth_file = strdup("/etc/rktlet/auth.json"),
                 .oci_runtime = strdup(""),
+                .default_runtime = strdup(""),
                 .image_max_layer_size = 32ULL << 30,
                 .image_max_size = 64ULL << 30,
                 .image_max_ratio = 100,
@@ -324,6 +370,7 @@ int config_init(Config *c) {
         if (!c->listen || !c->state_dir || !c->root_dir || !c->cni_conf_dir || !c->cni_bin_dirs ||
             !c->cni_conf_template || !c->registry_insecure || !c->registry_mirrors || !c->oci_runtime ||
             !c->registry_blocked || !c->registry_certs_dir || !c->registry_auth_file ||
+            !c->default_runtime ||
             !c->stream_address || !c->stream_tls_cert || !c->stream_tls_key || !c->metrics_address) {
                 config_done(c);
                 return -ENOMEM;
@@ -344,6 +391,10 @@ void config_done(Config *c) {
         free(c->registry_certs_dir);
         free(c->registry_auth_file);
         free(c->oci_runtime);
+        free(c->default_runtime);
+        for (size_t i = 0; i < c->n_runtimes; i++)
+                config_runtime_done(&c->runtimes[i]);
+        free(c->runtimes);
         free(c->stream_address);
         free(c->stream_tls_cert);
         free(c->stream_tls_key);
@@ -351,8 +402,72 @@ void config_done(Config *c) {
         *c = (Config) {};
 }
 
+bool config_runtime_name_is_valid(const char *name) {
+        size_t n = strlen(name);
+
+        if (n == 0 || n > 63 || name[0] == '-' || name[n - 1] == '-')
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') || name[i] == '-'))
+                        return false;
+        return true;
+}
+
+/* The keys of a [Runtime.<name>] section. */
+static const ConfigItem runtime_items[] = {
+        { "Runtime", "Path", parse_runtime_path, offsetof(ConfigRuntime, path) },
+        { "Runtime", "Root", parse_optional_path, offsetof(ConfigRuntime, root) },
+        { "Runtime", "Options", parse_options, offsetof(ConfigRuntime, options) },
+};
+
+static ConfigRuntime *config_runtime_get(Config *c, const char *name) {
+        for (size_t i = 0; i < c->n_runtimes; i++)
+                if (strcmp(c->runtimes[i].name, name) == 0)
+                        return &c->runtimes[i];
+        ConfigRuntime *a = realloc(c->runtimes, (c->n_runtimes + 1) * sizeof *a);
+        if (!a)
+                return NULL;
+        c->runtimes = a;
+        ConfigRuntime *rt = &a[c->n_runtimes];
+        *rt = (ConfigRuntime) { .name = strdup(name), .path = strdup(""), .root = strdup(""), .options = strdup("") };
+        if (!rt->name || !rt->path || !rt->root || !rt->options) {
+                config_runtime_done(rt);
+                return NULL;
+        }
+        c->n_runtimes++;
+        return rt;
+}
+
+/* [Runtime.<name>] Key=: the section is made by its first key. */
+static int config_set_runtime(Config *c, const char *name, const char *key, const char *value, char **ret_error) {
+        for (size_t i = 0; i < ELEMENTSOF(runtime_items); i++) {
+                if (strcmp(runtime_items[i].key, key) != 0)
+                        continue;
+                *ret_error = NULL;
+                if (!config_runtime_name_is_valid(name)) {
+                        if (asprintf(ret_error, "the section [Runtime.%s] does not name a RuntimeClass handler: 1 to 63 of "
+                                     "a-z, 0-9 and '-', not starting or ending with '-'", name) < 0)
+                                *ret_error = NULL;
+                        return -EINVAL;
+                }
+                size_t n = c->n_runtimes;
+                ConfigRuntime *rt = config_runtime_get(c, name);
+                if (!rt)
+                        return -ENOMEM;
+                int r = runtime_items[i].parse(value, (uint8_t *) rt + runtime_items[i].offset, ret_error);
+                if (r < 0 && c->n_runtimes > n) { /* a section made by a bad value is not left behind */
+                        config_runtime_done(rt);
+                        c->n_runtimes--;
+                }
+                return r;
+        }
+        return -ENOENT;
+}
+
 /* -ENOENT: no such key. */
 int config_set(Config *c, const char *section, const char *key, const char *value, char **ret_error) {
+        if (strncasecmp(section, "Runtime.", 8) == 0)
+                return config_set_runtime(c, section + 8, key, value, ret_error);
         for (size_t i = 0; i < ELEMENTSOF(items); i++) {
                 if (strcasecmp(items[i].section, section) != 0 || strcmp(items[i].key, key) != 0)
                         continue;
@@ -510,6 +625,18 @@ int config_to_json(const Config *c, char **ret) {
         gen_str(g, "registryCertsDir", c->registry_certs_dir);
         gen_str(g, "registryAuthFile", c->registry_auth_file);
         gen_str(g, "ociRuntime", c->oci_runtime);
+        gen_str(g, "defaultRuntime", c->default_runtime);
+        yajl_gen_string(g, (const unsigned char *) "runtimes", strlen("runtimes"));
+        yajl_gen_array_open(g);
+        for (size_t i = 0; i < c->n_runtimes; i++) {
+                yajl_gen_map_open(g);
+                gen_str(g, "name", c->runtimes[i].name);
+                gen_str(g, "path", c->runtimes[i].path);
+                gen_str(g, "root", c->runtimes[i].root);
+                gen_str(g, "options", c->runtimes[i].options);
+                yajl_gen_map_close(g);
+        }
+        yajl_gen_array_close(g);
         gen_int(g, "imageMaxLayerSize", (long long) c->image_max_layer_size);
         gen_int(g, "imageMaxSize", (long long) c->image_max_size);
         gen_int(g, "imageMaxExpansionRatio", c->image_max_ratio);
@@ -546,7 +673,8 @@ static void dump_usec(FILE *f, uint64_t v) {
 
 static bool dump_as_string(ConfigParser p) {
         return p == parse_path || p == parse_optional_path || p == parse_path_list || p == parse_string ||
-               p == parse_mirrors || p == parse_address || p == parse_address_port;
+               p == parse_mirrors || p == parse_address || p == parse_address_port || p == parse_runtime_name ||
+               p == parse_options;
 }
 
 /* One value, written back in the form its parser reads. false: the parser has no dump form. */
@@ -608,6 +736,18 @@ int config_dump(const Config *c, FILE *f) {
                         return -EOPNOTSUPP;
                 }
                 fputc('\n', f);
+        }
+        /* Each handler's section, every key written (an empty one as a comment). */
+        for (size_t i = 0; i < c->n_runtimes; i++) {
+                fprintf(f, "\n[Runtime.%s]\n", c->runtimes[i].name);
+                for (size_t j = 0; j < ELEMENTSOF(runtime_items); j++) {
+                        const char *v = *(char *const *) ((const uint8_t *) &c->runtimes[i] + runtime_items[j].offset);
+                        /* Path= is always written, empty or not, so that the section is there when read back. */
+                        if (!v[0] && j > 0)
+                                fprintf(f, "#%s=\n", runtime_items[j].key);
+                        else
+                                fprintf(f, "%s=%s\n", runtime_items[j].key, v);
+                }
         }
         config_done(&def);
         return fflush(f) == 0 ? 0 : -errno;

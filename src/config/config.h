@@ -11,6 +11,14 @@ typedef struct SpaceReserve {
         uint32_t percent;
 } SpaceReserve;
 
+/* [Runtime.<name>]: an OCI runtime offered as the RuntimeClass handler <name>. */
+typedef struct ConfigRuntime {
+        char *name;
+        char *path;    /* a name looked up in $PATH, or an absolute path; "" for the handler's name */
+        char *root;    /* its --root; "": <StateDirectory>/runc for runc, else <StateDirectory>/runtimes/<name> */
+        char *options; /* global options before the command, separated by spaces; "" none */
+} ConfigRuntime;
+
 typedef struct Config {
         char *listen;
         char *state_dir;
@@ -31,6 +39,9 @@ typedef struct Config {
         char *registry_certs_dir; /* <dir>/<host>/ holds CAs and client certificates; "" none */
         char *registry_auth_file; /* containers-auth.json; "" none */
         char *oci_runtime;       /* runc, crun or a path; "" to detect */
+        char *default_runtime;   /* [Containers] DefaultRuntime=: the handler "" means; "" to choose */
+        ConfigRuntime *runtimes; /* the [Runtime.<name>] sections, in the order first seen */
+        size_t n_runtimes;
         /* [Images]: what one pull may unpack, and the free space it must leave. */
         uint64_t image_max_layer_size;  /* uncompressed bytes of one layer */
         uint64_t image_max_size;        /* uncompressed bytes of an image's layers together */
@@ -56,6 +67,10 @@ typedef void (*ConfigWarn)(const char *origin, const char *message, void *userda
 
 int config_init(Config *c);
 void config_done(Config *c);
+
+/* A RuntimeClass handler name, as Kubernetes allows them: a DNS label (1-63 of a-z, 0-9 and '-', not
+ * starting or ending with '-'). */
+bool config_runtime_name_is_valid(const char *name);
 
 /* Sets one key from a section, validating it. On a bad value returns -EINVAL and a message. */
 int config_set(Config *c, const char *section, const char *key, const char *value, char **ret_error);

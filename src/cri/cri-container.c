@@ -89,10 +89,12 @@ int cri_create_container(GrpcCall *call, const uint8_t *msg, size_t len, void *u
                 goto out;
         }
         for (size_t i = 0; i < spec.n_mounts; i++)
-                if (spec.mounts[i].recursive_readonly && !ctr_recursive_read_only(m->containers)) {
+                if (spec.mounts[i].recursive_readonly &&
+                    !ctr_handler_recursive_read_only(m->containers,
+                                                     ctr_handler_find(m->containers, pod->spec.runtime_handler))) {
                         r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
                                              "mounts: %s: recursive_read_only is not supported here (the kernel's "
-                                             "mount_setattr or the OCI runtime's \"rro\" is missing; Status says so)",
+                                             "mount_setattr or the pod's OCI runtime's \"rro\" is missing; Status says so)",
                                              QUOTE(spec.mounts[i].container_path));
                         goto out;
                 }

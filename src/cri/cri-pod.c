@@ -67,6 +67,13 @@ int cri_run_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *us
                 return r;
         }
         r = pod_spec_validate(&spec, &error);
+        if (r >= 0) {
+                /* Its containers will run with this handler: unknown is INVALID_ARGUMENT, one that
+                 * cannot run here FAILED_PRECONDITION, as containerd fails the sandbox. */
+                const CtrHandler *h;
+                r = m->containers ? ctr_handler_get(m->containers, spec.runtime_handler, &h, &error)
+                                  : error_set(&error, ERROR_UNAVAILABLE, EAGAIN, "the containers are not loaded yet");
+        }
         if (r >= 0 && !sandbox_network_ready(m->pods, &spec, &error))
                 r = -ENETDOWN;
         if (r < 0) {

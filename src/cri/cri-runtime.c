@@ -82,12 +82,29 @@ static char *systemd_info_json(Manager *m) {
         return s;
 }
 
-/* The OCI runtime found at start: the path rktlet runs it by, that path with symlinks resolved, its
- * name, and what [Containers] Runtime= asked for ("" to detect). No version: learning it means
- * running the binary, and nothing here waits on a child. */
+/* The default handler's OCI runtime: the path rktlet runs it by, that path with symlinks resolved,
+ * its name, and what [Containers] Runtime= asked for ("" to detect); then every handler. No
+ * version: learning it means running the binary, and nothing here waits on a child. */
+static void gen_handler(yajl_gen g, const CtrTable *t, const CtrHandler *h) {
+        yajl_gen_map_open(g);
+        json_gen_key_str(g, "name", h->name);
+        json_gen_key_str(g, "configured", h->configured);
+        json_gen_key_str(g, "path", h->path ?: "");
+        json_gen_key_str(g, "root", h->root);
+        json_gen_key_strv(g, "options", h->options);
+        json_gen_key_bool(g, "builtin", h->builtin);
+        json_gen_key_bool(g, "usable", !h->why);
+        if (h->why)
+                json_gen_key_str(g, "error", h->why);
+        json_gen_key_bool(g, "recursiveReadOnlyMounts", ctr_handler_recursive_read_only(t, h));
+        yajl_gen_map_close(g);
+}
+
 static char *oci_runtime_info_json(Manager *m) {
-        const char *path = m->oci_runtime ?: "", *name = strrchr(path, '/');
-        char resolved[PATH_MAX], why[PATH_MAX + 64];
+        const CtrTable *t = m->containers;
+        const CtrHandler *d = t ? t->default_handler : NULL;
+        const char *path = d && !d->why ? d->path : "", *name = strrchr(path, '/');
+        char resolved[PATH_MAX];
         char *s;
         yajl_gen g = yajl_gen_alloc(NULL);
 
@@ -101,15 +118,15 @@ static char *oci_runtime_info_json(Manager *m) {
         json_gen_key_str(g, "path", path);
         json_gen_key_str(g, "resolvedPath", resolved);
         json_gen_key_str(g, "configured", m->config.oci_runtime);
-        if (!path[0]) {
+        if (!path[0])
                 /* Containers cannot start: say why, as the start-up warning did. */
-                if (m->config.oci_runtime[0])
-                        snprintf(why, sizeof why, "%s: no such executable%s", m->config.oci_runtime,
-                                 strchr(m->config.oci_runtime, '/') ? "" : " in $PATH");
-                else
-                        snprintf(why, sizeof why, "neither runc nor crun is in $PATH");
-                json_gen_key_str(g, "error", why);
-        }
+                json_gen_key_str(g, "error", d ? d->why : "neither runc nor crun is in $PATH");
+        json_gen_key_str(g, "defaultHandler", d ? d->name : "");
+        json_gen_str(g, "handlers");
+        yajl_gen_array_open(g);
+        for (size_t i = 0; t && i < t->n_handlers; i++)
+                gen_handler(g, t, &t->handlers[i]);
+        yajl_gen_array_close(g);
         yajl_gen_map_close(g);
         s = json_gen_steal(g);
         yajl_gen_free(g);
@@ -121,9 +138,9 @@ static int status_reply(GrpcCall *call, Manager *m, bool verbose, bool runtime_r
         Runtime__V1__RuntimeCondition network = RUNTIME__V1__RUNTIME_CONDITION__INIT;
         Runtime__V1__RuntimeCondition *conditions[] = { &runtime, &network };
         Runtime__V1__RuntimeStatus status = RUNTIME__V1__RUNTIME_STATUS__INIT;
-        Runtime__V1__RuntimeHandlerFeatures handler_features = RUNTIME__V1__RUNTIME_HANDLER_FEATURES__INIT;
-        Runtime__V1__RuntimeHandler handler = RUNTIME__V1__RUNTIME_HANDLER__INIT;
-        Runtime__V1__RuntimeHandler *handlers[] = { &handler };
+        _cleanup_free_ Runtime__V1__RuntimeHandlerFeatures *handler_features = NULL;
+        _cleanup_free_ Runtime__V1__RuntimeHandler *handler = NULL;
+        _cleanup_free_ Runtime__V1__RuntimeHandler **handlers = NULL;
         Runtime__V1__RuntimeFeatures features = RUNTIME__V1__RUNTIME_FEATURES__INIT;
         Runtime__V1__StatusResponse__InfoEntry info_config = RUNTIME__V1__STATUS_RESPONSE__INFO_ENTRY__INIT;
         Runtime__V1__StatusResponse__InfoEntry info_systemd = RUNTIME__V1__STATUS_RESPONSE__INFO_ENTRY__INIT;
@@ -149,16 +166,32 @@ static int status_reply(GrpcCall *call, Manager *m, bool verbose, bool runtime_r
         status.n_conditions = ELEMENTSOF(conditions);
         resp.status = &status;
 
-        handler.name = (char *) "";
-        /* What the containers' mounts and users can have (rktlet(8), RUNTIME HANDLERS). No user
-         * namespaces yet. */
-        handler_features.recursive_read_only_mounts = m->containers && ctr_recursive_read_only(m->containers);
-        handler_features.user_namespaces = false;
+        /* "" (the default) first, then every handler that can run, by name, each with what its
+         * containers' mounts and users can have (rktlet(8), RUNTIME HANDLERS). No user namespaces yet. */
+        const CtrTable *t = m->containers;
+        size_t n = 0, max = t ? t->n_handlers + 1 : 0;
+        handler_features = calloc(max ?: 1, sizeof *handler_features);
+        handler = calloc(max ?: 1, sizeof *handler);
+        handlers = calloc(max ?: 1, sizeof *handlers);
+        if (!handler_features || !handler || !handlers)
+                return -ENOMEM;
+        for (size_t i = 0; i < max; i++) {
+                const CtrHandler *h = i == 0 ? t->default_handler : &t->handlers[i - 1];
+                if (!h || h->why)
+                        continue;
+                runtime__v1__runtime_handler_features__init(&handler_features[n]);
+                runtime__v1__runtime_handler__init(&handler[n]);
+                handler[n].name = i == 0 ? (char *) "" : h->name;
+                handler_features[n].recursive_read_only_mounts = ctr_handler_recursive_read_only(t, h);
+                handler_features[n].user_namespaces = false;
+                handler[n].features = &handler_features[n];
+                handlers[n] = &handler[n];
+                n++;
+        }
         features.supplemental_groups_policy = true;
         features.user_namespaces_host_network = false;
-        handler.features = &handler_features;
         resp.runtime_handlers = handlers;
-        resp.n_runtime_handlers = ELEMENTSOF(handlers);
+        resp.n_runtime_handlers = n;
         resp.features = &features;
 
         if (verbose) {

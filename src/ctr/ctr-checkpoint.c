@@ -232,17 +232,25 @@ static void step_done(Child *child, const ChildResult *res, void *userdata) {
 
 static int spawn_step(CtrCheckpoint *cp) {
         CtrTable *t = cp->criu->table;
-        _cleanup_free_ char *root = NULL, *image = NULL, *work = NULL;
+        _cleanup_free_ char *image = NULL, *work = NULL;
+        _cleanup_(strv_freep) char **argv = NULL;
         ChildSpec spec = { .timeout_usec = cp->timeout_usec, .max_output = 64 * 1024 };
         int r = -ENOMEM;
 
-        if (asprintf(&root, "%s/runc", t->env.state_dir) < 0 || asprintf(&image, "%s/image", cp->dir) < 0 ||
-            asprintf(&work, "%s/work", cp->dir) < 0)
+        if (asprintf(&image, "%s/image", cp->dir) < 0 || asprintf(&work, "%s/work", cp->dir) < 0)
                 goto fail;
         switch (cp->step) {
         case CP_CHECKPOINT: {
-                char *argv[] = { (char *) t->env.runtime, "--root", root, "checkpoint", "--image-path", image,
-                                 "--work-path", work, "--leave-running", cp->id, NULL };
+                /* The container may have gone since the call began: then there is nothing to checkpoint. */
+                Container *c = ctr_find(t, cp->id);
+                char *args[] = { "checkpoint", "--image-path", image, "--work-path", work, "--leave-running", cp->id,
+                                 NULL };
+                if (!c) {
+                        r = -ENOENT;
+                        goto fail;
+                }
+                if (!(argv = ctr_runtime_argv(c, args)))
+                        goto fail;
                 r = mkdir_p(image, 0700);
                 if (r >= 0)
                         r = mkdir_p(work, 0700);
@@ -253,8 +261,8 @@ static int spawn_step(CtrCheckpoint *cp) {
                 break;
         }
         case CP_TAR: {
-                char *argv[] = { "tar", "-C", image, "-cf", cp->location, ".", NULL };
-                spec.argv = argv;
+                char *tar[] = { "tar", "-C", image, "-cf", cp->location, ".", NULL };
+                spec.argv = tar;
                 r = child_spawn(t->env.loop, &spec, step_done, cp, &cp->child);
                 break;
         }

@@ -509,7 +509,8 @@ static int console_listen(CtrExec *e, char **ret_path, Error *error) {
 static int exec_start(Container *c, char *const *cmd, uint64_t timeout_usec, size_t max_output, bool interactive,
                       bool in, bool tty, CtrExecStarted started, CtrExecDone done, void *userdata, CtrExec **ret,
                       Error *error) {
-        _cleanup_free_ char *root = NULL, *process = NULL, *pidfile = NULL, *logfile = NULL, *console = NULL;
+        _cleanup_free_ char *process = NULL, *pidfile = NULL, *logfile = NULL, *console = NULL;
+        _cleanup_(strv_freep) char **argv = NULL;
         CtrTable *t;
         CtrExec *e = NULL;
         int out[2] = { -1, -1 }, err[2] = { -1, -1 }, inp[2] = { -1, -1 }, devnull = -1, r;
@@ -542,15 +543,16 @@ static int exec_start(Container *c, char *const *cmd, uint64_t timeout_usec, siz
         process = exec_file(e, ".json");
         pidfile = exec_file(e, ".pid");
         logfile = exec_file(e, ".log");
-        if (asprintf(&root, "%s/runc", t->env.state_dir) < 0)
-                root = NULL;
-        if (!root || !process || !pidfile || !logfile) {
+        if (process && pidfile && logfile) {
+                char *args[] = { "--log", logfile, "--log-format", "json", "exec", "--detach", "--pid-file", pidfile,
+                                 "--process", process, tty ? "--console-socket" : c->id, tty ? console : NULL,
+                                 tty ? c->id : NULL, NULL };
+                argv = ctr_runtime_argv(c, args);
+        }
+        if (!argv) {
                 r = error_errno(error, ENOMEM, "exec");
                 goto fail;
         }
-        char *argv[] = { (char *) t->env.runtime, "--root", root, "--log", logfile, "--log-format", "json", "exec",
-                         "--detach", "--pid-file", pidfile, "--process", process,
-                         tty ? "--console-socket" : c->id, tty ? console : NULL, tty ? c->id : NULL, NULL };
         if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || (in && pipe2(inp, O_CLOEXEC) < 0) ||
             (devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
                 r = error_errno(error, errno, "exec: pipes");
@@ -566,7 +568,7 @@ static int exec_start(Container *c, char *const *cmd, uint64_t timeout_usec, siz
         e->held = true;
         r = child_spawn(t->env.loop, &spec, runtime_done, e, &e->runtime);
         if (r < 0) {
-                (void) error_errno(error, r, "exec: start %s", t->env.runtime);
+                (void) error_errno(error, r, "exec: start %s", c->runtime);
                 goto fail;
         }
         safe_close(devnull);

@@ -20,6 +20,12 @@ int ctr_save(const Container *c);
 int ctr_load(CtrTable *t, const char *id, Container **ret);
 CtrState ctr_state_from_string(const char *s);
 
+/* ctr-handler.c: c's runtime as its handler runs it: the binary, the handler's options, --root,
+ * then args (NULL-terminated). A new strv, NULL on OOM. */
+char **ctr_runtime_argv(const Container *c, char *const *args);
+/* c is run with h from now on (saved with it). */
+int ctr_take_handler(Container *c, const CtrHandler *h);
+
 /* ctr-oci.c: config.json for a container whose rootfs is mounted. */
 /* image_config: the image's config, parsed (NULL: it could not be read, an error). */
 int ctr_write_oci_config(Container *c, const Pod *pod, const Image *image, yajl_val image_config, const CtrSpec *spec,

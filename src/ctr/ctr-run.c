@@ -186,8 +186,7 @@ CtrTable *ctr_table_free(CtrTable *t) {
         }
         ctr_stats_stop(t);
         ctr_criu_free(t->criu);
-        if (t->features_child)
-                child_abandon(t->features_child);
+        ctr_handlers_free(t);
         fs_sync_free(t->sync);
         free(t);
         return NULL;
@@ -297,11 +296,11 @@ static char *runtime_error(Container *c) {
  * error, the runtime then writing it only to the container's stderr, and leaves a later one such
  * as "Failed to remove cgroup" as the last). */
 static char *start_failure(Container *c, const char *runtime_err, const char *job_message) {
-        const char *runtime = strrchr(c->table->env.runtime, '/');
+        const char *runtime = strrchr(c->runtime, '/');
         struct statvfs st;
         char *out, space[256] = "";
 
-        runtime = runtime ? runtime + 1 : c->table->env.runtime;
+        runtime = runtime ? runtime + 1 : c->runtime;
         /* Less than a megabyte left: the runtime's state and log writes are what fail first. */
         if (statvfs(c->table->env.state_dir, &st) >= 0 && (uint64_t) st.f_bavail * st.f_frsize < 1024 * 1024)
                 snprintf(space, sizeof space, "; the state directory %s has %llu KiB free (%s?)",
@@ -507,18 +506,20 @@ static int append_exec(sd_bus_message *m, const char *property, char **argv) {
 static int unit_properties(sd_bus_message *m, void *userdata) {
         StartArgs *a = userdata;
         Container *c = a->c;
-        const char *runtime = c->table->env.runtime;
         char *bundle = ctr_run_dir(c), *pidfile = ctr_path(c, true, "pid"), *log = ctr_path(c, true, "runtime.log");
-        char *root = NULL, description[512];
+        char **create = NULL, **start = NULL, description[512];
         int r = -ENOMEM;
 
-        if (!bundle || !pidfile || !log || asprintf(&root, "%s/runc", c->table->env.state_dir) < 0)
+        if (!bundle || !pidfile || !log)
                 goto out;
         {
-                char *create[] = { (char *) runtime, "--root", root, "--log", log, "--log-format", "json", "create",
-                                   "--bundle", bundle, "--pid-file", pidfile, c->id, NULL };
-                char *start[] = { (char *) runtime, "--root", root, "--log", log, "--log-format", "json", "start",
-                                  c->id, NULL };
+                char *create_args[] = { "--log", log, "--log-format", "json", "create", "--bundle", bundle,
+                                        "--pid-file", pidfile, c->id, NULL };
+                char *start_args[] = { "--log", log, "--log-format", "json", "start", c->id, NULL };
+                create = ctr_runtime_argv(c, create_args);
+                start = ctr_runtime_argv(c, start_args);
+                if (!create || !start)
+                        goto out;
 
                 /* As the pod's slice is named: Kubernetes namespace/pod/container, then the ID. */
                 const Pod *pod = pod_find(c->table->env.pods, c->pod_id);
@@ -550,7 +551,8 @@ out:
         free(bundle);
         free(pidfile);
         free(log);
-        free(root);
+        strv_free(create);
+        strv_free(start);
         return r;
 }
 
@@ -773,7 +775,7 @@ static void runtime_deleted(Child *child, const ChildResult *res, void *userdata
         /* "container does not exist" is what a container that never ran says: fine too. */
         if (res->exit_code != 0 && !(res->err && strstr(res->err, "does not exist")) &&
             !(res->out && strstr(res->out, "does not exist")))
-                log_warning("container %s: %s delete: %.*s", op->op.id, op->c->table->env.runtime, (int) res->err_len,
+                log_warning("container %s: %s delete: %.*s", op->op.id, op->c->runtime, (int) res->err_len,
                             res->err ?: "");
         op->c->runtime_created = false;
         op_next(&op->op);
@@ -781,15 +783,14 @@ static void runtime_deleted(Child *child, const ChildResult *res, void *userdata
 
 static void step_runtime_delete(CtrOp *op) {
         Container *c = op->c;
-        char *root = NULL;
+        char *args[] = { "delete", "--force", c->id, NULL };
+        _cleanup_(strv_freep) char **argv = ctr_runtime_argv(c, args);
         int r = -ENOMEM;
 
-        if (asprintf(&root, "%s/runc", c->table->env.state_dir) >= 0) {
-                char *argv[] = { (char *) c->table->env.runtime, "--root", root, "delete", "--force", c->id, NULL };
+        if (argv) {
                 ChildSpec spec = { .argv = argv, .timeout_usec = CTR_CHILD_TIMEOUT_USEC, .max_output = 16 * 1024 };
                 r = child_spawn(c->table->env.loop, &spec, runtime_deleted, op, &op->op.child);
         }
-        free(root);
         if (r < 0) {
                 op_fail(&op->op, r, "delete container %s in the OCI runtime: %s", op->op.id, strerror(-r));
                 op_goto(&op->op, STEP_END);
@@ -1181,11 +1182,16 @@ int ctr_create(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *c
         _cleanup_(ctr_spec_done) CtrSpec owned = *spec;
         _cleanup_(yajl_tree_freep) yajl_val image_config = NULL;
         _cleanup_(container_freep) Container *c = NULL;
+        const CtrHandler *handler;
         CtrOp *op;
         int r;
 
         assert(t && pod && image && spec);
         *spec = (CtrSpec) {}; /* taken over, also on failure */
+        /* The pod's handler, as it is configured now (RunPodSandbox checked it then). */
+        r = ctr_handler_get(t, pod->spec.runtime_handler, &handler, error);
+        if (r < 0)
+                return r;
         for (Container *o = t->containers; o; o = o->next)
                 if (strcmp(o->pod_id, pod->id) == 0 && strcmp(o->name, owned.name) == 0 && o->attempt == owned.attempt)
                         return error_set(error, ERROR_EXISTS, EEXIST,
@@ -1195,6 +1201,8 @@ int ctr_create(CtrTable *t, Pod *pod, Image *image, CtrSpec *spec, const void *c
         /* Read and parsed once: for the stop signal here, for the OCI config at STEP_CONFIG. */
         image_config = ctr_image_config(t->env.images, image);
         r = container_new(t, pod, image, &owned, image_config, config, config_len, &c);
+        if (r >= 0)
+                r = ctr_take_handler(c, handler);
         if (r < 0)
                 return error_set(error, ERROR_SYSTEM, r, NULL);
         ctr_link(t, c);
@@ -1403,7 +1411,7 @@ int ctr_table_load(CtrTable *t) {
         _cleanup_free_ char *bin = NULL, *dir = NULL;
 
         assert(t);
-        ctr_features_probe(t);
+        ctr_handlers_probe(t);
         /* What removals cut short by a crash left to delete. */
         if (asprintf(&bin, "%s/trash", t->env.root_dir) >= 0)
                 trash_empty(t->env.loop, bin);

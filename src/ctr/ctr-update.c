@@ -314,7 +314,7 @@ static void runtime_updated(Child *child, const ChildResult *res, void *userdata
         runtime_message(res, msg, sizeof msg);
         if (u->op.step != UPD_RUNTIME)
                 log_warning("container %s: cannot put the old limits back: %s update: %s", u->op.id,
-                            u->c->table->env.runtime, msg);
+                            u->c->runtime, msg);
         else if (strstr(msg, "unable to set memory limit") || strstr(msg, "device or resource busy"))
                 /* The kernel's EBUSY: the cgroup could not be reclaimed below the new limit. */
                 op_fail_kind(&u->op, ERROR_WRONG_STATE, EBUSY,
@@ -322,23 +322,24 @@ static void runtime_updated(Child *child, const ChildResult *res, void *userdata
                              "could not be reclaimed): %s",
                              u->op.id, msg);
         else
-                op_fail(&u->op, -EIO, "update container %s: %s update: %s", u->op.id, u->c->table->env.runtime, msg);
+                op_fail(&u->op, -EIO, "update container %s: %s update: %s", u->op.id, u->c->runtime, msg);
         op_next(&u->op);
 }
 
 static void run_runtime(CtrUpdate *u, const CtrResources *v, bool rollback) {
         Container *c = u->c;
-        _cleanup_free_ char *root = NULL, *json = NULL;
+        _cleanup_free_ char *json = NULL;
+        _cleanup_(strv_freep) char **argv = NULL;
+        char *args[] = { "update", "--resources", "-", c->id, NULL };
         Target t;
         int r = -ENOMEM;
 
         target_init(&t, v, &u->asked);
         json = runtime_json(&t, rollback);
-        if (json && asprintf(&root, "%s/runc", c->table->env.state_dir) >= 0) {
-                char *argv[] = { (char *) c->table->env.runtime, "--root", root, "update", "--resources", "-", c->id, NULL };
+        if (json && (argv = ctr_runtime_argv(c, args))) {
                 ChildSpec spec = { .argv = argv, .stdin_data = json, .stdin_len = strlen(json),
                                    .timeout_usec = CTR_CHILD_TIMEOUT_USEC, .max_output = 16 * 1024 };
-                log_debug("container %s: %s update %s", c->id, c->table->env.runtime, json);
+                log_debug("container %s: %s update %s", c->id, c->runtime, json);
                 r = child_spawn(c->table->env.loop, &spec, runtime_updated, u, &u->op.child);
         }
         if (r >= 0) {
@@ -347,7 +348,7 @@ static void run_runtime(CtrUpdate *u, const CtrResources *v, bool rollback) {
                 return;
         }
         if (!rollback)
-                op_fail(&u->op, r, "update container %s: cannot run %s update: %s", u->op.id, c->table->env.runtime,
+                op_fail(&u->op, r, "update container %s: cannot run %s update: %s", u->op.id, c->runtime,
                         strerror(-r));
         else
                 log_warning_errno(r, "container %s: cannot put the old limits back: %m", u->op.id);

@@ -199,6 +199,10 @@ void ctr_free(Container *c) {
         free(c->cpuset_cpus);
         free(c->cpuset_mems);
         free(c->gids);
+        free(c->handler);
+        free(c->runtime);
+        free(c->runtime_root);
+        strv_free(c->runtime_options);
         free(c);
 }
 
@@ -267,6 +271,10 @@ int ctr_save(const Container *c) {
         json_gen_key_bool(g, "rootfsMounted", c->rootfs_mounted);
         json_gen_key_bool(g, "unitStarted", c->unit_started);
         json_gen_key_bool(g, "runtimeCreated", c->runtime_created);
+        json_gen_key_str(g, "handler", c->handler);
+        json_gen_key_str(g, "runtime", c->runtime);
+        json_gen_key_str(g, "runtimeRoot", c->runtime_root);
+        json_gen_key_strv(g, "runtimeOptions", c->runtime_options);
         yajl_gen_map_close(g);
         r = record_write(dir, c->id, g, false);
         if (r >= 0)
@@ -302,6 +310,29 @@ static char *log_dir_of(CtrTable *t, const Container *c, const char *saved) {
                 return strdup(pod->spec.log_directory);
         slash = strrchr(c->log_path, '/');
         return slash && slash > c->log_path ? strndup(c->log_path, (size_t) (slash - c->log_path)) : strdup("");
+}
+
+/* The runtime a record was made with. A record from before handlers has none: it was made by the
+ * one runtime there was, with <state>/runc as its root; the default handler's binary is the best
+ * guess for it (else runc). */
+static int load_handler(CtrTable *t, Container *c, yajl_val v) {
+        const CtrHandler *d = t->default_handler;
+        const char *runtime = json_get_str(v, "runtime");
+
+        if (runtime && runtime[0]) {
+                c->handler = json_dup_str(v, "handler");
+                c->runtime = strdup(runtime);
+                c->runtime_root = json_dup_str(v, "runtimeRoot");
+                c->runtime_options = json_get_strv(v, "runtimeOptions");
+                if (!c->handler || !c->runtime || !c->runtime_root)
+                        return -EBADMSG;
+                return 0;
+        }
+        c->handler = strdup(d ? d->name : "runc");
+        c->runtime = strdup(d && d->path ? d->path : "runc");
+        if (asprintf(&c->runtime_root, "%s/runc", t->env.state_dir) < 0)
+                c->runtime_root = NULL;
+        return c->handler && c->runtime && c->runtime_root ? 0 : -ENOMEM;
 }
 
 static Container *container_free(Container *c) {
@@ -385,6 +416,9 @@ int ctr_load(CtrTable *t, const char *id, Container **ret) {
         c->rootfs_mounted = json_get_true(v, "rootfsMounted");
         c->unit_started = json_get_true(v, "unitStarted");
         c->runtime_created = json_get_true(v, "runtimeCreated");
+        r = load_handler(t, c, v);
+        if (r < 0)
+                return r;
         if (!c->name || !c->image_ref || !c->image_id || !c->labels || !c->annotations || !c->log_path ||
             !c->log_dir || c->state < 0)
                 return -EBADMSG;
@@ -410,7 +444,9 @@ char *ctr_info_json(const Container *c) {
         json_gen_key_str(g, "unit", unit);
         json_gen_key_str(g, "bundle", bundle);
         json_gen_key_int(g, "pid", c->state == CTR_RUNNING ? c->pid : 0);
-        json_gen_key_str(g, "runtime", c->table->env.runtime);
+        json_gen_key_str(g, "runtime", c->runtime);
+        json_gen_key_str(g, "runtimeHandler", c->handler);
+        json_gen_key_str(g, "runtimeRoot", c->runtime_root);
         json_gen_key_bool(g, "rootfsMounted", c->rootfs_mounted);
         json_gen_key_str(g, "memoryCgroup", c->memcg);
         yajl_gen_map_close(g);
@@ -421,22 +457,3 @@ char *ctr_info_json(const Container *c) {
         return out;
 }
 
-char *ctr_find_oci_runtime(const char *configured) {
-        const char *const candidates[] = { configured, "runc", "crun" };
-        const char *path = getenv("PATH") ?: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-        for (size_t i = configured && configured[0] ? 0 : 1; i < ELEMENTSOF(candidates); i++) {
-                char **dirs;
-
-                if (strchr(candidates[i], '/'))
-                        return access(candidates[i], X_OK) == 0 ? strdup(candidates[i]) : NULL;
-                dirs = strv_split(path, ":");
-                char *found = find_executable(dirs, candidates[i]);
-                strv_free(dirs);
-                if (found)
-                        return found;
-                if (i == 0)
-                        return NULL; /* what was configured is not there: no guessing */
-        }
-        return NULL;
-}

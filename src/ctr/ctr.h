@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "child.h"
+#include "config.h"
 #include "ctr-log.h"
 #include "fs-sync.h"
 #include "image-store.h"
@@ -134,6 +135,10 @@ typedef struct Container {
 
         /* What exists and has to be undone. */
         bool rootfs_mounted, unit_started, runtime_created;
+        /* The runtime handler it was made with, as it was then (a restart with another configuration
+         * still runs and deletes it with these). */
+        char *handler, *runtime, *runtime_root;
+        char **runtime_options;
 
         SystemdWatch *watch;
         /* Read back at start as running (or starting), and systemd has not said yet what became of
@@ -165,7 +170,6 @@ typedef struct CtrEnv {
         struct ev_loop *loop;
         CtrStoredFds *stored;
         const char *state_dir, *root_dir;
-        const char *runtime; /* absolute path of runc or crun */
         PodTable *pods;
         ImageStore *images;
         SystemdClient *(*systemd)(void *userdata);
@@ -173,6 +177,26 @@ typedef struct CtrEnv {
         const char *(*cgroup_root)(void *userdata);
         void *userdata;
 } CtrEnv;
+
+/* A RuntimeClass handler (ctr-handler.c): an OCI runtime offered by name. */
+typedef struct CtrHandler {
+        char *name;
+        char *configured; /* as configured: a name in $PATH or a path */
+        char *path;       /* absolute; NULL: not found */
+        char *root;       /* its --root */
+        char **options;   /* global options before the command */
+        char *why;        /* why it cannot run containers here; NULL: it can */
+        bool builtin;     /* runc or crun, found in $PATH, not configured */
+        bool rro;         /* its `features` list the "rro" mount option */
+        Child *features_child;
+} CtrHandler;
+
+/* What the handlers are made from: [Runtime.<name>] sections and [Containers] Runtime=/DefaultRuntime=. */
+typedef struct CtrHandlerConfig {
+        const ConfigRuntime *runtimes;
+        size_t n_runtimes;
+        const char *legacy_runtime, *default_runtime;
+} CtrHandlerConfig;
 
 /* What became of a container, as the CRI's ContainerEventType counts it. */
 typedef enum CtrEvent {
@@ -204,8 +228,10 @@ struct CtrTable {
         struct Child *layer_child; /* the walk of one writable layer, at most one at a time */
         char layer_id[65];         /* whose */
         CtrCriu *criu; /* whether criu works here, once asked (ctr-checkpoint.c) */
-        bool kernel_rro, runtime_rro; /* mount_setattr(AT_RECURSIVE); the runtime's "rro" (ctr-features.c) */
-        Child *features_child;
+        bool kernel_rro; /* mount_setattr(AT_RECURSIVE) (ctr-handler.c) */
+        CtrHandler *handlers;
+        size_t n_handlers;
+        const CtrHandler *default_handler; /* what "" means; NULL: none can run */
 };
 
 /* error: NULL on success, else what failed (valid during the call only). */
@@ -320,11 +346,22 @@ void ctr_update_detach(CtrUpdate *u);
 /* Daemon shutdown: dropped without a callback (a runtime child is abandoned). */
 void ctr_update_abort(CtrUpdate *u);
 
-/* ctr-features.c: at start, what the kernel and the OCI runtime offer (the runtime's answer comes
- * from a child, a moment later: false until then). */
-void ctr_features_probe(CtrTable *t);
-/* Recursive read-only mounts: mount_setattr(2) with AT_RECURSIVE, and the runtime's "rro". */
-bool ctr_recursive_read_only(const CtrTable *t);
+/* ctr-handler.c. The handlers: runc and crun where found (not offered where they cannot run on this
+ * host's cgroups), then Runtime=, then the sections (a section replaces a handler of its name). The
+ * default is DefaultRuntime=, else Runtime='s, else the first that can run. -EINVAL and a message
+ * when DefaultRuntime= names none. */
+int ctr_handlers_init(CtrTable *t, const CtrHandlerConfig *config, char **ret_error);
+void ctr_handlers_free(CtrTable *t);
+/* At start, what the kernel and each runtime offer (a runtime's answer comes from a child, a moment
+ * later: false until then). */
+void ctr_handlers_probe(CtrTable *t);
+/* The handler name means ("" or NULL: the default, which may be NULL), or NULL. */
+const CtrHandler *ctr_handler_find(const CtrTable *t, const char *name);
+/* The handler to run containers with: ERROR_INVALID_ARGUMENT for an unknown name (naming the
+ * configured ones), ERROR_WRONG_STATE for one that cannot run here (saying why) or no default. */
+int ctr_handler_get(const CtrTable *t, const char *name, const CtrHandler **ret, Error *error);
+/* Recursive read-only mounts with h: mount_setattr(2) with AT_RECURSIVE, and the runtime's "rro". */
+bool ctr_handler_recursive_read_only(const CtrTable *t, const CtrHandler *h);
 
 /* CheckpointContainer (ctr-checkpoint.c): whether criu works here comes first (`criu check`, run
  * once, in a child, on the first call; the answer is kept): ERROR_UNSUPPORTED naming what is missing
@@ -377,6 +414,4 @@ int ctr_attach_resize(CtrAttach *a, unsigned short cols, unsigned short rows);
  * other attachment's, through its stdin_closed()). */
 void ctr_attach_close_stdin(CtrAttach *a);
 
-/* The OCI runtime: configured ([Containers] Runtime=, a name looked up in $PATH, or a path), else
- * runc, else crun. NULL when none is there (what was configured is not guessed at). */
-char *ctr_find_oci_runtime(const char *configured);
+

@@ -21,7 +21,6 @@
 #include "time-util.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
-DEFINE_TRIVIAL_CLEANUP_FUNC(char **, strv_free);
 
 /* How long a dead daemon's plugins get to finish what they were doing, then how long they get to
  * die once killed. Both well within the child's own timeout. */

@@ -290,9 +290,7 @@ int pod_spec_validate(const PodSpec *s, Error *error) {
                 return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "PID namespace mode %d is not supported for pods", s->pid);
         if (s->cgroup_parent && s->cgroup_parent[0] && (r = check_cgroup_parent(s->cgroup_parent, error)) < 0)
                 return r;
-        if (s->runtime_handler && s->runtime_handler[0])
-                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "unknown runtime_handler %s (rktlet has only the default handler \"\")",
-                               QUOTE(s->runtime_handler));
+        /* runtime_handler: the CRI layer checks it against the configured handlers. */
         for (size_t i = 0; i < s->n_sysctls; i++) {
                 const char *k = s->sysctls[i].key, *v = s->sysctls[i].value, *why;
 

@@ -53,15 +53,20 @@ needs_oci_runtime = pytest.mark.skipif(OCI_RUNTIME is None, reason="neither runc
 
 
 def oci_runtime_info(d, pb):
+    """The default handler's runtime, without the list of every handler (test_handlers.py's)."""
     r = d.runtime().Status(pb.StatusRequest(verbose=True), timeout=10)
-    return json.loads(r.info["ociRuntime"]), json.loads(r.info["config"])
+    oci = json.loads(r.info["ociRuntime"])
+    handlers = oci.pop("handlers")
+    assert oci["defaultHandler"] in [h["name"] for h in handlers] + [""]
+    return oci, json.loads(r.info["config"])
 
 
 @needs_oci_runtime
 def test_status_verbose_names_the_oci_runtime_found(daemon, pb):
     oci, config = oci_runtime_info(daemon, pb)
     assert oci == {"name": os.path.basename(OCI_RUNTIME), "path": OCI_RUNTIME,
-                   "resolvedPath": os.path.realpath(OCI_RUNTIME), "configured": ""}
+                   "resolvedPath": os.path.realpath(OCI_RUNTIME), "configured": "",
+                   "defaultHandler": os.path.basename(OCI_RUNTIME)}
     assert config["ociRuntime"] == ""  # the configuration: nothing asked for, so detected
 
 
@@ -73,7 +78,7 @@ def test_status_verbose_names_a_configured_runtime_and_resolves_it(make_daemon, 
     d = make_daemon(config=f"[Containers]\nRuntime={link}\n")
     oci, config = oci_runtime_info(d, pb)
     assert oci == {"name": "my-oci-runtime", "path": str(link), "resolvedPath": os.path.realpath(OCI_RUNTIME),
-                   "configured": str(link)}
+                   "configured": str(link), "defaultHandler": "my-oci-runtime"}
     assert config["ociRuntime"] == str(link)
 
 

@@ -290,7 +290,8 @@ def runc_has_rro():
 
 
 def test_status_runtime_handlers_and_features(cd, pb):
-    """One handler, the default (""): recursive read-only mounts where the kernel has mount_setattr
+    """The default handler ("", runc here) and runc by name (crun and its features are
+    test_handlers.py's): recursive read-only mounts where the kernel has mount_setattr
     with AT_RECURSIVE and runc knows "rro" (both found here independently); no user namespaces;
     SupplementalGroupsPolicy honoured (ContainerStatus.user says what the process got)."""
     d = cd
@@ -300,7 +301,8 @@ def test_status_runtime_handlers_and_features(cd, pb):
         r = d.runtime().Status(pb.StatusRequest(), timeout=10)
         return r if r.runtime_handlers[0].features.recursive_read_only_mounts == expected else None
     r = wait_until(handlers, 10, what="the runtime's features to be known")
-    assert [h.name for h in r.runtime_handlers] == [""]
+    assert [h.name for h in r.runtime_handlers][:2] == ["", "runc"]
+    assert r.runtime_handlers[1].features == r.runtime_handlers[0].features
     assert r.runtime_handlers[0].features.user_namespaces is False
     assert r.features.supplemental_groups_policy is True
     assert r.features.user_namespaces_host_network is False

@@ -256,6 +256,71 @@ static void test_dump_round_trip(void **state) {
         for (size_t i = 0; i < sizeof set / sizeof set[0]; i++)
                 assert_int_equal(config_set(&c, set[i][0], set[i][1], set[i][2], &error), 0);
         dump_round_trip(&c);
+        /* Runtime handlers: one with every key, one with none but Path= (empty: its name). */
+        assert_int_equal(config_set(&c, "Containers", "DefaultRuntime", "fast", &error), 0);
+        assert_int_equal(config_set(&c, "Runtime.fast", "Path", "/usr/bin/crun", &error), 0);
+        assert_int_equal(config_set(&c, "Runtime.fast", "Root", "/run/fast", &error), 0);
+        assert_int_equal(config_set(&c, "Runtime.fast", "Options", "--debug --systemd-cgroup", &error), 0);
+        assert_int_equal(config_set(&c, "Runtime.plain", "Path", "", &error), 0);
+        dump_round_trip(&c);
+        config_done(&c);
+}
+
+/* [Runtime.<name>] sections: made by their first key, in the order first seen, a later file's
+ * key replacing an earlier one's; names as Kubernetes allows RuntimeClass handlers. */
+static void test_runtime_sections(void **state) {
+        char path[512], *error = NULL;
+        Config c;
+
+        snprintf(path, sizeof path, "%s/runtimes.conf", dir);
+        write_file("runtimes.conf", "[Containers]\nDefaultRuntime=kata-like\n"
+                                    "[Runtime.kata-like]\nPath=/opt/kata/bin/runtime\nOptions=--debug\n"
+                                    "[Runtime.runc]\nRoot=/run/my-runc\n"
+                                    "[Runtime.kata-like]\nRoot=/run/kata\n");
+        assert_int_equal(config_init(&c), 0);
+        assert_int_equal(config_load(&c, path, NULL, NULL, &error), 0);
+        assert_string_equal(c.default_runtime, "kata-like");
+        assert_int_equal(c.n_runtimes, 2);
+        assert_string_equal(c.runtimes[0].name, "kata-like");
+        assert_string_equal(c.runtimes[0].path, "/opt/kata/bin/runtime");
+        assert_string_equal(c.runtimes[0].root, "/run/kata");
+        assert_string_equal(c.runtimes[0].options, "--debug");
+        assert_string_equal(c.runtimes[1].name, "runc");
+        assert_string_equal(c.runtimes[1].path, "");
+        assert_string_equal(c.runtimes[1].root, "/run/my-runc");
+        config_done(&c);
+
+        static const char *const bad[][3] = {
+                { "Runtime.Upper", "Path", "runc" },
+                { "Runtime.-dash", "Path", "runc" },
+                { "Runtime.", "Path", "runc" },
+                { "Runtime.a_b", "Path", "runc" },
+                { "Runtime.rel", "Path", "bin/runc" },
+                { "Runtime.rel", "Root", "relative" },
+                { "Runtime.q", "Options", "--x=\"a b\"" },
+                { "Containers", "DefaultRuntime", "Not-A-Label" },
+        };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+                assert_int_equal(config_init(&c), 0);
+                assert_int_equal(config_set(&c, bad[i][0], bad[i][1], bad[i][2], &error), -EINVAL);
+                assert_non_null(error);
+                free(error);
+                error = NULL;
+                assert_int_equal(c.n_runtimes, 0); /* nothing half-made */
+                config_done(&c);
+        }
+        /* 63 characters is the most */
+        char name[80] = "Runtime.";
+        memset(name + 8, 'a', 63);
+        name[8 + 63] = '\0';
+        assert_int_equal(config_init(&c), 0);
+        assert_int_equal(config_set(&c, name, "Path", "runc", &error), 0);
+        strcat(name, "a");
+        assert_int_equal(config_set(&c, name, "Path", "runc", &error), -EINVAL);
+        free(error);
+        error = NULL;
+        assert_int_equal(config_set(&c, "Runtime.x", "NoSuchKey", "1", &error), -ENOENT);
+        assert_int_equal(c.n_runtimes, 1);
         config_done(&c);
 }
 
@@ -331,6 +396,7 @@ int main(void) {
                 cmocka_unit_test(test_syntax_error),
                 cmocka_unit_test(test_json),
                 cmocka_unit_test(test_dump_round_trip),
+                cmocka_unit_test(test_runtime_sections),
                 cmocka_unit_test(test_parse_util),
         };
         return cmocka_run_group_tests_name("config", tests, setup, teardown);

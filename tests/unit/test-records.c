@@ -144,7 +144,7 @@ static void test_pod_bad_records(void **state) {
 }
 
 static CtrTable *ctr_table(void) {
-        CtrEnv env = { .state_dir = root, .root_dir = root, .runtime = "/bin/false" };
+        CtrEnv env = { .state_dir = root, .root_dir = root };
         CtrTable *t;
 
         assert_int_equal(ctr_table_new(&env, &t), 0);
@@ -188,6 +188,10 @@ static void test_container_round_trip(void **state) {
         c->rootfs_mounted = true;
         c->unit_started = true;
         c->runtime_created = false;
+        c->handler = strdup("fast");
+        c->runtime = strdup("/usr/bin/crun");
+        c->runtime_root = strdup("/run/rktlet/runtimes/fast");
+        assert_int_equal(strv_push(&c->runtime_options, "--debug"), 0);
         c->config = strdup("opaque");
         c->config_len = 6;
         ctr_link(t, c);
@@ -226,10 +230,36 @@ static void test_container_round_trip(void **state) {
         assert_int_equal(back->pid, 4242);
         assert_string_equal(back->memcg, "/sys/fs/cgroup/memory/x");
         assert_true(back->rootfs_mounted && back->unit_started && !back->runtime_created);
+        assert_string_equal(back->handler, "fast");
+        assert_string_equal(back->runtime, "/usr/bin/crun");
+        assert_string_equal(back->runtime_root, "/run/rktlet/runtimes/fast");
+        assert_int_equal(strv_length(back->runtime_options), 1);
+        assert_string_equal(back->runtime_options[0], "--debug");
         assert_int_equal(back->config_len, 6);
         assert_memory_equal(back->config, "opaque", 6);
         ctr_link(t2, back);
         ctr_table_free(t2);
+        ctr_table_free(t);
+}
+
+/* A record from before runtime handlers names no runtime: it was made by the one runtime there was,
+ * rooted in <state>/runc, and is run and deleted with that root (the binary: the default handler's,
+ * else runc). */
+static void test_container_record_without_handler(void **state) {
+        CtrTable *t = ctr_table();
+        Container *c = NULL;
+        char dir[512], want[600];
+
+        snprintf(dir, sizeof dir, "%s/containers", root);
+        write_text(dir, ID2, "{\"podId\": \"3333333333333333333333333333333333333333333333333333333333333333\", "
+                             "\"name\": \"n\", \"imageRef\": \"r\", \"imageId\": \"i\", \"logPath\": \"\", "
+                             "\"labels\": {}, \"annotations\": {}, \"state\": \"running\"}");
+        assert_int_equal(ctr_load(t, ID2, &c), 0);
+        snprintf(want, sizeof want, "%s/runc", root);
+        assert_string_equal(c->runtime_root, want);
+        assert_string_equal(c->runtime, "runc");
+        assert_string_equal(c->handler, "runc");
+        ctr_link(t, c);
         ctr_table_free(t);
 }
 
@@ -295,6 +325,7 @@ int main(void) {
                 cmocka_unit_test(test_pod_bad_records),
                 cmocka_unit_test(test_container_round_trip),
                 cmocka_unit_test(test_container_bad_records),
+                cmocka_unit_test(test_container_record_without_handler),
                 cmocka_unit_test(test_find_prefix),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
