@@ -488,12 +488,28 @@ typedef struct ParseState {
         char *error_message;
 } ParseState;
 
-/* inih reads through this so that we know which line a key came from. */
+/* inih keeps at most this many bytes of a section's name, and cuts longer ones without a word. */
+#define INIH_MAX_SECTION 49
+
+/* inih reads through this so that we know which line a key came from, and so that a section name
+ * inih would cut short ([Runtime.<a long handler name>]) is an error rather than another name. */
 static char *reader(char *buf, int size, void *stream) {
         ParseState *st = stream;
         char *s = fgets(buf, size, st->f);
-        if (s)
-                st->line++;
+        if (!s)
+                return NULL;
+        st->line++;
+        const char *p = s + strspn(s, " \t");
+        if (*p == '[') {
+                size_t n = strcspn(p + 1, "]\n");
+                if (n > INIH_MAX_SECTION) {
+                        st->error = -EINVAL;
+                        if (asprintf(&st->error_message, "%s:%u: section name %.*s is too long (at most %d characters)",
+                                     st->path, st->line, (int) n, p + 1, INIH_MAX_SECTION) < 0)
+                                st->error_message = NULL;
+                        return NULL; /* the end, for inih */
+                }
+        }
         return s;
 }
 

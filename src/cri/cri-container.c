@@ -88,10 +88,18 @@ int cri_create_container(GrpcCall *call, const uint8_t *msg, size_t len, void *u
                 r = cri_finish_error(call, &error);
                 goto out;
         }
+        /* The pod's handler, as configured now: gone or unusable since RunPodSandbox (a restart with
+         * another configuration), the pod cannot have containers: FAILED_PRECONDITION. */
+        const CtrHandler *handler = ctr_handler_find(m->containers, pod->spec.runtime_handler);
+        if (!handler || handler->why) {
+                r = grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION,
+                                     "pod sandbox %s: its runtime_handler %s cannot run containers now: %s", pod->id,
+                                     QUOTE(pod->spec.runtime_handler),
+                                     handler ? handler->why : "it is no longer configured");
+                goto out;
+        }
         for (size_t i = 0; i < spec.n_mounts; i++)
-                if (spec.mounts[i].recursive_readonly &&
-                    !ctr_handler_recursive_read_only(m->containers,
-                                                     ctr_handler_find(m->containers, pod->spec.runtime_handler))) {
+                if (spec.mounts[i].recursive_readonly && !ctr_handler_recursive_read_only(m->containers, handler)) {
                         r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
                                              "mounts: %s: recursive_read_only is not supported here (the kernel's "
                                              "mount_setattr or the pod's OCI runtime's \"rro\" is missing; Status says so)",

@@ -174,7 +174,7 @@ static int status_reply(GrpcCall *call, Manager *m, bool verbose, bool runtime_r
         handler = calloc(max ?: 1, sizeof *handler);
         handlers = calloc(max ?: 1, sizeof *handlers);
         if (!handler_features || !handler || !handlers)
-                return -ENOMEM;
+                return grpc_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "Status: out of memory");
         for (size_t i = 0; i < max; i++) {
                 const CtrHandler *h = i == 0 ? t->default_handler : &t->handlers[i - 1];
                 if (!h || h->why)

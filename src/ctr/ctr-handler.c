@@ -82,6 +82,8 @@ void ctr_handlers_free(CtrTable *t) {
         t->handlers = NULL;
         t->n_handlers = 0;
         t->default_handler = NULL;
+        free(t->legacy_runtime);
+        t->legacy_runtime = NULL;
 }
 
 static CtrHandler *find(CtrTable *t, const char *name) {
@@ -136,18 +138,40 @@ static const char *basename_of(const char *path) {
         return s ? s + 1 : path;
 }
 
+/* "runc, crun" */
+static char *handler_names(const CtrTable *t) {
+        size_t n = 1;
+        for (size_t i = 0; i < t->n_handlers; i++)
+                n += strlen(t->handlers[i].name) + 2;
+        char *s = malloc(n), *p = s;
+        if (!s)
+                return NULL;
+        *p = '\0';
+        for (size_t i = 0; i < t->n_handlers; i++)
+                p += sprintf(p, "%s%s", i ? ", " : "", t->handlers[i].name);
+        return s;
+}
+
 int ctr_handlers_init(CtrTable *t, const CtrHandlerConfig *config, char **ret_error) {
         const char *legacy = config->legacy_runtime && config->legacy_runtime[0] ? config->legacy_runtime : NULL;
         _cleanup_free_ char *legacy_name = NULL;
         int r = 0;
 
         *ret_error = NULL;
-        /* Built in: runc and crun where their binaries are. One that cannot run here is not offered. */
+        /* Built in: runc and crun. One whose binary is missing, or that cannot run here, is listed
+         * with the reason but not offered. */
         for (size_t i = 0; i < 2 && r >= 0; i++) {
                 const char *name = i == 0 ? "runc" : "crun";
-                _cleanup_free_ char *path = resolve(name);
-                if (path)
-                        r = handler_add(t, name, name, "", "", true, false);
+                r = handler_add(t, name, name, "", "", true, false);
+        }
+        /* What records from before handlers were made with: Runtime=, else runc, else crun, as the
+         * daemon then chose. */
+        if (r >= 0) {
+                t->legacy_runtime = resolve(legacy ?: "runc");
+                if (!t->legacy_runtime && !legacy)
+                        t->legacy_runtime = resolve("crun");
+                if (!t->legacy_runtime && !(t->legacy_runtime = strdup(legacy ?: "runc")))
+                        return -ENOMEM;
         }
         /* [Containers] Runtime= (before handlers): a handler named after the binary, the default. */
         if (r >= 0 && legacy) {
@@ -179,8 +203,9 @@ int ctr_handlers_init(CtrTable *t, const CtrHandlerConfig *config, char **ret_er
         if (config->default_runtime && config->default_runtime[0]) {
                 t->default_handler = find(t, config->default_runtime);
                 if (!t->default_handler) {
+                        _cleanup_free_ char *names = handler_names(t);
                         if (asprintf(ret_error, "[Containers] DefaultRuntime=%s names no runtime handler (there are: %s)",
-                                     config->default_runtime, "see [Runtime.<name>] sections, runc and crun") < 0)
+                                     config->default_runtime, names ?: "?") < 0)
                                 *ret_error = NULL;
                         return -EINVAL;
                 }
@@ -190,11 +215,14 @@ int ctr_handlers_init(CtrTable *t, const CtrHandlerConfig *config, char **ret_er
                 for (size_t i = 0; i < t->n_handlers && !t->default_handler; i++)
                         if (!t->handlers[i].why)
                                 t->default_handler = &t->handlers[i];
-        if (t->default_handler)
+        if (t->default_handler && !t->default_handler->why)
                 log_info("Default runtime handler: %s.", t->default_handler->name);
+        else if (t->default_handler)
+                log_warning("The default runtime handler %s cannot run containers: %s.", t->default_handler->name,
+                            t->default_handler->why);
         else
-                log_warning("No OCI runtime: neither runc nor crun is in $PATH and none is configured; containers "
-                            "cannot start.");
+                log_warning("No runtime handler can run containers here (runc: %s; crun: %s).", find(t, "runc")->why ?: "?",
+                            find(t, "crun")->why ?: "?");
         return 0;
 }
 
@@ -202,20 +230,6 @@ const CtrHandler *ctr_handler_find(const CtrTable *t, const char *name) {
         if (!name || !name[0])
                 return t->default_handler;
         return find((CtrTable *) t, name);
-}
-
-/* "runc, crun" */
-static char *handler_names(const CtrTable *t) {
-        size_t n = 1;
-        for (size_t i = 0; i < t->n_handlers; i++)
-                n += strlen(t->handlers[i].name) + 2;
-        char *s = malloc(n), *p = s;
-        if (!s)
-                return NULL;
-        *p = '\0';
-        for (size_t i = 0; i < t->n_handlers; i++)
-                p += sprintf(p, "%s%s", i ? ", " : "", t->handlers[i].name);
-        return s;
 }
 
 int ctr_handler_get(const CtrTable *t, const char *name, const CtrHandler **ret, Error *error) {
@@ -228,7 +242,8 @@ int ctr_handler_get(const CtrTable *t, const char *name, const CtrHandler **ret,
         }
         if (!h)
                 return error_set(error, ERROR_WRONG_STATE, ENOENT,
-                                 "no OCI runtime: neither runc nor crun is in $PATH and [Containers] names none");
+                                 "no runtime handler can run containers here (runc: %s; crun: %s)",
+                                 find((CtrTable *) t, "runc")->why ?: "?", find((CtrTable *) t, "crun")->why ?: "?");
         if (h->why)
                 return error_set(error, ERROR_WRONG_STATE, ENOEXEC, "runtime_handler %s cannot run containers here: %s",
                                  QUOTE(name && name[0] ? name : h->name), h->why);
@@ -258,9 +273,15 @@ void ctr_handlers_probe(CtrTable *t) {
                 CtrHandler *h = &t->handlers[i];
                 if (h->why || h->features_child)
                         continue;
-                char *argv[] = { h->path, "features", NULL };
+                /* With the handler's own options: a wrapper may need them. */
+                _cleanup_(strv_freep) char **argv = NULL;
+                int r = strv_push(&argv, h->path);
+                for (size_t j = 0; r >= 0 && h->options[j]; j++)
+                        r = strv_push(&argv, h->options[j]);
+                if (r >= 0)
+                        r = strv_push(&argv, "features");
                 ChildSpec spec = { .argv = argv, .timeout_usec = CTR_CHILD_TIMEOUT_USEC, .max_output = 256 * 1024 };
-                if (child_spawn(t->env.loop, &spec, features_read, h, &h->features_child) < 0)
+                if (r < 0 || child_spawn(t->env.loop, &spec, features_read, h, &h->features_child) < 0)
                         log_warning("Cannot run %s features: recursive read-only mounts are not offered with runtime "
                                     "handler %s.", h->path, h->name);
         }

@@ -313,10 +313,9 @@ static char *log_dir_of(CtrTable *t, const Container *c, const char *saved) {
 }
 
 /* The runtime a record was made with. A record from before handlers has none: it was made by the
- * one runtime there was, with <state>/runc as its root; the default handler's binary is the best
- * guess for it (else runc). */
+ * one runtime there was (Runtime=, else runc, else crun: not DefaultRuntime= or a section's), with
+ * <state>/runc as its root. */
 static int load_handler(CtrTable *t, Container *c, yajl_val v) {
-        const CtrHandler *d = t->default_handler;
         const char *runtime = json_get_str(v, "runtime");
 
         if (runtime && runtime[0]) {
@@ -328,8 +327,9 @@ static int load_handler(CtrTable *t, Container *c, yajl_val v) {
                         return -EBADMSG;
                 return 0;
         }
-        c->handler = strdup(d ? d->name : "runc");
-        c->runtime = strdup(d && d->path ? d->path : "runc");
+        const char *base = t->legacy_runtime ? strrchr(t->legacy_runtime, '/') : NULL;
+        c->handler = strdup(base ? base + 1 : t->legacy_runtime ?: "runc");
+        c->runtime = strdup(t->legacy_runtime ?: "runc");
         if (asprintf(&c->runtime_root, "%s/runc", t->env.state_dir) < 0)
                 c->runtime_root = NULL;
         return c->handler && c->runtime && c->runtime_root ? 0 : -ENOMEM;

@@ -232,6 +232,7 @@ struct CtrTable {
         CtrHandler *handlers;
         size_t n_handlers;
         const CtrHandler *default_handler; /* what "" means; NULL: none can run */
+        char *legacy_runtime; /* the binary records from before handlers were made with */
 };
 
 /* error: NULL on success, else what failed (valid during the call only). */

@@ -322,6 +322,26 @@ static void test_runtime_sections(void **state) {
         assert_int_equal(config_set(&c, "Runtime.x", "NoSuchKey", "1", &error), -ENOENT);
         assert_int_equal(c.n_runtimes, 1);
         config_done(&c);
+
+        /* From a file, a section name that inih would cut short is an error, not another name. */
+        char text[200];
+        snprintf(text, sizeof text, "[Runtime.%.41s]\nPath=runc\n", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+        write_file("runtimes.conf", text);
+        assert_int_equal(config_init(&c), 0);
+        assert_int_equal(config_load(&c, path, NULL, NULL, &error), 0);
+        assert_int_equal(c.n_runtimes, 1);
+        assert_int_equal(strlen(c.runtimes[0].name), 41);
+        config_done(&c);
+        snprintf(text, sizeof text, "[Containers]\n[Runtime.%.42s]\nPath=runc\n",
+                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+        write_file("runtimes.conf", text);
+        assert_int_equal(config_init(&c), 0);
+        assert_int_equal(config_load(&c, path, NULL, NULL, &error), -EINVAL);
+        assert_non_null(error);
+        assert_non_null(strstr(error, "runtimes.conf:2: section name"));
+        assert_non_null(strstr(error, "is too long"));
+        free(error);
+        config_done(&c);
 }
 
 static void test_parse_util(void **state) {

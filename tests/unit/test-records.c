@@ -259,6 +259,15 @@ static void test_container_record_without_handler(void **state) {
         assert_string_equal(c->runtime_root, want);
         assert_string_equal(c->runtime, "runc");
         assert_string_equal(c->handler, "runc");
+        c->table = NULL; /* not linked */
+        ctr_free(c);
+        /* The binary: what the daemon chose before handlers ([Containers] Runtime=, else runc), never
+         * DefaultRuntime='s. */
+        t->legacy_runtime = strdup("/usr/local/bin/old-runc");
+        assert_int_equal(ctr_load(t, ID2, &c), 0);
+        assert_string_equal(c->runtime, "/usr/local/bin/old-runc");
+        assert_string_equal(c->handler, "old-runc");
+        assert_string_equal(c->runtime_root, want);
         ctr_link(t, c);
         ctr_table_free(t);
 }
