@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "build-config.h"
+#include "config.h"
 #include "json-util.h"
 #include "macro.h"
 #include "parse-util.h"
@@ -290,7 +291,13 @@ int pod_spec_validate(const PodSpec *s, Error *error) {
                 return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "PID namespace mode %d is not supported for pods", s->pid);
         if (s->cgroup_parent && s->cgroup_parent[0] && (r = check_cgroup_parent(s->cgroup_parent, error)) < 0)
                 return r;
-        /* runtime_handler: the CRI layer checks it against the configured handlers. */
+        /* runtime_handler: a name as Kubernetes allows them here; whether it is configured, the CRI
+         * layer checks against the handlers. */
+        if (s->runtime_handler && s->runtime_handler[0] && !config_runtime_name_is_valid(s->runtime_handler))
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                 "runtime_handler %s is no RuntimeClass handler name (1 to 63 of a-z, 0-9 and '-', not "
+                                 "starting or ending with '-')",
+                                 QUOTE(s->runtime_handler));
         for (size_t i = 0; i < s->n_sysctls; i++) {
                 const char *k = s->sysctls[i].key, *v = s->sysctls[i].value, *why;
 

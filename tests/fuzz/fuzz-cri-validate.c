@@ -51,7 +51,10 @@ static void check_valid(const PodSpec *s) {
         if ((s->network != POD_NS_POD && s->network != POD_NS_NODE) || (s->ipc != POD_NS_POD && s->ipc != POD_NS_NODE) ||
             (s->pid != POD_NS_POD && s->pid != POD_NS_CONTAINER && s->pid != POD_NS_NODE))
                 abort();
-        if (s->runtime_handler[0])
+        /* a handler name: a DNS label */
+        size_t hn = strlen(s->runtime_handler);
+        if (hn > 63 || strspn(s->runtime_handler, "abcdefghijklmnopqrstuvwxyz0123456789-") != hn ||
+            (hn && (s->runtime_handler[0] == '-' || s->runtime_handler[hn - 1] == '-')))
                 abort();
         for (size_t i = 0; i < s->n_sysctls; i++) {
                 const char *k = s->sysctls[i].key, *v = s->sysctls[i].value;
