@@ -34,11 +34,18 @@ yajl_val ctr_image_config(ImageStore *s, const Image *image);
 typedef struct CtrRootfs {
         char *lower; /* "a:b:c", top layer first */
         char *upper, *work, *target;
+        char *userns; /* the pod's pinned user namespace, NULL: none (the layers are not idmapped) */
+        uid_t root_uid; /* the pod's root on the host, who owns the upper directory */
+        gid_t root_gid;
 } CtrRootfs;
-int ctr_rootfs_prepare(const Container *c, ImageStore *s, const Image *image, CtrRootfs *ret);
+int ctr_rootfs_prepare(const Container *c, const Pod *pod, ImageStore *s, const Image *image, CtrRootfs *ret);
 void ctr_rootfs_done(CtrRootfs *r);
 int ctr_rootfs_mount_child(void *userdata);
 int ctr_rootfs_umount_child(void *userdata); /* userdata: the target path */
+/* ctr-userns.c: in the mount child, the overlay of r's layers idmapped to r->userns on r->target;
+ * the probe of whether that works here, started at load (ctr_user_namespaces() answers). */
+int ctr_rootfs_mount_idmapped(const CtrRootfs *r);
+void ctr_userns_probe(CtrTable *t);
 
 /* The container's log_path relative to its log_dir ("" when it has no log). */
 const char *ctr_log_relative(const Container *c);

@@ -310,10 +310,20 @@ out:
 
 static int make_namespaces(const CtrSpec *s, const Pod *pod, OciSpec *o, CtrTable *t, Error *error) {
         char *net = pod_ns_path(pod, "net"), *ipc = pod_ns_path(pod, "ipc"), *uts = pod_ns_path(pod, "uts");
-        char *pid = NULL;
-        int r;
+        char *pid = NULL, *user = pod_ns_path(pod, "user");
+        int r = 0;
 
-        r = add_namespace(o, "mount", NULL);
+        /* The pod's user namespace first (the runtime joins it first too): it owns the others. */
+        if (user) {
+                r = add_namespace(o, "user", user);
+                o->id_mapped = true;
+                o->uid_mapping = (OciIdMapping) { pod->spec.uids[0].container_id, pod->spec.uids[0].host_id,
+                                                  pod->spec.uids[0].length };
+                o->gid_mapping = (OciIdMapping) { pod->spec.gids[0].container_id, pod->spec.gids[0].host_id,
+                                                  pod->spec.gids[0].length };
+        }
+        if (r >= 0)
+                r = add_namespace(o, "mount", NULL);
         if (r >= 0 && net)
                 r = add_namespace(o, "network", net);
         if (r >= 0 && ipc)
@@ -354,6 +364,7 @@ out:
         free(ipc);
         free(uts);
         free(pid);
+        free(user);
         return r;
 }
 

@@ -17,15 +17,26 @@ void ctr_rootfs_done(CtrRootfs *r) {
         free(r->upper);
         free(r->work);
         free(r->target);
+        free(r->userns);
         *r = (CtrRootfs) {};
 }
 
-int ctr_rootfs_prepare(const Container *c, ImageStore *s, const Image *image, CtrRootfs *ret) {
+int ctr_rootfs_prepare(const Container *c, const Pod *pod, ImageStore *s, const Image *image, CtrRootfs *ret) {
         CtrRootfs r = {
                 .upper = ctr_path(c, false, "upper"),
                 .work = ctr_path(c, false, "work"),
                 .target = ctr_path(c, true, "rootfs"),
         };
+
+        if (pod && pod->spec.userns == POD_NS_POD) {
+                r.userns = pod_ns_path(pod, "user");
+                r.root_uid = pod->spec.uids[0].host_id;
+                r.root_gid = pod->spec.gids[0].host_id;
+                if (!r.userns) {
+                        ctr_rootfs_done(&r);
+                        return -ENOMEM;
+                }
+        }
         size_t len = 0;
         FILE *f;
 
@@ -71,6 +82,8 @@ int ctr_rootfs_mount_child(void *userdata) {
         }
         if (!strchr(r->lower, ':') && access(r->lower, F_OK) < 0)
                 (void) mkdir_p(r->lower, 0755); /* the empty lower directory of an image without layers */
+        if (r->userns)
+                return ctr_rootfs_mount_idmapped(r);
         if (asprintf(&options, "lowerdir=%s,upperdir=%s,workdir=%s", r->lower, r->upper, r->work) < 0)
                 return -ENOMEM;
         if (strlen(options) >= (size_t) sysconf(_SC_PAGESIZE)) {
