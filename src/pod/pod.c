@@ -245,13 +245,13 @@ static int check_userns(const PodSpec *s, Error *error) {
                 return r;
         /* The pod's namespaces must be owned by its user namespace, which the runtime joins first:
          * the node's network (RuntimeFeatures.user_namespaces_host_network is false) or PID
-         * namespace cannot be, and rktlet-pod-init does not make its PID namespace in one yet. */
+         * namespace cannot be (kubelet refuses hostPID with hostUsers: false). */
         if (s->network != POD_NS_POD)
                 return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
                                  "userns_options: a user namespace of the pod's own needs a network namespace of its own");
-        if (s->pid != POD_NS_CONTAINER)
+        if (s->pid == POD_NS_NODE)
                 return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
-                                 "userns_options: a user namespace of the pod's own needs PID namespace mode CONTAINER");
+                                 "userns_options: a user namespace of the pod's own cannot have the node's PID namespace");
         return 0;
 }
 

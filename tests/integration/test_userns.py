@@ -342,3 +342,30 @@ def test_mode_node_is_the_nodes_user_namespace(ud, pb):
     assert proc_status(pid, "Uid").split()[0] == "0"
     assert sh(d, pb, cid, "stat -c %u /bin/busybox").split() == ["0"]
     remove(d, pb, cid)
+
+
+def test_shared_pid_namespace_is_the_pods_user_namespaces(ud, pb):
+    """With share_pid, rktlet-pod-init's PID namespace is the user namespace's too (the runtime
+    joins that first), and its PID 1 runs as the pod's root, not the node's."""
+    d = ud
+    wait_probed(d, pb, True)
+    pod = userns_pod(d, pb, name="shared", share_pid=True)
+    userns_ino = os.stat(ns_path(d, pod.id, "user")).st_ino
+    pid_pin = ns_path(d, pod.id, "pid")
+    assert owning_userns_inode(pid_pin) == userns_ino
+    a = run(d, pb, pod, ctr_config(pb, "a", d.ref(), command=SERVICE))
+    b = run(d, pb, pod, ctr_config(pb, "b", d.ref(), command=SERVICE))
+    for cid in (a, b):
+        wait_state(d, pb, cid, pb.CONTAINER_RUNNING)
+        pid = main_pid(cid)
+        assert os.stat(f"/proc/{pid}/ns/pid").st_ino == os.stat(pid_pin).st_ino
+        assert os.stat(f"/proc/{pid}/ns/user").st_ino == userns_ino
+    # PID 1 is the pod's init, the pod's root: it sees both containers' processes.
+    assert sh(d, pb, a, "cat /proc/1/comm; stat -c %u /proc/1").split() == ["rktlet-pod-init", "0"]
+    init_pid = int(show(f"rktlet-init-{pod.id}.service", "MainPID"))
+    assert proc_status(init_pid, "Uid").split()[0] == str(HOST)
+    ps = sh(d, pb, a, "ls /proc | grep -c '^[0-9]'")
+    assert int(ps) >= 3, ps
+    d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod.id), timeout=T)
+    assert mounts_under(d.dir) == []
+    assert units("rktlet-") == []
