@@ -236,7 +236,7 @@ static int resolve_user(const CtrSpec *s, yajl_val config, const char *rootfs, O
         return 0;
 }
 
-static int make_mounts(const CtrSpec *s, const Pod *pod, OciSpec *o, Error *error) {
+static int make_mounts(const Container *c, const CtrSpec *s, const Pod *pod, OciSpec *o, Error *error) {
         static const char *const shm_opts[] = { "nosuid", "noexec", "nodev", "mode=1777", "size=65536k", NULL };
         char *run = NULL;
         int r;
@@ -298,7 +298,8 @@ static int make_mounts(const CtrSpec *s, const Pod *pod, OciSpec *o, Error *erro
                                 goto out;
                         }
                 }
-                r = add_mount(o, m->container_path, m->host_path, "bind", opts);
+                _cleanup_free_ char *idmapped = ctr_volume_source(c, i);
+                r = add_mount(o, m->container_path, idmapped ?: m->host_path, "bind", opts);
                 if (r < 0)
                         goto out;
         }
@@ -519,7 +520,7 @@ int ctr_write_oci_config(Container *c, const Pod *pod, const Image *image, yajl_
         r = make_process(c, pod, image, config, s, &o, error);
         if (r >= 0) {
                 o.readonly_rootfs = s->readonly_rootfs;
-                r = make_mounts(s, pod, &o, error);
+                r = make_mounts(c, s, pod, &o, error);
         }
         if (r >= 0)
                 r = make_namespaces(s, pod, &o, c->table, error);

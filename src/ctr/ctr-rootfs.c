@@ -18,10 +18,15 @@ void ctr_rootfs_done(CtrRootfs *r) {
         free(r->work);
         free(r->target);
         free(r->userns);
+        for (size_t i = 0; i < r->n_volumes; i++)
+                free(r->volumes[i]);
+        free(r->volumes);
+        free(r->volumes_dir);
         *r = (CtrRootfs) {};
 }
 
-int ctr_rootfs_prepare(const Container *c, const Pod *pod, ImageStore *s, const Image *image, CtrRootfs *ret) {
+int ctr_rootfs_prepare(const Container *c, const Pod *pod, const CtrSpec *spec, ImageStore *s, const Image *image,
+                       CtrRootfs *ret) {
         CtrRootfs r = {
                 .upper = ctr_path(c, false, "upper"),
                 .work = ctr_path(c, false, "work"),
@@ -32,9 +37,19 @@ int ctr_rootfs_prepare(const Container *c, const Pod *pod, ImageStore *s, const 
                 r.userns = pod_ns_path(pod, "user");
                 r.root_uid = pod->spec.uids[0].host_id;
                 r.root_gid = pod->spec.gids[0].host_id;
-                if (!r.userns) {
+                r.volumes_dir = ctr_path(c, true, "volumes");
+                r.volumes = calloc(spec->n_mounts + 1, sizeof *r.volumes);
+                if (!r.userns || !r.volumes_dir || !r.volumes) {
                         ctr_rootfs_done(&r);
                         return -ENOMEM;
+                }
+                /* Only private ones: a copy of a mount would not pass on what later propagates. */
+                for (; r.n_volumes < spec->n_mounts; r.n_volumes++) {
+                        const CtrMount *m = &spec->mounts[r.n_volumes];
+                        if (m->propagation == 0 && !(r.volumes[r.n_volumes] = strdup(m->host_path))) {
+                                ctr_rootfs_done(&r);
+                                return -ENOMEM;
+                        }
                 }
         }
         size_t len = 0;
@@ -99,6 +114,13 @@ int ctr_rootfs_mount_child(void *userdata) {
 
 int ctr_rootfs_umount_child(void *userdata) {
         const char *target = userdata;
+        _cleanup_free_ char *volumes = NULL;
+        char *slash = strrchr(target, '/');
+
+        /* <run>/rootfs: the idmapped volumes are beside it, in <run>/volumes. */
+        if (slash && asprintf(&volumes, "%.*s/volumes", (int) (slash - target), target) >= 0 &&
+            ctr_volumes_umount(volumes) < 0)
+                return -EBUSY;
 
         if (umount2(target, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT) {
                 fprintf(stderr, "unmount %s: %s\n", target, strerror(errno));

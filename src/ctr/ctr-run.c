@@ -443,8 +443,8 @@ static void step_mount(Op *o) {
                 .timeout_usec = CTR_CHILD_TIMEOUT_USEC,
                 .max_output = 16 * 1024,
         };
-        int r = ctr_rootfs_prepare(op->c, pod_find(op->c->table->env.pods, op->c->pod_id), op->c->table->env.images,
-                                   op->image, &op->rootfs);
+        int r = ctr_rootfs_prepare(op->c, pod_find(op->c->table->env.pods, op->c->pod_id), &op->spec,
+                                   op->c->table->env.images, op->image, &op->rootfs);
 
         if (r >= 0)
                 r = child_spawn(op->c->table->env.loop, &spec, mounted, op, &op->op.child);

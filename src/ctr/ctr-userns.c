@@ -9,6 +9,7 @@
  * attached mounts: they are attached in a mount namespace of the child's own, the overlay is made
  * there, and a detached copy of it is moved into the daemon's mount namespace. Nothing but the
  * overlay is left, and a child killed half way leaves nothing (its namespace dies with it). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -102,6 +103,87 @@ static int overlay_in_private(const char *scratch, const int *layers, size_t n_l
         return 0;
 }
 
+/* The CRI's mounts, idmapped where their file systems allow it, so that what is root's on the host
+ * is the pod's root's inside (and what it writes is root's on the host), as containerd does. One
+ * that cannot be is mounted as it is (ctr_volume_source() finds no mount): no failure. */
+static void idmap_volumes(const CtrRootfs *r, int userns) {
+        struct mount_attr attr = { .attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t) userns };
+
+        if (r->n_volumes == 0)
+                return;
+        if (mkdir(r->volumes_dir, 0711) < 0 && errno != EEXIST) {
+                (void) fail(errno, "create %s", r->volumes_dir);
+                return;
+        }
+        for (size_t i = 0; i < r->n_volumes; i++) {
+                _cleanup_close_ int fd = -EBADF;
+                char at[4096];
+                struct stat st;
+
+                if (!r->volumes[i])
+                        continue;
+                if (stat(r->volumes[i], &st) < 0) {
+                        /* ctr-oci.c would make it: a directory, as containerd does. */
+                        if (errno != ENOENT || mkdir_p(r->volumes[i], 0755) < 0 || stat(r->volumes[i], &st) < 0)
+                                continue;
+                }
+                snprintf(at, sizeof at, "%s/%zu", r->volumes_dir, i);
+                fd = open_tree(AT_FDCWD, r->volumes[i], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+                if (fd < 0 || mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) {
+                        fprintf(stderr, "mount %s as it is: idmapping it failed: %s\n", r->volumes[i], strerror(errno));
+                        continue;
+                }
+                if (S_ISDIR(st.st_mode) ? mkdir(at, 0700) < 0 : mknod(at, S_IFREG | 0600, 0) < 0)
+                        continue;
+                if (move_mount(fd, "", AT_FDCWD, at, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+                        fprintf(stderr, "mount %s as it is: attaching it failed: %s\n", r->volumes[i], strerror(errno));
+                        (void) (S_ISDIR(st.st_mode) ? rmdir(at) : unlink(at));
+                }
+        }
+}
+
+char *ctr_volume_source(const Container *c, size_t i) {
+        _cleanup_free_ char *dir = ctr_path(c, true, "volumes");
+        struct statx stx;
+        char *p;
+
+        if (!dir || asprintf(&p, "%s/%zu", dir, i) < 0)
+                return NULL;
+        /* Only a mount the mount child made: no file system's file of the same name. */
+        if (statx(AT_FDCWD, p, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &stx) < 0 ||
+            !(stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) || !(stx.stx_attributes & STATX_ATTR_MOUNT_ROOT)) {
+                free(p);
+                return NULL;
+        }
+        return p;
+}
+
+int ctr_volumes_umount(const char *volumes_dir) {
+        DIR *d = opendir(volumes_dir);
+        struct dirent *de;
+        int r = 0;
+
+        if (!d)
+                return errno == ENOENT ? 0 : fail(errno, "open %s", volumes_dir);
+        while ((de = readdir(d))) {
+                char p[4096];
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(p, sizeof p, "%s/%s", volumes_dir, de->d_name);
+                if (umount2(p, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT) {
+                        r = fail(errno, "unmount %s", p);
+                        continue;
+                }
+                /* An empty mount point: nothing of the volume's is removed, whatever this is. */
+                if (rmdir(p) < 0 && (errno != ENOTDIR || unlink(p) < 0) && errno != ENOENT)
+                        r = fail(errno, "remove %s", p);
+        }
+        closedir(d);
+        if (r >= 0 && rmdir(volumes_dir) < 0 && errno != ENOENT)
+                r = fail(errno, "remove %s", volumes_dir);
+        return r;
+}
+
 int ctr_rootfs_mount_idmapped(const CtrRootfs *r) {
         _cleanup_close_ int userns = -EBADF, mntns = -EBADF, overlay = -EBADF;
         _cleanup_free_ char *lower = strdup(r->lower);
@@ -138,6 +220,7 @@ int ctr_rootfs_mount_idmapped(const CtrRootfs *r) {
                 return fail(errno, "return to the daemon's mount namespace");
         if (move_mount(overlay, "", AT_FDCWD, r->target, MOVE_MOUNT_F_EMPTY_PATH) < 0)
                 return fail(errno, "mount the overlay on %s", r->target);
+        idmap_volumes(r, userns);
         return 0;
 }
 

@@ -300,6 +300,55 @@ def test_pod_user_namespace_idmapped_rootfs_and_cleanup(ud, pb):
     assert units("rktlet-pod") == []
 
 
+def test_volumes_are_idmapped(ud, pb, tmp_path):
+    """The CRI's mounts are idmapped too: the node's root's files are the pod's root's inside, and
+    what it writes there is the node's root's; a mount whose file system cannot be idmapped (an
+    overlay here) goes as it is. Removal unmounts them and leaves their contents alone."""
+    d = ud
+    wait_probed(d, pb, True)
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "kept").write_text("from the node\n")
+    term = tmp_path / "termination-log"
+    term.write_text("")
+    ov = tmp_path / "ov"
+    for x in ("lower", "upper", "work", "merged"):
+        (ov / x).mkdir(parents=True)
+    (ov / "lower" / "f").write_text("")
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                    f"lowerdir={ov}/lower,upperdir={ov}/upper,workdir={ov}/work", str(ov / "merged")], check=True)
+    try:
+        pod = userns_pod(d, pb, name="vols")
+        cfg = ctr_config(pb, "v", d.ref(), command=SERVICE, mounts=[
+            dict(container_path="/data", host_path=str(vol)),
+            dict(container_path="/dev/termination-log", host_path=str(term)),
+            dict(container_path="/ro", host_path=str(vol), readonly=True),
+            dict(container_path="/ov", host_path=str(ov / "merged"))])
+        volumes_checked(d, pb, pod, cfg, vol, term)
+    finally:
+        subprocess.run(["umount", str(ov / "merged")], check=True)
+
+
+def volumes_checked(d, pb, pod, cfg, vol, term):
+    cid = run(d, pb, pod, cfg)
+    wait_state(d, pb, cid, pb.CONTAINER_RUNNING)
+    assert sh(d, pb, cid, "stat -c %u /data /data/kept /dev/termination-log").split() == ["0"] * 3
+    assert sh(d, pb, cid, "echo written > /data/new; echo done > /dev/termination-log; cat /data/kept") == \
+        "from the node\n"
+    assert os.stat(vol / "new").st_uid == 0 and (vol / "new").read_text() == "written\n"
+    assert term.read_text() == "done\n"
+    r = exec_sync(d, pb, cid, ["sh", "-c", "touch /ro/x"])
+    assert r.exit_code != 0, "a read-only volume took a write"
+    # The overlay cannot be idmapped: it is there as it is (the node's root's files are nobody's).
+    assert sh(d, pb, cid, "stat -c %u /ov/f").split() == ["65534"]
+    remove(d, pb, cid)
+    nothing_left_of(d, cid)
+    assert sorted(os.listdir(vol)) == ["kept", "new"]
+    assert term.exists()
+    d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod.id), timeout=T)
+    assert mounts_under(d.dir) == []
+
+
 def test_container_options_must_be_the_pods(ud, pb):
     d = ud
     wait_probed(d, pb, True)
@@ -369,3 +418,24 @@ def test_shared_pid_namespace_is_the_pods_user_namespaces(ud, pb):
     d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod.id), timeout=T)
     assert mounts_under(d.dir) == []
     assert units("rktlet-") == []
+
+
+def test_killed_daemon_leaves_volumes_to_unmount(ud, pb, tmp_path):
+    """A daemon killed with a container's idmapped volume mounted: the next one removes the
+    container, unmounting the volume first; the volume's files stay."""
+    d = ud
+    wait_probed(d, pb, True)
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "kept").write_text("x")
+    pod = userns_pod(d, pb, name="crash")
+    cid = create(d, pb, pod, ctr_config(pb, "v", d.ref(), command=SERVICE,
+                                        mounts=[dict(container_path="/data", host_path=str(vol))]))
+    assert os.path.join(ctr_dirs(d, cid)[1], "volumes", "0") in mounts_under(d.dir)
+    d.kill()
+    d.start()
+    remove(d, pb, cid)
+    nothing_left_of(d, cid)
+    assert os.listdir(vol) == ["kept"]
+    d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod.id), timeout=T)
+    assert mounts_under(d.dir) == []
