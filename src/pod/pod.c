@@ -244,14 +244,15 @@ static int check_userns(const PodSpec *s, Error *error) {
             (r = check_idmap("gids", s->gids, s->n_gids, error)) < 0)
                 return r;
         /* The pod's namespaces must be owned by its user namespace, which the runtime joins first:
-         * the node's network (RuntimeFeatures.user_namespaces_host_network is false) or PID
-         * namespace cannot be (kubelet refuses hostPID with hostUsers: false). */
+         * the node's network (RuntimeFeatures.user_namespaces_host_network is false), PID or IPC
+         * namespace cannot be (kubelet refuses hostPID and hostIPC with hostUsers: false). */
         if (s->network != POD_NS_POD)
                 return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
                                  "userns_options: a user namespace of the pod's own needs a network namespace of its own");
-        if (s->pid == POD_NS_NODE)
+        if (s->pid == POD_NS_NODE || s->ipc == POD_NS_NODE)
                 return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
-                                 "userns_options: a user namespace of the pod's own cannot have the node's PID namespace");
+                                 "userns_options: a user namespace of the pod's own cannot have the node's %s namespace",
+                                 s->pid == POD_NS_NODE ? "PID" : "IPC");
         return 0;
 }
 

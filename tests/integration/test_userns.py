@@ -231,6 +231,7 @@ def test_malformed_mappings_are_invalid_and_leave_nothing(ud, pb):
         make_pod(ud, pb, name="bad", host_network=True, userns=dict(
             mode=pb.POD, uids=[dict(host_id=HOST, length=LENGTH)], gids=[dict(host_id=HOST, length=LENGTH)]))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+    assert "network namespace of its own" in e.value.details(), e.value.details()
     assert list(ud.runtime().ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10).items) == []
     assert units("rktlet-pod") == []
     assert mounts_under(ud.dir) == []
@@ -241,7 +242,7 @@ def test_malformed_mappings_are_invalid_and_leave_nothing(ud, pb):
 def test_pod_user_namespace_idmapped_rootfs_and_cleanup(ud, pb):
     d = ud
     wait_probed(d, pb, True)
-    pod = userns_pod(d, pb)
+    pod = userns_pod(d, pb, sysctls={"net.ipv4.ip_unprivileged_port_start": "80"})
     user_pin = ns_path(d, pod.id, "user")
     assert os.path.exists(user_pin)
     userns_ino = os.stat(user_pin).st_ino
@@ -264,6 +265,8 @@ def test_pod_user_namespace_idmapped_rootfs_and_cleanup(ud, pb):
     assert proc_status(pa, "Uid").split()[0] == str(HOST)
     assert proc_status(pa, "Gid").split()[0] == str(HOST)
     assert sh(d, pb, a, "id -u; id -g").split() == ["0", "0"]
+    # The pod's sysctls went into its network namespace (written by the node's root, who may).
+    assert sh(d, pb, a, "cat /proc/sys/net/ipv4/ip_unprivileged_port_start").strip() == "80"
     # Both containers and the pin are one user namespace.
     assert os.stat(f"/proc/{pa}/ns/user").st_ino == userns_ino
     assert os.stat(f"/proc/{pb_}/ns/user").st_ino == userns_ino
