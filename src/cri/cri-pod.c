@@ -49,6 +49,7 @@ int cri_run_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *us
         Manager *m = userdata;
         Runtime__V1__RunPodSandboxRequest *req = runtime__v1__run_pod_sandbox_request__unpack(NULL, len, msg);
         Error error = ERROR_INIT;
+        const char *why = "the container table is missing";
         PodSpec spec;
         PodOp *op = NULL;
         CriCall *cc;
@@ -67,6 +68,9 @@ int cri_run_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *us
                 return r;
         }
         r = pod_spec_validate(&spec, &error);
+        if (r >= 0 && spec.userns == POD_NS_POD && (!m->containers || !ctr_user_namespaces(m->containers, &why)))
+                r = error_set(&error, ERROR_WRONG_STATE, EOPNOTSUPP,
+                              "userns_options: pods cannot have user namespaces of their own here: %s", why);
         if (r >= 0 && !sandbox_network_ready(m->pods, &spec, &error))
                 r = -ENETDOWN;
         if (r < 0) {

@@ -150,10 +150,10 @@ static int status_reply(GrpcCall *call, Manager *m, bool verbose, bool runtime_r
         resp.status = &status;
 
         handler.name = (char *) "";
-        /* What the containers' mounts and users can have (rktlet(8), RUNTIME HANDLERS). No user
-         * namespaces yet. */
+        /* What the containers' mounts and users can have (rktlet(8), RUNTIME HANDLERS, USER
+         * NAMESPACES). */
         handler_features.recursive_read_only_mounts = m->containers && ctr_recursive_read_only(m->containers);
-        handler_features.user_namespaces = false;
+        handler_features.user_namespaces = m->containers && ctr_user_namespaces(m->containers, NULL);
         features.supplemental_groups_policy = true;
         features.user_namespaces_host_network = false;
         handler.features = &handler_features;

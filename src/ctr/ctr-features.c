@@ -1,6 +1,8 @@
 /* What this host's kernel and OCI runtime can do for containers, found at start without blocking:
  * recursive read-only mounts need mount_setattr(2) with AT_RECURSIVE (a system call answers at
- * once) and a runtime that knows the "rro" mount option (`<runtime> features`, in a child). */
+ * once) and a runtime that knows the "rro" mount option (`<runtime> features`, in a child); user
+ * namespaces need a runtime that knows them (the same answer) and an overlay over idmapped mounts
+ * of the root directory's file system, where the layers are (tried in a child, ctr-userns.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -37,6 +39,11 @@ static void features_read(Child *child, const ChildResult *res, void *userdata) 
         for (size_t i = 0; opts && YAJL_IS_ARRAY(opts) && i < opts->u.array.len; i++)
                 if (YAJL_IS_STRING(opts->u.array.values[i]) && strcmp(opts->u.array.values[i]->u.string, "rro") == 0)
                         t->runtime_rro = true;
+        opts = v ? json_get(v, "linux") : NULL;
+        opts = opts ? json_get(opts, "namespaces") : NULL;
+        for (size_t i = 0; opts && YAJL_IS_ARRAY(opts) && i < opts->u.array.len; i++)
+                if (YAJL_IS_STRING(opts->u.array.values[i]) && strcmp(opts->u.array.values[i]->u.string, "user") == 0)
+                        t->runtime_userns = true;
         yajl_tree_free(v);
         log_debug("%s features: %s", t->env.runtime,
                   t->runtime_rro ? "the \"rro\" mount option" : "no \"rro\" mount option (or no features command)");
@@ -44,6 +51,7 @@ static void features_read(Child *child, const ChildResult *res, void *userdata) 
 
 void ctr_features_probe(CtrTable *t) {
         t->kernel_rro = kernel_has_mount_setattr();
+        ctr_userns_probe(t);
         if (!t->kernel_rro || !t->env.runtime || t->features_child)
                 return;
         char *argv[] = { (char *) t->env.runtime, "features", NULL };
@@ -54,4 +62,14 @@ void ctr_features_probe(CtrTable *t) {
 
 bool ctr_recursive_read_only(const CtrTable *t) {
         return t->kernel_rro && t->runtime_rro;
+}
+
+bool ctr_user_namespaces(const CtrTable *t, const char **ret_reason) {
+        const char *why = t->features_child || t->userns_child ? "the runtime and the kernel are still being probed"
+                          : !t->runtime_userns ? "the OCI runtime does not offer user namespaces (its features command)"
+                          : !t->kernel_userns  ? (t->userns_reason ?: "the kernel cannot make idmapped mounts here")
+                                               : NULL;
+        if (ret_reason)
+                *ret_reason = why;
+        return !why;
 }

@@ -206,6 +206,9 @@ struct CtrTable {
         CtrCriu *criu; /* whether criu works here, once asked (ctr-checkpoint.c) */
         bool kernel_rro, runtime_rro; /* mount_setattr(AT_RECURSIVE); the runtime's "rro" (ctr-features.c) */
         Child *features_child;
+        bool kernel_userns, runtime_userns; /* an overlay of idmapped layers works; the runtime's "user" */
+        char *userns_reason;                /* why not, from the kernel's probe */
+        Child *userns_child;
 };
 
 /* error: NULL on success, else what failed (valid during the call only). */
@@ -325,6 +328,9 @@ void ctr_update_abort(CtrUpdate *u);
 void ctr_features_probe(CtrTable *t);
 /* Recursive read-only mounts: mount_setattr(2) with AT_RECURSIVE, and the runtime's "rro". */
 bool ctr_recursive_read_only(const CtrTable *t);
+/* Whether pods may have user namespaces of their own (ctr-features.c, rktlet(8) USER NAMESPACES);
+ * if not, why (ret_reason may be NULL). */
+bool ctr_user_namespaces(const CtrTable *t, const char **ret_reason);
 
 /* CheckpointContainer (ctr-checkpoint.c): whether criu works here comes first (`criu check`, run
  * once, in a child, on the first call; the answer is kept): ERROR_UNSUPPORTED naming what is missing
