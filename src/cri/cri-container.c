@@ -46,6 +46,36 @@ static void op_done(Container *c, const Error *error, void *userdata) {
 
 /* --- CreateContainer ----------------------------------------------------------------------------- */
 
+/* A container is in its pod's user namespace: kubelet passes the pod's options again (or none). */
+static int check_userns(const Runtime__V1__ContainerConfig *c, const Pod *pod, Error *error) {
+        const Runtime__V1__LinuxContainerSecurityContext *sc = c->linux ? c->linux->security_context : NULL;
+        const Runtime__V1__UserNamespace *u = sc && sc->namespace_options ? sc->namespace_options->userns_options : NULL;
+        const PodSpec *p = &pod->spec;
+
+        if (!u)
+                return 0;
+        if ((PodNsMode) u->mode != p->userns)
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                 "userns_options.mode %d is not the one of pod sandbox %s (%d): a container is in its pod's "
+                                 "user namespace", (int) u->mode, pod->id, (int) p->userns);
+        if (u->n_uids == 0 && u->n_gids == 0)
+                return 0;
+        for (size_t k = 0; k < 2; k++) {
+                Runtime__V1__IDMapping *const *m = k == 0 ? u->uids : u->gids;
+                size_t n = k == 0 ? u->n_uids : u->n_gids, pn = k == 0 ? p->n_uids : p->n_gids;
+                const PodIdMap *pm = k == 0 ? p->uids : p->gids;
+                bool same = n == pn;
+                for (size_t i = 0; same && i < n; i++)
+                        same = m[i]->container_id == pm[i].container_id && m[i]->host_id == pm[i].host_id &&
+                               m[i]->length == pm[i].length;
+                if (!same)
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                         "userns_options.%s are not the mappings of pod sandbox %s", k == 0 ? "uids" : "gids",
+                                         pod->id);
+        }
+        return 0;
+}
+
 int cri_create_container(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata) {
         Manager *m = userdata;
         Runtime__V1__CreateContainerRequest *req = runtime__v1__create_container_request__unpack(NULL, len, msg);
@@ -106,6 +136,11 @@ int cri_create_container(GrpcCall *call, const uint8_t *msg, size_t len, void *u
                                              QUOTE(spec.mounts[i].container_path));
                         goto out;
                 }
+        r = check_userns(req->config, pod, &error);
+        if (r < 0) {
+                r = cri_finish_error(call, &error);
+                goto out;
+        }
         image = image_store_find(m->images, spec.image_ref);
         if (!image) {
                 r = grpc_call_finish(call, GRPC_STATUS_NOT_FOUND, "config.image.image %s is not present: pull it first",

@@ -49,6 +49,7 @@ int cri_run_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *us
         Manager *m = userdata;
         Runtime__V1__RunPodSandboxRequest *req = runtime__v1__run_pod_sandbox_request__unpack(NULL, len, msg);
         Error error = ERROR_INIT;
+        const char *why = "the container table is missing";
         PodSpec spec;
         PodOp *op = NULL;
         CriCall *cc;
@@ -73,6 +74,9 @@ int cri_run_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *us
                 const CtrHandler *h;
                 r = m->containers ? ctr_handler_get(m->containers, spec.runtime_handler, &h, &error)
                                   : error_set(&error, ERROR_UNAVAILABLE, EAGAIN, "the containers are not loaded yet");
+                if (r >= 0 && spec.userns == POD_NS_POD && !ctr_handler_user_namespaces(m->containers, h, &why))
+                        r = error_set(&error, ERROR_WRONG_STATE, EOPNOTSUPP,
+                                      "userns_options: pods cannot have user namespaces of their own here: %s", why);
         }
         if (r >= 0 && !sandbox_network_ready(m->pods, &spec, &error))
                 r = -ENETDOWN;

@@ -167,7 +167,7 @@ static int status_reply(GrpcCall *call, Manager *m, bool verbose, bool runtime_r
         resp.status = &status;
 
         /* "" (the default) first, then every handler that can run, by name, each with what its
-         * containers' mounts and users can have (rktlet(8), RUNTIME HANDLERS). No user namespaces yet. */
+         * containers' mounts and users can have (rktlet(8), RUNTIME HANDLERS, USER NAMESPACES). */
         const CtrTable *t = m->containers;
         size_t n = 0, max = t ? t->n_handlers + 1 : 0;
         handler_features = calloc(max ?: 1, sizeof *handler_features);
@@ -183,7 +183,7 @@ static int status_reply(GrpcCall *call, Manager *m, bool verbose, bool runtime_r
                 runtime__v1__runtime_handler__init(&handler[n]);
                 handler[n].name = i == 0 ? (char *) "" : h->name;
                 handler_features[n].recursive_read_only_mounts = ctr_handler_recursive_read_only(t, h);
-                handler_features[n].user_namespaces = false;
+                handler_features[n].user_namespaces = ctr_handler_user_namespaces(t, h, NULL);
                 handler[n].features = &handler_features[n];
                 handlers[n] = &handler[n];
                 n++;

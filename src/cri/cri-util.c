@@ -51,6 +51,14 @@ static const char *protocol_name(Runtime__V1__Protocol p) {
         }
 }
 
+static PodIdMap *idmaps_dup(Runtime__V1__IDMapping *const *m, size_t n) {
+        PodIdMap *r = calloc(n + 1, sizeof *r);
+
+        for (size_t i = 0; r && i < n; i++)
+                r[i] = (PodIdMap) { .container_id = m[i]->container_id, .host_id = m[i]->host_id, .length = m[i]->length };
+        return r;
+}
+
 int cri_pod_spec_from_config(const Runtime__V1__PodSandboxConfig *c, const char *handler, PodSpec *s) {
         const Runtime__V1__DNSConfig *dns = c->dns_config;
         const Runtime__V1__LinuxPodSandboxConfig *lx = c->linux;
@@ -72,7 +80,14 @@ int cri_pod_spec_from_config(const Runtime__V1__PodSandboxConfig *c, const char 
                 .network = ns ? (PodNsMode) ns->network : POD_NS_POD,
                 .pid = ns ? (PodNsMode) ns->pid : POD_NS_CONTAINER,
                 .ipc = ns ? (PodNsMode) ns->ipc : POD_NS_POD,
+                /* No userns_options: the node's, as before kubelet knew of them. */
+                .userns = ns && ns->userns_options ? (PodNsMode) ns->userns_options->mode : POD_NS_NODE,
         };
+        const Runtime__V1__UserNamespace *u = ns ? ns->userns_options : NULL;
+        s->uids = idmaps_dup(u ? u->uids : NULL, u ? u->n_uids : 0);
+        s->gids = idmaps_dup(u ? u->gids : NULL, u ? u->n_gids : 0);
+        s->n_uids = s->uids && u ? u->n_uids : 0;
+        s->n_gids = s->gids && u ? u->n_gids : 0;
         s->ports = calloc(c->n_port_mappings + 1, sizeof *s->ports);
         for (size_t i = 0; s->ports && i < c->n_port_mappings; i++) {
                 const Runtime__V1__PortMapping *p = c->port_mappings[i];
@@ -85,7 +100,7 @@ int cri_pod_spec_from_config(const Runtime__V1__PodSandboxConfig *c, const char 
                 s->n_ports++;
         }
         if (!s->name || !s->uid || !s->namespace || !s->hostname || !s->log_directory || !s->runtime_handler ||
-            !s->cgroup_parent || !s->dns_servers || !s->dns_searches || !s->dns_options || !s->ports ||
+            !s->cgroup_parent || !s->uids || !s->gids || !s->dns_servers || !s->dns_searches || !s->dns_options || !s->ports ||
             !CRI_PAIRS_DUP(c->labels, c->n_labels, &s->labels, &s->n_labels) ||
             !CRI_PAIRS_DUP(c->annotations, c->n_annotations, &s->annotations, &s->n_annotations) ||
             !CRI_PAIRS_DUP(lx ? lx->sysctls : NULL, lx ? lx->n_sysctls : 0, &s->sysctls, &s->n_sysctls))

@@ -1,9 +1,10 @@
 /* RuntimeClass handlers: the OCI runtimes a pod may ask for by name (RunPodSandbox's
  * runtime_handler), each with its binary, its --root and its own options. Out of the box runc and
  * crun, where found and where they can run on this host's cgroups; [Runtime.<name>] sections add or
- * replace handlers; "" is the default handler. What each one offers (the "rro" mount option) comes
- * from `<runtime> features`, asked once at start in a child; the kernel's part (mount_setattr with
- * AT_RECURSIVE) is a system call that answers at once. */
+ * replace handlers; "" is the default handler. What each one offers (the "rro" mount option, user
+ * namespaces) comes from `<runtime> features`, asked once at start in a child; the kernel's part is
+ * a system call that answers at once (mount_setattr with AT_RECURSIVE), and for user namespaces an
+ * overlay of idmapped layers tried in a child (ctr-userns.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -262,6 +263,11 @@ static void features_read(Child *child, const ChildResult *res, void *userdata) 
         for (size_t i = 0; opts && YAJL_IS_ARRAY(opts) && i < opts->u.array.len; i++)
                 if (YAJL_IS_STRING(opts->u.array.values[i]) && strcmp(opts->u.array.values[i]->u.string, "rro") == 0)
                         h->rro = true;
+        opts = v ? json_get(v, "linux") : NULL;
+        opts = opts ? json_get(opts, "namespaces") : NULL;
+        for (size_t i = 0; opts && YAJL_IS_ARRAY(opts) && i < opts->u.array.len; i++)
+                if (YAJL_IS_STRING(opts->u.array.values[i]) && strcmp(opts->u.array.values[i]->u.string, "user") == 0)
+                        h->userns = true;
         yajl_tree_free(v);
         log_debug("Runtime handler %s features: %s", h->name,
                   h->rro ? "the \"rro\" mount option" : "no \"rro\" mount option (or no features command)");
@@ -269,6 +275,7 @@ static void features_read(Child *child, const ChildResult *res, void *userdata) 
 
 void ctr_handlers_probe(CtrTable *t) {
         t->kernel_rro = kernel_has_mount_setattr();
+        ctr_userns_probe(t);
         for (size_t i = 0; i < t->n_handlers && t->kernel_rro; i++) {
                 CtrHandler *h = &t->handlers[i];
                 if (h->why || h->features_child)
@@ -289,6 +296,17 @@ void ctr_handlers_probe(CtrTable *t) {
 
 bool ctr_handler_recursive_read_only(const CtrTable *t, const CtrHandler *h) {
         return t->kernel_rro && h && h->rro;
+}
+
+bool ctr_handler_user_namespaces(const CtrTable *t, const CtrHandler *h, const char **ret_reason) {
+        const char *why = !h                                   ? "no runtime handler"
+                          : h->features_child || t->userns_child ? "the runtime and the kernel are still being probed"
+                          : !h->userns ? "the OCI runtime does not offer user namespaces (its features command)"
+                          : !t->kernel_userns ? (t->userns_reason ?: "the kernel cannot make idmapped mounts here")
+                                              : NULL;
+        if (ret_reason)
+                *ret_reason = why;
+        return !why;
 }
 
 char **ctr_runtime_argv(const Container *c, char *const *args) {

@@ -40,11 +40,27 @@ yajl_val ctr_image_config(ImageStore *s, const Image *image);
 typedef struct CtrRootfs {
         char *lower; /* "a:b:c", top layer first */
         char *upper, *work, *target;
+        char *userns; /* the pod's pinned user namespace, NULL: none (the layers are not idmapped) */
+        uid_t root_uid; /* the pod's root on the host, who owns the upper directory */
+        gid_t root_gid;
+        /* With userns: the host paths of the CRI's mounts to idmap at <volumes>/<i> (NULL: not
+         * that one), n_volumes of them (ctr_volume_source() says which were). */
+        char **volumes, *volumes_dir;
+        size_t n_volumes;
 } CtrRootfs;
-int ctr_rootfs_prepare(const Container *c, ImageStore *s, const Image *image, CtrRootfs *ret);
+int ctr_rootfs_prepare(const Container *c, const Pod *pod, const CtrSpec *spec, ImageStore *s, const Image *image,
+                       CtrRootfs *ret);
 void ctr_rootfs_done(CtrRootfs *r);
 int ctr_rootfs_mount_child(void *userdata);
 int ctr_rootfs_umount_child(void *userdata); /* userdata: the target path */
+/* ctr-userns.c: in the mount child, the overlay of r's layers idmapped to r->userns on r->target;
+ * the probe of whether that works here, started at load (ctr_handler_user_namespaces() answers). */
+int ctr_rootfs_mount_idmapped(const CtrRootfs *r);
+/* The idmapped mount of the CRI's mount i the mount child made, or NULL (none: the host path as it
+ * is). In the umount child: those mounts unmounted, their mount points removed. */
+char *ctr_volume_source(const Container *c, size_t i);
+int ctr_volumes_umount(const char *volumes_dir);
+void ctr_userns_probe(CtrTable *t);
 
 /* The container's log_path relative to its log_dir ("" when it has no log). */
 const char *ctr_log_relative(const Container *c);

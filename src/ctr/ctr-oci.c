@@ -236,7 +236,7 @@ static int resolve_user(const CtrSpec *s, yajl_val config, const char *rootfs, O
         return 0;
 }
 
-static int make_mounts(const CtrSpec *s, const Pod *pod, OciSpec *o, Error *error) {
+static int make_mounts(const Container *c, const CtrSpec *s, const Pod *pod, OciSpec *o, Error *error) {
         static const char *const shm_opts[] = { "nosuid", "noexec", "nodev", "mode=1777", "size=65536k", NULL };
         char *run = NULL;
         int r;
@@ -298,7 +298,8 @@ static int make_mounts(const CtrSpec *s, const Pod *pod, OciSpec *o, Error *erro
                                 goto out;
                         }
                 }
-                r = add_mount(o, m->container_path, m->host_path, "bind", opts);
+                _cleanup_free_ char *idmapped = ctr_volume_source(c, i);
+                r = add_mount(o, m->container_path, idmapped ?: m->host_path, "bind", opts);
                 if (r < 0)
                         goto out;
         }
@@ -310,10 +311,20 @@ out:
 
 static int make_namespaces(const CtrSpec *s, const Pod *pod, OciSpec *o, CtrTable *t, Error *error) {
         char *net = pod_ns_path(pod, "net"), *ipc = pod_ns_path(pod, "ipc"), *uts = pod_ns_path(pod, "uts");
-        char *pid = NULL;
-        int r;
+        char *pid = NULL, *user = pod_ns_path(pod, "user");
+        int r = 0;
 
-        r = add_namespace(o, "mount", NULL);
+        /* The pod's user namespace first (the runtime joins it first too): it owns the others. */
+        if (user) {
+                r = add_namespace(o, "user", user);
+                o->id_mapped = true;
+                o->uid_mapping = (OciIdMapping) { pod->spec.uids[0].container_id, pod->spec.uids[0].host_id,
+                                                  pod->spec.uids[0].length };
+                o->gid_mapping = (OciIdMapping) { pod->spec.gids[0].container_id, pod->spec.gids[0].host_id,
+                                                  pod->spec.gids[0].length };
+        }
+        if (r >= 0)
+                r = add_namespace(o, "mount", NULL);
         if (r >= 0 && net)
                 r = add_namespace(o, "network", net);
         if (r >= 0 && ipc)
@@ -354,6 +365,7 @@ out:
         free(ipc);
         free(uts);
         free(pid);
+        free(user);
         return r;
 }
 
@@ -508,7 +520,7 @@ int ctr_write_oci_config(Container *c, const Pod *pod, const Image *image, yajl_
         r = make_process(c, pod, image, config, s, &o, error);
         if (r >= 0) {
                 o.readonly_rootfs = s->readonly_rootfs;
-                r = make_mounts(s, pod, &o, error);
+                r = make_mounts(c, s, pod, &o, error);
         }
         if (r >= 0)
                 r = make_namespaces(s, pod, &o, c->table, error);

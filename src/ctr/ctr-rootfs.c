@@ -17,15 +17,41 @@ void ctr_rootfs_done(CtrRootfs *r) {
         free(r->upper);
         free(r->work);
         free(r->target);
+        free(r->userns);
+        for (size_t i = 0; i < r->n_volumes; i++)
+                free(r->volumes[i]);
+        free(r->volumes);
+        free(r->volumes_dir);
         *r = (CtrRootfs) {};
 }
 
-int ctr_rootfs_prepare(const Container *c, ImageStore *s, const Image *image, CtrRootfs *ret) {
+int ctr_rootfs_prepare(const Container *c, const Pod *pod, const CtrSpec *spec, ImageStore *s, const Image *image,
+                       CtrRootfs *ret) {
         CtrRootfs r = {
                 .upper = ctr_path(c, false, "upper"),
                 .work = ctr_path(c, false, "work"),
                 .target = ctr_path(c, true, "rootfs"),
         };
+
+        if (pod && pod->spec.userns == POD_NS_POD) {
+                r.userns = pod_ns_path(pod, "user");
+                r.root_uid = pod->spec.uids[0].host_id;
+                r.root_gid = pod->spec.gids[0].host_id;
+                r.volumes_dir = ctr_path(c, true, "volumes");
+                r.volumes = calloc(spec->n_mounts + 1, sizeof *r.volumes);
+                if (!r.userns || !r.volumes_dir || !r.volumes) {
+                        ctr_rootfs_done(&r);
+                        return -ENOMEM;
+                }
+                /* Only private ones: a copy of a mount would not pass on what later propagates. */
+                for (; r.n_volumes < spec->n_mounts; r.n_volumes++) {
+                        const CtrMount *m = &spec->mounts[r.n_volumes];
+                        if (m->propagation == 0 && !(r.volumes[r.n_volumes] = strdup(m->host_path))) {
+                                ctr_rootfs_done(&r);
+                                return -ENOMEM;
+                        }
+                }
+        }
         size_t len = 0;
         FILE *f;
 
@@ -71,6 +97,8 @@ int ctr_rootfs_mount_child(void *userdata) {
         }
         if (!strchr(r->lower, ':') && access(r->lower, F_OK) < 0)
                 (void) mkdir_p(r->lower, 0755); /* the empty lower directory of an image without layers */
+        if (r->userns)
+                return ctr_rootfs_mount_idmapped(r);
         if (asprintf(&options, "lowerdir=%s,upperdir=%s,workdir=%s", r->lower, r->upper, r->work) < 0)
                 return -ENOMEM;
         if (strlen(options) >= (size_t) sysconf(_SC_PAGESIZE)) {
@@ -86,6 +114,13 @@ int ctr_rootfs_mount_child(void *userdata) {
 
 int ctr_rootfs_umount_child(void *userdata) {
         const char *target = userdata;
+        _cleanup_free_ char *volumes = NULL;
+        char *slash = strrchr(target, '/');
+
+        /* <run>/rootfs: the idmapped volumes are beside it, in <run>/volumes. */
+        if (slash && asprintf(&volumes, "%.*s/volumes", (int) (slash - target), target) >= 0 &&
+            ctr_volumes_umount(volumes) < 0)
+                return -EBUSY;
 
         if (umount2(target, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT) {
                 fprintf(stderr, "unmount %s: %s\n", target, strerror(errno));

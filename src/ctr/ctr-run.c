@@ -187,6 +187,9 @@ CtrTable *ctr_table_free(CtrTable *t) {
         ctr_stats_stop(t);
         ctr_criu_free(t->criu);
         ctr_handlers_free(t);
+        if (t->userns_child)
+                child_abandon(t->userns_child);
+        free(t->userns_reason);
         fs_sync_free(t->sync);
         free(t);
         return NULL;
@@ -439,7 +442,8 @@ static void step_mount(Op *o) {
                 .timeout_usec = CTR_CHILD_TIMEOUT_USEC,
                 .max_output = 16 * 1024,
         };
-        int r = ctr_rootfs_prepare(op->c, op->c->table->env.images, op->image, &op->rootfs);
+        int r = ctr_rootfs_prepare(op->c, pod_find(op->c->table->env.pods, op->c->pod_id), &op->spec,
+                                   op->c->table->env.images, op->image, &op->rootfs);
 
         if (r >= 0)
                 r = child_spawn(op->c->table->env.loop, &spec, mounted, op, &op->op.child);
@@ -1159,6 +1163,23 @@ static void remove_dirs(const Container *c) {
                 (void) rm_rf(root);
 }
 
+/* The runtime mounts the rootfs from inside the pod's user namespace, as the pod's root (on the
+ * host an unprivileged user): the bundle and the directory above it must let it pass. */
+static int searchable_for_userns(const Container *c, const char *run) {
+        const Pod *pod = pod_find(c->table->env.pods, c->pod_id);
+        _cleanup_free_ char *parent = NULL;
+
+        if (!pod || pod->spec.userns != POD_NS_POD)
+                return 0;
+        if (asprintf(&parent, "%s/containers", c->table->env.state_dir) < 0) {
+                parent = NULL;
+                return -ENOMEM;
+        }
+        if (chmod(parent, 0711) < 0 || chmod(run, 0711) < 0)
+                return -errno;
+        return 0;
+}
+
 /* Its directories, its config and its first record; on failure, none of them. */
 static int container_make_state(Container *c, Error *error) {
         _cleanup_free_ char *run = ctr_run_dir(c), *root = ctr_root_dir(c), *cfg = ctr_path(c, false, "config.pb");
@@ -1168,6 +1189,7 @@ static int container_make_state(Container *c, Error *error) {
         if (!run || !root || !cfg)
                 r = -ENOMEM;
         else if ((r = mkdir_p(run, 0700)) < 0 || (r = mkdir_p(root, 0700)) < 0 ||
+                 (r = searchable_for_userns(c, run)) < 0 ||
                  (r = write_file_replace(cfg, c->config ?: "", c->config_len, 0600)) < 0 || (r = ctr_save(c)) < 0)
                 error_errno(error, r, "container %s: cannot create its state in %s or %s", c->id, run, root);
         if (r < 0) {

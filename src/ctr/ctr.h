@@ -188,6 +188,7 @@ typedef struct CtrHandler {
         char *why;        /* why it cannot run containers here; NULL: it can */
         bool builtin;     /* runc or crun, found in $PATH, not configured */
         bool rro;         /* its `features` list the "rro" mount option */
+        bool userns;      /* and the user namespace */
         Child *features_child;
 } CtrHandler;
 
@@ -233,6 +234,9 @@ struct CtrTable {
         size_t n_handlers;
         const CtrHandler *default_handler; /* what "" means; NULL: none can run */
         char *legacy_runtime; /* the binary records from before handlers were made with */
+        bool kernel_userns;  /* an overlay of idmapped layers works (ctr-userns.c) */
+        char *userns_reason; /* why not, from the kernel's probe */
+        Child *userns_child;
 };
 
 /* error: NULL on success, else what failed (valid during the call only). */
@@ -363,6 +367,10 @@ const CtrHandler *ctr_handler_find(const CtrTable *t, const char *name);
 int ctr_handler_get(const CtrTable *t, const char *name, const CtrHandler **ret, Error *error);
 /* Recursive read-only mounts with h: mount_setattr(2) with AT_RECURSIVE, and the runtime's "rro". */
 bool ctr_handler_recursive_read_only(const CtrTable *t, const CtrHandler *h);
+/* Whether pods with handler h may have user namespaces of their own (rktlet(8) USER NAMESPACES):
+ * the kernel's part (an overlay of idmapped layers) and the runtime's ("user" in its features); if
+ * not, why (ret_reason may be NULL). */
+bool ctr_handler_user_namespaces(const CtrTable *t, const CtrHandler *h, const char **ret_reason);
 
 /* CheckpointContainer (ctr-checkpoint.c): whether criu works here comes first (`criu check`, run
  * once, in a child, on the first call; the answer is kept): ERROR_UNSUPPORTED naming what is missing

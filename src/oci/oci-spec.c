@@ -317,6 +317,19 @@ static int gen_linux(yajl_gen g, const OciSpec *s, Error *error) {
                 yajl_gen_map_close(g);
         }
         yajl_gen_array_close(g);
+        if (s->id_mapped) {
+                const OciIdMapping *maps[] = { &s->uid_mapping, &s->gid_mapping };
+                for (size_t i = 0; i < 2; i++) {
+                        json_gen_str(g, i == 0 ? "uidMappings" : "gidMappings");
+                        yajl_gen_array_open(g);
+                        yajl_gen_map_open(g);
+                        json_gen_key_int(g, "containerID", maps[i]->container_id);
+                        json_gen_key_int(g, "hostID", maps[i]->host_id);
+                        json_gen_key_int(g, "size", maps[i]->size);
+                        yajl_gen_map_close(g);
+                        yajl_gen_array_close(g);
+                }
+        }
 
         json_gen_key_strv(g, "maskedPaths", s->masked_paths);
         json_gen_key_strv(g, "readonlyPaths", s->readonly_paths);

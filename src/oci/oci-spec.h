@@ -17,9 +17,14 @@ typedef struct OciMount {
 } OciMount;
 
 typedef struct OciNamespace {
-        char *type; /* "pid", "network", "ipc", "uts", "mount", "cgroup" */
+        char *type; /* "pid", "network", "ipc", "uts", "mount", "cgroup", "user" */
         char *path; /* NULL: a new one */
 } OciNamespace;
+
+/* linux.uidMappings / gidMappings: one range each. */
+typedef struct OciIdMapping {
+        uint32_t container_id, host_id, size;
+} OciIdMapping;
 
 typedef struct OciDevice {
         char *path;      /* in the container */
@@ -69,6 +74,8 @@ typedef struct OciSpec {
         size_t n_mounts;
         OciNamespace *namespaces;
         size_t n_namespaces;
+        bool id_mapped; /* a user namespace (joined by path: the runtime wants its mappings too) */
+        OciIdMapping uid_mapping, gid_mapping;
         char **masked_paths, **readonly_paths; /* NULL-terminated */
         OciDevice *devices;
         size_t n_devices;

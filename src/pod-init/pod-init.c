@@ -3,10 +3,16 @@
  * the pod's namespaces, makes a new PID namespace, forks its PID 1, pins the namespace with a
  * bind mount, writes the PID file and exits. PID 1 reaps orphans and forwards signals.
  *
- *   rktlet-pod-init --pidfile PATH --pin PATH [--net PATH] [--ipc PATH] [--uts PATH] */
+ * With --user (a pod with a user namespace of its own) the PID namespace must be that namespace's,
+ * as the pod's others are, since the runtime joins the user namespace first: a child joins it,
+ * becomes its root (the pod's root on the host, not the node's), unshares the PID namespace and
+ * forks PID 1, whose PID comes back on a pipe; we, still the node's root, pin its namespace.
+ *
+ *   rktlet-pod-init --pidfile PATH --pin PATH [--net PATH] [--ipc PATH] [--uts PATH] [--user PATH] */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -68,13 +74,57 @@ _Noreturn static void init(void) {
         }
 }
 
+/* PID 1 of a PID namespace of the user namespace at path, running as that namespace's root; its
+ * PID (in ours), or -1. */
+static pid_t in_user_namespace(const char *path) {
+        int p[2];
+        pid_t child, pid = -1;
+
+        if (pipe2(p, O_CLOEXEC) < 0) {
+                fail("pipe", NULL);
+                return -1;
+        }
+        child = fork();
+        if (child < 0) {
+                fail("fork", NULL);
+                return -1;
+        }
+        if (child == 0) {
+                close(p[0]);
+                if (join(path, CLONE_NEWUSER) < 0)
+                        _exit(fail("join user namespace", path));
+                if (setgroups(0, NULL) < 0 || setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+                        _exit(fail("become root of user namespace", path));
+                if (unshare(CLONE_NEWPID) < 0)
+                        _exit(fail("unshare the PID namespace", NULL));
+                pid = fork();
+                if (pid < 0)
+                        _exit(fail("fork", NULL));
+                if (pid == 0) {
+                        close(p[1]);
+                        init();
+                }
+                _exit(write(p[1], &pid, sizeof pid) == sizeof pid ? EXIT_SUCCESS : EXIT_FAILURE);
+        }
+        close(p[1]);
+        if (read(p[0], &pid, sizeof pid) != sizeof pid)
+                pid = -1;
+        close(p[0]);
+        (void) waitpid(child, NULL, 0);
+        if (pid < 0)
+                fprintf(stderr, "rktlet-pod-init: no PID 1 in user namespace %s\n", path);
+        return pid;
+}
+
 int main(int argc, char *argv[]) {
         static const struct option options[] = {
                 { "pidfile", required_argument, NULL, 'p' }, { "pin", required_argument, NULL, 'P' },
                 { "net", required_argument, NULL, 'n' },     { "ipc", required_argument, NULL, 'i' },
-                { "uts", required_argument, NULL, 'u' },     {},
+                { "uts", required_argument, NULL, 'u' },     { "user", required_argument, NULL, 'U' },
+                {},
         };
-        const char *pidfile = NULL, *pin = NULL, *net = NULL, *ipc = NULL, *uts = NULL;
+        const char *pidfile = NULL, *pin = NULL, *net = NULL, *ipc = NULL, *uts = NULL, *user = NULL;
+        char source[64] = "/proc/self/ns/pid_for_children";
         char tmp[4096], buf[32];
         pid_t pid;
         int c, fd;
@@ -86,10 +136,12 @@ int main(int argc, char *argv[]) {
                 case 'n': net = optarg; break;
                 case 'i': ipc = optarg; break;
                 case 'u': uts = optarg; break;
+                case 'U': user = optarg; break;
                 default: return EXIT_FAILURE;
                 }
         if (!pidfile || !pin) {
-                fprintf(stderr, "usage: rktlet-pod-init --pidfile PATH --pin PATH [--net PATH] [--ipc PATH] [--uts PATH]\n");
+                fprintf(stderr, "usage: rktlet-pod-init --pidfile PATH --pin PATH [--net PATH] [--ipc PATH] [--uts PATH] "
+                        "[--user PATH]\n");
                 return EXIT_FAILURE;
         }
         if (net && join(net, CLONE_NEWNET) < 0)
@@ -98,19 +150,25 @@ int main(int argc, char *argv[]) {
                 return fail("join IPC namespace", ipc);
         if (uts && join(uts, CLONE_NEWUTS) < 0)
                 return fail("join UTS namespace", uts);
-        if (unshare(CLONE_NEWPID) < 0)
-                return fail("unshare the PID namespace", NULL);
-
-        pid = fork();
-        if (pid < 0)
-                return fail("fork", NULL);
-        if (pid == 0)
-                init();
+        if (user) {
+                pid = in_user_namespace(user);
+                if (pid < 0)
+                        return EXIT_FAILURE;
+                snprintf(source, sizeof source, "/proc/%d/ns/pid", (int) pid);
+        } else {
+                if (unshare(CLONE_NEWPID) < 0)
+                        return fail("unshare the PID namespace", NULL);
+                pid = fork();
+                if (pid < 0)
+                        return fail("fork", NULL);
+                if (pid == 0)
+                        init();
+        }
 
         /* From here on the parent leaves with _exit(): no atexit handlers (a sanitizer's leak check
          * would clone into the new PID namespace). */
         fd = open(pin, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444);
-        if (fd < 0 || close(fd) < 0 || mount("/proc/self/ns/pid_for_children", pin, NULL, MS_BIND, NULL) < 0) {
+        if (fd < 0 || close(fd) < 0 || mount(source, pin, NULL, MS_BIND, NULL) < 0) {
                 int r = fail("pin the PID namespace on", pin);
                 kill(pid, SIGKILL);
                 _exit(r);

@@ -3,18 +3,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fileio.h"
 #include "json-util.h"
 #include "pod-internal.h"
 
-static int write_in(const char *dir, const char *name, const char *data) {
+/* A pod with a user namespace of its own gets files its root owns (may write, as on the node),
+ * not ones of the node's root, who is nobody in there. */
+static int write_in(const Pod *pod, const char *dir, const char *name, const char *data) {
         char *path;
         int r;
 
         if (asprintf(&path, "%s/%s", dir, name) < 0)
                 return -ENOMEM;
         r = write_file_atomic(path, data, strlen(data), 0644);
+        if (r >= 0 && pod->spec.userns == POD_NS_POD && chown(path, pod->spec.uids[0].host_id, pod->spec.gids[0].host_id) < 0)
+                r = -errno;
         free(path);
         return r;
 }
@@ -91,8 +96,8 @@ int pod_write_files(const Pod *pod) {
                 r = -ENOMEM;
                 goto out;
         }
-        if ((r = write_in(dir, "hostname", hostname)) < 0 || (r = write_in(dir, "hosts", hosts)) < 0 ||
-            (r = write_in(dir, "resolv.conf", resolv)) < 0)
+        if ((r = write_in(pod, dir, "hostname", hostname)) < 0 || (r = write_in(pod, dir, "hosts", hosts)) < 0 ||
+            (r = write_in(pod, dir, "resolv.conf", resolv)) < 0)
                 goto out;
         r = 0;
 out:

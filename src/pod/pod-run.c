@@ -213,6 +213,7 @@ static int init_properties(sd_bus_message *m, void *userdata) {
         const Pod *pod = userdata;
         char description[512], *run = pod_run_dir(pod), *pidfile = NULL, *pin = pod_ns_path(pod, "pid");
         char *net = pod_ns_path(pod, "net"), *ipc = pod_ns_path(pod, "ipc"), *uts = pod_ns_path(pod, "uts");
+        char *user = pod_ns_path(pod, "user");
         const char *path = pod->table->env.pod_init;
         int r = -ENOMEM;
 
@@ -245,6 +246,8 @@ static int init_properties(sd_bus_message *m, void *userdata) {
                 r = sd_bus_message_append(m, "ss", "--ipc", ipc);
         if (r >= 0 && uts)
                 r = sd_bus_message_append(m, "ss", "--uts", uts);
+        if (r >= 0 && user)
+                r = sd_bus_message_append(m, "ss", "--user", user);
         for (int i = 0; r >= 0 && i < 6; i++) /* as, then b, then sasb, a(sasb), v, sv */
                 r = i == 1 ? sd_bus_message_append(m, "b", 0) : sd_bus_message_close_container(m);
 out:
@@ -254,6 +257,7 @@ out:
         free(net);
         free(ipc);
         free(uts);
+        free(user);
         return r;
 }
 

@@ -87,6 +87,15 @@ int pod_save(const Pod *pod) {
         json_gen_key_pairs(g, "labels", s->labels, s->n_labels);
         json_gen_key_pairs(g, "annotations", s->annotations, s->n_annotations);
         json_gen_key_pairs(g, "sysctls", s->sysctls, s->n_sysctls);
+        if (s->userns == POD_NS_POD && s->n_uids == 1 && s->n_gids == 1) { /* validated: one mapping each */
+                json_gen_str(g, "userns");
+                yajl_gen_map_open(g);
+                json_gen_key_int(g, "uidHost", s->uids[0].host_id);
+                json_gen_key_int(g, "gidHost", s->gids[0].host_id);
+                json_gen_key_int(g, "uidLength", s->uids[0].length);
+                json_gen_key_int(g, "gidLength", s->gids[0].length);
+                yajl_gen_map_close(g);
+        }
         json_gen_key_int(g, "network", s->network);
         json_gen_key_int(g, "pid", s->pid);
         json_gen_key_int(g, "ipc", s->ipc);
@@ -189,6 +198,20 @@ int pod_load(PodTable *t, const char *id, Pod **ret) {
         s->network = (PodNsMode) (int) json_get_int_or_zero(spec, "network");
         s->pid = (PodNsMode) (int) json_get_int_or_zero(spec, "pid");
         s->ipc = (PodNsMode) (int) json_get_int_or_zero(spec, "ipc");
+        s->userns = POD_NS_NODE;
+        yajl_val u = json_get(spec, "userns");
+        if (YAJL_IS_OBJECT(u)) {
+                s->userns = POD_NS_POD;
+                s->uids = calloc(1, sizeof *s->uids);
+                s->gids = calloc(1, sizeof *s->gids);
+                if (!s->uids || !s->gids)
+                        return -ENOMEM;
+                s->n_uids = s->n_gids = 1;
+                s->uids[0] = (PodIdMap) { .host_id = (uint32_t) json_get_int_or_zero(u, "uidHost"),
+                                          .length = (uint32_t) json_get_int_or_zero(u, "uidLength") };
+                s->gids[0] = (PodIdMap) { .host_id = (uint32_t) json_get_int_or_zero(u, "gidHost"),
+                                          .length = (uint32_t) json_get_int_or_zero(u, "gidLength") };
+        }
         pod->hostname = json_dup_str(v, "hostname");
         if (!pod->hostname && s->name)
                 /* A record from before the host name was saved: what that daemon gave the pod. */

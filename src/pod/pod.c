@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,8 @@ void pod_spec_done(PodSpec *s) {
         pairs_free(s->labels, s->n_labels);
         pairs_free(s->annotations, s->n_annotations);
         pairs_free(s->sysctls, s->n_sysctls);
+        free(s->uids);
+        free(s->gids);
         *s = (PodSpec) {};
 }
 
@@ -132,9 +135,10 @@ int pod_find_prefix(PodTable *t, const char *prefix, Pod **ret) {
 char *pod_ns_path(const Pod *pod, const char *ns) {
         char *p;
 
-        PodNsMode mode = strcmp(ns, "ipc") == 0   ? pod->spec.ipc
-                         : strcmp(ns, "pid") == 0 ? pod->spec.pid
-                                                  : pod->spec.network;
+        PodNsMode mode = strcmp(ns, "ipc") == 0    ? pod->spec.ipc
+                         : strcmp(ns, "pid") == 0  ? pod->spec.pid
+                         : strcmp(ns, "user") == 0 ? pod->spec.userns
+                                                   : pod->spec.network;
         if (mode != POD_NS_POD)
                 return NULL;
         if (asprintf(&p, "%s/pods/%s/ns/%s", pod->table->env.state_dir, pod->id, ns) < 0)
@@ -156,7 +160,7 @@ bool pod_ns_alive(const Pod *pod, const char *ns) {
  * there. The state directory is on /run, a tmpfs: a reboot takes all of it (and the namespaces,
  * which no bind mount outlives), as does someone unmounting the pins. */
 bool pod_runtime_present(const Pod *pod) {
-        static const char *const names[] = { "net", "ipc", "pid" };
+        static const char *const names[] = { "net", "ipc", "pid", "user" };
         _cleanup_free_ char *run = pod_run_dir(pod), *files = NULL;
 
         if (!run || asprintf(&files, "%s/hostname", run) < 0) {
@@ -200,6 +204,56 @@ static int check_name(const char *what, const char *s, size_t max, Error *error)
         for (const char *p = s; *p; p++)
                 if ((unsigned char) *p < 0x20 || *p == 0x7f || *p == ';' || *p == '=' || *p == '\\')
                         return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "metadata.%s contains a control character, ';', '=' or '\\'", what);
+        return 0;
+}
+
+/* kubelet's hostUsers: false: one uid and one gid mapping, each of container IDs 0 up to a multiple
+ * of 65536 (kubelet hands out such ranges), onto host IDs that leave out root and fit in 32 bits.
+ * Anything else is a request kubelet would not make, refused before anything is created. */
+static int check_idmap(const char *what, const PodIdMap *m, size_t n, Error *error) {
+        if (n != 1)
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                 "userns_options.%s: a user namespace of the pod's own needs exactly one mapping, not %zu", what, n);
+        if (m->container_id != 0)
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                 "userns_options.%s: the mapping must start at container ID 0, not %" PRIu32, what, m->container_id);
+        if (m->length == 0 || m->length % 65536 != 0)
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                 "userns_options.%s: the length %" PRIu32 " is not a positive multiple of 65536", what, m->length);
+        if (m->host_id == 0)
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                 "userns_options.%s: the mapping must not take in host ID 0 (root)", what);
+        if ((uint64_t) m->host_id + m->length > UINT32_MAX) /* (uid_t) -1 is no ID */
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                 "userns_options.%s: host IDs %" PRIu32 "+%" PRIu32 " run past the last ID", what, m->host_id, m->length);
+        return 0;
+}
+
+static int check_userns(const PodSpec *s, Error *error) {
+        int r;
+
+        if (s->userns == POD_NS_NODE) {
+                if (s->n_uids > 0 || s->n_gids > 0)
+                        return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                         "userns_options: mode NODE takes no uid or gid mappings");
+                return 0;
+        }
+        if (s->userns != POD_NS_POD)
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                 "userns_options.mode %d is not supported for pods (POD or NODE)", s->userns);
+        if ((r = check_idmap("uids", s->uids, s->n_uids, error)) < 0 ||
+            (r = check_idmap("gids", s->gids, s->n_gids, error)) < 0)
+                return r;
+        /* The pod's namespaces must be owned by its user namespace, which the runtime joins first:
+         * the node's network (RuntimeFeatures.user_namespaces_host_network is false), PID or IPC
+         * namespace cannot be (kubelet refuses hostPID and hostIPC with hostUsers: false). */
+        if (s->network != POD_NS_POD)
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                 "userns_options: a user namespace of the pod's own needs a network namespace of its own");
+        if (s->pid == POD_NS_NODE || s->ipc == POD_NS_NODE)
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                 "userns_options: a user namespace of the pod's own cannot have the node's %s namespace",
+                                 s->pid == POD_NS_NODE ? "PID" : "IPC");
         return 0;
 }
 
@@ -289,6 +343,8 @@ int pod_spec_validate(const PodSpec *s, Error *error) {
                 return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "IPC namespace mode %d is not supported for pods (POD or NODE)", s->ipc);
         if (s->pid != POD_NS_POD && s->pid != POD_NS_CONTAINER && s->pid != POD_NS_NODE)
                 return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL, "PID namespace mode %d is not supported for pods", s->pid);
+        if ((r = check_userns(s, error)) < 0)
+                return r;
         if (s->cgroup_parent && s->cgroup_parent[0] && (r = check_cgroup_parent(s->cgroup_parent, error)) < 0)
                 return r;
         /* runtime_handler: a name as Kubernetes allows them here; whether it is configured, the CRI

@@ -24,6 +24,11 @@ typedef enum PodNsMode { /* the CRI's NamespaceMode values */
         _POD_NS_UNSET = -1, /* not given */
 } PodNsMode;
 
+/* One line of a user namespace's uid_map or gid_map. */
+typedef struct PodIdMap {
+        uint32_t container_id, host_id, length;
+} PodIdMap;
+
 typedef struct PodPort {
         char *protocol; /* "tcp", "udp", "sctp" */
         int container_port, host_port;
@@ -41,6 +46,11 @@ typedef struct PodSpec {
         StrPair *labels, *annotations, *sysctls;
         size_t n_labels, n_annotations, n_sysctls;
         PodNsMode network, pid, ipc;
+        /* POD: a user namespace of the pod's own, with these mappings (one each once validated),
+         * which owns its network, UTS and IPC namespaces; NODE: the node's (no mappings). */
+        PodNsMode userns;
+        PodIdMap *uids, *gids;
+        size_t n_uids, n_gids;
 } PodSpec;
 
 typedef enum PodState {
@@ -117,8 +127,8 @@ void pod_spec_done(PodSpec *spec);
 /* The reported state: READY only while the pod's namespaces are there. */
 PodState pod_state(const Pod *pod);
 const char *pod_state_to_string(PodState s);
-/* Paths of the pod's pinned namespaces, "net", "uts", "ipc" or "pid" (NULL for namespaces the pod
- * does not have of its own). */
+/* Paths of the pod's pinned namespaces, "net", "uts", "ipc", "pid" or "user" (NULL for namespaces
+ * the pod does not have of its own). */
 char *pod_ns_path(const Pod *pod, const char *ns);
 /* The service running the pod's PID 1, for pods sharing a PID namespace. */
 char *pod_init_unit(const Pod *pod);

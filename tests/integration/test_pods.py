@@ -91,6 +91,8 @@ def pod_config(pb, name="pod", namespace="default", uid=None, attempt=0, host_ne
         cfg.linux.sysctls[k] = v
     if "cgroup_parent" in kw:
         cfg.linux.cgroup_parent = kw.pop("cgroup_parent")
+    if "userns" in kw:  # UserNamespace fields: mode, uids and gids (lists of IDMapping fields)
+        cfg.linux.security_context.namespace_options.userns_options.CopyFrom(pb.UserNamespace(**kw.pop("userns")))
     assert not kw, kw
     return cfg
 

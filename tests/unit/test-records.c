@@ -69,7 +69,7 @@ static void test_pod_round_trip(void **state) {
                 .dns_options = strv_split("ndots:5", " "), .n_ports = 1,
                 .labels = pairs("l", "1"), .n_labels = 1, .annotations = pairs("a", "2"), .n_annotations = 1,
                 .sysctls = pairs("net.x", "3"), .n_sysctls = 1,
-                .network = POD_NS_POD, .pid = POD_NS_CONTAINER, .ipc = POD_NS_NODE,
+                .network = POD_NS_POD, .pid = POD_NS_CONTAINER, .ipc = POD_NS_NODE, .userns = POD_NS_NODE,
         };
         pod->spec.ports = calloc(2, sizeof *pod->spec.ports);
         pod->spec.ports[0] = (PodPort) { strdup("tcp"), 80, 8080, strdup("127.0.0.1") };
