@@ -340,3 +340,42 @@ def test_crictl_runp_runtime_and_inspectp(hd, pb, tmp_path):
     assert bad.returncode != 0 and "unknown runtime_handler 'kata'" in bad.stderr, bad.stderr
     c("stopp", pod_id)
     c("rmp", pod_id)
+
+
+@needs_runc
+def test_user_namespaces_are_a_feature_of_each_handler(hd, pb, tmp_path):
+    """A handler whose runtime's features do not list the user namespace has user_namespaces false
+    in Status (whatever runc's is), and a pod with a user namespace of its own asking for it gets
+    FAILED_PRECONDITION saying so, with nothing made."""
+    path = tmp_path / "bin" / "no-userns"
+    path.parent.mkdir(exist_ok=True)
+    # `features` answers runc's own list without "user"; every other command is runc's.
+    path.write_text(f"""#!/bin/sh
+for a in "$@"; do
+  if [ "$a" = features ]; then
+    {RUNC} features | /usr/bin/python3 -c 'import json, sys; f = json.load(sys.stdin); \\
+f["linux"]["namespaces"] = [n for n in f["linux"]["namespaces"] if n != "user"]; print(json.dumps(f))'
+    exit
+  fi
+done
+exec {RUNC} "$@"
+""")
+    path.chmod(0o755)
+    d = hd(f"[Runtime.no-userns]\nPath={path}\n")
+
+    def features():
+        r = d.runtime().Status(pb.StatusRequest(), timeout=10)
+        by = {h.name: h.features for h in r.runtime_handlers}
+        return by if "no-userns" in by and by["no-userns"].recursive_read_only_mounts == by["runc"].recursive_read_only_mounts else None
+    by = wait_until(features, 20, what="the handlers' features to be known")
+    assert by["no-userns"].user_namespaces is False
+    cfg = pod_config(pb, name="userns", host_network=False, userns=dict(
+        mode=pb.POD, uids=[dict(host_id=100000, container_id=0, length=65536)],
+        gids=[dict(host_id=100000, container_id=0, length=65536)]))
+    cfg.log_directory = os.path.join(d.dir, "logs", "userns")
+    os.makedirs(cfg.log_directory, exist_ok=True)
+    with pytest.raises(grpc.RpcError) as e:
+        d.runtime().RunPodSandbox(pb.RunPodSandboxRequest(config=cfg, runtime_handler="no-userns"), timeout=T)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "does not offer user namespaces" in e.value.details(), e.value.details()
+    assert len(d.runtime().ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10).items) == 0

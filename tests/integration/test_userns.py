@@ -51,8 +51,10 @@ def searchable_up_to_tmpdir(path):
 
 
 def handler_features(d, pb):
+    """The default handler's features, which are runc's (runc by name comes next)."""
     st = d.runtime().Status(pb.StatusRequest(), timeout=10)
-    assert len(st.runtime_handlers) == 1 and st.runtime_handlers[0].name == ""
+    assert [h.name for h in st.runtime_handlers][:2] == ["", "runc"]
+    assert st.runtime_handlers[0].features.user_namespaces == st.runtime_handlers[1].features.user_namespaces
     return st.runtime_handlers[0].features
 
 
