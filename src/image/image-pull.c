@@ -120,9 +120,12 @@ struct Pull {
         char *name; /* normalized */
         PullWaiter *waiters;
 
-        char *basic;  /* "user:pass" for Basic and for the token endpoint */
+        char *basic;  /* "user:pass" for Basic and for the token endpoint of the endpoint in use */
         char *bearer; /* the token in use */
         char *refresh_token;
+        bool kubelet_auth;     /* basic and bearer came from kubelet: for every endpoint */
+        char *auth_text;       /* otherwise the auth file, looked up for each endpoint's host */
+        size_t auth_len;
         char **endpoints; /* base URLs, mirrors first */
         size_t endpoint;
         RegistryTls tls;  /* from the certs.d directory of the endpoint in use… */
@@ -632,9 +635,12 @@ static void pull_free(Pull *pl) {
         image_ref_done(&pl->ref);
         free(pl->key);
         free(pl->name);
+        if (pl->basic)
+                OPENSSL_cleanse(pl->basic, strlen(pl->basic));
         free(pl->basic);
         free(pl->bearer);
         free(pl->refresh_token);
+        registry_auth_text_free(pl->auth_text, pl->auth_len);
         free(pl->endpoint_errors);
         free(pl->manifest_digest);
         free(pl->config_digest);
@@ -1258,8 +1264,53 @@ out:
         free(reference);
 }
 
+/* The auth file's credentials for the endpoint in use, as containerd and CRI-O look them up: by
+ * the host spoken to, so that a mirror gets its own entry and never the registry's. The registry
+ * itself is looked up by the image's registry name (docker.io, not registry-1.docker.io); a
+ * mirror written with a path (m.example/prefix) by its host, the path leading the repository's. */
+static int endpoint_auth(Pull *pl) {
+        const char *url = pl->endpoints[pl->endpoint], *host = strstr(url, "://");
+        bool registry = pl->endpoint + 1 >= strv_length(pl->endpoints);
+        _cleanup_free_ char *h = NULL, *repo = NULL, *error = NULL;
+        char *basic = NULL;
+        int r;
+
+        if (pl->kubelet_auth)
+                return 0;
+        /* Nothing of the last endpoint's: its credentials, nor a token its realm gave. */
+        if (pl->basic)
+                OPENSSL_cleanse(pl->basic, strlen(pl->basic));
+        free(pl->basic);
+        free(pl->bearer);
+        free(pl->refresh_token);
+        pl->basic = pl->bearer = pl->refresh_token = NULL;
+        if (!pl->auth_text)
+                return 0;
+        host = host ? host + 3 : url;
+        if (registry) {
+                h = strdup(pl->ref.registry);
+                repo = strdup(pl->ref.repository);
+        } else {
+                size_t n = strcspn(host, "/");
+                h = strndup(host, n);
+                if (host[n] == '/') {
+                        if (asprintf(&repo, "%s/%s", host + n + 1, pl->ref.repository) < 0)
+                                repo = NULL;
+                } else
+                        repo = strdup(pl->ref.repository);
+        }
+        if (!h || !repo)
+                return -ENOMEM;
+        r = registry_auth_find(pl->auth_text, h, repo, &basic, &error);
+        if (r < 0)
+                return r; /* the text was checked whole when the pull started: out of memory */
+        pl->basic = basic;
+        return 0;
+}
+
 /* The certs.d directory of the endpoint in use, read once when the pull turns to it (the next
- * pull sees a file dropped there meanwhile, as containerd's does). false: the endpoint failed. */
+ * pull sees a file dropped there meanwhile, as containerd's does), and its credentials. false: the
+ * endpoint failed. */
 static bool endpoint_tls(Pull *pl, const char *reference) {
         const char *url = pl->endpoints[pl->endpoint], *host = strstr(url, "://");
         _cleanup_free_ char *error = NULL;
@@ -1270,6 +1321,10 @@ static bool endpoint_tls(Pull *pl, const char *reference) {
                 return true;
         registry_tls_done(&pl->tls);
         pl->tls_for = 0;
+        if (endpoint_auth(pl) < 0) {
+                pull_fail(pl, -ENOMEM, "out of memory");
+                return false;
+        }
         r = registry_tls_load(pl->p->certs_dir, host ? host + 3 : url, &t, &error);
         if (r < 0) {
                 char *ref = strdup(reference);
@@ -1492,6 +1547,9 @@ int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done
         pl->name = strdup(name);
         pl->endpoints = endpoints_for(p, &ref);
         if (auth) {
+                pl->kubelet_auth = (auth->registry_token && auth->registry_token[0]) ||
+                                   (auth->username && auth->username[0]) || (auth->auth && auth->auth[0]) ||
+                                   (auth->identity_token && auth->identity_token[0]);
                 if (auth->registry_token && auth->registry_token[0])
                         pl->bearer = strdup(auth->registry_token);
                 if (auth->username && auth->username[0]) {
@@ -1514,9 +1572,10 @@ int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done
                                 pl->basic = NULL;
         }
         /* Only when kubelet passed no credentials: the auth file, read at each pull, so that an
-         * entry written meanwhile is used without a reload. */
-        if (!blocked && !pl->basic && !pl->bearer) {
-                r = registry_auth_load(p->auth_file, ref.registry, ref.repository, &pl->basic, &auth_error);
+         * entry written meanwhile is used without a reload, and looked up for each endpoint as
+         * the pull turns to it (endpoint_auth()). */
+        if (!blocked && !pl->kubelet_auth) {
+                r = registry_auth_read(p->auth_file, &pl->auth_text, &pl->auth_len, &auth_error);
                 if (r == -ENOMEM) {
                         free(w);
                         pull_free(pl);

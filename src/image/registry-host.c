@@ -339,13 +339,13 @@ int registry_auth_find(const char *json, const char *registry, const char *repos
         return 0;
 }
 
-int registry_auth_load(const char *path, const char *registry, const char *repository, char **ret_basic,
-                       char **ret_error) {
-        char *text = NULL, *m = NULL;
+int registry_auth_read(const char *path, char **ret_text, size_t *ret_len, char **ret_error) {
+        char *text = NULL, *m = NULL, *basic = NULL;
         size_t len;
         int r;
 
-        *ret_basic = NULL;
+        *ret_text = NULL;
+        *ret_len = 0;
         *ret_error = NULL;
         if (!path || !path[0])
                 return 0;
@@ -364,13 +364,39 @@ int registry_auth_load(const char *path, const char *registry, const char *repos
                         *ret_error = NULL;
                 return -EBADMSG;
         }
-        r = registry_auth_find(text, registry, repository, ret_basic, &m);
-        OPENSSL_cleanse(text, len);
-        free(text);
+        /* The whole file is checked whatever the registry: "" matches no key. */
+        r = registry_auth_find(text, "", "", &basic, &m);
+        free(basic);
         if (r < 0) {
+                OPENSSL_cleanse(text, len);
+                free(text);
                 if (asprintf(ret_error, "the auth file %s is malformed: %s", path, m ?: "out of memory") < 0)
                         *ret_error = NULL;
                 free(m);
+                return r;
         }
+        *ret_text = text;
+        *ret_len = len;
+        return 0;
+}
+
+void registry_auth_text_free(char *text, size_t len) {
+        if (text)
+                OPENSSL_cleanse(text, len);
+        free(text);
+}
+
+int registry_auth_load(const char *path, const char *registry, const char *repository, char **ret_basic,
+                       char **ret_error) {
+        char *text = NULL;
+        size_t len;
+        int r;
+
+        *ret_basic = NULL;
+        r = registry_auth_read(path, &text, &len, ret_error);
+        if (r < 0 || !text)
+                return r;
+        r = registry_auth_find(text, registry, repository, ret_basic, ret_error);
+        registry_auth_text_free(text, len);
         return r;
 }

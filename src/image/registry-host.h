@@ -35,6 +35,12 @@ void registry_tls_done(RegistryTls *t);
  * then nothing of it is used. */
 int registry_auth_find(const char *json, const char *registry, const char *repository, char **ret_basic,
                        char **ret_error);
+/* The text of the auth file at path, checked whole with registry_auth_find(), for lookups of each
+ * host a pull speaks to: *ret_text NULL when there is no such file (or no path). A file that
+ * cannot be read or is malformed gives the errno (-EBADMSG) and a message naming the file. Free
+ * the text with registry_auth_text_free(), which wipes it. */
+int registry_auth_read(const char *path, char **ret_text, size_t *ret_len, char **ret_error);
+void registry_auth_text_free(char *text, size_t len);
 /* registry_auth_find() on the file at path; a file that is not there gives no credentials. */
 int registry_auth_load(const char *path, const char *registry, const char *repository, char **ret_basic,
                        char **ret_error);

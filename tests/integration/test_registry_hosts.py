@@ -256,6 +256,42 @@ def test_auth_file(make_daemon, pb, tmp_path):
         r.stop()
 
 
+@pytest.mark.skipif(shutil.which("htpasswd") is None, reason="htpasswd (Debian package apache2-utils) is not installed")
+def test_auth_file_per_host_mirror(make_daemon, pb, tmp_path):
+    """The auth file is looked up by the host spoken to: a mirror (here a proxy in front of the
+    registry, which would accept the registry's password) gets no Authorization from the registry's
+    entry, fails, and the registry serves the pull with its own; an entry for the mirror is what
+    the mirror gets."""
+    r = Registry(tmp_path / "auth-registry", auth="htpasswd", users={"rktlet": PASSWORD})
+    mirror = Proxy(r.url)
+    try:
+        image = reg.single_layer_image()
+        image.push(r, "team/app", "v1")
+        auth_file = tmp_path / "auth.json"
+        write_auth(auth_file, {r.url: b64("rktlet", PASSWORD)})
+        d = make_daemon(config=hosts_config(auth_file=auth_file, insecure=[r.url, mirror.url],
+                                            mirrors={r.url: [mirror.url]}))
+        ref = f"{r.url}/team/app:v1"
+        assert pull(d, pb, ref) == image.id
+        assert mirror.requests, "the mirror was not tried"
+        assert all(status == 401 for _, _, status in mirror.requests), mirror.requests
+        assert mirror.authorizations == [], mirror.authorizations
+
+        # The mirror's own entry goes to the mirror, which serves the pull.
+        d.images().RemoveImage(pb.RemoveImageRequest(image=pb.ImageSpec(image=ref)), timeout=30)
+        mirror.requests.clear()
+        mirror_basic = "Basic " + b64("rktlet", PASSWORD)
+        write_auth(auth_file, {mirror.url: b64("rktlet", PASSWORD)})
+        assert pull(d, pb, ref) == image.id
+        assert mirror_basic in mirror.authorizations, mirror.authorizations
+        assert any(p.startswith("/v2/team/app/manifests/") and status == 200 for _, p, status in mirror.requests), \
+            mirror.requests
+        assert d.alive()
+    finally:
+        mirror.stop()
+        r.stop()
+
+
 # --- blocked registries --------------------------------------------------------------------------
 
 def test_blocked_registry(make_daemon, pb, tmp_path):
