@@ -64,6 +64,15 @@ def tls_registry(tmp_path, ca):
     r.stop()
 
 
+def test_test_daemons_do_not_read_the_hosts_files(make_daemon, pb):
+    """The daemons of the tests do not read the host's /etc/rktlet/certs.d or auth.json (the
+    defaults): turned off unless the test's config sets them, whose values stay."""
+    cfg = config_info(make_daemon(), pb)
+    assert (cfg["registryCertsDir"], cfg["registryAuthFile"]) == ("", ""), cfg
+    cfg = config_info(make_daemon("other", config="[Registries]\nCertsDir=/nowhere/certs.d\n"), pb)
+    assert (cfg["registryCertsDir"], cfg["registryAuthFile"]) == ("/nowhere/certs.d", ""), cfg
+
+
 # --- certs.d: CAs --------------------------------------------------------------------------------
 
 def test_ca_from_certs_d_at_the_next_pull(make_daemon, pb, tmp_path, ca, tls_registry):
