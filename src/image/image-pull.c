@@ -423,7 +423,14 @@ static void req_finished(CURL *easy, CURLcode result, void *userdata) {
                                  hint ? "; if the registry requires a client certificate, none is in " : "",
                                  hint ? pl->p->certs_dir : "", hint ? "/" : "", hint && host ? host + 3 : "");
                 }
-                q->done(q, result == CURLE_WRITE_ERROR ? -EBADMSG : -EHOSTUNREACH, message);
+                /* A local certificate or CA file libcurl could not use is the operator's to mend
+                 * (FAILED_PRECONDITION), not the network's: registry_tls_load() checks the files,
+                 * so this is what slipped past it. */
+                q->done(q,
+                        result == CURLE_WRITE_ERROR                                              ? -EBADMSG
+                        : result == CURLE_SSL_CERTPROBLEM || result == CURLE_SSL_CACERT_BADFILE ? -EPERM
+                                                                                                : -EHOSTUNREACH,
+                        message);
                 return;
         }
         if (q->status == 401 && req_handle_auth(q))

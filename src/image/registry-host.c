@@ -79,6 +79,37 @@ static int add_cas(struct stack_st_X509 *cas, const char *pem, size_t len) {
         return n > 0 ? 0 : -EINVAL;
 }
 
+/* No passphrase: an encrypted key fails to load instead of prompting on the daemon's terminal. */
+static int no_password(char *buf, int size, int rwflag, void *u) {
+        return 0;
+}
+
+/* Whether the client certificate and key parse and belong together, checked when they are read:
+ * libcurl would find out only at the handshake, as a certificate problem that says no file. */
+static int check_client_pair(const RegistryTls *t, const char *cert_path, const char *key_path, char **ret_error) {
+        BIO *cb = BIO_new_mem_buf(t->cert_pem, (int) t->cert_len), *kb = BIO_new_mem_buf(t->key_pem, (int) t->key_len);
+        X509 *cert = cb ? PEM_read_bio_X509(cb, NULL, no_password, NULL) : NULL;
+        EVP_PKEY *key = kb ? PEM_read_bio_PrivateKey(kb, NULL, no_password, NULL) : NULL;
+        int r = 0;
+
+        if (!cb || !kb)
+                r = -ENOMEM;
+        else if (!cert)
+                r = set_error(ret_error, -EINVAL, "client certificate %s holds no PEM certificate", cert_path);
+        else if (!key)
+                r = set_error(ret_error, -EINVAL,
+                              "client key %s holds no PEM private key (or one encrypted with a passphrase)", key_path);
+        else if (X509_check_private_key(cert, key) != 1)
+                r = set_error(ret_error, -EINVAL, "client key %s does not belong to the certificate %s", key_path,
+                              cert_path);
+        EVP_PKEY_free(key);
+        X509_free(cert);
+        BIO_free(kb);
+        BIO_free(cb);
+        ERR_clear_error();
+        return r;
+}
+
 int registry_tls_load(const char *certs_dir, const char *host, RegistryTls *ret, char **ret_error) {
         RegistryTls t = {};
         char *dir = NULL, *path = NULL, *pem = NULL, **names = NULL;
@@ -186,6 +217,8 @@ int registry_tls_load(const char *certs_dir, const char *host, RegistryTls *ret,
                                 r = read_file(kpath, MAX_PEM_FILE, &t.key_pem, &t.key_len);
                                 if (r < 0)
                                         set_error(ret_error, r, "cannot read %s: %s", kpath, strerror(-r));
+                                else
+                                        r = check_client_pair(&t, path, kpath, ret_error);
                         }
                         free(kpath);
                         if (r >= 0) {

@@ -22,7 +22,8 @@ bool registry_host_valid(const char *host);
 /* Reads certs_dir/host/: "*.crt" are CAs trusted besides the system's, "<name>.cert" with
  * "<name>.key" a client certificate (the first pair in name order). A directory that is not
  * there is no settings (0, *ret empty). -EINVAL (a .cert without its .key or the reverse, a .crt
- * without a certificate in it), or the errno of a file that cannot be read, with a message that
+ * without a certificate in it, a client certificate or key that does not parse, a key that is
+ * encrypted or not the certificate's), or the errno of a file that cannot be read, with a message that
  * names the file in *ret_error. *ret is written only on success. */
 int registry_tls_load(const char *certs_dir, const char *host, RegistryTls *ret, char **ret_error);
 void registry_tls_done(RegistryTls *t);

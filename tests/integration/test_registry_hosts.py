@@ -185,6 +185,17 @@ def test_client_certificate(make_daemon, pb, tmp_path, ca):
         shutil.copy(key, os.path.join(host, "client.key"))
         assert pull(d, pb, ref) == image.id
 
+        # A key that is not the certificate's (another one made by openssl): FAILED_PRECONDITION
+        # naming the key when the pull reads the directory, not a handshake failure.
+        other_key = tmp_path / "other.key"
+        subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-out", str(other_key)], check=True, capture_output=True)
+        shutil.copy(other_key, os.path.join(host, "client.key"))
+        e = pull_error(d, pb, ref, grpc.StatusCode.FAILED_PRECONDITION)
+        assert os.path.join(host, "client.key") in e.details() and "does not belong" in e.details(), e.details()
+        shutil.copy(key, os.path.join(host, "client.key"))
+        assert pull(d, pb, ref) == image.id
+
         # Both taken away: refused again, even by way of a connection the last pull left open.
         os.unlink(os.path.join(host, "client.cert"))
         os.unlink(os.path.join(host, "client.key"))

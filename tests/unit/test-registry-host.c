@@ -30,6 +30,47 @@ static const char cert_pem[] =
         "-----END CERTIFICATE-----\n"
         ;
 
+/* A client certificate and its key; another key; the first key encrypted (passphrase "x"). */
+static const char client_cert_pem[] =
+        "-----BEGIN CERTIFICATE-----\n"
+        "MIIBkTCCATegAwIBAgIUO9pltKXwAtQ3IO/KcHEv8w3CCdIwCgYIKoZIzj0EAwIw\n"
+        "HTEbMBkGA1UEAwwScmt0bGV0LXVuaXQtY2xpZW50MCAXDTI2MTIwMjE1MzMzNVoY\n"
+        "DzIxMjYxMTA4MTUzMzM1WjAdMRswGQYDVQQDDBJya3RsZXQtdW5pdC1jbGllbnQw\n"
+        "WTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAT0VKfe7/gf2MY4MTUpsLqXXTqwbwCg\n"
+        "Sd8GAN+dyBbp+437mAvwv03Yje1nULU7wp6b1t64HUmXH6oOphjCpkv5o1MwUTAd\n"
+        "BgNVHQ4EFgQU+qEipf5RY43yekQ3z8tNe38S7ZEwHwYDVR0jBBgwFoAU+qEipf5R\n"
+        "Y43yekQ3z8tNe38S7ZEwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNIADBF\n"
+        "AiEA0NzSFFbmS1LHycAL0BIV2thZyFpXrSKuM54jiMmMCmICIBRViNNo6Hj5Wqir\n"
+        "SDjtFM9cJGItcp5DFzYxYclI9I7e\n"
+        "-----END CERTIFICATE-----\n"
+        ;
+
+static const char client_key_pem[] =
+        "-----BEGIN PRIVATE KEY-----\n"
+        "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgrsF5ibGjg+0kNVCb\n"
+        "EIK1BVIb7iZAbVjcO+7XfeDhoXahRANCAAT0VKfe7/gf2MY4MTUpsLqXXTqwbwCg\n"
+        "Sd8GAN+dyBbp+437mAvwv03Yje1nULU7wp6b1t64HUmXH6oOphjCpkv5\n"
+        "-----END PRIVATE KEY-----\n"
+        ;
+
+static const char other_key_pem[] =
+        "-----BEGIN PRIVATE KEY-----\n"
+        "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgFcEH1LTgsUGsp3tL\n"
+        "/vJi+UwzfoHNn+5PDWI7tPJy5mGhRANCAAQkuy4yOuv5hSytOTgEHbDfnpJD9HIo\n"
+        "rEjgUbCBEGjm6JHOYYETb5Kgad0iMhTYSIBCNXHVgYajEem8N/Vgv9eg\n"
+        "-----END PRIVATE KEY-----\n"
+        ;
+
+static const char encrypted_key_pem[] =
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\n"
+        "MIHsMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAhDfLylmJsnIwICCAAw\n"
+        "DAYIKoZIhvcNAgkFADAdBglghkgBZQMEASoEEC3OtUpScUS994P3ywy7lBQEgZDZ\n"
+        "nYxgiljiCO7RePfJJPX1Lt6a/1Q+4WsFR0+GFiftTahzdFtJE7Oi1nYzncgWACgF\n"
+        "Vab8tdLmq9JfY0AIoGOXrnQ+kKY+uQzLxSSs5nZs98LULQQWpLth8HgQwyCL29eC\n"
+        "aKfyoXuNgBPE4H9Ggi5+Kz0//eORiLsVC25kLygy0puU86B12O0+aHovRwTz3cI=\n"
+        "-----END ENCRYPTED PRIVATE KEY-----\n"
+        ;
+
 /* base64 of "u1:p1", "u2:p2", "u3:p3" */
 #define U1 "dTE6cDE="
 #define U2 "dTI6cDI="
@@ -189,22 +230,47 @@ static void test_tls_dir(void **state) {
         assert_non_null(strstr(error, "client.cert"));
         assert_non_null(strstr(error, "client.key"));
         free(error);
+        /* A key that is no key, another certificate's key, an encrypted key: errors naming the key
+         * (read when the pull starts, not found out at the handshake). */
         put(host, "client.key", "KEY");
+        assert_int_equal(load(certs, "r:5000", &t, &error), -EINVAL);
+        assert_non_null(strstr(error, "client.key"));
+        free(error);
+        put(host, "client.key", other_key_pem);
+        assert_int_equal(load(certs, "r:5000", &t, &error), -EINVAL);
+        assert_non_null(strstr(error, "client.key"));
+        assert_non_null(strstr(error, "does not belong"));
+        free(error);
+        put(host, "client.cert", client_cert_pem);
+        put(host, "client.key", encrypted_key_pem);
+        assert_int_equal(load(certs, "r:5000", &t, &error), -EINVAL);
+        assert_non_null(strstr(error, "client.key"));
+        free(error);
+        /* A certificate that is none. */
+        put(host, "client.cert", "CERT");
+        put(host, "client.key", client_key_pem);
+        assert_int_equal(load(certs, "r:5000", &t, &error), -EINVAL);
+        assert_non_null(strstr(error, "client.cert"));
+        free(error);
+        put(host, "client.cert", client_cert_pem);
         assert_int_equal(load(certs, "r:5000", &t, &error), 0);
-        assert_string_equal(t.cert_pem, cert_pem);
-        assert_string_equal(t.key_pem, "KEY");
-        assert_int_equal(t.key_len, 3);
+        assert_string_equal(t.cert_pem, client_cert_pem);
+        assert_string_equal(t.key_pem, client_key_pem);
+        assert_int_equal(t.key_len, strlen(client_key_pem));
         registry_tls_done(&t);
-        put(host, "b.key", "KEY2");
+        put(host, "b.key", client_key_pem);
         assert_int_equal(load(certs, "r:5000", &t, &error), -EINVAL);
         assert_non_null(strstr(error, "b.key"));
         assert_non_null(strstr(error, "b.cert"));
         free(error);
-        /* Two pairs: the first in name order. */
-        put(host, "b.cert", "CERT2");
+        /* Two pairs: the first in name order (its own, not client.key, is checked against it). */
+        put(host, "b.cert", cert_pem);
+        assert_int_equal(load(certs, "r:5000", &t, &error), -EINVAL);
+        assert_non_null(strstr(error, "b.key"));
+        free(error);
+        put(host, "b.cert", client_cert_pem);
         assert_int_equal(load(certs, "r:5000", &t, &error), 0);
-        assert_string_equal(t.cert_pem, "CERT2");
-        assert_string_equal(t.key_pem, "KEY2");
+        assert_non_null(strstr(t.cert_path, "b.cert"));
         registry_tls_done(&t);
 
         /* A .crt that holds no certificate. */
