@@ -129,6 +129,7 @@ struct Pull {
         char **endpoints; /* base URLs, mirrors first */
         size_t endpoint;
         RegistryTls tls;  /* from the certs.d directory of the endpoint in use… */
+        char *tls_name;   /* …named so under CertsDir=… */
         size_t tls_for;   /* …which is endpoints[tls_for - 1] (0: none read yet) */
         char *endpoint_errors;
 
@@ -414,14 +415,15 @@ static void req_finished(CURL *easy, CURLcode result, void *userdata) {
                          * registry that wants a client certificate it did not get closes the
                          * connection after the handshake (TLS 1.3): a hint where to put one. */
                         Pull *pl = q->pull;
-                        const char *endpoint = pl->endpoints[pl->endpoint], *host = strstr(endpoint, "://");
-                        bool hint = !pl->tls.cert_pem && pl->p->certs_dir[0] && strncmp(endpoint, "https:", 6) == 0 &&
+                        const char *endpoint = pl->endpoints[pl->endpoint];
+                        bool hint = !pl->tls.cert_pem && pl->p->certs_dir[0] && pl->tls_name &&
+                                    strncmp(endpoint, "https:", 6) == 0 &&
                                     (result == CURLE_RECV_ERROR || result == CURLE_SEND_ERROR ||
                                      result == CURLE_SSL_CONNECT_ERROR);
                         snprintf(message, sizeof message, "network: %s%s%s%s%s%s%s%s", curl_easy_strerror(result),
                                  q->errbuf[0] ? " (" : "", q->errbuf, q->errbuf[0] ? ")" : "",
                                  hint ? "; if the registry requires a client certificate, none is in " : "",
-                                 hint ? pl->p->certs_dir : "", hint ? "/" : "", hint && host ? host + 3 : "");
+                                 hint ? pl->p->certs_dir : "", hint ? "/" : "", hint ? pl->tls_name : "");
                 }
                 /* A local certificate or CA file libcurl could not use is the operator's to mend
                  * (FAILED_PRECONDITION), not the network's: registry_tls_load() checks the files,
@@ -638,6 +640,7 @@ static void pull_free(Pull *pl) {
         strv_free(pl->chain_ids);
         strv_free(pl->endpoints);
         registry_tls_done(&pl->tls);
+        free(pl->tls_name);
         yajl_tree_free(pl->manifest);
         image_ref_done(&pl->ref);
         free(pl->key);
@@ -1319,7 +1322,8 @@ static int endpoint_auth(Pull *pl) {
  * pull sees a file dropped there meanwhile, as containerd's does), and its credentials. false: the
  * endpoint failed. */
 static bool endpoint_tls(Pull *pl, const char *reference) {
-        const char *url = pl->endpoints[pl->endpoint], *host = strstr(url, "://");
+        const char *url = pl->endpoints[pl->endpoint];
+        bool registry = pl->endpoint + 1 >= strv_length(pl->endpoints);
         _cleanup_free_ char *error = NULL;
         RegistryTls t;
         int r;
@@ -1332,7 +1336,13 @@ static bool endpoint_tls(Pull *pl, const char *reference) {
                 pull_fail(pl, -ENOMEM, "out of memory");
                 return false;
         }
-        r = registry_tls_load(pl->p->certs_dir, host ? host + 3 : url, &t, &error);
+        free(pl->tls_name);
+        pl->tls_name = registry_certs_name(url, registry ? pl->ref.registry : NULL);
+        if (!pl->tls_name) {
+                pull_fail(pl, -ENOMEM, "out of memory");
+                return false;
+        }
+        r = registry_tls_load(pl->p->certs_dir, pl->tls_name, &t, &error);
         if (r < 0) {
                 char *ref = strdup(reference);
                 if (!ref) {

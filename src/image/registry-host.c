@@ -26,6 +26,14 @@ bool registry_host_valid(const char *host) {
         return host && host[0] && host[0] != '.' && !strchr(host, '/');
 }
 
+char *registry_certs_name(const char *endpoint_url, const char *registry) {
+        const char *h = strstr(endpoint_url, "://");
+
+        if (registry)
+                return strdup(registry);
+        return strdup(h ? h + 3 : endpoint_url);
+}
+
 static bool has_suffix(const char *s, const char *suffix) {
         size_t n = strlen(s), k = strlen(suffix);
         return n > k && strcmp(s + n - k, suffix) == 0;

@@ -19,6 +19,12 @@ typedef struct RegistryTls {
 /* Whether host may name a directory: no '/', not "." or "..", no leading '.'. */
 bool registry_host_valid(const char *host);
 
+/* The name of an endpoint's directory under CertsDir=: for the registry itself (registry not
+ * NULL) the image's registry name, as containerd and docker name it (docker.io, not
+ * registry-1.docker.io, the host spoken to); for a mirror (registry NULL) the host of its URL
+ * ("https://host:port"). New string; NULL when out of memory. */
+char *registry_certs_name(const char *endpoint_url, const char *registry);
+
 /* Reads certs_dir/host/: "*.crt" are CAs trusted besides the system's, "<name>.cert" with
  * "<name>.key" a client certificate (the first pair in name order). A directory that is not
  * there is no settings (0, *ret empty). -EINVAL (a .cert without its .key or the reverse, a .crt

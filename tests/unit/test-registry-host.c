@@ -291,6 +291,22 @@ static void test_tls_dir(void **state) {
         assert_int_equal(rmdir(certs), 0);
 }
 
+static void certs_name(const char *url, const char *registry, const char *want) {
+        char *n = registry_certs_name(url, registry);
+
+        assert_non_null(n);
+        assert_string_equal(n, want);
+        free(n);
+}
+
+static void test_certs_name(void **state) {
+        /* Docker Hub's directory is docker.io, as containerd's and docker's; a mirror keeps its host. */
+        certs_name("https://registry-1.docker.io", "docker.io", "docker.io");
+        certs_name("https://127.0.0.1:5000", "127.0.0.1:5000", "127.0.0.1:5000");
+        certs_name("https://mirror.example:5000", NULL, "mirror.example:5000");
+        certs_name("http://10.0.0.5", NULL, "10.0.0.5");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_auth_most_specific),
@@ -298,6 +314,7 @@ int main(void) {
                 cmocka_unit_test(test_auth_malformed),
                 cmocka_unit_test(test_auth_file),
                 cmocka_unit_test(test_tls_dir),
+                cmocka_unit_test(test_certs_name),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
