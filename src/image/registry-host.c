@@ -66,6 +66,19 @@ static int set_error(char **ret_error, int r, const char *format, ...) {
         return r;
 }
 
+/* A file of the certs.d directory or the auth file, which must be a regular file: a FIFO or a
+ * device named so must not hold up the daemon's loop. An error names the file. */
+static int read_setting(const char *path, size_t max, char **ret, size_t *ret_len, char **ret_error,
+                        const char *what) {
+        int r = read_regular_file(path, max, ret, ret_len);
+
+        if (r == -EINVAL)
+                return set_error(ret_error, r, "%s%s is not a regular file", what, path);
+        if (r < 0)
+                return set_error(ret_error, r, "cannot read %s%s: %s", what, path, strerror(-r));
+        return r;
+}
+
 /* Every certificate of a PEM file onto cas; -EINVAL when it holds none. */
 static int add_cas(struct stack_st_X509 *cas, const char *pem, size_t len) {
         BIO *bio = BIO_new_mem_buf(pem, (int) len);
@@ -178,11 +191,9 @@ int registry_tls_load(const char *certs_dir, const char *host, RegistryTls *ret,
                         break;
                 }
                 if (has_suffix(name, ".crt")) {
-                        r = read_file(path, MAX_PEM_FILE, &pem, &len);
-                        if (r < 0) {
-                                set_error(ret_error, r, "cannot read %s: %s", path, strerror(-r));
+                        r = read_setting(path, MAX_PEM_FILE, &pem, &len, ret_error, "");
+                        if (r < 0)
                                 break;
-                        }
                         if (!t.cas && !(t.cas = sk_X509_new_null())) {
                                 r = -ENOMEM;
                                 break;
@@ -218,14 +229,10 @@ int registry_tls_load(const char *certs_dir, const char *host, RegistryTls *ret,
                                 r = -ENOMEM;
                                 break;
                         }
-                        r = read_file(path, MAX_PEM_FILE, &t.cert_pem, &t.cert_len);
-                        if (r < 0)
-                                set_error(ret_error, r, "cannot read %s: %s", path, strerror(-r));
-                        else {
-                                r = read_file(kpath, MAX_PEM_FILE, &t.key_pem, &t.key_len);
-                                if (r < 0)
-                                        set_error(ret_error, r, "cannot read %s: %s", kpath, strerror(-r));
-                                else
+                        r = read_setting(path, MAX_PEM_FILE, &t.cert_pem, &t.cert_len, ret_error, "");
+                        if (r >= 0) {
+                                r = read_setting(kpath, MAX_PEM_FILE, &t.key_pem, &t.key_len, ret_error, "");
+                                if (r >= 0)
                                         r = check_client_pair(&t, path, kpath, ret_error);
                         }
                         free(kpath);
@@ -390,14 +397,14 @@ int registry_auth_read(const char *path, char **ret_text, size_t *ret_len, char 
         *ret_error = NULL;
         if (!path || !path[0])
                 return 0;
-        r = read_file(path, MAX_AUTH_FILE, &text, &len);
-        if (r == -ENOENT)
+        r = read_setting(path, MAX_AUTH_FILE, &text, &len, ret_error, "the auth file ");
+        if (r == -ENOENT) {
+                free(*ret_error);
+                *ret_error = NULL;
                 return 0;
-        if (r < 0) {
-                if (asprintf(ret_error, "cannot read the auth file %s: %s", path, strerror(-r)) < 0)
-                        *ret_error = NULL;
-                return r;
         }
+        if (r < 0)
+                return r;
         if (strlen(text) != len) {
                 OPENSSL_cleanse(text, len);
                 free(text);

@@ -183,6 +183,15 @@ static void test_auth_file(void **state) {
         auth_file(dir, "{\"auths\": {\"r:5000\": {\"auth\": \"" U1 "\"}}}", "u1:p1", 0);
         auth_file(dir, "{\"auths\": ", NULL, -EBADMSG);
         rm(dir, "auth.json");
+        /* A FIFO as the auth file: an error naming it, at once. */
+        char fifo[1024], *basic = NULL, *error = NULL;
+        snprintf(fifo, sizeof fifo, "%s/auth.json", dir);
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        assert_int_equal(registry_auth_load(fifo, "r:5000", "a", &basic, &error), -EINVAL);
+        assert_null(basic);
+        assert_non_null(strstr(error, fifo));
+        free(error);
+        rm(dir, "auth.json");
         assert_int_equal(rmdir(dir), 0);
 }
 
@@ -280,6 +289,17 @@ static void test_tls_dir(void **state) {
         free(error);
 
         rm(host, "bad.crt");
+
+        /* A FIFO named *.crt (or a client certificate) is an error naming it, at once: no wait
+         * for a writer that never comes. */
+        char fifo[1024];
+        snprintf(fifo, sizeof fifo, "%s/fifo.crt", host);
+        assert_int_equal(mkfifo(fifo, 0644), 0);
+        assert_int_equal(load(certs, "r:5000", &t, &error), -EINVAL);
+        assert_non_null(strstr(error, "fifo.crt"));
+        assert_non_null(strstr(error, "not a regular file"));
+        free(error);
+        rm(host, "fifo.crt");
         rm(host, "b.cert");
         rm(host, "b.key");
         rm(host, "client.cert");
