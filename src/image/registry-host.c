@@ -31,7 +31,9 @@ char *registry_certs_name(const char *endpoint_url, const char *registry) {
 
         if (registry)
                 return strdup(registry);
-        return strdup(h ? h + 3 : endpoint_url);
+        /* A mirror written with a path (m.example/prefix): its host's directory, as containerd's. */
+        h = h ? h + 3 : endpoint_url;
+        return strndup(h, strcspn(h, "/"));
 }
 
 static bool has_suffix(const char *s, const char *suffix) {

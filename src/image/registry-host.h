@@ -22,7 +22,7 @@ bool registry_host_valid(const char *host);
 /* The name of an endpoint's directory under CertsDir=: for the registry itself (registry not
  * NULL) the image's registry name, as containerd and docker name it (docker.io, not
  * registry-1.docker.io, the host spoken to); for a mirror (registry NULL) the host of its URL
- * ("https://host:port"). New string; NULL when out of memory. */
+ * ("https://host:port", "https://host/prefix"). New string; NULL when out of memory. */
 char *registry_certs_name(const char *endpoint_url, const char *registry);
 
 /* Reads certs_dir/host/: "*.crt" are CAs trusted besides the system's, "<name>.cert" with

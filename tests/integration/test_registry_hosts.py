@@ -312,6 +312,26 @@ def test_auth_file_per_host_mirror(make_daemon, pb, tmp_path):
         r.stop()
 
 
+def test_mirror_with_a_path(make_daemon, pb, tmp_path, ca):
+    """A mirror written with a path (host:port/prefix) is spoken to, its certs.d directory being its
+    host's: before, the '/' made its directory name invalid and the mirror was skipped unasked. (The
+    mirror, a proxy in front of the registry, has no /prefix/v2/: the registry serves the pull.)"""
+    r = Registry(tmp_path / "registry")
+    mirror = Proxy(r.url)
+    try:
+        image = reg.single_layer_image()
+        image.push(r, "path/app", "v1")
+        certs = tmp_path / "certs.d"
+        host_dir(certs, mirror)  # an empty directory of the mirror's host: read, nothing in it
+        d = make_daemon(config=hosts_config(certs_dir=certs, insecure=[r.url, mirror.url + "/prefix"],
+                                            mirrors={r.url: [mirror.url + "/prefix"]}))
+        assert pull(d, pb, f"{r.url}/path/app:v1") == image.id
+        assert any(p.startswith("/prefix/v2/path/app/manifests/") for _, p, _ in mirror.requests), mirror.requests
+    finally:
+        mirror.stop()
+        r.stop()
+
+
 # --- blocked registries --------------------------------------------------------------------------
 
 def test_blocked_registry(make_daemon, pb, tmp_path):

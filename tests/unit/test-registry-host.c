@@ -325,6 +325,9 @@ static void test_certs_name(void **state) {
         certs_name("https://127.0.0.1:5000", "127.0.0.1:5000", "127.0.0.1:5000");
         certs_name("https://mirror.example:5000", NULL, "mirror.example:5000");
         certs_name("http://10.0.0.5", NULL, "10.0.0.5");
+        /* A mirror with a path: its host's directory. */
+        certs_name("https://m.example/prefix", NULL, "m.example");
+        certs_name("https://m.example:5000/a/b", NULL, "m.example:5000");
 }
 
 int main(void) {
