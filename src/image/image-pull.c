@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -60,6 +61,8 @@ struct Puller {
         char **mirrors; /* "registry=m1|m2" */
         char **blocked;
         char *certs_dir, *auth_file;
+        bool tls_backend_ok; /* libcurl's TLS is the OpenSSL we hand an SSL_CTX callback to */
+        char *tls_backend;   /* libcurl's, for the message when not */
         PullLimits limits;
         Pull *pulls;
         PullObserve observe;
@@ -466,32 +469,45 @@ static CURLcode add_cas_to_ctx(CURL *easy, void *ssl_ctx, void *userdata) {
         return CURLE_OK;
 }
 
-static void req_set_tls(Req *q) {
+/* The TLS settings of the host's certs.d: a setting libcurl refuses is an error (the CAs or the
+ * certificate would go unused unsaid), with its name in *ret_what. */
+static CURLcode req_set_tls(Req *q, const char **ret_what) {
         const RegistryTls *t = &q->pull->tls;
+        CURLcode c = CURLE_OK;
 
+#define SET(opt, value)                                                  \
+        do {                                                             \
+                c = curl_easy_setopt(q->easy, opt, value);               \
+                if (c != CURLE_OK) {                                     \
+                        *ret_what = #opt;                                \
+                        return c;                                        \
+                }                                                        \
+        } while (0)
         if (t->cas) {
                 /* Not the store libcurl may cache for every connection (CURLOPT_CA_CACHE_TIMEOUT): the
                  * CAs of one host must not become trusted for all of them. */
-                curl_easy_setopt(q->easy, CURLOPT_CA_CACHE_TIMEOUT, 0L);
-                curl_easy_setopt(q->easy, CURLOPT_SSL_CTX_FUNCTION, add_cas_to_ctx);
-                curl_easy_setopt(q->easy, CURLOPT_SSL_CTX_DATA, t->cas);
+                SET(CURLOPT_CA_CACHE_TIMEOUT, 0L);
+                SET(CURLOPT_SSL_CTX_FUNCTION, add_cas_to_ctx);
+                SET(CURLOPT_SSL_CTX_DATA, t->cas);
         }
         /* libcurl matches connections and TLS sessions for reuse without the callback: one these
          * CAs verified (or this certificate opened) would serve a later pull whose directory no
          * longer has them (a ca.crt taken away). Closed after each request, and no session kept
          * to resume: a full handshake per request, for such hosts only. */
         if (t->cas || t->cert_pem) {
-                curl_easy_setopt(q->easy, CURLOPT_FORBID_REUSE, 1L);
-                curl_easy_setopt(q->easy, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+                SET(CURLOPT_FORBID_REUSE, 1L);
+                SET(CURLOPT_SSL_SESSIONID_CACHE, 0L);
         }
         if (t->cert_pem) {
                 struct curl_blob cert = { t->cert_pem, t->cert_len, CURL_BLOB_COPY },
                                  key = { t->key_pem, t->key_len, CURL_BLOB_COPY };
-                curl_easy_setopt(q->easy, CURLOPT_SSLCERT_BLOB, &cert);
-                curl_easy_setopt(q->easy, CURLOPT_SSLCERTTYPE, "PEM");
-                curl_easy_setopt(q->easy, CURLOPT_SSLKEY_BLOB, &key);
-                curl_easy_setopt(q->easy, CURLOPT_SSLKEYTYPE, "PEM");
+                SET(CURLOPT_SSLCERT_BLOB, &cert);
+                SET(CURLOPT_SSLCERTTYPE, "PEM");
+                SET(CURLOPT_SSLKEY_BLOB, &key);
+                SET(CURLOPT_SSLKEYTYPE, "PEM");
         }
+#undef SET
+        return c;
 }
 
 static void req_start(Req *q) {
@@ -545,7 +561,15 @@ static void req_start(Req *q) {
         curl_easy_setopt(q->easy, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(q->easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(q->easy, CURLOPT_ERRORBUFFER, q->errbuf);
-        req_set_tls(q);
+        const char *what = NULL;
+        CURLcode c = req_set_tls(q, &what);
+        if (c != CURLE_OK) {
+                char m[256];
+                snprintf(m, sizeof m, "libcurl refuses %s for the certs.d settings of this host: %s", what,
+                         curl_easy_strerror(c));
+                q->done(q, c == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EPERM, m);
+                return;
+        }
         /* Basic credentials go to the registry (when it asked) and to its token endpoint, never along
          * a redirect to another host. */
         if (pl->basic && (q->for_token || (q->retried_auth && q->www_auth && strncasecmp(q->www_auth, "Basic", 5) == 0))) {
@@ -1352,6 +1376,22 @@ static bool endpoint_tls(Pull *pl, const char *reference) {
                 manifest_failed(pl, NULL, ref, r == -ENOMEM ? r : -EPERM, error ?: strerror(-r));
                 return false;
         }
+        if ((t.cas || t.cert_pem) && !pl->p->tls_backend_ok) {
+                /* Another backend would ignore the CAs unsaid (or, wolfSSL, take the callback's
+                 * pointer for what it is not): the operator must hear the directory is not used. */
+                char *ref = strdup(reference), *m = NULL;
+                registry_tls_done(&t);
+                if (!ref || asprintf(&m, "%s/%s holds certificates, but CertsDir= needs libcurl built with the "
+                                     "OpenSSL rktlet uses (libcurl's TLS is %s)", pl->p->certs_dir, pl->tls_name,
+                                     pl->p->tls_backend) < 0) {
+                        free(ref);
+                        pull_fail(pl, -ENOMEM, "out of memory");
+                        return false;
+                }
+                manifest_failed(pl, NULL, ref, -EPERM, m);
+                free(m);
+                return false;
+        }
         pl->tls = t;
         pl->tls_for = pl->endpoint + 1;
         return true;
@@ -1445,6 +1485,13 @@ int puller_new(struct ev_loop *loop, ImageStore *store, const PullRegistries *re
         p->store = store;
         if (limits)
                 p->limits = *limits;
+        const curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+        p->tls_backend_ok = cv && registry_tls_backend_ok(cv->ssl_version, OpenSSL_version_num());
+        p->tls_backend = strdup(cv && cv->ssl_version ? cv->ssl_version : "none");
+        if (!p->tls_backend) {
+                free(p);
+                return -ENOMEM;
+        }
         r = curl_ev_new(loop, &p->curl);
         if (r < 0 || !registries_set(p, registries ?: &(PullRegistries) {})) {
                 puller_free(p);
@@ -1479,6 +1526,7 @@ Puller *puller_free(Puller *p) {
         strv_free(p->blocked);
         free(p->certs_dir);
         free(p->auth_file);
+        free(p->tls_backend);
         free(p);
         return NULL;
 }

@@ -26,6 +26,20 @@ bool registry_host_valid(const char *host) {
         return host && host[0] && host[0] != '.' && !strchr(host, '/');
 }
 
+bool registry_tls_backend_ok(const char *ssl_version, unsigned long openssl_num) {
+        unsigned major = 0, minor = 0;
+
+        /* A libcurl with several backends writes the inactive ones in parentheses: the active one
+         * must be OpenSSL, first. */
+        if (!ssl_version || strncmp(ssl_version, "OpenSSL/", 8) != 0 ||
+            sscanf(ssl_version + 8, "%u.%u", &major, &minor) != 2)
+                return false;
+        if (major != (unsigned) (openssl_num >> 28))
+                return false;
+        /* Before 3.0 each minor version had an ABI of its own. */
+        return major >= 3 || minor == (unsigned) ((openssl_num >> 20) & 0xff);
+}
+
 char *registry_certs_name(const char *endpoint_url, const char *registry) {
         const char *h = strstr(endpoint_url, "://");
 

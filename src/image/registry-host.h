@@ -19,6 +19,11 @@ typedef struct RegistryTls {
 /* Whether host may name a directory: no '/', not "." or "..", no leading '.'. */
 bool registry_host_valid(const char *host);
 
+/* Whether libcurl's TLS backend (curl_version_info()'s ssl_version, "OpenSSL/3.0.11") is the
+ * OpenSSL rktlet is linked with (OpenSSL_version_num()): the only one whose SSL_CTX the CAs of a
+ * certs.d directory can be added to (CURLOPT_SSL_CTX_FUNCTION). */
+bool registry_tls_backend_ok(const char *ssl_version, unsigned long openssl_num);
+
 /* The name of an endpoint's directory under CertsDir=: for the registry itself (registry not
  * NULL) the image's registry name, as containerd and docker name it (docker.io, not
  * registry-1.docker.io, the host spoken to); for a mirror (registry NULL) the host of its URL

@@ -330,6 +330,19 @@ static void test_certs_name(void **state) {
         certs_name("https://m.example:5000/a/b", NULL, "m.example:5000");
 }
 
+static void test_tls_backend(void **state) {
+        assert_true(registry_tls_backend_ok("OpenSSL/3.0.11", 0x300000b0UL));
+        assert_true(registry_tls_backend_ok("OpenSSL/3.2.1", 0x30000000UL));
+        assert_true(registry_tls_backend_ok("OpenSSL/1.1.1w", 0x1010117fUL));
+        assert_false(registry_tls_backend_ok("OpenSSL/1.1.1w", 0x300000b0UL)); /* another OpenSSL */
+        assert_false(registry_tls_backend_ok("OpenSSL/1.0.2u", 0x1010117fUL));
+        assert_false(registry_tls_backend_ok("GnuTLS/3.7.9", 0x300000b0UL));
+        assert_false(registry_tls_backend_ok("wolfSSL/5.5.4", 0x300000b0UL));
+        assert_false(registry_tls_backend_ok("(OpenSSL/3.0.11) GnuTLS/3.7.9", 0x300000b0UL)); /* inactive */
+        assert_false(registry_tls_backend_ok(NULL, 0x300000b0UL));
+        assert_false(registry_tls_backend_ok("OpenSSL/", 0x300000b0UL));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_auth_most_specific),
@@ -338,6 +351,7 @@ int main(void) {
                 cmocka_unit_test(test_auth_file),
                 cmocka_unit_test(test_tls_dir),
                 cmocka_unit_test(test_certs_name),
+                cmocka_unit_test(test_tls_backend),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
