@@ -1663,10 +1663,9 @@ int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done
         if (blocked)
                 /* PERMISSION_DENIED: policy, which no retry and no credentials change. */
                 pull_fail(pl, -EACCES, "registry %s is blocked by [Registries] Blocked=", QUOTE(ref.registry));
-        else if (auth_error) {
-                log_error("pull %s: %s", pl->name, auth_error);
-                pull_fail(pl, -EPERM, "%s", auth_error);
-        } else {
+        else if (auth_error)
+                pull_fail(pl, -EPERM, "%s", auth_error); /* logged by pull_finish(), once */
+        else {
                 log_info("pull %s: starting (from %s%s).", pl->name, pl->endpoints[0],
                          pl->endpoints[1] ? " and others" : "");
                 pull_manifest(pl, ref.digest ?: ref.tag);

@@ -265,6 +265,8 @@ def test_auth_file(make_daemon, pb, tmp_path):
             f.write('{"auths": {"%s": {"auth": "%s"}, "other": {"auth": 7}}}' % (r.url, b64("rktlet", PASSWORD)))
         e = pull_error(d, pb, ref, grpc.StatusCode.FAILED_PRECONDITION)
         assert str(auth_file) in e.details() and "malformed" in e.details(), e.details()
+        # Logged, once.
+        assert d.log().count(f"the auth file {auth_file} is malformed") == 1, d.log()
         with open(auth_file, "w") as f:
             f.write("{not json")
         e = pull_error(d, pb, ref, grpc.StatusCode.FAILED_PRECONDITION)
