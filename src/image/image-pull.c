@@ -1612,9 +1612,6 @@ int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done
         pl->name = strdup(name);
         pl->endpoints = endpoints_for(p, &ref);
         if (auth) {
-                pl->kubelet_auth = (auth->registry_token && auth->registry_token[0]) ||
-                                   (auth->username && auth->username[0]) || (auth->auth && auth->auth[0]) ||
-                                   (auth->identity_token && auth->identity_token[0]);
                 if (auth->registry_token && auth->registry_token[0])
                         pl->bearer = strdup(auth->registry_token);
                 if (auth->username && auth->username[0]) {
@@ -1636,6 +1633,7 @@ int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done
                         if (asprintf(&pl->basic, "<token>:%s", auth->identity_token) < 0)
                                 pl->basic = NULL;
         }
+        pl->kubelet_auth = pl->basic || pl->bearer;
         /* Only when kubelet passed no credentials: the auth file, read at each pull, so that an
          * entry written meanwhile is used without a reload, and looked up for each endpoint as
          * the pull turns to it (endpoint_auth()). */
