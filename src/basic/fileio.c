@@ -69,13 +69,11 @@ int write_file_replace(const char *path, const char *data, size_t len, unsigned 
         return write_file_rename(path, data, len, mode, false);
 }
 
-int read_file(const char *path, size_t max, char **ret, size_t *ret_len) {
+/* The rest of read_file() on an open fd, which it closes. */
+static int read_fd(int fd, size_t max, char **ret, size_t *ret_len) {
         char *buf;
         size_t len = 0, size = MIN(max, (size_t) 4096); /* grown as needed: max is a limit, not a size */
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-        if (fd < 0)
-                return -errno;
         buf = malloc(size + 1);
         if (!buf) {
                 close(fd);
@@ -121,4 +119,31 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_len) {
         if (ret_len)
                 *ret_len = len;
         return 0;
+}
+
+int read_file(const char *path, size_t max, char **ret, size_t *ret_len) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0)
+                return -errno;
+        return read_fd(fd, max, ret, ret_len);
+}
+
+int read_regular_file(const char *path, size_t max, char **ret, size_t *ret_len) {
+        struct stat st;
+        /* O_NONBLOCK: opening a FIFO for reading would wait for a writer; O_NOCTTY: a terminal. */
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                close(fd);
+                return -EINVAL;
+        }
+        return read_fd(fd, max, ret, ret_len);
 }

@@ -11,3 +11,6 @@ int write_file_atomic(const char *path, const char *data, size_t len, unsigned m
 int write_file_replace(const char *path, const char *data, size_t len, unsigned mode);
 /* Reads a whole file (at most max bytes) into a NUL-terminated string. */
 int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
+/* read_file() of a regular file only, for paths an operator names (on the daemon's loop): a FIFO
+ * or a device there is -EINVAL at once, without waiting for a writer or reading a device. */
+int read_regular_file(const char *path, size_t max, char **ret, size_t *ret_len);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -60,6 +61,8 @@ struct Puller {
         char **mirrors; /* "registry=m1|m2" */
         char **blocked;
         char *certs_dir, *auth_file;
+        bool tls_backend_ok; /* libcurl's TLS is the OpenSSL we hand an SSL_CTX callback to */
+        char *tls_backend;   /* libcurl's, for the message when not */
         PullLimits limits;
         Pull *pulls;
         PullObserve observe;
@@ -120,12 +123,16 @@ struct Pull {
         char *name; /* normalized */
         PullWaiter *waiters;
 
-        char *basic;  /* "user:pass" for Basic and for the token endpoint */
+        char *basic;  /* "user:pass" for Basic and for the token endpoint of the endpoint in use */
         char *bearer; /* the token in use */
         char *refresh_token;
+        bool kubelet_auth;     /* basic and bearer came from kubelet: for every endpoint */
+        char *auth_text;       /* otherwise the auth file, looked up for each endpoint's host */
+        size_t auth_len;
         char **endpoints; /* base URLs, mirrors first */
         size_t endpoint;
         RegistryTls tls;  /* from the certs.d directory of the endpoint in use… */
+        char *tls_name;   /* …named so under CertsDir=… */
         size_t tls_for;   /* …which is endpoints[tls_for - 1] (0: none read yet) */
         char *endpoint_errors;
 
@@ -411,16 +418,24 @@ static void req_finished(CURL *easy, CURLcode result, void *userdata) {
                          * registry that wants a client certificate it did not get closes the
                          * connection after the handshake (TLS 1.3): a hint where to put one. */
                         Pull *pl = q->pull;
-                        const char *endpoint = pl->endpoints[pl->endpoint], *host = strstr(endpoint, "://");
-                        bool hint = !pl->tls.cert_pem && pl->p->certs_dir[0] && strncmp(endpoint, "https:", 6) == 0 &&
+                        const char *endpoint = pl->endpoints[pl->endpoint];
+                        bool hint = !pl->tls.cert_pem && pl->p->certs_dir[0] && pl->tls_name &&
+                                    strncmp(endpoint, "https:", 6) == 0 &&
                                     (result == CURLE_RECV_ERROR || result == CURLE_SEND_ERROR ||
                                      result == CURLE_SSL_CONNECT_ERROR);
                         snprintf(message, sizeof message, "network: %s%s%s%s%s%s%s%s", curl_easy_strerror(result),
                                  q->errbuf[0] ? " (" : "", q->errbuf, q->errbuf[0] ? ")" : "",
                                  hint ? "; if the registry requires a client certificate, none is in " : "",
-                                 hint ? pl->p->certs_dir : "", hint ? "/" : "", hint && host ? host + 3 : "");
+                                 hint ? pl->p->certs_dir : "", hint ? "/" : "", hint ? pl->tls_name : "");
                 }
-                q->done(q, result == CURLE_WRITE_ERROR ? -EBADMSG : -EHOSTUNREACH, message);
+                /* A local certificate or CA file libcurl could not use is the operator's to mend
+                 * (FAILED_PRECONDITION), not the network's: registry_tls_load() checks the files,
+                 * so this is what slipped past it. */
+                q->done(q,
+                        result == CURLE_WRITE_ERROR                                              ? -EBADMSG
+                        : result == CURLE_SSL_CERTPROBLEM || result == CURLE_SSL_CACERT_BADFILE ? -EPERM
+                                                                                                : -EHOSTUNREACH,
+                        message);
                 return;
         }
         if (q->status == 401 && req_handle_auth(q))
@@ -454,32 +469,45 @@ static CURLcode add_cas_to_ctx(CURL *easy, void *ssl_ctx, void *userdata) {
         return CURLE_OK;
 }
 
-static void req_set_tls(Req *q) {
+/* The TLS settings of the host's certs.d: a setting libcurl refuses is an error (the CAs or the
+ * certificate would go unused unsaid), with its name in *ret_what. */
+static CURLcode req_set_tls(Req *q, const char **ret_what) {
         const RegistryTls *t = &q->pull->tls;
+        CURLcode c = CURLE_OK;
 
+#define SET(opt, value)                                                  \
+        do {                                                             \
+                c = curl_easy_setopt(q->easy, opt, value);               \
+                if (c != CURLE_OK) {                                     \
+                        *ret_what = #opt;                                \
+                        return c;                                        \
+                }                                                        \
+        } while (0)
         if (t->cas) {
                 /* Not the store libcurl may cache for every connection (CURLOPT_CA_CACHE_TIMEOUT): the
                  * CAs of one host must not become trusted for all of them. */
-                curl_easy_setopt(q->easy, CURLOPT_CA_CACHE_TIMEOUT, 0L);
-                curl_easy_setopt(q->easy, CURLOPT_SSL_CTX_FUNCTION, add_cas_to_ctx);
-                curl_easy_setopt(q->easy, CURLOPT_SSL_CTX_DATA, t->cas);
+                SET(CURLOPT_CA_CACHE_TIMEOUT, 0L);
+                SET(CURLOPT_SSL_CTX_FUNCTION, add_cas_to_ctx);
+                SET(CURLOPT_SSL_CTX_DATA, t->cas);
         }
         /* libcurl matches connections and TLS sessions for reuse without the callback: one these
          * CAs verified (or this certificate opened) would serve a later pull whose directory no
          * longer has them (a ca.crt taken away). Closed after each request, and no session kept
          * to resume: a full handshake per request, for such hosts only. */
         if (t->cas || t->cert_pem) {
-                curl_easy_setopt(q->easy, CURLOPT_FORBID_REUSE, 1L);
-                curl_easy_setopt(q->easy, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+                SET(CURLOPT_FORBID_REUSE, 1L);
+                SET(CURLOPT_SSL_SESSIONID_CACHE, 0L);
         }
         if (t->cert_pem) {
                 struct curl_blob cert = { t->cert_pem, t->cert_len, CURL_BLOB_COPY },
                                  key = { t->key_pem, t->key_len, CURL_BLOB_COPY };
-                curl_easy_setopt(q->easy, CURLOPT_SSLCERT_BLOB, &cert);
-                curl_easy_setopt(q->easy, CURLOPT_SSLCERTTYPE, "PEM");
-                curl_easy_setopt(q->easy, CURLOPT_SSLKEY_BLOB, &key);
-                curl_easy_setopt(q->easy, CURLOPT_SSLKEYTYPE, "PEM");
+                SET(CURLOPT_SSLCERT_BLOB, &cert);
+                SET(CURLOPT_SSLCERTTYPE, "PEM");
+                SET(CURLOPT_SSLKEY_BLOB, &key);
+                SET(CURLOPT_SSLKEYTYPE, "PEM");
         }
+#undef SET
+        return c;
 }
 
 static void req_start(Req *q) {
@@ -533,7 +561,15 @@ static void req_start(Req *q) {
         curl_easy_setopt(q->easy, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(q->easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(q->easy, CURLOPT_ERRORBUFFER, q->errbuf);
-        req_set_tls(q);
+        const char *what = NULL;
+        CURLcode c = req_set_tls(q, &what);
+        if (c != CURLE_OK) {
+                char m[256];
+                snprintf(m, sizeof m, "libcurl refuses %s for the certs.d settings of this host: %s", what,
+                         curl_easy_strerror(c));
+                q->done(q, c == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EPERM, m);
+                return;
+        }
         /* Basic credentials go to the registry (when it asked) and to its token endpoint, never along
          * a redirect to another host. */
         if (pl->basic && (q->for_token || (q->retried_auth && q->www_auth && strncasecmp(q->www_auth, "Basic", 5) == 0))) {
@@ -628,13 +664,17 @@ static void pull_free(Pull *pl) {
         strv_free(pl->chain_ids);
         strv_free(pl->endpoints);
         registry_tls_done(&pl->tls);
+        free(pl->tls_name);
         yajl_tree_free(pl->manifest);
         image_ref_done(&pl->ref);
         free(pl->key);
         free(pl->name);
+        if (pl->basic)
+                OPENSSL_cleanse(pl->basic, strlen(pl->basic));
         free(pl->basic);
         free(pl->bearer);
         free(pl->refresh_token);
+        registry_auth_text_free(pl->auth_text, pl->auth_len);
         free(pl->endpoint_errors);
         free(pl->manifest_digest);
         free(pl->config_digest);
@@ -1258,10 +1298,56 @@ out:
         free(reference);
 }
 
-/* The certs.d directory of the endpoint in use, read once when the pull turns to it (the next
- * pull sees a file dropped there meanwhile, as containerd's does). false: the endpoint failed. */
-static bool endpoint_tls(Pull *pl, const char *reference) {
+/* The auth file's credentials for the endpoint in use, as containerd and CRI-O look them up: by
+ * the host spoken to, so that a mirror gets its own entry and never the registry's. The registry
+ * itself is looked up by the image's registry name (docker.io, not registry-1.docker.io); a
+ * mirror written with a path (m.example/prefix) by its host, the path leading the repository's. */
+static int endpoint_auth(Pull *pl) {
         const char *url = pl->endpoints[pl->endpoint], *host = strstr(url, "://");
+        bool registry = pl->endpoint + 1 >= strv_length(pl->endpoints);
+        _cleanup_free_ char *h = NULL, *repo = NULL, *error = NULL;
+        char *basic = NULL;
+        int r;
+
+        if (pl->kubelet_auth)
+                return 0;
+        /* Nothing of the last endpoint's: its credentials, nor a token its realm gave. */
+        if (pl->basic)
+                OPENSSL_cleanse(pl->basic, strlen(pl->basic));
+        free(pl->basic);
+        free(pl->bearer);
+        free(pl->refresh_token);
+        pl->basic = pl->bearer = pl->refresh_token = NULL;
+        if (!pl->auth_text)
+                return 0;
+        host = host ? host + 3 : url;
+        if (registry) {
+                h = strdup(pl->ref.registry);
+                repo = strdup(pl->ref.repository);
+        } else {
+                size_t n = strcspn(host, "/");
+                h = strndup(host, n);
+                if (host[n] == '/') {
+                        if (asprintf(&repo, "%s/%s", host + n + 1, pl->ref.repository) < 0)
+                                repo = NULL;
+                } else
+                        repo = strdup(pl->ref.repository);
+        }
+        if (!h || !repo)
+                return -ENOMEM;
+        r = registry_auth_find(pl->auth_text, h, repo, &basic, &error);
+        if (r < 0)
+                return r; /* the text was checked whole when the pull started: out of memory */
+        pl->basic = basic;
+        return 0;
+}
+
+/* The certs.d directory of the endpoint in use, read once when the pull turns to it (the next
+ * pull sees a file dropped there meanwhile, as containerd's does), and its credentials. false: the
+ * endpoint failed. */
+static bool endpoint_tls(Pull *pl, const char *reference) {
+        const char *url = pl->endpoints[pl->endpoint];
+        bool registry = pl->endpoint + 1 >= strv_length(pl->endpoints);
         _cleanup_free_ char *error = NULL;
         RegistryTls t;
         int r;
@@ -1270,7 +1356,17 @@ static bool endpoint_tls(Pull *pl, const char *reference) {
                 return true;
         registry_tls_done(&pl->tls);
         pl->tls_for = 0;
-        r = registry_tls_load(pl->p->certs_dir, host ? host + 3 : url, &t, &error);
+        if (endpoint_auth(pl) < 0) {
+                pull_fail(pl, -ENOMEM, "out of memory");
+                return false;
+        }
+        free(pl->tls_name);
+        pl->tls_name = registry_certs_name(url, registry ? pl->ref.registry : NULL);
+        if (!pl->tls_name) {
+                pull_fail(pl, -ENOMEM, "out of memory");
+                return false;
+        }
+        r = registry_tls_load(pl->p->certs_dir, pl->tls_name, &t, &error);
         if (r < 0) {
                 char *ref = strdup(reference);
                 if (!ref) {
@@ -1278,6 +1374,22 @@ static bool endpoint_tls(Pull *pl, const char *reference) {
                         return false;
                 }
                 manifest_failed(pl, NULL, ref, r == -ENOMEM ? r : -EPERM, error ?: strerror(-r));
+                return false;
+        }
+        if ((t.cas || t.cert_pem) && !pl->p->tls_backend_ok) {
+                /* Another backend would ignore the CAs unsaid (or, wolfSSL, take the callback's
+                 * pointer for what it is not): the operator must hear the directory is not used. */
+                char *ref = strdup(reference), *m = NULL;
+                registry_tls_done(&t);
+                if (!ref || asprintf(&m, "%s/%s holds certificates, but CertsDir= needs libcurl built with the "
+                                     "OpenSSL rktlet uses (libcurl's TLS is %s)", pl->p->certs_dir, pl->tls_name,
+                                     pl->p->tls_backend) < 0) {
+                        free(ref);
+                        pull_fail(pl, -ENOMEM, "out of memory");
+                        return false;
+                }
+                manifest_failed(pl, NULL, ref, -EPERM, m);
+                free(m);
                 return false;
         }
         pl->tls = t;
@@ -1373,6 +1485,13 @@ int puller_new(struct ev_loop *loop, ImageStore *store, const PullRegistries *re
         p->store = store;
         if (limits)
                 p->limits = *limits;
+        const curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+        p->tls_backend_ok = cv && registry_tls_backend_ok(cv->ssl_version, OpenSSL_version_num());
+        p->tls_backend = strdup(cv && cv->ssl_version ? cv->ssl_version : "none");
+        if (!p->tls_backend) {
+                free(p);
+                return -ENOMEM;
+        }
         r = curl_ev_new(loop, &p->curl);
         if (r < 0 || !registries_set(p, registries ?: &(PullRegistries) {})) {
                 puller_free(p);
@@ -1407,6 +1526,7 @@ Puller *puller_free(Puller *p) {
         strv_free(p->blocked);
         free(p->certs_dir);
         free(p->auth_file);
+        free(p->tls_backend);
         free(p);
         return NULL;
 }
@@ -1513,10 +1633,12 @@ int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done
                         if (asprintf(&pl->basic, "<token>:%s", auth->identity_token) < 0)
                                 pl->basic = NULL;
         }
+        pl->kubelet_auth = pl->basic || pl->bearer;
         /* Only when kubelet passed no credentials: the auth file, read at each pull, so that an
-         * entry written meanwhile is used without a reload. */
-        if (!blocked && !pl->basic && !pl->bearer) {
-                r = registry_auth_load(p->auth_file, ref.registry, ref.repository, &pl->basic, &auth_error);
+         * entry written meanwhile is used without a reload, and looked up for each endpoint as
+         * the pull turns to it (endpoint_auth()). */
+        if (!blocked && !pl->kubelet_auth) {
+                r = registry_auth_read(p->auth_file, &pl->auth_text, &pl->auth_len, &auth_error);
                 if (r == -ENOMEM) {
                         free(w);
                         pull_free(pl);
@@ -1539,10 +1661,9 @@ int image_pull(Puller *p, const char *image, const PullAuth *auth, PullDone done
         if (blocked)
                 /* PERMISSION_DENIED: policy, which no retry and no credentials change. */
                 pull_fail(pl, -EACCES, "registry %s is blocked by [Registries] Blocked=", QUOTE(ref.registry));
-        else if (auth_error) {
-                log_error("pull %s: %s", pl->name, auth_error);
-                pull_fail(pl, -EPERM, "%s", auth_error);
-        } else {
+        else if (auth_error)
+                pull_fail(pl, -EPERM, "%s", auth_error); /* logged by pull_finish(), once */
+        else {
                 log_info("pull %s: starting (from %s%s).", pl->name, pl->endpoints[0],
                          pl->endpoints[1] ? " and others" : "");
                 pull_manifest(pl, ref.digest ?: ref.tag);

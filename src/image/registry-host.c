@@ -26,6 +26,30 @@ bool registry_host_valid(const char *host) {
         return host && host[0] && host[0] != '.' && !strchr(host, '/');
 }
 
+bool registry_tls_backend_ok(const char *ssl_version, unsigned long openssl_num) {
+        unsigned major = 0, minor = 0;
+
+        /* A libcurl with several backends writes the inactive ones in parentheses: the active one
+         * must be OpenSSL, first. */
+        if (!ssl_version || strncmp(ssl_version, "OpenSSL/", 8) != 0 ||
+            sscanf(ssl_version + 8, "%u.%u", &major, &minor) != 2)
+                return false;
+        if (major != (unsigned) (openssl_num >> 28))
+                return false;
+        /* Before 3.0 each minor version had an ABI of its own. */
+        return major >= 3 || minor == (unsigned) ((openssl_num >> 20) & 0xff);
+}
+
+char *registry_certs_name(const char *endpoint_url, const char *registry) {
+        const char *h = strstr(endpoint_url, "://");
+
+        if (registry)
+                return strdup(registry);
+        /* A mirror written with a path (m.example/prefix): its host's directory, as containerd's. */
+        h = h ? h + 3 : endpoint_url;
+        return strndup(h, strcspn(h, "/"));
+}
+
 static bool has_suffix(const char *s, const char *suffix) {
         size_t n = strlen(s), k = strlen(suffix);
         return n > k && strcmp(s + n - k, suffix) == 0;
@@ -58,6 +82,19 @@ static int set_error(char **ret_error, int r, const char *format, ...) {
         return r;
 }
 
+/* A file of the certs.d directory or the auth file, which must be a regular file: a FIFO or a
+ * device named so must not hold up the daemon's loop. An error names the file. */
+static int read_setting(const char *path, size_t max, char **ret, size_t *ret_len, char **ret_error,
+                        const char *what) {
+        int r = read_regular_file(path, max, ret, ret_len);
+
+        if (r == -EINVAL)
+                return set_error(ret_error, r, "%s%s is not a regular file", what, path);
+        if (r < 0)
+                return set_error(ret_error, r, "cannot read %s%s: %s", what, path, strerror(-r));
+        return r;
+}
+
 /* Every certificate of a PEM file onto cas; -EINVAL when it holds none. */
 static int add_cas(struct stack_st_X509 *cas, const char *pem, size_t len) {
         BIO *bio = BIO_new_mem_buf(pem, (int) len);
@@ -77,6 +114,37 @@ static int add_cas(struct stack_st_X509 *cas, const char *pem, size_t len) {
         BIO_free(bio);
         ERR_clear_error(); /* the end of the file reads as an error: not ours to leave behind */
         return n > 0 ? 0 : -EINVAL;
+}
+
+/* No passphrase: an encrypted key fails to load instead of prompting on the daemon's terminal. */
+static int no_password(char *buf, int size, int rwflag, void *u) {
+        return 0;
+}
+
+/* Whether the client certificate and key parse and belong together, checked when they are read:
+ * libcurl would find out only at the handshake, as a certificate problem that says no file. */
+static int check_client_pair(const RegistryTls *t, const char *cert_path, const char *key_path, char **ret_error) {
+        BIO *cb = BIO_new_mem_buf(t->cert_pem, (int) t->cert_len), *kb = BIO_new_mem_buf(t->key_pem, (int) t->key_len);
+        X509 *cert = cb ? PEM_read_bio_X509(cb, NULL, no_password, NULL) : NULL;
+        EVP_PKEY *key = kb ? PEM_read_bio_PrivateKey(kb, NULL, no_password, NULL) : NULL;
+        int r = 0;
+
+        if (!cb || !kb)
+                r = -ENOMEM;
+        else if (!cert)
+                r = set_error(ret_error, -EINVAL, "client certificate %s holds no PEM certificate", cert_path);
+        else if (!key)
+                r = set_error(ret_error, -EINVAL,
+                              "client key %s holds no PEM private key (or one encrypted with a passphrase)", key_path);
+        else if (X509_check_private_key(cert, key) != 1)
+                r = set_error(ret_error, -EINVAL, "client key %s does not belong to the certificate %s", key_path,
+                              cert_path);
+        EVP_PKEY_free(key);
+        X509_free(cert);
+        BIO_free(kb);
+        BIO_free(cb);
+        ERR_clear_error();
+        return r;
 }
 
 int registry_tls_load(const char *certs_dir, const char *host, RegistryTls *ret, char **ret_error) {
@@ -139,11 +207,9 @@ int registry_tls_load(const char *certs_dir, const char *host, RegistryTls *ret,
                         break;
                 }
                 if (has_suffix(name, ".crt")) {
-                        r = read_file(path, MAX_PEM_FILE, &pem, &len);
-                        if (r < 0) {
-                                set_error(ret_error, r, "cannot read %s: %s", path, strerror(-r));
+                        r = read_setting(path, MAX_PEM_FILE, &pem, &len, ret_error, "");
+                        if (r < 0)
                                 break;
-                        }
                         if (!t.cas && !(t.cas = sk_X509_new_null())) {
                                 r = -ENOMEM;
                                 break;
@@ -179,13 +245,11 @@ int registry_tls_load(const char *certs_dir, const char *host, RegistryTls *ret,
                                 r = -ENOMEM;
                                 break;
                         }
-                        r = read_file(path, MAX_PEM_FILE, &t.cert_pem, &t.cert_len);
-                        if (r < 0)
-                                set_error(ret_error, r, "cannot read %s: %s", path, strerror(-r));
-                        else {
-                                r = read_file(kpath, MAX_PEM_FILE, &t.key_pem, &t.key_len);
-                                if (r < 0)
-                                        set_error(ret_error, r, "cannot read %s: %s", kpath, strerror(-r));
+                        r = read_setting(path, MAX_PEM_FILE, &t.cert_pem, &t.cert_len, ret_error, "");
+                        if (r >= 0) {
+                                r = read_setting(kpath, MAX_PEM_FILE, &t.key_pem, &t.key_len, ret_error, "");
+                                if (r >= 0)
+                                        r = check_client_pair(&t, path, kpath, ret_error);
                         }
                         free(kpath);
                         if (r >= 0) {
@@ -339,24 +403,24 @@ int registry_auth_find(const char *json, const char *registry, const char *repos
         return 0;
 }
 
-int registry_auth_load(const char *path, const char *registry, const char *repository, char **ret_basic,
-                       char **ret_error) {
-        char *text = NULL, *m = NULL;
+int registry_auth_read(const char *path, char **ret_text, size_t *ret_len, char **ret_error) {
+        char *text = NULL, *m = NULL, *basic = NULL;
         size_t len;
         int r;
 
-        *ret_basic = NULL;
+        *ret_text = NULL;
+        *ret_len = 0;
         *ret_error = NULL;
         if (!path || !path[0])
                 return 0;
-        r = read_file(path, MAX_AUTH_FILE, &text, &len);
-        if (r == -ENOENT)
+        r = read_setting(path, MAX_AUTH_FILE, &text, &len, ret_error, "the auth file ");
+        if (r == -ENOENT) {
+                free(*ret_error);
+                *ret_error = NULL;
                 return 0;
-        if (r < 0) {
-                if (asprintf(ret_error, "cannot read the auth file %s: %s", path, strerror(-r)) < 0)
-                        *ret_error = NULL;
-                return r;
         }
+        if (r < 0)
+                return r;
         if (strlen(text) != len) {
                 OPENSSL_cleanse(text, len);
                 free(text);
@@ -364,13 +428,39 @@ int registry_auth_load(const char *path, const char *registry, const char *repos
                         *ret_error = NULL;
                 return -EBADMSG;
         }
-        r = registry_auth_find(text, registry, repository, ret_basic, &m);
-        OPENSSL_cleanse(text, len);
-        free(text);
+        /* The whole file is checked whatever the registry: "" matches no key. */
+        r = registry_auth_find(text, "", "", &basic, &m);
+        free(basic);
         if (r < 0) {
+                OPENSSL_cleanse(text, len);
+                free(text);
                 if (asprintf(ret_error, "the auth file %s is malformed: %s", path, m ?: "out of memory") < 0)
                         *ret_error = NULL;
                 free(m);
+                return r;
         }
+        *ret_text = text;
+        *ret_len = len;
+        return 0;
+}
+
+void registry_auth_text_free(char *text, size_t len) {
+        if (text)
+                OPENSSL_cleanse(text, len);
+        free(text);
+}
+
+int registry_auth_load(const char *path, const char *registry, const char *repository, char **ret_basic,
+                       char **ret_error) {
+        char *text = NULL;
+        size_t len;
+        int r;
+
+        *ret_basic = NULL;
+        r = registry_auth_read(path, &text, &len, ret_error);
+        if (r < 0 || !text)
+                return r;
+        r = registry_auth_find(text, registry, repository, ret_basic, ret_error);
+        registry_auth_text_free(text, len);
         return r;
 }

@@ -938,7 +938,8 @@ class Proxy:
     """An HTTP/1.1 reverse proxy on 127.0.0.1:<port> in front of upstream ("host:port"). It keeps the
     Host header, so the registry's upload locations point back at the proxy.
 
-    .requests: (method, path, status) of every request; .sent: path -> body bytes sent;
+    .requests: (method, path, status) of every request; .authorizations: the Authorization header
+    of every request that had one; .sent: path -> body bytes sent;
     .corrupt: digests whose blobs (or manifests fetched by digest) get one byte flipped;
     .rate: bytes/s for blob bodies (None: as fast as possible; read again before each chunk);
     .fail: path substring -> HTTP status answered instead of forwarding;
@@ -952,6 +953,7 @@ class Proxy:
         self.upstream = upstream
         self.lock = threading.Lock()
         self.requests = []
+        self.authorizations = []
         self.sent = collections.Counter()
         self.sending = collections.Counter()
         self.corrupt = set()
@@ -973,6 +975,9 @@ class Proxy:
                 body = None
                 if "Content-Length" in self.headers:
                     body = self.rfile.read(int(self.headers["Content-Length"]))
+                if "Authorization" in self.headers:
+                    with proxy.lock:
+                        proxy.authorizations.append(self.headers["Authorization"])
                 for needle, status in list(proxy.fail.items()):
                     if needle in self.path:
                         with proxy.lock:

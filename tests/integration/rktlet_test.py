@@ -110,6 +110,7 @@ class Daemon:
         if config is not None:
             with open(self.config, "w") as f:
                 f.write(config)
+        self._isolate_registries(config or "")
         self.logfile = os.path.join(self.dir, "rktlet.log")
         # RKTLET_WRAPPER="gdb -batch -ex run -ex bt --args" runs every daemon under a debugger.
         wrapper = [*os.environ.get("RKTLET_WRAPPER", "").split(), *wrapper]
@@ -122,6 +123,20 @@ class Daemon:
         self.proc = None
         self.stopped = False  # stopped or killed on purpose by the test
         self._channels = []
+
+    def _isolate_registries(self, config):
+        """The host's /etc/rktlet/certs.d and auth.json (the defaults of CertsDir= and AuthFile=) are
+        no business of a test: turned off in a drop-in, which config_load() reads after the file.
+        A drop-in rather than lines at the top of the file, so that the line numbers of the test's
+        own text stay as written (tests compare them); so a key the test's text sets is left out
+        of it, since the drop-in would win over the file."""
+        keys = [k for k in ("CertsDir", "AuthFile") if k + "=" not in config]
+        if not keys:
+            return
+        dropins = self.config + ".d"
+        os.makedirs(dropins, exist_ok=True)
+        with open(os.path.join(dropins, "00-test-isolation.conf"), "w") as f:
+            f.write("[Registries]\n" + "".join(k + "=\n" for k in keys))
 
     def start(self, wait=True):
         with open(self.logfile, "ab") as log:

@@ -64,6 +64,15 @@ def tls_registry(tmp_path, ca):
     r.stop()
 
 
+def test_test_daemons_do_not_read_the_hosts_files(make_daemon, pb):
+    """The daemons of the tests do not read the host's /etc/rktlet/certs.d or auth.json (the
+    defaults): turned off unless the test's config sets them, whose values stay."""
+    cfg = config_info(make_daemon(), pb)
+    assert (cfg["registryCertsDir"], cfg["registryAuthFile"]) == ("", ""), cfg
+    cfg = config_info(make_daemon("other", config="[Registries]\nCertsDir=/nowhere/certs.d\n"), pb)
+    assert (cfg["registryCertsDir"], cfg["registryAuthFile"]) == ("/nowhere/certs.d", ""), cfg
+
+
 # --- certs.d: CAs --------------------------------------------------------------------------------
 
 def test_ca_from_certs_d_at_the_next_pull(make_daemon, pb, tmp_path, ca, tls_registry):
@@ -176,6 +185,17 @@ def test_client_certificate(make_daemon, pb, tmp_path, ca):
         shutil.copy(key, os.path.join(host, "client.key"))
         assert pull(d, pb, ref) == image.id
 
+        # A key that is not the certificate's (another one made by openssl): FAILED_PRECONDITION
+        # naming the key when the pull reads the directory, not a handshake failure.
+        other_key = tmp_path / "other.key"
+        subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-out", str(other_key)], check=True, capture_output=True)
+        shutil.copy(other_key, os.path.join(host, "client.key"))
+        e = pull_error(d, pb, ref, grpc.StatusCode.FAILED_PRECONDITION)
+        assert os.path.join(host, "client.key") in e.details() and "does not belong" in e.details(), e.details()
+        shutil.copy(key, os.path.join(host, "client.key"))
+        assert pull(d, pb, ref) == image.id
+
         # Both taken away: refused again, even by way of a connection the last pull left open.
         os.unlink(os.path.join(host, "client.cert"))
         os.unlink(os.path.join(host, "client.key"))
@@ -245,6 +265,8 @@ def test_auth_file(make_daemon, pb, tmp_path):
             f.write('{"auths": {"%s": {"auth": "%s"}, "other": {"auth": 7}}}' % (r.url, b64("rktlet", PASSWORD)))
         e = pull_error(d, pb, ref, grpc.StatusCode.FAILED_PRECONDITION)
         assert str(auth_file) in e.details() and "malformed" in e.details(), e.details()
+        # Logged, once.
+        assert d.log().count(f"the auth file {auth_file} is malformed") == 1, d.log()
         with open(auth_file, "w") as f:
             f.write("{not json")
         e = pull_error(d, pb, ref, grpc.StatusCode.FAILED_PRECONDITION)
@@ -253,6 +275,62 @@ def test_auth_file(make_daemon, pb, tmp_path):
         assert pull(d, pb, ref, auth=pb.AuthConfig(username="rktlet", password=PASSWORD)) == image.id
         assert d.alive()
     finally:
+        r.stop()
+
+
+@pytest.mark.skipif(shutil.which("htpasswd") is None, reason="htpasswd (Debian package apache2-utils) is not installed")
+def test_auth_file_per_host_mirror(make_daemon, pb, tmp_path):
+    """The auth file is looked up by the host spoken to: a mirror (here a proxy in front of the
+    registry, which would accept the registry's password) gets no Authorization from the registry's
+    entry, fails, and the registry serves the pull with its own; an entry for the mirror is what
+    the mirror gets."""
+    r = Registry(tmp_path / "auth-registry", auth="htpasswd", users={"rktlet": PASSWORD})
+    mirror = Proxy(r.url)
+    try:
+        image = reg.single_layer_image()
+        image.push(r, "team/app", "v1")
+        auth_file = tmp_path / "auth.json"
+        write_auth(auth_file, {r.url: b64("rktlet", PASSWORD)})
+        d = make_daemon(config=hosts_config(auth_file=auth_file, insecure=[r.url, mirror.url],
+                                            mirrors={r.url: [mirror.url]}))
+        ref = f"{r.url}/team/app:v1"
+        assert pull(d, pb, ref) == image.id
+        assert mirror.requests, "the mirror was not tried"
+        assert all(status == 401 for _, _, status in mirror.requests), mirror.requests
+        assert mirror.authorizations == [], mirror.authorizations
+
+        # The mirror's own entry goes to the mirror, which serves the pull.
+        d.images().RemoveImage(pb.RemoveImageRequest(image=pb.ImageSpec(image=ref)), timeout=30)
+        mirror.requests.clear()
+        mirror_basic = "Basic " + b64("rktlet", PASSWORD)
+        write_auth(auth_file, {mirror.url: b64("rktlet", PASSWORD)})
+        assert pull(d, pb, ref) == image.id
+        assert mirror_basic in mirror.authorizations, mirror.authorizations
+        assert any(p.startswith("/v2/team/app/manifests/") and status == 200 for _, p, status in mirror.requests), \
+            mirror.requests
+        assert d.alive()
+    finally:
+        mirror.stop()
+        r.stop()
+
+
+def test_mirror_with_a_path(make_daemon, pb, tmp_path, ca):
+    """A mirror written with a path (host:port/prefix) is spoken to, its certs.d directory being its
+    host's: before, the '/' made its directory name invalid and the mirror was skipped unasked. (The
+    mirror, a proxy in front of the registry, has no /prefix/v2/: the registry serves the pull.)"""
+    r = Registry(tmp_path / "registry")
+    mirror = Proxy(r.url)
+    try:
+        image = reg.single_layer_image()
+        image.push(r, "path/app", "v1")
+        certs = tmp_path / "certs.d"
+        host_dir(certs, mirror)  # an empty directory of the mirror's host: read, nothing in it
+        d = make_daemon(config=hosts_config(certs_dir=certs, insecure=[r.url, mirror.url + "/prefix"],
+                                            mirrors={r.url: [mirror.url + "/prefix"]}))
+        assert pull(d, pb, f"{r.url}/path/app:v1") == image.id
+        assert any(p.startswith("/prefix/v2/path/app/manifests/") for _, p, _ in mirror.requests), mirror.requests
+    finally:
+        mirror.stop()
         r.stop()
 
 
