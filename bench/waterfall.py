@@ -510,28 +510,30 @@ def tracer_of(pid):
 
 
 WRAPPER = """#!/bin/bash
-# The real plugin (IPAM children unwrapped), then bash's `times`: line 2 is the plugin's CPU.
+# The real plugin (IPAM children unwrapped), then bash's `times` (line 2: the plugin's CPU), in a
+# file of this invocation's own: no other process, and ten plugins may finish at once.
 CNI_PATH={real} {real}/{name}
 rc=$?
-{{ echo "{name}"; times; }} >>{log}
+times >{log}.$$
 exit $rc
 """
 
 
-def parse_times(path):
-    """Seconds of CPU: (plugins, the wrappers' bash itself)."""
+def parse_times(prefix):
+    """Seconds of CPU over the files prefix.*: (plugins, the wrappers' bash itself)."""
     plugins = wrappers = 0.0
-    if not os.path.exists(path):
-        return 0.0, 0.0
-    lines = open(path).read().splitlines()
 
     def secs(s):
         m, s = s.split("m")
         return int(m) * 60 + float(s.rstrip("s"))
-    for i in range(0, len(lines) - 2, 3):
-        a, b = lines[i + 1].split(), lines[i + 2].split()
-        wrappers += secs(a[0]) + secs(a[1])
-        plugins += secs(b[0]) + secs(b[1])
+    d, base = os.path.split(prefix)
+    for name in os.listdir(d):
+        if name.startswith(base + "."):
+            f = open(os.path.join(d, name)).read().split()
+            if len(f) != 4:
+                raise RuntimeError(f"{name}: not bash's times: {f!r}")
+            wrappers += secs(f[0]) + secs(f[1])
+            plugins += secs(f[2]) + secs(f[3])
     return plugins, wrappers
 
 
@@ -555,8 +557,9 @@ def cpu_rounds(work, r, ref):
         for rnd in range(CPU_ROUNDS):
             buses = pids_named("dbus-daemon")
             journald = pids_named("systemd-journal")
-            if os.path.exists(tlog):
-                os.unlink(tlog)
+            for name in os.listdir(work):
+                if name.startswith("cni-times."):
+                    os.unlink(os.path.join(work, name))
             before = {"daemon": cpu(d.pid), "manager": cpu(MANAGER_PID),
                       "bus": sum(cpu(b)[0] for b in buses), "journald": sum(cpu(j)[0] for j in journald)}
             t0 = time.perf_counter()
