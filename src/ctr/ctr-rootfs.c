@@ -21,6 +21,7 @@ void ctr_rootfs_done(CtrRootfs *r) {
         for (size_t i = 0; i < r->n_volumes; i++)
                 free(r->volumes[i]);
         free(r->volumes);
+        free(r->readonly);
         free(r->volumes_dir);
         *r = (CtrRootfs) {};
 }
@@ -39,13 +40,15 @@ int ctr_rootfs_prepare(const Container *c, const Pod *pod, const CtrSpec *spec, 
                 r.root_gid = pod->spec.gids[0].host_id;
                 r.volumes_dir = ctr_path(c, true, "volumes");
                 r.volumes = calloc(spec->n_mounts + 1, sizeof *r.volumes);
-                if (!r.userns || !r.volumes_dir || !r.volumes) {
+                r.readonly = calloc(spec->n_mounts + 1, sizeof *r.readonly);
+                if (!r.userns || !r.volumes_dir || !r.volumes || !r.readonly) {
                         ctr_rootfs_done(&r);
                         return -ENOMEM;
                 }
                 /* Only private ones: a copy of a mount would not pass on what later propagates. */
                 for (; r.n_volumes < spec->n_mounts; r.n_volumes++) {
                         const CtrMount *m = &spec->mounts[r.n_volumes];
+                        r.readonly[r.n_volumes] = m->recursive_readonly ? 2 : m->readonly ? 1 : 0;
                         if (m->propagation == 0 && !(r.volumes[r.n_volumes] = strdup(m->host_path))) {
                                 ctr_rootfs_done(&r);
                                 return -ENOMEM;

@@ -9,11 +9,13 @@ works (the runtime, an overlay of idmapped layers of the root directory's file s
 directory every user can reach).
 """
 
+import errno
 import fcntl
 import json
 import os
 import re
 import subprocess
+import sys
 
 import grpc
 import pytest
@@ -371,6 +373,68 @@ def volumes_checked(d, pb, pod, cfg, vol, term):
     nothing_left_of(d, cid)
     assert sorted(os.listdir(vol)) == ["kept", "new"]
     assert term.exists()
+    d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod.id), timeout=T)
+    assert mounts_under(d.dir) == []
+
+
+NOBODY_TRIES = """
+import os, sys
+for what, f in (("read", lambda p: open(p).read()), ("list", os.listdir)):
+    for p in sys.argv[1:]:
+        if not p.startswith(what + ":"):
+            continue
+        try:
+            f(p[len(what) + 1:])
+            print("reached", p)
+        except PermissionError:
+            print("refused", p)
+"""
+
+
+def as_nobody(*targets):
+    """What an unprivileged user of the node gets trying targets ("read:<path>" or "list:<path>")."""
+    r = subprocess.run([sys.executable, "-c", NOBODY_TRIES, *targets], user=65534, group=65534, extra_groups=[],
+                       capture_output=True, text=True, check=True)
+    return r.stdout.split("\n")[:-1]
+
+
+def test_node_users_cannot_reach_the_volumes_or_the_rootfs(ud, pb, tmp_path):
+    """The idmapped clones of the volumes and the rootfs are mounted in the bundle, whose mount
+    points any user sees in /proc/self/mountinfo: only the pod's root and the node's may pass. A
+    read-only volume's clone is read-only too (a secret, not to be written through it)."""
+    d = ud
+    wait_probed(d, pb, True)
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "secret").write_text("s3cret\n")
+    os.chmod(vol / "secret", 0o644)
+    searchable_up_to_tmpdir(vol)  # the volume itself any user could read: only its clone is at stake
+    assert as_nobody(f"read:{vol}/secret") == [f"reached read:{vol}/secret"]
+    pod = userns_pod(d, pb, name="private")
+    cid = run(d, pb, pod, ctr_config(pb, "p", d.ref(), command=SERVICE, mounts=[
+        dict(container_path="/rw", host_path=str(vol)),
+        dict(container_path="/ro", host_path=str(vol), readonly=True)]))
+    wait_state(d, pb, cid, pb.CONTAINER_RUNNING)
+    bundle = ctr_dirs(d, cid)[1]
+    st = os.stat(bundle)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (HOST, HOST, 0o700)
+    for i in ("0", "1"):
+        assert os.path.join(bundle, "volumes", i) in mounts_under(d.dir)
+    targets = [f"read:{bundle}/volumes/0/secret", f"read:{bundle}/volumes/1/secret", f"list:{bundle}/rootfs",
+               f"list:{bundle}/volumes"]
+    assert as_nobody(*targets) == [f"refused {t}" for t in targets]
+    # The container still reads (and writes where it may) its volumes, as its root.
+    assert sh(d, pb, cid, "cat /rw/secret /ro/secret; echo x > /rw/w; stat -c %u /rw/w") == "s3cret\ns3cret\n0\n"
+    assert exec_sync(d, pb, cid, ["sh", "-c", "echo y > /ro/w"]).exit_code != 0
+    # The read-only volume's clone refuses a write from the node's root too.
+    with pytest.raises(OSError) as e:
+        open(os.path.join(bundle, "volumes", "1", "w"), "w").close()
+    assert e.value.errno == errno.EROFS, e.value
+    with open(os.path.join(bundle, "volumes", "0", "w")) as f:
+        assert f.read() == "x\n"
+    remove(d, pb, cid)
+    nothing_left_of(d, cid)
+    assert sorted(os.listdir(vol)) == ["secret", "w"]
     d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod.id), timeout=T)
     assert mounts_under(d.dir) == []
 
