@@ -427,7 +427,9 @@ static void mounted(Child *child, const ChildResult *res, void *userdata) {
 
         op->op.child = NULL;
         if (res->exit_code != 0) {
-                op->c->rootfs_mounted = false;
+                /* rootfs_mounted stays: a child that failed (or was killed at its timeout) may have
+                 * mounted the overlay or some volumes before, which the rollback's umount step
+                 * unmounts (not mounted is no failure there) before the bundle is deleted. */
                 op_fail(&op->op, -EIO, "mount the rootfs of container %s: %.*s", op->op.id, (int) res->err_len,
                         res->err_len ? res->err : "failed");
         }
