@@ -49,6 +49,7 @@ typedef struct CtrRootfs {
         char **volumes, *volumes_dir;
         uint8_t *readonly;
         size_t n_volumes;
+        pid_t daemon_pid; /* the mount child's parent, whose death kills it */
 } CtrRootfs;
 int ctr_rootfs_prepare(const Container *c, const Pod *pod, const CtrSpec *spec, ImageStore *s, const Image *image,
                        CtrRootfs *ret);

@@ -1,10 +1,12 @@
 /* A container's root file system: an overlay of its image's layers (read-only, top layer first)
  * with an upper and a work directory of its own, mounted by a forked child. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,6 +34,7 @@ int ctr_rootfs_prepare(const Container *c, const Pod *pod, const CtrSpec *spec, 
                 .upper = ctr_path(c, false, "upper"),
                 .work = ctr_path(c, false, "work"),
                 .target = ctr_path(c, true, "rootfs"),
+                .daemon_pid = getpid(),
         };
 
         if (pod && pod->spec.userns == POD_NS_POD) {
@@ -90,6 +93,16 @@ int ctr_rootfs_mount_child(void *userdata) {
         const CtrRootfs *r = userdata;
         char *options = NULL;
 
+        /* Killed, the daemon leaves its children running: one that went on mounting after the next
+         * daemon removed the container would leave mounts (of volumes too) nobody knows of. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) {
+                fprintf(stderr, "prctl(PR_SET_PDEATHSIG): %s\n", strerror(errno));
+                return -errno;
+        }
+        if (getppid() != r->daemon_pid) { /* it died before the line above */
+                fprintf(stderr, "rktlet is gone\n");
+                return -ESRCH;
+        }
         if (mkdir_p(r->upper, 0755) < 0 || mkdir_p(r->work, 0700) < 0 || mkdir_p(r->target, 0755) < 0) {
                 fprintf(stderr, "create the container's directories: %s\n", strerror(errno));
                 return -errno;
