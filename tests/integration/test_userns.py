@@ -503,6 +503,15 @@ def test_shared_pid_namespace_is_the_pods_user_namespaces(ud, pb):
     assert sh(d, pb, a, "cat /proc/1/comm; stat -c %u /proc/1").split() == ["rktlet-pod-init", "0"]
     init_pid = int(show(f"rktlet-init-{pod.id}.service", "MainPID"))
     assert proc_status(init_pid, "Uid").split()[0] == str(HOST)
+    # Its root directory and working directory are an empty one, not the node's "/"; and it is
+    # not dumpable: the pod's root cannot look through /proc/1 (only the node's root owns it).
+    empty = os.path.join(d.dir, "run", "pods", pod.id, "init-root")
+    assert os.readlink(f"/proc/{init_pid}/root") == empty
+    assert os.readlink(f"/proc/{init_pid}/cwd") == empty
+    assert os.listdir(empty) == []
+    assert os.lstat(f"/proc/{init_pid}/fd").st_uid == 0  # a dumpable one's is its euid's, HOST
+    r = exec_sync(d, pb, a, ["sh", "-c", "ls /proc/1/root/ || exit 3"])
+    assert r.exit_code == 3 and b"ermission denied" in r.stderr, (r.stdout, r.stderr)
     ps = sh(d, pb, a, "ls /proc | grep -c '^[0-9]'")
     assert int(ps) >= 3, ps
     d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod.id), timeout=T)
