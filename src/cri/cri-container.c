@@ -52,6 +52,14 @@ static int check_userns(const Runtime__V1__ContainerConfig *c, const Pod *pod, E
         const Runtime__V1__UserNamespace *u = sc && sc->namespace_options ? sc->namespace_options->userns_options : NULL;
         const PodSpec *p = &pod->spec;
 
+        /* The node's PID namespace is not the pod's user namespace's: the runtime, in that one, would
+         * leave the container in the node's (the pod's network and IPC namespaces are always
+         * the container's, whatever it asks). */
+        if (p->userns == POD_NS_POD && sc && sc->namespace_options &&
+            sc->namespace_options->pid == RUNTIME__V1__NAMESPACE_MODE__NODE)
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                 "linux.security_context.namespace_options.pid: pod sandbox %s has a user namespace of its "
+                                 "own, its containers cannot have the node's PID namespace", pod->id);
         if (!u)
                 return 0;
         if ((PodNsMode) u->mode != p->userns)

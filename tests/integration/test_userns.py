@@ -449,7 +449,18 @@ def test_container_options_must_be_the_pods(ud, pb):
         with pytest.raises(grpc.RpcError) as e:
             create(d, pb, pod, with_userns(pb, ctr_config(pb, "x", d.ref(), command=SERVICE), userns))
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+    # The node's PID namespace, asked by the container alone (the pod cannot), is refused too.
+    cfg = ctr_config(pb, "x", d.ref(), command=SERVICE)
+    cfg.linux.security_context.namespace_options.pid = pb.NODE
+    with pytest.raises(grpc.RpcError) as e:
+        create(d, pb, pod, cfg)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+    assert "node's PID namespace" in e.value.details(), e.value.details()
     assert list(d.runtime().ListContainers(pb.ListContainersRequest(), timeout=10).containers) == []
+    # Without a user namespace, a container may still have the node's PID namespace.
+    plain = make_pod(d, pb, name="plain", host_network=False)
+    cid = create(d, pb, plain, cfg)
+    remove(d, pb, cid)
 
 
 def test_user_namespace_survives_a_daemon_restart(ud, pb):
