@@ -236,6 +236,8 @@ BAD = {
     "not from container ID 0": dict(uids=[dict(host_id=HOST, container_id=1, length=LENGTH)]),
     "length not a multiple of 65536": dict(gids=[dict(host_id=HOST, container_id=0, length=1000)]),
     "host root": dict(uids=[dict(host_id=0, container_id=0, length=LENGTH)]),
+    "the node's own IDs": dict(gids=[dict(host_id=1000, container_id=0, length=LENGTH)]),
+    "just below 65536": dict(uids=[dict(host_id=65535, container_id=0, length=LENGTH)]),
     "past the last ID": dict(uids=[dict(host_id=4294967295 - 1000, container_id=0, length=LENGTH)]),
     "mode CONTAINER": dict(mode=1),
 }
