@@ -48,7 +48,8 @@ int ctr_rootfs_prepare(const Container *c, const Pod *pod, const CtrSpec *spec, 
                         ctr_rootfs_done(&r);
                         return -ENOMEM;
                 }
-                /* Only private ones: a copy of a mount would not pass on what later propagates. */
+                /* Only private ones (CreateContainer refuses others): a copy of a mount would not pass
+                 * on what later propagates. */
                 for (; r.n_volumes < spec->n_mounts; r.n_volumes++) {
                         const CtrMount *m = &spec->mounts[r.n_volumes];
                         r.readonly[r.n_volumes] = m->recursive_readonly ? 2 : m->readonly ? 1 : 0;

@@ -459,6 +459,17 @@ def test_container_options_must_be_the_pods(ud, pb):
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
     assert "node's PID namespace" in e.value.details(), e.value.details()
     assert list(d.runtime().ListContainers(pb.ListContainersRequest(), timeout=10).containers) == []
+    # A mount that propagates cannot be an idmapped copy: refused, naming it.
+    for prop, name in ((pb.PROPAGATION_HOST_TO_CONTAINER, "HostToContainer"),
+                       (pb.PROPAGATION_BIDIRECTIONAL, "Bidirectional")):
+        cfg_m = ctr_config(pb, "m", d.ref(), command=SERVICE, mounts=[
+            dict(container_path="/fine", host_path="/tmp"),
+            dict(container_path="/shared", host_path="/tmp", propagation=prop)])
+        with pytest.raises(grpc.RpcError) as e:
+            create(d, pb, pod, cfg_m)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+        assert "/shared" in e.value.details() and name in e.value.details(), e.value.details()
+    assert list(d.runtime().ListContainers(pb.ListContainersRequest(), timeout=10).containers) == []
     # Without a user namespace, a container may still have the node's PID namespace.
     plain = make_pod(d, pb, name="plain", host_network=False)
     cid = create(d, pb, plain, cfg)
