@@ -61,13 +61,16 @@ def handler_features(d, pb):
 
 
 def refused(d, pb, needle):
-    """RunPodSandbox with a user namespace, refused with FAILED_PRECONDITION; once the probe has
-    answered (before, the reason says it is still probing), the reason holds needle."""
+    """RunPodSandbox with a user namespace, refused with FAILED_PRECONDITION once the probe has
+    answered (before, UNAVAILABLE: it is still probing), the reason holding needle."""
     def attempt():
         with pytest.raises(grpc.RpcError) as e:
             userns_pod(d, pb)
+        if e.value.code() == grpc.StatusCode.UNAVAILABLE:
+            assert "still being probed; retry" in e.value.details(), e.value.details()
+            return None
         assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION, e.value.details()
-        return e.value.details() if "still being probed" not in e.value.details() else None
+        return e.value.details()
     details = wait_until(attempt, 20, interval=0.05, what="the probe's answer")
     assert needle in details, details
     return details
