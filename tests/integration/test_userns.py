@@ -312,10 +312,17 @@ def test_pod_user_namespace_idmapped_rootfs_and_cleanup(ud, pb):
     # What the container writes is its root's inside, HOST's in the upper directory.
     assert sh(d, pb, a, "echo hello > /created; mkdir /made; echo more >> /bin/sh.txt; "
               "stat -c %u /created /made /bin/sh.txt").split() == ["0"] * 3
+    # A file of the image's that it changes is copied up: its copy is HOST's too (not the node's
+    # root's, as the layer's is), and keeps what the layer had.
+    assert os.stat(layer_file(d, "etc/passwd")).st_uid == 0
+    assert sh(d, pb, a, "echo 'extra:x:4242:4242::/:/bin/sh' >> /etc/passwd; stat -c '%u %g' /etc/passwd").split() == \
+        ["0", "0"]
     upper = os.path.join(ctr_dirs(d, a)[0], "upper")
-    for rel in ("created", "made", "bin/sh.txt"):
+    for rel in ("created", "made", "bin/sh.txt", "etc/passwd"):
         st = os.stat(os.path.join(upper, rel))
         assert (st.st_uid, st.st_gid) == (HOST, HOST), rel
+    copied = read(os.path.join(upper, "etc", "passwd"))
+    assert copied.startswith(read(layer_file(d, "etc/passwd"))) and copied.endswith("extra:x:4242:4242::/:/bin/sh\n")
     assert os.stat(layer_file(d, "bin/busybox")).st_uid == 0  # the layer is untouched
     # The other container does not see it (a rootfs of its own), and writes as well.
     assert sh(d, pb, b, "test ! -e /created && touch /b && stat -c %u /b").split() == ["0"]
