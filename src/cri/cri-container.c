@@ -58,8 +58,8 @@ static int check_userns(const Runtime__V1__ContainerConfig *c, const Pod *pod, E
         if (p->userns == POD_NS_POD && sc && sc->namespace_options &&
             sc->namespace_options->pid == RUNTIME__V1__NAMESPACE_MODE__NODE)
                 return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
-                                 "linux.security_context.namespace_options.pid: pod sandbox %s has a user namespace of its "
-                                 "own, its containers cannot have the node's PID namespace", pod->id);
+                                 "linux.security_context.namespace_options.pid: pod sandbox %s has a user namespace "
+                                 "of its own, its containers cannot have the node's PID namespace", pod->id);
         if (!u)
                 return 0;
         if ((PodNsMode) u->mode != p->userns)

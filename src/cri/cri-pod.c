@@ -80,7 +80,8 @@ int cri_run_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *us
                                     ? error_set(&error, ERROR_UNAVAILABLE, EAGAIN,
                                                 "userns_options: %s; retry", why)
                                     : error_set(&error, ERROR_WRONG_STATE, EOPNOTSUPP,
-                                                "userns_options: pods cannot have user namespaces of their own here: %s", why);
+                                                "userns_options: pods cannot have user namespaces of their own here: %s",
+                                                why);
         }
         if (r >= 0 && !sandbox_network_ready(m->pods, &spec, &error))
                 r = -ENETDOWN;

@@ -114,8 +114,8 @@ static void idmap_volumes(const CtrRootfs *r, int userns) {
                 return;
         /* Only the pod's root (for the runtime in its user namespace) and the node's root pass: the
          * clones are the volumes themselves, writable even where the container's are not. */
-        if ((mkdir(r->volumes_dir, 0700) < 0 && errno != EEXIST) || chown(r->volumes_dir, r->root_uid, r->root_gid) < 0 ||
-            chmod(r->volumes_dir, 0700) < 0) {
+        if ((mkdir(r->volumes_dir, 0700) < 0 && errno != EEXIST) ||
+            chown(r->volumes_dir, r->root_uid, r->root_gid) < 0 || chmod(r->volumes_dir, 0700) < 0) {
                 (void) fail(errno, "create %s", r->volumes_dir);
                 return;
         }
@@ -139,8 +139,8 @@ static void idmap_volumes(const CtrRootfs *r, int userns) {
                 }
                 /* A read-only mount's clone is too, with its submounts where the CRI's are (runc's
                  * bind only makes its own mount read-only, not the one it binds). */
-                if (r->readonly[i] &&
-                    mount_setattr(fd, "", AT_EMPTY_PATH | (r->readonly[i] > 1 ? AT_RECURSIVE : 0), &ro, sizeof ro) < 0) {
+                if (r->readonly[i] && mount_setattr(fd, "", AT_EMPTY_PATH | (r->readonly[i] > 1 ? AT_RECURSIVE : 0),
+                                                    &ro, sizeof ro) < 0) {
                         fprintf(stderr, "mount %s as it is: making its clone read-only failed: %s\n", r->volumes[i],
                                 strerror(errno));
                         continue;
