@@ -112,10 +112,10 @@ static void idmap_volumes(const CtrRootfs *r, int userns) {
 
         if (r->n_volumes == 0)
                 return;
-        /* Only the pod's root (for the runtime in its user namespace) and the node's root pass: the
-         * clones are the volumes themselves, writable even where the container's are not. */
-        if ((mkdir(r->volumes_dir, 0700) < 0 && errno != EEXIST) ||
-            chown(r->volumes_dir, r->root_uid, r->root_gid) < 0 || chmod(r->volumes_dir, 0700) < 0) {
+        /* Only the node's root passes: the clones are the volumes themselves. The runtime opens a
+         * bind mount's source before it joins the user namespace (runc does), unlike the rootfs,
+         * which it reaches as the pod's root: the bundle is that one's, this directory is not. */
+        if ((mkdir(r->volumes_dir, 0700) < 0 && errno != EEXIST) || chmod(r->volumes_dir, 0700) < 0) {
                 (void) fail(errno, "create %s", r->volumes_dir);
                 return;
         }

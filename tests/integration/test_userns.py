@@ -430,6 +430,8 @@ def test_node_users_cannot_reach_the_volumes_or_the_rootfs(ud, pb, tmp_path):
     bundle = ctr_dirs(d, cid)[1]
     st = os.stat(bundle)
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (HOST, HOST, 0o700)
+    st = os.stat(os.path.join(bundle, "volumes"))  # the runtime opens the sources as the node's root
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, 0, 0o700)
     for i in ("0", "1"):
         assert os.path.join(bundle, "volumes", i) in mounts_under(d.dir)
     targets = [f"read:{bundle}/volumes/0/secret", f"read:{bundle}/volumes/1/secret", f"list:{bundle}/rootfs",
