@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <fcntl.h>
-#include <ftw.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -59,17 +61,83 @@ int mkdir_parents(const char *path, unsigned mode) {
         return mkdir_p(p, mode);
 }
 
-static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw) {
-        if ((type == FTW_DP ? rmdir(path) : unlink(path)) < 0 && errno != ENOENT)
+/* The mount a file is on: its mount ID, or where the kernel gives none, whether it is a mount's
+ * root (*ret 1: it is, so another mount than its parent's). */
+static int mount_of(int dirfd, const char *name, int flags, uint64_t *ret_id, bool *ret_root, mode_t *ret_mode) {
+        struct statx stx;
+
+        if (statx(dirfd, name, flags | AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_MNT_ID, &stx) < 0)
                 return -errno;
+        *ret_id = stx.stx_mask & STATX_MNT_ID ? stx.stx_mnt_id : 0;
+        *ret_root = (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+        if (ret_mode)
+                *ret_mode = stx.stx_mode;
         return 0;
 }
 
+/* path's entries (it is a directory on mount mnt_id), then path. A mount below it is neither
+ * entered nor removed, whatever its file system (st_dev would not tell a bind mount of the same
+ * one): -EBUSY once the rest is gone. Holds no descriptor across the recursion (any depth the
+ * path's length allows). */
+static int rm_tree(char *path, size_t len, size_t size, uint64_t mnt_id) {
+        struct dirent **entries = NULL;
+        int n, r = 0;
+
+        n = scandir(path, &entries, NULL, NULL);
+        if (n < 0)
+                return errno == ENOENT ? 0 : -errno;
+        for (int i = 0; i < n; i++) {
+                const char *name = entries[i]->d_name;
+                uint64_t id;
+                bool root;
+                mode_t mode;
+                int k;
+
+                if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+                        goto next;
+                if (len + 1 + strlen(name) + 1 > size) {
+                        k = -ENAMETOOLONG;
+                        goto done;
+                }
+                snprintf(path + len, size - len, "/%s", name);
+                k = mount_of(AT_FDCWD, path, 0, &id, &root, &mode);
+                if (k == -ENOENT)
+                        k = 0;
+                else if (k >= 0 && (root || (mnt_id != 0 && id != mnt_id)))
+                        k = -EBUSY;
+                else if (k >= 0 && S_ISDIR(mode))
+                        k = rm_tree(path, len + 1 + strlen(name), size, mnt_id);
+                else if (k >= 0 && unlink(path) < 0 && errno != ENOENT)
+                        k = -errno;
+        done:
+                path[len] = '\0';
+                if (k < 0 && r >= 0)
+                        r = k;
+        next:
+                free(entries[i]);
+        }
+        free(entries);
+        if (r >= 0 && rmdir(path) < 0 && errno != ENOENT)
+                r = -errno;
+        return r;
+}
+
 int rm_rf(const char *path) {
-        int r = nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-        if (r < 0 && errno == ENOENT)
-                return 0;
-        return r < 0 ? -errno : r;
+        char buf[PATH_MAX];
+        uint64_t mnt_id;
+        bool root;
+        mode_t mode;
+        int r;
+
+        r = mount_of(AT_FDCWD, path, 0, &mnt_id, &root, &mode);
+        if (r < 0)
+                return r == -ENOENT ? 0 : r;
+        if (!S_ISDIR(mode))
+                return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+        if (strlen(path) >= sizeof buf)
+                return -ENAMETOOLONG;
+        strcpy(buf, path);
+        return rm_tree(buf, strlen(buf), sizeof buf, mnt_id);
 }
 
 int rm_rf_all(char *const *paths) {

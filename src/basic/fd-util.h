@@ -8,7 +8,8 @@ int fd_cloexec(int fd, bool cloexec);
 /* mkdir -p with the given mode for every created component. */
 int mkdir_parents(const char *path, unsigned mode);
 int mkdir_p(const char *path, unsigned mode);
-/* rm -rf that stays on path's file system and does not follow symlinks; missing path: 0. */
+/* rm -rf that stays on path's mount and does not follow symlinks; missing path: 0. A mount below
+ * path (a bind mount of the same file system too) is left as it is, with what holds it: -EBUSY. */
 int rm_rf(const char *path);
 /* rm_rf() of each path, saying on stderr which failed (for children); the last error, or 0. */
 int rm_rf_all(char *const *paths);

@@ -52,6 +52,14 @@ static int check_userns(const Runtime__V1__ContainerConfig *c, const Pod *pod, E
         const Runtime__V1__UserNamespace *u = sc && sc->namespace_options ? sc->namespace_options->userns_options : NULL;
         const PodSpec *p = &pod->spec;
 
+        /* The node's PID namespace is not the pod's user namespace's: the runtime, in that one, would
+         * leave the container in the node's (the pod's network and IPC namespaces are always
+         * the container's, whatever it asks). */
+        if (p->userns == POD_NS_POD && sc && sc->namespace_options &&
+            sc->namespace_options->pid == RUNTIME__V1__NAMESPACE_MODE__NODE)
+                return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
+                                 "linux.security_context.namespace_options.pid: pod sandbox %s has a user namespace "
+                                 "of its own, its containers cannot have the node's PID namespace", pod->id);
         if (!u)
                 return 0;
         if ((PodNsMode) u->mode != p->userns)
@@ -141,6 +149,19 @@ int cri_create_container(GrpcCall *call, const uint8_t *msg, size_t len, void *u
                 r = cri_finish_error(call, &error);
                 goto out;
         }
+        /* A user namespace's container gets idmapped copies of its mounts: a copy does not receive
+         * what propagates to the host's mount later, nor sends back what the container mounts. As it
+         * is, the node's root's files would be nobody's in it: refused, as bidirectional cannot work. */
+        for (size_t i = 0; pod->spec.userns == POD_NS_POD && i < spec.n_mounts; i++)
+                if (spec.mounts[i].propagation != 0) {
+                        r = grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+                                             "mounts: %s: %s propagation is not supported in pod sandbox %s, which has "
+                                             "a user namespace of its own (its mounts are idmapped copies)",
+                                             QUOTE(spec.mounts[i].container_path),
+                                             spec.mounts[i].propagation == 1 ? "HostToContainer" : "Bidirectional",
+                                             pod->id);
+                        goto out;
+                }
         image = image_store_find(m->images, spec.image_ref);
         if (!image) {
                 r = grpc_call_finish(call, GRPC_STATUS_NOT_FOUND, "config.image.image %s is not present: pull it first",

@@ -74,9 +74,14 @@ int cri_run_pod_sandbox(GrpcCall *call, const uint8_t *msg, size_t len, void *us
                 const CtrHandler *h;
                 r = m->containers ? ctr_handler_get(m->containers, spec.runtime_handler, &h, &error)
                                   : error_set(&error, ERROR_UNAVAILABLE, EAGAIN, "the containers are not loaded yet");
+                /* While the probe runs the answer is not known yet: a retry will have it. */
                 if (r >= 0 && spec.userns == POD_NS_POD && !ctr_handler_user_namespaces(m->containers, h, &why))
-                        r = error_set(&error, ERROR_WRONG_STATE, EOPNOTSUPP,
-                                      "userns_options: pods cannot have user namespaces of their own here: %s", why);
+                        r = ctr_handler_probing(m->containers, h)
+                                    ? error_set(&error, ERROR_UNAVAILABLE, EAGAIN,
+                                                "userns_options: %s; retry", why)
+                                    : error_set(&error, ERROR_WRONG_STATE, EOPNOTSUPP,
+                                                "userns_options: pods cannot have user namespaces of their own here: %s",
+                                                why);
         }
         if (r >= 0 && !sandbox_network_ready(m->pods, &spec, &error))
                 r = -ENETDOWN;

@@ -298,9 +298,13 @@ bool ctr_handler_recursive_read_only(const CtrTable *t, const CtrHandler *h) {
         return t->kernel_rro && h && h->rro;
 }
 
+bool ctr_handler_probing(const CtrTable *t, const CtrHandler *h) {
+        return h && (h->features_child || t->userns_child);
+}
+
 bool ctr_handler_user_namespaces(const CtrTable *t, const CtrHandler *h, const char **ret_reason) {
         const char *why = !h                                   ? "no runtime handler"
-                          : h->features_child || t->userns_child ? "the runtime and the kernel are still being probed"
+                          : ctr_handler_probing(t, h) ? "the runtime and the kernel are still being probed"
                           : !h->userns ? "the OCI runtime does not offer user namespaces (its features command)"
                           : !t->kernel_userns ? (t->userns_reason ?: "the kernel cannot make idmapped mounts here")
                                               : NULL;

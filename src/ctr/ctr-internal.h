@@ -44,9 +44,12 @@ typedef struct CtrRootfs {
         uid_t root_uid; /* the pod's root on the host, who owns the upper directory */
         gid_t root_gid;
         /* With userns: the host paths of the CRI's mounts to idmap at <volumes>/<i> (NULL: not
-         * that one), n_volumes of them (ctr_volume_source() says which were). */
+         * that one), n_volumes of them (ctr_volume_source() says which were); readonly[i]: the CRI's
+         * mount i is read-only (1), with its submounts (2), so is its clone. */
         char **volumes, *volumes_dir;
+        uint8_t *readonly;
         size_t n_volumes;
+        pid_t daemon_pid; /* the mount child's parent, whose death kills it */
 } CtrRootfs;
 int ctr_rootfs_prepare(const Container *c, const Pod *pod, const CtrSpec *spec, ImageStore *s, const Image *image,
                        CtrRootfs *ret);

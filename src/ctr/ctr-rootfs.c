@@ -1,10 +1,12 @@
 /* A container's root file system: an overlay of its image's layers (read-only, top layer first)
  * with an upper and a work directory of its own, mounted by a forked child. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,6 +23,7 @@ void ctr_rootfs_done(CtrRootfs *r) {
         for (size_t i = 0; i < r->n_volumes; i++)
                 free(r->volumes[i]);
         free(r->volumes);
+        free(r->readonly);
         free(r->volumes_dir);
         *r = (CtrRootfs) {};
 }
@@ -31,6 +34,7 @@ int ctr_rootfs_prepare(const Container *c, const Pod *pod, const CtrSpec *spec, 
                 .upper = ctr_path(c, false, "upper"),
                 .work = ctr_path(c, false, "work"),
                 .target = ctr_path(c, true, "rootfs"),
+                .daemon_pid = getpid(),
         };
 
         if (pod && pod->spec.userns == POD_NS_POD) {
@@ -39,13 +43,16 @@ int ctr_rootfs_prepare(const Container *c, const Pod *pod, const CtrSpec *spec, 
                 r.root_gid = pod->spec.gids[0].host_id;
                 r.volumes_dir = ctr_path(c, true, "volumes");
                 r.volumes = calloc(spec->n_mounts + 1, sizeof *r.volumes);
-                if (!r.userns || !r.volumes_dir || !r.volumes) {
+                r.readonly = calloc(spec->n_mounts + 1, sizeof *r.readonly);
+                if (!r.userns || !r.volumes_dir || !r.volumes || !r.readonly) {
                         ctr_rootfs_done(&r);
                         return -ENOMEM;
                 }
-                /* Only private ones: a copy of a mount would not pass on what later propagates. */
+                /* Only private ones (CreateContainer refuses others): a copy of a mount would not pass
+                 * on what later propagates. */
                 for (; r.n_volumes < spec->n_mounts; r.n_volumes++) {
                         const CtrMount *m = &spec->mounts[r.n_volumes];
+                        r.readonly[r.n_volumes] = m->recursive_readonly ? 2 : m->readonly ? 1 : 0;
                         if (m->propagation == 0 && !(r.volumes[r.n_volumes] = strdup(m->host_path))) {
                                 ctr_rootfs_done(&r);
                                 return -ENOMEM;
@@ -87,6 +94,16 @@ int ctr_rootfs_mount_child(void *userdata) {
         const CtrRootfs *r = userdata;
         char *options = NULL;
 
+        /* Killed, the daemon leaves its children running: one that went on mounting after the next
+         * daemon removed the container would leave mounts (of volumes too) nobody knows of. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) {
+                fprintf(stderr, "prctl(PR_SET_PDEATHSIG): %s\n", strerror(errno));
+                return -errno;
+        }
+        if (getppid() != r->daemon_pid) { /* it died before the line above */
+                fprintf(stderr, "rktlet is gone\n");
+                return -ESRCH;
+        }
         if (mkdir_p(r->upper, 0755) < 0 || mkdir_p(r->work, 0700) < 0 || mkdir_p(r->target, 0755) < 0) {
                 fprintf(stderr, "create the container's directories: %s\n", strerror(errno));
                 return -errno;

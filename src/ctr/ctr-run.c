@@ -427,7 +427,9 @@ static void mounted(Child *child, const ChildResult *res, void *userdata) {
 
         op->op.child = NULL;
         if (res->exit_code != 0) {
-                op->c->rootfs_mounted = false;
+                /* rootfs_mounted stays: a child that failed (or was killed at its timeout) may have
+                 * mounted the overlay or some volumes before, which the rollback's umount step
+                 * unmounts (not mounted is no failure there) before the bundle is deleted. */
                 op_fail(&op->op, -EIO, "mount the rootfs of container %s: %.*s", op->op.id, (int) res->err_len,
                         res->err_len ? res->err : "failed");
         }
@@ -1164,7 +1166,9 @@ static void remove_dirs(const Container *c) {
 }
 
 /* The runtime mounts the rootfs from inside the pod's user namespace, as the pod's root (on the
- * host an unprivileged user): the bundle and the directory above it must let it pass. */
+ * host an unprivileged user): the directory above the bundle must let it pass (search only), and
+ * the bundle is its, 0700. No one else may reach the mounts in it: the rootfs, which keeps suid
+ * (runc's bind of it would inherit nosuid), and the idmapped clones of the volumes. */
 static int searchable_for_userns(const Container *c, const char *run) {
         const Pod *pod = pod_find(c->table->env.pods, c->pod_id);
         _cleanup_free_ char *parent = NULL;
@@ -1175,7 +1179,8 @@ static int searchable_for_userns(const Container *c, const char *run) {
                 parent = NULL;
                 return -ENOMEM;
         }
-        if (chmod(parent, 0711) < 0 || chmod(run, 0711) < 0)
+        if (chmod(parent, 0711) < 0 || chown(run, pod->spec.uids[0].host_id, pod->spec.gids[0].host_id) < 0 ||
+            chmod(run, 0700) < 0)
                 return -errno;
         return 0;
 }

@@ -107,11 +107,15 @@ static int overlay_in_private(const char *scratch, const int *layers, size_t n_l
  * is the pod's root's inside (and what it writes is root's on the host), as containerd does. One
  * that cannot be is mounted as it is (ctr_volume_source() finds no mount): no failure. */
 static void idmap_volumes(const CtrRootfs *r, int userns) {
-        struct mount_attr attr = { .attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t) userns };
+        struct mount_attr attr = { .attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t) userns },
+                          ro = { .attr_set = MOUNT_ATTR_RDONLY };
 
         if (r->n_volumes == 0)
                 return;
-        if (mkdir(r->volumes_dir, 0711) < 0 && errno != EEXIST) {
+        /* Only the node's root passes: the clones are the volumes themselves. The runtime opens a
+         * bind mount's source before it joins the user namespace (runc does), unlike the rootfs,
+         * which it reaches as the pod's root: the bundle is that one's, this directory is not. */
+        if ((mkdir(r->volumes_dir, 0700) < 0 && errno != EEXIST) || chmod(r->volumes_dir, 0700) < 0) {
                 (void) fail(errno, "create %s", r->volumes_dir);
                 return;
         }
@@ -131,6 +135,14 @@ static void idmap_volumes(const CtrRootfs *r, int userns) {
                 fd = open_tree(AT_FDCWD, r->volumes[i], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
                 if (fd < 0 || mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) {
                         fprintf(stderr, "mount %s as it is: idmapping it failed: %s\n", r->volumes[i], strerror(errno));
+                        continue;
+                }
+                /* A read-only mount's clone is too, with its submounts where the CRI's are (runc's
+                 * bind only makes its own mount read-only, not the one it binds). */
+                if (r->readonly[i] && mount_setattr(fd, "", AT_EMPTY_PATH | (r->readonly[i] > 1 ? AT_RECURSIVE : 0),
+                                                    &ro, sizeof ro) < 0) {
+                        fprintf(stderr, "mount %s as it is: making its clone read-only failed: %s\n", r->volumes[i],
+                                strerror(errno));
                         continue;
                 }
                 if (S_ISDIR(st.st_mode) ? mkdir(at, 0700) < 0 : mknod(at, S_IFREG | 0600, 0) < 0)

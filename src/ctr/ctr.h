@@ -371,6 +371,9 @@ bool ctr_handler_recursive_read_only(const CtrTable *t, const CtrHandler *h);
  * the kernel's part (an overlay of idmapped layers) and the runtime's ("user" in its features); if
  * not, why (ret_reason may be NULL). */
 bool ctr_handler_user_namespaces(const CtrTable *t, const CtrHandler *h, const char **ret_reason);
+/* Whether what ctr_handler_user_namespaces() answers may change: h's runtime or the kernel is still
+ * being probed. */
+bool ctr_handler_probing(const CtrTable *t, const CtrHandler *h);
 
 /* CheckpointContainer (ctr-checkpoint.c): whether criu works here comes first (`criu check`, run
  * once, in a child, on the first call; the answer is kept): ERROR_UNSUPPORTED naming what is missing

@@ -8,7 +8,9 @@
  * becomes its root (the pod's root on the host, not the node's), unshares the PID namespace and
  * forks PID 1, whose PID comes back on a pipe; we, still the node's root, pin its namespace.
  *
- *   rktlet-pod-init --pidfile PATH --pin PATH [--net PATH] [--ipc PATH] [--uts PATH] [--user PATH] */
+ *   rktlet-pod-init --pidfile PATH --pin PATH [--net PATH] [--ipc PATH] [--uts PATH] [--user PATH --root DIR]
+ *
+ * DIR (made, empty, if missing) is PID 1's root directory in a user namespace. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -20,6 +22,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,6 +54,9 @@ _Noreturn static void init(void) {
         sigfillset(&all);
         sigprocmask(SIG_SETMASK, &all, NULL);
         (void) prctl(PR_SET_NAME, "rktlet-pod-init");
+        /* The pod's root (in a user namespace) must not reach into us (ptrace, /proc/1/root,
+         * /proc/1/fd): only the node's root may. The uid change made us so already; said here. */
+        (void) prctl(PR_SET_DUMPABLE, 0);
         if (chdir("/") < 0) {
                 /* not fatal */
         }
@@ -74,9 +80,10 @@ _Noreturn static void init(void) {
         }
 }
 
-/* PID 1 of a PID namespace of the user namespace at path, running as that namespace's root; its
- * PID (in ours), or -1. */
-static pid_t in_user_namespace(const char *path) {
+/* PID 1 of a PID namespace of the user namespace at path, running as that namespace's root with
+ * the empty directory root as its root directory (not the node's "/", which the pod's root would
+ * reach through /proc/1/root); its PID (in ours), or -1. */
+static pid_t in_user_namespace(const char *path, const char *root) {
         int p[2];
         pid_t child, pid = -1;
 
@@ -90,9 +97,23 @@ static pid_t in_user_namespace(const char *path) {
                 return -1;
         }
         if (child == 0) {
+                int userns, dir;
+
                 close(p[0]);
-                if (join(path, CLONE_NEWUSER) < 0)
+                userns = open(path, O_RDONLY | O_CLOEXEC);
+                if (userns < 0)
+                        _exit(fail("open user namespace", path));
+                /* chroot() while still the node's root: in the user namespace we may not (the mount
+                 * namespace is not its). */
+                if (mkdir(root, 0555) < 0 && errno != EEXIST)
+                        _exit(fail("create", root));
+                dir = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (dir < 0 || fchdir(dir) < 0 || chroot(".") < 0 || chdir("/") < 0)
+                        _exit(fail("change the root directory to", root));
+                close(dir);
+                if (setns(userns, CLONE_NEWUSER) < 0)
                         _exit(fail("join user namespace", path));
+                close(userns);
                 if (setgroups(0, NULL) < 0 || setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
                         _exit(fail("become root of user namespace", path));
                 if (unshare(CLONE_NEWPID) < 0)
@@ -121,9 +142,9 @@ int main(int argc, char *argv[]) {
                 { "pidfile", required_argument, NULL, 'p' }, { "pin", required_argument, NULL, 'P' },
                 { "net", required_argument, NULL, 'n' },     { "ipc", required_argument, NULL, 'i' },
                 { "uts", required_argument, NULL, 'u' },     { "user", required_argument, NULL, 'U' },
-                {},
+                { "root", required_argument, NULL, 'r' },    {},
         };
-        const char *pidfile = NULL, *pin = NULL, *net = NULL, *ipc = NULL, *uts = NULL, *user = NULL;
+        const char *pidfile = NULL, *pin = NULL, *net = NULL, *ipc = NULL, *uts = NULL, *user = NULL, *root = NULL;
         char source[64] = "/proc/self/ns/pid_for_children";
         char tmp[4096], buf[32];
         pid_t pid;
@@ -137,11 +158,12 @@ int main(int argc, char *argv[]) {
                 case 'i': ipc = optarg; break;
                 case 'u': uts = optarg; break;
                 case 'U': user = optarg; break;
+                case 'r': root = optarg; break;
                 default: return EXIT_FAILURE;
                 }
-        if (!pidfile || !pin) {
+        if (!pidfile || !pin || (user && !root)) {
                 fprintf(stderr, "usage: rktlet-pod-init --pidfile PATH --pin PATH [--net PATH] [--ipc PATH] [--uts PATH] "
-                        "[--user PATH]\n");
+                        "[--user PATH --root EMPTY-DIR]\n");
                 return EXIT_FAILURE;
         }
         if (net && join(net, CLONE_NEWNET) < 0)
@@ -151,7 +173,7 @@ int main(int argc, char *argv[]) {
         if (uts && join(uts, CLONE_NEWUTS) < 0)
                 return fail("join UTS namespace", uts);
         if (user) {
-                pid = in_user_namespace(user);
+                pid = in_user_namespace(user, root);
                 if (pid < 0)
                         return EXIT_FAILURE;
                 snprintf(source, sizeof source, "/proc/%d/ns/pid", (int) pid);

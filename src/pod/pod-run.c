@@ -213,12 +213,18 @@ static int init_properties(sd_bus_message *m, void *userdata) {
         const Pod *pod = userdata;
         char description[512], *run = pod_run_dir(pod), *pidfile = NULL, *pin = pod_ns_path(pod, "pid");
         char *net = pod_ns_path(pod, "net"), *ipc = pod_ns_path(pod, "ipc"), *uts = pod_ns_path(pod, "uts");
-        char *user = pod_ns_path(pod, "user");
+        char *user = pod_ns_path(pod, "user"), *root = NULL;
         const char *path = pod->table->env.pod_init;
         int r = -ENOMEM;
 
-        if (!run || !pin || asprintf(&pidfile, "%s/init.pid", run) < 0)
+        if (!run || !pin || asprintf(&pidfile, "%s/init.pid", run) < 0) {
+                pidfile = NULL;
                 goto out;
+        }
+        if (user && asprintf(&root, "%s/init-root", run) < 0) {
+                root = NULL;
+                goto out;
+        }
         snprintf(description, sizeof description, "rktlet pod %s/%s (%.12s): PID 1 of its PID namespace",
                  pod->spec.namespace, pod->spec.name, pod->id);
         r = sd_bus_message_append(m, "(sv)(sv)(sv)(sv)(sv)(sv)", "Description", "s", description, "Slice", "s",
@@ -247,7 +253,7 @@ static int init_properties(sd_bus_message *m, void *userdata) {
         if (r >= 0 && uts)
                 r = sd_bus_message_append(m, "ss", "--uts", uts);
         if (r >= 0 && user)
-                r = sd_bus_message_append(m, "ss", "--user", user);
+                r = sd_bus_message_append(m, "ssss", "--user", user, "--root", root);
         for (int i = 0; r >= 0 && i < 6; i++) /* as, then b, then sasb, a(sasb), v, sv */
                 r = i == 1 ? sd_bus_message_append(m, "b", 0) : sd_bus_message_close_container(m);
 out:
@@ -258,6 +264,7 @@ out:
         free(ipc);
         free(uts);
         free(user);
+        free(root);
         return r;
 }
 

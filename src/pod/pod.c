@@ -208,7 +208,7 @@ static int check_name(const char *what, const char *s, size_t max, Error *error)
 }
 
 /* kubelet's hostUsers: false: one uid and one gid mapping, each of container IDs 0 up to a multiple
- * of 65536 (kubelet hands out such ranges), onto host IDs that leave out root and fit in 32 bits.
+ * of 65536 (kubelet hands out such ranges), onto host IDs from 65536 (above the node's own) that fit in 32 bits.
  * Anything else is a request kubelet would not make, refused before anything is created. */
 static int check_idmap(const char *what, const PodIdMap *m, size_t n, Error *error) {
         if (n != 1)
@@ -220,9 +220,12 @@ static int check_idmap(const char *what, const PodIdMap *m, size_t n, Error *err
         if (m->length == 0 || m->length % 65536 != 0)
                 return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
                                  "userns_options.%s: the length %" PRIu32 " is not a positive multiple of 65536", what, m->length);
-        if (m->host_id == 0)
+        /* kubelet allocates from 65536 up: below are the node's own users (root, system users and
+         * the first 65536 of its people), whose files the pod would own. */
+        if (m->host_id < 65536)
                 return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
-                                 "userns_options.%s: the mapping must not take in host ID 0 (root)", what);
+                                 "userns_options.%s: host IDs below 65536 (from %" PRIu32 ") are the node's own, not "
+                                 "for pods", what, m->host_id);
         if ((uint64_t) m->host_id + m->length > UINT32_MAX) /* (uid_t) -1 is no ID */
                 return error_set(error, ERROR_INVALID_ARGUMENT, EINVAL,
                                  "userns_options.%s: host IDs %" PRIu32 "+%" PRIu32 " run past the last ID", what, m->host_id, m->length);

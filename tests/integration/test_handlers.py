@@ -343,6 +343,50 @@ def test_crictl_runp_runtime_and_inspectp(hd, pb, tmp_path):
 
 
 @needs_runc
+def test_user_namespaces_while_probing_are_unavailable(hd, pb, tmp_path):
+    """Until a handler's runtime has answered its features, whether it can have user namespaces
+    is not known: RunPodSandbox asking for one is UNAVAILABLE (retry), not FAILED_PRECONDITION,
+    with nothing made."""
+    path = tmp_path / "bin" / "slow"
+    path.parent.mkdir(exist_ok=True)
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    # `features` waits for the test to open the gate; every other command is runc's.
+    path.write_text(f"""#!/bin/sh
+for a in "$@"; do
+  if [ "$a" = features ]; then
+    read x < {gate}
+    exec {RUNC} features
+  fi
+done
+exec {RUNC} "$@"
+""")
+    path.chmod(0o755)
+    d = hd(f"[Runtime.slow]\nPath={path}\n")
+    cfg = pod_config(pb, name="userns", host_network=False, userns=dict(
+        mode=pb.POD, uids=[dict(host_id=100000, container_id=0, length=65536)],
+        gids=[dict(host_id=100000, container_id=0, length=65536)]))
+    cfg.log_directory = os.path.join(d.dir, "logs", "userns")
+    os.makedirs(cfg.log_directory, exist_ok=True)
+    with pytest.raises(grpc.RpcError) as e:
+        d.runtime().RunPodSandbox(pb.RunPodSandboxRequest(config=cfg, runtime_handler="slow"), timeout=T)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value.details()
+    assert "still being probed; retry" in e.value.details(), e.value.details()
+    assert len(d.runtime().ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10).items) == 0
+    with open(gate, "w") as f:
+        f.write("go\n")
+
+    def answered():
+        try:
+            d.runtime().RunPodSandbox(pb.RunPodSandboxRequest(config=cfg, runtime_handler="slow"), timeout=T)
+            return "ran"
+        except grpc.RpcError as e:
+            return None if e.code() == grpc.StatusCode.UNAVAILABLE else e.code()
+    # Answered: the pod runs where user namespaces work, else it is the precondition that fails.
+    assert wait_until(answered, 20, what="the probe's answer") in ("ran", grpc.StatusCode.FAILED_PRECONDITION)
+
+
+@needs_runc
 def test_user_namespaces_are_a_feature_of_each_handler(hd, pb, tmp_path):
     """A handler whose runtime's features do not list the user namespace has user_namespaces false
     in Status (whatever runc's is), and a pod with a user namespace of its own asking for it gets

@@ -9,11 +9,13 @@ works (the runtime, an overlay of idmapped layers of the root directory's file s
 directory every user can reach).
 """
 
+import errno
 import fcntl
 import json
 import os
 import re
 import subprocess
+import sys
 
 import grpc
 import pytest
@@ -59,13 +61,16 @@ def handler_features(d, pb):
 
 
 def refused(d, pb, needle):
-    """RunPodSandbox with a user namespace, refused with FAILED_PRECONDITION; once the probe has
-    answered (before, the reason says it is still probing), the reason holds needle."""
+    """RunPodSandbox with a user namespace, refused with FAILED_PRECONDITION once the probe has
+    answered (before, UNAVAILABLE: it is still probing), the reason holding needle."""
     def attempt():
         with pytest.raises(grpc.RpcError) as e:
             userns_pod(d, pb)
+        if e.value.code() == grpc.StatusCode.UNAVAILABLE:
+            assert "still being probed; retry" in e.value.details(), e.value.details()
+            return None
         assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION, e.value.details()
-        return e.value.details() if "still being probed" not in e.value.details() else None
+        return e.value.details()
     details = wait_until(attempt, 20, interval=0.05, what="the probe's answer")
     assert needle in details, details
     return details
@@ -234,6 +239,8 @@ BAD = {
     "not from container ID 0": dict(uids=[dict(host_id=HOST, container_id=1, length=LENGTH)]),
     "length not a multiple of 65536": dict(gids=[dict(host_id=HOST, container_id=0, length=1000)]),
     "host root": dict(uids=[dict(host_id=0, container_id=0, length=LENGTH)]),
+    "the node's own IDs": dict(gids=[dict(host_id=1000, container_id=0, length=LENGTH)]),
+    "just below 65536": dict(uids=[dict(host_id=65535, container_id=0, length=LENGTH)]),
     "past the last ID": dict(uids=[dict(host_id=4294967295 - 1000, container_id=0, length=LENGTH)]),
     "mode CONTAINER": dict(mode=1),
 }
@@ -305,10 +312,17 @@ def test_pod_user_namespace_idmapped_rootfs_and_cleanup(ud, pb):
     # What the container writes is its root's inside, HOST's in the upper directory.
     assert sh(d, pb, a, "echo hello > /created; mkdir /made; echo more >> /bin/sh.txt; "
               "stat -c %u /created /made /bin/sh.txt").split() == ["0"] * 3
+    # A file of the image's that it changes is copied up: its copy is HOST's too (not the node's
+    # root's, as the layer's is), and keeps what the layer had.
+    assert os.stat(layer_file(d, "etc/passwd")).st_uid == 0
+    assert sh(d, pb, a, "echo 'extra:x:4242:4242::/:/bin/sh' >> /etc/passwd; stat -c '%u %g' /etc/passwd").split() == \
+        ["0", "0"]
     upper = os.path.join(ctr_dirs(d, a)[0], "upper")
-    for rel in ("created", "made", "bin/sh.txt"):
+    for rel in ("created", "made", "bin/sh.txt", "etc/passwd"):
         st = os.stat(os.path.join(upper, rel))
         assert (st.st_uid, st.st_gid) == (HOST, HOST), rel
+    copied = read(os.path.join(upper, "etc", "passwd"))
+    assert copied.startswith(read(layer_file(d, "etc/passwd"))) and copied.endswith("extra:x:4242:4242::/:/bin/sh\n")
     assert os.stat(layer_file(d, "bin/busybox")).st_uid == 0  # the layer is untouched
     # The other container does not see it (a rootfs of its own), and writes as well.
     assert sh(d, pb, b, "test ! -e /created && touch /b && stat -c %u /b").split() == ["0"]
@@ -375,6 +389,70 @@ def volumes_checked(d, pb, pod, cfg, vol, term):
     assert mounts_under(d.dir) == []
 
 
+NOBODY_TRIES = """
+import os, sys
+for what, f in (("read", lambda p: open(p).read()), ("list", os.listdir)):
+    for p in sys.argv[1:]:
+        if not p.startswith(what + ":"):
+            continue
+        try:
+            f(p[len(what) + 1:])
+            print("reached", p)
+        except PermissionError:
+            print("refused", p)
+"""
+
+
+def as_nobody(*targets):
+    """What an unprivileged user of the node gets trying targets ("read:<path>" or "list:<path>")."""
+    r = subprocess.run([sys.executable, "-c", NOBODY_TRIES, *targets], user=65534, group=65534, extra_groups=[],
+                       capture_output=True, text=True, check=True)
+    return r.stdout.split("\n")[:-1]
+
+
+def test_node_users_cannot_reach_the_volumes_or_the_rootfs(ud, pb, tmp_path):
+    """The idmapped clones of the volumes and the rootfs are mounted in the bundle, whose mount
+    points any user sees in /proc/self/mountinfo: only the pod's root and the node's may pass. A
+    read-only volume's clone is read-only too (a secret, not to be written through it)."""
+    d = ud
+    wait_probed(d, pb, True)
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "secret").write_text("s3cret\n")
+    os.chmod(vol / "secret", 0o644)
+    searchable_up_to_tmpdir(vol)  # the volume itself any user could read: only its clone is at stake
+    assert as_nobody(f"read:{vol}/secret") == [f"reached read:{vol}/secret"]
+    pod = userns_pod(d, pb, name="private")
+    cid = run(d, pb, pod, ctr_config(pb, "p", d.ref(), command=SERVICE, mounts=[
+        dict(container_path="/rw", host_path=str(vol)),
+        dict(container_path="/ro", host_path=str(vol), readonly=True)]))
+    wait_state(d, pb, cid, pb.CONTAINER_RUNNING)
+    bundle = ctr_dirs(d, cid)[1]
+    st = os.stat(bundle)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (HOST, HOST, 0o700)
+    st = os.stat(os.path.join(bundle, "volumes"))  # the runtime opens the sources as the node's root
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, 0, 0o700)
+    for i in ("0", "1"):
+        assert os.path.join(bundle, "volumes", i) in mounts_under(d.dir)
+    targets = [f"read:{bundle}/volumes/0/secret", f"read:{bundle}/volumes/1/secret", f"list:{bundle}/rootfs",
+               f"list:{bundle}/volumes"]
+    assert as_nobody(*targets) == [f"refused {t}" for t in targets]
+    # The container still reads (and writes where it may) its volumes, as its root.
+    assert sh(d, pb, cid, "cat /rw/secret /ro/secret; echo x > /rw/w; stat -c %u /rw/w") == "s3cret\ns3cret\n0\n"
+    assert exec_sync(d, pb, cid, ["sh", "-c", "echo y > /ro/w"]).exit_code != 0
+    # The read-only volume's clone refuses a write from the node's root too.
+    with pytest.raises(OSError) as e:
+        open(os.path.join(bundle, "volumes", "1", "w"), "w").close()
+    assert e.value.errno == errno.EROFS, e.value
+    with open(os.path.join(bundle, "volumes", "0", "w")) as f:
+        assert f.read() == "x\n"
+    remove(d, pb, cid)
+    nothing_left_of(d, cid)
+    assert sorted(os.listdir(vol)) == ["secret", "w"]
+    d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod.id), timeout=T)
+    assert mounts_under(d.dir) == []
+
+
 def test_container_options_must_be_the_pods(ud, pb):
     d = ud
     wait_probed(d, pb, True)
@@ -385,7 +463,29 @@ def test_container_options_must_be_the_pods(ud, pb):
         with pytest.raises(grpc.RpcError) as e:
             create(d, pb, pod, with_userns(pb, ctr_config(pb, "x", d.ref(), command=SERVICE), userns))
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+    # The node's PID namespace, asked by the container alone (the pod cannot), is refused too.
+    cfg = ctr_config(pb, "x", d.ref(), command=SERVICE)
+    cfg.linux.security_context.namespace_options.pid = pb.NODE
+    with pytest.raises(grpc.RpcError) as e:
+        create(d, pb, pod, cfg)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+    assert "node's PID namespace" in e.value.details(), e.value.details()
     assert list(d.runtime().ListContainers(pb.ListContainersRequest(), timeout=10).containers) == []
+    # A mount that propagates cannot be an idmapped copy: refused, naming it.
+    for prop, name in ((pb.PROPAGATION_HOST_TO_CONTAINER, "HostToContainer"),
+                       (pb.PROPAGATION_BIDIRECTIONAL, "Bidirectional")):
+        cfg_m = ctr_config(pb, "m", d.ref(), command=SERVICE, mounts=[
+            dict(container_path="/fine", host_path="/tmp"),
+            dict(container_path="/shared", host_path="/tmp", propagation=prop)])
+        with pytest.raises(grpc.RpcError) as e:
+            create(d, pb, pod, cfg_m)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+        assert "/shared" in e.value.details() and name in e.value.details(), e.value.details()
+    assert list(d.runtime().ListContainers(pb.ListContainersRequest(), timeout=10).containers) == []
+    # Without a user namespace, a container may still have the node's PID namespace.
+    plain = make_pod(d, pb, name="plain", host_network=False)
+    cid = create(d, pb, plain, cfg)
+    remove(d, pb, cid)
 
 
 def test_user_namespace_survives_a_daemon_restart(ud, pb):
@@ -439,6 +539,15 @@ def test_shared_pid_namespace_is_the_pods_user_namespaces(ud, pb):
     assert sh(d, pb, a, "cat /proc/1/comm; stat -c %u /proc/1").split() == ["rktlet-pod-init", "0"]
     init_pid = int(show(f"rktlet-init-{pod.id}.service", "MainPID"))
     assert proc_status(init_pid, "Uid").split()[0] == str(HOST)
+    # Its root directory and working directory are an empty one, not the node's "/"; and it is
+    # not dumpable: the pod's root cannot look through /proc/1 (only the node's root owns it).
+    empty = os.path.join(d.dir, "run", "pods", pod.id, "init-root")
+    assert os.readlink(f"/proc/{init_pid}/root") == empty
+    assert os.readlink(f"/proc/{init_pid}/cwd") == empty
+    assert os.listdir(empty) == []
+    assert os.lstat(f"/proc/{init_pid}/fd").st_uid == 0  # a dumpable one's is its euid's, HOST
+    r = exec_sync(d, pb, a, ["sh", "-c", "ls /proc/1/root/ || exit 3"])
+    assert r.exit_code == 3 and b"ermission denied" in r.stderr, (r.stdout, r.stderr)
     ps = sh(d, pb, a, "ls /proc | grep -c '^[0-9]'")
     assert int(ps) >= 3, ps
     d.runtime().RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod.id), timeout=T)
