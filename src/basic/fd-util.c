@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -61,17 +62,28 @@ int mkdir_parents(const char *path, unsigned mode) {
         return mkdir_p(p, mode);
 }
 
-/* The mount a file is on: its mount ID, or where the kernel gives none, whether it is a mount's
- * root (*ret 1: it is, so another mount than its parent's). */
-static int mount_of(int dirfd, const char *name, int flags, uint64_t *ret_id, bool *ret_root, mode_t *ret_mode) {
+/* The mount a file is on: its mount ID (0 where the kernel gives none, before 5.8), whether it is
+ * a mount's root, and its device (another file system is another mount, whatever the kernel says of
+ * mount IDs). Where statx() is missing (before 4.11, or refused by a seccomp filter), lstat's
+ * device alone. Never triggers an automount. */
+static int mount_of(int dirfd, const char *name, int flags, uint64_t *ret_id, bool *ret_root, dev_t *ret_dev,
+                    mode_t *ret_mode) {
         struct statx stx;
 
-        if (statx(dirfd, name, flags | AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_MNT_ID, &stx) < 0)
-                return -errno;
+        if (statx(dirfd, name, flags | AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_TYPE | STATX_MNT_ID, &stx) < 0) {
+                struct stat st;
+                if ((errno != ENOSYS && errno != EPERM) || fstatat(dirfd, name, &st, flags | AT_SYMLINK_NOFOLLOW) < 0)
+                        return -errno;
+                *ret_id = 0;
+                *ret_root = false;
+                *ret_dev = st.st_dev;
+                *ret_mode = st.st_mode;
+                return 0;
+        }
         *ret_id = stx.stx_mask & STATX_MNT_ID ? stx.stx_mnt_id : 0;
         *ret_root = (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
-        if (ret_mode)
-                *ret_mode = stx.stx_mode;
+        *ret_dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+        *ret_mode = stx.stx_mode;
         return 0;
 }
 
@@ -79,7 +91,7 @@ static int mount_of(int dirfd, const char *name, int flags, uint64_t *ret_id, bo
  * entered nor removed, whatever its file system (st_dev would not tell a bind mount of the same
  * one): -EBUSY once the rest is gone. Holds no descriptor across the recursion (any depth the
  * path's length allows). */
-static int rm_tree(char *path, size_t len, size_t size, uint64_t mnt_id) {
+static int rm_tree(char *path, size_t len, size_t size, uint64_t mnt_id, dev_t dev) {
         struct dirent **entries = NULL;
         int n, r = 0;
 
@@ -90,6 +102,7 @@ static int rm_tree(char *path, size_t len, size_t size, uint64_t mnt_id) {
                 const char *name = entries[i]->d_name;
                 uint64_t id;
                 bool root;
+                dev_t d;
                 mode_t mode;
                 int k;
 
@@ -100,13 +113,13 @@ static int rm_tree(char *path, size_t len, size_t size, uint64_t mnt_id) {
                         goto done;
                 }
                 snprintf(path + len, size - len, "/%s", name);
-                k = mount_of(AT_FDCWD, path, 0, &id, &root, &mode);
+                k = mount_of(AT_FDCWD, path, 0, &id, &root, &d, &mode);
                 if (k == -ENOENT)
                         k = 0;
-                else if (k >= 0 && (root || (mnt_id != 0 && id != mnt_id)))
+                else if (k >= 0 && (root || (mnt_id != 0 && id != mnt_id) || d != dev))
                         k = -EBUSY;
                 else if (k >= 0 && S_ISDIR(mode))
-                        k = rm_tree(path, len + 1 + strlen(name), size, mnt_id);
+                        k = rm_tree(path, len + 1 + strlen(name), size, mnt_id, dev);
                 else if (k >= 0 && unlink(path) < 0 && errno != ENOENT)
                         k = -errno;
         done:
@@ -126,10 +139,11 @@ int rm_rf(const char *path) {
         char buf[PATH_MAX];
         uint64_t mnt_id;
         bool root;
+        dev_t dev;
         mode_t mode;
         int r;
 
-        r = mount_of(AT_FDCWD, path, 0, &mnt_id, &root, &mode);
+        r = mount_of(AT_FDCWD, path, 0, &mnt_id, &root, &dev, &mode);
         if (r < 0)
                 return r == -ENOENT ? 0 : r;
         if (!S_ISDIR(mode))
@@ -137,7 +151,7 @@ int rm_rf(const char *path) {
         if (strlen(path) >= sizeof buf)
                 return -ENAMETOOLONG;
         strcpy(buf, path);
-        return rm_tree(buf, strlen(buf), sizeof buf, mnt_id);
+        return rm_tree(buf, strlen(buf), sizeof buf, mnt_id, dev);
 }
 
 int rm_rf_all(char *const *paths) {

@@ -116,6 +116,10 @@ static pid_t in_user_namespace(const char *path, const char *root) {
                 close(userns);
                 if (setgroups(0, NULL) < 0 || setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
                         _exit(fail("become root of user namespace", path));
+                /* Not dumpable from here on, whatever fs.suid_dumpable says: the pod's root must not
+                 * ptrace or read the memory of what the node's root set up. */
+                if (prctl(PR_SET_DUMPABLE, 0) < 0)
+                        _exit(fail("prctl(PR_SET_DUMPABLE)", NULL));
                 if (unshare(CLONE_NEWPID) < 0)
                         _exit(fail("unshare the PID namespace", NULL));
                 pid = fork();
