@@ -42,13 +42,15 @@ static bool exists(const char *dir, const char *rel) {
 
 static void test_removes_a_tree_and_symlinks_not_their_targets(void **state) {
         char dir[] = "/tmp/test-fd-util.XXXXXX";
-        char *tree, *link;
+        char *tree, *link, *deep;
 
         assert_non_null(mkdtemp(dir));
         tree = path_of(dir, "tree");
         assert_int_equal(mkdir_p(tree, 0755), 0);
         touch(dir, "outside");
-        assert_int_equal(mkdir_p(path_of(dir, "tree/a/b/c"), 0755), 0);
+        deep = path_of(dir, "tree/a/b/c");
+        assert_int_equal(mkdir_p(deep, 0755), 0);
+        free(deep);
         touch(dir, "tree/a/b/c/f");
         touch(dir, "tree/g");
         link = path_of(dir, "tree/a/l");
