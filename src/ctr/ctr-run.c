@@ -1185,7 +1185,10 @@ static int searchable_for_userns(const Container *c, const char *run) {
         return 0;
 }
 
-/* Its directories, its config and its first record; on failure, none of them. */
+/* Its directories, its config and its first record; on failure, none of them. The root's directory
+ * comes first: a daemon killed before the first record leaves that directory without a record,
+ * which the next start deletes with the bundle (delete_orphan()); a bundle made first could be left
+ * with nothing to find it by. */
 static int container_make_state(Container *c, Error *error) {
         _cleanup_free_ char *run = ctr_run_dir(c), *root = ctr_root_dir(c), *cfg = ctr_path(c, false, "config.pb");
         int r;
@@ -1193,7 +1196,7 @@ static int container_make_state(Container *c, Error *error) {
         assert(c);
         if (!run || !root || !cfg)
                 r = -ENOMEM;
-        else if ((r = mkdir_p(run, 0700)) < 0 || (r = mkdir_p(root, 0700)) < 0 ||
+        else if ((r = mkdir_p(root, 0700)) < 0 || (r = mkdir_p(run, 0700)) < 0 ||
                  (r = searchable_for_userns(c, run)) < 0 ||
                  (r = write_file_replace(cfg, c->config ?: "", c->config_len, 0600)) < 0 || (r = ctr_save(c)) < 0)
                 error_errno(error, r, "container %s: cannot create its state in %s or %s", c->id, run, root);
