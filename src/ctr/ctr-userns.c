@@ -31,26 +31,15 @@
 #include "log.h"
 #include "macro.h"
 
-static int fail(int error, const char *format, ...) _printf_(2, 3);
-static int fail(int error, const char *format, ...) {
-        va_list ap;
-
-        va_start(ap, format);
-        vfprintf(stderr, format, ap);
-        va_end(ap);
-        fprintf(stderr, ": %s\n", strerror(error));
-        return -error;
-}
-
 /* An idmapped clone of path's mount (detached), mapped through the user namespace userns_fd. */
 static int idmapped_clone(const char *path, int userns_fd) {
         struct mount_attr attr = { .attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t) userns_fd };
         int fd = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
 
         if (fd < 0)
-                return fail(errno, "clone the mount of %s", path);
+                return child_fail(errno, "clone the mount of %s", path);
         if (mount_setattr(fd, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) {
-                int r = fail(errno, "idmap the mount of %s (its file system may not support idmapped mounts)", path);
+                int r = child_fail(errno, "idmap the mount of %s (its file system may not support idmapped mounts)", path);
                 close(fd);
                 return r;
         }
@@ -68,11 +57,11 @@ static int overlay_in_private(const char *scratch, const int *layers, size_t n_l
         int fd;
 
         if (unshare(CLONE_NEWNS) < 0)
-                return fail(errno, "unshare the mount namespace");
+                return child_fail(errno, "unshare the mount namespace");
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-                return fail(errno, "make the mount namespace private");
+                return child_fail(errno, "make the mount namespace private");
         if (mount("tmpfs", scratch, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700") < 0)
-                return fail(errno, "mount a scratch tmpfs on %s", scratch);
+                return child_fail(errno, "mount a scratch tmpfs on %s", scratch);
         f = open_memstream(&options, &len);
         if (!f)
                 return -ENOMEM;
@@ -81,7 +70,7 @@ static int overlay_in_private(const char *scratch, const int *layers, size_t n_l
                 char dir[4096];
                 snprintf(dir, sizeof dir, "%s/%zu", scratch, i);
                 if (mkdir(dir, 0700) < 0 || move_mount(layers[i], "", AT_FDCWD, dir, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
-                        int r = fail(errno, "attach layer %zu at %s", i, dir);
+                        int r = child_fail(errno, "attach layer %zu at %s", i, dir);
                         fclose(f);
                         return r;
                 }
@@ -91,14 +80,14 @@ static int overlay_in_private(const char *scratch, const int *layers, size_t n_l
         if (fclose(f) != 0 || !options || asprintf(&merged, "%s/m", scratch) < 0)
                 return -ENOMEM;
         if (strlen(options) >= (size_t) sysconf(_SC_PAGESIZE))
-                return fail(E2BIG, "too many layers for one overlay mount (%zu bytes of options)", strlen(options));
+                return child_fail(E2BIG, "too many layers for one overlay mount (%zu bytes of options)", strlen(options));
         if (mkdir(merged, 0700) < 0)
-                return fail(errno, "create %s", merged);
+                return child_fail(errno, "create %s", merged);
         if (mount("overlay", merged, "overlay", MS_NODEV, options) < 0)
-                return fail(errno, "mount the overlay of idmapped layers");
+                return child_fail(errno, "mount the overlay of idmapped layers");
         fd = open_tree(AT_FDCWD, merged, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
         if (fd < 0)
-                return fail(errno, "clone the overlay's mount");
+                return child_fail(errno, "clone the overlay's mount");
         *ret = fd;
         return 0;
 }
@@ -116,7 +105,7 @@ static void idmap_volumes(const CtrRootfs *r, int userns) {
          * bind mount's source before it joins the user namespace (runc does), unlike the rootfs,
          * which it reaches as the pod's root: the bundle is that one's, this directory is not. */
         if ((mkdir(r->volumes_dir, 0700) < 0 && errno != EEXIST) || chmod(r->volumes_dir, 0700) < 0) {
-                (void) fail(errno, "create %s", r->volumes_dir);
+                (void) child_fail(errno, "create %s", r->volumes_dir);
                 return;
         }
         for (size_t i = 0; i < r->n_volumes; i++) {
@@ -176,23 +165,23 @@ int ctr_volumes_umount(const char *volumes_dir) {
         int r = 0;
 
         if (!d)
-                return errno == ENOENT ? 0 : fail(errno, "open %s", volumes_dir);
+                return errno == ENOENT ? 0 : child_fail(errno, "open %s", volumes_dir);
         while ((de = readdir(d))) {
                 char p[4096];
                 if (de->d_name[0] == '.')
                         continue;
                 snprintf(p, sizeof p, "%s/%s", volumes_dir, de->d_name);
                 if (umount2(p, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT) {
-                        r = fail(errno, "unmount %s", p);
+                        r = child_fail(errno, "unmount %s", p);
                         continue;
                 }
                 /* An empty mount point: nothing of the volume's is removed, whatever this is. */
                 if (rmdir(p) < 0 && (errno != ENOTDIR || unlink(p) < 0) && errno != ENOENT)
-                        r = fail(errno, "remove %s", p);
+                        r = child_fail(errno, "remove %s", p);
         }
         closedir(d);
         if (r >= 0 && rmdir(volumes_dir) < 0 && errno != ENOENT)
-                r = fail(errno, "remove %s", volumes_dir);
+                r = child_fail(errno, "remove %s", volumes_dir);
         return r;
 }
 
@@ -206,16 +195,16 @@ int ctr_rootfs_mount_idmapped(const CtrRootfs *r) {
                 return -ENOMEM;
         userns = open(r->userns, O_RDONLY | O_CLOEXEC);
         if (userns < 0)
-                return fail(errno, "open the pod's user namespace %s", r->userns);
+                return child_fail(errno, "open the pod's user namespace %s", r->userns);
         mntns = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
         if (mntns < 0)
-                return fail(errno, "open our mount namespace");
+                return child_fail(errno, "open our mount namespace");
         /* The pod's root owns the top of the upper directory: the rootfs's "/" is its. */
         if (chown(r->upper, r->root_uid, r->root_gid) < 0)
-                return fail(errno, "chown %s", r->upper);
+                return child_fail(errno, "chown %s", r->upper);
         for (char *p = lower, *l; ret >= 0 && (l = strsep(&p, ":"));) {
                 if (n == ELEMENTSOF(layers)) {
-                        ret = fail(E2BIG, "more than %zu layers", ELEMENTSOF(layers));
+                        ret = child_fail(E2BIG, "more than %zu layers", ELEMENTSOF(layers));
                         break;
                 }
                 ret = idmapped_clone(l, userns);
@@ -229,9 +218,9 @@ int ctr_rootfs_mount_idmapped(const CtrRootfs *r) {
         if (ret < 0)
                 return ret;
         if (setns(mntns, CLONE_NEWNS) < 0)
-                return fail(errno, "return to the daemon's mount namespace");
+                return child_fail(errno, "return to the daemon's mount namespace");
         if (move_mount(overlay, "", AT_FDCWD, r->target, MOVE_MOUNT_F_EMPTY_PATH) < 0)
-                return fail(errno, "mount the overlay on %s", r->target);
+                return child_fail(errno, "mount the overlay on %s", r->target);
         idmap_volumes(r, userns);
         return 0;
 }
@@ -246,10 +235,10 @@ static int probe_userns(void) {
         pid_t pid;
 
         if (pipe2(p, O_CLOEXEC) < 0)
-                return fail(errno, "pipe");
+                return child_fail(errno, "pipe");
         pid = fork();
         if (pid < 0)
-                return fail(errno, "fork");
+                return child_fail(errno, "fork");
         if (pid == 0) {
                 close(p[0]);
                 if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || unshare(CLONE_NEWUSER) < 0)
@@ -261,14 +250,14 @@ static int probe_userns(void) {
         }
         close(p[1]);
         if (read(p[0], &c, 1) != 1)
-                r = fail(EPERM, "cannot make a user namespace");
+                r = child_fail(EPERM, "cannot make a user namespace");
         close(p[0]);
         for (const char *const *f = (const char *const[]) { "uid_map", "gid_map", NULL }; r >= 0 && *f; f++) {
                 int m;
                 snprintf(path, sizeof path, "/proc/%d/%s", (int) pid, *f);
                 m = open(path, O_WRONLY | O_CLOEXEC);
                 if (m < 0 || write(m, map, strlen(map)) != (ssize_t) strlen(map))
-                        r = fail(errno, "write %s", path);
+                        r = child_fail(errno, "write %s", path);
                 if (m >= 0)
                         close(m);
         }
@@ -276,7 +265,7 @@ static int probe_userns(void) {
                 snprintf(path, sizeof path, "/proc/%d/ns/user", (int) pid);
                 r = open(path, O_RDONLY | O_CLOEXEC);
                 if (r < 0)
-                        r = fail(errno, "open %s", path);
+                        r = child_fail(errno, "open %s", path);
         }
         kill(pid, SIGKILL);
         (void) waitpid(pid, NULL, 0);
@@ -295,7 +284,7 @@ static int searchable(const char *dir) {
                 *slash = '\0';
                 const char *d = p[0] ? p : "/";
                 if (stat(d, &st) < 0)
-                        return fail(errno, "stat %s", d);
+                        return child_fail(errno, "stat %s", d);
                 if (!(st.st_mode & S_IXOTH)) {
                         fprintf(stderr, "%s (mode %04o) is not searchable by others, as the pods' users must reach the "
                                 "state directory %s\n", d, (unsigned) (st.st_mode & 07777), dir);
@@ -328,17 +317,17 @@ static int probe_child(void *userdata) {
         if (asprintf(&upper, "%s/u", t->env.state_dir) < 0 || asprintf(&work, "%s/w", t->env.state_dir) < 0)
                 return -ENOMEM;
         if (unshare(CLONE_NEWNS) < 0)
-                return fail(errno, "unshare the mount namespace");
+                return child_fail(errno, "unshare the mount namespace");
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-                return fail(errno, "make the mount namespace private");
+                return child_fail(errno, "make the mount namespace private");
         if (mount("tmpfs", t->env.state_dir, "tmpfs", 0, "mode=0700") < 0)
-                return fail(errno, "mount a scratch tmpfs on %s", t->env.state_dir);
+                return child_fail(errno, "mount a scratch tmpfs on %s", t->env.state_dir);
         if (mkdir(upper, 0755) < 0 || mkdir(work, 0700) < 0)
-                return fail(errno, "create %s", upper);
+                return child_fail(errno, "create %s", upper);
         if (asprintf(&scratch, "%s/s", t->env.state_dir) < 0)
                 return -ENOMEM;
         if (mkdir(scratch, 0700) < 0)
-                return fail(errno, "create %s", scratch);
+                return child_fail(errno, "create %s", scratch);
         /* overlay_in_private() unshares again: harmless, a namespace of our namespace's own. */
         r = overlay_in_private(scratch, &layer, 1, upper, work, &overlay);
         close(layer);

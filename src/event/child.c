@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -573,4 +574,14 @@ void child_orphans_hold(void) {
 void child_orphans_release(void) {
         if (orphan_holds > 0 && --orphan_holds == 0 && orphan_loop)
                 orphans_reap();
+}
+
+int child_fail(int error, const char *format, ...) {
+        va_list ap;
+
+        va_start(ap, format);
+        vfprintf(stderr, format, ap);
+        va_end(ap);
+        fprintf(stderr, ": %s\n", strerror(error));
+        return -error;
 }

@@ -9,6 +9,10 @@
 
 typedef struct Child Child;
 
+/* In a child's setup function: says on stderr what failed ("<format>: <strerror(error)>"), which
+ * the parent reads in ChildResult.err, and returns -error. */
+int child_fail(int error, const char *format, ...) __attribute__((format(printf, 2, 3)));
+
 typedef struct ChildResult {
         pid_t pid;
         int exit_code;  /* the exit status when exited normally, else -1 */

@@ -19,28 +19,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "fd-util.h"
 #include "macro.h"
 #include "pod-internal.h"
-
-static int fail(int error, const char *format, ...) _printf_(2, 3);
-static int fail(int error, const char *format, ...) {
-        va_list ap;
-
-        va_start(ap, format);
-        vfprintf(stderr, format, ap);
-        va_end(ap);
-        fprintf(stderr, ": %s\n", strerror(error));
-        return -error;
-}
 
 int pod_child_die_with_daemon(const Pod *pod) {
         /* Killed, the daemon leaves its children running: one that went on pinning namespaces or
          * mounting after the next daemon undid the pod would leave mounts nobody knows of. */
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-                return fail(errno, "prctl(PR_SET_PDEATHSIG)");
+                return child_fail(errno, "prctl(PR_SET_PDEATHSIG)");
         if (getppid() != pod->table->pid) /* it died before the line above */
-                return fail(ESRCH, "rktlet is gone");
+                return child_fail(ESRCH, "rktlet is gone");
         return 0;
 }
 
@@ -57,13 +47,13 @@ static int pin(const Pod *pod, const char *ns, pid_t pid) {
                 snprintf(source, sizeof source, "/proc/self/ns/%s", ns);
         fd = open(target, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444);
         if (fd < 0) {
-                int r = fail(errno, "create %s", target);
+                int r = child_fail(errno, "create %s", target);
                 free(target);
                 return r;
         }
         close(fd);
         if (mount(source, target, NULL, MS_BIND, NULL) < 0) {
-                int r = fail(errno, "bind-mount the namespace on %s", target);
+                int r = child_fail(errno, "bind-mount the namespace on %s", target);
                 free(target);
                 return r;
         }
@@ -76,10 +66,10 @@ static int loopback_up(void) {
         int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 
         if (fd < 0)
-                return fail(errno, "socket");
+                return child_fail(errno, "socket");
         strcpy(ifr.ifr_name, "lo");
         if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0 || (ifr.ifr_flags |= IFF_UP | IFF_RUNNING, ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)) {
-                int r = fail(errno, "bring up %s", "lo");
+                int r = child_fail(errno, "bring up %s", "lo");
                 close(fd);
                 return r;
         }
@@ -98,9 +88,9 @@ static int write_sysctl(const char *key, const char *value) {
                         *p = '/';
         fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0)
-                return fail(errno, "sysctl %s", key);
+                return child_fail(errno, "sysctl %s", key);
         if (write(fd, value, strlen(value)) < 0) {
-                int r = fail(errno, "sysctl %s", key);
+                int r = child_fail(errno, "sysctl %s", key);
                 close(fd);
                 return r;
         }
@@ -117,10 +107,10 @@ static int write_map(pid_t pid, const char *file, const PodIdMap *m) {
         snprintf(line, sizeof line, "%" PRIu32 " %" PRIu32 " %" PRIu32 "\n", m->container_id, m->host_id, m->length);
         fd = open(path, O_WRONLY | O_CLOEXEC);
         if (fd < 0)
-                return fail(errno, "open %s", path);
+                return child_fail(errno, "open %s", path);
         n = write(fd, line, strlen(line));
         if (n != (ssize_t) strlen(line)) {
-                int r = fail(n < 0 ? errno : EIO, "write %s", path);
+                int r = child_fail(n < 0 ? errno : EIO, "write %s", path);
                 close(fd);
                 return r;
         }
@@ -135,9 +125,9 @@ static int join(pid_t pid, const char *ns, int type) {
         snprintf(path, sizeof path, "/proc/%d/ns/%s", (int) pid, ns);
         fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
-                return fail(errno, "open %s", path);
+                return child_fail(errno, "open %s", path);
         if (setns(fd, type) < 0) {
-                int r = fail(errno, "join %s", path);
+                int r = child_fail(errno, "join %s", path);
                 close(fd);
                 return r;
         }
@@ -156,21 +146,21 @@ static int userns_enter(const Pod *pod, int flags) {
         char c = 0;
 
         if (pipe2(to_holder, O_CLOEXEC) < 0 || pipe2(from_holder, O_CLOEXEC) < 0)
-                return fail(errno, "pipe");
+                return child_fail(errno, "pipe");
         holder = fork();
         if (holder < 0)
-                return fail(errno, "fork");
+                return child_fail(errno, "fork");
         if (holder == 0) {
                 close(to_holder[1]);
                 close(from_holder[0]);
                 if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || unshare(CLONE_NEWUSER) < 0) {
-                        (void) fail(errno, "unshare the user namespace");
+                        (void) child_fail(errno, "unshare the user namespace");
                         _exit(1);
                 }
                 if (write(from_holder[1], &c, 1) != 1 || read(to_holder[0], &c, 1) != 1)
                         _exit(1);
                 if (flags && unshare(flags) < 0) {
-                        (void) fail(errno, "unshare in the user namespace");
+                        (void) child_fail(errno, "unshare in the user namespace");
                         _exit(1);
                 }
                 if (write(from_holder[1], &c, 1) != 1)
@@ -181,15 +171,15 @@ static int userns_enter(const Pod *pod, int flags) {
         close(to_holder[0]);
         close(from_holder[1]);
         if (read(from_holder[0], &c, 1) != 1)
-                r = fail(EPIPE, "the user namespace's holder failed");
+                r = child_fail(EPIPE, "the user namespace's holder failed");
         if (r >= 0)
                 r = write_map(holder, "uid_map", &pod->spec.uids[0]);
         if (r >= 0)
                 r = write_map(holder, "gid_map", &pod->spec.gids[0]);
         if (r >= 0 && write(to_holder[1], &c, 1) != 1)
-                r = fail(errno, "wake the user namespace's holder");
+                r = child_fail(errno, "wake the user namespace's holder");
         if (r >= 0 && read(from_holder[0], &c, 1) != 1)
-                r = fail(EPIPE, "the user namespace's holder failed");
+                r = child_fail(EPIPE, "the user namespace's holder failed");
         if (r >= 0 && (flags & CLONE_NEWNET))
                 r = join(holder, "net", CLONE_NEWNET);
         if (r >= 0 && (flags & CLONE_NEWUTS))
@@ -216,7 +206,7 @@ int pod_ns_setup_child(void *userdata) {
                 return -ENOMEM;
         r = mkdir_p(dir, 0755);
         if (r < 0)
-                return fail(-r, "create %s", dir);
+                return child_fail(-r, "create %s", dir);
         if (s->network == POD_NS_POD)
                 flags |= CLONE_NEWNET | CLONE_NEWUTS;
         if (s->ipc == POD_NS_POD)
@@ -225,10 +215,10 @@ int pod_ns_setup_child(void *userdata) {
                 if ((r = userns_enter(pod, flags)) < 0)
                         return r;
         } else if (flags && unshare(flags) < 0)
-                return fail(errno, "unshare");
+                return child_fail(errno, "unshare");
         if (s->network == POD_NS_POD) {
                 if (sethostname(pod->hostname, strlen(pod->hostname)) < 0)
-                        return fail(errno, "set the host name '%s'", pod->hostname);
+                        return child_fail(errno, "set the host name '%s'", pod->hostname);
                 if ((r = loopback_up()) < 0)
                         return r;
         }
@@ -243,9 +233,9 @@ int pod_ns_setup_child(void *userdata) {
                 if (asprintf(&shm, "%s/shm", run) < 0)
                         return -ENOMEM;
                 if (mkdir(shm, 0755) < 0 && errno != EEXIST)
-                        return fail(errno, "create %s", shm);
+                        return child_fail(errno, "create %s", shm);
                 if (mount("shm", shm, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") < 0)
-                        return fail(errno, "mount the pod's /dev/shm on %s", shm);
+                        return child_fail(errno, "mount the pod's /dev/shm on %s", shm);
                 free(shm);
         }
         return 0;
@@ -266,19 +256,19 @@ int pod_ns_teardown_child(void *userdata) {
                 if (asprintf(&p, "%s/ns/%s", run, names[i]) < 0)
                         return -ENOMEM;
                 if (umount2(p, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
-                        r = fail(errno, "unmount %s", p);
+                        r = child_fail(errno, "unmount %s", p);
                 else if (unlink(p) < 0 && errno != ENOENT)
-                        r = fail(errno, "remove %s", p);
+                        r = child_fail(errno, "remove %s", p);
                 free(p);
         }
         if (asprintf(&dir, "%s/ns", run) >= 0 && rmdir(dir) < 0 && errno != ENOENT)
-                r = fail(errno, "remove %s", dir);
+                r = child_fail(errno, "remove %s", dir);
         free(dir);
         if (asprintf(&dir, "%s/shm", run) >= 0) {
                 if (umount2(dir, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
-                        r = fail(errno, "unmount %s", dir);
+                        r = child_fail(errno, "unmount %s", dir);
                 else if (rmdir(dir) < 0 && errno != ENOENT)
-                        r = fail(errno, "remove %s", dir);
+                        r = child_fail(errno, "remove %s", dir);
         }
         return r;
 }
