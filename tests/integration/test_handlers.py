@@ -119,6 +119,16 @@ def run_echo(d, pb, pod, name, words):
     return cid
 
 
+def userns_pod_config(d, pb):
+    """A PodSandboxConfig with a user namespace of its own, as kubelet sends hostUsers: false."""
+    cfg = pod_config(pb, name="userns", host_network=False, userns=dict(
+        mode=pb.POD, uids=[dict(host_id=100000, container_id=0, length=65536)],
+        gids=[dict(host_id=100000, container_id=0, length=65536)]))
+    cfg.log_directory = os.path.join(d.dir, "logs", "userns")
+    os.makedirs(cfg.log_directory, exist_ok=True)
+    return cfg
+
+
 def status_handlers(d, pb):
     r = d.runtime().Status(pb.StatusRequest(verbose=True), timeout=10)
     return r, json.loads(r.info["ociRuntime"])
@@ -363,11 +373,7 @@ exec {RUNC} "$@"
 """)
     path.chmod(0o755)
     d = hd(f"[Runtime.slow]\nPath={path}\n")
-    cfg = pod_config(pb, name="userns", host_network=False, userns=dict(
-        mode=pb.POD, uids=[dict(host_id=100000, container_id=0, length=65536)],
-        gids=[dict(host_id=100000, container_id=0, length=65536)]))
-    cfg.log_directory = os.path.join(d.dir, "logs", "userns")
-    os.makedirs(cfg.log_directory, exist_ok=True)
+    cfg = userns_pod_config(d, pb)
     with pytest.raises(grpc.RpcError) as e:
         d.runtime().RunPodSandbox(pb.RunPodSandboxRequest(config=cfg, runtime_handler="slow"), timeout=T)
     assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value.details()
@@ -413,11 +419,7 @@ exec {RUNC} "$@"
         return by if "no-userns" in by and by["no-userns"].recursive_read_only_mounts == by["runc"].recursive_read_only_mounts else None
     by = wait_until(features, 20, what="the handlers' features to be known")
     assert by["no-userns"].user_namespaces is False
-    cfg = pod_config(pb, name="userns", host_network=False, userns=dict(
-        mode=pb.POD, uids=[dict(host_id=100000, container_id=0, length=65536)],
-        gids=[dict(host_id=100000, container_id=0, length=65536)]))
-    cfg.log_directory = os.path.join(d.dir, "logs", "userns")
-    os.makedirs(cfg.log_directory, exist_ok=True)
+    cfg = userns_pod_config(d, pb)
     with pytest.raises(grpc.RpcError) as e:
         d.runtime().RunPodSandbox(pb.RunPodSandboxRequest(config=cfg, runtime_handler="no-userns"), timeout=T)
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
